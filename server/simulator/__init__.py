@@ -1,0 +1,1 @@
+"""A faithful local Tradovate: REST, WebSockets, rate limits, and an admin API for tests."""
