@@ -19,13 +19,13 @@ class _Entity(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     """Base for Tradovate entities: camelCase on the wire, unknown fields ignored."""
 
 
-class TradeDate(_Entity):
+class TradeDate(_Entity, frozen=True):
     year: int
     month: int
     day: int
 
 
-class AccessToken(_Entity):
+class AccessToken(_Entity, frozen=True):
     """AccessTokenResponse from accesstokenrequest and renewaccesstoken."""
 
     access_token: str | None = None
@@ -46,7 +46,7 @@ class Penalty(msgspec.Struct, frozen=True, kw_only=True):
     captcha: bool = msgspec.field(name="p-captcha", default=False)
 
 
-class Account(_Entity):
+class Account(_Entity, frozen=True):
     id: int
     name: str
     user_id: int | None = None
@@ -62,7 +62,7 @@ class Account(_Entity):
     timestamp: dt.datetime | None = None
 
 
-class Position(_Entity):
+class Position(_Entity, frozen=True):
     id: int
     account_id: int
     contract_id: int
@@ -78,7 +78,7 @@ class Position(_Entity):
     trade_date: TradeDate | None = None
 
 
-class Order(_Entity):
+class Order(_Entity, frozen=True):
     """Qty and price are not here: they live on OrderVersion."""
 
     id: int
@@ -95,7 +95,7 @@ class Order(_Entity):
     linked_id: int | None = None
 
 
-class OrderVersion(_Entity):
+class OrderVersion(_Entity, frozen=True):
     id: int
     order_id: int
     order_qty: int | None = None
@@ -109,7 +109,7 @@ class OrderVersion(_Entity):
     text: str | None = None
 
 
-class Fill(_Entity):
+class Fill(_Entity, frozen=True):
     """No accountId on a fill: join through the order."""
 
     id: int
@@ -124,7 +124,7 @@ class Fill(_Entity):
     finally_paired: int | None = None
 
 
-class CashBalance(_Entity):
+class CashBalance(_Entity, frozen=True):
     id: int
     account_id: int
     timestamp: dt.datetime | None = None
@@ -135,7 +135,7 @@ class CashBalance(_Entity):
     week_realized_pnl: Decimal | None = msgspec.field(name="weekRealizedPnL", default=None)
 
 
-class CashBalanceSnapshot(_Entity):
+class CashBalanceSnapshot(_Entity, frozen=True):
     """POST cashBalance/getcashbalancesnapshot. The request's accountId is not echoed."""
 
     error_text: str | None = None
@@ -149,7 +149,7 @@ class CashBalanceSnapshot(_Entity):
     week_realized_pnl: Decimal | None = msgspec.field(name="weekRealizedPnL", default=None)
 
 
-class MarginSnapshot(_Entity):
+class MarginSnapshot(_Entity, frozen=True):
     """Its id equals the account id (the reference infers this from the C# sample)."""
 
     id: int
@@ -163,7 +163,7 @@ class MarginSnapshot(_Entity):
     full_initial_margin: Decimal | None = None
 
 
-class AccountRiskStatus(_Entity):
+class AccountRiskStatus(_Entity, frozen=True):
     id: int
     admin_action: str | None = None
     admin_timestamp: dt.datetime | None = None
@@ -171,14 +171,14 @@ class AccountRiskStatus(_Entity):
     user_triggered_liq_only: bool | None = None
 
 
-class Contract(_Entity):
+class Contract(_Entity, frozen=True):
     id: int
     name: str
     contract_maturity_id: int | None = None
     timestamp: dt.datetime | None = None
 
 
-class ContractMaturity(_Entity):
+class ContractMaturity(_Entity, frozen=True):
     id: int
     product_id: int
     expiration_month: int | None = None
@@ -186,7 +186,7 @@ class ContractMaturity(_Entity):
     is_front: bool | None = None
 
 
-class Product(_Entity):
+class Product(_Entity, frozen=True):
     id: int
     name: str
     currency_id: int | None = None
@@ -200,12 +200,12 @@ class Product(_Entity):
     price_format: int | None = None
 
 
-class QuoteEntry(_Entity):
+class QuoteEntry(_Entity, frozen=True):
     price: Decimal | None = None
     size: Decimal | None = None
 
 
-class Quote(_Entity):
+class Quote(_Entity, frozen=True):
     """One element of a market-data event's d.quotes[]."""
 
     contract_id: int
@@ -213,13 +213,27 @@ class Quote(_Entity):
     entries: dict[str, QuoteEntry] = msgspec.field(default_factory=dict)
 
 
-class PlaceOrderResult(_Entity):
+class PlaceOrderResult(_Entity, frozen=True):
     order_id: int | None = None
     failure_reason: str | None = None
     failure_text: str | None = None
 
 
-class CommandResult(_Entity):
+class CommandResult(_Entity, frozen=True):
     command_id: int | None = None
     failure_reason: str | None = None
     failure_text: str | None = None
+
+
+class ContractInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """What a contract id means: symbol, product, and the numbers P&L needs.
+
+    Built by the broker from contract → contractMaturity → product; not a wire shape.
+    """
+
+    contract_id: int
+    symbol: str
+    product_name: str
+    value_per_point: Decimal
+    tick_size: Decimal
+    currency_id: int | None = None

@@ -1,0 +1,296 @@
+"""TradovateClient: the broker façade. One login, one HTTP session, two sockets.
+
+Every REST method takes ``timeout`` (seconds left of the caller's deadline; ``None``
+means ``settings.request_timeout``) and returns structs from schemas.py or raises a
+BrokerError. ``user_sync()`` and ``market_data()`` each return the client's one instance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from decimal import Decimal
+from types import TracebackType
+
+import aiohttp
+
+from server.broker.auth import TokenManager
+from server.broker.contracts import ContractCatalog
+from server.broker.deadline import Deadline
+from server.broker.errors import BrokerClosed
+from server.broker.http import TradovateHttp
+from server.broker.limiter import RateGate, TokenBucket
+from server.broker.md import MarketData
+from server.broker.rest import TradovateRest
+from server.broker.schemas import (
+    Account,
+    CashBalance,
+    CashBalanceSnapshot,
+    CommandResult,
+    ContractInfo,
+    Fill,
+    MarginSnapshot,
+    Order,
+    OrderVersion,
+    PlaceOrderResult,
+    Position,
+)
+from server.broker.settings import BrokerSettings
+from server.broker.sync import UserSync
+
+logger = logging.getLogger(__name__)
+
+
+class _Parts:
+    """What exists only between start() and aclose()."""
+
+    def __init__(self, settings: BrokerSettings) -> None:
+        connector = aiohttp.TCPConnector(
+            limit=settings.max_connections, keepalive_timeout=settings.keepalive_timeout
+        )
+        self.session = aiohttp.ClientSession(connector=connector)
+        self.gate = RateGate(
+            settings.rate_limited_backoff,
+            settings.rate_limited_backoff_max,
+            settings.locked_out_backoff,
+        )
+        self.limiter = TokenBucket(settings.rate_per_second, settings.rate_burst)
+        self.http = TradovateHttp(
+            self.session,
+            settings.rest_url,
+            self.limiter,
+            self.gate,
+            max_penalty_retries=settings.max_penalty_retries,
+        )
+        self.auth = TokenManager(settings, self.http)
+        self.rest = TradovateRest(self.http, self.auth)
+        self.catalog = ContractCatalog(self.rest, settings.request_timeout)
+
+
+class TradovateClient:
+    """The only object the rest of the gateway uses to talk to Tradovate."""
+
+    def __init__(self, settings: BrokerSettings) -> None:
+        self.settings = settings
+        self._parts: _Parts | None = None
+        self._sync: UserSync | None = None
+        self._md: MarketData | None = None
+        self._closed = False
+        self._start_lock = asyncio.Lock()
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def __aenter__(self) -> TradovateClient:
+        try:
+            await self.start()
+        except BaseException:
+            await self.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def start(self, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """Log in (once) and start renewing the token. May be retried after a failure."""
+        async with self._start_lock:
+            if self._closed:
+                raise BrokerClosed("the Tradovate client is closed")
+            if self._parts is None:
+                self._parts = _Parts(self.settings)
+            deadline = Deadline.resolve(timeout, self.settings.request_timeout)
+            await self._parts.auth.start(deadline)
+
+    async def aclose(self) -> None:
+        """Close both sockets, the renewal task, the catalog and the HTTP session."""
+        self._closed = True
+        parts, self._parts = self._parts, None
+        for stream in (self._sync, self._md):
+            if stream is not None:
+                await stream.aclose()
+        if parts is not None:
+            await parts.catalog.aclose()
+            await parts.auth.aclose()
+            await parts.session.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _live(self) -> _Parts:
+        if self._parts is None:
+            if self._closed:
+                raise BrokerClosed("the Tradovate client is closed")
+            raise BrokerClosed("the Tradovate client is not started: call start() first")
+        return self._parts
+
+    @property
+    def token_manager(self) -> TokenManager:
+        return self._live().auth
+
+    @property
+    def user_id(self) -> int:
+        token = self._live().auth.current
+        if token is None:
+            raise BrokerClosed("the Tradovate client is not logged in")
+        return token.user_id
+
+    @property
+    def token_expires_at(self) -> dt.datetime | None:
+        """When the current access token expires (UTC), or None before login."""
+        token = self._parts.auth.current if self._parts is not None else None
+        return token.expires_at if token is not None else None
+
+    @property
+    def rate_limited_for(self) -> float:
+        """Seconds the 429/423 circuit stays open (0 when closed)."""
+        return self._parts.gate.retry_after() if self._parts is not None else 0.0
+
+    def _deadline(self, timeout: float | None) -> Deadline:
+        return Deadline.resolve(timeout, self.settings.request_timeout)
+
+    # -- streams -------------------------------------------------------------------------
+
+    def user_sync(self) -> UserSync:
+        """The client's user-sync stream (created on first call; call ``start()`` on it)."""
+        if self._sync is None:
+            p = self._live()
+            self._sync = UserSync(
+                session=p.session,
+                auth=p.auth,
+                gate=p.gate,
+                settings=self.settings,
+                catalog=p.catalog,
+            )
+        return self._sync
+
+    def market_data(self) -> MarketData:
+        """The client's market-data stream (created on first call; call ``start()`` on it)."""
+        if self._md is None:
+            p = self._live()
+            self._md = MarketData(
+                session=p.session,
+                auth=p.auth,
+                gate=p.gate,
+                settings=self.settings,
+                catalog=p.catalog,
+            )
+        return self._md
+
+    # -- REST ----------------------------------------------------------------------------
+
+    async def accounts(self, *, timeout: float | None = None) -> list[Account]:  # noqa: ASYNC109
+        return await self._live().rest.accounts(deadline=self._deadline(timeout))
+
+    async def positions(
+        self,
+        account_ids: Sequence[int],
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> list[Position]:
+        return await self._live().rest.positions(account_ids, deadline=self._deadline(timeout))
+
+    async def orders(
+        self,
+        account_ids: Sequence[int],
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> list[Order]:
+        return await self._live().rest.orders(account_ids, deadline=self._deadline(timeout))
+
+    async def order_versions(
+        self,
+        order_ids: Sequence[int],
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> list[OrderVersion]:
+        rest = self._live().rest
+        return await rest.order_versions(order_ids, deadline=self._deadline(timeout))
+
+    async def fills(
+        self,
+        order_ids: Sequence[int],
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> list[Fill]:
+        return await self._live().rest.fills(order_ids, deadline=self._deadline(timeout))
+
+    async def cash_balances(
+        self,
+        account_ids: Sequence[int],
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> list[CashBalance]:
+        rest = self._live().rest
+        return await rest.cash_balances(account_ids, deadline=self._deadline(timeout))
+
+    async def cash_balance_snapshot(
+        self,
+        account_id: int,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> CashBalanceSnapshot:
+        rest = self._live().rest
+        return await rest.cash_balance_snapshot(account_id, deadline=self._deadline(timeout))
+
+    async def margin_snapshots(
+        self,
+        account_ids: Sequence[int],
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> list[MarginSnapshot]:
+        rest = self._live().rest
+        return await rest.margin_snapshots(account_ids, deadline=self._deadline(timeout))
+
+    async def contract_info(
+        self,
+        contract_ids: Sequence[int],
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> dict[int, ContractInfo]:
+        """contract → contractMaturity → product, cached in memory for good.
+
+        Ids Tradovate does not know are left out of the result.
+        """
+        return await self._live().catalog.resolve(contract_ids, self._deadline(timeout))
+
+    async def place_order(
+        self,
+        account_id: int,
+        account_name: str,
+        symbol: str,
+        action: str,
+        qty: int,
+        order_type: str,
+        price: Decimal | None = None,
+        stop_price: Decimal | None = None,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> PlaceOrderResult:
+        """``action``: Buy|Sell; ``order_type``: Market|Limit|Stop|StopLimit|… (enums.py)."""
+        return await self._live().rest.place_order(
+            account_id,
+            account_name,
+            symbol,
+            action,
+            qty,
+            order_type,
+            price,
+            stop_price,
+            deadline=self._deadline(timeout),
+        )
+
+    async def cancel_order(
+        self,
+        order_id: int,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> CommandResult:
+        return await self._live().rest.cancel_order(order_id, deadline=self._deadline(timeout))

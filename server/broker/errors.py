@@ -1,0 +1,113 @@
+"""The broker layer's errors: one root, one class per thing a caller can act on.
+
+Every class carries an UPPER_SNAKE ``reason`` that the API layer passes on unchanged,
+and a message a person can read. Messages never contain passwords, secrets or tokens.
+Nothing else escapes the broker layer.
+"""
+
+from __future__ import annotations
+
+
+class BrokerError(Exception):
+    """Root of every error the broker layer raises."""
+
+    reason: str = "BROKER_ERROR"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class AuthError(BrokerError):
+    """Tradovate rejected our credentials or token; ``setting`` names what to fix."""
+
+    reason = "BROKER_AUTH_FAILED"
+
+    def __init__(self, setting: str, message: str) -> None:
+        super().__init__(message)
+        self.setting = setting
+
+
+class CaptchaRequired(BrokerError):
+    """Tradovate demands a captcha (p-captcha); a program cannot solve it. Stop for ~1 hour."""
+
+    reason = "BROKER_CAPTCHA_REQUIRED"
+
+
+class PenaltyError(BrokerError):
+    """A p-ticket penalty whose wait does not fit in the caller's deadline."""
+
+    reason = "BROKER_PENALTY"
+
+    def __init__(self, retry_after: float, message: str | None = None) -> None:
+        super().__init__(message or f"Tradovate time penalty: retry after {retry_after:.1f} s")
+        self.retry_after = retry_after
+
+
+class RateLimitedError(BrokerError):
+    """HTTP 429 (or s=429 on a socket); calls fail fast until ``retry_after`` seconds pass."""
+
+    reason = "BROKER_RATE_LIMITED"
+
+    def __init__(self, retry_after: float, message: str | None = None) -> None:
+        super().__init__(
+            message or f"Tradovate rate limit reached (429): retry after {retry_after:.1f} s"
+        )
+        self.retry_after = retry_after
+
+
+class LockedOutError(BrokerError):
+    """HTTP 423: Tradovate is about to lock the user out; every call stops for a long time."""
+
+    reason = "BROKER_LOCKED_OUT"
+
+    def __init__(self, message: str | None = None, *, retry_after: float | None = None) -> None:
+        super().__init__(message or "Tradovate answered 423 (locked out): all calls stopped")
+        self.retry_after = retry_after
+
+
+class NotFoundError(BrokerError):
+    """HTTP 404 (or s=404): no such entity or endpoint."""
+
+    reason = "BROKER_NOT_FOUND"
+
+
+class UpstreamUnavailable(BrokerError):
+    """Tradovate could not be reached: connection refused or reset, socket closed, or 5xx."""
+
+    reason = "UPSTREAM_UNAVAILABLE"
+
+
+class UpstreamTimeout(BrokerError):
+    """The caller's deadline passed before Tradovate answered."""
+
+    reason = "UPSTREAM_TIMEOUT"
+
+
+class ProtocolError(BrokerError):
+    """Tradovate answered with something we cannot decode or did not expect (incl. 400)."""
+
+    reason = "BROKER_PROTOCOL_ERROR"
+
+
+class BrokerClosed(BrokerError):
+    """The client (or the socket) was closed, or never started."""
+
+    reason = "BROKER_CLOSED"
+
+
+#: AuthError.setting for a rejected access token (not a configuration problem).
+TOKEN_SETTING = "access token"
+
+#: Errors after which retrying on our own makes things worse: stop and report.
+FATAL_ERRORS: tuple[type[BrokerError], ...] = (AuthError, CaptchaRequired)
+
+
+def is_fatal(exc: BaseException) -> bool:
+    """Captcha, or credentials Tradovate rejected: retrying would only add penalties."""
+    if isinstance(exc, CaptchaRequired):
+        return True
+    return isinstance(exc, AuthError) and exc.setting != TOKEN_SETTING

@@ -1,0 +1,222 @@
+"""UserSync: the user-data socket turned into an ordered stream of SyncEvents.
+
+On every connection: ``user/syncrequest`` for our user with ``splitResponses`` and the
+entity types we decode; its answer becomes a SyncSnapshot (``reconnect=True`` after the
+first), then each ``props`` event becomes EntityChanges. A connection that drops yields
+SyncStatus(False, reason) and, once back, a fresh snapshot for the consumer to diff.
+
+The queue is bounded. If the consumer falls so far behind that it fills up, queued events
+are dropped, the socket reconnects, and the consumer gets SyncStatus(False) followed by a
+new snapshot: state is replaced, never silently lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import AsyncIterator
+
+import aiohttp
+
+from server.broker.auth import TokenManager
+from server.broker.contracts import ContractCatalog
+from server.broker.deadline import Deadline
+from server.broker.errors import BrokerClosed
+from server.broker.events import EntityChange, SyncEvent, SyncStatus, utc_now
+from server.broker.frames import Event, Response
+from server.broker.limiter import RateGate
+from server.broker.schemas import Contract, ContractMaturity, Product
+from server.broker.settings import BrokerSettings
+from server.broker.sync_codec import SYNC_ENTITY_TYPES, decode_props, decode_snapshot
+from server.broker.ws import TradovateSocket
+
+logger = logging.getLogger(__name__)
+
+
+class UserSync:
+    """One user-sync socket and the single-consumer stream of its events."""
+
+    def __init__(
+        self,
+        *,
+        session: aiohttp.ClientSession,
+        auth: TokenManager,
+        gate: RateGate,
+        settings: BrokerSettings,
+        catalog: ContractCatalog | None = None,
+    ) -> None:
+        self._auth = auth
+        self._settings = settings
+        self._catalog = catalog
+        self._queue: asyncio.Queue[SyncEvent | None] = asyncio.Queue(settings.event_queue_size)
+        self._live = False  # the snapshot of the current connection has been queued
+        self._early: list[EntityChange] = []  # props that beat the snapshot
+        self._snapshots = 0
+        self._consumer = False
+        self._closed = False
+        self.overflows = 0
+        self.bad_messages = 0
+        self._socket = TradovateSocket(
+            name="user-sync",
+            url=settings.ws_url,
+            session=session,
+            auth=auth,
+            gate=gate,
+            settings=settings,
+            token_for=lambda token: token.access_token,
+            on_ready=self._sync,
+            on_event=self._on_event,
+            on_down=self._on_down,
+            on_stray=self._on_stray,
+        )
+
+    @property
+    def connected(self) -> bool:
+        return self._socket.connected and self._live
+
+    @property
+    def socket(self) -> TradovateSocket:
+        return self._socket
+
+    async def start(self, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """Connect and sync; returns once the first snapshot is queued (or raises why not)."""
+        if self._closed:
+            raise BrokerClosed("the user-sync stream is closed")
+        self._socket.start()
+        await self._socket.wait_ready(Deadline.resolve(timeout, self._settings.connect_timeout))
+
+    async def events(self) -> AsyncIterator[SyncEvent]:
+        """The stream: a SyncSnapshot first, then changes; ends on aclose().
+
+        Raises the error that stopped the socket for good (bad credentials, captcha).
+        """
+        if self._consumer:
+            raise RuntimeError("UserSync.events() has a single consumer")
+        self._consumer = True
+        while True:
+            event = await self._queue.get()
+            if event is None:
+                if self._socket.failure is not None:
+                    raise self._socket.failure
+                return
+            yield event
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._socket.aclose()
+        self._end_stream()
+
+    # -- socket callbacks ----------------------------------------------------------------
+
+    async def _sync(self) -> None:
+        token = self._auth.current
+        if token is None:
+            raise BrokerClosed("no token")
+        self._live = False
+        self._early = []
+        body = {
+            "users": [token.user_id],
+            "splitResponses": True,
+            "entityTypes": list(SYNC_ENTITY_TYPES),
+        }
+        deadline = Deadline.after(self._settings.request_timeout * 3)
+        data = await self._socket.request("user/syncrequest", body=body, deadline=deadline)
+        problems: list[str] = []
+        snapshot = decode_snapshot(
+            data, received_at=utc_now(), reconnect=self._snapshots > 0, problems=problems
+        )
+        self._log_problems(problems)
+        if self._catalog is not None:
+            self._catalog.remember(
+                snapshot.contracts, snapshot.contract_maturities, snapshot.products
+            )
+        self._snapshots += 1
+        logger.info(
+            "user sync: snapshot with %d accounts, %d positions, %d orders (reconnect=%s)",
+            len(snapshot.accounts),
+            len(snapshot.positions),
+            len(snapshot.orders),
+            snapshot.reconnect,
+        )
+        self._live = True
+        self._emit(snapshot)
+        early, self._early = self._early, []
+        for change in early:
+            self._emit(change)
+
+    def _on_event(self, event: Event, received_at: dt.datetime) -> None:
+        if event.kind != "props":
+            logger.debug("user sync: ignoring %s event", event.kind)
+            return
+        problems: list[str] = []
+        changes = decode_props(event.data, received_at=received_at, problems=problems)
+        self._log_problems(problems)
+        for change in changes:
+            self._remember(change)
+            if self._live:
+                self._emit(change)
+            elif len(self._early) < self._settings.event_queue_size:
+                self._early.append(change)
+
+    def _on_stray(self, response: Response) -> None:
+        logger.debug(
+            "user sync: unmatched response %d (s=%d)", response.request_id, response.status
+        )
+
+    def _on_down(self, reason: str) -> None:
+        was_live, self._live = self._live, False
+        if was_live or self._socket.failure is not None:
+            self._emit(SyncStatus(False, reason))
+        if self._socket.failure is not None:
+            self._end_stream()
+
+    # -- queue ---------------------------------------------------------------------------
+
+    def _emit(self, event: SyncEvent) -> None:
+        if not self._live and isinstance(event, EntityChange):
+            return
+        try:
+            self._queue.put_nowait(event)
+            return
+        except asyncio.QueueFull:
+            pass
+        self._drain()
+        if isinstance(event, SyncStatus):
+            self._queue.put_nowait(event)
+            return
+        # Everything queued is dropped; a fresh snapshot after the reconnect replaces it.
+        self.overflows += 1
+        logger.error("user sync: consumer fell behind (queue full); resyncing")
+        self._live = False
+        self._queue.put_nowait(SyncStatus(False, "consumer fell behind; resyncing"))
+        self._socket.reconnect("consumer fell behind; resyncing")
+
+    def _drain(self) -> None:
+        while not self._queue.empty():
+            self._queue.get_nowait()
+
+    def _end_stream(self) -> None:
+        try:
+            self._queue.put_nowait(None)
+        except asyncio.QueueFull:
+            self._drain()
+            self._queue.put_nowait(None)
+
+    def _remember(self, change: EntityChange) -> None:
+        if self._catalog is None:
+            return
+        entity = change.entity
+        if isinstance(entity, Contract):
+            self._catalog.remember(contracts=[entity])
+        elif isinstance(entity, ContractMaturity):
+            self._catalog.remember(maturities=[entity])
+        elif isinstance(entity, Product):
+            self._catalog.remember(products=[entity])
+
+    def _log_problems(self, problems: list[str]) -> None:
+        for problem in problems:
+            self.bad_messages += 1
+            logger.warning("user sync: skipped %s", problem)

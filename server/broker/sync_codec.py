@@ -1,0 +1,179 @@
+"""Pure decoding of user-sync payloads: the syncrequest snapshot and ``props`` events.
+
+Lenient in what it accepts: a collection may be missing or null, ``entity`` may be one
+object or an array, ``d`` itself may be an array of props. A bad entity is reported in
+``problems`` and skipped; its neighbours are kept. Entity types we do not use are ignored.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Mapping
+from typing import Any, Final
+
+import msgspec
+
+from server.broker.errors import ProtocolError
+from server.broker.events import ChangeType, Entity, EntityChange, SyncSnapshot
+from server.broker.frames import snippet
+from server.broker.schemas import (
+    Account,
+    CashBalance,
+    Contract,
+    ContractMaturity,
+    Fill,
+    MarginSnapshot,
+    Order,
+    OrderVersion,
+    Position,
+    Product,
+)
+
+logger = logging.getLogger(__name__)
+
+#: entityType (camelCase singular) → struct. Also the entityTypes we ask syncrequest for.
+ENTITY_STRUCTS: Final[Mapping[str, type[Entity]]] = {
+    "account": Account,
+    "position": Position,
+    "order": Order,
+    "orderVersion": OrderVersion,
+    "fill": Fill,
+    "cashBalance": CashBalance,
+    "marginSnapshot": MarginSnapshot,
+    "contract": Contract,
+    "contractMaturity": ContractMaturity,
+    "product": Product,
+}
+SYNC_ENTITY_TYPES: Final = tuple(ENTITY_STRUCTS)
+
+#: snapshot key → (entityType, SyncSnapshot field)
+SNAPSHOT_COLLECTIONS: Final[Mapping[str, tuple[str, str]]] = {
+    "accounts": ("account", "accounts"),
+    "positions": ("position", "positions"),
+    "orders": ("order", "orders"),
+    "orderVersions": ("orderVersion", "order_versions"),
+    "fills": ("fill", "fills"),
+    "cashBalances": ("cashBalance", "cash_balances"),
+    "marginSnapshots": ("marginSnapshot", "margin_snapshots"),
+    "contracts": ("contract", "contracts"),
+    "contractMaturities": ("contractMaturity", "contract_maturities"),
+    "products": ("product", "products"),
+}
+
+CHANGE_TYPES: Final[Mapping[str, ChangeType]] = {c.value.lower(): c for c in ChangeType}
+
+
+class _UserRef(msgspec.Struct, frozen=True):
+    id: int
+
+
+class _Props(msgspec.Struct, frozen=True, rename="camel"):
+    entity_type: str
+    event_type: str
+    entity: msgspec.Raw
+
+
+_one: Final = {name: msgspec.json.Decoder(t, strict=False) for name, t in ENTITY_STRUCTS.items()}
+_many: Final = {
+    name: msgspec.json.Decoder(list[t], strict=False)  # type: ignore[valid-type]
+    for name, t in ENTITY_STRUCTS.items()
+}
+_object_decoder: Final = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_raw_list_decoder: Final = msgspec.json.Decoder(list[msgspec.Raw] | None)
+_users_decoder: Final = msgspec.json.Decoder(list[_UserRef] | None, strict=False)
+_props_decoder: Final = msgspec.json.Decoder(_Props)
+
+_DECODE_ERRORS = (msgspec.DecodeError, UnicodeDecodeError)
+
+
+def _is_array(raw: msgspec.Raw | bytes) -> bool:
+    return bytes(raw).lstrip()[:1] == b"["
+
+
+def decode_entities(
+    entity_type: str, raw: msgspec.Raw | bytes, problems: list[str]
+) -> list[Entity]:
+    """One entity or an array of them; bad ones are skipped and noted in ``problems``."""
+    if not _is_array(raw):
+        try:
+            return [_one[entity_type].decode(raw)]
+        except _DECODE_ERRORS as exc:
+            problems.append(f"bad {entity_type}: {exc}: {snippet(bytes(raw))}")
+            return []
+    try:
+        entities: list[Entity] = _many[entity_type].decode(raw)
+        return entities
+    except _DECODE_ERRORS:
+        pass  # keep the good ones
+    try:
+        elements = _raw_list_decoder.decode(raw) or []
+    except _DECODE_ERRORS as exc:
+        problems.append(f"bad {entity_type} array: {exc}")
+        return []
+    out: list[Entity] = []
+    for element in elements:
+        out.extend(decode_entities(entity_type, element, problems))
+    return out
+
+
+def decode_snapshot(
+    data: msgspec.Raw | bytes,
+    *,
+    received_at: dt.datetime,
+    reconnect: bool,
+    problems: list[str],
+) -> SyncSnapshot:
+    """A syncrequest response ``d`` → SyncSnapshot. Raises ProtocolError if ``d`` is no object."""
+    try:
+        collections = _object_decoder.decode(data)
+    except _DECODE_ERRORS as exc:
+        raise ProtocolError(f"syncrequest answer is not an object: {exc}") from None
+    fields: dict[str, Any] = {}
+    for key, (entity_type, field_name) in SNAPSHOT_COLLECTIONS.items():
+        raw = collections.get(key)
+        if raw is None or bytes(raw).strip() == b"null":
+            continue
+        if not _is_array(raw):
+            problems.append(f"snapshot {key} is not an array")
+            continue
+        fields[field_name] = tuple(decode_entities(entity_type, raw, problems))
+    user_ids: tuple[int, ...] = ()
+    if "users" in collections:
+        try:
+            user_ids = tuple(u.id for u in _users_decoder.decode(collections["users"]) or [])
+        except _DECODE_ERRORS as exc:
+            problems.append(f"snapshot users: {exc}")
+    return SyncSnapshot(**fields, user_ids=user_ids, received_at=received_at, reconnect=reconnect)
+
+
+def decode_props(
+    data: msgspec.Raw | bytes, *, received_at: dt.datetime, problems: list[str]
+) -> list[EntityChange]:
+    """A ``props`` event's ``d`` (one props object or an array of them) → entity changes."""
+    items: list[msgspec.Raw | bytes]
+    if _is_array(data):
+        try:
+            items = list(_raw_list_decoder.decode(data) or [])
+        except _DECODE_ERRORS as exc:
+            problems.append(f"bad props array: {exc}")
+            return []
+    else:
+        items = [data]
+    changes: list[EntityChange] = []
+    for item in items:
+        try:
+            props = _props_decoder.decode(item)
+        except _DECODE_ERRORS as exc:
+            problems.append(f"bad props: {exc}: {snippet(bytes(item))}")
+            continue
+        if props.entity_type not in ENTITY_STRUCTS:
+            logger.debug("ignoring props for entity type %s", props.entity_type)
+            continue
+        change = CHANGE_TYPES.get(props.event_type.lower())
+        if change is None:
+            problems.append(f"unknown props eventType {props.event_type!r}")
+            continue
+        for entity in decode_entities(props.entity_type, props.entity, problems):
+            changes.append(EntityChange(props.entity_type, change, entity, received_at))
+    return changes

@@ -1,0 +1,234 @@
+"""The user-sync stream against the simulator: snapshot, changes, drops, resync, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from server.broker import (
+    ChangeType,
+    EntityChange,
+    SyncSnapshot,
+    SyncStatus,
+    TradovateClient,
+    UpstreamUnavailable,
+)
+from server.broker.deadline import Deadline
+from server.broker.events import SyncEvent
+from server.broker.schemas import Fill
+from server.broker.sync_codec import SNAPSHOT_COLLECTIONS, SYNC_ENTITY_TYPES
+from server.simulator import Simulator
+from tests.broker.conftest import ClientFactory, SimFactory, eventually
+
+
+class Model:
+    """A consumer keeping state as the live layer will: replace on snapshot, apply changes."""
+
+    def __init__(self) -> None:
+        self.state: dict[tuple[str, int], Any] = {}
+        self.events: list[SyncEvent] = []
+
+    def apply(self, event: SyncEvent) -> None:
+        self.events.append(event)
+        if isinstance(event, SyncSnapshot):
+            self.state = {}
+            for entity_type, field in SNAPSHOT_COLLECTIONS.values():
+                for entity in getattr(event, field):
+                    self.state[(entity_type, entity.id)] = entity
+        elif isinstance(event, EntityChange):
+            key = (event.entity_type, event.entity.id)
+            if event.change is ChangeType.DELETED:
+                self.state.pop(key, None)
+            else:
+                self.state[key] = event.entity
+
+    def of(self, entity_type: str) -> dict[int, Any]:
+        return {i: e for (t, i), e in self.state.items() if t == entity_type}
+
+
+@contextlib.asynccontextmanager
+async def consuming(client: TradovateClient) -> AsyncIterator[Model]:
+    sync = client.user_sync()
+    await sync.start()
+    model = Model()
+
+    async def run() -> None:
+        async for event in sync.events():
+            model.apply(event)
+
+    task = asyncio.create_task(run())
+    try:
+        await eventually(lambda: bool(model.events))
+        yield model
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def upstream_state(client: TradovateClient) -> dict[str, dict[int, Any]]:
+    accounts = [a.id for a in await client.accounts()]
+    orders = await client.orders(accounts)
+    order_ids = [o.id for o in orders]
+    return {
+        "position": {p.id: p for p in await client.positions(accounts)},
+        "order": {o.id: o for o in orders},
+        "orderVersion": {v.id: v for v in await client.order_versions(order_ids)},
+        "fill": {f.id: f for f in await client.fills(order_ids)},
+        "cashBalance": {c.id: c for c in await client.cash_balances(accounts)},
+    }
+
+
+async def matches_upstream(model: Model, client: TradovateClient) -> bool:
+    upstream = await upstream_state(client)
+    return all(model.of(kind) == entities for kind, entities in upstream.items())
+
+
+async def settle(model: Model, client: TradovateClient, within: float = 10.0) -> None:
+    async with asyncio.timeout(within):
+        while not await matches_upstream(model, client):  # noqa: ASYNC110 - polls upstream
+            await asyncio.sleep(0.1)
+
+
+async def test_snapshot_first_then_changes(sim: Simulator, client: TradovateClient) -> None:
+    assert client.user_sync() is client.user_sync()
+    async with consuming(client) as model:
+        snapshot = model.events[0]
+        assert isinstance(snapshot, SyncSnapshot) and not snapshot.reconnect
+        assert snapshot.user_ids == (sim.config.user_id,)
+        assert {a.id for a in snapshot.accounts} == set(sim.control.account_ids())
+        assert snapshot.contracts and snapshot.products and snapshot.contract_maturities
+        (subscriber,) = sim.core.hub.subscribers
+        assert subscriber.sync_types == frozenset(SYNC_ENTITY_TYPES)
+
+        account = sim.control.account_ids()[0]
+        contract = sim.control.contracts()[0]["name"]
+        order_id = sim.control.place_order(account, contract, "Buy", 2)  # market: fills
+        await eventually(lambda: order_id in model.of("order"))
+        await settle(model, client)
+        created = [
+            e
+            for e in model.events
+            if isinstance(e, EntityChange) and e.entity_type == "order" and e.entity.id == order_id
+        ]
+        assert created[0].change is ChangeType.CREATED
+        fills = [e.entity for e in model.events if isinstance(e, EntityChange)]
+        assert any(isinstance(f, Fill) and f.order_id == order_id for f in fills)
+        assert client.user_sync().connected
+        # The snapshot primed the contract catalog: no REST call is needed to resolve it.
+        sim.control.reset_counters()
+        info = await client.contract_info([snapshot.contracts[0].id])
+        assert info[snapshot.contracts[0].id].symbol == snapshot.contracts[0].name
+        assert sim.control.counters()["total"] == 0
+
+
+async def test_socket_dropped_mid_stream_resyncs_with_nothing_missed(
+    sim: Simulator, client: TradovateClient
+) -> None:
+    async with consuming(client) as model:
+        sim.control.set_activity(40.0)
+        for _ in range(3):
+            await asyncio.sleep(0.4)
+            sim.control.drop_sockets("user")
+            await asyncio.sleep(0.3)  # activity continues while we are away
+        await asyncio.sleep(0.4)
+        sim.control.set_activity(0.0)
+        await settle(model, client)
+    statuses = [e for e in model.events if isinstance(e, SyncStatus)]
+    snapshots = [e for e in model.events if isinstance(e, SyncSnapshot)]
+    assert len(statuses) >= 3 and all(not s.connected for s in statuses)
+    assert len(snapshots) == len(statuses) + 1
+    assert all(s.reconnect for s in snapshots[1:])
+    for index, event in enumerate(model.events[:-1]):
+        if isinstance(event, SyncStatus):
+            assert isinstance(model.events[index + 1], SyncSnapshot)
+    assert sim.control.counters()["calls"]["auth/accesstokenrequest"] == 1
+
+
+async def test_shutdown_event_is_logged_and_reconnected(
+    sim: Simulator, client: TradovateClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="server.broker.ws")
+    async with consuming(client) as model:
+        sim.control.send_shutdown("ConnectionQuotaReached", kind="user")
+        await eventually(lambda: sum(isinstance(e, SyncSnapshot) for e in model.events) == 2)
+    status = next(e for e in model.events if isinstance(e, SyncStatus))
+    assert "ConnectionQuotaReached" in status.reason
+    assert "reasonCode=ConnectionQuotaReached" in caplog.text
+
+
+async def test_pending_requests_fail_when_the_socket_drops(
+    sim: Simulator, client: TradovateClient
+) -> None:
+    sync = client.user_sync()
+    await sync.start()
+    sim.control.set_timeout(endpoint="account/list")
+    pending = asyncio.create_task(sync.socket.request("account/list", deadline=Deadline.after(30)))
+    await asyncio.sleep(0.2)
+    assert not pending.done()
+    sim.control.drop_sockets("user")
+    with pytest.raises(UpstreamUnavailable):
+        await asyncio.wait_for(pending, timeout=5)
+    sim.control.clear_faults()
+
+
+async def test_silent_server_counts_as_dead(
+    make_sim: SimFactory, make_client: ClientFactory
+) -> None:
+    sim = await make_sim(heartbeat_interval=60.0)
+    client = await make_client(sim, server_silence_timeout=0.5)
+    async with consuming(client) as model:
+        await eventually(lambda: sum(isinstance(e, SyncSnapshot) for e in model.events) >= 2)
+    status = next(e for e in model.events if isinstance(e, SyncStatus))
+    assert "no frame" in status.reason
+
+
+async def test_a_lagging_consumer_gets_a_resync_not_a_gap(
+    sim: Simulator, make_client: ClientFactory
+) -> None:
+    client = await make_client(sim, event_queue_size=8)
+    sync = client.user_sync()
+    await sync.start()
+    sim.control.random_activity(40)  # far more events than the queue holds, unread
+    await eventually(lambda: sync.overflows >= 1)
+    model = Model()
+    events = sync.events()
+    while not (
+        model.events and isinstance(model.events[-1], SyncSnapshot) and model.events[-1].reconnect
+    ):
+        model.apply(await asyncio.wait_for(anext(events), timeout=10))
+    assert any(isinstance(e, SyncStatus) and "behind" in e.reason for e in model.events)
+    task = asyncio.create_task(_drain(events, model))
+    try:
+        await settle(model, client)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def _drain(events: AsyncIterator[SyncEvent], model: Model) -> None:
+    async for event in events:
+        model.apply(event)
+
+
+async def test_aclose_ends_the_stream(sim: Simulator, client: TradovateClient) -> None:
+    sync = client.user_sync()
+    await sync.start()
+    seen: list[SyncEvent] = []
+
+    async def run() -> None:
+        async for event in sync.events():
+            seen.append(event)
+
+    task = asyncio.create_task(run())
+    await eventually(lambda: bool(seen))
+    with pytest.raises(RuntimeError):
+        await anext(sync.events())  # single consumer
+    await sync.aclose()
+    await asyncio.wait_for(task, timeout=5)  # ended, not hung
+    assert not sync.connected
+    await eventually(lambda: sim.control.counters()["sockets"]["user"] == 0)
