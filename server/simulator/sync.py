@@ -1,0 +1,137 @@
+"""user/syncrequest: a SyncMessage snapshot, then props events for every change.
+
+The snapshot is built and the socket subscribed in one synchronous step, so no change can
+fall between them or be sent twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from server.simulator.api import NO_ACCOUNTS, BadRequest, Call, Reply, Route
+from server.simulator.core import SimCore
+from server.simulator.entity_routes import parse_int
+from server.simulator.store import (
+    ACCOUNT_FIELD,
+    ACCOUNT_KEYED,
+    ACCOUNT_SCOPED,
+    COLLECTIONS,
+    ORDER_CHILD,
+    Entity,
+)
+
+TYPE_NAMES = {name.lower(): name for name in COLLECTIONS}
+PLURAL_NAMES = {plural.lower(): name for name, plural in COLLECTIONS.items()}
+
+
+@dataclass(slots=True, frozen=True)
+class SyncParams:
+    users: list[int] | None
+    accounts: list[int] | None
+    entity_types: frozenset[str] | None
+    split_responses: bool
+
+
+def _int_list(value: Any, name: str) -> list[int] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise BadRequest(f"{name} must be an array")
+    return [parse_int(v, name) for v in value]
+
+
+def _entity_types(value: Any) -> frozenset[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise BadRequest("entityTypes must be an array of strings")
+    names = set()
+    for raw in value:
+        key = raw.lower()
+        name = TYPE_NAMES.get(key) or PLURAL_NAMES.get(key)
+        if name is not None:
+            names.add(name)
+    return frozenset(names) if value else None
+
+
+def parse_sync(core: SimCore, call: Call) -> SyncParams:
+    body = call.body
+    if body is None:
+        body = {}
+    if not isinstance(body, dict):
+        raise BadRequest("Expected a JSON object body")
+    return SyncParams(
+        users=_int_list(body.get("users"), "users"),
+        accounts=_int_list(body.get("accounts"), "accounts"),
+        entity_types=_entity_types(body.get("entityTypes")),
+        split_responses=bool(body.get("splitResponses", False)),
+    )
+
+
+def _sync_accounts(core: SimCore, params: SyncParams) -> Sequence[int]:
+    return NO_ACCOUNTS if params.accounts is None else params.accounts
+
+
+def visible_accounts(core: SimCore, params: SyncParams) -> list[int] | None:
+    """None means every account of the user; else the accounts asked for that exist."""
+    user_id = core.user["id"]
+    if params.users is not None and user_id not in params.users:
+        return []
+    if params.accounts is None:
+        return None
+    accounts = core.store.accounts
+    return [a for a in params.accounts if accounts.get(a) is not None]
+
+
+def _scoped(
+    core: SimCore, entity_type: str, accounts: list[int], orders: list[int]
+) -> list[Entity]:
+    table = core.store.table(entity_type)
+    if entity_type in ACCOUNT_KEYED:
+        return table.items(accounts)
+    if entity_type in ACCOUNT_FIELD and entity_type != "executionReport":
+        return table.ldeps(accounts)
+    if entity_type in ORDER_CHILD:
+        return table.ldeps(orders)
+    wanted = set(accounts)
+    store = core.store
+    return [e for e in table.values() if store.account_of(entity_type, e) in wanted]
+
+
+def snapshot(
+    core: SimCore, accounts: list[int] | None, types: frozenset[str] | None
+) -> dict[str, list[Entity]]:
+    """The SyncMessage: every collection, limited to `accounts` and `types` when given."""
+    store = core.store
+    orders: list[int] = []
+    if accounts is not None:
+        orders = [o["id"] for o in store.orders.ldeps(accounts)]
+    out: dict[str, list[Entity]] = {}
+    for entity_type, plural in COLLECTIONS.items():
+        if entity_type == "user":
+            out[plural] = [core.user] if accounts != [] else []
+            continue
+        if types is not None and entity_type not in types:
+            continue
+        if accounts is None or entity_type not in ACCOUNT_SCOPED:
+            out[plural] = store.table(entity_type).values()
+        else:
+            out[plural] = _scoped(core, entity_type, accounts, orders)
+    return out
+
+
+def _run_sync(core: SimCore, call: Call, params: SyncParams) -> Reply:
+    conn = call.conn
+    accounts = visible_accounts(core, params)
+    data = snapshot(core, accounts, params.entity_types)
+    if conn is not None:
+        conn.sync_accounts = None if accounts is None else frozenset(accounts)
+        conn.sync_types = params.entity_types
+        core.hub.subscribers.add(conn)
+    return Reply(200, data)
+
+
+def sync_routes() -> dict[str, Route]:
+    return {"user/syncrequest": Route("POST", _run_sync, parse_sync, _sync_accounts)}

@@ -1,0 +1,130 @@
+"""The seeded initial state: one user, N accounts, each with cash, open positions, working
+orders, filled orders with fills (and sometimes a cancelled order).
+
+Everything is built through the engine, so fills, positions and cash agree from the start.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+from server.simulator.catalog import ContractSpec, build_contracts, static_entities
+from server.simulator.clock import iso, today
+from server.simulator.config import SimConfig
+from server.simulator.engine import TradingEngine
+from server.simulator.market import Market
+from server.simulator.store import Store
+
+ACCOUNT_ID_BASE = 101_000
+CASH_ID_BASE = 5_200_000
+STARTING_CASH = (25_000, 50_000, 100_000, 150_000, 250_000)
+FAR_TICKS = (300, 600)  # working orders rest this far from the market
+
+
+def seeded(seed: int, purpose: str) -> random.Random:
+    """An independent, reproducible random stream per purpose."""
+    return random.Random(f"tradovate-sim:{seed}:{purpose}")
+
+
+@dataclass(slots=True)
+class World:
+    store: Store
+    market: Market
+    engine: TradingEngine
+    user: dict[str, Any]
+
+
+def build_world(config: SimConfig) -> World:
+    now = time.time()
+    stamp = iso(now)
+    store = Store()
+    contracts = build_contracts(today())
+    market = Market(contracts, seeded(config.seed, "market"))
+    engine = TradingEngine(store, market)
+    for entity_type, entities in static_entities(contracts, today(), stamp).items():
+        table = store.table(entity_type)
+        for entity in entities:
+            table.put(entity)
+    user = {
+        "id": config.user_id,
+        "name": config.user_name,
+        "timestamp": stamp,
+        "email": f"{config.user_name}@example.invalid",
+        "status": "Active",
+        "professional": False,
+    }
+    store.table("user").put(user)
+    rng = seeded(config.seed, "init")
+    fronts = market.front_contracts()
+    for index in range(config.accounts):
+        _seed_account(engine, rng, fronts, config.user_id, index, now)
+    return World(store=store, market=market, engine=engine, user=user)
+
+
+def _seed_account(
+    engine: TradingEngine,
+    rng: random.Random,
+    fronts: list[ContractSpec],
+    user_id: int,
+    index: int,
+    now: float,
+) -> None:
+    market = engine.market
+    account_id = ACCOUNT_ID_BASE + index + 1
+    account = {
+        "id": account_id,
+        "name": f"DEMO{account_id}",
+        "userId": user_id,
+        "accountType": "Customer",
+        "active": True,
+        "clearingHouseId": 2,
+        "riskCategoryId": 2,
+        "autoLiqProfileId": 2,
+        "marginAccountType": "Speculator",
+        "legalStatus": "Individual",
+        "archived": False,
+        "readonly": False,
+        "timestamp": iso(now - 86_400 * rng.randint(30, 900)),
+    }
+    engine.open_account(account, CASH_ID_BASE + index + 1, Fraction(rng.choice(STARTING_CASH)), now)
+    held = rng.sample(fronts, 2)
+    for contract in held:
+        prev_pos = rng.choice((-3, -2, -1, 1, 2, 3))
+        ticks = market.books[contract.contract_id].last + rng.randint(-40, 40)
+        engine.seed_position(account_id, contract, prev_pos, ticks * contract.tick)
+    for _ in range(2):
+        contract = rng.choice([*held, rng.choice(fronts)])
+        buy = rng.random() < 0.5
+        last = market.books[contract.contract_id].last
+        ticks = last - rng.randint(0, 6) if buy else last + 1 + rng.randint(0, 6)
+        order_id = engine.place_order(
+            account_id, contract, "Buy" if buy else "Sell", rng.randint(1, 2), "Limit",
+            price=ticks * contract.tick,
+        )  # fmt: skip
+        engine.fill(order_id)
+    for _ in range(2):
+        _far_order(engine, rng, rng.choice(fronts), account_id)
+    if rng.random() < 0.5:
+        engine.cancel(_far_order(engine, rng, rng.choice(fronts), account_id))
+
+
+def _far_order(
+    engine: TradingEngine, rng: random.Random, contract: ContractSpec, account_id: int
+) -> int:
+    buy = rng.random() < 0.5
+    last = engine.market.books[contract.contract_id].last
+    away = rng.randint(*FAR_TICKS)
+    ticks = max(1, last - away) if buy else last + away
+    return engine.place_order(
+        account_id,
+        contract,
+        "Buy" if buy else "Sell",
+        rng.randint(1, 3),
+        "Limit",
+        price=ticks * contract.tick,
+        time_in_force="GTC",
+    )
