@@ -1,0 +1,259 @@
+"""Account selection: validate a selector, then resolve it against the account directory.
+
+The directory keeps the login's account list in memory (and in the shared cache under
+``accounts:all``) for the accounts TTL. Selection uses the list it has even when it has
+expired, refreshing it in the background, so an account-list outage does not fail reads
+of accounts already known. A request that names an account the list does not know
+triggers one upstream refresh (at most every few seconds), so a new account is found
+quickly while garbage names cannot hammer Tradovate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from server.broker.deadline import Deadline
+from server.broker.errors import UpstreamTimeout
+from server.broker.schemas import Account
+from server.errors import AccountsNotFound, InvalidRequest
+from server.records import AccountList, Fetched, Policy, Source, now_epoch
+
+logger = logging.getLogger(__name__)
+
+MAX_ENTRY_LENGTH = 64
+MAX_ACCOUNT_ID = 2**63 - 1
+# A name lookup that misses refreshes the list from upstream at most this often.
+MISS_REFRESH_INTERVAL = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """One selector entry: an account id or an account name, as written."""
+
+    text: str
+    account_id: int | None = None
+
+    @property
+    def name(self) -> str:
+        return self.text
+
+
+def parse_selector(entries: Sequence[str], limit: int) -> list[Ref]:
+    """Validate selector entries; INVALID_ARGUMENT for anything malformed."""
+    if len(entries) > limit:
+        raise InvalidRequest(
+            f"a request may select at most {limit} accounts; this one selects {len(entries)}",
+            field="selector.accounts",
+            reason="TOO_MANY_ACCOUNTS",
+        )
+    refs: list[Ref] = []
+    seen: set[str] = set()
+    for index, text in enumerate(entries):
+        where = f"selector.accounts[{index}]"
+        refs.append(_parse_entry(text, where))
+        if text in seen:
+            raise InvalidRequest(
+                f"{where}: {text!r} is selected more than once",
+                field=where,
+                reason="DUPLICATE_ACCOUNT",
+            )
+        seen.add(text)
+    return refs
+
+
+def _parse_entry(text: str, where: str) -> Ref:
+    if not text:
+        raise InvalidRequest(f"{where} is empty", field=where, reason="EMPTY_ACCOUNT")
+    if len(text) > MAX_ENTRY_LENGTH:
+        raise InvalidRequest(
+            f"{where} is {len(text)} characters long; account names and ids have at most "
+            f"{MAX_ENTRY_LENGTH}",
+            field=where,
+            reason="MALFORMED_ACCOUNT",
+        )
+    if text[0].isascii() and text[0].isdigit():
+        if not (text.isascii() and text.isdigit()):
+            raise InvalidRequest(
+                f"{where}: {text!r} starts with a digit, so it must be a numeric account id "
+                "(digits only)",
+                field=where,
+                reason="MALFORMED_ACCOUNT",
+            )
+        account_id = int(text)
+        if account_id <= 0 or account_id > MAX_ACCOUNT_ID:
+            raise InvalidRequest(
+                f"{where}: {text!r} is not a valid account id",
+                field=where,
+                reason="MALFORMED_ACCOUNT",
+            )
+        return Ref(text, account_id)
+    if not text.isprintable() or any(ch.isspace() for ch in text):
+        raise InvalidRequest(
+            f"{where}: {text!r} is not a valid account name (no spaces or control characters)",
+            field=where,
+            reason="MALFORMED_ACCOUNT",
+        )
+    return Ref(text)
+
+
+class _Index:
+    """The account list with lookups by id and by name."""
+
+    def __init__(self, fetched: Fetched[list[Account]]) -> None:
+        self.accounts = sorted(fetched.data, key=lambda a: a.id)
+        self.as_of = fetched.as_of
+        self.by_id = {a.id: a for a in self.accounts}
+        self.by_name = {a.name: a for a in self.accounts}
+
+    def find(self, ref: Ref) -> Account | None:
+        if ref.account_id is not None:
+            return self.by_id.get(ref.account_id)
+        return self.by_name.get(ref.text)
+
+
+AccountsLoader = Callable[[Deadline], Awaitable[list[Account]]]
+CacheRead = Callable[[], Awaitable[Fetched[list[Account]] | None]]
+CacheWrite = Callable[[Fetched[list[Account]]], Awaitable[None]]
+
+
+class AccountDirectory:
+    """The login's accounts: memory → shared cache → upstream, one upstream call at a time."""
+
+    def __init__(
+        self,
+        load: AccountsLoader,
+        *,
+        ttl: float,
+        max_per_request: int,
+        refresh_timeout: float = 10.0,
+        cache_read: CacheRead | None = None,
+        cache_write: CacheWrite | None = None,
+    ) -> None:
+        self._load = load
+        self._ttl = ttl
+        self._max = max_per_request
+        self._refresh_timeout = refresh_timeout
+        self._cache_read = cache_read
+        self._cache_write = cache_write
+        self._index: _Index | None = None
+        self._flight: asyncio.Task[_Index] | None = None
+        self._last_miss_refresh = -MISS_REFRESH_INTERVAL
+
+    @property
+    def known(self) -> list[Account]:
+        return list(self._index.accounts) if self._index else []
+
+    async def listing(
+        self, policy: Policy, deadline: Deadline, *, include_inactive: bool = False
+    ) -> AccountList:
+        index, source = await self._get(policy, deadline)
+        accounts = [a for a in index.accounts if include_inactive or a.active]
+        return AccountList(accounts=accounts, source=source, as_of=index.as_of)
+
+    async def resolve(self, entries: Sequence[str], deadline: Deadline) -> list[Account]:
+        """The accounts a selector names, in its order; all active ones when it is empty."""
+        refs = parse_selector(entries, self._max)
+        index = await self._for_selection(deadline)
+        if not refs:
+            return [a for a in index.accounts if a.active]
+        missing = [r for r in refs if index.find(r) is None]
+        if missing and time.monotonic() - self._last_miss_refresh >= MISS_REFRESH_INTERVAL:
+            self._last_miss_refresh = time.monotonic()
+            index, _ = await self._get(Policy.UPSTREAM, deadline)
+            missing = [r for r in refs if index.find(r) is None]
+        if missing:
+            raise AccountsNotFound([r.text for r in missing])
+        accounts = [a for r in refs if (a := index.find(r)) is not None]
+        self._reject_repeats(refs, accounts)
+        return accounts
+
+    @staticmethod
+    def _reject_repeats(refs: Sequence[Ref], accounts: Sequence[Account]) -> None:
+        first: dict[int, str] = {}
+        for ref, account in zip(refs, accounts, strict=True):
+            if account.id in first:
+                raise InvalidRequest(
+                    f"{first[account.id]!r} and {ref.text!r} both select account {account.name}",
+                    field="selector.accounts",
+                    reason="DUPLICATE_ACCOUNT",
+                )
+            first[account.id] = ref.text
+
+    async def refresh(self, deadline: Deadline) -> list[Account]:
+        """Fetch the list from upstream now (also the upstream health probe)."""
+        index, _ = await self._get(Policy.UPSTREAM, deadline)
+        return index.accounts
+
+    # ---------------------------------------------------------------- internals
+    async def _for_selection(self, deadline: Deadline) -> _Index:
+        """Stale-while-revalidate: selection never waits for a list it already has.
+
+        An expired list is still used (accounts rarely change) while one refresh runs in
+        the background; only the very first list (or an unknown name) is waited for.
+        """
+        index = self._index
+        if index is None:
+            index, _ = await self._get(Policy.CACHED, deadline)
+        elif not self._fresh(index) and (self._flight is None or self._flight.done()):
+            self._start_flight(Deadline.after(self._refresh_timeout))
+        return index
+
+    async def _get(self, policy: Policy, deadline: Deadline) -> tuple[_Index, Source]:
+        """The list and where this call got it: memory or shared cache (CACHE), or upstream."""
+        index = self._index
+        if policy is Policy.CACHED:
+            if index is not None and self._fresh(index):
+                return index, Source.CACHE
+            if self._cache_read is not None:
+                cached = await self._cache_read()
+                if cached is not None:
+                    self._index = _Index(cached)
+                    if self._fresh(self._index):
+                        return self._index, Source.CACHE
+        return await self._fetch_shared(deadline), Source.UPSTREAM
+
+    def _fresh(self, index: _Index) -> bool:
+        return now_epoch() - index.as_of < self._ttl
+
+    def _start_flight(self, deadline: Deadline) -> asyncio.Task[_Index]:
+        flight = asyncio.get_running_loop().create_task(self._fetch(deadline), name="accounts:list")
+        flight.add_done_callback(_retrieve)
+        self._flight = flight
+        return flight
+
+    async def _fetch_shared(self, deadline: Deadline) -> _Index:
+        flight = self._flight
+        if flight is None or flight.done():
+            flight = self._start_flight(deadline)
+        left = deadline.remaining()
+        try:
+            async with asyncio.timeout(left):
+                return await asyncio.shield(flight)
+        except TimeoutError:
+            raise UpstreamTimeout(
+                f"Tradovate did not return the account list within {left * 1000:.0f} ms"
+            ) from None
+
+    async def _fetch(self, deadline: Deadline) -> _Index:
+        accounts = await self._load(deadline)
+        fetched = Fetched(data=accounts, as_of=now_epoch())
+        self._index = _Index(fetched)
+        if self._cache_write is not None:
+            await self._cache_write(fetched)
+        return self._index
+
+    async def aclose(self) -> None:
+        flight, self._flight = self._flight, None
+        if flight is not None and not flight.done():
+            flight.cancel()
+            await asyncio.gather(flight, return_exceptions=True)
+
+
+def _retrieve(task: asyncio.Task[_Index]) -> None:
+    """Log a failed fetch (a background refresh may have no waiter at all)."""
+    if not task.cancelled() and task.exception() is not None:
+        logger.info("account list refresh failed: %s", task.exception())

@@ -1,0 +1,1 @@
+"""The gRPC surface: servicer, interceptors, health, the status table and the server."""

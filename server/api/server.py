@@ -1,0 +1,104 @@
+"""The grpc.aio server: options, services, reflection, and binding the listen address."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Final
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
+from tradovate_gateway.v1 import trading_pb2 as pb
+from tradovate_gateway.v1 import trading_pb2_grpc as pb_grpc
+
+from server.api.interceptors import ObservingInterceptor
+from server.api.servicer import TradingServicer
+from server.config import GatewaySettings
+from server.live.handler import raw_stream_handler
+
+logger = logging.getLogger(__name__)
+
+TRADING_SERVICE: Final = pb.DESCRIPTOR.services_by_name["TradingService"].full_name
+HEALTH_SERVICE: Final = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+
+
+class AddressInUse(OSError):
+    """The listen address is taken (or cannot be bound)."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__(
+            f"cannot listen on {address}: the address is in use or not available "
+            "(stop the other process or pick another address, e.g. --listen 127.0.0.1:50052)"
+        )
+        self.address = address
+
+
+def server_options(settings: GatewaySettings) -> list[tuple[str, Any]]:
+    return [
+        # Refuse to share a port with another process: a busy port must fail loudly.
+        ("grpc.so_reuseport", 0),
+        ("grpc.max_receive_message_length", settings.max_receive_bytes),
+        ("grpc.max_send_message_length", settings.max_send_bytes),
+        ("grpc.keepalive_time_ms", int(settings.keepalive_time_s * 1000)),
+        ("grpc.keepalive_timeout_ms", int(settings.keepalive_timeout_s * 1000)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        # Let clients ping every 10 s without being told "too_many_pings".
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+
+
+class _HandlerCapture:
+    """Stands in for a server to read the generated method handlers."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        return None
+
+    def add_registered_method_handlers(self, service: str, handlers: Any) -> None:
+        self.handlers = dict(handlers)
+
+
+def add_trading_service(servicer: TradingServicer, server: grpc.aio.Server) -> None:
+    """The generated registration, except that StreamUpdates writes the bytes it yields.
+
+    The live hub serializes each delta once for all subscribers (server/live/handler.py).
+    """
+    capture = _HandlerCapture()
+    pb_grpc.add_TradingServiceServicer_to_server(servicer, capture)  # type: ignore[arg-type]
+    handlers = capture.handlers
+    handlers["StreamUpdates"] = raw_stream_handler(servicer.StreamUpdates)
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(TRADING_SERVICE, handlers),)
+    )
+    server.add_registered_method_handlers(TRADING_SERVICE, handlers)
+
+
+def build_server(
+    settings: GatewaySettings,
+    servicer: TradingServicer,
+    health: health_aio.HealthServicer,
+    interceptor: ObservingInterceptor,
+) -> tuple[grpc.aio.Server, int]:
+    """A server with TradingService, health and reflection, bound (not started)."""
+    server = grpc.aio.server(
+        interceptors=[interceptor],
+        options=server_options(settings),
+        maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
+    )
+    add_trading_service(servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection(
+        (TRADING_SERVICE, HEALTH_SERVICE, reflection.SERVICE_NAME), server
+    )
+    try:
+        port = server.add_insecure_port(settings.listen)
+    except RuntimeError as exc:
+        raise AddressInUse(settings.listen) from exc
+    if port == 0:
+        raise AddressInUse(settings.listen)
+    return server, port

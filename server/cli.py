@@ -1,0 +1,138 @@
+"""`trading-gateway`: `serve` and `demo` run the server; every other command is the client's.
+
+trading-gateway serve [--listen HOST:PORT] [--redis-url URL] [--metrics-port N] ...
+trading-gateway demo  [--listen HOST:PORT] [--duration SECONDS] [--accounts N] ...
+trading-gateway positions|orders|balances|accounts|pending|snapshot ...  (client.cli)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any, Final
+
+from pydantic import ValidationError
+
+from server.config import GatewaySettings, load_settings
+from server.observability.logging import configure_logging
+
+logger = logging.getLogger(__name__)
+
+PROG: Final = "trading-gateway"
+SERVER_COMMANDS: Final = ("serve", "demo")
+USAGE: Final = f"""usage: {PROG} COMMAND [options]
+
+server commands:
+  serve       run the gateway against the configured Tradovate (TRADOVATE_* variables)
+  demo        run a local simulator and the gateway on it; prints commands to try
+
+client commands (talk to a running gateway; see `{PROG} COMMAND --help`):
+  accounts, positions, orders, pending, balances, snapshot
+"""
+
+
+def _server_options(parser: argparse.ArgumentParser, *, default_listen: str | None) -> None:
+    parser.add_argument(
+        "--listen",
+        default=default_listen,
+        metavar="HOST:PORT",
+        help="gRPC listen address (default: $GATEWAY_LISTEN or 127.0.0.1:50051)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="Prometheus /metrics port, 0 disables (default: $GATEWAY_METRICS_PORT or 9464)",
+    )
+    parser.add_argument("--log-format", choices=("text", "json"), help="log line format")
+    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
+    parser.add_argument(
+        "--grace", type=float, metavar="SECONDS", help="drain time on SIGTERM/SIGINT"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="The Tradovate trading gateway.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = sub.add_parser("serve", help="run against the configured Tradovate")
+    _server_options(serve, default_listen=None)
+    serve.add_argument("--redis-url", help="Redis cache (default: $REDIS_URL, else in-memory)")
+    demo = sub.add_parser("demo", help="run the simulator and the gateway together")
+    _server_options(demo, default_listen=None)
+    demo.add_argument(
+        "--duration", type=float, metavar="SECONDS", help="stop by itself after this long"
+    )
+    demo.add_argument("--accounts", type=int, default=4, help="simulated accounts (default 4)")
+    demo.add_argument("--seed", type=int, default=7, help="simulator random seed")
+    demo.add_argument(
+        "--activity-rate",
+        type=float,
+        default=0.5,
+        metavar="PER_SECOND",
+        help="random simulated trading activity (default 0.5 orders/s; 0 is quiet)",
+    )
+    demo.add_argument("--redis-url", help="use Redis instead of the in-memory cache")
+    return parser
+
+
+def _settings(args: argparse.Namespace, **forced: Any) -> GatewaySettings:
+    return load_settings(
+        listen=args.listen,
+        metrics_port=args.metrics_port,
+        log_format=args.log_format,
+        log_level=args.log_level,
+        grace_s=args.grace,
+        **forced,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if not args_list or args_list[0] in ("-h", "--help"):
+        print(USAGE, end="")
+        return 0 if args_list else 2
+    if args_list[0] not in SERVER_COMMANDS:
+        from client.cli import main as client_main
+
+        return client_main(args_list)
+    args = build_parser().parse_args(args_list)
+    try:
+        if args.command == "serve":
+            settings = _settings(args, redis_url=args.redis_url)
+        else:
+            # The demo uses memory unless told otherwise, whatever REDIS_URL says.
+            settings = _settings(args, redis_url=args.redis_url or "", tradovate_env="demo")
+    except ValidationError as exc:
+        print(f"{PROG}: invalid settings:\n{_describe(exc)}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_format, settings.log_level)
+    from server.runner import run
+
+    if args.command == "serve":
+        from server.runner import serve
+
+        return run(serve(settings))
+    from server.demo import DemoOptions, run_demo
+
+    options = DemoOptions(
+        duration=args.duration,
+        accounts=args.accounts,
+        seed=args.seed,
+        activity_rate=args.activity_rate,
+        metrics_port_given=args.metrics_port is not None,
+    )
+    return run(run_demo(settings, options))
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "settings"
+        lines.append(f"  {where}: {error['msg']}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,213 @@
+"""The gateway's settings: one frozen object read from the environment and CLI flags.
+
+Tradovate credentials come from the environment only (``TRADOVATE_*``); ``REDIS_URL``
+selects the Redis cache backend; everything else is a ``GATEWAY_*`` variable or a
+command-line flag (flags win). Secrets are ``SecretStr`` so they never show in a repr
+or a log line.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from server.broker.urls import MD_WS_URL, REST_URLS
+
+MIB = 1024 * 1024
+
+
+def _env(name: str) -> Any:
+    """Read a field from exactly this environment variable (no GATEWAY_ prefix)."""
+    return Field(default=None, validation_alias=AliasChoices(name))
+
+
+class GatewaySettings(BaseSettings):
+    """Everything the composition root needs; build it with ``load_settings``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GATEWAY_",
+        frozen=True,
+        extra="forbid",
+        populate_by_name=True,
+        case_sensitive=False,
+    )
+
+    # --- Tradovate (environment only) ---------------------------------------------
+    tradovate_env: Literal["demo", "live"] = Field(
+        default="demo", validation_alias=AliasChoices("TRADOVATE_ENV")
+    )
+    tradovate_url: str | None = _env("TRADOVATE_URL")
+    tradovate_ws_url: str | None = _env("TRADOVATE_WS_URL")
+    tradovate_md_url: str | None = _env("TRADOVATE_MD_URL")
+    tradovate_username: str | None = _env("TRADOVATE_USERNAME")
+    tradovate_password: SecretStr | None = _env("TRADOVATE_PASSWORD")
+    tradovate_app_id: str | None = _env("TRADOVATE_APP_ID")
+    tradovate_app_version: str | None = _env("TRADOVATE_APP_VERSION")
+    tradovate_cid: str | None = _env("TRADOVATE_CID")
+    tradovate_secret: SecretStr | None = _env("TRADOVATE_SECRET")
+    tradovate_device_id: str | None = _env("TRADOVATE_DEVICE_ID")
+    # Seconds allowed for one upstream HTTP call when the caller gives no deadline.
+    upstream_timeout_s: float = Field(default=10.0, gt=0)
+    # The broker client's own token bucket over every REST call (0 disables it).
+    upstream_rate_per_second: float = Field(default=10.0, ge=0)
+    upstream_rate_burst: int = Field(default=20, ge=1)
+    # WebSocket reconnects: first back-off, ceiling, and the uptime that resets it.
+    ws_reconnect_initial_s: float = Field(default=0.5, gt=0)
+    ws_reconnect_max_s: float = Field(default=30.0, gt=0)
+    ws_reconnect_stable_s: float = Field(default=30.0, gt=0)
+
+    # --- cache --------------------------------------------------------------------
+    redis_url: str | None = _env("REDIS_URL")
+    ttl_positions_s: float = Field(default=1.0, gt=0)
+    ttl_orders_s: float = Field(default=1.0, gt=0)
+    ttl_balances_s: float = Field(default=2.0, gt=0)
+    ttl_accounts_s: float = Field(default=60.0, gt=0)
+    # A cache read or write slower than this counts as a miss (or is dropped).
+    cache_timeout_ms: float = Field(default=50.0, gt=0)
+
+    # --- server ---------------------------------------------------------------------
+    listen: str = "127.0.0.1:50051"
+    grace_s: float = Field(default=5.0, ge=0)
+    max_receive_bytes: int = Field(default=1 * MIB, ge=1024)
+    max_send_bytes: int = Field(default=64 * MIB, ge=1024)
+    keepalive_time_s: float = Field(default=30.0, gt=0)
+    keepalive_timeout_s: float = Field(default=10.0, gt=0)
+    max_concurrent_rpcs: int | None = Field(default=None, ge=1)
+
+    # --- requests -------------------------------------------------------------------
+    max_accounts_per_request: int = Field(default=1000, ge=1)
+    # The deadline used when the caller sets none, and the most a caller's deadline buys.
+    default_deadline_s: float = Field(default=5.0, gt=0)
+    max_deadline_s: float = Field(default=30.0, gt=0)
+    # Reply this much before the caller's deadline so the answer still arrives.
+    # (At least this; 2% of a longer deadline, up to 100 ms.)
+    deadline_margin_ms: float = Field(default=10.0, ge=0)
+
+    # --- fan-out --------------------------------------------------------------------
+    fanout_concurrency: int = Field(default=16, ge=1)
+    batch_size: int = Field(default=50, ge=1, le=500)
+    hedge_min_ms: float = Field(default=25.0, ge=1)
+    hedge_initial_ms: float = Field(default=500.0, ge=1)
+    hedge_factor: float = Field(default=2.0, ge=1)
+    isolation_cooldown_s: float = Field(default=30.0, ge=0)
+    terminal_order_cache_size: int = Field(default=50_000, ge=0)
+
+    # --- live state and streams (server/live) ----------------------------------------
+    # Keep live state from the user-sync socket: unary reads served LIVE, StreamUpdates.
+    live_enabled: bool = True
+    # Subscribe to quotes for contracts with open positions (live open PnL).
+    live_market_data: bool = True
+    # Deltas kept for resume, across all accounts.
+    live_replay_capacity: int = Field(default=10_000, ge=1)
+    # Deltas queued per subscriber before conflation; a stream still behind is ended.
+    live_queue_capacity: int = Field(default=1_000, ge=8)
+    max_streams: int = Field(default=1_000, ge=1)
+    heartbeat_interval_s: float = Field(default=5.0, gt=0)
+    heartbeat_min_s: float = Field(default=0.1, gt=0)
+    heartbeat_max_s: float = Field(default=120.0, gt=0)
+    # At most one PnL update per account per interval.
+    pnl_interval_ms: float = Field(default=100.0, ge=0)
+    # Streams survive a sync-socket drop this long, then end UNAVAILABLE (resumable).
+    upstream_loss_grace_s: float = Field(default=30.0, gt=0)
+
+    # --- health ---------------------------------------------------------------------
+    health_interval_s: float = Field(default=0.5, gt=0)
+    upstream_probe_interval_s: float = Field(default=2.0, gt=0)
+    # Consecutive whole-upstream failures (no account answered) that mark an outage.
+    upstream_failure_threshold: int = Field(default=3, ge=1)
+
+    # --- observability --------------------------------------------------------------
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9464, ge=0, le=65535)
+    log_format: Literal["text", "json"] = "text"
+    log_level: str = "INFO"
+    access_log: bool = True
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        split_address(value)
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError(f"unknown log level {value!r}")
+        return level
+
+    @model_validator(mode="after")
+    def _check_hedge(self) -> GatewaySettings:
+        if self.hedge_initial_ms < self.hedge_min_ms:
+            raise ValueError("hedge_initial_ms must be at least hedge_min_ms")
+        return self
+
+    # --- derived values -------------------------------------------------------------
+    @property
+    def rest_url(self) -> str:
+        return (self.tradovate_url or REST_URLS[self.tradovate_env]).rstrip("/")
+
+    @property
+    def md_ws_url(self) -> str:
+        """Market data lives on its own host upstream; an override must name it too."""
+        return self.tradovate_md_url or MD_WS_URL
+
+    def missing_credentials(self) -> list[str]:
+        """The TRADOVATE_* variables that `serve` needs and that are not set."""
+        required = {
+            "TRADOVATE_USERNAME": self.tradovate_username,
+            "TRADOVATE_PASSWORD": self.tradovate_password,
+            "TRADOVATE_APP_ID": self.tradovate_app_id,
+            "TRADOVATE_CID": self.tradovate_cid,
+            "TRADOVATE_SECRET": self.tradovate_secret,
+        }
+        return [name for name, value in required.items() if not value]
+
+    def ttl_for(self, kind: str) -> float:
+        ttls = {
+            "positions": self.ttl_positions_s,
+            "orders": self.ttl_orders_s,
+            "balances": self.ttl_balances_s,
+            "accounts": self.ttl_accounts_s,
+        }
+        return ttls[kind]
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """'127.0.0.1:50051' -> ('127.0.0.1', 50051); '[::1]:0' is accepted too."""
+    host, sep, port_text = address.rpartition(":")
+    if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
+        raise ValueError(f"listen address must look like HOST:PORT, got {address!r}")
+    return host.strip("[]"), int(port_text)
+
+
+def load_settings(**overrides: Any) -> GatewaySettings:
+    """Settings from the environment, with explicit overrides (CLI flags) on top.
+
+    Overrides whose value is None are ignored, so unset CLI flags fall through.
+    """
+    given = {key: value for key, value in overrides.items() if value is not None}
+    return GatewaySettings(**given)
+
+
+class _ExplicitSettings(GatewaySettings):
+    """GatewaySettings that read nothing from the environment."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+def explicit_settings(**values: Any) -> GatewaySettings:
+    """Settings from these values and the defaults only (tests, benchmarks, embedding)."""
+    return _ExplicitSettings(**values)

@@ -1,0 +1,441 @@
+"""Upstream fetches for one kind across many accounts: batched, hedged, isolated, shared.
+
+``FanOut.fetch(account_ids, deadline)`` answers every account with data or an error and
+never waits past the deadline:
+
+- single flight: an account already being fetched joins that fetch; the others start
+  one new fetch, so N identical concurrent requests cost one upstream call;
+- batching: accounts are fetched in chunks of ``batch_size`` with one call each;
+- isolation: a failed chunk is retried per account, so only the failing account is
+  marked; accounts that failed or were slow recently are fetched alone for a cool-down;
+- hedging: a chunk still pending after the hedge delay (``hedge_factor`` x the recent
+  median latency, at least ``hedge_min``) is split into per-account calls, so one slow
+  account does not hold the others back;
+- bounded: every upstream call takes a slot of a shared semaphore.
+
+No threads: everything is a task on the event loop, owned here and cancelled by aclose().
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import math
+import statistics
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+from server.broker.deadline import Deadline
+from server.broker.errors import (
+    AuthError,
+    BrokerClosed,
+    BrokerError,
+    CaptchaRequired,
+    LockedOutError,
+    PenaltyError,
+    RateLimitedError,
+    UpstreamTimeout,
+)
+from server.records import Fetched, now_epoch
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+Loader = Callable[[Sequence[int], float], Awaitable[Mapping[int, T]]]
+"""Fetch data for these accounts within ``timeout`` seconds; a value for every id."""
+
+Sink = Callable[[Mapping[int, Fetched[T]]], Awaitable[None]]
+"""Receives what a fetch produced (e.g. to fill the cache); must not raise."""
+
+Outcome = Fetched[T] | BaseException
+
+# Failures that concern the whole login, not one account: retrying a failed batch per
+# account would only multiply calls against a rate limit or a dead session.
+NOT_ACCOUNT_SPECIFIC: tuple[type[BaseException], ...] = (
+    PenaltyError,
+    RateLimitedError,
+    LockedOutError,
+    AuthError,
+    CaptchaRequired,
+    BrokerClosed,
+    UpstreamTimeout,
+)
+
+
+class UpstreamObserver(Protocol):
+    def upstream_call(self, endpoint: str, outcome: str, seconds: float) -> None: ...
+
+
+class NullObserver:
+    def upstream_call(self, endpoint: str, outcome: str, seconds: float) -> None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class FanOutSettings:
+    batch_size: int = 50
+    hedge_min: float = 0.025
+    hedge_initial: float = 0.5
+    hedge_factor: float = 2.0
+    cooldown: float = 30.0
+    latency_window: int = 64
+
+
+class LatencyWindow:
+    """Recent successful call durations; the hedge delay derives from their median."""
+
+    def __init__(self, size: int) -> None:
+        self._samples: deque[float] = deque(maxlen=size)
+
+    def add(self, seconds: float) -> None:
+        self._samples.append(seconds)
+
+    def median(self) -> float | None:
+        return statistics.median(self._samples) if len(self._samples) >= 3 else None
+
+    def hedge_delay(self, settings: FanOutSettings) -> float:
+        median = self.median()
+        if median is None:
+            return settings.hedge_initial
+        return max(settings.hedge_min, settings.hedge_factor * median)
+
+
+R = TypeVar("R")
+
+
+async def observed_call(observer: UpstreamObserver, endpoint: str, call: Awaitable[R]) -> R:
+    """Await one upstream call outside a fan-out and report its outcome and duration."""
+    started = time.monotonic()
+    outcome = "ERROR"
+    try:
+        result = await call
+        outcome = "OK"
+        return result
+    except BrokerError as exc:
+        outcome = exc.reason
+        raise
+    except TimeoutError:
+        outcome = "UPSTREAM_TIMEOUT"
+        raise
+    finally:
+        observer.upstream_call(endpoint, outcome, time.monotonic() - started)
+
+
+class FanOut(Generic[T]):
+    def __init__(
+        self,
+        endpoint: str,
+        load: Loader[T],
+        *,
+        settings: FanOutSettings,
+        limiter: asyncio.Semaphore,
+        observer: UpstreamObserver | None = None,
+        sink: Sink[T] | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self._load = load
+        self._settings = settings
+        self._limiter = limiter
+        self._observer = observer or NullObserver()
+        self._sink = sink
+        self._pending: dict[int, asyncio.Future[Fetched[T]]] = {}
+        self._isolated_until: dict[int, float] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._latency = LatencyWindow(settings.latency_window)
+        self._closed = False
+
+    # ---------------------------------------------------------------- public API
+    @property
+    def in_flight(self) -> int:
+        """Accounts with a fetch under way now."""
+        return len(self._pending)
+
+    def hedge_delay(self) -> float:
+        return self._latency.hedge_delay(self._settings)
+
+    def isolated(self) -> list[int]:
+        """Accounts currently fetched on their own (failed or slow recently)."""
+        now = time.monotonic()
+        return sorted(a for a, until in self._isolated_until.items() if until > now)
+
+    async def fetch(self, account_ids: Sequence[int], deadline: Deadline) -> dict[int, Outcome[T]]:
+        """Data or an error for every account, by the deadline at the latest."""
+        futures: dict[int, asyncio.Future[Fetched[T]]] = {}
+        new: list[int] = []
+        for account_id in account_ids:
+            joined = self._pending.get(account_id)
+            if joined is None:
+                new.append(account_id)
+            else:
+                futures[account_id] = joined
+        if new:
+            futures.update(self._start(new, deadline))
+        left = deadline.remaining()
+        waiting = [f for f in futures.values() if not f.done()]
+        if waiting and left > 0:
+            await asyncio.wait(waiting, timeout=left)
+        return {account_id: _outcome(account_id, fut) for account_id, fut in futures.items()}
+
+    async def aclose(self) -> None:
+        self._closed = True
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    # ---------------------------------------------------------------- scheduling
+    def _start(
+        self, account_ids: list[int], deadline: Deadline
+    ) -> dict[int, asyncio.Future[Fetched[T]]]:
+        loop = asyncio.get_running_loop()
+        futures = {a: loop.create_future() for a in account_ids}
+        for account_id, fut in futures.items():
+            self._pending[account_id] = fut
+            fut.add_done_callback(functools.partial(self._forget, account_id))
+        if self._closed:
+            for fut in futures.values():
+                fut.set_exception(UpstreamTimeout("the gateway is shutting down"))
+            return futures
+        now = time.monotonic()
+        alone = [a for a in account_ids if self._isolated_until.get(a, 0.0) > now]
+        together = [a for a in account_ids if self._isolated_until.get(a, 0.0) <= now]
+        size = self._settings.batch_size
+        groups = [together[i : i + size] for i in range(0, len(together), size)]
+        groups += [[a] for a in alone]
+        for group in groups:
+            task = loop.create_task(
+                self._run_group(group, {a: futures[a] for a in group}, deadline),
+                name=f"fanout:{self.endpoint}:{group[0]}+{len(group) - 1}",
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._task_done)
+        return futures
+
+    def _forget(self, account_id: int, fut: asyncio.Future[Fetched[T]]) -> None:
+        if self._pending.get(account_id) is fut:
+            del self._pending[account_id]
+        if not fut.cancelled():
+            fut.exception()  # mark retrieved: a request may have stopped waiting
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("fan-out task %s failed", task.get_name(), exc_info=task.exception())
+
+    # ---------------------------------------------------------------- one group
+    async def _run_group(
+        self,
+        ids: list[int],
+        futures: dict[int, asyncio.Future[Fetched[T]]],
+        deadline: Deadline,
+    ) -> None:
+        run = _GroupRun(self, ids, futures, deadline)
+        try:
+            await run.execute()
+        finally:
+            await run.cleanup()
+        # Isolate only account-specific trouble: when nobody in the group got an answer
+        # the problem is upstream as a whole, and solo calls would only multiply it.
+        if run.fetched or (len(ids) == 1 and self._is_isolated(ids[0])):
+            self._isolate(run.troubled)
+        if self._sink is not None and run.fetched:
+            await self._sink(run.fetched)
+
+    def _is_isolated(self, account_id: int) -> bool:
+        return self._isolated_until.get(account_id, 0.0) > time.monotonic()
+
+    def _isolate(self, account_ids: Iterable[int]) -> None:
+        cooldown = self._settings.cooldown
+        if cooldown <= 0:
+            return
+        now = time.monotonic()
+        for account_id in account_ids:
+            if account_id not in self._isolated_until or self._isolated_until[account_id] <= now:
+                logger.info(
+                    "%s: fetching account %s on its own for %.0f s (failed or slow)",
+                    self.endpoint,
+                    account_id,
+                    cooldown,
+                )
+            self._isolated_until[account_id] = now + cooldown
+        if len(self._isolated_until) > 4096:
+            self._isolated_until = {a: u for a, u in self._isolated_until.items() if u > now}
+
+    async def call(self, ids: Sequence[int], deadline: Deadline) -> Mapping[int, T]:
+        """One upstream call, bounded by the shared limiter and the deadline."""
+        async with self._limiter:
+            left = deadline.remaining()
+            if left <= 0:
+                raise UpstreamTimeout(f"no time left to call Tradovate ({self.endpoint})")
+            started = time.monotonic()
+            try:
+                async with asyncio.timeout(left):
+                    result = await self._load(ids, left)
+            except TimeoutError:
+                self._observe("UPSTREAM_TIMEOUT", started)
+                raise UpstreamTimeout(
+                    f"Tradovate did not answer {self.endpoint} within {left * 1000:.0f} ms"
+                ) from None
+            except BrokerError as exc:
+                self._observe(exc.reason, started)
+                raise
+            except Exception:
+                self._observe("ERROR", started)
+                raise
+            elapsed = self._observe("OK", started)
+            self._latency.add(elapsed)
+            return result
+
+    def _observe(self, outcome: str, started: float) -> float:
+        elapsed = time.monotonic() - started
+        self._observer.upstream_call(self.endpoint, outcome, elapsed)
+        return elapsed
+
+
+class _GroupRun(Generic[T]):
+    """The life of one group: a batch call, then maybe per-account hedges or retries."""
+
+    def __init__(
+        self,
+        owner: FanOut[T],
+        ids: list[int],
+        futures: dict[int, asyncio.Future[Fetched[T]]],
+        deadline: Deadline,
+    ) -> None:
+        self.owner = owner
+        self.ids = ids
+        self.unresolved = dict(futures)
+        self.deadline = deadline
+        self.fetched: dict[int, Fetched[T]] = {}
+        self.troubled: set[int] = set()
+        self.errors: dict[int, BaseException] = {}
+        self.singles: dict[asyncio.Task[Mapping[int, T]], int] = {}
+        self.single_started: dict[int, float] = {}
+        self.batch: asyncio.Task[Mapping[int, T]] | None = None
+        self.hedge_delay = owner.hedge_delay()
+
+    def _spawn(self, ids: Sequence[int]) -> asyncio.Task[Mapping[int, T]]:
+        return asyncio.get_running_loop().create_task(self.owner.call(ids, self.deadline))
+
+    def _resolve(self, account_id: int, value: T, as_of: float) -> None:
+        fut = self.unresolved.pop(account_id, None)
+        if fut is not None and not fut.done():
+            fetched = Fetched(data=value, as_of=as_of)
+            self.fetched[account_id] = fetched
+            fut.set_result(fetched)
+
+    def _fail(self, account_id: int, exc: BaseException) -> None:
+        fut = self.unresolved.pop(account_id, None)
+        if not isinstance(exc, NOT_ACCOUNT_SPECIFIC) or isinstance(exc, UpstreamTimeout):
+            self.troubled.add(account_id)
+        if fut is not None and not fut.done():
+            fut.set_exception(exc)
+
+    def _start_singles(self) -> None:
+        now = time.monotonic()
+        for account_id in list(self.unresolved):
+            if account_id not in self.single_started:
+                self.single_started[account_id] = now
+                self.singles[self._spawn([account_id])] = account_id
+
+    async def execute(self) -> None:
+        self.batch = self._spawn(self.ids)
+        hedge_at = time.monotonic() + self.hedge_delay if len(self.ids) > 1 else math.inf
+        while self.unresolved:
+            waiting: set[asyncio.Task[Mapping[int, T]]] = set(self.singles)
+            if not self.batch.done():
+                waiting.add(self.batch)
+            if not waiting:
+                return
+            left = self.deadline.remaining()
+            timeout = left
+            hedge_pending = not self.single_started and not self.batch.done()
+            if hedge_pending:
+                timeout = min(left, max(0.0, hedge_at - time.monotonic()))
+            done, _ = await asyncio.wait(
+                waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            if not done:
+                if not hedge_pending or self.deadline.remaining() <= 0:
+                    return
+                logger.debug(
+                    "%s: batch of %d pending after %.0f ms; hedging per account",
+                    self.owner.endpoint,
+                    len(self.ids),
+                    self.hedge_delay * 1000,
+                )
+                self._start_singles()
+                continue
+            for task in done:
+                if task is self.batch:
+                    self._batch_done(task)
+                else:
+                    self._single_done(task, self.singles.pop(task))
+
+    def _batch_done(self, task: asyncio.Task[Mapping[int, T]]) -> None:
+        exc = task.exception()
+        if exc is None:
+            as_of = now_epoch()
+            result = task.result()
+            for account_id in list(self.unresolved):
+                if account_id in result:
+                    self._resolve(account_id, result[account_id], as_of)
+            return
+        if len(self.ids) == 1 or isinstance(exc, NOT_ACCOUNT_SPECIFIC):
+            for account_id in list(self.unresolved):
+                self._fail(account_id, self.errors.get(account_id, exc))
+            return
+        logger.info(
+            "%s: batch of %d failed (%s); retrying per account",
+            self.owner.endpoint,
+            len(self.ids),
+            getattr(exc, "reason", type(exc).__name__),
+        )
+        for account_id, error in list(self.errors.items()):
+            self._fail(account_id, error)
+        self._start_singles()
+
+    def _single_done(self, task: asyncio.Task[Mapping[int, T]], account_id: int) -> None:
+        exc = task.exception()
+        elapsed = time.monotonic() - self.single_started[account_id]
+        if exc is None:
+            result = task.result()
+            if account_id in result:
+                self._resolve(account_id, result[account_id], now_epoch())
+            if elapsed > self.hedge_delay:
+                self.troubled.add(account_id)
+            return
+        self.errors[account_id] = exc
+        # While the batch may still answer for this account, keep waiting for it.
+        if self.batch is None or self.batch.done():
+            self._fail(account_id, exc)
+
+    async def cleanup(self) -> None:
+        tasks = [t for t in [self.batch, *self.singles] if t is not None]
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for account_id in list(self.unresolved):
+            error = self.errors.get(account_id) or UpstreamTimeout(
+                f"Tradovate did not answer for account {account_id} before the deadline"
+            )
+            self._fail(account_id, error)
+
+
+def _outcome(account_id: int, fut: asyncio.Future[Fetched[T]]) -> Outcome[T]:
+    if not fut.done():
+        return UpstreamTimeout(
+            f"Tradovate did not answer for account {account_id} before the deadline"
+        )
+    if fut.cancelled():
+        return UpstreamTimeout(f"the fetch for account {account_id} was cancelled")
+    exc = fut.exception()
+    return exc if exc is not None else fut.result()

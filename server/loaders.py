@@ -1,0 +1,245 @@
+"""Upstream loaders: the broker calls behind each kind, joined into per-account records.
+
+Each loader takes account ids and the seconds left, makes as few broker calls as it can
+(``ldeps`` for many masters, chunked) and returns a record for every requested id.
+
+- positions: ``positions(ids)``, then ``contract_info`` for symbols and value per point;
+- orders: ``orders(ids)``, then versions and fills of those orders concurrently (chunked),
+  skipping terminal orders whose versions and fills are already known (they never change);
+- balances: ``cash_balance_snapshot`` per account (Tradovate has no batch form).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Protocol
+
+from server.broker.deadline import Deadline
+from server.broker.schemas import (
+    Account,
+    CashBalanceSnapshot,
+    Fill,
+    Order,
+    OrderVersion,
+    Position,
+)
+from server.errors import GatewayError
+from server.records import BalanceData, ContractRef, OrderDetail, OrdersData, PositionsData
+
+logger = logging.getLogger(__name__)
+
+TERMINAL_STATUSES = frozenset({"filled", "canceled", "rejected", "expired", "completed"})
+
+
+class ContractLike(Protocol):
+    @property
+    def symbol(self) -> str: ...
+
+    @property
+    def value_per_point(self) -> Decimal | None: ...
+
+
+class BrokerReads(Protocol):
+    """The part of the broker façade the read path uses (server.broker.TradovateClient)."""
+
+    async def accounts(self, *, timeout: float | None = None) -> list[Account]: ...  # noqa: ASYNC109
+
+    async def positions(
+        self,
+        account_ids: Sequence[int],
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> list[Position]: ...
+
+    async def orders(
+        self,
+        account_ids: Sequence[int],
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> list[Order]: ...
+
+    async def order_versions(
+        self,
+        order_ids: Sequence[int],
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> list[OrderVersion]: ...
+
+    async def fills(
+        self,
+        order_ids: Sequence[int],
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> list[Fill]: ...
+
+    async def cash_balance_snapshot(
+        self,
+        account_id: int,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> CashBalanceSnapshot: ...
+
+    async def contract_info(
+        self,
+        contract_ids: Sequence[int],
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> Mapping[int, ContractLike]: ...
+
+
+class BalanceUnavailable(GatewayError):
+    """Tradovate answered the cash-balance snapshot with an errorText."""
+
+    reason = "BALANCE_UNAVAILABLE"
+
+
+def is_terminal(order: Order) -> bool:
+    return (order.ord_status or "").lower() in TERMINAL_STATUSES
+
+
+def _chunks(ids: Sequence[int], size: int) -> list[Sequence[int]]:
+    return [ids[i : i + size] for i in range(0, len(ids), size)]
+
+
+class Loaders:
+    """The per-kind loaders over one broker client."""
+
+    def __init__(self, broker: BrokerReads, *, chunk_size: int, terminal_cache_size: int) -> None:
+        self._broker = broker
+        self._chunk = chunk_size
+        self._terminal: OrderedDict[int, tuple[OrderVersion | None, list[Fill]]] = OrderedDict()
+        self._terminal_max = terminal_cache_size
+
+    @property
+    def terminal_orders_known(self) -> int:
+        return len(self._terminal)
+
+    async def accounts(self, deadline: Deadline) -> list[Account]:
+        return await self._broker.accounts(timeout=deadline.check("account/list"))
+
+    async def positions(
+        self, account_ids: Sequence[int], seconds: float
+    ) -> dict[int, PositionsData]:
+        deadline = Deadline.after(seconds)
+        rows = await self._broker.positions(account_ids, timeout=seconds)
+        contracts = await self._contracts({p.contract_id for p in rows}, deadline)
+        by_account: dict[int, list[Position]] = {a: [] for a in account_ids}
+        for row in rows:
+            if row.account_id in by_account:
+                by_account[row.account_id].append(row)
+        return {
+            account_id: PositionsData(positions=items, contracts=_refs(items, contracts))
+            for account_id, items in by_account.items()
+        }
+
+    async def orders(self, account_ids: Sequence[int], seconds: float) -> dict[int, OrdersData]:
+        deadline = Deadline.after(seconds)
+        orders = await self._broker.orders(account_ids, timeout=seconds)
+        needed = [o.id for o in orders if o.id not in self._terminal]
+        contract_ids = {o.contract_id for o in orders if o.contract_id is not None}
+        versions, fills, contracts = await asyncio.gather(
+            self._versions(needed, deadline),
+            self._fills(needed, deadline),
+            self._contracts(contract_ids, deadline),
+        )
+        by_account: dict[int, list[OrderDetail]] = {a: [] for a in account_ids}
+        for order in orders:
+            if order.account_id in by_account:
+                by_account[order.account_id].append(self._detail(order, versions, fills))
+        return {
+            account_id: OrdersData(
+                orders=details, contracts=_refs([d.order for d in details], contracts)
+            )
+            for account_id, details in by_account.items()
+        }
+
+    async def balances(self, account_ids: Sequence[int], seconds: float) -> dict[int, BalanceData]:
+        deadline = Deadline.after(seconds)
+
+        async def one(account_id: int) -> BalanceData:
+            snapshot = await self._broker.cash_balance_snapshot(
+                account_id, timeout=deadline.check("cashBalance/getcashbalancesnapshot")
+            )
+            if snapshot.error_text:
+                raise BalanceUnavailable(f"Tradovate: {snapshot.error_text}")
+            return BalanceData(snapshot=snapshot)
+
+        values = await asyncio.gather(*(one(a) for a in account_ids))
+        return dict(zip(account_ids, values, strict=True))
+
+    # ---------------------------------------------------------------- helpers
+    def _detail(
+        self,
+        order: Order,
+        versions: Mapping[int, OrderVersion],
+        fills: Mapping[int, list[Fill]],
+    ) -> OrderDetail:
+        known = self._terminal.get(order.id)
+        if known is not None:
+            self._terminal.move_to_end(order.id)
+            version, order_fills = known
+        else:
+            version = versions.get(order.id)
+            order_fills = fills.get(order.id, [])
+            if is_terminal(order) and self._terminal_max > 0:
+                self._terminal[order.id] = (version, order_fills)
+                while len(self._terminal) > self._terminal_max:
+                    self._terminal.popitem(last=False)
+        return OrderDetail(order=order, version=version, fills=order_fills)
+
+    async def _versions(
+        self, order_ids: Sequence[int], deadline: Deadline
+    ) -> dict[int, OrderVersion]:
+        chunks = await asyncio.gather(
+            *(
+                self._broker.order_versions(chunk, timeout=deadline.check("orderVersion/ldeps"))
+                for chunk in _chunks(order_ids, self._chunk)
+            )
+        )
+        latest: dict[int, OrderVersion] = {}
+        for chunk in chunks:
+            for version in chunk:
+                current = latest.get(version.order_id)
+                if current is None or version.id > current.id:
+                    latest[version.order_id] = version
+        return latest
+
+    async def _fills(self, order_ids: Sequence[int], deadline: Deadline) -> dict[int, list[Fill]]:
+        chunks = await asyncio.gather(
+            *(
+                self._broker.fills(chunk, timeout=deadline.check("fill/ldeps"))
+                for chunk in _chunks(order_ids, self._chunk)
+            )
+        )
+        grouped: dict[int, list[Fill]] = {}
+        for chunk in chunks:
+            for fill in chunk:
+                grouped.setdefault(fill.order_id, []).append(fill)
+        return grouped
+
+    async def _contracts(
+        self, contract_ids: set[int], deadline: Deadline
+    ) -> dict[int, ContractRef]:
+        if not contract_ids:
+            return {}
+        infos = await self._broker.contract_info(
+            sorted(contract_ids), timeout=deadline.check("contract/items")
+        )
+        return {
+            cid: ContractRef(symbol=info.symbol, value_per_point=info.value_per_point)
+            for cid, info in infos.items()
+        }
+
+
+def _refs(
+    items: Sequence[Position | Order], contracts: Mapping[int, ContractRef]
+) -> dict[int, ContractRef]:
+    return {
+        item.contract_id: contracts[item.contract_id]
+        for item in items
+        if item.contract_id is not None and item.contract_id in contracts
+    }

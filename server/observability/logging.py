@@ -1,0 +1,79 @@
+"""Log set-up: readable text by default, JSON lines with --log-format json.
+
+Every record carries the current request id (``request_id_var``, set by the API
+interceptor), so one call's lines can be found together.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import sys
+from contextvars import ContextVar
+from typing import Final, TextIO
+
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+_TEXT_FORMAT: Final = "%(asctime)s %(levelname)-7s %(name)s%(request_tag)s: %(message)s"
+# LogRecord attributes that are not "extra" fields.
+_STANDARD: Final = frozenset(logging.makeLogRecord({}).__dict__) | {
+    "message",
+    "asctime",
+    "request_id",
+    "request_tag",
+}
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds ``request_id`` (and a ``request_tag`` for text) to every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        request_id = request_id_var.get()
+        record.request_id = request_id
+        record.request_tag = f" [{request_id}]" if request_id else ""
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, request id, extras, traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "ts": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        request_id = getattr(record, "request_id", None)
+        if request_id:
+            entry["request_id"] = request_id
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(fmt: str = "text", level: str = "INFO", stream: TextIO | None = None) -> None:
+    """Install one handler on the root logger (replacing earlier ones from this function)."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.addFilter(RequestIdFilter())
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter(_TEXT_FORMAT))
+    handler.set_name("trading-gateway")
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        if old.get_name() == "trading-gateway":
+            root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    # Third-party chatter stays at WARNING unless we are debugging.
+    if level.upper() != "DEBUG":
+        for noisy in ("aiohttp.access", "asyncio", "grpc"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)

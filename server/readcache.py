@@ -1,0 +1,143 @@
+"""The read path's view of the TTL cache: typed, namespaced, and never a failure.
+
+Values are msgspec msgpack of ``Fetched[record]`` (the broker structs plus as_of), under
+``tg:{env}:{user_id}:{kind}:{account_id}``. Any cache trouble (a backend error, a slow
+answer, an entry that no longer decodes) reads as a miss or drops the write; the
+backend's own ``healthy`` flag is what health reporting shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, Final, Protocol, TypeVar
+
+import msgspec
+
+from server.broker.schemas import Account
+from server.cache import Cache, cache_key
+from server.records import BalanceData, Fetched, Kind, OrdersData, PositionsData
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+ALL_ACCOUNTS: Final = "all"
+
+_ENCODER: Final = msgspec.msgpack.Encoder()
+DECODERS: Final[dict[Kind, msgspec.msgpack.Decoder[Any]]] = {
+    Kind.ACCOUNTS: msgspec.msgpack.Decoder(Fetched[list[Account]]),
+    Kind.POSITIONS: msgspec.msgpack.Decoder(Fetched[PositionsData]),
+    Kind.ORDERS: msgspec.msgpack.Decoder(Fetched[OrdersData]),
+    Kind.BALANCES: msgspec.msgpack.Decoder(Fetched[BalanceData]),
+}
+
+
+class CacheObserver(Protocol):
+    def cache_lookup(self, kind: str, hits: int, misses: int) -> None: ...
+
+
+class _NoObserver:
+    def cache_lookup(self, kind: str, hits: int, misses: int) -> None:
+        return None
+
+
+def encode(value: Fetched[Any]) -> bytes:
+    return _ENCODER.encode(value)
+
+
+class ReadCache:
+    """Typed get/put over a ``Cache`` for one Tradovate environment and user."""
+
+    def __init__(
+        self,
+        cache: Cache,
+        *,
+        env: str,
+        ttls: Mapping[Kind, float],
+        timeout: float,
+        observer: CacheObserver | None = None,
+    ) -> None:
+        self.cache = cache
+        self._env = env
+        self._ttls = dict(ttls)
+        self._timeout = timeout
+        self._observer = observer or _NoObserver()
+        self._user_id: int | None = None
+
+    def set_user(self, user_id: int) -> None:
+        """Keys are namespaced by user; nothing is read or written before this is known."""
+        self._user_id = user_id
+
+    @property
+    def healthy(self) -> bool:
+        return self.cache.healthy
+
+    def _keys(self, kind: Kind, ids: Sequence[int | str]) -> list[str]:
+        assert self._user_id is not None
+        return [cache_key(self._env, self._user_id, kind.value, i) for i in ids]
+
+    async def get_many(self, kind: Kind, account_ids: Sequence[int]) -> dict[int, Fetched[Any]]:
+        """Hits only; every problem is a miss."""
+        if self._user_id is None or not account_ids:
+            return {}
+        try:
+            async with asyncio.timeout(self._timeout):
+                values = await self.cache.get_many(self._keys(kind, account_ids))
+        except Exception as exc:  # the cache must never fail a read
+            logger.debug("cache read of %s failed: %r", kind, exc)
+            self._observer.cache_lookup(kind.value, 0, len(account_ids))
+            return {}
+        hits: dict[int, Fetched[Any]] = {}
+        decoder = DECODERS[kind]
+        for account_id, raw in zip(account_ids, values, strict=True):
+            if raw is None:
+                continue
+            try:
+                hits[account_id] = decoder.decode(raw)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                logger.warning("dropping undecodable %s cache entry: %s", kind, exc)
+        self._observer.cache_lookup(kind.value, len(hits), len(account_ids) - len(hits))
+        return hits
+
+    async def put_many(self, kind: Kind, entries: Mapping[int, Fetched[Any]]) -> None:
+        if self._user_id is None or not entries:
+            return
+        items = dict(
+            zip(self._keys(kind, list(entries)), map(encode, entries.values()), strict=True)
+        )
+        await self._write(kind, items)
+
+    async def get_accounts(self) -> Fetched[list[Account]] | None:
+        if self._user_id is None:
+            return None
+        key = cache_key(self._env, self._user_id, Kind.ACCOUNTS.value, ALL_ACCOUNTS)
+        try:
+            async with asyncio.timeout(self._timeout):
+                raw = await self.cache.get(key)
+        except Exception as exc:
+            logger.debug("cache read of the account list failed: %r", exc)
+            raw = None
+        self._observer.cache_lookup(Kind.ACCOUNTS.value, int(raw is not None), int(raw is None))
+        if raw is None:
+            return None
+        try:
+            value: Fetched[list[Account]] = DECODERS[Kind.ACCOUNTS].decode(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            logger.warning("dropping undecodable account-list cache entry: %s", exc)
+            return None
+        return value
+
+    async def put_accounts(self, value: Fetched[list[Account]]) -> None:
+        if self._user_id is None:
+            return
+        key = cache_key(self._env, self._user_id, Kind.ACCOUNTS.value, ALL_ACCOUNTS)
+        await self._write(Kind.ACCOUNTS, {key: encode(value)})
+
+    async def _write(self, kind: Kind, items: dict[str, bytes]) -> None:
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self.cache.set_many(items, self._ttls[kind])
+        except Exception as exc:  # a failed write only costs a future miss
+            logger.debug("cache write of %s failed: %r", kind, exc)

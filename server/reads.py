@@ -1,0 +1,224 @@
+"""ReadService: account selection, the read policy, and per-account results.
+
+For each kind the policy decides the order of sources:
+
+- FRESH:    live state (when healthy) → upstream.            Never the TTL cache.
+- CACHED:   live state (when healthy) → TTL cache → upstream.
+- UPSTREAM: upstream only (the fetch refreshes the cache).
+
+Whatever comes from upstream is written to the cache by the fetch itself (once per
+fetch, however many requests shared it). FRESH and UPSTREAM both join a fetch already
+in flight for the same account: it started no earlier than this request arrived minus
+one upstream round trip, and sharing it is what keeps N identical requests at one call.
+Each account ends up with data or an error of its own; one failing account never fails
+the call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, Generic, Protocol, TypeVar, cast
+
+from server.accounts import AccountDirectory
+from server.broker.deadline import Deadline
+from server.broker.schemas import Account
+from server.errors import NotReady, ShuttingDown
+from server.fanout import FanOut
+from server.readcache import ReadCache
+from server.records import (
+    AccountList,
+    AccountRead,
+    BalanceData,
+    Fetched,
+    Kind,
+    OrdersData,
+    Policy,
+    PositionsData,
+    Snapshot,
+    Source,
+)
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class LiveSource(Protocol):
+    """Live state kept from Tradovate's user-sync socket (server/live; None until then).
+
+    Consulted first by FRESH and CACHED reads while ``healthy``. Each method returns the
+    same records an upstream fetch would, with the time of the last event as ``as_of``,
+    for the accounts it holds; accounts it leaves out fall through to the next source.
+    """
+
+    @property
+    def healthy(self) -> bool: ...
+
+    def accounts(self) -> Fetched[list[Account]] | None: ...
+
+    def positions(self, account_ids: Sequence[int]) -> Mapping[int, Fetched[PositionsData]]: ...
+
+    def orders(self, account_ids: Sequence[int]) -> Mapping[int, Fetched[OrdersData]]: ...
+
+    def balances(self, account_ids: Sequence[int]) -> Mapping[int, Fetched[BalanceData]]: ...
+
+
+class KindReader(Generic[T]):
+    """The read policy for one kind over live state, the cache and a fan-out."""
+
+    def __init__(
+        self,
+        kind: Kind,
+        fanout: FanOut[T],
+        cache: ReadCache,
+        live: LiveSource | None = None,
+    ) -> None:
+        self.kind = kind
+        self.fanout = fanout
+        self._cache = cache
+        self._live = live
+
+    def _from_live(self, account_ids: Sequence[int]) -> Mapping[int, Fetched[T]]:
+        live = self._live
+        if live is None or not live.healthy:
+            return {}
+        found: Mapping[int, Fetched[Any]]
+        if self.kind is Kind.POSITIONS:
+            found = live.positions(account_ids)
+        elif self.kind is Kind.ORDERS:
+            found = live.orders(account_ids)
+        else:
+            found = live.balances(account_ids)
+        return cast(Mapping[int, Fetched[T]], found)
+
+    async def read(
+        self, accounts: Sequence[Account], policy: Policy, deadline: Deadline
+    ) -> list[AccountRead[T]]:
+        results: dict[int, AccountRead[T]] = {}
+        wanted = [a.id for a in accounts]
+        by_id = {a.id: a for a in accounts}
+        if policy is not Policy.UPSTREAM:
+            for account_id, got in self._from_live(wanted).items():
+                results[account_id] = AccountRead(
+                    by_id[account_id], got.data, None, Source.LIVE, got.as_of
+                )
+        if policy is Policy.CACHED:
+            missing = [a for a in wanted if a not in results]
+            for account_id, got in (await self._cache.get_many(self.kind, missing)).items():
+                results[account_id] = AccountRead(
+                    by_id[account_id], got.data, None, Source.CACHE, got.as_of
+                )
+        missing = [a for a in wanted if a not in results]
+        if missing:
+            outcomes = await self.fanout.fetch(missing, deadline)
+            for account_id, outcome in outcomes.items():
+                account = by_id[account_id]
+                if isinstance(outcome, BaseException):
+                    results[account_id] = AccountRead(account, error=outcome)
+                else:
+                    results[account_id] = AccountRead(
+                        account, outcome.data, None, Source.UPSTREAM, outcome.as_of
+                    )
+        return [results[a] for a in wanted]
+
+
+class ReadService:
+    """Everything the servicer asks for, as records; no protos here."""
+
+    def __init__(
+        self,
+        directory: AccountDirectory,
+        *,
+        positions: KindReader[PositionsData],
+        orders: KindReader[OrdersData],
+        balances: KindReader[BalanceData],
+        live: LiveSource | None = None,
+    ) -> None:
+        self.directory = directory
+        self.positions_reader = positions
+        self.orders_reader = orders
+        self.balances_reader = balances
+        self._live = live
+        self._ready = False
+        self._closing = False
+
+    def mark_ready(self) -> None:
+        self._ready = True
+
+    def mark_closing(self) -> None:
+        self._closing = True
+
+    def _check(self) -> None:
+        if self._closing:
+            raise ShuttingDown()
+        if not self._ready:
+            raise NotReady()
+
+    async def list_accounts(
+        self,
+        entries: Sequence[str],
+        policy: Policy,
+        deadline: Deadline,
+        *,
+        include_inactive: bool = False,
+    ) -> AccountList:
+        self._check()
+        listing = self._live_accounts(policy)
+        if listing is None:
+            listing = await self.directory.listing(policy, deadline, include_inactive=True)
+        if entries:
+            selected = await self.directory.resolve(entries, deadline)
+            return AccountList(selected, listing.source, listing.as_of)
+        accounts = [a for a in listing.accounts if include_inactive or a.active]
+        return AccountList(accounts, listing.source, listing.as_of)
+
+    def _live_accounts(self, policy: Policy) -> AccountList | None:
+        live = self._live
+        if policy is Policy.UPSTREAM or live is None or not live.healthy:
+            return None
+        got = live.accounts()
+        if got is None:
+            return None
+        return AccountList(sorted(got.data, key=lambda a: a.id), Source.LIVE, got.as_of)
+
+    async def positions(
+        self, entries: Sequence[str], policy: Policy, deadline: Deadline
+    ) -> list[AccountRead[PositionsData]]:
+        self._check()
+        accounts = await self.directory.resolve(entries, deadline)
+        return await self.positions_reader.read(accounts, policy, deadline)
+
+    async def orders(
+        self, entries: Sequence[str], policy: Policy, deadline: Deadline
+    ) -> list[AccountRead[OrdersData]]:
+        self._check()
+        accounts = await self.directory.resolve(entries, deadline)
+        return await self.orders_reader.read(accounts, policy, deadline)
+
+    async def balances(
+        self, entries: Sequence[str], policy: Policy, deadline: Deadline
+    ) -> list[AccountRead[BalanceData]]:
+        self._check()
+        accounts = await self.directory.resolve(entries, deadline)
+        return await self.balances_reader.read(accounts, policy, deadline)
+
+    async def snapshot(
+        self,
+        entries: Sequence[str],
+        deadline: Deadline,
+        *,
+        positions: Policy,
+        orders: Policy,
+        balances: Policy,
+    ) -> Snapshot:
+        """All three parts for the same accounts, fetched concurrently."""
+        self._check()
+        accounts = await self.directory.resolve(entries, deadline)
+        got_positions, got_orders, got_balances = await asyncio.gather(
+            self.positions_reader.read(accounts, positions, deadline),
+            self.orders_reader.read(accounts, orders, deadline),
+            self.balances_reader.read(accounts, balances, deadline),
+        )
+        return Snapshot(accounts, got_positions, got_orders, got_balances)

@@ -1,0 +1,128 @@
+"""What a read produces per account: the broker structs it joined, where they came from, when.
+
+These are the values the fan-out fetches, the cache stores (msgspec msgpack) and
+convert.py turns into protos. They hold broker structs but know nothing of gRPC.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Generic, TypeVar
+
+import msgspec
+
+from server.broker.schemas import (
+    Account,
+    CashBalanceSnapshot,
+    Fill,
+    Order,
+    OrderVersion,
+    Position,
+)
+
+T = TypeVar("T")
+
+
+class Kind(enum.StrEnum):
+    """A cached, fetched entity family; the value is the cache-key part."""
+
+    ACCOUNTS = "accounts"
+    POSITIONS = "positions"
+    ORDERS = "orders"
+    BALANCES = "balances"
+
+
+class Source(enum.Enum):
+    UPSTREAM = "upstream"
+    CACHE = "cache"
+    LIVE = "live"
+
+
+class Policy(enum.Enum):
+    """ReadPolicy without the UNSPECIFIED value (the servicer resolves defaults)."""
+
+    FRESH = "fresh"
+    CACHED = "cached"
+    UPSTREAM = "upstream"
+
+
+class ContractRef(msgspec.Struct, frozen=True, kw_only=True):
+    """What a position or order needs from its contract."""
+
+    symbol: str
+    value_per_point: Decimal | None = None
+
+
+class PositionsData(msgspec.Struct, frozen=True, kw_only=True):
+    """One account's positions (flat ones too) and the contracts they reference."""
+
+    positions: list[Position]
+    contracts: dict[int, ContractRef]
+    # Last trade price per contract, when known (live state): fills in open PnL.
+    last_prices: dict[int, Decimal] = msgspec.field(default_factory=dict)
+
+
+class OrderDetail(msgspec.Struct, frozen=True, kw_only=True):
+    """An order joined with its latest version (qty, prices) and its fills."""
+
+    order: Order
+    version: OrderVersion | None = None
+    fills: list[Fill] = msgspec.field(default_factory=list)
+
+
+class OrdersData(msgspec.Struct, frozen=True, kw_only=True):
+    orders: list[OrderDetail]
+    contracts: dict[int, ContractRef]
+
+
+class BalanceData(msgspec.Struct, frozen=True, kw_only=True):
+    snapshot: CashBalanceSnapshot
+    currency: str = "USD"
+
+
+class Fetched(msgspec.Struct, Generic[T], frozen=True):
+    """Data plus the wall-clock time (epoch seconds) it was true upstream."""
+
+    data: T
+    as_of: float
+
+
+def now_epoch() -> float:
+    return time.time()
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRead(Generic[T]):
+    """One account's part of a multi-account answer: data or the error that replaced it."""
+
+    account: Account
+    data: T | None = None
+    error: BaseException | None = None
+    source: Source | None = None
+    as_of: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.data is not None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountList:
+    """The accounts a ListAccounts call returns, with the list's own provenance."""
+
+    accounts: list[Account]
+    source: Source
+    as_of: float
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """GetSnapshot: the selected accounts and each part, in the same account order."""
+
+    accounts: list[Account]
+    positions: list[AccountRead[PositionsData]]
+    orders: list[AccountRead[OrdersData]]
+    balances: list[AccountRead[BalanceData]]

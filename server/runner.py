@@ -1,0 +1,95 @@
+"""Running the gateway as a process: the event loop, signals, and `serve`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from server.config import GatewaySettings
+from server.main import Gateway
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run on uvloop when it is installed (a modest win for grpc.aio servers)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
+
+
+class StopSignals:
+    """SIGINT/SIGTERM handlers, installed on entry (so no signal is missed), removed on exit.
+
+    ``await stop.wait(duration)`` returns the name of what ended the wait: "SIGTERM",
+    "SIGINT", or "duration" when ``duration`` seconds passed first.
+    """
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+        self._why: list[str] = []
+        self._installed: list[signal.Signals] = []
+
+    def __enter__(self) -> StopSignals:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, self._on_signal, sig)
+                self._installed.append(sig)
+            except (NotImplementedError, RuntimeError):  # not the main thread
+                pass
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in self._installed:
+            loop.remove_signal_handler(sig)
+        self._installed.clear()
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        self._why.append(sig.name)
+        self._event.set()
+
+    @property
+    def received(self) -> bool:
+        return self._event.is_set()
+
+    async def wait(self, duration: float | None = None) -> str:
+        try:
+            async with asyncio.timeout(duration):
+                await self._event.wait()
+        except TimeoutError:
+            return "duration"
+        return self._why[0]
+
+
+async def serve(settings: GatewaySettings) -> int:
+    """`trading-gateway serve`: run against the configured Tradovate until a signal."""
+    missing = settings.missing_credentials()
+    if missing:
+        logger.error("cannot start: set %s in the environment", ", ".join(missing))
+        return 2
+    with StopSignals() as signals:
+        return await _serve(settings, signals)
+
+
+async def _serve(settings: GatewaySettings, signals: StopSignals) -> int:
+    async with Gateway(settings) as gateway:
+        stop: asyncio.Future[Any] = asyncio.ensure_future(signals.wait())
+        failed: asyncio.Future[Any] = gateway.failed
+        done, _ = await asyncio.wait({stop, failed}, return_when=asyncio.FIRST_COMPLETED)
+        if failed in done:
+            stop.cancel()
+            await asyncio.gather(stop, return_exceptions=True)
+            logger.error("stopping: %s", failed.exception())
+            return 2
+        logger.info("%s received: shutting down (grace %.1f s)", stop.result(), settings.grace_s)
+    return 0

@@ -1,0 +1,67 @@
+"""The one exception → status table: every error the layers below can raise is classified."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+
+from server.api.status import account_status, classify, rich_status
+from server.broker import errors as broker
+from server.errors import AccountsNotFound, DeadlineExpired, InvalidRequest, NotReady
+from server.loaders import BalanceUnavailable
+
+Code = grpc.StatusCode
+
+CASES = [
+    (
+        broker.AuthError("TRADOVATE_PASSWORD", "bad password"),
+        Code.UNAVAILABLE,
+        "BROKER_AUTH_FAILED",
+    ),
+    (broker.CaptchaRequired("captcha"), Code.UNAVAILABLE, "BROKER_CAPTCHA_REQUIRED"),
+    (broker.PenaltyError(15.0), Code.RESOURCE_EXHAUSTED, "BROKER_PENALTY"),
+    (broker.RateLimitedError(60.0), Code.RESOURCE_EXHAUSTED, "BROKER_RATE_LIMITED"),
+    (broker.LockedOutError(retry_after=3600), Code.RESOURCE_EXHAUSTED, "BROKER_LOCKED_OUT"),
+    (broker.NotFoundError("no such thing"), Code.NOT_FOUND, "BROKER_NOT_FOUND"),
+    (broker.UpstreamUnavailable("503"), Code.UNAVAILABLE, "UPSTREAM_UNAVAILABLE"),
+    (broker.UpstreamTimeout("slow"), Code.DEADLINE_EXCEEDED, "UPSTREAM_TIMEOUT"),
+    (broker.ProtocolError("garbage"), Code.UNAVAILABLE, "BROKER_PROTOCOL_ERROR"),
+    (broker.BrokerClosed("closed"), Code.UNAVAILABLE, "BROKER_CLOSED"),
+    (InvalidRequest("bad", field="x"), Code.INVALID_ARGUMENT, "INVALID_ARGUMENT"),
+    (AccountsNotFound(["A"]), Code.NOT_FOUND, "ACCOUNT_NOT_FOUND"),
+    (DeadlineExpired(), Code.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED"),
+    (NotReady(), Code.UNAVAILABLE, "GATEWAY_NOT_READY"),
+    (BalanceUnavailable("Tradovate: no data"), Code.UNAVAILABLE, "BALANCE_UNAVAILABLE"),
+    (TimeoutError(), Code.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED"),
+]
+
+
+@pytest.mark.parametrize(("exc", "code", "reason"), CASES, ids=lambda v: type(v).__name__)
+def test_every_known_error_has_a_status(exc: Exception, code: Code, reason: str) -> None:
+    found = classify(exc)
+    assert (found.code, found.reason) == (code, reason)
+    assert found.message
+    status = account_status(exc)
+    assert status.code == code.value[0]
+    assert status.reason == reason
+
+
+def test_retry_after_travels_as_retry_info() -> None:
+    status = rich_status(classify(broker.PenaltyError(2.5)))
+    infos = [d for d in status.details if d.Is(error_details_pb2.RetryInfo.DESCRIPTOR)]
+    assert len(infos) == 1
+    retry = error_details_pb2.RetryInfo()
+    infos[0].Unpack(retry)
+    assert (retry.retry_delay.seconds, retry.retry_delay.nanos) == (2, 500_000_000)
+    assert account_status(broker.RateLimitedError(7)).retry_after.seconds == 7
+
+
+def test_an_unexpected_error_is_internal_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR):
+        found = classify(ZeroDivisionError("boom"))
+    assert found.code == Code.INTERNAL
+    assert "boom" not in found.message
+    assert any(r.exc_info for r in caplog.records)
