@@ -1,0 +1,97 @@
+"""The live parts as the composition root sees them (server/main.py ``LiveComponents``).
+
+``build_live`` is the ``LiveFactory``: it builds the live state, hub and read source at
+once (the read path needs the source while it is wired), and starts consuming the
+broker's sync and market-data sockets only once the broker has logged in.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from server.broker.client import TradovateClient
+from server.broker.schemas import ContractInfo
+from server.config import GatewaySettings
+from server.live.handler import LiveStreamHandler
+from server.live.resolve import LiveAccountResolver
+from server.live.service import LiveService, LiveSettings
+from server.live.source import LiveReadSource
+from server.observability.metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+
+def live_settings(settings: GatewaySettings) -> LiveSettings:
+    return LiveSettings(
+        replay_capacity=settings.live_replay_capacity,
+        queue_capacity=settings.live_queue_capacity,
+        max_streams=settings.max_streams,
+        heartbeat_default=settings.heartbeat_interval_s,
+        heartbeat_min=settings.heartbeat_min_s,
+        heartbeat_max=settings.heartbeat_max_s,
+        pnl_interval=settings.pnl_interval_ms / 1000,
+        upstream_loss_grace=settings.upstream_loss_grace_s,
+    )
+
+
+class LiveParts:
+    """Live state, streams and their lifecycle for one broker client."""
+
+    def __init__(
+        self, client: TradovateClient, settings: GatewaySettings, metrics: Metrics
+    ) -> None:
+        self._client = client
+        self._metrics = metrics
+        self.service = LiveService(
+            live_settings(settings),
+            on_health=self._health_changed,
+            contract_lookup=self._contract_info,
+        )
+        self.handler = LiveStreamHandler(
+            self.service.streams,
+            LiveAccountResolver(
+                self.service.state, max_per_request=settings.max_accounts_per_request
+            ),
+        )
+        self._with_market_data = settings.live_market_data
+        self._drain_timeout = min(settings.grace_s, 2.0)
+
+    @property
+    def source(self) -> LiveReadSource:
+        return self.service.source
+
+    @property
+    def streams(self) -> LiveStreamHandler:
+        return self.handler
+
+    @property
+    def healthy(self) -> bool:
+        return self.service.healthy
+
+    async def start(self) -> None:
+        market = self._client.market_data() if self._with_market_data else None
+        self.service.start(self._client.user_sync(), market)
+
+    async def drain(self) -> None:
+        """End every stream (UNAVAILABLE, resumable) and give them time to say so."""
+        ended = self.service.drain()
+        if ended:
+            logger.info("ending %d streams for shutdown (UNAVAILABLE, resumable)", ended)
+            if not await self.service.hub.wait_idle(self._drain_timeout):
+                logger.warning(
+                    "%d streams still open after the drain", self.service.hub.stream_count
+                )
+
+    async def aclose(self) -> None:
+        await self.service.aclose()
+
+    async def _contract_info(self, contract_ids: Sequence[int]) -> dict[int, ContractInfo]:
+        return await self._client.contract_info(contract_ids)
+
+    def _health_changed(self, healthy: bool) -> None:
+        self._metrics.set_up("live_sync", healthy)
+
+
+def build_live(client: TradovateClient, settings: GatewaySettings, metrics: Metrics) -> LiveParts:
+    return LiveParts(client, settings, metrics)

@@ -1,0 +1,89 @@
+"""Why a stream ends, as typed errors that server/api/status.py maps to gRPC statuses.
+
+Each carries the resume point a subscriber should use next, both in its message (for a
+person) and in ``metadata`` (for a program).
+"""
+
+from __future__ import annotations
+
+from server.errors import GatewayError
+
+
+def resume_hint(sequence: int, epoch: str) -> str:
+    return f"resume with resume_after_sequence={sequence}, resume_epoch={epoch}"
+
+
+class StreamError(GatewayError):
+    """Root of the errors that end (or refuse) a StreamUpdates call."""
+
+    reason = "STREAM_ERROR"
+
+
+class StreamLimitReached(StreamError):
+    """The server already serves its maximum of concurrent streams (RESOURCE_EXHAUSTED)."""
+
+    reason = "STREAM_LIMIT_REACHED"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"the gateway already serves its maximum of {limit} concurrent streams; "
+            "close a stream or retry later",
+            metadata={"max_streams": str(limit)},
+        )
+        self.limit = limit
+        self.retry_after = 1.0
+
+
+class _ResumableEnd(StreamError):
+    """A stream the server ended; the subscriber resumes from ``sequence`` in ``epoch``."""
+
+    def __init__(self, what: str, *, sequence: int, epoch: str) -> None:
+        super().__init__(
+            f"{what}; {resume_hint(sequence, epoch)}",
+            metadata={"resume_after_sequence": str(sequence), "resume_epoch": epoch},
+        )
+        self.sequence = sequence
+        self.epoch = epoch
+
+
+class SlowConsumer(_ResumableEnd):
+    """The subscriber could not keep up even after conflation (RESOURCE_EXHAUSTED)."""
+
+    reason = "SLOW_CONSUMER"
+
+    def __init__(self, *, sequence: int, epoch: str) -> None:
+        super().__init__(
+            "the stream fell too far behind and was ended", sequence=sequence, epoch=epoch
+        )
+
+
+class StreamDrained(_ResumableEnd):
+    """The gateway is shutting down and ends its streams (UNAVAILABLE)."""
+
+    reason = "STREAM_DRAINED"
+
+    def __init__(self, *, sequence: int, epoch: str) -> None:
+        super().__init__("the gateway is shutting down", sequence=sequence, epoch=epoch)
+        self.retry_after = 1.0
+
+
+class UpstreamLost(_ResumableEnd):
+    """The Tradovate sync socket stayed down too long to keep streams open (UNAVAILABLE)."""
+
+    reason = "UPSTREAM_SYNC_LOST"
+
+    def __init__(self, *, sequence: int, epoch: str, detail: str) -> None:
+        super().__init__(
+            f"the Tradovate sync connection is down ({detail})", sequence=sequence, epoch=epoch
+        )
+        self.retry_after = 1.0
+
+
+class LiveNotReady(StreamError):
+    """Live sync is turned off or has not received its first snapshot (UNAVAILABLE)."""
+
+    reason = "LIVE_STATE_NOT_READY"
+
+    def __init__(self, message: str = "live state is not synced with Tradovate yet") -> None:
+        super().__init__(message)
+        self.retry_after = 1.0

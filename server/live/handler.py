@@ -1,0 +1,73 @@
+"""The StreamUpdates handler the servicer delegates to: resolve the selector, run a session.
+
+It yields serialized ``StreamUpdate`` bytes: the method is registered with no response
+serializer (see ``raw_stream_handler``), so a delta serialized once by the hub goes to
+every subscriber as is. Errors are typed (server/live/errors.py, server/errors.py) and
+mapped to statuses by the servicer through server/api/status.py.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, Protocol, cast
+
+import grpc
+from tradovate_gateway.v1 import trading_pb2 as pb
+
+from server.broker.deadline import Deadline
+from server.broker.schemas import Account
+from server.live.errors import StreamError
+from server.live.streams import LiveStreams, StreamAccount
+
+logger = logging.getLogger(__name__)
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class AccountResolver(Protocol):
+    """server.accounts.AccountDirectory: the unary RPCs' selector resolution."""
+
+    async def resolve(self, entries: Sequence[str], deadline: Deadline) -> list[Account]: ...
+
+
+class LiveStreamHandler:
+    """Runs StreamUpdates calls over the live streams."""
+
+    def __init__(
+        self, streams: LiveStreams, resolver: AccountResolver, *, resolve_timeout: float = 5.0
+    ) -> None:
+        self._streams = streams
+        self._resolver = resolver
+        self._resolve_timeout = resolve_timeout
+
+    async def stream(
+        self, request: pb.StreamUpdatesRequest, context: Context
+    ) -> AsyncIterator[bytes]:
+        entries = list(request.selector.accounts)
+        accounts = await self._resolver.resolve(entries, Deadline.after(self._resolve_timeout))
+        session = self._streams.open(
+            request,
+            [StreamAccount(a.id, a.name) for a in accounts],
+            follow_new_accounts=not entries,
+        )
+        # Free the subscription the moment the call ends, however it ends.
+        context.add_done_callback(cast(Any, lambda _context: session.close()))
+        try:
+            async for message in session.messages():
+                yield message
+        except StreamError:
+            if context.cancelled() or context.done():
+                return  # the caller is gone: there is nobody to tell why
+            raise
+
+
+def raw_stream_handler(
+    behavior: Callable[[pb.StreamUpdatesRequest, Context], AsyncIterator[bytes]],
+) -> grpc.RpcMethodHandler[pb.StreamUpdatesRequest, bytes]:
+    """A StreamUpdates method handler that writes the handler's bytes unchanged."""
+    return grpc.unary_stream_rpc_method_handler(
+        behavior,
+        request_deserializer=pb.StreamUpdatesRequest.FromString,
+        response_serializer=None,
+    )

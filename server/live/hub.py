@@ -1,0 +1,271 @@
+"""The stream hub: one gap-free sequence per process, a replay ring, and the subscribers.
+
+Every change of the live state becomes one ``Delta``: numbered, stamped, serialized once,
+kept in a bounded replay ring and offered to each matching subscriber's own bounded queue.
+Publishing never awaits, so a snapshot taken in the same synchronous step as a
+subscription (or a replay) is exactly the state at ``hub.sequence``: nothing can fall
+between the two, and no subscriber ever waits for another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import itertools
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+
+from tradovate_gateway.v1 import trading_pb2 as pb
+
+from server.errors import ShuttingDown
+from server.live.errors import StreamLimitReached
+from server.live.queue import ConflatingQueue, Delta
+
+logger = logging.getLogger(__name__)
+
+ALL_KINDS: frozenset[int] = frozenset(
+    {
+        pb.UPDATE_KIND_POSITIONS,
+        pb.UPDATE_KIND_ORDERS,
+        pb.UPDATE_KIND_BALANCES,
+        pb.UPDATE_KIND_PNL,
+        pb.UPDATE_KIND_ACCOUNTS,
+    }
+)
+
+
+class EndReason(enum.Enum):
+    SLOW_CONSUMER = "slow consumer"
+    DRAIN = "drain"
+    UPSTREAM_LOST = "upstream lost"
+
+
+class Subscription:
+    """One stream's registration: its filter, its bounded queue and its wake-up."""
+
+    __slots__ = (
+        "_hub",
+        "_waiter",
+        "accounts",
+        "end_detail",
+        "ended",
+        "kinds",
+        "queue",
+    )
+
+    def __init__(
+        self,
+        hub: StreamHub,
+        accounts: frozenset[int] | None,
+        kinds: frozenset[int],
+        capacity: int,
+    ) -> None:
+        self._hub = hub
+        self._waiter: asyncio.Future[None] | None = None
+        self.accounts = accounts
+        self.kinds = kinds
+        self.queue = ConflatingQueue(capacity)
+        self.ended: EndReason | None = None
+        self.end_detail = ""
+
+    def matches(self, delta: Delta) -> bool:
+        return delta.kind in self.kinds and (
+            self.accounts is None or delta.account_id in self.accounts
+        )
+
+    def offer(self, delta: Delta) -> None:
+        if self.ended is not None:
+            return
+        if not self.queue.push(delta):
+            self.end(EndReason.SLOW_CONSUMER, f"more than {self.queue.capacity} deltas behind")
+            return
+        self.wake()
+
+    def take(self) -> list[Delta]:
+        return self.queue.take_all()
+
+    def wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait(self) -> None:
+        """Until a delta is queued, the stream is ended, or ``wake`` is called."""
+        if len(self.queue) or self.ended is not None:
+            return
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    def end(self, reason: EndReason, detail: str = "") -> None:
+        """Stop taking deltas; the stream sees ``ended`` on its next wake-up."""
+        if self.ended is None:
+            self.ended = reason
+            self.end_detail = detail
+            self.queue.clear()
+            if reason is EndReason.SLOW_CONSUMER:
+                self._hub.slow_consumers_ended += 1
+                logger.info("ending a slow stream subscriber: %s", detail)
+        self.wake()
+
+    def close(self) -> None:
+        self._hub.unsubscribe(self)
+
+
+class StreamHub:
+    """Sequence, epoch, replay ring and subscriber registry for StreamUpdates."""
+
+    def __init__(
+        self,
+        *,
+        replay_capacity: int = 10_000,
+        queue_capacity: int = 1_000,
+        max_streams: int = 1_000,
+        epoch: str | None = None,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.epoch = epoch or secrets.token_hex(8)
+        self.sequence = 0
+        self.queue_capacity = queue_capacity
+        self.max_streams = max_streams
+        self.slow_consumers_ended = 0
+        self._clock_ns = clock_ns
+        self._ring: deque[Delta] = deque(maxlen=replay_capacity)
+        self._by_account: dict[int, dict[Subscription, None]] = {}
+        self._everyone: dict[Subscription, None] = {}
+        self._count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._draining = False
+        # Per account: wall time (ns) and sequence of its last published delta.
+        self.last_event_ns: dict[int, int] = {}
+        self.last_sequence_of: dict[int, int] = {}
+
+    # ------------------------------------------------------------------ publishing
+    def publish(
+        self, *, account_id: int, kind: int, entity_id: int, update: pb.StreamUpdate
+    ) -> Delta:
+        """Number, stamp and serialize ``update`` once, then offer it to every subscriber."""
+        now = self._clock_ns()
+        self.sequence += 1
+        update.sequence = self.sequence
+        update.epoch = self.epoch
+        update.account_id = account_id
+        update.server_time.FromNanoseconds(now)
+        event_ns = update.event_time.ToNanoseconds() if update.HasField("event_time") else now
+        delta = Delta(
+            sequence=self.sequence,
+            account_id=account_id,
+            kind=kind,
+            entity_id=entity_id,
+            event_time_ns=event_ns,
+            body=update.SerializeToString(),
+        )
+        self._ring.append(delta)
+        self.last_event_ns[account_id] = now
+        self.last_sequence_of[account_id] = self.sequence
+        for sub in self._by_account.get(account_id, ()):
+            if kind in sub.kinds:
+                sub.offer(delta)
+        for sub in self._everyone:
+            if kind in sub.kinds:
+                sub.offer(delta)
+        return delta
+
+    # ------------------------------------------------------------------ subscribers
+    @property
+    def stream_count(self) -> int:
+        return self._count
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    def subscribe(self, accounts: Iterable[int] | None, kinds: Iterable[int]) -> Subscription:
+        """Register a stream; ``accounts=None`` follows every account, present and future."""
+        if self._draining:
+            raise ShuttingDown("the gateway is shutting down and takes no new streams")
+        if self._count >= self.max_streams:
+            raise StreamLimitReached(self.max_streams)
+        wanted = frozenset(accounts) if accounts is not None else None
+        sub = Subscription(self, wanted, frozenset(kinds) or ALL_KINDS, self.queue_capacity)
+        if wanted is None:
+            self._everyone[sub] = None
+        else:
+            for account_id in wanted:
+                self._by_account.setdefault(account_id, {})[sub] = None
+        self._count += 1
+        self._idle.clear()
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        removed = False
+        if sub.accounts is None:
+            removed = self._everyone.pop(sub, 0) is None
+        else:
+            for account_id in sub.accounts:
+                subs = self._by_account.get(account_id)
+                if subs is not None and subs.pop(sub, 0) is None:
+                    removed = True
+                    if not subs:
+                        del self._by_account[account_id]
+        if removed:
+            self._count -= 1
+            if self._count == 0:
+                self._idle.set()
+        sub.queue.clear()
+
+    def covers(self, after: int, epoch: str) -> bool:
+        """True when every delta after ``after`` of ``epoch`` is still in the replay ring."""
+        if epoch != self.epoch or after > self.sequence:
+            return False
+        if after == self.sequence:
+            return True
+        return bool(self._ring) and self._ring[0].sequence <= after + 1
+
+    def replay(self, sub: Subscription, after: int, epoch: str) -> bool:
+        """Queue the deltas after ``after`` that ``sub`` wants; False if they cannot be served.
+
+        Call it in the same synchronous step as ``subscribe``: nothing is published between.
+        """
+        if not self.covers(after, epoch):
+            return False
+        if after == self.sequence:
+            return True
+        start = after + 1 - self._ring[0].sequence
+        for delta in itertools.islice(self._ring, start, None):
+            if sub.matches(delta) and not sub.queue.push(delta):
+                sub.queue.clear()
+                return False
+        return True
+
+    def subscribers(self) -> list[Subscription]:
+        subs: dict[Subscription, None] = dict(self._everyone)
+        for group in self._by_account.values():
+            subs.update(group)
+        return list(subs)
+
+    def end_all(self, reason: EndReason, detail: str = "") -> int:
+        subs = self.subscribers()
+        for sub in subs:
+            sub.end(reason, detail)
+        return len(subs)
+
+    async def wait_idle(self, timeout: float) -> bool:  # noqa: ASYNC109
+        """Until no stream is open (or ``timeout`` passes); True when none is."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def drain(self) -> int:
+        """Refuse new streams and end every open one (UNAVAILABLE with a resume hint)."""
+        self._draining = True
+        return self.end_all(EndReason.DRAIN, "the gateway is shutting down")

@@ -1,0 +1,149 @@
+"""Live PnL: last prices from market data, open PnL per position, per-account throttling.
+
+Open PnL of a position is ``(last - netPrice) * valuePerPoint * netPos`` (tradovate-api.md
+§5); an account's total is its open PnL plus the realized PnL of its cash balances.
+Everything is Decimal: a price never passes through a float.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+
+from server.broker.schemas import CashBalance, Position, Quote
+
+logger = logging.getLogger(__name__)
+
+ZERO = Decimal(0)
+
+#: Quote entries tried for the last price, best first.
+_PRICE_ENTRIES = ("Trade", "SettlementPrice")
+
+
+def open_pnl(last: Decimal, net_price: Decimal, value_per_point: Decimal, net_pos: int) -> Decimal:
+    return (last - net_price) * value_per_point * net_pos
+
+
+def quote_price(quote: Quote) -> Decimal | None:
+    """The last trade price of a quote (settlement when no trade is known)."""
+    for name in _PRICE_ENTRIES:
+        entry = quote.entries.get(name)
+        if entry is not None and entry.price is not None:
+            return entry.price
+    return None
+
+
+class PriceBook:
+    """The last known price per contract."""
+
+    def __init__(self) -> None:
+        self.last: dict[int, Decimal] = {}
+
+    def update(self, quote: Quote) -> bool:
+        """Record the quote's price; True when it changed the contract's last price."""
+        price = quote_price(quote)
+        if price is None or self.last.get(quote.contract_id) == price:
+            return False
+        self.last[quote.contract_id] = price
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class PositionPnl:
+    position: Position
+    last_price: Decimal | None
+    open_pnl: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountPnl:
+    """One account's PnL; ``complete`` is False when an open position has no price yet."""
+
+    open_pnl: Decimal
+    realized_pnl: Decimal
+    positions: tuple[PositionPnl, ...]
+    complete: bool
+
+    @property
+    def total_pnl(self) -> Decimal:
+        return self.open_pnl + self.realized_pnl
+
+
+def position_pnl(
+    position: Position, last: Decimal | None, value_per_point: Decimal | None
+) -> PositionPnl:
+    if position.net_pos == 0:
+        return PositionPnl(position, last, ZERO)
+    if last is None or value_per_point is None or position.net_price is None:
+        return PositionPnl(position, last, None)
+    return PositionPnl(
+        position, last, open_pnl(last, position.net_price, value_per_point, position.net_pos)
+    )
+
+
+def account_pnl(
+    positions: Iterable[Position],
+    cash_balances: Iterable[CashBalance],
+    last: Callable[[int], Decimal | None],
+    value_per_point: Callable[[int], Decimal | None],
+) -> AccountPnl:
+    """PnL of one account from its positions (open ones count) and cash balances."""
+    rows: list[PositionPnl] = []
+    total_open = ZERO
+    complete = True
+    for position in positions:
+        if position.net_pos == 0:
+            continue
+        row = position_pnl(
+            position, last(position.contract_id), value_per_point(position.contract_id)
+        )
+        rows.append(row)
+        if row.open_pnl is None:
+            complete = False
+        else:
+            total_open += row.open_pnl
+    realized = sum((c.realized_pnl or ZERO for c in cash_balances), ZERO)
+    return AccountPnl(total_open, realized, tuple(rows), complete)
+
+
+class Throttle:
+    """Calls ``emit(account_id)`` at most once per ``interval`` per account.
+
+    The first mark after a quiet interval emits at once (no added latency); marks inside
+    the interval collapse into one emit at its end, so the latest state always goes out.
+    """
+
+    def __init__(self, interval: float, emit: Callable[[int], None]) -> None:
+        self._interval = interval
+        self._emit = emit
+        self._last: dict[int, float] = {}
+        self._pending: dict[int, asyncio.TimerHandle] = {}
+        self._closed = False
+
+    def mark(self, account_id: int) -> None:
+        if self._closed or account_id in self._pending:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        due = self._last.get(account_id, -self._interval) + self._interval
+        if now >= due:
+            self._fire(account_id)
+        else:
+            self._pending[account_id] = loop.call_at(due, self._fire, account_id)
+
+    def _fire(self, account_id: int) -> None:
+        self._pending.pop(account_id, None)
+        self._last[account_id] = asyncio.get_running_loop().time()
+        try:
+            self._emit(account_id)
+        except Exception:
+            logger.exception("publishing PnL of account %s failed", account_id)
+
+    def close(self) -> None:
+        self._closed = True
+        for handle in self._pending.values():
+            handle.cancel()
+        self._pending.clear()

@@ -1,0 +1,309 @@
+"""LiveService: the user-sync and market-data sockets turned into live state and streams.
+
+It owns one consumer task per socket (never one socket per subscriber), the market-data
+subscriptions for contracts with open positions, and the health of the live state. Its
+parts are public for the composition root: ``hub`` (streams), ``streams`` (opens
+StreamUpdates sessions), ``source`` (unary reads) and ``views``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from server.broker.events import EntityChange, SyncEvent, SyncSnapshot, SyncStatus
+from server.broker.schemas import ContractInfo, Quote
+from server.live.hub import EndReason, StreamHub
+from server.live.source import LiveReadSource
+from server.live.state import LiveState
+from server.live.streams import LiveStreams, StreamSettings
+from server.live.views import LiveViews
+
+logger = logging.getLogger(__name__)
+
+
+class SyncFeed(Protocol):
+    """server.broker.sync.UserSync, as the live state uses it."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    async def start(self, *, timeout: float | None = None) -> None: ...  # noqa: ASYNC109
+
+    def events(self) -> AsyncIterator[SyncEvent]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class QuoteFeed(Protocol):
+    """The market-data socket: ref-counted quote subscriptions and one quote stream."""
+
+    async def start(self, *, timeout: float | None = None) -> None: ...  # noqa: ASYNC109
+
+    async def subscribe(self, contract_id: int, *, timeout: float | None = None) -> None: ...  # noqa: ASYNC109
+
+    async def unsubscribe(self, contract_id: int, *, timeout: float | None = None) -> None: ...  # noqa: ASYNC109
+
+    def quotes(self) -> AsyncIterator[Quote]: ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LiveSettings:
+    replay_capacity: int = 10_000
+    queue_capacity: int = 1_000
+    max_streams: int = 1_000
+    heartbeat_default: float = 5.0
+    heartbeat_min: float = 0.1
+    heartbeat_max: float = 120.0
+    pnl_interval: float = 0.1
+    # Streams stay open through a sync drop this long; then they end with UNAVAILABLE.
+    upstream_loss_grace: float = 30.0
+    # Wait between market-data subscription retries after a failure.
+    retry_delay: float = 1.0
+
+
+HealthCallback = Callable[[bool], None]
+ContractLookup = Callable[[Sequence[int]], Awaitable[Mapping[int, ContractInfo]]]
+"""server.broker.client.TradovateClient.contract_info: ids Tradovate does not know are left out."""
+
+
+class LiveService:
+    """Live state, stream hub and read source fed by one sync socket and one md socket."""
+
+    def __init__(
+        self,
+        settings: LiveSettings | None = None,
+        *,
+        on_health: HealthCallback | None = None,
+        contract_lookup: ContractLookup | None = None,
+    ) -> None:
+        self.settings = s = settings or LiveSettings()
+        self._contract_lookup = contract_lookup
+        self._contracts_wanted: set[int] = set()
+        self._contracts_asked: set[int] = set()
+        self._lookup_wanted = asyncio.Event()
+        self._sync: SyncFeed | None = None
+        self._market: QuoteFeed | None = None
+        self._on_health = on_health
+        self.state = LiveState()
+        self.hub = StreamHub(
+            replay_capacity=s.replay_capacity,
+            queue_capacity=s.queue_capacity,
+            max_streams=s.max_streams,
+        )
+        self.views = LiveViews(
+            self.state,
+            self.hub,
+            pnl_interval=s.pnl_interval,
+            on_contracts=self._contracts_changed,
+            on_unknown_contracts=self._contracts_unknown,
+        )
+        self.streams = LiveStreams(
+            self.hub,
+            self.views,
+            StreamSettings(s.heartbeat_default, s.heartbeat_min, s.heartbeat_max),
+        )
+        self.source = LiveReadSource(self.views, self.hub)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._synced = asyncio.Event()
+        self._md_wanted: frozenset[int] = frozenset()
+        self._md_subscribed: set[int] = set()
+        self._md_changed = asyncio.Event()
+        self._loss_timer: asyncio.TimerHandle | None = None
+        self._started = False
+        self._closed = False
+        self.resyncs = 0
+        self.down_reason = "not connected yet"
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def healthy(self) -> bool:
+        """True while the sync socket is connected and its snapshot is applied."""
+        return self.views.healthy
+
+    def start(self, sync: SyncFeed, market: QuoteFeed | None = None) -> None:
+        """Consume these sockets; returns at once (the gateway serves while they connect)."""
+        if self._started or self._closed:
+            return
+        self._started = True
+        self._sync = sync
+        self._market = market
+        self._spawn(self._run_sync(sync), "live-sync")
+        if self._contract_lookup is not None:
+            self._spawn(self._run_contract_lookups(self._contract_lookup), "live-contracts")
+        if market is not None:
+            self._spawn(self._run_quotes(), "live-quotes")
+            self._spawn(self._run_subscriptions(), "live-md-subscriptions")
+
+    async def wait_synced(self, timeout: float) -> bool:  # noqa: ASYNC109
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._synced.wait()
+        return self._synced.is_set()
+
+    def drain(self) -> int:
+        """Refuse new streams and end the open ones with UNAVAILABLE and a resume hint."""
+        return self.hub.drain()
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.hub.drain()
+        self._set_healthy(False)
+        if self._loss_timer is not None:
+            self._loss_timer.cancel()
+        self.views.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self._sync is not None:
+            await self._sync.aclose()
+        if self._market is not None:
+            await self._market.aclose()
+
+    def _spawn(self, coro: Coroutine[object, object, None], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("live task %s failed", task.get_name(), exc_info=task.exception())
+
+    # ------------------------------------------------------------------ sync socket
+    async def _run_sync(self, sync: SyncFeed) -> None:
+        try:
+            await sync.start()
+        except Exception as exc:  # the socket keeps reconnecting on its own
+            logger.warning("live sync: first connect failed (%s); still trying", exc)
+        try:
+            async for event in sync.events():
+                self.handle(event)
+        except Exception as exc:
+            logger.error("live sync stopped for good: %s", exc)
+            self._went_down(f"stopped: {exc}")
+            self.hub.end_all(EndReason.UPSTREAM_LOST, str(exc))
+
+    def handle(self, event: SyncEvent) -> None:
+        """Apply one event from the sync socket (synchronously: state and hub move together)."""
+        if isinstance(event, SyncSnapshot):
+            self.views.apply(event)
+            self.source.synced_at = event.received_at.timestamp()
+            if event.reconnect:
+                self.resyncs += 1
+            if self._loss_timer is not None:
+                self._loss_timer.cancel()
+                self._loss_timer = None
+            self._set_healthy(True)
+            self._synced.set()
+        elif isinstance(event, EntityChange):
+            self.views.apply(event)
+        elif isinstance(event, SyncStatus) and not event.connected:
+            self._went_down(event.reason)
+
+    def _went_down(self, reason: str) -> None:
+        self.down_reason = reason
+        logger.warning("live sync: connection down (%s)", reason)
+        self._set_healthy(False)
+        if self._loss_timer is None and not self._closed:
+            loop = asyncio.get_running_loop()
+            self._loss_timer = loop.call_later(
+                self.settings.upstream_loss_grace, self._upstream_lost
+            )
+
+    def _upstream_lost(self) -> None:
+        self._loss_timer = None
+        if not self.healthy:
+            ended = self.hub.end_all(EndReason.UPSTREAM_LOST, self.down_reason)
+            logger.warning("live sync: down too long; ended %d streams", ended)
+
+    def _set_healthy(self, healthy: bool) -> None:
+        if self.views.healthy == healthy:
+            return
+        self.views.healthy = healthy
+        for sub in self.hub.subscribers():
+            sub.wake()
+        if self._on_health is not None:
+            try:
+                self._on_health(healthy)
+            except Exception:
+                logger.exception("live health callback failed")
+
+    # ------------------------------------------------------------------ contracts
+    def _contracts_unknown(self, contract_ids: set[int]) -> None:
+        fresh = contract_ids - self._contracts_asked
+        if fresh and self._contract_lookup is not None:
+            self._contracts_wanted |= fresh
+            self._lookup_wanted.set()
+
+    async def _run_contract_lookups(self, lookup: ContractLookup) -> None:
+        """Resolve contracts the sync data did not describe (symbol, value per point)."""
+        while True:
+            await self._lookup_wanted.wait()
+            self._lookup_wanted.clear()
+            ids = sorted(self._contracts_wanted)
+            self._contracts_wanted.clear()
+            self._contracts_asked.update(ids)
+            try:
+                infos = await lookup(ids)
+            except Exception as exc:
+                logger.warning("contract lookup for %s failed (%s); retrying", ids, exc)
+                self._contracts_asked.difference_update(ids)
+                await asyncio.sleep(self.settings.retry_delay)
+                self._contracts_unknown(set(ids))
+                continue
+            if infos:
+                touches = self.state.add_contract_infos(infos.values())
+                self.views.refresh(touches, time.time_ns())
+
+    # ------------------------------------------------------------------ market data
+    def _contracts_changed(self, contracts: frozenset[int]) -> None:
+        self._md_wanted = contracts
+        self._md_changed.set()
+
+    async def _run_quotes(self) -> None:
+        assert self._market is not None
+        async for quote in self._market.quotes():
+            self.views.on_quote(quote)
+
+    async def _run_subscriptions(self) -> None:
+        """Keep md subscriptions equal to the contracts with open positions."""
+        market = self._market
+        assert market is not None
+        started = False
+        while True:
+            await self._md_changed.wait()
+            self._md_changed.clear()
+            if not started:
+                started = True
+                try:
+                    await market.start()
+                except Exception as exc:  # it keeps connecting; subscriptions are kept
+                    logger.warning("market data: first connect failed (%s); still trying", exc)
+            try:
+                wanted = self._md_wanted
+                for contract_id in sorted(wanted - self._md_subscribed):
+                    await market.subscribe(contract_id)
+                    self._md_subscribed.add(contract_id)
+                for contract_id in sorted(self._md_subscribed - wanted):
+                    await market.unsubscribe(contract_id)
+                    self._md_subscribed.discard(contract_id)
+            except Exception as exc:
+                logger.warning("market data: subscription update failed (%s); retrying", exc)
+                await asyncio.sleep(self.settings.retry_delay)
+                self._md_changed.set()
+
+    @property
+    def market_contracts(self) -> frozenset[int]:
+        """The contracts with a market-data subscription right now."""
+        return frozenset(self._md_subscribed)

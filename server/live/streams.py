@@ -1,0 +1,299 @@
+"""One StreamUpdates call: subscription status, snapshot, completion marker, deltas, heartbeats.
+
+``LiveStreams.open`` does everything that must be consistent in one synchronous step:
+it registers the subscriber with the hub, replays a covered resume (or takes the
+snapshot) and notes the sequence the deltas start after. Nothing can be published in
+between, so a subscriber sees each change exactly once: in the snapshot or as a delta.
+
+A session yields serialized ``StreamUpdate`` bytes (deltas are serialized once by the
+hub and only get this stream's ``previous_sequence`` appended). It ends by raising a
+typed error from server/live/errors.py that names the resume point.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from google.protobuf import timestamp_pb2
+from google.rpc import code_pb2
+from tradovate_gateway.v1 import trading_pb2 as pb
+
+from server.errors import InvalidRequest
+from server.live.errors import LiveNotReady, SlowConsumer, StreamDrained, UpstreamLost
+from server.live.hub import ALL_KINDS, EndReason, StreamHub, Subscription
+from server.live.queue import chained
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSettings:
+    heartbeat_default: float = 5.0
+    heartbeat_min: float = 0.1
+    heartbeat_max: float = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class StreamAccount:
+    """An account the caller's selector resolved to."""
+
+    account_id: int
+    account_name: str
+
+
+class SnapshotViews(Protocol):
+    """What a stream needs from the live views (server/live/views.py)."""
+
+    @property
+    def synced(self) -> bool: ...
+
+    @property
+    def healthy(self) -> bool: ...
+
+    def has_account(self, account_id: int) -> bool: ...
+
+    def account_snapshot(self, account_id: int, kinds: frozenset[int]) -> pb.AccountSnapshot: ...
+
+
+class LiveStreams:
+    """Opens StreamUpdates sessions over one hub and one set of live views."""
+
+    def __init__(
+        self, hub: StreamHub, views: SnapshotViews, settings: StreamSettings | None = None
+    ) -> None:
+        self.hub = hub
+        self.views = views
+        self.settings = settings or StreamSettings()
+
+    def open(
+        self,
+        request: pb.StreamUpdatesRequest,
+        accounts: Sequence[StreamAccount],
+        *,
+        follow_new_accounts: bool = False,
+    ) -> StreamSession:
+        """Start a session; raises StreamLimitReached, StreamDrained or LiveNotReady.
+
+        ``follow_new_accounts`` (an empty selector) also streams accounts created later.
+        """
+        kinds = _kinds(request)
+        heartbeat = self._heartbeat_interval(request)
+        if not self.views.synced:
+            raise LiveNotReady()
+        wanted = None if follow_new_accounts else [a.account_id for a in accounts]
+        sub = self.hub.subscribe(wanted, kinds)
+        try:
+            return StreamSession(self, request, accounts, sub, heartbeat)
+        except BaseException:
+            sub.close()
+            raise
+
+    def _heartbeat_interval(self, request: pb.StreamUpdatesRequest) -> float:
+        s = self.settings
+        if not request.HasField("heartbeat_interval"):
+            return s.heartbeat_default
+        asked = request.heartbeat_interval.ToNanoseconds() / 1e9
+        if asked <= 0:
+            raise InvalidRequest("heartbeat_interval must be positive", field="heartbeat_interval")
+        return min(max(asked, s.heartbeat_min), s.heartbeat_max)
+
+
+def _kinds(request: pb.StreamUpdatesRequest) -> frozenset[int]:
+    kinds = frozenset(request.kinds)
+    unknown = kinds - ALL_KINDS
+    if unknown:
+        raise InvalidRequest(
+            f"unknown update kinds: {sorted(unknown)}", field="kinds", reason="INVALID_KIND"
+        )
+    return kinds or ALL_KINDS
+
+
+def _timestamp(ns: int) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromNanoseconds(ns)
+    return stamp
+
+
+class StreamSession:
+    """One subscriber's stream; iterate ``messages()`` and call ``close()`` when done."""
+
+    def __init__(
+        self,
+        streams: LiveStreams,
+        request: pb.StreamUpdatesRequest,
+        accounts: Sequence[StreamAccount],
+        sub: Subscription,
+        heartbeat: float,
+    ) -> None:
+        self._hub = streams.hub
+        self._views = streams.views
+        self._sub = sub
+        self._accounts = list(accounts)
+        self._heartbeat = heartbeat
+        self._heartbeat_due = False
+        self._told_healthy = streams.views.healthy
+        self._timer: asyncio.TimerHandle | None = None
+        self._closed = False
+        # Decide resume or snapshot now, in the same synchronous step as subscribe().
+        resume_asked = request.resume_after_sequence > 0 or bool(request.resume_epoch)
+        self.resumed = resume_asked and self._hub.replay(
+            sub, request.resume_after_sequence, request.resume_epoch
+        )
+        self.resync = resume_asked and not self.resumed
+        with_snapshot = self.resync or (
+            not resume_asked
+            and (request.with_snapshot if request.HasField("with_snapshot") else True)
+        )
+        self.start_sequence = request.resume_after_sequence if self.resumed else self._hub.sequence
+        #: The sequence of the last delta this stream sent (or where it started).
+        self.last_sequence = self.start_sequence
+        self._opening = self._opening_messages(with_snapshot, sub.kinds)
+
+    # ------------------------------------------------------------------ opening
+    def _opening_messages(self, with_snapshot: bool, kinds: frozenset[int]) -> list[bytes]:
+        now = _timestamp(time.time_ns())
+        epoch = self._hub.epoch
+        seq = self.start_sequence
+        status = pb.SubscriptionStatus(
+            accounts=[pb.AccountSubscription(meta=self._meta(a)) for a in self._accounts]
+        )
+        out = [
+            pb.StreamUpdate(
+                sequence=seq, epoch=epoch, server_time=now, subscription=status
+            ).SerializeToString()
+        ]
+        if with_snapshot:
+            for account in self._accounts:
+                if not self._views.has_account(account.account_id):
+                    continue
+                chunk = pb.SnapshotChunk(
+                    account=self._views.account_snapshot(account.account_id, kinds),
+                    resync=self.resync,
+                )
+                out.append(
+                    pb.StreamUpdate(
+                        sequence=seq,
+                        epoch=epoch,
+                        server_time=now,
+                        account_id=account.account_id,
+                        snapshot=chunk,
+                    ).SerializeToString()
+                )
+        complete = pb.SnapshotComplete(sequence=seq, resync=self.resync)
+        out.append(
+            pb.StreamUpdate(
+                sequence=seq, epoch=epoch, server_time=now, snapshot_complete=complete
+            ).SerializeToString()
+        )
+        return out
+
+    def _meta(self, account: StreamAccount) -> pb.AccountMeta:
+        meta = pb.AccountMeta(
+            account_id=account.account_id,
+            account_name=account.account_name,
+            source=pb.SOURCE_LIVE,
+        )
+        last = self._hub.last_event_ns.get(account.account_id)
+        if last is not None:
+            meta.as_of.FromNanoseconds(last)
+        status = meta.status
+        if not self._views.has_account(account.account_id):
+            status.code = code_pb2.NOT_FOUND
+            status.reason = "ACCOUNT_NOT_IN_LIVE_SYNC"
+            status.message = (
+                "the account is not in the Tradovate sync data; its updates start if it appears"
+            )
+        elif not self._views.healthy:
+            status.code = code_pb2.UNAVAILABLE
+            status.reason = "UPSTREAM_SYNC_DISCONNECTED"
+            status.message = (
+                "the Tradovate sync connection is down: the snapshot is the last known state "
+                "and the changes follow as deltas once it reconnects"
+            )
+        else:
+            status.code = code_pb2.OK
+        return meta
+
+    # ------------------------------------------------------------------ running
+    async def messages(self) -> AsyncIterator[bytes]:
+        """The stream's serialized StreamUpdate messages, until the server ends it."""
+        sub = self._sub
+        try:
+            opening, self._opening = self._opening, []
+            for message in opening:
+                yield message
+            self._schedule_heartbeat()
+            previous = self.start_sequence
+            while True:
+                # On schedule, and at once when the upstream's health changes.
+                if self._heartbeat_due or self._views.healthy != self._told_healthy:
+                    self._heartbeat_due = False
+                    self._told_healthy = self._views.healthy
+                    yield self._heartbeat_message()
+                    self._reschedule_heartbeat()
+                batch = sub.take()
+                if batch:
+                    for delta in batch:
+                        yield chained(delta.body, previous)
+                        previous = self.last_sequence = delta.sequence
+                    continue
+                if sub.ended is not None:
+                    raise self._end_error(sub.ended, sub.end_detail)
+                await sub.wait()
+        finally:
+            self.close()
+
+    def _schedule_heartbeat(self) -> None:
+        if not self._closed:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self._heartbeat, self._heartbeat_tick)
+
+    def _reschedule_heartbeat(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._schedule_heartbeat()
+
+    def _heartbeat_tick(self) -> None:
+        self._timer = None
+        self._heartbeat_due = True
+        self._sub.wake()
+
+    def _heartbeat_message(self) -> bytes:
+        last_event = self._hub.last_event_ns
+        activity = []
+        for account in self._accounts:
+            row = pb.AccountActivity(account_id=account.account_id)
+            last = last_event.get(account.account_id)
+            if last is not None:
+                row.last_event_time.FromNanoseconds(last)
+            activity.append(row)
+        update = pb.StreamUpdate(
+            sequence=self.last_sequence,
+            epoch=self._hub.epoch,
+            heartbeat=pb.Heartbeat(accounts=activity, upstream_healthy=self._views.healthy),
+        )
+        update.server_time.FromNanoseconds(time.time_ns())
+        return update.SerializeToString()
+
+    def _end_error(self, reason: EndReason, detail: str) -> Exception:
+        seq, epoch = self.last_sequence, self._hub.epoch
+        if reason is EndReason.SLOW_CONSUMER:
+            return SlowConsumer(sequence=seq, epoch=epoch)
+        if reason is EndReason.DRAIN:
+            return StreamDrained(sequence=seq, epoch=epoch)
+        return UpstreamLost(sequence=seq, epoch=epoch, detail=detail or "disconnected")
+
+    def close(self) -> None:
+        """Unsubscribe at once (idempotent); a cancelled stream frees its slot here."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._sub.close()

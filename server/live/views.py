@@ -1,0 +1,544 @@
+"""Proto views of the live state, kept current and published to the hub when they change.
+
+A view is recomputed for every entity a change touches; it is published only when the
+inputs it is built from really changed (structs compare by value). So a resync that
+brings the same state again publishes nothing, and one that brings changes publishes
+exactly those. Each change is converted to proto once (server/convert.py) and
+serialized once by the hub.
+
+PnL is not part of the position and balance views: it changes with every quote. It goes
+out as PnlUpdate, throttled per account, and is filled into positions and balances
+whenever they are sent or read.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from decimal import Decimal
+
+from tradovate_gateway.v1 import trading_pb2 as pb
+
+from server import convert
+from server.broker.events import EntityChange, SyncSnapshot
+from server.broker.schemas import (
+    Account,
+    CashBalance,
+    CashBalanceSnapshot,
+    MarginSnapshot,
+    Position,
+    Quote,
+)
+from server.live.hub import StreamHub
+from server.live.pnl import AccountPnl, PriceBook, Throttle, account_pnl, position_pnl
+from server.live.state import ACCOUNTS, BALANCES, ORDERS, POSITIONS, LiveState, Touch
+from server.records import BalanceData, ContractRef, OrderDetail
+
+logger = logging.getLogger(__name__)
+
+PNL = pb.UPDATE_KIND_PNL
+
+# Publication order inside one batch of touches.
+_RANK: dict[int, int] = {ACCOUNTS: 0, ORDERS: 1, POSITIONS: 2, BALANCES: 3}
+
+PositionInputs = tuple[Position, str, ContractRef | None]
+OrderInputs = tuple[OrderDetail, str, ContractRef | None]
+BalanceInputs = tuple[Account, tuple[CashBalance, ...], MarginSnapshot | None]
+
+
+@dataclass(slots=True)
+class _PositionView:
+    account_id: int
+    inputs: PositionInputs
+    proto: pb.Position | None = None
+
+
+@dataclass(slots=True)
+class _OrderView:
+    account_id: int
+    inputs: OrderInputs
+    proto: pb.Order | None = None
+
+
+@dataclass(slots=True)
+class _AccountView:
+    inputs: Account
+    proto: pb.Account | None = None
+
+
+class LiveViews:
+    """Current proto views per entity; publishes real changes to the hub."""
+
+    def __init__(
+        self,
+        state: LiveState,
+        hub: StreamHub,
+        *,
+        pnl_interval: float = 0.1,
+        on_contracts: Callable[[frozenset[int]], None] | None = None,
+        on_unknown_contracts: Callable[[set[int]], None] | None = None,
+    ) -> None:
+        self.state = state
+        self.hub = hub
+        self.prices = PriceBook()
+        self.healthy = False
+        self._on_contracts = on_contracts
+        self._on_unknown_contracts = on_unknown_contracts
+        self._accounts: dict[int, _AccountView] = {}
+        self._positions: dict[int, _PositionView] = {}
+        self._orders: dict[int, _OrderView] = {}
+        self._balances: dict[int, BalanceInputs] = {}
+        self._pnl_sent: dict[int, bytes] = {}
+        # Open positions per contract: drives market-data subscriptions and PnL updates.
+        self._open_by_contract: dict[int, set[int]] = {}
+        self._open_contract_of: dict[int, int] = {}
+        self._open_contracts: frozenset[int] = frozenset()
+        self._throttle = Throttle(pnl_interval, self._publish_pnl)
+        self.last_change_ns = 0
+
+    # ------------------------------------------------------------------ inputs
+    @property
+    def synced(self) -> bool:
+        return self.state.synced
+
+    @property
+    def open_contracts(self) -> frozenset[int]:
+        return self._open_contracts
+
+    def apply(self, event: SyncSnapshot | EntityChange) -> int:
+        """Apply a snapshot or a change; returns how many deltas were published."""
+        if isinstance(event, SyncSnapshot):
+            touches = self.state.apply_snapshot(event)
+        else:
+            touches = self.state.apply_change(event)
+        received_ns = int(event.received_at.timestamp() * 1e9)
+        return self.refresh(touches, received_ns)
+
+    def on_quote(self, quote: Quote) -> None:
+        if not self.prices.update(quote):
+            return
+        for position_id in self._open_by_contract.get(quote.contract_id, ()):
+            position = self.state.positions.get(position_id)
+            if position is not None:
+                self._throttle.mark(position.account_id)
+
+    def refresh(self, touches: Collection[Touch], received_ns: int) -> int:
+        published = 0
+        pnl_accounts: set[int] = set()
+        for touch in sorted(touches, key=lambda t: (_RANK[t.kind], t.account_id, t.entity_id)):
+            if touch.kind == POSITIONS:
+                if self._refresh_position(touch, received_ns):
+                    published += 1
+                    pnl_accounts.add(touch.account_id)
+            elif touch.kind == ORDERS:
+                published += self._refresh_order(touch, received_ns)
+            elif touch.kind == BALANCES:
+                if self._refresh_balance(touch.account_id, received_ns):
+                    published += 1
+                    pnl_accounts.add(touch.account_id)
+            elif touch.kind == ACCOUNTS:
+                published += self._refresh_account(touch.account_id, received_ns)
+        if published:
+            self.last_change_ns = received_ns
+        self._report_unknown_contracts(touches)
+        self._update_open_contracts()
+        for account_id in sorted(pnl_accounts):
+            self._throttle.mark(account_id)
+        return published
+
+    def close(self) -> None:
+        self._throttle.close()
+
+    def _report_unknown_contracts(self, touches: Collection[Touch]) -> None:
+        if self._on_unknown_contracts is None:
+            return
+        ids: list[int | None] = []
+        for touch in touches:
+            if touch.kind == POSITIONS:
+                position = self.state.positions.get(touch.entity_id)
+                ids.append(position.contract_id if position is not None else None)
+            elif touch.kind == ORDERS:
+                order = self.state.orders.get(touch.entity_id)
+                ids.append(order.contract_id if order is not None else None)
+        unknown = self.state.unknown_contracts(ids)
+        if unknown:
+            self._on_unknown_contracts(unknown)
+
+    # ------------------------------------------------------------------ lookups
+    def account_name(self, account_id: int) -> str:
+        account = self.state.accounts.get(account_id)
+        return account.name if account is not None else ""
+
+    def contract_ref(self, contract_id: int | None) -> ContractRef | None:
+        if contract_id is None:
+            return None
+        contract = self.state.contracts.get(contract_id)
+        if contract is None:
+            info = self.state.contract_infos.get(contract_id)
+            if info is None:
+                return None
+            return ContractRef(symbol=info.symbol, value_per_point=info.value_per_point)
+        product = self.state.product_of(contract_id)
+        return ContractRef(
+            symbol=contract.name,
+            value_per_point=product.value_per_point if product is not None else None,
+        )
+
+    def value_per_point(self, contract_id: int) -> Decimal | None:
+        product = self.state.product_of(contract_id)
+        if product is not None:
+            return product.value_per_point
+        info = self.state.contract_infos.get(contract_id)
+        return info.value_per_point if info is not None else None
+
+    def has_account(self, account_id: int) -> bool:
+        return account_id in self.state.accounts
+
+    # ------------------------------------------------------------------ positions
+    def _position_inputs(self, position_id: int) -> PositionInputs | None:
+        position = self.state.positions.get(position_id)
+        if position is None:
+            return None
+        account_id = position.account_id
+        return (position, self.account_name(account_id), self.contract_ref(position.contract_id))
+
+    def _refresh_position(self, touch: Touch, received_ns: int) -> bool:
+        self._track_open(touch.entity_id)
+        inputs = self._position_inputs(touch.entity_id)
+        old = self._positions.get(touch.entity_id)
+        if inputs is None:
+            if old is None:
+                return False
+            del self._positions[touch.entity_id]
+            self._publish(
+                POSITIONS,
+                old.account_id,
+                touch.entity_id,
+                _position_update(pb.CHANGE_TYPE_DELETED, self._position_proto(old)),
+                received_ns,
+            )
+            return True
+        if old is not None and old.inputs == inputs:
+            return False
+        position = self.state.positions[touch.entity_id]
+        view = _PositionView(position.account_id, inputs)
+        self._positions[touch.entity_id] = view
+        change = pb.CHANGE_TYPE_CREATED if old is None else pb.CHANGE_TYPE_UPDATED
+        self._publish(
+            POSITIONS,
+            position.account_id,
+            position.id,
+            _position_update(change, self.position(position.id)),
+            received_ns,
+        )
+        return True
+
+    def _position_proto(self, view: _PositionView) -> pb.Position:
+        if view.proto is None:
+            view.proto = convert.position(*view.inputs)
+        return view.proto
+
+    def position(self, position_id: int) -> pb.Position:
+        """The position's proto with its current open PnL and last price."""
+        view = self._positions[position_id]
+        base = self._position_proto(view)
+        out = pb.Position()
+        out.CopyFrom(base)
+        position = self.state.positions.get(position_id)
+        if position is not None:
+            row = position_pnl(
+                position,
+                self.prices.last.get(position.contract_id),
+                self.value_per_point(position.contract_id),
+            )
+            if row.last_price is not None:
+                out.last_price.CopyFrom(_decimal(row.last_price))
+            if row.open_pnl is not None:
+                out.open_pnl.CopyFrom(_decimal(row.open_pnl))
+        return out
+
+    def positions_of(self, account_id: int, *, include_flat: bool = True) -> list[pb.Position]:
+        out = []
+        for position in self.state.positions_of(account_id):
+            if position.id not in self._positions:
+                continue
+            if include_flat or position.net_pos != 0:
+                out.append(self.position(position.id))
+        return out
+
+    def _track_open(self, position_id: int) -> None:
+        """Keep the open-positions-per-contract index current for one position."""
+        position = self.state.positions.get(position_id)
+        contract_id = position.contract_id if position is not None and position.net_pos else None
+        before = self._open_contract_of.get(position_id)
+        if before == contract_id:
+            return
+        if before is not None:
+            holders = self._open_by_contract.get(before)
+            if holders is not None:
+                holders.discard(position_id)
+                if not holders:
+                    del self._open_by_contract[before]
+            del self._open_contract_of[position_id]
+        if contract_id is not None:
+            self._open_by_contract.setdefault(contract_id, set()).add(position_id)
+            self._open_contract_of[position_id] = contract_id
+
+    def _update_open_contracts(self) -> None:
+        contracts = frozenset(self._open_by_contract)
+        if contracts != self._open_contracts:
+            self._open_contracts = contracts
+            if self._on_contracts is not None:
+                self._on_contracts(contracts)
+
+    # ------------------------------------------------------------------ orders
+    def _order_inputs(self, order_id: int) -> OrderInputs | None:
+        parts = self.state.order_parts(order_id)
+        if parts is None:
+            return None
+        order = parts.order
+        detail = OrderDetail(order=order, version=parts.version, fills=list(parts.fills))
+        return (detail, self.account_name(order.account_id), self.contract_ref(order.contract_id))
+
+    def _refresh_order(self, touch: Touch, received_ns: int) -> int:
+        inputs = self._order_inputs(touch.entity_id)
+        old = self._orders.get(touch.entity_id)
+        if inputs is None:
+            if old is None:
+                return 0
+            del self._orders[touch.entity_id]
+            self._publish(
+                ORDERS,
+                old.account_id,
+                touch.entity_id,
+                _order_update(pb.CHANGE_TYPE_DELETED, self._order_proto(old)),
+                received_ns,
+            )
+            return 1
+        if old is not None and old.inputs == inputs:
+            return 0
+        account_id = self.state.orders[touch.entity_id].account_id
+        view = _OrderView(account_id, inputs)
+        self._orders[touch.entity_id] = view
+        change = pb.CHANGE_TYPE_CREATED if old is None else pb.CHANGE_TYPE_UPDATED
+        self._publish(
+            ORDERS,
+            account_id,
+            touch.entity_id,
+            _order_update(change, self._order_proto(view)),
+            received_ns,
+        )
+        return 1
+
+    def _order_proto(self, view: _OrderView) -> pb.Order:
+        if view.proto is None:
+            view.proto = convert.order(*view.inputs)
+        return view.proto
+
+    def orders_of(self, account_id: int) -> list[pb.Order]:
+        return [
+            self._order_proto(self._orders[i])
+            for i in self.state.order_ids_of(account_id)
+            if i in self._orders
+        ]
+
+    # ------------------------------------------------------------------ balances, pnl
+    def _balance_inputs(self, account_id: int) -> BalanceInputs | None:
+        account = self.state.accounts.get(account_id)
+        if account is None:
+            return None
+        return (account, tuple(self.state.cash_of(account_id)), self.state.margins.get(account_id))
+
+    def _refresh_balance(self, account_id: int, received_ns: int) -> bool:
+        inputs = self._balance_inputs(account_id)
+        old = self._balances.get(account_id)
+        if inputs is None:
+            self._balances.pop(account_id, None)
+            return False
+        if old == inputs:
+            return False
+        self._balances[account_id] = inputs
+        balance = self.balance(account_id)
+        if balance is None:
+            return False
+        self._publish(
+            BALANCES,
+            account_id,
+            account_id,
+            pb.StreamUpdate(balance=pb.BalanceUpdate(balance=balance)),
+            received_ns,
+        )
+        return True
+
+    def pnl(self, account_id: int) -> AccountPnl:
+        return account_pnl(
+            self.state.positions_of(account_id),
+            self.state.cash_of(account_id),
+            self.prices.last.get,
+            self.value_per_point,
+        )
+
+    def balance_data(self, account_id: int) -> BalanceData | None:
+        """The account's balance in the read records' shape, with live open PnL."""
+        account = self.state.accounts.get(account_id)
+        if account is None:
+            return None
+        cash_rows = self.state.cash_of(account_id)
+        margin = self.state.margins.get(account_id)
+        pnl = self.pnl(account_id)
+        cash = sum((c.amount or Decimal(0) for c in cash_rows), Decimal(0))
+        week = sum((c.week_realized_pnl or Decimal(0) for c in cash_rows), Decimal(0))
+        open_pnl = pnl.open_pnl if pnl.complete else None
+        snapshot = CashBalanceSnapshot(
+            total_cash_value=cash,
+            realized_pnl=pnl.realized_pnl,
+            week_realized_pnl=week,
+            open_pnl=open_pnl,
+            total_pnl=pnl.total_pnl if open_pnl is not None else None,
+            net_liq=cash + open_pnl if open_pnl is not None else None,
+            initial_margin=margin.initial_margin if margin is not None else None,
+            maintenance_margin=margin.maintenance_margin if margin is not None else None,
+        )
+        return BalanceData(snapshot=snapshot)
+
+    def balance(self, account_id: int) -> pb.Balance | None:
+        account = self.state.accounts.get(account_id)
+        data = self.balance_data(account_id)
+        if account is None or data is None:
+            return None
+        return convert.balance(data, account)
+
+    def pnl_update(self, account_id: int) -> pb.PnlUpdate:
+        pnl = self.pnl(account_id)
+        update = pb.PnlUpdate(account_id=account_id, account_name=self.account_name(account_id))
+        update.realized_pnl.CopyFrom(_decimal(pnl.realized_pnl))
+        if pnl.complete:
+            update.open_pnl.CopyFrom(_decimal(pnl.open_pnl))
+            update.total_pnl.CopyFrom(_decimal(pnl.total_pnl))
+        for row in pnl.positions:
+            ref = self.contract_ref(row.position.contract_id)
+            item = update.positions.add(
+                position_id=row.position.id,
+                contract_id=row.position.contract_id,
+                symbol=ref.symbol if ref is not None else "",
+                net_pos=row.position.net_pos,
+            )
+            if row.last_price is not None:
+                item.last_price.CopyFrom(_decimal(row.last_price))
+            if row.open_pnl is not None:
+                item.open_pnl.CopyFrom(_decimal(row.open_pnl))
+        return update
+
+    def _publish_pnl(self, account_id: int) -> None:
+        if account_id not in self.state.accounts:
+            return
+        update = self.pnl_update(account_id)
+        encoded = update.SerializeToString(deterministic=True)
+        if self._pnl_sent.get(account_id) == encoded:
+            return
+        self._pnl_sent[account_id] = encoded
+        self._publish(PNL, account_id, account_id, pb.StreamUpdate(pnl=update), time.time_ns())
+
+    # ------------------------------------------------------------------ accounts
+    def _refresh_account(self, account_id: int, received_ns: int) -> int:
+        account = self.state.accounts.get(account_id)
+        old = self._accounts.get(account_id)
+        if account is None:
+            if old is None:
+                return 0
+            del self._accounts[account_id]
+            self._pnl_sent.pop(account_id, None)
+            self._publish(
+                ACCOUNTS,
+                account_id,
+                account_id,
+                _account_update(pb.CHANGE_TYPE_DELETED, self._account_proto(old)),
+                received_ns,
+            )
+            return 1
+        if old is not None and old.inputs == account:
+            return 0
+        view = _AccountView(account)
+        self._accounts[account_id] = view
+        change = pb.CHANGE_TYPE_CREATED if old is None else pb.CHANGE_TYPE_UPDATED
+        self._publish(
+            ACCOUNTS,
+            account_id,
+            account_id,
+            _account_update(change, self._account_proto(view)),
+            received_ns,
+        )
+        return 1
+
+    def _account_proto(self, view: _AccountView) -> pb.Account:
+        if view.proto is None:
+            view.proto = convert.account(view.inputs)
+        return view.proto
+
+    def account(self, account_id: int) -> pb.Account | None:
+        view = self._accounts.get(account_id)
+        return self._account_proto(view) if view is not None else None
+
+    # ------------------------------------------------------------------ snapshots
+    def account_snapshot(self, account_id: int, kinds: frozenset[int]) -> pb.AccountSnapshot:
+        """One account's part of a stream snapshot (PNL implies positions and balance)."""
+        out = pb.AccountSnapshot()
+        account = self.account(account_id)
+        if account is not None:
+            out.account.CopyFrom(account)
+        meta = pb.AccountMeta(
+            account_id=account_id, account_name=self.account_name(account_id), source=pb.SOURCE_LIVE
+        )
+        if self.last_change_ns:
+            meta.as_of.FromNanoseconds(self.last_change_ns)
+        if POSITIONS in kinds or PNL in kinds:
+            out.positions.meta.CopyFrom(meta)
+            out.positions.positions.extend(self.positions_of(account_id))
+        if ORDERS in kinds:
+            out.orders.meta.CopyFrom(meta)
+            out.orders.orders.extend(self.orders_of(account_id))
+        if BALANCES in kinds or PNL in kinds:
+            out.balance.meta.CopyFrom(meta)
+            balance = self.balance(account_id)
+            if balance is not None:
+                out.balance.balance.CopyFrom(balance)
+        return out
+
+    # ------------------------------------------------------------------ publishing
+    def _publish(
+        self, kind: int, account_id: int, entity_id: int, update: pb.StreamUpdate, received_ns: int
+    ) -> None:
+        update.event_time.FromNanoseconds(_event_ns(update) or received_ns)
+        self.hub.publish(account_id=account_id, kind=kind, entity_id=entity_id, update=update)
+
+
+def _decimal(value: Decimal) -> pb.Decimal:
+    out = convert.decimal(value)
+    assert out is not None
+    return out
+
+
+def _event_ns(update: pb.StreamUpdate) -> int:
+    """The entity's own time, when it has one."""
+    which = update.WhichOneof("payload")
+    if which == "position" and update.position.position.HasField("timestamp"):
+        return update.position.position.timestamp.ToNanoseconds()
+    if which == "order" and update.order.order.HasField("updated_time"):
+        return update.order.order.updated_time.ToNanoseconds()
+    if which == "account" and update.account.account.HasField("timestamp"):
+        return update.account.account.timestamp.ToNanoseconds()
+    return 0
+
+
+def _position_update(change: int, position: pb.Position) -> pb.StreamUpdate:
+    return pb.StreamUpdate(position=pb.PositionUpdate(change=change, position=position))  # type: ignore[arg-type]
+
+
+def _order_update(change: int, order: pb.Order) -> pb.StreamUpdate:
+    return pb.StreamUpdate(order=pb.OrderUpdate(change=change, order=order))  # type: ignore[arg-type]
+
+
+def _account_update(change: int, account: pb.Account) -> pb.StreamUpdate:
+    return pb.StreamUpdate(account=pb.AccountUpdate(change=change, account=account))  # type: ignore[arg-type]

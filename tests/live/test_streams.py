@@ -1,0 +1,205 @@
+"""StreamSession over a real hub and real views: order, chaining, resume, endings."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from google.protobuf import duration_pb2
+from google.rpc import code_pb2
+from tradovate_gateway.v1 import trading_pb2 as pb
+
+from server.errors import InvalidRequest
+from server.live.errors import LiveNotReady, SlowConsumer, StreamDrained, StreamLimitReached
+from server.live.hub import StreamHub
+from server.live.state import LiveState
+from server.live.streams import LiveStreams, StreamAccount, StreamSession, StreamSettings
+from server.live.views import LiveViews
+from tests.live import factories as f
+
+ACCOUNTS = [StreamAccount(1, "DEMO1"), StreamAccount(2, "DEMO2")]
+
+
+def setup(**hub_args: int) -> tuple[LiveViews, LiveStreams]:
+    hub = StreamHub(epoch="ep", **hub_args)
+    views = LiveViews(LiveState(), hub, pnl_interval=0.0)
+    views.healthy = True
+    views.apply(
+        f.snapshot(
+            accounts=[f.account(1), f.account(2)],
+            positions=[f.position(100, 1, 2, "5000.25"), f.position(101, 2, 1, "5000")],
+            cash_balances=[f.cash(500, 1, "10000"), f.cash(501, 2, "500")],
+        )
+    )
+    return views, LiveStreams(hub, views, StreamSettings(heartbeat_default=60))
+
+
+class Reader:
+    """Pulls decoded messages from a session's iterator."""
+
+    def __init__(self, session: StreamSession) -> None:
+        self.session = session
+        self._it: AsyncIterator[bytes] = session.messages()
+
+    async def next(self) -> pb.StreamUpdate:
+        data = await asyncio.wait_for(self._it.__anext__(), 5)
+        return pb.StreamUpdate.FromString(data)
+
+    async def take(self, n: int) -> list[pb.StreamUpdate]:
+        return [await self.next() for _ in range(n)]
+
+
+def request(**kwargs: object) -> pb.StreamUpdatesRequest:
+    return pb.StreamUpdatesRequest(**kwargs)  # type: ignore[arg-type]
+
+
+def move(views: LiveViews, net_pos: int, account_id: int = 1, position_id: int = 100) -> None:
+    views.apply(f.change("position", f.position(position_id, account_id, net_pos, "5000")))
+
+
+async def test_status_snapshot_marker_then_chained_deltas() -> None:
+    views, streams = setup()
+    at = streams.hub.sequence
+    reader = Reader(streams.open(request(kinds=[pb.UPDATE_KIND_POSITIONS]), ACCOUNTS[:1]))
+    status, chunk, complete = await reader.take(3)
+    assert status.subscription.accounts[0].meta.status.code == code_pb2.OK
+    assert status.subscription.accounts[0].meta.source == pb.SOURCE_LIVE
+    assert chunk.snapshot.account.account.name == "DEMO1"
+    assert [p.id for p in chunk.snapshot.account.positions.positions] == [100]
+    assert not chunk.snapshot.account.HasField("orders")
+    assert not chunk.snapshot.resync
+    assert complete.snapshot_complete.sequence == at
+    assert complete.epoch == "ep"
+    move(views, 5, account_id=2, position_id=101)  # another account: skipped
+    move(views, 3)
+    move(views, 4)
+    first, second = await reader.take(2)
+    assert first.position.position.net_pos == 3
+    assert first.previous_sequence == at
+    assert first.sequence > at + 1  # account 2's delta was not for this stream
+    assert second.previous_sequence == first.sequence
+    reader.session.close()
+
+
+async def test_resume_inside_the_buffer_replays_only_missed_deltas() -> None:
+    views, streams = setup()
+    reader = Reader(streams.open(request(), ACCOUNTS))
+    await reader.take(4)
+    move(views, 3)
+    seen = await reader.next()
+    reader.session.close()
+    move(views, 4)
+    move(views, 5)
+    resumed = Reader(
+        streams.open(request(resume_after_sequence=seen.sequence, resume_epoch="ep"), ACCOUNTS)
+    )
+    missed = streams.hub.sequence - seen.sequence  # every delta since was for account 1
+    status, complete, *deltas = await resumed.take(2 + missed)
+    assert status.WhichOneof("payload") == "subscription"
+    assert complete.snapshot_complete.sequence == seen.sequence
+    assert not complete.snapshot_complete.resync
+    assert [d.sequence for d in deltas] == list(range(seen.sequence + 1, streams.hub.sequence + 1))
+    assert [d.previous_sequence for d in deltas] == [seen.sequence] + [
+        d.sequence for d in deltas[:-1]
+    ]
+    positions = [
+        d.position.position.net_pos for d in deltas if d.WhichOneof("payload") == "position"
+    ]
+    assert positions == [4, 5]
+    resumed.session.close()
+
+
+async def test_resume_outside_the_buffer_or_epoch_gets_a_resync_snapshot() -> None:
+    views, streams = setup(replay_capacity=4)
+    for n in range(10):
+        move(views, n + 10)
+    for after, epoch in ((1, "ep"), (streams.hub.sequence, "old-epoch")):
+        reader = Reader(
+            streams.open(request(resume_after_sequence=after, resume_epoch=epoch), ACCOUNTS)
+        )
+        _, chunk1, chunk2, complete = await reader.take(4)
+        assert chunk1.snapshot.resync and chunk2.snapshot.resync
+        assert complete.snapshot_complete.resync
+        assert complete.snapshot_complete.sequence == streams.hub.sequence
+        assert chunk1.snapshot.account.positions.positions[0].net_pos == 19
+        reader.session.close()
+
+
+async def test_without_snapshot_and_with_heartbeats() -> None:
+    _views, streams = setup()
+    hb = duration_pb2.Duration(nanos=100_000_000)
+    reader = Reader(streams.open(request(with_snapshot=False, heartbeat_interval=hb), ACCOUNTS))
+    _status, complete, heartbeat = await reader.take(3)
+    assert complete.WhichOneof("payload") == "snapshot_complete"
+    assert heartbeat.heartbeat.upstream_healthy
+    assert [a.account_id for a in heartbeat.heartbeat.accounts] == [1, 2]
+    assert heartbeat.heartbeat.accounts[0].last_event_time.seconds > 0
+    assert heartbeat.sequence == complete.snapshot_complete.sequence
+    reader.session.close()
+
+
+async def test_unknown_account_and_unhealthy_upstream_statuses() -> None:
+    views, streams = setup()
+    views.healthy = False
+    reader = Reader(streams.open(request(), [*ACCOUNTS, StreamAccount(9, "GHOST")]))
+    status = await reader.next()
+    codes = [a.meta.status.code for a in status.subscription.accounts]
+    assert codes == [code_pb2.UNAVAILABLE, code_pb2.UNAVAILABLE, code_pb2.NOT_FOUND]
+    reader.session.close()
+
+
+async def test_slow_consumer_ends_with_resume_point_and_others_continue() -> None:
+    views, streams = setup(queue_capacity=8)
+    slow = Reader(streams.open(request(), ACCOUNTS))
+    fast = Reader(streams.open(request(), ACCOUNTS))
+    await slow.take(4)
+    await fast.take(4)
+    last = 0
+    for n in range(30):
+        views.apply(f.change("order", f.order(1000 + n, 1)))
+        last = (await fast.next()).sequence
+    assert last == streams.hub.sequence
+    with pytest.raises(SlowConsumer) as ended:
+        while True:
+            await slow.next()
+    assert "resume with resume_after_sequence=" in ended.value.message
+    assert ended.value.metadata["resume_epoch"] == "ep"
+    assert streams.hub.stream_count == 1
+    fast.session.close()
+    assert streams.hub.stream_count == 0
+
+
+async def test_drain_limits_and_bad_requests() -> None:
+    _views, streams = setup(max_streams=1)
+    reader = Reader(streams.open(request(), ACCOUNTS))
+    with pytest.raises(StreamLimitReached):
+        streams.open(request(), ACCOUNTS)
+    await reader.take(4)
+    streams.hub.drain()
+    with pytest.raises(StreamDrained) as ended:
+        await reader.next()
+    assert ended.value.sequence == streams.hub.sequence
+    assert streams.hub.stream_count == 0
+    with pytest.raises(InvalidRequest):
+        streams.open(request(kinds=[99]), ACCOUNTS)
+    fresh = LiveStreams(StreamHub(), LiveViews(LiveState(), StreamHub()))
+    with pytest.raises(LiveNotReady):
+        fresh.open(request(), ACCOUNTS)
+
+
+async def test_cancelled_stream_is_cleaned_up_at_once() -> None:
+    _views, streams = setup()
+    session = streams.open(request(), ACCOUNTS)
+
+    async def consume() -> None:
+        async for _ in session.messages():
+            pass
+
+    task = asyncio.create_task(consume())
+    await asyncio.sleep(0.01)
+    assert streams.hub.stream_count == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert streams.hub.stream_count == 0
