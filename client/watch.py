@@ -1,0 +1,237 @@
+"""Watch: StreamUpdates as an async iterator that resumes by itself, without gaps.
+
+    async with TradingClient(address) as client:
+        async for update in client.watch(["DEMO1"], kinds=["positions", "pnl"]):
+            ...
+
+It remembers the stream's epoch and the last delta sequence it yielded. When the stream
+ends (the server drained, the upstream went away, this subscriber was too slow, the
+network broke) or goes silent for longer than ``stall_after`` (no message, not even a
+heartbeat), it reconnects with ``resume_after_sequence``/``resume_epoch``: the server
+replays what was missed, or sends a fresh snapshot marked ``resync``. Deltas it already
+yielded are dropped, and each delta's ``previous_sequence`` is checked, so the caller
+sees every delta once and in order. Statuses that retrying cannot fix (bad request,
+unknown account, credentials) raise ``ClientError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterable
+from typing import TYPE_CHECKING
+
+import grpc
+from google.protobuf import duration_pb2
+from tradovate_gateway.v1 import trading_pb2
+
+from client import values
+from client.errors import from_rpc_error
+from client.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from tradovate_gateway.v1 import trading_pb2_grpc
+
+logger = logging.getLogger(__name__)
+
+DELTA_PAYLOADS = frozenset({"position", "order", "balance", "pnl", "account"})
+
+#: Statuses after which reconnecting with the resume point can succeed.
+RESUMABLE = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.UNKNOWN,
+    }
+)
+
+KIND_NAMES = {
+    "positions": trading_pb2.UPDATE_KIND_POSITIONS,
+    "orders": trading_pb2.UPDATE_KIND_ORDERS,
+    "balances": trading_pb2.UPDATE_KIND_BALANCES,
+    "pnl": trading_pb2.UPDATE_KIND_PNL,
+    "accounts": trading_pb2.UPDATE_KIND_ACCOUNTS,
+}
+
+
+def update_kinds(kinds: Iterable[trading_pb2.UpdateKind.ValueType | str]) -> list[int]:
+    """ "positions", "UPDATE_KIND_ORDERS" or an UpdateKind value, for each entry."""
+    out: list[int] = []
+    for kind in kinds:
+        if isinstance(kind, int):
+            out.append(kind)
+            continue
+        name = kind.strip().lower().removeprefix("update_kind_")
+        if name not in KIND_NAMES:
+            raise ValueError(f"unknown update kind {kind!r}; use one of {', '.join(KIND_NAMES)}")
+        out.append(KIND_NAMES[name])
+    return out
+
+
+class Watch:
+    """An auto-resuming StreamUpdates subscription; iterate it, then ``aclose()`` it."""
+
+    def __init__(
+        self,
+        stub: trading_pb2_grpc.TradingServiceAsyncStub,
+        metadata: tuple[tuple[str, str], ...],
+        request: trading_pb2.StreamUpdatesRequest,
+        *,
+        stall_after: float,
+        retry_policy: RetryPolicy,
+        max_reconnects: int | None = None,
+    ) -> None:
+        self._stub = stub
+        self._metadata = metadata
+        self._request = request
+        self._stall_after = stall_after
+        self._policy = retry_policy
+        self._max_reconnects = max_reconnects
+        self._call: (
+            grpc.aio.UnaryStreamCall[trading_pb2.StreamUpdatesRequest, trading_pb2.StreamUpdate]
+            | None
+        ) = None
+        self._stalled = False
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._last_message = 0.0
+        self._closed = False
+        #: The stream's epoch and the sequence of the last delta (or snapshot) seen.
+        self.epoch = request.resume_epoch
+        self.last_sequence = request.resume_after_sequence
+        self.reconnects = 0
+        self.resyncs = 0
+        self.gaps = 0
+        self.duplicates = 0
+
+    def __aiter__(self) -> AsyncIterator[trading_pb2.StreamUpdate]:
+        return self._run()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def aclose(self) -> None:
+        self._closed = True
+        if self._call is not None:
+            self._call.cancel()
+
+    def _next_request(self) -> trading_pb2.StreamUpdatesRequest:
+        request = trading_pb2.StreamUpdatesRequest()
+        request.CopyFrom(self._request)
+        if self.epoch:
+            request.resume_epoch = self.epoch
+            request.resume_after_sequence = self.last_sequence
+        return request
+
+    async def _run(self) -> AsyncIterator[trading_pb2.StreamUpdate]:
+        loop = asyncio.get_running_loop()
+        failures = 0
+        while not self._closed:
+            self._stalled = False
+            call = self._stub.StreamUpdates(self._next_request(), metadata=self._metadata)
+            self._call = call
+            self._last_message = loop.time()
+            self._watchdog = loop.call_later(self._stall_after, self._check_stall, call)
+            reason = "the server ended the stream"
+            try:
+                async for update in call:
+                    self._last_message = loop.time()
+                    failures = 0
+                    accepted = self._accept(update)
+                    if accepted is None:
+                        reason = "a gap in the delta chain"
+                        call.cancel()
+                        break
+                    if accepted:
+                        yield update
+            except grpc.aio.AioRpcError as rpc_error:
+                if rpc_error.code() not in RESUMABLE:
+                    raise from_rpc_error(rpc_error) from rpc_error
+                reason = f"{rpc_error.code().name}: {rpc_error.details()}"
+                hint = from_rpc_error(rpc_error).retry_after
+            except asyncio.CancelledError:
+                if not self._stalled or self._closed:
+                    raise
+                reason = f"no message for {self._stall_after:g} s"
+                hint = None
+            else:
+                hint = None
+            finally:
+                if self._watchdog is not None:
+                    self._watchdog.cancel()
+                    self._watchdog = None
+                self._call = None
+            if self.closed:
+                return
+            if self._max_reconnects is not None and self.reconnects >= self._max_reconnects:
+                raise ConnectionError(f"stream lost ({reason}) and reconnects are used up")
+            wait = self._policy.delay(min(failures, 10), hint)
+            failures += 1
+            self.reconnects += 1
+            logger.info("watch: %s; resuming after %d in %.3f s", reason, self.last_sequence, wait)
+            await asyncio.sleep(wait)
+
+    def _check_stall(self, call: grpc.aio.Call) -> None:
+        loop = asyncio.get_running_loop()
+        idle = loop.time() - self._last_message
+        if idle >= self._stall_after:
+            self._watchdog = None
+            self._stalled = True
+            call.cancel()
+            return
+        self._watchdog = loop.call_later(self._stall_after - idle, self._check_stall, call)
+
+    def _accept(self, update: trading_pb2.StreamUpdate) -> bool | None:
+        """True to yield, False to drop (a duplicate), None for a gap (reconnect)."""
+        payload = update.WhichOneof("payload")
+        if payload == "snapshot_complete":
+            self.epoch = update.epoch
+            self.last_sequence = update.snapshot_complete.sequence
+            if update.snapshot_complete.resync:
+                self.resyncs += 1
+            return True
+        if payload not in DELTA_PAYLOADS:
+            return True
+        if update.epoch != self.epoch:
+            return None
+        if update.sequence <= self.last_sequence:
+            self.duplicates += 1
+            return False
+        if update.previous_sequence != self.last_sequence:
+            self.gaps += 1
+            logger.warning(
+                "watch: delta %d follows %d, expected %d; resuming",
+                update.sequence,
+                update.previous_sequence,
+                self.last_sequence,
+            )
+            return None
+        self.last_sequence = update.sequence
+        return True
+
+
+def watch_request(
+    accounts: values.AccountsArg,
+    kinds: Iterable[trading_pb2.UpdateKind.ValueType | str],
+    *,
+    with_snapshot: bool,
+    heartbeat_interval: float | None,
+    resume_after_sequence: int,
+    resume_epoch: str,
+) -> trading_pb2.StreamUpdatesRequest:
+    request = trading_pb2.StreamUpdatesRequest(
+        selector=values.selector(accounts),
+        kinds=update_kinds(kinds),  # type: ignore[arg-type]
+        with_snapshot=with_snapshot,
+        resume_after_sequence=resume_after_sequence,
+        resume_epoch=resume_epoch,
+    )
+    if heartbeat_interval is not None:
+        whole = int(heartbeat_interval)
+        request.heartbeat_interval.CopyFrom(
+            duration_pb2.Duration(seconds=whole, nanos=int((heartbeat_interval - whole) * 1e9))
+        )
+    return request

@@ -1,0 +1,92 @@
+"""The CLI against the real gateway (composition root) in front of the Tradovate simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from tradovate_gateway.v1 import trading_pb2 as pb
+
+from client import cli
+from tests.support.stack import Stack, running_stack
+
+
+@pytest.fixture
+async def stack() -> AsyncIterator[Stack]:
+    async with running_stack(accounts=3) as running:
+        yield running
+
+
+async def cli_json(capsys: pytest.CaptureFixture[str], stack: Stack, *argv: str) -> dict[str, Any]:
+    code = await asyncio.to_thread(cli.main, [*argv, "--address", stack.address, "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    data: dict[str, Any] = json.loads(captured.out)
+    return data
+
+
+def statuses(parts: list[dict[str, Any]]) -> set[str]:
+    # An OK status has only default fields, so proto JSON leaves "code" out.
+    return {part["meta"].get("status", {}).get("code", "OK") for part in parts}
+
+
+async def test_json_commands_return_the_gateways_data(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    direct = await stack.stub.ListAccounts(pb.ListAccountsRequest(), timeout=10)
+    names = [a.name for a in direct.accounts]
+    assert len(names) == 3
+
+    accounts = await cli_json(capsys, stack, "accounts")
+    assert [a["name"] for a in accounts["accounts"]] == names
+
+    positions = await cli_json(capsys, stack, "positions", "--policy", "upstream")
+    assert statuses(positions["accounts"]) == {"OK"}
+    expected = await stack.stub.GetPositions(pb.GetPositionsRequest(), timeout=10)
+    assert {
+        (p["account_name"], p["symbol"], int(p.get("net_pos", 0)))
+        for part in positions["accounts"]
+        for p in part.get("positions", [])
+    } == {(p.account_name, p.symbol, p.net_pos) for a in expected.accounts for p in a.positions}
+
+    chosen = names[1]
+    orders = await cli_json(capsys, stack, "orders", "--accounts", chosen, "--all")
+    assert [part["meta"]["account_name"] for part in orders["accounts"]] == [chosen]
+
+    pending = await cli_json(capsys, stack, "pending")
+    assert {part["meta"]["account_name"] for part in pending["accounts"]} == set(names)
+
+    balances = await cli_json(capsys, stack, "balances", "--policy", "cached")
+    assert balances["totals"]["accounts_included"] == 3
+    assert all("balance" in part for part in balances["accounts"])
+
+    snapshot = await cli_json(capsys, stack, "snapshot", "--include-flat")
+    assert [s["account"]["name"] for s in snapshot["accounts"]] == names
+    assert snapshot["totals"]["accounts_included"] == 3
+
+
+async def test_tables_from_the_real_gateway(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ids = await stack.account_ids()
+    argv = ["balances", "--address", stack.address, "--accounts", f"{ids[0]},{ids[2]}"]
+    assert await asyncio.to_thread(cli.main, argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:3] == ["ACCOUNT", "CCY", "CASH"]
+    assert len(lines) == 4  # header, two accounts, totals
+    assert lines[3].startswith("TOTAL (2 ok)")
+
+
+async def test_unknown_account_is_a_one_line_error(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["positions", "--address", stack.address, "--accounts", "NO_SUCH_ACCOUNT"]
+    assert await asyncio.to_thread(cli.main, argv) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1
+    assert "(NOT_FOUND, ACCOUNT_NOT_FOUND)" in captured.err
+    assert "NO_SUCH_ACCOUNT" in captured.err
