@@ -112,12 +112,20 @@ _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 def decimal_fields(value: Decimal | None) -> Fields | None:
-    """Exact decimal text without exponent ("100", not "1E+2"); None stays unset."""
-    return None if value is None else {"value": format(value, "f")}
+    """Exact decimal text without exponent or trailing zeros ("100", "50093.25").
+
+    Arithmetic on Decimals keeps trailing zeros ("50093.25000000"); they carry no
+    meaning on the wire, so the value is normalized first. None stays unset.
+    """
+    return None if value is None else {"value": _decimal_text(value)}
 
 
 def decimal(value: Decimal | None) -> pb.Decimal | None:
-    return None if value is None else pb.Decimal(value=format(value, "f"))
+    return None if value is None else pb.Decimal(value=_decimal_text(value))
+
+
+def _decimal_text(value: Decimal) -> str:
+    return format(value.normalize() if value else Decimal(0), "f")
 
 
 def timestamp_fields(value: dt.datetime | None) -> Fields | None:

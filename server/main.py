@@ -145,7 +145,9 @@ class Gateway:
             self.cache,
             env=s.tradovate_env,
             ttls=ttls,
-            timeout=s.cache_timeout_ms / 1000,
+            # A backstop only: the store bounds each call by cache_timeout_ms itself and
+            # must see its own timeouts to open its circuit; cancelling it first would not.
+            timeout=2 * s.cache_timeout_ms / 1000,
             observer=self.metrics,
         )
         self.loaders = Loaders(

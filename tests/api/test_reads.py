@@ -38,7 +38,7 @@ async def test_list_accounts_fresh_reads_upstream_and_inactive_ones_on_request(
     api_stack: Stack,
 ) -> None:
     wire = api_stack.sim.control.accounts()[-1]
-    wire["active"] = False  # the simulator's own record: the account is closed upstream
+    api_stack.sim.control.set_account_active(wire["id"], False)  # closed upstream
     fresh = await api_stack.stub.ListAccounts(
         pb.ListAccountsRequest(read_policy=pb.READ_POLICY_FRESH), timeout=5
     )
