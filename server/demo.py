@@ -8,7 +8,9 @@ prints grpcurl and CLI lines to try, then runs until Ctrl-C, SIGTERM or --durati
 from __future__ import annotations
 
 import logging
+import pathlib
 import shlex
+import shutil
 import sys
 from dataclasses import dataclass
 from typing import Final, TextIO
@@ -56,22 +58,39 @@ def demo_settings(settings: GatewaySettings, sim: Simulator) -> GatewaySettings:
     )
 
 
+def runnable(command: str) -> str:
+    """How to type `command` from here: its bare name when it is on PATH, else the path
+    beside this interpreter (e.g. `.venv/bin/grpcurl` right after `make demo`)."""
+    if shutil.which(command):
+        return command
+    beside = pathlib.Path(sys.executable).parent / command
+    if not beside.exists():
+        return command
+    try:
+        return str(beside.relative_to(pathlib.Path.cwd()))
+    except ValueError:
+        return str(beside)
+
+
 def try_lines(address: str, account_names: list[str], metrics_port: int | None) -> list[str]:
     """What the demo prints: commands that work against this gateway right now."""
     first = account_names[0] if account_names else "DEMO1"
     body = shlex.quote(f'{{"selector": {{"accounts": ["{first}"]}}}}')
     health = shlex.quote(f'{{"service": "{SERVICE}"}}')
     cli_address = "" if address == DEFAULT_ADDRESS else f" --address {address}"
+    grpcurl = runnable("grpcurl")
+    cli = runnable("trading-gateway")
     lines = [
-        f"  grpcurl -plaintext {address} list",
-        f"  grpcurl -plaintext {address} describe {SERVICE}",
-        f"  grpcurl -plaintext -d {body} {address} {SERVICE}/GetPositions",
-        f"  grpcurl -plaintext -d '{{}}' {address} {SERVICE}/GetBalances",
-        f"  grpcurl -plaintext -d {health} {address} grpc.health.v1.Health/Check",
-        f"  trading-gateway accounts{cli_address}",
-        f"  trading-gateway positions{cli_address}",
-        f"  trading-gateway orders --all{cli_address}",
-        f"  trading-gateway snapshot --json{cli_address}",
+        f"  {grpcurl} -plaintext {address} list",
+        f"  {grpcurl} -plaintext {address} describe {SERVICE}",
+        f"  {grpcurl} -plaintext -d {body} {address} {SERVICE}/GetPositions",
+        f"  {grpcurl} -plaintext -d '{{}}' {address} {SERVICE}/GetBalances",
+        f"  {grpcurl} -plaintext -d {health} {address} grpc.health.v1.Health/Check",
+        f"  {cli} accounts{cli_address}",
+        f"  {cli} positions{cli_address}",
+        f"  {cli} orders --all{cli_address}",
+        f"  {cli} snapshot --json{cli_address}",
+        f"  {cli} watch{cli_address}",
     ]
     if metrics_port:
         lines.append(f"  curl -s http://127.0.0.1:{metrics_port}/metrics | grep ^tg_")
