@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from server.auth.scoping import check_selection, narrow
 from server.broker.deadline import Deadline
 from server.broker.errors import UpstreamTimeout
 from server.broker.schemas import Account
@@ -155,16 +156,21 @@ class AccountDirectory:
         return AccountList(accounts=accounts, source=source, as_of=index.as_of)
 
     async def resolve(self, entries: Sequence[str], deadline: Deadline) -> list[Account]:
-        """The accounts a selector names, in its order; all active ones when it is empty."""
+        """The accounts a selector names, in its order; all active ones when it is empty.
+
+        Both are limited to the calling key's scope (server/auth): an empty selector is
+        narrowed to it, and naming an account outside it is PERMISSION_DENIED.
+        """
         refs = parse_selector(entries, self._max)
         index = await self._for_selection(deadline)
         if not refs:
-            return [a for a in index.accounts if a.active]
+            return narrow(a for a in index.accounts if a.active)
         missing = [r for r in refs if index.find(r) is None]
         if missing and time.monotonic() - self._last_miss_refresh >= MISS_REFRESH_INTERVAL:
             self._last_miss_refresh = time.monotonic()
             index, _ = await self._get(Policy.UPSTREAM, deadline)
             missing = [r for r in refs if index.find(r) is None]
+        check_selection([(r.text, index.find(r)) for r in refs])
         if missing:
             raise AccountsNotFound([r.text for r in missing])
         accounts = [a for r in refs if (a := index.find(r)) is not None]

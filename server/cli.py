@@ -2,6 +2,7 @@
 
 trading-gateway serve [--listen HOST:PORT] [--redis-url URL] [--metrics-port N] ...
 trading-gateway demo  [--listen HOST:PORT] [--duration SECONDS] [--accounts N] ...
+trading-gateway keys create --name NAME (--scope A,B | --all)       (server.auth.keys_cli)
 trading-gateway positions|orders|balances|accounts|pending|snapshot ...  (client.cli)
 """
 
@@ -27,6 +28,7 @@ USAGE: Final = f"""usage: {PROG} COMMAND [options]
 server commands:
   serve       run the gateway against the configured Tradovate (TRADOVATE_* variables)
   demo        run a local simulator and the gateway on it; prints commands to try
+  keys        create API keys (`keys create --name NAME --scope A,B`); see docs/SECURITY.md
 
 client commands (talk to a running gateway; see `{PROG} COMMAND --help`):
   accounts, positions, orders, pending, balances, snapshot
@@ -50,6 +52,12 @@ def _server_options(parser: argparse.ArgumentParser, *, default_listen: str | No
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
     parser.add_argument(
         "--grace", type=float, metavar="SECONDS", help="drain time on SIGTERM/SIGINT"
+    )
+    parser.add_argument(
+        "--allow-insecure",
+        action="store_true",
+        default=None,
+        help="listen beyond loopback without API keys or TLS ($GATEWAY_ALLOW_INSECURE=1)",
     )
 
 
@@ -84,6 +92,7 @@ def _settings(args: argparse.Namespace, **forced: Any) -> GatewaySettings:
         log_format=args.log_format,
         log_level=args.log_level,
         grace_s=args.grace,
+        allow_insecure=args.allow_insecure,
         **forced,
     )
 
@@ -93,6 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args_list or args_list[0] in ("-h", "--help"):
         print(USAGE, end="")
         return 0 if args_list else 2
+    if args_list[0] == "keys":
+        from server.auth.keys_cli import main as keys_main
+
+        return keys_main(args_list[1:])
     if args_list[0] not in SERVER_COMMANDS:
         from client.cli import main as client_main
 
@@ -108,6 +121,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: invalid settings:\n{_describe(exc)}", file=sys.stderr)
         return 2
     configure_logging(settings.log_format, settings.log_level)
+    from server.auth.policy import config_problem, listen_refusal, listen_warnings
+
+    refusal = listen_refusal(settings) or config_problem(settings)
+    if refusal is not None:
+        print(f"{PROG}: {refusal}", file=sys.stderr)
+        return 2
+    for warning in listen_warnings(settings):
+        logger.warning("%s", warning)
     from server.runner import run
 
     if args.command == "serve":

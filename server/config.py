@@ -125,6 +125,26 @@ class GatewaySettings(BaseSettings):
     log_level: str = "INFO"
     access_log: bool = True
 
+    # --- authentication and TLS (server/auth, docs/SECURITY.md) ------------------------
+    # API keys (hashed entries, JSON): from a file and/or inline. Auth is on when any is set.
+    api_keys_file: str | None = None
+    api_keys: str | None = None
+    # Health and reflection answer without a key (probes, grpcurl); False requires one.
+    auth_exempt_health_reflection: bool = True
+    # Brute force: this many failed authentications from one peer host within the
+    # window lock it out (doubling on repeat, up to the max). 0 disables the limiter.
+    auth_max_failures: int = Field(default=10, ge=0)
+    auth_failure_window_s: float = Field(default=60.0, gt=0)
+    auth_lockout_s: float = Field(default=30.0, gt=0)
+    auth_max_lockout_s: float = Field(default=900.0, gt=0)
+    auth_tracked_peers: int = Field(default=10_000, ge=1)
+    # TLS from PEM files; a client CA turns on mutual TLS (client certificates required).
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    tls_client_ca_file: str | None = None
+    # Listen beyond loopback without API keys or TLS (e.g. inside a container).
+    allow_insecure: bool = False
+
     @field_validator("listen")
     @classmethod
     def _check_listen(cls, value: str) -> str:
@@ -144,6 +164,22 @@ class GatewaySettings(BaseSettings):
         if self.hedge_initial_ms < self.hedge_min_ms:
             raise ValueError("hedge_initial_ms must be at least hedge_min_ms")
         return self
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> GatewaySettings:
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("tls_cert_file and tls_key_file must be set together")
+        if self.tls_client_ca_file and not self.tls_cert_file:
+            raise ValueError("tls_client_ca_file (mutual TLS) needs tls_cert_file and tls_key_file")
+        return self
+
+    @property
+    def tls_enabled(self) -> bool:
+        return bool(self.tls_cert_file and self.tls_key_file)
+
+    @property
+    def auth_configured(self) -> bool:
+        return bool(self.api_keys_file or self.api_keys)
 
     # --- derived values -------------------------------------------------------------
     @property

@@ -19,10 +19,12 @@ import grpc
 from grpc_health.v1.health import aio as health_aio
 
 from server.accounts import AccountDirectory
+from server.api.auth import AuthInterceptor, build_auth_interceptor
 from server.api.health import HealthMonitor
 from server.api.interceptors import ObservingInterceptor
 from server.api.server import build_server
 from server.api.servicer import DeadlinePolicy, StreamHandler, TradingServicer
+from server.auth.keys import load_keyring
 from server.broker import AuthError, BrokerError, BrokerSettings, CaptchaRequired, TradovateClient
 from server.broker.deadline import Deadline
 from server.broker.schemas import Account
@@ -186,10 +188,28 @@ class Gateway:
             streams=self.live.streams if self.live else None,
         )
         self.interceptor = ObservingInterceptor(self.metrics, access_log=s.access_log)
+        self.auth = self._build_auth()
         self.server: grpc.aio.Server | None = None
         self.metrics_server: MetricsServer | None = None
         self._login_task: asyncio.Task[None] | None = None
         self._stopped = False
+
+    def _build_auth(self) -> AuthInterceptor | None:
+        """API keys from the settings (KeyFileError when they are invalid); None: auth off."""
+        s = self.settings
+        keys = load_keyring(s.api_keys_file, s.api_keys)
+        if not keys:
+            return None
+        logger.info("API keys required: %d keys configured (%s)", len(keys), ", ".join(keys.names))
+        return build_auth_interceptor(
+            keys,
+            exempt_health_reflection=s.auth_exempt_health_reflection,
+            max_failures=s.auth_max_failures,
+            window=s.auth_failure_window_s,
+            lockout=s.auth_lockout_s,
+            max_lockout=s.auth_max_lockout_s,
+            max_peers=s.auth_tracked_peers,
+        )
 
     def _build_reads(self, live_source: LiveSource | None, observer: UpstreamObserver) -> None:
         s = self.settings
@@ -252,12 +272,23 @@ class Gateway:
     async def start(self) -> None:
         """Bind and serve (NOT_SERVING), start metrics, and log in in the background."""
         server, self.port = build_server(
-            self.settings, self.servicer, self.health_servicer, self.interceptor
+            self.settings,
+            self.servicer,
+            self.health_servicer,
+            self.interceptor,
+            inner_interceptors=[self.auth] if self.auth is not None else (),
         )
         self.server = server
         await self.health.start()
         await server.start()
-        logger.info("gRPC on %s (health NOT_SERVING until logged in)", self.address)
+        s = self.settings
+        transport = "mTLS" if s.tls_client_ca_file else "TLS" if s.tls_enabled else "plaintext"
+        logger.info(
+            "gRPC on %s (%s, %s; health NOT_SERVING until logged in)",
+            self.address,
+            transport,
+            "API keys required" if self.auth is not None else "no API keys",
+        )
         await self._start_metrics()
         self._login_task = asyncio.get_running_loop().create_task(self._login(), name="login")
 

@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Generic, Protocol, TypeVar, cast
 
 from server.accounts import AccountDirectory
+from server.auth.scoping import narrow
 from server.broker.deadline import Deadline
 from server.broker.schemas import Account
 from server.errors import NotReady, ShuttingDown
@@ -171,7 +172,7 @@ class ReadService:
         if entries:
             selected = await self.directory.resolve(entries, deadline)
             return AccountList(selected, listing.source, listing.as_of)
-        accounts = [a for a in listing.accounts if include_inactive or a.active]
+        accounts = narrow(a for a in listing.accounts if include_inactive or a.active)
         return AccountList(accounts, listing.source, listing.as_of)
 
     def _live_accounts(self, policy: Policy) -> AccountList | None:

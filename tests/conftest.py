@@ -114,3 +114,42 @@ def redis_server(redis_server_session: RedisServer) -> Iterator[RedisServer]:
 @pytest.fixture
 def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
+
+
+# --- secrets never reach the logs (tests/support/secret_scan.py) --------------------------
+# One handler on the root logger for the whole run sees every record at DEBUG and up; at
+# the end of the session a record containing any registered secret fails the run.
+
+
+@pytest.fixture(scope="session", autouse=True)
+def secret_log_scan() -> Iterator[None]:
+    import logging
+
+    from server.simulator import SimConfig
+    from tests.support.secret_scan import SCAN, register_secret
+
+    defaults = SimConfig()
+    register_secret(defaults.password, "sim-secret")  # the simulator's login and API secret
+    root = logging.getLogger()
+    previous_level = root.level
+    root.addHandler(SCAN)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        root.removeHandler(SCAN)
+        root.setLevel(previous_level)
+    assert not SCAN.leaks, SCAN.report()
+
+
+@pytest.fixture(autouse=True)
+def _secret_scan_installed(secret_log_scan: None) -> None:
+    """Re-install the scan if a test reconfigured logging (e.g. the CLI's configure_logging)."""
+    import logging
+
+    from tests.support.secret_scan import SCAN
+
+    root = logging.getLogger()
+    if SCAN not in root.handlers:
+        root.addHandler(SCAN)
+    root.setLevel(logging.DEBUG)

@@ -17,6 +17,7 @@ from typing import Any, Final, cast
 
 import grpc
 
+from server.auth.principal import current_principal
 from server.observability.logging import request_id_var
 from server.observability.metrics import Metrics
 
@@ -175,14 +176,23 @@ class _Call:
         if self.interceptor._access_log:
             level = logging.DEBUG if self.quiet else logging.INFO
             if access_logger.isEnabledFor(level):
+                # The API key's name (set by server/api/auth.py), never the key itself.
+                principal = current_principal()
+                key_name = principal.name if principal is not None else "-"
                 access_logger.log(
                     level,
-                    "%s %s %.2f ms peer=%s",
+                    "%s %s %.2f ms peer=%s key=%s",
                     self.method,
                     code,
                     elapsed * 1000,
                     self.peer,
-                    extra={"rpc": short, "code": code, "duration_ms": round(elapsed * 1000, 3)},
+                    key_name,
+                    extra={
+                        "rpc": short,
+                        "code": code,
+                        "duration_ms": round(elapsed * 1000, 3),
+                        "key_name": key_name,
+                    },
                 )
         try:
             request_id_var.reset(self.token)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any, Final
 
 import grpc
@@ -14,6 +15,7 @@ from tradovate_gateway.v1 import trading_pb2_grpc as pb_grpc
 
 from server.api.interceptors import ObservingInterceptor
 from server.api.servicer import TradingServicer
+from server.auth.tls import server_credentials
 from server.config import GatewaySettings
 from server.live.handler import raw_stream_handler
 
@@ -83,10 +85,16 @@ def build_server(
     servicer: TradingServicer,
     health: health_aio.HealthServicer,
     interceptor: ObservingInterceptor,
+    *,
+    inner_interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
 ) -> tuple[grpc.aio.Server, int]:
-    """A server with TradingService, health and reflection, bound (not started)."""
+    """A server with TradingService, health and reflection, bound (not started).
+
+    ``inner_interceptors`` (auth) run inside the observing one, so their rejections are
+    timed and logged too. With ``tls_cert_file`` set the port is TLS (mTLS with a client CA).
+    """
     server = grpc.aio.server(
-        interceptors=[interceptor],
+        interceptors=[interceptor, *inner_interceptors],
         options=server_options(settings),
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
@@ -96,7 +104,13 @@ def build_server(
         (TRADING_SERVICE, HEALTH_SERVICE, reflection.SERVICE_NAME), server
     )
     try:
-        port = server.add_insecure_port(settings.listen)
+        if settings.tls_cert_file and settings.tls_key_file:
+            credentials = server_credentials(
+                settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file
+            )
+            port = server.add_secure_port(settings.listen, credentials)
+        else:
+            port = server.add_insecure_port(settings.listen)
     except RuntimeError as exc:
         raise AddressInUse(settings.listen) from exc
     if port == 0:

@@ -20,6 +20,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from tradovate_gateway.v1 import trading_pb2 as pb
 
+from server.auth.errors import AccountNotInScope, AuthenticationFailed, TooManyAuthFailures
 from server.broker import errors as broker
 from server.errors import (
     AccountsNotFound,
@@ -56,6 +57,10 @@ TABLE: Final[dict[type[BaseException], Rule]] = {
     # Streams (server/live/errors.py); drain and upstream loss fall to UNAVAILABLE below.
     StreamLimitReached: Rule(Code.RESOURCE_EXHAUSTED, "STREAM_LIMIT_REACHED"),
     SlowConsumer: Rule(Code.RESOURCE_EXHAUSTED, "SLOW_CONSUMER"),
+    # Callers (server/auth): keys and scopes. The reason says which (API_KEY_MISSING, ...).
+    AuthenticationFailed: Rule(Code.UNAUTHENTICATED, "API_KEY_UNKNOWN"),
+    TooManyAuthFailures: Rule(Code.RESOURCE_EXHAUSTED, "TOO_MANY_AUTH_FAILURES"),
+    AccountNotInScope: Rule(Code.PERMISSION_DENIED, "ACCOUNT_NOT_IN_SCOPE"),
     GatewayError: Rule(Code.UNAVAILABLE, "GATEWAY_ERROR"),
     broker.AuthError: Rule(
         Code.UNAVAILABLE, "BROKER_AUTH_FAILED", "the gateway's Tradovate login failed: "

@@ -15,6 +15,7 @@ from typing import Any, Protocol, cast
 import grpc
 from tradovate_gateway.v1 import trading_pb2 as pb
 
+from server.auth.principal import current_scope
 from server.broker.deadline import Deadline
 from server.broker.schemas import Account
 from server.live.errors import StreamError
@@ -49,7 +50,9 @@ class LiveStreamHandler:
         session = self._streams.open(
             request,
             [StreamAccount(a.id, a.name) for a in accounts],
-            follow_new_accounts=not entries,
+            # A scoped key's "all accounts" is the scope as resolved now: never follow
+            # accounts created later (they may be outside it).
+            follow_new_accounts=not entries and current_scope() is None,
         )
         # Free the subscription the moment the call ends, however it ends.
         context.add_done_callback(cast(Any, lambda _context: session.close()))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from server.accounts import parse_selector
+from server.auth.scoping import check_selection, narrow
 from server.broker.deadline import Deadline
 from server.broker.schemas import Account
 from server.errors import AccountsNotFound, InvalidRequest
@@ -30,16 +31,20 @@ class LiveAccountResolver:
             raise LiveNotReady()
         accounts = self._state.accounts
         if not refs:
-            return sorted((a for a in accounts.values() if a.active), key=lambda a: a.id)
+            active = sorted((a for a in accounts.values() if a.active), key=lambda a: a.id)
+            return narrow(active)  # the calling key's scope (server/auth)
         by_name = {a.name: a for a in accounts.values()}
         found: list[Account] = []
         missing: list[str] = []
+        selected: list[tuple[str, Account | None]] = []
         for ref in refs:
             account = accounts.get(ref.account_id) if ref.account_id else by_name.get(ref.text)
+            selected.append((ref.text, account))
             if account is None:
                 missing.append(ref.text)
             else:
                 found.append(account)
+        check_selection(selected)  # the calling key's scope (server/auth)
         if missing:
             raise AccountsNotFound(missing)
         seen: dict[int, str] = {}

@@ -31,6 +31,7 @@ from tradovate_gateway.v1 import trading_pb2_grpc as pb_grpc
 from server.config import GatewaySettings, explicit_settings
 from server.main import Gateway, LiveFactory
 from server.simulator import SimConfig, Simulator
+from tests.support.secret_scan import register_secret
 
 READY_TIMEOUT = 20.0
 
@@ -49,6 +50,7 @@ DEFAULTS: dict[str, Any] = {
 def settings_for(sim: Simulator, redis_url: str | None = None, **overrides: Any) -> GatewaySettings:
     """GatewaySettings pointed at ``sim`` (environment variables are ignored)."""
     creds = sim.credentials
+    register_secret(str(creds["password"]), str(creds["sec"]))  # the log scan's list
     values: dict[str, Any] = {
         **DEFAULTS,
         "tradovate_env": "demo",
@@ -104,7 +106,17 @@ async def running_gateway(
     async with gateway:
         if ready:
             await gateway.wait_ready(READY_TIMEOUT)
+            _scan_tokens(gateway)
         yield gateway
+
+
+def _scan_tokens(gateway: Gateway) -> None:
+    """Every access token the gateway gets must stay out of the logs (tests/conftest.py)."""
+    manager = gateway.broker.token_manager
+    token = manager.current
+    if token is not None:
+        register_secret(token.access_token, token.md_access_token)
+    manager.add_listener(lambda new: register_secret(new.access_token, new.md_access_token))
 
 
 @asynccontextmanager
@@ -114,15 +126,27 @@ async def running_stack(
     sim_config: SimConfig | None = None,
     *,
     live_factory: LiveFactory | None = None,
+    channel_credentials: grpc.ChannelCredentials | None = None,
     **gateway_overrides: Any,
 ) -> AsyncIterator[Stack]:
-    """Simulator + gateway + channel, all on free loopback ports; closed in reverse order."""
+    """Simulator + gateway + channel, all on free loopback ports; closed in reverse order.
+
+    ``channel_credentials`` makes the stack's channel TLS (for a gateway given
+    ``tls_cert_file``/``tls_key_file``); the server name checked is "localhost".
+    """
     config = sim_config or SimConfig(accounts=accounts, seed=7)
     async with Simulator(config).running(host="127.0.0.1", port=0) as sim:
         settings = settings_for(sim, redis_url, **gateway_overrides)
         async with (
             running_gateway(settings, live_factory=live_factory) as gateway,
-            grpc.aio.insecure_channel(gateway.address) as channel,
+            _channel(gateway.address, channel_credentials) as channel,
         ):
             stub = pb_grpc.TradingServiceStub(channel)
             yield Stack(sim, gateway, channel, stub, health_pb2_grpc.HealthStub(channel))
+
+
+def _channel(address: str, credentials: grpc.ChannelCredentials | None) -> grpc.aio.Channel:
+    if credentials is None:
+        return grpc.aio.insecure_channel(address)
+    options = [("grpc.ssl_target_name_override", "localhost")]
+    return grpc.aio.secure_channel(address, credentials, options=options)

@@ -1,0 +1,194 @@
+"""API keys: generation, hashing, the key file format, and checking a presented key.
+
+Only SHA-256 hashes of keys are configured (keys are 256-bit random tokens, so a fast
+hash is enough; nothing to salt or stretch). The key file is JSON::
+
+    {"keys": [
+      {"name": "risk-service", "sha256": "<64 hex digits>", "scope": ["DEMO123", "456"]},
+      {"name": "ops-console",  "sha256": "<64 hex digits>", "scope": "*"}
+    ]}
+
+It is read from ``GATEWAY_API_KEYS_FILE`` (a path) and/or ``GATEWAY_API_KEYS`` (the same
+JSON inline). A presented key is hashed and compared with every entry in constant time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import pathlib
+import re
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from server.auth.errors import KeyFileError
+from server.auth.principal import ALL, Principal, Scope
+
+logger = logging.getLogger(__name__)
+
+KEY_PREFIX: Final = "tgk_"
+KEY_BYTES: Final = 32
+MAX_KEY_LENGTH: Final = 256
+MAX_SCOPE_ENTRY: Final = 64
+_HEX64: Final = re.compile(r"[0-9a-f]{64}")
+_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/-]{0,63}")
+
+
+def generate_key() -> str:
+    """A new random API key: ``tgk_`` + 43 URL-safe characters (256 bits)."""
+    return KEY_PREFIX + secrets.token_urlsafe(KEY_BYTES)
+
+
+def hash_key(key: str) -> str:
+    """The hex SHA-256 of a key, as stored in the key file."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class KeyEntry:
+    name: str
+    sha256: str
+    scope: Scope
+    scope_text: tuple[str, ...] | None  # None means every account
+
+    @property
+    def principal(self) -> Principal:
+        return Principal(self.name, self.scope)
+
+    def as_json(self) -> dict[str, Any]:
+        scope: str | list[str] = ALL if self.scope_text is None else list(self.scope_text)
+        return {"name": self.name, "sha256": self.sha256, "scope": scope}
+
+
+def make_entry(name: str, key: str, scope: Sequence[str] | None) -> KeyEntry:
+    """The key file entry for ``key`` (scope None: every account)."""
+    raw: dict[str, Any] = {
+        "name": name,
+        "sha256": hash_key(key),
+        "scope": ALL if scope is None else list(scope),
+    }
+    return _entry(raw, "new key")
+
+
+class KeyRing:
+    """The configured keys; ``authenticate`` maps a presented key to its principal."""
+
+    def __init__(self, entries: Sequence[KeyEntry]) -> None:
+        self.entries = tuple(entries)
+
+    def __bool__(self) -> bool:
+        return bool(self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @property
+    def names(self) -> list[str]:
+        return [e.name for e in self.entries]
+
+    def authenticate(self, presented: str) -> Principal | None:
+        """The principal for ``presented``, or None. Looks at every entry every time."""
+        if not presented or len(presented) > MAX_KEY_LENGTH:
+            return None
+        digest = hash_key(presented).encode("ascii")
+        found: KeyEntry | None = None
+        for entry in self.entries:
+            if hmac.compare_digest(digest, entry.sha256.encode("ascii")):
+                found = entry
+        return found.principal if found is not None else None
+
+
+# ---------------------------------------------------------------- parsing and loading
+def parse_keys(text: str, source: str) -> list[KeyEntry]:
+    """Entries from key file JSON; KeyFileError names ``source`` and the bad entry."""
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise KeyFileError(f"{source}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    if isinstance(document, dict):
+        if set(document) - {"keys"}:
+            raise KeyFileError(f'{source}: expected {{"keys": [...]}} and nothing else')
+        document = document.get("keys")
+    if not isinstance(document, list):
+        raise KeyFileError(f'{source}: expected {{"keys": [...]}} or a JSON list of entries')
+    return [_entry(raw, f"{source}: keys[{i}]") for i, raw in enumerate(document)]
+
+
+def _entry(raw: Any, where: str) -> KeyEntry:
+    if not isinstance(raw, dict):
+        raise KeyFileError(f"{where}: each entry is an object with name, sha256 and scope")
+    if "key" in raw or "api_key" in raw:
+        raise KeyFileError(
+            f"{where}: holds a plain key; store only its sha256 (see `trading-gateway keys hash`)"
+        )
+    unknown = set(raw) - {"name", "sha256", "scope", "comment"}
+    if unknown:
+        raise KeyFileError(f"{where}: unknown fields {sorted(unknown)}")
+    name = raw.get("name")
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise KeyFileError(
+            f"{where}: name must be 1-64 characters (letters, digits, . _ : @ / -), "
+            "starting with a letter or digit"
+        )
+    digest = raw.get("sha256")
+    if not isinstance(digest, str) or not _HEX64.fullmatch(digest.lower()):
+        raise KeyFileError(f"{where} ({name}): sha256 must be 64 hex digits")
+    scope, scope_text = _scope(raw.get("scope"), f"{where} ({name})")
+    return KeyEntry(name=name, sha256=digest.lower(), scope=scope, scope_text=scope_text)
+
+
+def _scope(value: Any, where: str) -> tuple[Scope, tuple[str, ...] | None]:
+    if value == ALL:
+        return Scope.all(), None
+    if not isinstance(value, list) or not value:
+        raise KeyFileError(
+            f'{where}: scope must be "*" (every account) or a non-empty list of account '
+            "names or ids"
+        )
+    entries: list[str] = []
+    for item in value:
+        text = str(item) if isinstance(item, int) and not isinstance(item, bool) else item
+        if (
+            not isinstance(text, str)
+            or not text
+            or len(text) > MAX_SCOPE_ENTRY
+            or not text.isprintable()
+            or any(ch.isspace() for ch in text)
+        ):
+            raise KeyFileError(f"{where}: scope entry {item!r} is not an account name or id")
+        if text[0].isdigit() and not (text.isascii() and text.isdigit()):
+            raise KeyFileError(f"{where}: scope entry {text!r} starts with a digit but is no id")
+        if text == ALL:
+            raise KeyFileError(f'{where}: use "scope": "*" (not a list) for every account')
+        entries.append(text)
+    return Scope.of(entries), tuple(entries)
+
+
+def load_keyring(file: str | None, inline: str | None) -> KeyRing:
+    """Keys from a file and/or inline JSON; names and hashes must be unique across both."""
+    entries: list[KeyEntry] = []
+    if file:
+        path = pathlib.Path(file)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise KeyFileError(f"cannot read the API key file {file}: {exc.strerror}") from None
+        entries += parse_keys(text, file)
+    if inline:
+        entries += parse_keys(inline, "GATEWAY_API_KEYS")
+    names: set[str] = set()
+    hashes: set[str] = set()
+    for entry in entries:
+        if entry.name in names:
+            raise KeyFileError(f"API key name {entry.name!r} is configured more than once")
+        if entry.sha256 in hashes:
+            raise KeyFileError(f"API key {entry.name!r} has the same hash as another key")
+        names.add(entry.name)
+        hashes.add(entry.sha256)
+    if (file or inline) and not entries:
+        raise KeyFileError("the API key configuration holds no keys")
+    return KeyRing(entries)
