@@ -51,10 +51,11 @@ WORKDIR /tmp
 EXPOSE 50051 9464
 
 # Healthy when the gRPC health service answers SERVING (exit 0), else unhealthy (exit 1).
+# With TLS on, give the probe the same files: --tls-ca (and --tls-cert/--tls-key for mTLS).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-m", "client.healthcheck", "127.0.0.1:50051", "--timeout", "3"]
 
-# Listening beyond loopback: once the auth work lands the server will insist on API keys
-# and/or TLS for such a listen address unless GATEWAY_ALLOW_INSECURE=1 is set explicitly
-# (docker-compose.yml sets it for local use).
+# Listening beyond loopback: serve refuses a non-loopback address with neither API keys
+# (GATEWAY_API_KEYS_FILE) nor TLS (GATEWAY_TLS_CERT_FILE/KEY_FILE) unless
+# GATEWAY_ALLOW_INSECURE=1 is set explicitly (docker-compose.yml sets it for local use).
 CMD ["trading-gateway", "serve", "--listen", "0.0.0.0:50051"]

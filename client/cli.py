@@ -175,12 +175,16 @@ def tls_from_args(args: argparse.Namespace) -> TlsConfig | None:
     return TlsConfig(args.tls_ca, args.tls_cert, args.tls_key, args.tls_server_name)
 
 
-def describe_error(error: ClientError, address: str, timeout: float) -> str:
-    """One line saying what went wrong and what to try next. Never includes the API key."""
+def describe_error(error: ClientError, address: str, timeout: float, *, tls: bool = False) -> str:
+    """One line saying what went wrong and what to try next. Never includes the API key.
+
+    With TLS on, a refused connection is most often a failed handshake (grpc reports a
+    gateway that rejects a client certificate only as "Socket closed"), so say so.
+    """
     code, message = error.code, error.message
     tag = f"{code.name}, {error.reason}" if error.reason else code.name
     if code is grpc.StatusCode.UNAVAILABLE and not error.reason:
-        if any(word in message.lower() for word in ("ssl", "handshake", "certificate")):
+        if tls or any(word in message.lower() for word in ("ssl", "handshake", "certificate")):
             return (
                 f"TLS with the gateway at {address} failed (UNAVAILABLE): {message}; "
                 "check --tls-ca, --tls-cert/--tls-key and --tls-server-name"
@@ -234,19 +238,25 @@ async def run(args: argparse.Namespace) -> Output:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    tls = tls_from_args(args)
     if args.command == "watch":
-        watcher = TradingClient(
-            args.address,
-            api_key=args.api_key,
-            tls=tls_from_args(args),
-            timeout=args.timeout,
-            retries=max(args.retries, 0),
-        )
+        try:
+            watcher = TradingClient(
+                args.address,
+                api_key=args.api_key,
+                tls=tls,
+                timeout=args.timeout,
+                retries=max(args.retries, 0),
+            )
+        except ValueError as error:
+            print(f"{PROG}: {error}", file=sys.stderr)
+            return EXIT_USAGE
         return run_watch(args, watcher, describe_error)
     try:
         response, text = asyncio.run(run(args))
     except ClientError as error:
-        print(f"{PROG}: {describe_error(error, args.address, args.timeout)}", file=sys.stderr)
+        line = describe_error(error, args.address, args.timeout, tls=tls is not None)
+        print(f"{PROG}: {line}", file=sys.stderr)
         return EXIT_CALL_FAILED
     except ValueError as error:  # unreadable TLS file, bad status name, malformed API key
         print(f"{PROG}: {error}", file=sys.stderr)

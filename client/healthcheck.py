@@ -44,11 +44,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--service", default="", help="service name ('' = the whole server)")
     parser.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
     parser.add_argument("--tls-ca", help="PEM CA bundle; enables TLS")
+    parser.add_argument("--tls-cert", help="client certificate (PEM) for mutual TLS")
+    parser.add_argument("--tls-key", help="client private key (PEM) for mutual TLS")
     parser.add_argument("--tls-server-name", help="name to verify in the server certificate")
     args = parser.parse_args(argv)
     tls = None
-    if args.tls_ca or args.tls_server_name:
-        tls = TlsConfig(args.tls_ca, server_name=args.tls_server_name)
+    if args.tls_ca or args.tls_cert or args.tls_key or args.tls_server_name:
+        tls = TlsConfig(args.tls_ca, args.tls_cert, args.tls_key, args.tls_server_name)
     status = asyncio.run(probe(args.address, args.service, args.timeout, tls))
     print(status)
     return 0 if status == SERVING else 1

@@ -119,6 +119,9 @@ async def test_mutual_tls_requires_a_client_certificate_from_the_configured_ca(
             timeout=5,
         )
         assert reply_health.status == 1
+        # The container's health probe speaks mutual TLS too.
+        assert await probe(address, tls=mutual) == "SERVING"
+        assert await probe(address, tls=no_cert) == "UNAVAILABLE"
 
 
 async def test_the_cli_speaks_mutual_tls_with_an_api_key_from_the_environment(
@@ -165,6 +168,14 @@ async def test_the_cli_speaks_mutual_tls_with_an_api_key_from_the_environment(
         assert code == 1
         assert "UNAUTHENTICATED" in captured.err and "API_KEY_UNKNOWN" in captured.err
         assert wrong not in captured.err + captured.out
+        # No client certificate: grpc only says the socket closed; the CLI points at TLS.
+        code = await asyncio.to_thread(
+            client_main,
+            ["accounts", "--address", stack.address, "--tls-ca", str(pki.ca), "--retries", "0"],
+        )
+        captured = capsys.readouterr()
+        assert code == 1
+        assert "TLS with the gateway" in captured.err and "--tls-cert" in captured.err
 
 
 async def test_a_plaintext_stack_channel_cannot_reach_a_tls_gateway(pki: Pki) -> None:

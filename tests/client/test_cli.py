@@ -178,3 +178,17 @@ def test_bad_flags_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
 )
 def test_describe_error(error: ClientError, expected: str) -> None:
     assert cli.describe_error(error, "H:1", 2.5) == expected
+
+
+def test_a_closed_socket_under_tls_points_at_the_tls_flags() -> None:
+    error = ClientError(grpc.StatusCode.UNAVAILABLE, "Socket closed")
+    assert "is it running?" in cli.describe_error(error, "H:1", 2.5)
+    with_tls = cli.describe_error(error, "H:1", 2.5, tls=True)
+    assert with_tls.startswith("TLS with the gateway at H:1 failed") and "--tls-ca" in with_tls
+
+
+def test_watch_with_a_malformed_api_key_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cli.main(["watch", "--api-key", "has space"]) == cli.EXIT_USAGE
+    assert "API key" in capsys.readouterr().err
