@@ -28,7 +28,7 @@ from server.broker.frames import Event
 from server.broker.limiter import RateGate
 from server.broker.schemas import Quote
 from server.broker.settings import BrokerSettings
-from server.broker.ws import TradovateSocket
+from server.broker.ws import TradovateSocket, consume
 
 logger = logging.getLogger(__name__)
 
@@ -149,12 +149,7 @@ class MarketData:
         if self._consumer:
             raise RuntimeError("MarketData.quotes() has a single consumer")
         self._consumer = True
-        while True:
-            quote = await self._queue.get()
-            if quote is None:
-                if self._socket.failure is not None:
-                    raise self._socket.failure
-                return
+        async for quote in consume(self._queue, self._socket):
             yield quote
 
     async def aclose(self) -> None:

@@ -29,7 +29,7 @@ from server.broker.limiter import RateGate
 from server.broker.schemas import Contract, ContractMaturity, Product
 from server.broker.settings import BrokerSettings
 from server.broker.sync_codec import SYNC_ENTITY_TYPES, decode_props, decode_snapshot
-from server.broker.ws import TradovateSocket
+from server.broker.ws import TradovateSocket, consume
 
 logger = logging.getLogger(__name__)
 
@@ -94,12 +94,8 @@ class UserSync:
         if self._consumer:
             raise RuntimeError("UserSync.events() has a single consumer")
         self._consumer = True
-        while True:
-            event = await self._queue.get()
-            if event is None:
-                if self._socket.failure is not None:
-                    raise self._socket.failure
-                return
+        stream: AsyncIterator[SyncEvent] = consume(self._queue, self._socket)
+        async for event in stream:
             yield event
 
     async def aclose(self) -> None:

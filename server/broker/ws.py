@@ -21,8 +21,8 @@ import itertools
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Final
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Final, TypeVar
 
 import aiohttp
 import msgspec
@@ -62,6 +62,25 @@ logger = logging.getLogger(__name__)
 
 _RETRY_AFTER_ERRORS: Final = (RateLimitedError, LockedOutError, PenaltyError)
 _shutdown_decoder: Final = msgspec.json.Decoder(dict[str, object])
+
+
+_Item = TypeVar("_Item")
+
+
+async def consume(
+    queue: asyncio.Queue[_Item | None], socket: TradovateSocket
+) -> AsyncIterator[_Item]:
+    """Yield a socket consumer's queue until its end marker (None).
+
+    Ends quietly after aclose(); raises the error that stopped the socket for good.
+    """
+    while True:
+        item = await queue.get()
+        if item is None:
+            if socket.failure is not None:
+                raise socket.failure
+            return
+        yield item
 
 
 class _Connection:
