@@ -1,0 +1,1 @@
+"""The seed report's two designs, rebuilt faithfully to be measured beside the gateway."""

@@ -1,0 +1,127 @@
+"""Benchmark sizes: the full run (``make bench``, ≤ 5 min on 2 cores), the quick smoke run
+(``make bench-quick``, ≤ 60 s) and the tiny run the CI test uses (< 30 s)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class LatencyProfile:
+    """Injected upstream latency per simulator call: uniform in mean ± jitter."""
+
+    name: str
+    mean_ms: float
+    jitter_ms: float
+
+
+REPORT = LatencyProfile("250±50ms", 250.0, 50.0)
+NEAR = LatencyProfile("20ms", 20.0, 0.0)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    mode: str
+    profiles: tuple[LatencyProfile, ...]
+    # Simulator size; the largest account count must not exceed it.
+    sim_accounts: int
+    account_counts: tuple[int, ...]
+    rpcs: tuple[str, ...] = ("GetPositions", "GetOrders", "GetBalances")
+    # Whole requests timed per (profile, rpc, accounts, path) on the upstream-bound paths.
+    fresh_iterations: int = 3
+    fresh_warmup: int = 1
+    # Stop timing a (profile, rpc, accounts) cell once this much time went into it.
+    cell_budget_s: float = 2.5
+    # The report's loops: timed requests per case, and the longest request (ms) run exactly;
+    # longer ones run on a sample of accounts and are extrapolated (bench/baselines/plan.py).
+    baseline_iterations: int = 3
+    baseline_budget_ms: float = 1000.0
+    # Sequential calls for the cache/live paths and their bare twin.
+    fast_calls: int = 300
+    fast_warmup: int = 100
+    # Most seconds one sequential cache/live measurement may take (misses can be slow).
+    fast_job_seconds: float = 2.0
+    snapshot_accounts: tuple[int, ...] = (4, 100)
+    # Streaming.
+    stream_subscribers: tuple[int, ...] = (1, 100, 1000)
+    stream_events: int = 60
+    # With this many subscribers or more, fewer events (each is delivered N times).
+    stream_events_large: tuple[int, int] = (1000, 20)
+    stream_rate: float = 20.0
+    # Maximum rate: simulator trading actions/s (gateway) and messages/s (bare server).
+    max_rate_steps: tuple[float, ...] = (300.0, 1000.0, 3000.0)
+    floor_rate_steps: tuple[float, ...] = (1000.0, 5000.0, 20000.0)
+    max_rate_seconds: float = 1.5
+    # Throughput.
+    throughput_concurrency: int = 64
+    throughput_seconds: float = 4.0
+    throughput_warmup: float = 1.0
+    # Upstream economy.
+    economy_concurrent: int = 100
+    economy_steady_seconds: float = 6.0
+    economy_steady_rate: float = 50.0
+    # Memory: the largest account count with the largest subscriber count.
+    memory_subscribers: int = 1000
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+FULL = BenchConfig(
+    mode="full",
+    profiles=(REPORT, NEAR),
+    sim_accounts=1000,
+    account_counts=(4, 16, 100, 1000),
+)
+
+QUICK = BenchConfig(
+    mode="quick",
+    profiles=(NEAR,),
+    sim_accounts=16,
+    account_counts=(4,),
+    fresh_iterations=3,
+    baseline_iterations=3,
+    fast_calls=150,
+    fast_warmup=50,
+    snapshot_accounts=(4,),
+    stream_subscribers=(1, 10),
+    stream_events=20,
+    max_rate_steps=(1000.0,),
+    floor_rate_steps=(5000.0,),
+    max_rate_seconds=1.0,
+    throughput_seconds=1.5,
+    throughput_warmup=0.5,
+    economy_steady_seconds=2.0,
+    memory_subscribers=10,
+)
+
+TINY = BenchConfig(
+    mode="tiny",
+    profiles=(LatencyProfile("5ms", 5.0, 0.0),),
+    sim_accounts=4,
+    account_counts=(2,),
+    rpcs=("GetPositions", "GetOrders", "GetBalances"),
+    fresh_iterations=2,
+    fresh_warmup=1,
+    baseline_iterations=1,
+    fast_calls=20,
+    fast_warmup=5,
+    snapshot_accounts=(2,),
+    stream_subscribers=(2,),
+    stream_events=5,
+    stream_rate=50.0,
+    max_rate_steps=(200.0,),
+    floor_rate_steps=(200.0,),
+    max_rate_seconds=0.5,
+    throughput_concurrency=8,
+    throughput_seconds=0.5,
+    throughput_warmup=0.2,
+    economy_concurrent=10,
+    economy_steady_seconds=1.0,
+    economy_steady_rate=20.0,
+    memory_subscribers=2,
+)
+
+MODES = {"full": FULL, "quick": QUICK, "tiny": TINY}
