@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, Protocol, Self, TypeVar
 
@@ -289,6 +289,8 @@ class Gateway:
             transport,
             "API keys required" if self.auth is not None else "no API keys",
         )
+        if warning := s.md_url_warning():
+            logger.warning("%s", warning)
         await self._start_metrics()
         self._login_task = asyncio.get_running_loop().create_task(self._login(), name="login")
 
@@ -334,8 +336,10 @@ class Gateway:
             except (AuthError, CaptchaRequired):
                 raise
             except BrokerError as exc:
-                logger.warning("Tradovate login failed (%s); retrying in %.0f s", exc, delay)
-                await asyncio.sleep(delay)
+                # A penalty, 429 or 423 says how long to stay away; honour it.
+                wait = max(delay, getattr(exc, "retry_after", None) or 0.0)
+                logger.warning("Tradovate login failed (%s); retrying in %.0f s", exc, wait)
+                await asyncio.sleep(wait)
                 delay = min(delay * 2, LOGIN_RETRY_MAX)
 
     async def _after_login(self) -> None:
@@ -379,32 +383,41 @@ class Gateway:
             return
         self._stopped = True
         grace = self.settings.grace_s if grace is None else grace
-        await self.health.enter_shutdown()
+        steps: list[Callable[[], Awaitable[object]]] = [self.health.enter_shutdown]
         if self.live is not None:
-            await self.live.drain()
+            steps.append(self.live.drain)
         if self.server is not None:
-            await self.server.stop(grace)
-        self.reads.mark_closing()
-        await _cancel(self._login_task)
-        for closer in (
+            server = self.server
+            steps.append(lambda: server.stop(grace))
+        steps += [
+            self._close_reads,
             self.positions_fanout.aclose,
             self.orders_fanout.aclose,
             self.balances_fanout.aclose,
             self.directory.aclose,
             self.health.aclose,
-        ):
-            await closer()
+        ]
         if self.live is not None:
-            await self.live.aclose()
-        await self.broker.aclose()
-        await self.cache.aclose()
+            steps.append(self.live.aclose)
+        steps += [self.broker.aclose, self.cache.aclose]
         if self.metrics_server is not None:
-            await self.metrics_server.aclose()
+            steps.append(self.metrics_server.aclose)
+        for step in steps:
+            # Every step runs even when an earlier one fails: a failing closer must not
+            # leak the broker's sockets, its HTTP session or the Redis pool behind it.
+            try:
+                await step()
+            except Exception:
+                logger.exception("shutdown step %s failed", getattr(step, "__qualname__", step))
         if not self.failed.done():
             self.failed.cancel()
         elif not self.failed.cancelled():
             self.failed.exception()  # retrieved: the caller may never have waited on it
         logger.info("gateway stopped")
+
+    async def _close_reads(self) -> None:
+        self.reads.mark_closing()
+        await _cancel(self._login_task)
 
     async def __aenter__(self) -> Self:
         try:

@@ -283,7 +283,9 @@ class TokenManager:
                 "auth/accesstokenrequest",
                 deadline=Deadline.after(s.request_timeout),
                 body=body,
-                gated=False,
+                # Gated: after a 423 or 429, logging in again only deepens the lockout.
+                # (Renewal stays ungated: keeping the session alive is worth more.)
+                gated=True,
             )
         except AuthError as exc:
             raise AuthError(_CREDENTIALS, f"{_CREDENTIALS} rejected: {exc}") from None

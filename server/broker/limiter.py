@@ -58,7 +58,14 @@ class TokenBucket:
                 f"client-side rate limit: the next request slot is {wait:.2f} s away, "
                 "past the deadline"
             )
-        await asyncio.sleep(wait)
+        try:
+            await asyncio.sleep(wait)
+        except asyncio.CancelledError:
+            # A caller that gives up while queued (its deadline, a hedge, shutdown) must
+            # not keep its slot: otherwise every cancelled waiter pushes the next free
+            # slot further out, and under load every later call fails "past the deadline".
+            self.refund()
+            raise
 
 
 class RateGate:

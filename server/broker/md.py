@@ -182,20 +182,33 @@ class MarketData:
     # -- socket callbacks ----------------------------------------------------------------
 
     async def _resubscribe(self) -> None:
+        """Replay every wanted subscription after a (re)connect.
+
+        The requests go out together, each with its own deadline: sent one after another
+        under one shared deadline, a few dozen contracts at real latencies would time out,
+        drop the connection, and loop.
+        """
         self._upstream.clear()
-        deadline = Deadline.after(self._settings.request_timeout)
         while pending := [cid for cid in self._refs if cid not in self._upstream]:
-            for contract_id in pending:
-                self._upstream.add(contract_id)
-                symbol = self._symbols.get(contract_id)
-                if symbol is None:
-                    continue
-                try:
-                    await self._send("md/subscribeQuote", symbol, deadline)
-                except NotFoundError as exc:
-                    logger.error("resubscribing %s (%s) failed: %s", contract_id, symbol, exc)
+            self._upstream.update(pending)
+            results = await asyncio.gather(
+                *(self._replay(cid) for cid in pending), return_exceptions=True
+            )
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
         if self._refs:
             logger.info("market data: %d quote subscriptions replayed", len(self._refs))
+
+    async def _replay(self, contract_id: int) -> None:
+        symbol = self._symbols.get(contract_id)
+        if symbol is None:
+            return
+        deadline = Deadline.after(self._settings.request_timeout)
+        try:
+            await self._send("md/subscribeQuote", symbol, deadline)
+        except NotFoundError as exc:
+            logger.error("resubscribing %s (%s) failed: %s", contract_id, symbol, exc)
 
     def _on_down(self, reason: str) -> None:
         self._upstream.clear()

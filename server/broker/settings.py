@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -99,10 +98,15 @@ class BrokerSettings:
 
     @property
     def effective_device_id(self) -> str:
-        """The configured deviceId, else sha256(username, appId, hostname): stable across runs."""
+        """The configured deviceId, else sha256(username, appId, cid).
+
+        Stable across runs, hosts and container re-creations (a container's hostname is
+        random, and live Tradovate rejects a changing deviceId). Gateways sharing one
+        login therefore share one deviceId, which is what they are: one client.
+        """
         if self.device_id:
             return self.device_id
-        stable = f"{self.username}\n{self.app_id}\n{socket.gethostname()}"
+        stable = f"{self.username}\n{self.app_id}\n{self.cid}"
         return hashlib.sha256(stable.encode()).hexdigest()
 
     def replace(self, **changes: object) -> BrokerSettings:
@@ -119,9 +123,9 @@ class BrokerSettings:
             raise AuthError("TRADOVATE_ENV", "TRADOVATE_ENV must be 'demo' or 'live'")
         cid_text = environ.get(ENV_CID, "0")
         values: dict[str, object] = {
-            "rest_url": environ.get("TRADOVATE_REST_URL") or REST_URLS[env],
+            "rest_url": environ.get("TRADOVATE_URL") or REST_URLS[env],
             "ws_url": environ.get("TRADOVATE_WS_URL", ""),
-            "md_ws_url": environ.get("TRADOVATE_MD_WS_URL") or MD_WS_URL,
+            "md_ws_url": environ.get("TRADOVATE_MD_URL") or MD_WS_URL,
             "username": environ[ENV_USERNAME],
             "password": environ[ENV_PASSWORD],
             "app_id": environ.get(ENV_APP_ID) or "trading-gateway",

@@ -11,6 +11,7 @@ from server.broker import (
     AuthError,
     BrokerSettings,
     CaptchaRequired,
+    LockedOutError,
     ProtocolError,
     SyncStatus,
     TradovateClient,
@@ -60,6 +61,20 @@ async def test_login_401_and_token_less_replies_are_auth_errors() -> None:
         assert client.user_id == 1
         await client.aclose()
         assert server.logins == 4
+
+
+async def test_a_423_on_login_stops_further_logins_until_the_lockout_ends() -> None:
+    async with ScriptedTradovate().running() as server:
+        server.login_reply = (423, b"")
+        client = TradovateClient(scripted_settings(server))
+        with pytest.raises(LockedOutError):
+            await client.start()
+        assert server.logins == 1
+        server.login_reply = None  # Tradovate would accept again, but we must not ask yet
+        with pytest.raises(LockedOutError):
+            await client.start()
+        assert server.logins == 1  # refused by the open circuit, not sent
+        await client.aclose()
 
 
 async def test_captcha_while_reconnecting_stops_the_stream_with_a_clear_error(

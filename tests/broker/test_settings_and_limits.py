@@ -59,6 +59,12 @@ def test_device_id_is_stable_and_configurable() -> None:
     assert socket.gethostname() not in first  # hashed, not spelled out
 
 
+def test_device_id_does_not_change_with_the_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = settings().effective_device_id
+    monkeypatch.setattr(socket, "gethostname", lambda: "container-7f3a9c")
+    assert settings().effective_device_id == before  # a re-created container keeps it
+
+
 def test_from_env_names_the_missing_variable() -> None:
     with pytest.raises(AuthError) as info:
         BrokerSettings.from_env({"TRADOVATE_USERNAME": "u"})
@@ -114,6 +120,19 @@ async def test_token_bucket_serves_waiters_at_the_configured_rate() -> None:
 
     await asyncio.gather(*(one() for _ in range(11)))
     assert stamps[-1] - stamps[0] >= 0.09  # ten refills at 100/s; no upper bound asserted
+
+
+async def test_token_bucket_gives_back_the_slots_of_cancelled_waiters() -> None:
+    bucket = TokenBucket(rate=10.0, burst=1)
+    await bucket.acquire(Deadline.after(5))  # the saved-up token is spent
+    waiters = [asyncio.create_task(bucket.acquire(Deadline.after(30))) for _ in range(50)]
+    await asyncio.sleep(0)  # every waiter has reserved its slot and is sleeping
+    for task in waiters:
+        task.cancel()
+    await asyncio.gather(*waiters, return_exceptions=True)
+    assert all(task.cancelled() for task in waiters)
+    # Without refunds the next slot would be ~5 s away (50 leaked reservations at 10/s).
+    assert bucket.reserve() <= 0.1 + 1e-6
 
 
 def test_rate_gate_opens_fails_fast_doubles_and_closes() -> None:
