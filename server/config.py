@@ -59,7 +59,10 @@ class GatewaySettings(BaseSettings):
     ws_reconnect_stable_s: float = Field(default=30.0, gt=0)
 
     # --- cache --------------------------------------------------------------------
-    redis_url: str | None = _env("REDIS_URL")
+    # May carry a password (redis://:secret@host): kept out of repr and logs.
+    redis_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("REDIS_URL"), repr=False
+    )
     ttl_positions_s: float = Field(default=1.0, gt=0)
     ttl_orders_s: float = Field(default=1.0, gt=0)
     ttl_balances_s: float = Field(default=2.0, gt=0)
@@ -190,6 +193,16 @@ class GatewaySettings(BaseSettings):
     def md_ws_url(self) -> str:
         """Market data lives on its own host upstream; an override must name it too."""
         return self.tradovate_md_url or MD_WS_URL
+
+    def md_url_warning(self) -> str | None:
+        """Market data is its own host upstream, so it cannot be derived from TRADOVATE_URL:
+        a REST override without an md override still dials Tradovate's md host."""
+        if self.tradovate_url and not self.tradovate_md_url and self.live_market_data:
+            return (
+                f"TRADOVATE_URL is overridden ({self.rest_url}) but TRADOVATE_MD_URL is not: "
+                f"market data still goes to {self.md_ws_url}; set TRADOVATE_MD_URL too"
+            )
+        return None
 
     def missing_credentials(self) -> list[str]:
         """The TRADOVATE_* variables that `serve` needs and that are not set."""

@@ -67,14 +67,27 @@ def test_settings_keep_secrets_out_of_their_repr(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("TRADOVATE_PASSWORD", "hunter2")
     monkeypatch.setenv("TRADOVATE_SECRET", "s3cr3t")
     monkeypatch.setenv("GATEWAY_TTL_BALANCES_S", "3.5")
+    monkeypatch.setenv("REDIS_URL", "redis://:r3dis-pw@127.0.0.1:6379/0")
     settings = load_settings(listen="127.0.0.1:6000", metrics_port=None)
     assert isinstance(settings.tradovate_password, SecretStr)
     assert "hunter2" not in repr(settings) and "s3cr3t" not in repr(settings)
+    assert "r3dis-pw" not in repr(settings) and settings.redis_url is not None
     assert settings.ttl_balances_s == 3.5
     assert settings.listen == "127.0.0.1:6000"  # flags win over the environment
     assert settings.metrics_port == 9464  # None flags fall through to the default
     with pytest.raises(ValueError):
         GatewaySettings(listen="nope")
+
+
+def test_a_rest_override_without_an_md_override_is_called_out() -> None:
+    pointed = load_settings(tradovate_url="http://127.0.0.1:8600/v1")
+    warning = pointed.md_url_warning()
+    assert warning is not None and "TRADOVATE_MD_URL" in warning
+    both = load_settings(
+        tradovate_url="http://127.0.0.1:8600/v1", tradovate_md_url="ws://127.0.0.1:8601/v1/ws"
+    )
+    assert both.md_url_warning() is None
+    assert load_settings().md_url_warning() is None  # the real hosts, nothing overridden
 
 
 async def test_serve_runs_against_the_configured_tradovate_and_stops_on_sigterm() -> None:
