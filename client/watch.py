@@ -153,6 +153,11 @@ class Watch:
                 reason = f"{rpc_error.code().name}: {rpc_error.details()}"
                 hint = from_rpc_error(rpc_error).retry_after
             except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if self.closed and (task is None or task.cancelling() == 0):
+                    # aclose() cancelled the call, not our task: end the iteration quietly
+                    # (a stray CancelledError would confuse TaskGroup and asyncio.timeout).
+                    return
                 if not self._stalled or self._closed:
                     raise
                 reason = f"no message for {self._stall_after:g} s"
