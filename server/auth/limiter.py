@@ -10,6 +10,7 @@ Memory is bounded: at most ``max_peers`` peers are tracked (least recently seen 
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -91,11 +92,23 @@ class FailureLimiter:
 
 
 def peer_host(peer: str) -> str:
-    """The host of a grpc peer string: 'ipv4:10.0.0.5:51234' -> '10.0.0.5'."""
+    """Who failures are counted against, from a grpc peer string.
+
+    IPv4: the address ('ipv4:10.0.0.5:51234' -> '10.0.0.5'). IPv6: the /64 prefix
+    ('2001:db8::5' -> '2001:db8::/64'), because one host usually holds a whole /64 and
+    could otherwise rotate addresses past the lockout (and flood the tracked-peer list);
+    loopback stays '::1'. Anything else (unix sockets): the whole string.
+    """
     kind, _, rest = peer.partition(":")
     if kind == "ipv4":
         return rest.rpartition(":")[0] or rest
     if kind == "ipv6":
-        host = rest.rpartition(":")[0] if rest.startswith("[") else rest
-        return host.strip("[]") or rest
-    return peer  # unix sockets and anything else: the whole string
+        host = (rest.rpartition(":")[0] if rest.startswith("[") else rest).strip("[]") or rest
+        try:
+            address = ipaddress.IPv6Address(host.partition("%")[0])
+        except ValueError:
+            return host
+        if address.is_loopback:
+            return str(address)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return peer

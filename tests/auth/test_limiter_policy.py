@@ -97,11 +97,13 @@ def test_zero_max_failures_disables_the_limiter() -> None:
     [
         ("ipv4:127.0.0.1:51234", "127.0.0.1"),
         ("ipv6:[::1]:51234", "::1"),
-        ("ipv6:[2001:db8::5]:443", "2001:db8::5"),
+        ("ipv6:[2001:db8::5]:443", "2001:db8::/64"),
+        ("ipv6:[2001:db8::dead:beef]:443", "2001:db8::/64"),  # same /64, same budget
+        ("ipv6:[2001:db8:0:1::5]:443", "2001:db8:0:1::/64"),
         ("unix:/tmp/sock", "unix:/tmp/sock"),
     ],
 )
-def test_peer_host_drops_the_port(peer: str, host: str) -> None:
+def test_peer_host_drops_the_port_and_groups_ipv6_by_64(peer: str, host: str) -> None:
     assert peer_host(peer) == host
 
 
