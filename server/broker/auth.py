@@ -325,7 +325,7 @@ class TokenManager:
             expires = now_utc + dt.timedelta(seconds=_FALLBACK_LIFETIME)
         elif expires.tzinfo is None:
             expires = expires.replace(tzinfo=dt.UTC)
-        user_id = response.user_id if response.user_id is not None else None
+        user_id = response.user_id
         if user_id is None and previous is not None:
             user_id = previous.user_id
         if user_id is None:

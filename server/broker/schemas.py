@@ -163,14 +163,6 @@ class MarginSnapshot(_Entity, frozen=True):
     full_initial_margin: Decimal | None = None
 
 
-class AccountRiskStatus(_Entity, frozen=True):
-    id: int
-    admin_action: str | None = None
-    admin_timestamp: dt.datetime | None = None
-    liquidate_only: dt.datetime | None = None
-    user_triggered_liq_only: bool | None = None
-
-
 class Contract(_Entity, frozen=True):
     id: int
     name: str

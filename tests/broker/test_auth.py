@@ -130,7 +130,18 @@ async def test_renewal_under_load_with_a_four_second_token(
     done.set()
     await asyncio.gather(*workers)
     order_id = sim.control.place_order(accounts[0], contract["name"], "Buy", 1)
-    await asyncio.sleep(0.3)
+
+    def order_arrived() -> bool:
+        return any(
+            isinstance(e, EntityChange) and e.entity_type == "order" and e.entity.id == order_id
+            for e in events
+        ) or any(
+            isinstance(e, SyncSnapshot) and order_id in {o.id for o in e.orders} for e in events
+        )
+
+    # Waits, rather than a fixed sleep: a token rotation may be mid-reconnect right now.
+    await eventually(order_arrived)
+    await eventually(lambda: sync.connected and md.connected)
     consumer.cancel()
     await asyncio.gather(consumer, return_exceptions=True)
 
@@ -151,11 +162,7 @@ async def test_renewal_under_load_with_a_four_second_token(
     # Chosen behaviour: after each renewal the sockets reconnect with the new token.
     rotations = [e for e in events if isinstance(e, SyncStatus) and e.reason == "token renewed"]
     assert len(rotations) >= 2
-    assert any(
-        isinstance(e, EntityChange) and e.entity_type == "order" and e.entity.id == order_id
-        for e in events
-    ) or any(isinstance(e, SyncSnapshot) and order_id in {o.id for o in e.orders} for e in events)
-    assert sync.connected and md.connected
+    assert order_arrived()
     assert md.subscriptions == {contract["id"]: 1}
 
 
