@@ -98,6 +98,32 @@ class UserSync:
         async for event in stream:
             yield event
 
+    async def batches(self) -> AsyncIterator[list[SyncEvent]]:
+        """The same stream as ``events()``, as lists of the events that arrived together.
+
+        Each list holds everything queued when the consumer looks: at least one upstream
+        frame's changes (a frame's events are queued in one synchronous step), so the
+        consumer can apply them all before publishing. Order is kept; lists are never empty.
+        """
+        if self._consumer:
+            raise RuntimeError("UserSync has a single consumer (events() or batches())")
+        self._consumer = True
+        queue = self._queue
+        while True:
+            item = await queue.get()
+            batch: list[SyncEvent] = []
+            while item is not None:
+                batch.append(item)
+                if queue.empty():
+                    break
+                item = queue.get_nowait()
+            if batch:
+                yield batch
+            if item is None:
+                if self._socket.failure is not None:
+                    raise self._socket.failure
+                return
+
     async def aclose(self) -> None:
         if self._closed:
             return

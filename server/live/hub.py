@@ -134,6 +134,9 @@ class StreamHub:
         self.queue_capacity = queue_capacity
         self.max_streams = max_streams
         self.slow_consumers_ended = 0
+        # Deltas dropped by conflation (a newer delta of the same entity replaced them in a
+        # full queue) in streams that have closed; see ``conflated_deltas``.
+        self._conflated_closed = 0
         self._clock_ns = clock_ns
         self._ring: deque[Delta] = deque(maxlen=replay_capacity)
         self._by_account: dict[int, dict[Subscription, None]] = {}
@@ -218,7 +221,15 @@ class StreamHub:
             self._count -= 1
             if self._count == 0:
                 self._idle.set()
+            self._conflated_closed += sub.queue.conflated
         sub.queue.clear()
+
+    @property
+    def conflated_deltas(self) -> int:
+        """Deltas not sent because a newer one of the same entity replaced them in a full
+        queue (by design: latest state wins), over every stream, open or closed. Zero means
+        every subscriber was sent every delta it matched."""
+        return self._conflated_closed + sum(sub.queue.conflated for sub in self.subscribers())
 
     def covers(self, after: int, epoch: str) -> bool:
         """True when every delta after ``after`` of ``epoch`` is still in the replay ring."""

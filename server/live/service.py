@@ -35,7 +35,7 @@ class SyncFeed(Protocol):
 
     async def start(self, *, timeout: float | None = None) -> None: ...  # noqa: ASYNC109
 
-    def events(self) -> AsyncIterator[SyncEvent]: ...
+    def batches(self) -> AsyncIterator[list[SyncEvent]]: ...
 
     async def aclose(self) -> None: ...
 
@@ -187,12 +187,27 @@ class LiveService:
         except Exception as exc:  # the socket keeps reconnecting on its own
             logger.warning("live sync: first connect failed (%s); still trying", exc)
         try:
-            async for event in sync.events():
-                self.handle(event)
+            async for batch in sync.batches():
+                self.handle_all(batch)
         except Exception as exc:
             logger.error("live sync stopped for good: %s", exc)
             self._went_down(f"stopped: {exc}")
             self.hub.end_all(EndReason.UPSTREAM_LOST, str(exc))
+
+    def handle_all(self, events: Sequence[SyncEvent]) -> None:
+        """Apply events that arrived together: each run of changes is published as one batch
+        (every touched view once, with its final state), all in one synchronous step."""
+        changes: list[EntityChange] = []
+        for event in events:
+            if isinstance(event, EntityChange):
+                changes.append(event)
+                continue
+            if changes:
+                self.views.apply_all(changes)
+                changes = []
+            self.handle(event)
+        if changes:
+            self.views.apply_all(changes)
 
     def handle(self, event: SyncEvent) -> None:
         """Apply one event from the sync socket (synchronously: state and hub move together)."""

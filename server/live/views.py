@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -109,12 +109,28 @@ class LiveViews:
 
     def apply(self, event: SyncSnapshot | EntityChange) -> int:
         """Apply a snapshot or a change; returns how many deltas were published."""
-        if isinstance(event, SyncSnapshot):
-            touches = self.state.apply_snapshot(event)
-        else:
-            touches = self.state.apply_change(event)
-        received_ns = int(event.received_at.timestamp() * 1e9)
-        return self.refresh(touches, received_ns)
+        return self.apply_all((event,))
+
+    def apply_all(self, events: Iterable[SyncSnapshot | EntityChange]) -> int:
+        """Apply events that arrived together, then publish each touched view once.
+
+        An order's update, version and fill from one upstream frame become one delta with
+        the final state. Applying and publishing are one synchronous step, so no read can
+        see state that a stream has not been sent.
+        """
+        # First-touch order: coalescing merges repeats but never reorders what Tradovate
+        # sent (a later change to another account must not overtake an earlier one).
+        touches: dict[Touch, None] = {}
+        received_ns = 0
+        for event in events:
+            if isinstance(event, SyncSnapshot):
+                touched = self.state.apply_snapshot(event)
+            else:
+                touched = self.state.apply_change(event)
+            for touch in _ranked(touched):
+                touches.setdefault(touch, None)
+            received_ns = max(received_ns, int(event.received_at.timestamp() * 1e9))
+        return self.refresh(list(touches), received_ns)
 
     def on_quote(self, quote: Quote) -> None:
         if not self.prices.update(quote):
@@ -127,7 +143,8 @@ class LiveViews:
     def refresh(self, touches: Collection[Touch], received_ns: int) -> int:
         published = 0
         pnl_accounts: set[int] = set()
-        for touch in sorted(touches, key=lambda t: (_RANK[t.kind], t.account_id, t.entity_id)):
+        # A list keeps its (arrival) order; an unordered collection is ranked.
+        for touch in touches if isinstance(touches, list) else _ranked(touches):
             if touch.kind == POSITIONS:
                 if self._refresh_position(touch, received_ns):
                     published += 1
@@ -512,6 +529,11 @@ class LiveViews:
     ) -> None:
         update.event_time.FromNanoseconds(_event_ns(update) or received_ns)
         self.hub.publish(account_id=account_id, kind=kind, entity_id=entity_id, update=update)
+
+
+def _ranked(touches: Collection[Touch]) -> list[Touch]:
+    """A deterministic order for touches that arrived together: by kind, account, entity."""
+    return sorted(touches, key=lambda t: (_RANK[t.kind], t.account_id, t.entity_id))
 
 
 def _decimal(value: Decimal) -> pb.Decimal:

@@ -104,6 +104,25 @@ def test_queue_refuses_when_conflation_cannot_free_space() -> None:
     assert not queue.push(delta(9, 9))
 
 
+def test_hub_counts_conflated_deltas_of_open_and_closed_streams() -> None:
+    hub = StreamHub(queue_capacity=8)
+    lagging = hub.subscribe([1], [])
+    reading = hub.subscribe([1], [])
+    for entity in (1, 2, 3, 1, 2, 3, 1, 2):
+        publish(hub, 1, POS, entity)
+        reading.take()
+    assert hub.conflated_deltas == 0  # a full queue is the only place deltas are dropped
+    publish(hub, 1, POS, 3)  # overflows the lagging queue: 5 older deltas conflated
+    assert hub.conflated_deltas == 5
+    assert [d.sequence for d in lagging.take()] == [6, 7, 8, 9]
+    assert [d.sequence for d in reading.take()] == [9]
+    lagging.close()
+    reading.close()
+    assert hub.conflated_deltas == 5  # kept once the stream has closed
+    lagging.close()
+    assert hub.conflated_deltas == 5  # closing twice counts once
+
+
 def test_slow_consumer_is_ended_and_nobody_else_is_affected() -> None:
     hub = StreamHub(queue_capacity=16)
     slow = hub.subscribe([1], [])

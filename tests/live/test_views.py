@@ -108,6 +108,46 @@ async def test_changes_publish_only_real_changes() -> None:
     assert updates[2].account_id == 1
 
 
+async def test_changes_that_arrive_together_publish_each_view_once_with_final_state() -> None:
+    views, hub, got = make()
+    views.apply(base_snapshot())  # type: ignore[arg-type]
+    got.clear()
+    # One trading action as one upstream frame: the order, its version and a fill, and the
+    # position and cash balance they move.
+    published = views.apply_all(
+        [
+            f.change("order", f.order(200, 1, "Filled")),
+            f.change("orderVersion", f.version(300, 200, qty=3, price="5001")),
+            f.change("fill", f.fill(401, 200, qty=2, price="5001")),
+            f.change("position", f.position(100, 1, 4, "5000.5")),
+            f.change("cashBalance", f.cash(500, 1, "9990", "25")),
+        ]
+    )
+    updates = [u for u in got if u.WhichOneof("payload") != "pnl"]
+    assert published == len(updates) == 3
+    assert kinds(updates) == ["order", "position", "balance"]
+    order = updates[0].order.order
+    assert order.status == pb.ORDER_STATUS_FILLED
+    assert order.filled_qty == 3  # both fills: the final state, not an intermediate one
+    assert order.limit_price.value == "5001"
+    assert updates[1].position.position.net_pos == 4
+    assert updates[2].balance.balance.cash.value == "9990"
+    # The sequence stays gap-free and each delta chains on the one before.
+    assert [u.sequence for u in got] == list(range(got[0].sequence, hub.sequence + 1))
+    # A change and its undoing in one batch publish nothing: the state did not change.
+    got.clear()
+    assert (
+        views.apply_all(
+            [
+                f.change("position", f.position(100, 1, 9, "5000.5")),
+                f.change("position", f.position(100, 1, 4, "5000.5")),
+            ]
+        )
+        == 0
+    )
+    assert got == []
+
+
 async def test_resync_diffs_against_what_was_held() -> None:
     views, _hub, got = make()
     views.apply(base_snapshot())  # type: ignore[arg-type]
@@ -234,4 +274,26 @@ async def test_contracts_missing_from_sync_data_are_resolved_and_views_refreshed
     # (71.25 - 70.5) * 1000 * 2 = 1500
     rows = {p.position_id: p for p in pnl.positions}
     assert Decimal(rows[150].open_pnl.value) == Decimal(1500)
+    await service.aclose()
+
+
+async def test_service_applies_a_batch_in_order_publishing_each_run_of_changes_once() -> None:
+    from server.broker.events import SyncStatus
+    from server.live.service import LiveService, LiveSettings
+
+    service = LiveService(LiveSettings(pnl_interval=0.0))
+    recorder = Recorder(service.hub)
+    service.handle_all(
+        [
+            base_snapshot(),  # type: ignore[list-item]
+            f.change("orderVersion", f.version(300, 200, qty=5)),
+            f.change("fill", f.fill(401, 200, qty=2)),
+            SyncStatus(False, "dropped"),
+        ]
+    )
+    assert service.views.synced
+    assert not service.healthy  # the status after the changes was applied last
+    orders = [u for u in recorder if u.WhichOneof("payload") == "order"]
+    assert [u.order.change for u in orders] == [pb.CHANGE_TYPE_CREATED, pb.CHANGE_TYPE_UPDATED]
+    assert (orders[1].order.order.qty, orders[1].order.order.filled_qty) == (5, 3)
     await service.aclose()
