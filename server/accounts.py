@@ -29,6 +29,8 @@ MAX_ENTRY_LENGTH = 64
 MAX_ACCOUNT_ID = 2**63 - 1
 # A name lookup that misses refreshes the list from upstream at most this often.
 MISS_REFRESH_INTERVAL = 2.0
+# Distinct selections remembered per account list (parsed, found, checked for repeats).
+MAX_RESOLVED = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +111,9 @@ class _Index:
         self.as_of = fetched.as_of
         self.by_id = {a.id: a for a in self.accounts}
         self.by_name = {a.name: a for a in self.accounts}
+        self.active = [a for a in self.accounts if a.active]
+        # Selections resolved against this list: entries → (entry/account pairs, accounts).
+        self.resolved: dict[tuple[str, ...], tuple[list[tuple[str, Account]], list[Account]]] = {}
 
     def find(self, ref: Ref) -> Account | None:
         if ref.account_id is not None:
@@ -161,10 +166,19 @@ class AccountDirectory:
         Both are limited to the calling key's scope (server/auth): an empty selector is
         narrowed to it, and naming an account outside it is PERMISSION_DENIED.
         """
+        if not entries:
+            index = await self._for_selection(deadline)
+            return narrow(index.active)
+        key = tuple(entries)
+        current = self._index
+        known = current.resolved.get(key) if current is not None else None
+        if known is not None and current is not None and self._fresh(current):
+            # The same selection against the same list: already parsed, found and checked
+            # for repeats; only the caller's scope is checked again.
+            check_selection(known[0])
+            return list(known[1])
         refs = parse_selector(entries, self._max)
         index = await self._for_selection(deadline)
-        if not refs:
-            return narrow(a for a in index.accounts if a.active)
         missing = [r for r in refs if index.find(r) is None]
         if missing and time.monotonic() - self._last_miss_refresh >= MISS_REFRESH_INTERVAL:
             self._last_miss_refresh = time.monotonic()
@@ -175,7 +189,12 @@ class AccountDirectory:
             raise AccountsNotFound([r.text for r in missing])
         accounts = [a for r in refs if (a := index.find(r)) is not None]
         self._reject_repeats(refs, accounts)
-        return accounts
+        if len(index.resolved) < MAX_RESOLVED:
+            index.resolved[key] = (
+                [(r.text, a) for r, a in zip(refs, accounts, strict=True)],
+                accounts,
+            )
+        return list(accounts)
 
     @staticmethod
     def _reject_repeats(refs: Sequence[Ref], accounts: Sequence[Account]) -> None:

@@ -5,12 +5,17 @@ never waits past the deadline:
 
 - single flight: an account already being fetched joins that fetch; the others start
   one new fetch, so N identical concurrent requests cost one upstream call;
-- batching: accounts are fetched in chunks of ``batch_size`` with one call each;
+- batching: accounts are fetched in chunks with one call each: ``batch_size``, or more
+  (up to ``max_batch_size``) when that many chunks would not all fit in the shared
+  limiter at once, so a large request runs as one wave of calls instead of several;
 - isolation: a failed chunk is retried per account, so only the failing account is
   marked; accounts that failed or were slow recently are fetched alone for a cool-down;
-- hedging: a chunk still pending after the hedge delay (``hedge_factor`` x the recent
-  median latency, at least ``hedge_min``) is split into per-account calls, so one slow
-  account does not hold the others back;
+- hedging: a chunk whose upstream call is still pending after the hedge delay
+  (``hedge_factor`` x the recent median latency of this endpoint's calls, at least
+  ``hedge_min``) is split into per-account calls, so one slow account does not hold the
+  others back. The delay runs from the moment the call itself starts (after it got its
+  limiter slot), never from when it was queued, so a batch within its normal latency is
+  not hedged because other calls held the limiter;
 - bounded: every upstream call takes a slot of a shared semaphore.
 
 No threads: everything is a task on the event loop, owned here and cancelled by aclose().
@@ -79,6 +84,9 @@ class NullObserver:
 @dataclass(frozen=True, slots=True)
 class FanOutSettings:
     batch_size: int = 50
+    # Upper bound on the widened batch: ldeps ids go in the GET query (masterids=1,2,...;
+    # ids are at most 10 digits), 200 ids stay well below common 8 KiB request-line limits.
+    max_batch_size: int = 200
     hedge_min: float = 0.025
     hedge_initial: float = 0.5
     hedge_factor: float = 2.0
@@ -141,6 +149,8 @@ class FanOut(Generic[T]):
         self._load = load
         self._settings = settings
         self._limiter = limiter
+        # The limiter's capacity (FanOuts are built before any call takes a slot).
+        self._slots = max(1, limiter._value)
         self._observer = observer or NullObserver()
         self._sink = sink
         self._pending: dict[int, asyncio.Future[Fetched[T]]] = {}
@@ -157,6 +167,19 @@ class FanOut(Generic[T]):
 
     def hedge_delay(self) -> float:
         return self._latency.hedge_delay(self._settings)
+
+    def batch_size_for(self, count: int) -> int:
+        """``batch_size``, widened so ``count`` accounts fit in one wave of limiter slots.
+
+        Only real batches widen: with ``batch_size`` 1 each account is its own upstream
+        request (e.g. cashBalance snapshots), and widening would put several requests
+        behind one slot, i.e. past the configured concurrency.
+        """
+        settings = self._settings
+        if settings.batch_size <= 1:
+            return 1
+        wave = -(-count // self._slots)
+        return max(settings.batch_size, min(wave, settings.max_batch_size))
 
     def isolated(self) -> list[int]:
         """Accounts currently fetched on their own (failed or slow recently)."""
@@ -205,7 +228,7 @@ class FanOut(Generic[T]):
         now = time.monotonic()
         alone = [a for a in account_ids if self._isolated_until.get(a, 0.0) > now]
         together = [a for a in account_ids if self._isolated_until.get(a, 0.0) <= now]
-        size = self._settings.batch_size
+        size = self.batch_size_for(len(together))
         groups = [together[i : i + size] for i in range(0, len(together), size)]
         groups += [[a] for a in alone]
         for group in groups:
@@ -267,13 +290,23 @@ class FanOut(Generic[T]):
         if len(self._isolated_until) > 4096:
             self._isolated_until = {a: u for a, u in self._isolated_until.items() if u > now}
 
-    async def call(self, ids: Sequence[int], deadline: Deadline) -> Mapping[int, T]:
-        """One upstream call, bounded by the shared limiter and the deadline."""
+    async def call(
+        self,
+        ids: Sequence[int],
+        deadline: Deadline,
+        on_start: Callable[[float], None] | None = None,
+    ) -> Mapping[int, T]:
+        """One upstream call, bounded by the shared limiter and the deadline.
+
+        ``on_start`` gets the monotonic time the call itself starts (slot taken).
+        """
         async with self._limiter:
             left = deadline.remaining()
             if left <= 0:
                 raise UpstreamTimeout(f"no time left to call Tradovate ({self.endpoint})")
             started = time.monotonic()
+            if on_start is not None:
+                on_start(started)
             try:
                 async with asyncio.timeout(left):
                     result = await self._load(ids, left)
@@ -318,10 +351,25 @@ class _GroupRun(Generic[T]):
         self.singles: dict[asyncio.Task[Mapping[int, T]], int] = {}
         self.single_started: dict[int, float] = {}
         self.batch: asyncio.Task[Mapping[int, T]] | None = None
+        # When the batch's upstream call started (it may first wait for a limiter slot).
+        self.batch_started: float | None = None
         self.hedge_delay = owner.hedge_delay()
 
-    def _spawn(self, ids: Sequence[int]) -> asyncio.Task[Mapping[int, T]]:
-        return asyncio.get_running_loop().create_task(self.owner.call(ids, self.deadline))
+    def _spawn(
+        self, ids: Sequence[int], on_start: Callable[[float], None] | None = None
+    ) -> asyncio.Task[Mapping[int, T]]:
+        return asyncio.get_running_loop().create_task(self.owner.call(ids, self.deadline, on_start))
+
+    def _batch_started(self, at: float) -> None:
+        self.batch_started = at
+
+    def _hedge_at(self) -> float:
+        """When to hedge the batch: its own call's start plus the delay (never earlier)."""
+        if len(self.ids) <= 1:
+            return math.inf
+        if self.batch_started is None:
+            return time.monotonic() + self.hedge_delay  # not started: look again later
+        return self.batch_started + self.hedge_delay
 
     def _resolve(self, account_id: int, value: T, as_of: float) -> None:
         fut = self.unresolved.pop(account_id, None)
@@ -345,8 +393,8 @@ class _GroupRun(Generic[T]):
                 self.singles[self._spawn([account_id])] = account_id
 
     async def execute(self) -> None:
-        self.batch = self._spawn(self.ids)
-        hedge_at = time.monotonic() + self.hedge_delay if len(self.ids) > 1 else math.inf
+        self.batch = self._spawn(self.ids, self._batch_started)
+        single = len(self.ids) <= 1
         while self.unresolved:
             waiting: set[asyncio.Task[Mapping[int, T]]] = set(self.singles)
             if not self.batch.done():
@@ -355,15 +403,17 @@ class _GroupRun(Generic[T]):
                 return
             left = self.deadline.remaining()
             timeout = left
-            hedge_pending = not self.single_started and not self.batch.done()
+            hedge_pending = not single and not self.single_started and not self.batch.done()
             if hedge_pending:
-                timeout = min(left, max(0.0, hedge_at - time.monotonic()))
+                timeout = min(left, max(0.0, self._hedge_at() - time.monotonic()))
             done, _ = await asyncio.wait(
                 waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
             )
             if not done:
                 if not hedge_pending or self.deadline.remaining() <= 0:
                     return
+                if self.batch_started is None or time.monotonic() < self._hedge_at():
+                    continue  # still queued for a slot, or woke early: not slow yet
                 logger.debug(
                     "%s: batch of %d pending after %.0f ms; hedging per account",
                     self.owner.endpoint,

@@ -101,8 +101,18 @@ def is_terminal(order: Order) -> bool:
     return (order.ord_status or "").lower() in TERMINAL_STATUSES
 
 
+# Most ids one ldeps GET carries: masterids=1,2,... with ids of at most 10 digits is
+# about 11 bytes per id, so 200 ids stay far below common 8 KiB request-line limits.
+MAX_LDEPS_IDS = 200
+
+
 def _chunks(ids: Sequence[int], size: int) -> list[Sequence[int]]:
     return [ids[i : i + size] for i in range(0, len(ids), size)]
+
+
+def _ldeps_chunks(ids: Sequence[int], size: int) -> list[Sequence[int]]:
+    """Chunks of at least ``size`` ids, up to MAX_LDEPS_IDS: as few calls as a GET allows."""
+    return _chunks(ids, max(size, min(MAX_LDEPS_IDS, len(ids))))
 
 
 class Loaders:
@@ -197,7 +207,7 @@ class Loaders:
         chunks = await asyncio.gather(
             *(
                 self._broker.order_versions(chunk, timeout=deadline.check("orderVersion/ldeps"))
-                for chunk in _chunks(order_ids, self._chunk)
+                for chunk in _ldeps_chunks(order_ids, self._chunk)
             )
         )
         latest: dict[int, OrderVersion] = {}
@@ -212,7 +222,7 @@ class Loaders:
         chunks = await asyncio.gather(
             *(
                 self._broker.fills(chunk, timeout=deadline.check("fill/ldeps"))
-                for chunk in _chunks(order_ids, self._chunk)
+                for chunk in _ldeps_chunks(order_ids, self._chunk)
             )
         )
         grouped: dict[int, list[Fill]] = {}

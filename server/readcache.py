@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 ALL_ACCOUNTS: Final = "all"
+# Decoded values kept for reuse (one per kind and account).
+MAX_DECODED: Final = 16384
 
 _ENCODER: Final = msgspec.msgpack.Encoder()
 DECODERS: Final[dict[Kind, msgspec.msgpack.Decoder[Any]]] = {
@@ -65,9 +67,16 @@ class ReadCache:
         self._timeout = timeout
         self._observer = observer or _NoObserver()
         self._user_id: int | None = None
+        # The last value read per (kind, account), decoded: an unchanged entry (same
+        # bytes) gives back the same object, so nothing downstream is rebuilt for it.
+        self._decoded: dict[tuple[Kind, int], tuple[bytes, Fetched[Any]]] = {}
+        # Keys made so far, per (kind, account): formatting them is most of a hit's cost.
+        self._key_memo: dict[tuple[Kind, int | str], str] = {}
 
     def set_user(self, user_id: int) -> None:
         """Keys are namespaced by user; nothing is read or written before this is known."""
+        if user_id != self._user_id:
+            self._key_memo.clear()
         self._user_id = user_id
 
     @property
@@ -75,8 +84,18 @@ class ReadCache:
         return self.cache.healthy
 
     def _keys(self, kind: Kind, ids: Sequence[int | str]) -> list[str]:
-        assert self._user_id is not None
-        return [cache_key(self._env, self._user_id, kind.value, i) for i in ids]
+        user_id = self._user_id
+        assert user_id is not None
+        memo = self._key_memo
+        keys: list[str] = []
+        for i in ids:
+            key = memo.get((kind, i))
+            if key is None:
+                key = cache_key(self._env, user_id, kind.value, i)
+                if len(memo) < MAX_DECODED:
+                    memo[(kind, i)] = key
+            keys.append(key)
+        return keys
 
     async def get_many(self, kind: Kind, account_ids: Sequence[int]) -> dict[int, Fetched[Any]]:
         """Hits only; every problem is a miss."""
@@ -91,13 +110,23 @@ class ReadCache:
             return {}
         hits: dict[int, Fetched[Any]] = {}
         decoder = DECODERS[kind]
+        decoded = self._decoded
         for account_id, raw in zip(account_ids, values, strict=True):
             if raw is None:
                 continue
+            last = decoded.get((kind, account_id))
+            if last is not None and last[0] == raw:
+                hits[account_id] = last[1]
+                continue
             try:
-                hits[account_id] = decoder.decode(raw)
+                value = decoder.decode(raw)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 logger.warning("dropping undecodable %s cache entry: %s", kind, exc)
+                continue
+            hits[account_id] = value
+            decoded[(kind, account_id)] = (raw, value)
+            if len(decoded) > MAX_DECODED:
+                decoded.pop(next(iter(decoded)))
         self._observer.cache_lookup(kind.value, len(hits), len(account_ids) - len(hits))
         return hits
 

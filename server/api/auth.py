@@ -30,6 +30,8 @@ from server.auth.principal import Principal, principal_var
 logger = logging.getLogger(__name__)
 
 AUTHORIZATION: Final = "authorization"
+# Methods whose wrapped handler is kept (the services' methods; unknown names are not kept).
+MAX_WRAPPED_METHODS: Final = 256
 EXEMPT_PREFIXES: Final = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/")
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -70,6 +72,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         self._keys = keys
         self._limiter = limiter
         self._exempt = exempt_prefixes
+        # The wrapped handler per method, made once (a call reads its metadata from its
+        # context), so the observing interceptor outside can keep its own wrapper too.
+        self._wrapped: dict[
+            str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]
+        ] = {}
 
     async def intercept_service(
         self,
@@ -84,7 +91,17 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         method: str = handler_call_details.method
         if self._exempt and method.startswith(self._exempt):
             return handler
-        metadata = handler_call_details.invocation_metadata
+        known = self._wrapped.get(method)
+        if known is not None and known[0] is handler:
+            return known[1]
+        wrapped = self._wrap_handler(handler)
+        if len(self._wrapped) < MAX_WRAPPED_METHODS:
+            self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap_handler(
+        self, handler: grpc.RpcMethodHandler[Any, Any]
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         kinds = (
             ("unary_unary", grpc.unary_unary_rpc_method_handler),
             ("unary_stream", grpc.unary_stream_rpc_method_handler),
@@ -96,7 +113,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             if behavior is not None:
                 make_handler = cast("Callable[..., grpc.RpcMethodHandler[Any, Any]]", make)
                 return make_handler(
-                    self._wrap(metadata, cast(Behavior, behavior)),
+                    self._wrap(cast(Behavior, behavior)),
                     request_deserializer=handler.request_deserializer,
                     response_serializer=handler.response_serializer,
                 )
@@ -124,7 +141,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             raise
         return principal
 
-    def _wrap(self, metadata: Any, behavior: Behavior) -> Behavior:
+    def _wrap(self, behavior: Behavior) -> Behavior:
         # The principal stays set for the rest of the call (each RPC runs in its own
         # task), so the ObservingInterceptor around this one can log the key's name.
         if inspect.isasyncgenfunction(behavior):
@@ -132,7 +149,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             async def checked_gen(request: Any, context: Context) -> AsyncIterator[Any]:
                 principal_var.set(None)
                 try:
-                    principal = self.authenticate(metadata, context.peer())
+                    principal = self.authenticate(context.invocation_metadata(), context.peer())
                 except (AuthenticationFailed, TooManyAuthFailures) as exc:
                     await abort_for(context, exc)
                 principal_var.set(principal)
@@ -144,7 +161,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         async def checked(request: Any, context: Context) -> Any:
             principal_var.set(None)
             try:
-                principal = self.authenticate(metadata, context.peer())
+                principal = self.authenticate(context.invocation_metadata(), context.peer())
             except (AuthenticationFailed, TooManyAuthFailures) as exc:
                 await abort_for(context, exc)
             principal_var.set(principal)

@@ -18,7 +18,7 @@ from typing import Any, Final, cast
 import grpc
 
 from server.auth.principal import current_principal
-from server.observability.logging import request_id_var
+from server.observability.logging import json_logging, request_id_var
 from server.observability.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -28,6 +28,8 @@ REQUEST_ID_HEADER: Final = "x-request-id"
 MAX_REQUEST_ID_LENGTH: Final = 128
 # Infrastructure services whose calls are logged at DEBUG only.
 QUIET_PREFIXES: Final = ("/grpc.health.", "/grpc.reflection.")
+# Methods whose wrapped handler is kept (the services' methods; unknown names are not kept).
+MAX_WRAPPED_METHODS: Final = 256
 
 Context = grpc.aio.ServicerContext[Any, Any]
 UnaryBehavior = Callable[[Any, Context], Awaitable[Any]]
@@ -62,6 +64,11 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, metrics: Metrics, *, access_log: bool = True) -> None:
         self._metrics = metrics
         self._access_log = access_log
+        # The wrapped handler per method, made once: a call reads its own metadata from
+        # its context, so the wrapper does not depend on the call.
+        self._wrapped: dict[
+            str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]
+        ] = {}
 
     async def intercept_service(
         self,
@@ -74,24 +81,34 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return None
         method: str = handler_call_details.method
-        metadata = handler_call_details.invocation_metadata
+        known = self._wrapped.get(method)
+        if known is not None and known[0] is handler:
+            return known[1]
+        wrapped = self._wrap_handler(method, handler)
+        if len(self._wrapped) < MAX_WRAPPED_METHODS:
+            self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap_handler(
+        self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                self._wrap_unary(method, metadata, cast(UnaryBehavior, handler.unary_unary)),
+                self._wrap_unary(method, cast(UnaryBehavior, handler.unary_unary)),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                self._wrap_stream(method, metadata, cast(StreamBehavior, handler.unary_stream)),
+                self._wrap_stream(method, cast(StreamBehavior, handler.unary_stream)),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         return handler
 
-    def _wrap_unary(self, method: str, metadata: Any, behavior: UnaryBehavior) -> UnaryBehavior:
+    def _wrap_unary(self, method: str, behavior: UnaryBehavior) -> UnaryBehavior:
         async def observed(request: Any, context: Context) -> Any:
-            call = _Call(self, method, metadata)
+            call = _Call(self, method, context.invocation_metadata())
             call.begin(context)
             error: BaseException | None = None
             try:
@@ -104,11 +121,11 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):
 
         return observed
 
-    def _wrap_stream(self, method: str, metadata: Any, behavior: StreamBehavior) -> StreamBehavior:
+    def _wrap_stream(self, method: str, behavior: StreamBehavior) -> StreamBehavior:
         if inspect.isasyncgenfunction(behavior):
 
             async def observed_gen(request: Any, context: Context) -> AsyncIterator[Any]:
-                call = _Call(self, method, metadata)
+                call = _Call(self, method, context.invocation_metadata())
                 call.begin(context)
                 error: BaseException | None = None
                 try:
@@ -123,7 +140,7 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):
             return observed_gen
 
         async def observed_writer(request: Any, context: Context) -> Any:
-            call = _Call(self, method, metadata)
+            call = _Call(self, method, context.invocation_metadata())
             call.begin(context)
             error: BaseException | None = None
             try:
@@ -179,21 +196,24 @@ class _Call:
                 # The API key's name (set by server/api/auth.py), never the key itself.
                 principal = current_principal()
                 key_name = principal.name if principal is not None else "-"
-                access_logger.log(
-                    level,
-                    "%s %s %.2f ms peer=%s key=%s",
-                    self.method,
-                    code,
-                    elapsed * 1000,
-                    self.peer,
-                    key_name,
-                    extra={
+                # One line, formatted once; the structured fields only for JSON output.
+                # The record is made here and handed to the logger's handlers: the same
+                # filters and formatters, without logging's search for the caller's frame.
+                line = (
+                    f"{self.method} {code} {elapsed * 1000:.2f} ms peer={self.peer} key={key_name}"
+                )
+                extra = None
+                if json_logging():
+                    extra = {
                         "rpc": short,
                         "code": code,
                         "duration_ms": round(elapsed * 1000, 3),
                         "key_name": key_name,
-                    },
+                    }
+                record = access_logger.makeRecord(
+                    access_logger.name, level, __file__, 0, line, (), None, "end", extra
                 )
+                access_logger.handle(record)
         try:
             request_id_var.reset(self.token)
         except ValueError:  # ended in another context (a stream closed elsewhere)

@@ -65,15 +65,31 @@ class _HandlerCapture:
         self.handlers = dict(handlers)
 
 
-def add_trading_service(servicer: TradingServicer, server: grpc.aio.Server) -> None:
-    """The generated registration, except that StreamUpdates writes the bytes it yields.
+# Unary reads whose methods return their response already serialized (server/api/encoded.py).
+RAW_UNARY: Final = ("GetPositions", "GetOrders", "GetBalances", "GetSnapshot")
 
-    The live hub serializes each delta once for all subscribers (server/live/handler.py).
+
+def raw_unary_handler(handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
+    """The same unary handler without a response serializer: it writes the bytes returned."""
+    return grpc.unary_unary_rpc_method_handler(
+        handler.unary_unary,  # type: ignore[arg-type]
+        request_deserializer=handler.request_deserializer,
+        response_serializer=None,
+    )
+
+
+def add_trading_service(servicer: TradingServicer, server: grpc.aio.Server) -> None:
+    """The generated registration, except that some methods write the bytes they produce.
+
+    The live hub serializes each delta once for all subscribers (server/live/handler.py);
+    the read RPCs reuse per-account parts serialized once (server/api/encoded.py).
     """
     capture = _HandlerCapture()
     pb_grpc.add_TradingServiceServicer_to_server(servicer, capture)  # type: ignore[arg-type]
     handlers = capture.handlers
     handlers["StreamUpdates"] = raw_stream_handler(servicer.StreamUpdates)
+    for name in RAW_UNARY:
+        handlers[name] = raw_unary_handler(handlers[name])
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler(TRADING_SERVICE, handlers),)
     )

@@ -18,6 +18,7 @@ from tradovate_gateway.v1 import trading_pb2 as pb
 from tradovate_gateway.v1 import trading_pb2_grpc as pb_grpc
 
 from server import convert
+from server.api.encoded import ResponseEncoder
 from server.api.status import abort_for, account_status, classify
 from server.broker.deadline import Deadline
 from server.errors import DeadlineExpired, InvalidRequest
@@ -119,8 +120,10 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
         deadlines: DeadlinePolicy,
         metrics: Metrics,
         streams: StreamHandler | None = None,
+        encoder: ResponseEncoder | None = None,
     ) -> None:
         self._reads = reads
+        self._encoder = encoder or ResponseEncoder()
         self._deadlines = deadlines
         self._metrics = metrics
         self._streams = streams
@@ -145,30 +148,32 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
         )
         return convert.list_accounts_response(listing)
 
+    # GetPositions, GetOrders, GetBalances and GetSnapshot return their response already
+    # serialized (server/api/encoded.py); they are registered without a serializer.
     @rpc
-    async def GetPositions(
+    async def GetPositions(  # type: ignore[override]
         self, request: pb.GetPositionsRequest, context: Context
-    ) -> pb.GetPositionsResponse:
+    ) -> bytes:
         reads = await self._reads.positions(
             request.selector.accounts,
             policy(request.read_policy, Policy.FRESH),
             self._deadlines.budget(context),
         )
-        return convert.positions_response(
+        return self._encoder.positions(
             reads, self._status_of("GetPositions"), include_flat=request.include_flat
         )
 
     @rpc
-    async def GetOrders(
+    async def GetOrders(  # type: ignore[override]
         self, request: pb.GetOrdersRequest, context: Context
-    ) -> pb.GetOrdersResponse:
+    ) -> bytes:
         _check_order_filter(request.filter, request.statuses)
         reads = await self._reads.orders(
             request.selector.accounts,
             policy(request.read_policy, Policy.CACHED),
             self._deadlines.budget(context),
         )
-        return convert.orders_response(
+        return self._encoder.orders(
             reads,
             self._status_of("GetOrders"),
             order_filter=request.filter,
@@ -187,20 +192,20 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
         return convert.pending_ids_response(reads, self._status_of("ListPendingOrderIds"))
 
     @rpc
-    async def GetBalances(
+    async def GetBalances(  # type: ignore[override]
         self, request: pb.GetBalancesRequest, context: Context
-    ) -> pb.GetBalancesResponse:
+    ) -> bytes:
         reads = await self._reads.balances(
             request.selector.accounts,
             policy(request.read_policy, Policy.CACHED),
             self._deadlines.budget(context),
         )
-        return convert.balances_response(reads, self._status_of("GetBalances"))
+        return self._encoder.balances(reads, self._status_of("GetBalances"))
 
     @rpc
-    async def GetSnapshot(
+    async def GetSnapshot(  # type: ignore[override]
         self, request: pb.GetSnapshotRequest, context: Context
-    ) -> pb.GetSnapshotResponse:
+    ) -> bytes:
         _check_order_filter(request.order_filter, ())
         snap = await self._reads.snapshot(
             request.selector.accounts,
@@ -209,7 +214,7 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
             orders=policy(request.read_policy, Policy.CACHED),
             balances=policy(request.read_policy, Policy.CACHED),
         )
-        return convert.snapshot_response(
+        return self._encoder.snapshot(
             snap,
             self._status_of("GetSnapshot"),
             include_flat=request.include_flat,

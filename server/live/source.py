@@ -9,6 +9,10 @@ snapshot when nothing happened since.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal
+from typing import Final
+
+import msgspec
 
 from server.broker.schemas import Account
 from server.live.hub import StreamHub
@@ -22,6 +26,8 @@ from server.records import (
     PositionsData,
 )
 
+_ENCODER: Final = msgspec.msgpack.Encoder()
+
 
 class LiveReadSource:
     """Implements server.reads.LiveSource over the live views."""
@@ -32,6 +38,16 @@ class LiveReadSource:
         self._hub = hub
         #: Wall time (epoch seconds) of the last snapshot applied.
         self.synced_at = 0.0
+        # Complete contract refs (value per point known), kept per snapshot: a contract's
+        # symbol and its product's point value do not change while the session lasts.
+        self._refs: dict[int, ContractRef] = {}
+        self._refs_synced_at = 0.0
+        # The last record built per account: handed out again (the same object) while
+        # its entities are the same objects (state replaces an entity when it changes)
+        # and its contracts and prices are equal, so its response part is reused as is.
+        self._last_positions: dict[int, PositionsData] = {}
+        self._last_orders: dict[int, OrdersData] = {}
+        self._last_balances: dict[int, tuple[bytes, BalanceData]] = {}
 
     @property
     def healthy(self) -> bool:
@@ -55,10 +71,16 @@ class LiveReadSource:
             contracts = self._contracts(p.contract_id for p in positions)
             last = self._views.prices.last
             prices = {c: last[c] for c in contracts if c in last}
-            out[account_id] = Fetched(
-                PositionsData(positions=positions, contracts=contracts, last_prices=prices),
-                self._as_of(account_id),
-            )
+            data = self._last_positions.get(account_id)
+            if (
+                data is None
+                or not _same(data.positions, positions)
+                or not _same_refs(data.contracts, contracts)
+                or not _same_prices(data.last_prices, prices)
+            ):
+                data = PositionsData(positions=positions, contracts=contracts, last_prices=prices)
+                self._last_positions[account_id] = data
+            out[account_id] = Fetched(data, self._as_of(account_id))
         return out
 
     def orders(self, account_ids: Sequence[int]) -> Mapping[int, Fetched[OrdersData]]:
@@ -76,9 +98,16 @@ class LiveReadSource:
                         )
                     )
             contracts = self._contracts(d.order.contract_id for d in details)
-            out[account_id] = Fetched(
-                OrdersData(orders=details, contracts=contracts), self._as_of(account_id)
-            )
+            data = self._last_orders.get(account_id)
+            if (
+                data is None
+                or len(data.orders) != len(details)
+                or not all(map(_same_detail, data.orders, details))
+                or not _same_refs(data.contracts, contracts)
+            ):
+                data = OrdersData(orders=details, contracts=contracts)
+                self._last_orders[account_id] = data
+            out[account_id] = Fetched(data, self._as_of(account_id))
         return out
 
     def balances(self, account_ids: Sequence[int]) -> Mapping[int, Fetched[BalanceData]]:
@@ -86,15 +115,62 @@ class LiveReadSource:
         for account_id in account_ids:
             data = self._views.balance_data(account_id)
             if data is not None:
+                # Compared by encoding: equal Decimals may still be written differently.
+                encoded = _ENCODER.encode(data)
+                last = self._last_balances.get(account_id)
+                if last is not None and last[0] == encoded:
+                    data = last[1]  # the same value: hand out the same object
+                else:
+                    self._last_balances[account_id] = (encoded, data)
                 out[account_id] = Fetched(data, self._as_of(account_id))
         return out
 
     def _contracts(self, contract_ids: Iterable[int | None]) -> dict[int, ContractRef]:
+        if self._refs_synced_at != self.synced_at:
+            self._refs.clear()
+            self._refs_synced_at = self.synced_at
+        known = self._refs
         refs: dict[int, ContractRef] = {}
         for contract_id in contract_ids:
             if contract_id is None or contract_id in refs:
                 continue
-            ref = self._views.contract_ref(contract_id)
-            if ref is not None:
-                refs[contract_id] = ref
+            ref = known.get(contract_id)
+            if ref is None:
+                ref = self._views.contract_ref(contract_id)
+                if ref is None:
+                    continue
+                if ref.value_per_point is not None:
+                    known[contract_id] = ref
+            refs[contract_id] = ref
         return refs
+
+
+def _same(old: Sequence[object], new: Sequence[object]) -> bool:
+    """The same objects in the same order (identity, not equality)."""
+    return len(old) == len(new) and all(a is b for a, b in zip(old, new, strict=True))
+
+
+def _same_detail(old: OrderDetail, new: OrderDetail) -> bool:
+    return old.order is new.order and old.version is new.version and _same(old.fills, new.fills)
+
+
+def _same_refs(old: Mapping[int, ContractRef], new: Mapping[int, ContractRef]) -> bool:
+    """Kept refs are the same objects; a ref without a point value has only its symbol."""
+    if len(old) != len(new):
+        return False
+    for contract_id, ref in new.items():
+        was = old.get(contract_id)
+        if was is not ref and (ref.value_per_point is not None or was != ref):
+            return False
+    return True
+
+
+def _same_prices(old: Mapping[int, Decimal], new: Mapping[int, Decimal]) -> bool:
+    """Equal and written the same (Decimal("1.0") == Decimal("1.00") prints differently)."""
+    if len(old) != len(new):
+        return False
+    for contract_id, price in new.items():
+        was = old.get(contract_id)
+        if was is not price and (was is None or was.as_tuple() != price.as_tuple()):
+            return False
+    return True

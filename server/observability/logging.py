@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import logging
 import sys
+import time
 from contextvars import ContextVar
 from typing import Final, TextIO
 
@@ -33,6 +34,30 @@ class RequestIdFilter(logging.Filter):
         record.request_id = request_id
         record.request_tag = f" [{request_id}]" if request_id else ""
         return True
+
+
+class TextFormatter(logging.Formatter):
+    """The standard formatter, with the time's seconds formatted once per second."""
+
+    _second = -1
+    _stamp = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        if datefmt is not None or self.default_msec_format is None:
+            return super().formatTime(record, datefmt)
+        second = int(record.created)
+        if second != self._second:
+            self._stamp = time.strftime(self.default_time_format, self.converter(record.created))
+            self._second = second
+        return self.default_msec_format % (self._stamp, record.msecs)
+
+
+def json_logging() -> bool:
+    """Whether records are written as JSON (so callers know ``extra`` fields are used)."""
+    return _json_enabled[0]
+
+
+_json_enabled: list[bool] = [False]
 
 
 class JsonFormatter(logging.Formatter):
@@ -65,7 +90,8 @@ def configure_logging(fmt: str = "text", level: str = "INFO", stream: TextIO | N
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter(_TEXT_FORMAT))
+        handler.setFormatter(TextFormatter(_TEXT_FORMAT))
+    _json_enabled[0] = fmt == "json"
     handler.set_name("trading-gateway")
     root = logging.getLogger()
     for old in list(root.handlers):

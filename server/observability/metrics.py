@@ -48,6 +48,8 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        self._rpc_children: dict[tuple[str, str], Histogram] = {}
+        self._cache_children: dict[tuple[str, str], Counter] = {}
         self.rpc_duration = Histogram(
             "tg_rpc_duration_seconds",
             "gRPC call latency by method and status code",
@@ -98,7 +100,11 @@ class Metrics:
 
     # --- hooks other modules call ---------------------------------------------------
     def rpc_done(self, method: str, code: str, seconds: float) -> None:
-        self.rpc_duration.labels(method, code).observe(seconds)
+        # The labelled child per (method, code), looked up once: labels() takes a lock.
+        child = self._rpc_children.get((method, code))
+        if child is None:
+            child = self._rpc_children[(method, code)] = self.rpc_duration.labels(method, code)
+        child.observe(seconds)
 
     def upstream_call(self, endpoint: str, outcome: str, seconds: float) -> None:
         self.upstream_calls.labels(endpoint, outcome).inc()
@@ -108,9 +114,15 @@ class Metrics:
 
     def cache_lookup(self, kind: str, hits: int, misses: int) -> None:
         if hits:
-            self.cache_lookups.labels(kind, "hit").inc(hits)
+            self._cache_child(kind, "hit").inc(hits)
         if misses:
-            self.cache_lookups.labels(kind, "miss").inc(misses)
+            self._cache_child(kind, "miss").inc(misses)
+
+    def _cache_child(self, kind: str, result: str) -> Counter:
+        child = self._cache_children.get((kind, result))
+        if child is None:
+            child = self._cache_children[(kind, result)] = self.cache_lookups.labels(kind, result)
+        return child
 
     def account_error(self, method: str, reason: str) -> None:
         self.account_errors.labels(method, reason).inc()

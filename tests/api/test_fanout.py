@@ -6,6 +6,7 @@ Upstream call counts come from the simulator's own counters.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import grpc
@@ -220,3 +221,51 @@ async def test_a_failed_hedge_waits_for_the_batch_that_may_still_answer() -> Non
         assert all(s.code == OK for s in _by_account(reply).values())
         assert stack.upstream_calls("position/deps") == 3  # the hedges, all failed
         assert stack.upstream_calls("position/ldeps") == 1  # the batch answered for all
+
+
+async def test_batches_widen_so_a_large_request_runs_as_one_wave() -> None:
+    # 120 accounts, batches of 10, 2 slots: 12 batches would run as 6 waves; widened
+    # batches of ceil(120 / 2) = 60 fit the 2 slots at once.
+    async with running_stack(
+        accounts=120, live_enabled=False, batch_size=10, fanout_concurrency=2
+    ) as stack:
+        stack.sim.control.reset_counters()
+        reply = await stack.stub.GetPositions(pb.GetPositionsRequest(), timeout=10)
+        assert len(reply.accounts) == 120
+        assert all(a.meta.status.code == OK for a in reply.accounts)
+        assert stack.upstream_calls("position/ldeps") == 2
+
+
+async def test_a_batch_queued_for_a_slot_is_not_hedged_for_the_wait(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # One slot and two requests at once: the second one's batch waits for the first call
+    # (together longer than the hedge delay), but its own call is fast: no hedges.
+    async with running_stack(
+        accounts=4,
+        live_enabled=False,
+        fanout_concurrency=1,
+        hedge_initial_ms=100,
+        hedge_min_ms=50,
+    ) as stack:
+        ids = await stack.account_ids()
+        control = stack.sim.control
+        control.set_latency(ms=70, endpoint="position/ldeps")
+        control.reset_counters()
+        caplog.set_level(logging.DEBUG, logger="server.fanout")
+        requests = [
+            stack.stub.GetPositions(
+                pb.GetPositionsRequest(
+                    selector=pb.AccountSelector(accounts=[str(i) for i in pair]),
+                    read_policy=pb.READ_POLICY_UPSTREAM,
+                ),
+                timeout=5,
+            )
+            for pair in (ids[:2], ids[2:])
+        ]
+        replies = await asyncio.gather(*requests)
+        assert all(s.code == OK for r in replies for s in _by_account(r).values())
+        assert stack.upstream_calls("position/ldeps") == 2
+        assert stack.upstream_calls("position/deps") == 0
+        hedges = [r for r in caplog.records if "hedging per account" in r.getMessage()]
+        assert hedges == []

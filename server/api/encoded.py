@@ -1,0 +1,305 @@
+"""Read responses as bytes, assembled from per-account parts serialized once and reused.
+
+Building protobuf messages is most of a read's cost, and most reads return the same
+per-account data as the previous one (live state between events, a cache entry until
+its TTL). So each per-account part (AccountPositions, AccountOrders, AccountBalance,
+Account) is serialized once per distinct content and kept; a response is those bytes
+framed as its repeated field, plus the small per-call fields (totals, server_time).
+
+This relies on protobuf's wire format: a message is the concatenation of its fields,
+and an embedded (or repeated) message field is ``tag, varint length, bytes``. The RPCs
+using it are registered without a response serializer (server/api/server.py).
+
+A part is keyed by its content: the account, source, as_of, the request's options and
+the msgpack encoding of the record (the same bytes the cache stores). When a read
+returns the very same record object as last time (a cache hit decoded once, see
+server/readcache.py) the part is found without encoding anything. Parts of accounts
+that failed are built per call: their status goes through ``status_of``, which counts
+the error.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from typing import Any, Final
+
+import msgspec
+from tradovate_gateway.v1 import trading_pb2 as pb
+
+from server import convert
+from server.broker.schemas import Account
+from server.records import AccountRead, BalanceData, OrdersData, PositionsData, Snapshot
+
+logger = logging.getLogger(__name__)
+
+_ENCODER: Final = msgspec.msgpack.Encoder()
+
+# Field numbers in trading.proto.
+ACCOUNTS_FIELD: Final = 1  # Get*Response.accounts
+META_FIELD: Final = 1  # AccountPositions / AccountOrders / AccountBalance.meta
+TOTALS_FIELD: Final = 2  # GetBalancesResponse / GetSnapshotResponse.totals
+SNAPSHOT_ACCOUNT: Final = 1  # AccountSnapshot.account
+SNAPSHOT_POSITIONS: Final = 2
+SNAPSHOT_ORDERS: Final = 3
+SNAPSHOT_BALANCE: Final = 4
+
+
+def varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def field(number: int, payload: bytes) -> bytes:
+    """One length-delimited field: tag, length, payload."""
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def timestamp_field(number: int, seconds: float | None = None) -> bytes:
+    """A Timestamp field, to the microsecond (as convert.epoch_fields); now by default."""
+    now = seconds is None
+    micros = (time.time_ns() + 500) // 1000 if now else round((seconds or 0.0) * 1_000_000)
+    whole, nanos = micros // 1_000_000, (micros % 1_000_000) * 1000
+    body = b""
+    if whole:
+        body += b"\x08" + varint(whole)
+    if nanos:
+        body += b"\x10" + varint(nanos)
+    return field(number, body)
+
+
+class PartCache:
+    """Serialized parts by content key, bounded by entries and bytes (oldest out first)."""
+
+    def __init__(self, *, max_entries: int = 8192, max_bytes: int = 64 << 20) -> None:
+        self._parts: dict[Hashable, bytes] = {}
+        self._size = 0
+        self._max_entries = max_entries
+        self._max_bytes = max_bytes
+        # The last part per (kind, account, options): its record object and key.
+        self._last: dict[Hashable, tuple[object, Hashable, bytes]] = {}
+
+    def __len__(self) -> int:
+        return len(self._parts)
+
+    def get(self, key: Hashable, build: Callable[[], bytes]) -> bytes:
+        found = self._parts.get(key)
+        if found is not None:
+            return found
+        value = build()
+        self._parts[key] = value
+        self._size += len(value)
+        while len(self._parts) > self._max_entries or self._size > self._max_bytes:
+            oldest = next(iter(self._parts))
+            self._size -= len(self._parts.pop(oldest))
+        return value
+
+    def part(
+        self,
+        slot: Hashable,
+        record: object,
+        head: tuple[Any, ...],
+        body_head: tuple[Any, ...],
+        build_body: Callable[[], bytes],
+        build_meta: Callable[[], bytes],
+    ) -> bytes:
+        """The part for ``record``: by identity when it is last time's object, else content.
+
+        A part is its meta (source, as_of: they change with every fetch) and its body (the
+        entities, built from the record): the body is kept by content, the meta is small
+        and built whenever the part is not last time's.
+        """
+        last = self._last.get(slot)
+        if last is not None and last[0] is record and last[1] == head:
+            return last[2]
+        body = self.get((body_head, _ENCODER.encode(record)), build_body)
+        value = build_meta() + body
+        self._last[slot] = (record, head, value)
+        if len(self._last) > self._max_entries:
+            self._last.pop(next(iter(self._last)))
+        return value
+
+
+def _head(read: AccountRead[Any], *options: Any) -> tuple[Any, ...]:
+    return (read.account, read.source, read.as_of, *options)
+
+
+def _meta(read: AccountRead[Any], status_of: convert.StatusOf) -> Callable[[], bytes]:
+    def build() -> bytes:
+        meta = pb.AccountMeta(**convert.meta_fields(read, status_of))
+        return field(META_FIELD, meta.SerializeToString())
+
+    return build
+
+
+class ResponseEncoder:
+    """Serialized Get{Positions,Orders,Balances,Snapshot} responses."""
+
+    def __init__(self, cache: PartCache | None = None) -> None:
+        self.cache = cache or PartCache()
+        # Per RPC: the records the last totals were summed from (held, compared by
+        # identity), and those totals.
+        self._last_totals: dict[str, tuple[tuple[object, ...], bytes]] = {}
+
+    def _positions(
+        self, read: AccountRead[PositionsData], status_of: convert.StatusOf, include_flat: bool
+    ) -> bytes:
+        def build() -> bytes:
+            fields = convert.positions_part(read, status_of, include_flat=include_flat)
+            return pb.AccountPositions(**fields).SerializeToString()
+
+        def body() -> bytes:
+            fields = convert.positions_part(read, status_of, include_flat=include_flat)
+            return pb.AccountPositions(positions=fields["positions"]).SerializeToString()
+
+        if read.error is not None or read.data is None:
+            return build()
+        return self.cache.part(
+            ("p", read.account.id, include_flat),
+            read.data,
+            _head(read, include_flat),
+            ("p", read.account, include_flat),
+            body,
+            _meta(read, status_of),
+        )
+
+    def _orders(
+        self,
+        read: AccountRead[OrdersData],
+        status_of: convert.StatusOf,
+        options: tuple[int, tuple[int, ...]],
+        keep: Callable[[convert.Fields], bool],
+    ) -> bytes:
+        def build() -> bytes:
+            fields = convert.orders_part(read, status_of, keep)
+            return pb.AccountOrders(**fields).SerializeToString()
+
+        def body() -> bytes:
+            fields = convert.orders_part(read, status_of, keep)
+            return pb.AccountOrders(orders=fields["orders"]).SerializeToString()
+
+        if read.error is not None or read.data is None:
+            return build()
+        return self.cache.part(
+            ("o", read.account.id, options),
+            read.data,
+            _head(read, options),
+            ("o", read.account, options),
+            body,
+            _meta(read, status_of),
+        )
+
+    def _balance(self, read: AccountRead[BalanceData], status_of: convert.StatusOf) -> bytes:
+        def build() -> bytes:
+            fields = convert.balance_part(read, status_of)
+            return pb.AccountBalance(**fields).SerializeToString()
+
+        def body() -> bytes:
+            fields = convert.balance_part(read, status_of)
+            return pb.AccountBalance(balance=fields["balance"]).SerializeToString()
+
+        if read.error is not None or read.data is None:
+            return build()
+        return self.cache.part(
+            ("b", read.account.id),
+            read.data,
+            _head(read),
+            ("b", read.account),
+            body,
+            _meta(read, status_of),
+        )
+
+    def _account(self, account: Account) -> bytes:
+        def build() -> bytes:
+            return pb.Account(**convert.account_fields(account)).SerializeToString()
+
+        return self.cache.part(("a", account.id), account, (account,), ("a",), build, _no_meta)
+
+    def _totals(self, reads: Sequence[AccountRead[BalanceData]], slot: str) -> bytes:
+        """The totals field; the same as last time when every account's record is."""
+        records = tuple(r.data if r.ok else None for r in reads)
+        last = self._last_totals.get(slot)
+        if last is not None and _same_records(last[0], records):
+            return last[1]
+        fields = convert.totals_fields(reads)
+        value = field(TOTALS_FIELD, pb.BalanceTotals(**fields).SerializeToString())
+        self._last_totals[slot] = (records, value)
+        return value
+
+    def positions(
+        self,
+        reads: Sequence[AccountRead[PositionsData]],
+        status_of: convert.StatusOf,
+        *,
+        include_flat: bool,
+    ) -> bytes:
+        parts = (self._positions(r, status_of, include_flat) for r in reads)
+        return _join(parts, timestamp_field(2))
+
+    def orders(
+        self,
+        reads: Sequence[AccountRead[OrdersData]],
+        status_of: convert.StatusOf,
+        *,
+        order_filter: int,
+        statuses: Iterable[int],
+    ) -> bytes:
+        wanted = tuple(statuses)
+        keep = convert.order_selector(order_filter, wanted)
+        options = (order_filter, wanted)
+        parts = (self._orders(r, status_of, options, keep) for r in reads)
+        return _join(parts, timestamp_field(2))
+
+    def balances(
+        self, reads: Sequence[AccountRead[BalanceData]], status_of: convert.StatusOf
+    ) -> bytes:
+        parts = (self._balance(r, status_of) for r in reads)
+        return _join(parts, self._totals(reads, "balances") + timestamp_field(3))
+
+    def snapshot(
+        self,
+        snap: Snapshot,
+        status_of: convert.StatusOf,
+        *,
+        include_flat: bool,
+        order_filter: int,
+    ) -> bytes:
+        keep = convert.order_selector(order_filter, ())
+        options = (order_filter, ())
+        parts = (
+            field(SNAPSHOT_ACCOUNT, self._account(acc))
+            + field(SNAPSHOT_POSITIONS, self._positions(pos, status_of, include_flat))
+            + field(SNAPSHOT_ORDERS, self._orders(ords, status_of, options, keep))
+            + field(SNAPSHOT_BALANCE, self._balance(bal, status_of))
+            for acc, pos, ords, bal in zip(
+                snap.accounts, snap.positions, snap.orders, snap.balances, strict=True
+            )
+        )
+        return _join(parts, self._totals(snap.balances, "snapshot") + timestamp_field(3))
+
+
+def _same_records(old: tuple[object, ...], new: tuple[object, ...]) -> bool:
+    return len(old) == len(new) and all(a is b for a, b in zip(old, new, strict=True))
+
+
+def _no_meta() -> bytes:
+    return b""
+
+
+def _join(parts: Iterable[bytes], tail: bytes) -> bytes:
+    """The repeated ``accounts`` field (number 1) from serialized parts, then ``tail``."""
+    chunks: list[bytes] = []
+    for part in parts:
+        chunks.append(_ACCOUNTS_TAG)
+        chunks.append(varint(len(part)))
+        chunks.append(part)
+    chunks.append(tail)
+    return b"".join(chunks)
+
+
+_ACCOUNTS_TAG: Final = varint(ACCOUNTS_FIELD << 3 | 2)

@@ -1,0 +1,183 @@
+"""Responses assembled from serialized parts parse to the same message convert.py builds."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from tradovate_gateway.v1 import trading_pb2 as pb
+
+from server import convert
+from server.api.encoded import PartCache, ResponseEncoder, field, timestamp_field, varint
+from server.api.status import account_status
+from server.broker.errors import UpstreamTimeout
+from server.broker.schemas import Account, CashBalanceSnapshot, Order, Position
+from server.records import (
+    AccountRead,
+    BalanceData,
+    ContractRef,
+    OrderDetail,
+    OrdersData,
+    PositionsData,
+    Snapshot,
+    Source,
+)
+
+ALICE = Account(id=11, name="ALICE", active=True)
+BOB = Account(id=22, name="BOB", active=True)
+CONTRACTS = {7: ContractRef(symbol="ESZ6", value_per_point=Decimal(50))}
+errors: list[BaseException | None] = []
+
+
+def status_of(exc: BaseException | None) -> pb.AccountStatus:
+    errors.append(exc)
+    return account_status(exc)
+
+
+def positions(net: int) -> PositionsData:
+    return PositionsData(
+        positions=[
+            Position(id=1, account_id=11, contract_id=7, net_pos=net, net_price=Decimal("5000.25")),
+            Position(id=2, account_id=11, contract_id=7, net_pos=0),
+        ],
+        contracts=CONTRACTS,
+        last_prices={7: Decimal("5001.5")},
+    )
+
+
+def orders() -> OrdersData:
+    return OrdersData(
+        orders=[
+            OrderDetail(order=Order(id=5, account_id=11, contract_id=7, ord_status="Working")),
+            OrderDetail(order=Order(id=6, account_id=11, contract_id=7, ord_status="Filled")),
+        ],
+        contracts=CONTRACTS,
+    )
+
+
+def balance(cash: str) -> BalanceData:
+    return BalanceData(
+        snapshot=CashBalanceSnapshot(total_cash_value=Decimal(cash), net_liq=Decimal(cash))
+    )
+
+
+def reads_of(data: object) -> list[AccountRead[object]]:
+    return [
+        AccountRead(ALICE, data, None, Source.LIVE, 1_700_000_000.25),
+        AccountRead(BOB, error=UpstreamTimeout("slow")),
+    ]
+
+
+def without_time(message: pb.GetSnapshotResponse | pb.GetBalancesResponse) -> object:
+    message.ClearField("server_time")
+    return message
+
+
+def test_varint_and_field_follow_the_wire_format() -> None:
+    assert varint(1) == b"\x01"
+    assert varint(300) == b"\xac\x02"
+    assert field(2, b"abc") == b"\x12\x03abc"
+
+
+def test_positions_orders_and_balances_match_convert() -> None:
+    encoder = ResponseEncoder()
+    for _ in range(2):  # built, then reused
+        pos = reads_of(positions(3))
+        got = pb.GetPositionsResponse.FromString(
+            encoder.positions(pos, status_of, include_flat=False)  # type: ignore[arg-type]
+        )
+        want = convert.positions_response(pos, status_of, include_flat=False)  # type: ignore[arg-type]
+        assert got.HasField("server_time")
+        got.ClearField("server_time")
+        want.ClearField("server_time")
+        assert got == want
+        assert len(got.accounts[0].positions) == 1
+
+        ords = reads_of(orders())
+        got_o = pb.GetOrdersResponse.FromString(
+            encoder.orders(ords, status_of, order_filter=pb.ORDER_FILTER_ALL, statuses=())  # type: ignore[arg-type]
+        )
+        want_o = convert.orders_response(
+            ords,  # type: ignore[arg-type]
+            status_of,
+            order_filter=pb.ORDER_FILTER_ALL,
+            statuses=(),
+        )
+        got_o.ClearField("server_time")
+        want_o.ClearField("server_time")
+        assert got_o == want_o
+        assert len(got_o.accounts[0].orders) == 2
+
+        bals = reads_of(balance("1000"))
+        got_b = pb.GetBalancesResponse.FromString(encoder.balances(bals, status_of))  # type: ignore[arg-type]
+        want_b = convert.balances_response(bals, status_of)  # type: ignore[arg-type]
+        assert without_time(got_b) == without_time(want_b)
+        assert got_b.accounts[0].HasField("balance")
+        assert not got_b.accounts[1].HasField("balance")
+
+
+def test_snapshot_matches_convert() -> None:
+    encoder = ResponseEncoder()
+    snap = Snapshot(
+        [ALICE, BOB],
+        reads_of(positions(2)),  # type: ignore[arg-type]
+        reads_of(orders()),  # type: ignore[arg-type]
+        reads_of(balance("250.5")),  # type: ignore[arg-type]
+    )
+    got = pb.GetSnapshotResponse.FromString(
+        encoder.snapshot(snap, status_of, include_flat=True, order_filter=pb.ORDER_FILTER_WORKING)
+    )
+    want = convert.snapshot_response(
+        snap, status_of, include_flat=True, order_filter=pb.ORDER_FILTER_WORKING
+    )
+    assert without_time(got) == without_time(want)
+    assert [a.account.id for a in got.accounts] == [11, 22]
+
+
+def test_a_part_follows_its_content_and_failures_are_never_kept() -> None:
+    encoder = ResponseEncoder(PartCache(max_entries=4))
+    first = encoder.positions(reads_of(positions(3)), status_of, include_flat=False)  # type: ignore[arg-type]
+    errors.clear()
+    # Equal content in a new object: same part; the failed account is rebuilt and counted.
+    again = encoder.positions(reads_of(positions(3)), status_of, include_flat=False)  # type: ignore[arg-type]
+    assert [e for e in errors if e is not None] and all(
+        isinstance(e, UpstreamTimeout) for e in errors if e is not None
+    )
+    changed = encoder.positions(reads_of(positions(4)), status_of, include_flat=False)  # type: ignore[arg-type]
+    parsed = [pb.GetPositionsResponse.FromString(b) for b in (first, again, changed)]
+    assert parsed[0].accounts == parsed[1].accounts
+    assert parsed[2].accounts[0].positions[0].net_pos == 4
+    assert parsed[0].accounts[0].positions[0].net_pos == 3
+    assert len(encoder.cache) <= 4
+
+
+def test_timestamps_match_convert_to_the_microsecond() -> None:
+    for seconds in (1_700_000_000.123456, 1_700_000_000.0, 0.5):
+        want = pb.GetPositionsResponse(server_time=convert.epoch(seconds))
+        got = pb.GetPositionsResponse.FromString(timestamp_field(2, seconds))
+        assert got == want
+
+
+def test_a_new_fetch_of_the_same_content_gets_its_own_meta() -> None:
+    encoder = ResponseEncoder()
+    earlier = [AccountRead(ALICE, positions(3), None, Source.UPSTREAM, 1_700_000_000.0)]
+    later = [AccountRead(ALICE, positions(3), None, Source.CACHE, 1_700_000_060.0)]
+    for reads in (earlier, later, earlier):
+        got = pb.GetPositionsResponse.FromString(
+            encoder.positions(reads, status_of, include_flat=True)
+        )
+        want = convert.positions_response(reads, status_of, include_flat=True)
+        assert got.accounts == want.accounts
+        assert got.accounts[0].meta.as_of.seconds == int(reads[0].as_of or 0)
+
+
+def test_totals_follow_the_records_they_sum() -> None:
+    encoder = ResponseEncoder()
+    first = reads_of(balance("1000"))
+    again = encoder.balances(first, status_of)  # type: ignore[arg-type]
+    same = encoder.balances(first, status_of)  # type: ignore[arg-type]
+    changed = encoder.balances(reads_of(balance("2500")), status_of)  # type: ignore[arg-type]
+    totals = [pb.GetBalancesResponse.FromString(b).totals for b in (again, same, changed)]
+    assert totals[0] == totals[1]
+    assert totals[0].cash.value == "1000"
+    assert totals[2].cash.value == "2500"
+    assert totals[2].accounts_failed == 1
