@@ -13,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from server.auth.scoping import check_selection, narrow
 from server.broker.deadline import Deadline
-from server.broker.errors import UpstreamTimeout
+from server.broker.errors import BrokerError, UpstreamTimeout
 from server.broker.schemas import Account
 from server.errors import AccountsNotFound, InvalidRequest
 from server.records import AccountList, Fetched, Policy, Source, now_epoch
@@ -103,6 +103,36 @@ def _parse_entry(text: str, where: str) -> Ref:
     return Ref(text)
 
 
+def select(refs: Sequence[Ref], find: Callable[[Ref], Account | None]) -> list[Account]:
+    """The accounts ``refs`` name, in order, under the one set of selection rules.
+
+    Scope first (naming an account outside the calling key's scope is PERMISSION_DENIED,
+    server/auth), then NOT_FOUND naming every unknown entry, then INVALID_ARGUMENT when
+    two entries (an id and a name) select the same account.
+    """
+    found = [(ref, find(ref)) for ref in refs]
+    check_selection([(ref.text, account) for ref, account in found])
+    missing = [ref.text for ref, account in found if account is None]
+    if missing:
+        raise AccountsNotFound(missing)
+    accounts = [account for _, account in found if account is not None]
+    reject_repeats(refs, accounts)
+    return accounts
+
+
+def reject_repeats(refs: Iterable[Ref], accounts: Iterable[Account]) -> None:
+    """INVALID_ARGUMENT when two selector entries name the same account."""
+    first: dict[int, str] = {}
+    for ref, account in zip(refs, accounts, strict=True):
+        if account.id in first:
+            raise InvalidRequest(
+                f"{first[account.id]!r} and {ref.text!r} both select account {account.name}",
+                field="selector.accounts",
+                reason="DUPLICATE_ACCOUNT",
+            )
+        first[account.id] = ref.text
+
+
 class _Index:
     """The account list with lookups by id and by name."""
 
@@ -182,31 +212,23 @@ class AccountDirectory:
         missing = [r for r in refs if index.find(r) is None]
         if missing and time.monotonic() - self._last_miss_refresh >= MISS_REFRESH_INTERVAL:
             self._last_miss_refresh = time.monotonic()
-            index, _ = await self._get(Policy.UPSTREAM, deadline)
-            missing = [r for r in refs if index.find(r) is None]
-        check_selection([(r.text, index.find(r)) for r in refs])
-        if missing:
-            raise AccountsNotFound([r.text for r in missing])
-        accounts = [a for r in refs if (a := index.find(r)) is not None]
-        self._reject_repeats(refs, accounts)
+            try:
+                index, _ = await self._get(Policy.UPSTREAM, deadline)
+            except BrokerError as exc:
+                # The list we have still answers: an unknown name is NOT_FOUND, not an
+                # outage (the whole call fails only when no list is known at all).
+                logger.info(
+                    "account list refresh for unknown %s failed (%s); using the known list",
+                    [r.text for r in missing],
+                    exc.reason,
+                )
+        accounts = select(refs, index.find)
         if len(index.resolved) < MAX_RESOLVED:
             index.resolved[key] = (
                 [(r.text, a) for r, a in zip(refs, accounts, strict=True)],
                 accounts,
             )
         return list(accounts)
-
-    @staticmethod
-    def _reject_repeats(refs: Sequence[Ref], accounts: Sequence[Account]) -> None:
-        first: dict[int, str] = {}
-        for ref, account in zip(refs, accounts, strict=True):
-            if account.id in first:
-                raise InvalidRequest(
-                    f"{first[account.id]!r} and {ref.text!r} both select account {account.name}",
-                    field="selector.accounts",
-                    reason="DUPLICATE_ACCOUNT",
-                )
-            first[account.id] = ref.text
 
     async def refresh(self, deadline: Deadline) -> list[Account]:
         """Fetch the list from upstream now (also the upstream health probe)."""
@@ -253,14 +275,20 @@ class AccountDirectory:
     async def _fetch_shared(self, deadline: Deadline) -> _Index:
         flight = self._flight
         if flight is None or flight.done():
-            flight = self._start_flight(deadline)
+            # The shared fetch runs on the directory's own budget, never just the first
+            # caller's: a short-deadline caller must not time out everyone who joins it.
+            budget = max(deadline.remaining(), self._refresh_timeout)
+            flight = self._start_flight(Deadline.after(budget))
         left = deadline.remaining()
         try:
-            async with asyncio.timeout(left):
+            # Each caller stops waiting at its own deadline; the shield keeps the shared
+            # fetch running for the others (and to fill the list and the cache).
+            async with asyncio.timeout(max(0.0, left)):
                 return await asyncio.shield(flight)
         except TimeoutError:
             raise UpstreamTimeout(
-                f"Tradovate did not return the account list within {left * 1000:.0f} ms"
+                "Tradovate did not return the account list before this request's deadline "
+                f"({max(0.0, left) * 1000:.0f} ms left when it started waiting)"
             ) from None
 
     async def _fetch(self, deadline: Deadline) -> _Index:

@@ -85,15 +85,7 @@ TIMES_IN_FORCE: Final[dict[enums.TimeInForce, pb.TimeInForce.ValueType]] = {
     enums.TimeInForce.IOC: pb.TIME_IN_FORCE_IOC,
     enums.TimeInForce.FOK: pb.TIME_IN_FORCE_FOK,
 }
-WORKING_STATUSES: Final = frozenset(
-    {
-        pb.ORDER_STATUS_PENDING_NEW,
-        pb.ORDER_STATUS_WORKING,
-        pb.ORDER_STATUS_PENDING_REPLACE,
-        pb.ORDER_STATUS_PENDING_CANCEL,
-        pb.ORDER_STATUS_SUSPENDED,
-    }
-)
+WORKING_STATUSES: Final = frozenset(ORDER_STATUSES[s] for s in enums.WORKING_ORD_STATUSES)
 
 
 def _mapped(table: Mapping[K, V], parsed: K | None, unspecified: V) -> V:

@@ -49,6 +49,10 @@ from server.records import Fetched, now_epoch
 
 logger = logging.getLogger(__name__)
 
+# A caller joins an in-flight fetch whose deadline is at most this much earlier than its own.
+JOIN_SLACK_MIN_S = 0.05
+JOIN_SLACK_FRACTION = 0.1
+
 T = TypeVar("T")
 
 Loader = Callable[[Sequence[int], float], Awaitable[Mapping[int, T]]]
@@ -142,6 +146,7 @@ class FanOut(Generic[T]):
         *,
         settings: FanOutSettings,
         limiter: asyncio.Semaphore,
+        concurrency: int,
         observer: UpstreamObserver | None = None,
         sink: Sink[T] | None = None,
     ) -> None:
@@ -149,11 +154,13 @@ class FanOut(Generic[T]):
         self._load = load
         self._settings = settings
         self._limiter = limiter
-        # The limiter's capacity (FanOuts are built before any call takes a slot).
-        self._slots = max(1, limiter._value)
+        # The limiter's capacity (GATEWAY_FANOUT_CONCURRENCY), passed in by its owner.
+        self._slots = max(1, concurrency)
         self._observer = observer or NullObserver()
         self._sink = sink
         self._pending: dict[int, asyncio.Future[Fetched[T]]] = {}
+        # When each in-flight fetch gives up (its starter's deadline, monotonic seconds).
+        self._pending_until: dict[int, float] = {}
         self._isolated_until: dict[int, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._latency = LatencyWindow(settings.latency_window)
@@ -190,9 +197,13 @@ class FanOut(Generic[T]):
         """Data or an error for every account, by the deadline at the latest."""
         futures: dict[int, asyncio.Future[Fetched[T]]] = {}
         new: list[int] = []
+        # Join a fetch in flight only if it runs about as long as this caller will wait:
+        # one started by a short-deadline caller would otherwise time this one out too.
+        # The slack keeps near-simultaneous identical requests on one upstream call.
+        enough = deadline.at - max(JOIN_SLACK_MIN_S, JOIN_SLACK_FRACTION * deadline.remaining())
         for account_id in account_ids:
             joined = self._pending.get(account_id)
-            if joined is None:
+            if joined is None or self._pending_until.get(account_id, 0.0) < enough:
                 new.append(account_id)
             else:
                 futures[account_id] = joined
@@ -220,6 +231,7 @@ class FanOut(Generic[T]):
         futures = {a: loop.create_future() for a in account_ids}
         for account_id, fut in futures.items():
             self._pending[account_id] = fut
+            self._pending_until[account_id] = deadline.at
             fut.add_done_callback(functools.partial(self._forget, account_id))
         if self._closed:
             for fut in futures.values():
@@ -243,6 +255,7 @@ class FanOut(Generic[T]):
     def _forget(self, account_id: int, fut: asyncio.Future[Fetched[T]]) -> None:
         if self._pending.get(account_id) is fut:
             del self._pending[account_id]
+            self._pending_until.pop(account_id, None)
         if not fut.cancelled():
             fut.exception()  # mark retrieved: a request may have stopped waiting
 

@@ -12,13 +12,16 @@ Each loader takes account ids and the seconds left, makes as few broker calls as
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from decimal import Decimal
-from typing import Protocol
+from typing import Protocol, TypeVar
 
+from server.broker import enums
 from server.broker.deadline import Deadline
+from server.broker.errors import BrokerError
 from server.broker.schemas import (
     Account,
     CashBalanceSnapshot,
@@ -32,7 +35,7 @@ from server.records import BalanceData, ContractRef, OrderDetail, OrdersData, Po
 
 logger = logging.getLogger(__name__)
 
-TERMINAL_STATUSES = frozenset({"filled", "canceled", "rejected", "expired", "completed"})
+R = TypeVar("R")
 
 
 class ContractLike(Protocol):
@@ -98,7 +101,7 @@ class BalanceUnavailable(GatewayError):
 
 
 def is_terminal(order: Order) -> bool:
-    return (order.ord_status or "").lower() in TERMINAL_STATUSES
+    return enums.parse(enums.ORD_STATUSES, order.ord_status) in enums.TERMINAL_ORD_STATUSES
 
 
 # Most ids one ldeps GET carries: masterids=1,2,... with ids of at most 10 digits is
@@ -118,15 +121,22 @@ def _ldeps_chunks(ids: Sequence[int], size: int) -> list[Sequence[int]]:
 class Loaders:
     """The per-kind loaders over one broker client."""
 
-    def __init__(self, broker: BrokerReads, *, chunk_size: int, terminal_cache_size: int) -> None:
+    def __init__(
+        self,
+        broker: BrokerReads,
+        *,
+        chunk_size: int,
+        terminal_cache_size: int,
+        concurrency: int,
+    ) -> None:
         self._broker = broker
+        # Bounds the calls a load makes besides its first one (versions, fills, contracts,
+        # one balance per account) to the fan-out concurrency (GATEWAY_FANOUT_CONCURRENCY)
+        # across all loads: one fan-out slot never turns into an unbounded burst.
+        self._inner = asyncio.Semaphore(max(1, concurrency))
         self._chunk = chunk_size
         self._terminal: OrderedDict[int, tuple[OrderVersion | None, list[Fill]]] = OrderedDict()
         self._terminal_max = terminal_cache_size
-
-    @property
-    def terminal_orders_known(self) -> int:
-        return len(self._terminal)
 
     async def accounts(self, deadline: Deadline) -> list[Account]:
         return await self._broker.accounts(timeout=deadline.check("account/list"))
@@ -151,11 +161,12 @@ class Loaders:
         orders = await self._broker.orders(account_ids, timeout=seconds)
         needed = [o.id for o in orders if o.id not in self._terminal]
         contract_ids = {o.contract_id for o in orders if o.contract_id is not None}
-        versions, fills, contracts = await asyncio.gather(
-            self._versions(needed, deadline),
-            self._fills(needed, deadline),
-            self._contracts(contract_ids, deadline),
-        )
+        async with _owned() as group:
+            versions_task = group.create_task(self._versions(needed, deadline))
+            fills_task = group.create_task(self._fills(needed, deadline))
+            contracts_task = group.create_task(self._contracts(contract_ids, deadline))
+        versions, fills = versions_task.result(), fills_task.result()
+        contracts = contracts_task.result()
         by_account: dict[int, list[OrderDetail]] = {a: [] for a in account_ids}
         for order in orders:
             if order.account_id in by_account:
@@ -171,15 +182,42 @@ class Loaders:
         deadline = Deadline.after(seconds)
 
         async def one(account_id: int) -> BalanceData:
-            snapshot = await self._broker.cash_balance_snapshot(
-                account_id, timeout=deadline.check("cashBalance/getcashbalancesnapshot")
+            snapshot = await self._bounded(
+                lambda: self._broker.cash_balance_snapshot(
+                    account_id, timeout=deadline.check("cashBalance/getcashbalancesnapshot")
+                )
             )
             if snapshot.error_text:
                 raise BalanceUnavailable(f"Tradovate: {snapshot.error_text}")
             return BalanceData(snapshot=snapshot)
 
-        values = await asyncio.gather(*(one(a) for a in account_ids))
-        return dict(zip(account_ids, values, strict=True))
+        if len(account_ids) == 1:  # the usual case: the fan-out's slot covers this call
+            return {account_ids[0]: await one(account_ids[0])}
+        async with _owned() as group:
+            tasks = {a: group.create_task(one(a)) for a in account_ids}
+        return {a: task.result() for a, task in tasks.items()}
+
+    async def _bounded(self, call: Callable[[], Awaitable[R]]) -> R:
+        """One inner upstream call, within the loaders' share of the fan-out concurrency."""
+        async with self._inner:
+            return await call()
+
+    async def _each(
+        self, chunks: Sequence[Sequence[int]], call: Callable[[Sequence[int]], Awaitable[R]]
+    ) -> list[R]:
+        """``call`` each chunk concurrently (bounded); the first failure cancels the rest.
+
+        ``call`` runs once a slot is free, so a timeout it takes from the deadline is what
+        is left then, not what was left when the chunk was queued.
+        """
+
+        async def run(chunk: Sequence[int]) -> R:
+            async with self._inner:
+                return await call(chunk)
+
+        async with _owned() as group:
+            tasks = [group.create_task(run(chunk)) for chunk in chunks]
+        return [task.result() for task in tasks]
 
     # ---------------------------------------------------------------- helpers
     def _detail(
@@ -204,11 +242,11 @@ class Loaders:
     async def _versions(
         self, order_ids: Sequence[int], deadline: Deadline
     ) -> dict[int, OrderVersion]:
-        chunks = await asyncio.gather(
-            *(
-                self._broker.order_versions(chunk, timeout=deadline.check("orderVersion/ldeps"))
-                for chunk in _ldeps_chunks(order_ids, self._chunk)
-            )
+        chunks = await self._each(
+            _ldeps_chunks(order_ids, self._chunk),
+            lambda chunk: self._broker.order_versions(
+                chunk, timeout=deadline.check("orderVersion/ldeps")
+            ),
         )
         latest: dict[int, OrderVersion] = {}
         for chunk in chunks:
@@ -219,11 +257,9 @@ class Loaders:
         return latest
 
     async def _fills(self, order_ids: Sequence[int], deadline: Deadline) -> dict[int, list[Fill]]:
-        chunks = await asyncio.gather(
-            *(
-                self._broker.fills(chunk, timeout=deadline.check("fill/ldeps"))
-                for chunk in _ldeps_chunks(order_ids, self._chunk)
-            )
+        chunks = await self._each(
+            _ldeps_chunks(order_ids, self._chunk),
+            lambda chunk: self._broker.fills(chunk, timeout=deadline.check("fill/ldeps")),
         )
         grouped: dict[int, list[Fill]] = {}
         for chunk in chunks:
@@ -236,13 +272,45 @@ class Loaders:
     ) -> dict[int, ContractRef]:
         if not contract_ids:
             return {}
-        infos = await self._broker.contract_info(
-            sorted(contract_ids), timeout=deadline.check("contract/items")
+        infos = await self._bounded(
+            lambda: self._broker.contract_info(
+                sorted(contract_ids), timeout=deadline.check("contract/items")
+            )
         )
         return {
             cid: ContractRef(symbol=info.symbol, value_per_point=info.value_per_point)
             for cid, info in infos.items()
         }
+
+
+@contextlib.asynccontextmanager
+async def _owned() -> AsyncIterator[asyncio.TaskGroup]:
+    """A TaskGroup whose failure surfaces as its first error, not an ExceptionGroup.
+
+    The read path classifies errors by type (server/api/status.py): a BrokerError must
+    arrive as itself, or the caller would see INTERNAL instead of e.g. UNAVAILABLE.
+    """
+    try:
+        async with asyncio.TaskGroup() as group:
+            yield group
+    except BaseExceptionGroup as grouped:
+        raise _first(grouped) from None
+
+
+def _first(grouped: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first BrokerError (else the first error) in a possibly nested group."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [grouped]
+    while pending:
+        exc = pending.pop(0)
+        if isinstance(exc, BaseExceptionGroup):
+            pending[:0] = list(exc.exceptions)
+        else:
+            leaves.append(exc)
+    for exc in leaves:
+        if isinstance(exc, BrokerError):
+            return exc
+    return leaves[0]
 
 
 def _refs(

@@ -153,7 +153,10 @@ class Gateway:
             observer=self.metrics,
         )
         self.loaders = Loaders(
-            self.broker, chunk_size=s.batch_size, terminal_cache_size=s.terminal_order_cache_size
+            self.broker,
+            chunk_size=s.batch_size,
+            terminal_cache_size=s.terminal_order_cache_size,
+            concurrency=s.fanout_concurrency,
         )
         self.health_servicer = health_aio.HealthServicer()
         self.health = HealthMonitor(
@@ -260,7 +263,13 @@ class Gateway:
             await self.read_cache.put_many(kind, entries)
 
         return FanOut(
-            kind.value, load, settings=settings, limiter=limiter, observer=observer, sink=sink
+            kind.value,
+            load,
+            settings=settings,
+            limiter=limiter,
+            concurrency=s.fanout_concurrency,
+            observer=observer,
+            sink=sink,
         )
 
     # ---------------------------------------------------------------- lifecycle

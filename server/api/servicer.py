@@ -228,7 +228,9 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
         if self._streams is None:
             await context.abort(
                 grpc.StatusCode.UNIMPLEMENTED,
-                "StreamUpdates is not available in this build yet; poll GetSnapshot instead",
+                "StreamUpdates is off: live state is disabled by configuration "
+                "(GATEWAY_LIVE_ENABLED=false); set GATEWAY_LIVE_ENABLED=true to stream, "
+                "or poll GetSnapshot instead",
             )
         try:
             async for update in self._streams.stream(request, context):

@@ -37,6 +37,29 @@ class OrdStatus(StrEnum):
     WORKING = "Working"
 
 
+# The one source of truth for order life-cycle classes (convert.py maps them to protos).
+WORKING_ORD_STATUSES: Final = frozenset(
+    {
+        OrdStatus.PENDING_NEW,
+        OrdStatus.WORKING,
+        OrdStatus.PENDING_REPLACE,
+        OrdStatus.PENDING_CANCEL,
+        OrdStatus.SUSPENDED,
+    }
+)
+"""Orders still live at the exchange (or about to be)."""
+TERMINAL_ORD_STATUSES: Final = frozenset(
+    {
+        OrdStatus.FILLED,
+        OrdStatus.CANCELED,
+        OrdStatus.REJECTED,
+        OrdStatus.EXPIRED,
+        OrdStatus.COMPLETED,
+    }
+)
+"""Orders that never change again (their versions and fills are final)."""
+
+
 class OrderType(StrEnum):
     LIMIT = "Limit"
     MIT = "MIT"

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from server.accounts import parse_selector
-from server.auth.scoping import check_selection, narrow
+from server.accounts import Ref, parse_selector, select
+from server.auth.scoping import narrow
 from server.broker.deadline import Deadline
 from server.broker.schemas import Account
-from server.errors import AccountsNotFound, InvalidRequest
 from server.live.errors import LiveNotReady
 from server.live.state import LiveState
 
@@ -34,26 +33,10 @@ class LiveAccountResolver:
             active = sorted((a for a in accounts.values() if a.active), key=lambda a: a.id)
             return narrow(active)  # the calling key's scope (server/auth)
         by_name = {a.name: a for a in accounts.values()}
-        found: list[Account] = []
-        missing: list[str] = []
-        selected: list[tuple[str, Account | None]] = []
-        for ref in refs:
-            account = accounts.get(ref.account_id) if ref.account_id else by_name.get(ref.text)
-            selected.append((ref.text, account))
-            if account is None:
-                missing.append(ref.text)
-            else:
-                found.append(account)
-        check_selection(selected)  # the calling key's scope (server/auth)
-        if missing:
-            raise AccountsNotFound(missing)
-        seen: dict[int, str] = {}
-        for ref, account in zip(refs, found, strict=True):
-            if account.id in seen:
-                raise InvalidRequest(
-                    f"{seen[account.id]!r} and {ref.text!r} both select account {account.name}",
-                    field="selector.accounts",
-                    reason="DUPLICATE_ACCOUNT",
-                )
-            seen[account.id] = ref.text
-        return found
+
+        def find(ref: Ref) -> Account | None:
+            if ref.account_id is not None:
+                return accounts.get(ref.account_id)
+            return by_name.get(ref.text)
+
+        return select(refs, find)  # the unary RPCs' rules: scope, NOT_FOUND, repeats

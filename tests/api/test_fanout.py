@@ -97,6 +97,31 @@ async def test_the_caller_deadline_bounds_upstream_calls(api_stack: Stack) -> No
     assert not any(a.HasField("balance") for a in reply.accounts)
 
 
+async def test_a_short_deadline_caller_does_not_time_out_a_longer_one() -> None:
+    async with running_stack(accounts=2, live_enabled=False) as stack:
+        stack.sim.control.set_latency(ms=400)
+        request = pb.GetPositionsRequest(read_policy=pb.READ_POLICY_UPSTREAM)
+        short = asyncio.ensure_future(stack.stub.GetPositions(request, timeout=0.15))
+        await asyncio.sleep(0.02)  # the short caller's fetch is in flight
+        patient = await stack.stub.GetPositions(request, timeout=5)
+        assert [a.meta.status.code for a in patient.accounts] == [OK, OK]
+        hasty = await short
+        assert {a.meta.status.code for a in hasty.accounts} == {DEADLINE_EXCEEDED}
+
+
+async def test_near_simultaneous_identical_requests_still_share_one_call() -> None:
+    async with running_stack(accounts=2, live_enabled=False) as stack:
+        stack.sim.control.set_latency(ms=200)
+        stack.sim.control.reset_counters()
+        request = pb.GetPositionsRequest(read_policy=pb.READ_POLICY_UPSTREAM)
+        first = asyncio.ensure_future(stack.stub.GetPositions(request, timeout=2))
+        await asyncio.sleep(0.02)  # 20 ms later, same timeout: a later deadline by 20 ms
+        second = await stack.stub.GetPositions(request, timeout=2)
+        await first
+        assert [a.meta.status.code for a in second.accounts] == [OK, OK]
+        assert stack.upstream_calls("position/ldeps") == 1
+
+
 async def test_without_a_caller_deadline_the_default_applies() -> None:
     async with running_stack(accounts=2, live_enabled=False, default_deadline_s=0.4) as stack:
         stack.sim.control.set_latency(ms=2_000)

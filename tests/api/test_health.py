@@ -117,10 +117,16 @@ async def test_graceful_shutdown_drains_in_flight_calls() -> None:
         watch = stack.health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=10)
         assert (await watch.read()).status == SERVING
         stack.sim.control.set_latency(ms=500)
+        served = stack.upstream_calls("position/ldeps")
         in_flight = asyncio.ensure_future(
             stack.stub.GetPositions(pb.GetPositionsRequest(), timeout=5)
         )
-        await asyncio.sleep(0.2)
+
+        async def reached_upstream() -> bool:
+            return stack.upstream_calls("position/ldeps") > served
+
+        # The call is being served once its upstream request reached the simulator.
+        await eventually(reached_upstream, within=5, interval=0.01)
         stopping = asyncio.ensure_future(stack.gateway.stop(grace=3))
         assert (await watch.read()).status == NOT_SERVING
         watch.cancel()  # an open Watch would hold the server for the whole grace period

@@ -213,7 +213,10 @@ async def test_stream_updates_is_unimplemented_without_live_state(api_stack: Sta
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await call.read()
     assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "StreamUpdates" in (caught.value.details() or "")
+    details = caught.value.details() or ""
+    assert "StreamUpdates" in details
+    assert "disabled by configuration" in details
+    assert "GATEWAY_LIVE_ENABLED=false" in details
 
 
 async def test_terminal_orders_are_not_fetched_again(api_stack: Stack) -> None:
