@@ -19,9 +19,21 @@ from server.broker.schemas import (
     Product,
 )
 
-#: Every entity struct a SyncSnapshot or EntityChange can carry.
+
+@dataclass(frozen=True, slots=True)
+class EntityRef:
+    """A ``Deleted`` props entity that carried too little to decode: only its id.
+
+    The live state looks the stored entity up by id and removes it.
+    """
+
+    id: int
+
+
+#: Every entity struct a SyncSnapshot or EntityChange can carry (EntityRef: Deleted only).
 Entity = (
-    Account
+    EntityRef
+    | Account
     | Position
     | Order
     | OrderVersion

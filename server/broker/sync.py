@@ -24,14 +24,23 @@ from server.broker.contracts import ContractCatalog
 from server.broker.deadline import Deadline
 from server.broker.errors import BrokerClosed
 from server.broker.events import EntityChange, SyncEvent, SyncStatus, utc_now
-from server.broker.frames import Event, Response
+from server.broker.frames import Event, Response, snippet
 from server.broker.limiter import RateGate
 from server.broker.schemas import Contract, ContractMaturity, Product
 from server.broker.settings import BrokerSettings
-from server.broker.sync_codec import SYNC_ENTITY_TYPES, decode_props, decode_snapshot
+from server.broker.sync_codec import (
+    SYNC_ENTITY_TYPES,
+    decode_props,
+    decode_snapshot,
+    decode_sync_part,
+)
 from server.broker.ws import TradovateSocket, consume
 
 logger = logging.getLogger(__name__)
+
+#: At most one "undecodable props" resync per this many seconds (a burst is coalesced).
+BAD_PROPS_RESYNC_INTERVAL = 30.0
+_BAD_PROPS_REASON = "undecodable props; resyncing"
 
 
 class UserSync:
@@ -45,8 +54,15 @@ class UserSync:
         gate: RateGate,
         settings: BrokerSettings,
         catalog: ContractCatalog | None = None,
+        bad_props_resync_interval: float = BAD_PROPS_RESYNC_INTERVAL,
     ) -> None:
         self._auth = auth
+        self._bad_props_interval = bad_props_resync_interval
+        self._last_bad_resync: float | None = None  # loop time of the last such resync
+        self._bad_resync_timer: asyncio.TimerHandle | None = None
+        self.bad_props_resyncs = 0
+        #: Resync when props do not decode (off only where a test checks the bare reader).
+        self.resync_on_bad_props = True
         self._settings = settings
         self._catalog = catalog
         self._queue: asyncio.Queue[SyncEvent | None] = asyncio.Queue(settings.event_queue_size)
@@ -128,6 +144,9 @@ class UserSync:
         if self._closed:
             return
         self._closed = True
+        if self._bad_resync_timer is not None:
+            self._bad_resync_timer.cancel()
+            self._bad_resync_timer = None
         await self._socket.aclose()
         self._end_stream()
 
@@ -175,17 +194,78 @@ class UserSync:
             return
         problems: list[str] = []
         changes = decode_props(event.data, received_at=received_at, problems=problems)
-        self._log_problems(problems)
+        self._take(changes, problems)
+
+    def _take(self, changes: list[EntityChange], problems: list[str]) -> None:
         for change in changes:
             self._remember(change)
             if self._live:
                 self._emit(change)
             elif len(self._early) < self._settings.event_queue_size:
                 self._early.append(change)
+            else:
+                problems.append("props before the snapshot overflowed the buffer")
+                break
+        if problems:
+            # A change we could not apply: the state may now differ from upstream. A resync
+            # (a fresh snapshot, which the consumer diffs) repairs it.
+            self.bad_messages += len(problems)
+            self._resync_for_bad_props(problems)
+
+    def _resync_for_bad_props(self, problems: list[str]) -> None:
+        if not self.resync_on_bad_props:
+            for problem in problems:
+                logger.warning("user sync: skipped %s", problem)
+            return
+        if self._bad_resync_timer is not None or self._closed:
+            logger.debug("user sync: skipped %s (a resync is already due)", problems[0])
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        wait = 0.0
+        if self._last_bad_resync is not None:
+            wait = self._last_bad_resync + self._bad_props_interval - now
+        logger.warning(
+            "user sync: skipped %s (%d problem(s)); resyncing in %.1fs",
+            problems[0],
+            len(problems),
+            max(wait, 0.0),
+        )
+        if wait <= 0:
+            self._bad_props_resync()
+        else:
+            self._bad_resync_timer = loop.call_later(wait, self._bad_props_resync)
+
+    def _bad_props_resync(self) -> None:
+        self._bad_resync_timer = None
+        if self._closed:
+            return
+        self._last_bad_resync = asyncio.get_running_loop().time()
+        self.bad_props_resyncs += 1
+        self._socket.reconnect(_BAD_PROPS_REASON)
 
     def _on_stray(self, response: Response) -> None:
-        logger.debug(
-            "user sync: unmatched response %d (s=%d)", response.request_id, response.status
+        # We keep sending ``splitResponses: true`` (the official C# sample does, and the
+        # partner docs call it mandatory for B2B vendors), so the real server may answer the
+        # syncrequest in several responses. What it does exactly is undocumented; the first
+        # response is the snapshot, and any further SyncMessage-shaped response (the only
+        # request this socket sends is the syncrequest) is merged as upserts, never dropped.
+        if response.status == 200:
+            problems: list[str] = []
+            changes = decode_sync_part(response.data, received_at=utc_now(), problems=problems)
+            if changes is not None:
+                logger.info(
+                    "user sync: merging a further syncrequest response %d (%d entities)",
+                    response.request_id,
+                    len(changes),
+                )
+                self._take(changes, problems)
+                return
+        logger.warning(
+            "user sync: unmatched response %d (s=%d): %s",
+            response.request_id,
+            response.status,
+            snippet(bytes(response.data)),
         )
 
     def _on_down(self, reason: str) -> None:

@@ -15,7 +15,7 @@ from typing import Any, Final
 import msgspec
 
 from server.broker.errors import ProtocolError
-from server.broker.events import ChangeType, Entity, EntityChange, SyncSnapshot
+from server.broker.events import ChangeType, Entity, EntityChange, EntityRef, SyncSnapshot
 from server.broker.frames import snippet
 from server.broker.schemas import (
     Account,
@@ -83,6 +83,7 @@ _object_decoder: Final = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _raw_list_decoder: Final = msgspec.json.Decoder(list[msgspec.Raw] | None)
 _users_decoder: Final = msgspec.json.Decoder(list[_UserRef] | None, strict=False)
 _props_decoder: Final = msgspec.json.Decoder(_Props)
+_ref_decoder: Final = msgspec.json.Decoder(_UserRef, strict=False)
 
 _DECODE_ERRORS = (msgspec.DecodeError, UnicodeDecodeError)
 
@@ -174,6 +175,57 @@ def decode_props(
         if change is None:
             problems.append(f"unknown props eventType {props.event_type!r}")
             continue
-        for entity in decode_entities(props.entity_type, props.entity, problems):
+        if change is ChangeType.DELETED:
+            entities = _decode_deleted(props.entity_type, props.entity, problems)
+        else:
+            entities = decode_entities(props.entity_type, props.entity, problems)
+        for entity in entities:
             changes.append(EntityChange(props.entity_type, change, entity, received_at))
     return changes
+
+
+def _decode_deleted(
+    entity_type: str, raw: msgspec.Raw | bytes, problems: list[str]
+) -> list[Entity]:
+    """A Deleted event's entities. The reference does not say what a Deleted entity carries,
+    so one that does not decode in full is accepted with just its id (an EntityRef)."""
+    elements: list[msgspec.Raw | bytes]
+    if _is_array(raw):
+        try:
+            elements = list(_raw_list_decoder.decode(raw) or [])
+        except _DECODE_ERRORS as exc:
+            problems.append(f"bad {entity_type} array: {exc}")
+            return []
+    else:
+        elements = [raw]
+    out: list[Entity] = []
+    for element in elements:
+        full: list[str] = []
+        decoded = decode_entities(entity_type, element, full)
+        if decoded:
+            out.extend(decoded)
+            continue
+        try:
+            out.append(EntityRef(_ref_decoder.decode(element).id))
+        except _DECODE_ERRORS:
+            problems.extend(full)
+    return out
+
+
+def decode_sync_part(
+    data: msgspec.Raw | bytes, *, received_at: dt.datetime, problems: list[str]
+) -> list[EntityChange] | None:
+    """A further syncrequest response (``splitResponses``) → upserts; None if ``d`` is not a
+    SyncMessage-shaped object (no known collection key and no ``users``)."""
+    try:
+        keys = _object_decoder.decode(data).keys()
+    except _DECODE_ERRORS:
+        return None
+    if "users" not in keys and not keys & SNAPSHOT_COLLECTIONS.keys():
+        return None
+    part = decode_snapshot(data, received_at=received_at, reconnect=False, problems=problems)
+    return [
+        EntityChange(entity_type, ChangeType.UPDATED, entity, received_at)
+        for entity_type, field_name in SNAPSHOT_COLLECTIONS.values()
+        for entity in getattr(part, field_name)
+    ]

@@ -47,12 +47,13 @@ class LiveStreamHandler:
     ) -> AsyncIterator[bytes]:
         entries = list(request.selector.accounts)
         accounts = await self._resolver.resolve(entries, Deadline.after(self._resolve_timeout))
+        # A scoped key's "all accounts" is the scope as resolved now: never follow
+        # accounts created later (they may be outside it). An all-accounts key (scope
+        # ``*``) or no scope at all does follow them.
+        scope = current_scope()
+        follow = not entries and (scope is None or scope.everything)
         session = self._streams.open(
-            request,
-            [StreamAccount(a.id, a.name) for a in accounts],
-            # A scoped key's "all accounts" is the scope as resolved now: never follow
-            # accounts created later (they may be outside it).
-            follow_new_accounts=not entries and current_scope() is None,
+            request, [StreamAccount(a.id, a.name) for a in accounts], follow_new_accounts=follow
         )
         # Free the subscription the moment the call ends, however it ends.
         context.add_done_callback(cast(Any, lambda _context: session.close()))

@@ -105,8 +105,40 @@ def account_pnl(
             complete = False
         else:
             total_open += row.open_pnl
-    realized = sum((c.realized_pnl or ZERO for c in cash_balances), ZERO)
+    cash = usd_cash_row(cash_balances)
+    realized = (cash.realized_pnl or ZERO) if cash is not None else ZERO
     return AccountPnl(total_open, realized, tuple(rows), complete)
+
+
+#: Tradovate's currency id for USD.
+USD_CURRENCY_ID = 1
+
+
+def usd_cash_row(cash_balances: Iterable[CashBalance]) -> CashBalance | None:
+    """The one cash-balance row the USD figures come from, or None.
+
+    An account can have several rows (per currency, per trade date). Per currency only the
+    latest trade date (then the latest timestamp, then the highest id) counts; the USD row
+    (currency 1) is used when present, else the only currency there is. Several currencies
+    and no USD: None (amounts in different currencies are never summed).
+    """
+    latest: dict[int | None, CashBalance] = {}
+    for row in cash_balances:
+        held = latest.get(row.currency_id)
+        if held is None or _recency(row) > _recency(held):
+            latest[row.currency_id] = row
+    if USD_CURRENCY_ID in latest:
+        return latest[USD_CURRENCY_ID]
+    if len(latest) == 1:
+        return next(iter(latest.values()))
+    return None
+
+
+def _recency(row: CashBalance) -> tuple[tuple[int, int, int], float, int]:
+    day = row.trade_date
+    date = (day.year, day.month, day.day) if day is not None else (0, 0, 0)
+    stamp = row.timestamp.timestamp() if row.timestamp is not None else float("-inf")
+    return date, stamp, row.id
 
 
 class Throttle:

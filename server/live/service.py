@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mappi
 from dataclasses import dataclass
 from typing import Protocol
 
+from server.broker.errors import NotFoundError
 from server.broker.events import EntityChange, SyncEvent, SyncSnapshot, SyncStatus
 from server.broker.schemas import ContractInfo, Quote
 from server.live.hub import EndReason, StreamHub
@@ -65,8 +66,12 @@ class LiveSettings:
     pnl_interval: float = 0.1
     # Streams stay open through a sync drop this long; then they end with UNAVAILABLE.
     upstream_loss_grace: float = 30.0
-    # Wait between market-data subscription retries after a failure.
+    # Wait between market-data subscription retries after a failure (doubling per failure
+    # of the same contract, up to retry_delay_max).
     retry_delay: float = 1.0
+    retry_delay_max: float = 60.0
+    # A contract Tradovate does not know (NotFoundError) is retried only this rarely.
+    not_found_retry: float = 300.0
 
 
 HealthCallback = Callable[[bool], None]
@@ -116,6 +121,9 @@ class LiveService:
         self._md_wanted: frozenset[int] = frozenset()
         self._md_subscribed: set[int] = set()
         self._md_changed = asyncio.Event()
+        self._md_retry_at: dict[int, float] = {}  # loop time before which not to retry
+        self._md_failures: dict[int, int] = {}
+        self.md_unresolvable: set[int] = set()  # contracts md said do not exist (for now)
         self._loss_timer: asyncio.TimerHandle | None = None
         self._started = False
         self._closed = False
@@ -292,12 +300,22 @@ class LiveService:
             self.views.on_quote(quote)
 
     async def _run_subscriptions(self) -> None:
-        """Keep md subscriptions equal to the contracts with open positions."""
+        """Keep md subscriptions equal to the contracts with open positions.
+
+        Contracts are handled one by one: one that fails never blocks the others. A contract
+        md cannot resolve (NotFoundError) is retried only every ``not_found_retry`` seconds;
+        other failures back off per contract from ``retry_delay`` to ``retry_delay_max``.
+        """
         market = self._market
         assert market is not None
         started = False
         while True:
-            await self._md_changed.wait()
+            wait = self._next_md_retry()
+            try:
+                async with asyncio.timeout(wait):
+                    await self._md_changed.wait()
+            except TimeoutError:
+                pass  # a retry is due
             self._md_changed.clear()
             if not started:
                 started = True
@@ -305,18 +323,60 @@ class LiveService:
                     await market.start()
                 except Exception as exc:  # it keeps connecting; subscriptions are kept
                     logger.warning("market data: first connect failed (%s); still trying", exc)
+            await self._update_subscriptions(market)
+
+    async def _update_subscriptions(self, market: QuoteFeed) -> None:
+        wanted = self._md_wanted
+        pending = (wanted - self._md_subscribed) | (self._md_subscribed - wanted)
+        for contract_id in set(self._md_retry_at) - pending:
+            self._forget_md_failure(contract_id)
+        now = asyncio.get_running_loop().time()
+        for contract_id in sorted(pending):
+            if self._md_retry_at.get(contract_id, now) > now:
+                continue
+            subscribe = contract_id in wanted
             try:
-                wanted = self._md_wanted
-                for contract_id in sorted(wanted - self._md_subscribed):
+                if subscribe:
                     await market.subscribe(contract_id)
-                    self._md_subscribed.add(contract_id)
-                for contract_id in sorted(self._md_subscribed - wanted):
+                else:
                     await market.unsubscribe(contract_id)
-                    self._md_subscribed.discard(contract_id)
+            except NotFoundError as exc:
+                self._md_failed(contract_id, exc, self.settings.not_found_retry)
+                if subscribe:
+                    self.md_unresolvable.add(contract_id)
+                continue
             except Exception as exc:
-                logger.warning("market data: subscription update failed (%s); retrying", exc)
-                await asyncio.sleep(self.settings.retry_delay)
-                self._md_changed.set()
+                failures = self._md_failures.get(contract_id, 0) + 1
+                self._md_failures[contract_id] = failures
+                delay = self.settings.retry_delay * 2 ** min(failures - 1, 16)
+                self._md_failed(contract_id, exc, min(delay, self.settings.retry_delay_max))
+                continue
+            self._forget_md_failure(contract_id)
+            if subscribe:
+                self._md_subscribed.add(contract_id)
+            else:
+                self._md_subscribed.discard(contract_id)
+
+    def _md_failed(self, contract_id: int, exc: Exception, delay: float) -> None:
+        logger.warning(
+            "market data: updating the subscription of contract %d failed (%s); retrying in %.0fs",
+            contract_id,
+            exc,
+            delay,
+        )
+        self._md_retry_at[contract_id] = asyncio.get_running_loop().time() + delay
+
+    def _forget_md_failure(self, contract_id: int) -> None:
+        self._md_retry_at.pop(contract_id, None)
+        self._md_failures.pop(contract_id, None)
+        self.md_unresolvable.discard(contract_id)
+
+    def _next_md_retry(self) -> float | None:
+        """Seconds until the earliest due retry (None: nothing to retry)."""
+        if not self._md_retry_at:
+            return None
+        now = asyncio.get_running_loop().time()
+        return max(min(self._md_retry_at.values()) - now, 0.0)
 
     @property
     def market_contracts(self) -> frozenset[int]:

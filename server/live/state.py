@@ -15,7 +15,7 @@ from typing import Any
 
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from server.broker.events import ChangeType, EntityChange, SyncSnapshot
+from server.broker.events import ChangeType, EntityChange, EntityRef, SyncSnapshot
 from server.broker.schemas import (
     Account,
     CashBalance,
@@ -155,7 +155,29 @@ class LiveState:
         if handler is None:
             return set()
         deleted = change.change is ChangeType.DELETED
-        return handler(self, change.entity, deleted)
+        entity: Any = change.entity
+        if isinstance(entity, EntityRef):
+            # A Deleted event that carried only an id: remove what we hold under that id.
+            entity = self._stored(change.entity_type, entity.id)
+            if entity is None or not deleted:
+                return set()
+        return handler(self, entity, deleted)
+
+    def _stored(self, entity_type: str, entity_id: int) -> Any:
+        table: dict[str, dict[int, Any]] = {
+            "account": self.accounts,
+            "position": self.positions,
+            "order": self.orders,
+            "orderVersion": self.versions,
+            "fill": self.fills,
+            "cashBalance": self.cash_balances,
+            "marginSnapshot": self.margins,
+            "contract": self.contracts,
+            "contractMaturity": self.maturities,
+            "product": self.products,
+        }
+        entities = table.get(entity_type)
+        return None if entities is None else entities.get(entity_id)
 
     def add_reference(
         self,

@@ -32,7 +32,14 @@ from server.broker.schemas import (
     Quote,
 )
 from server.live.hub import StreamHub
-from server.live.pnl import AccountPnl, PriceBook, Throttle, account_pnl, position_pnl
+from server.live.pnl import (
+    AccountPnl,
+    PriceBook,
+    Throttle,
+    account_pnl,
+    position_pnl,
+    usd_cash_row,
+)
 from server.live.state import ACCOUNTS, BALANCES, ORDERS, POSITIONS, LiveState, Touch
 from server.records import BalanceData, ContractRef, OrderDetail
 
@@ -405,8 +412,15 @@ class LiveViews:
         cash_rows = self.state.cash_of(account_id)
         margin = self.state.margins.get(account_id)
         pnl = self.pnl(account_id)
-        cash = sum((c.amount or Decimal(0) for c in cash_rows), Decimal(0))
-        week = sum((c.week_realized_pnl or Decimal(0) for c in cash_rows), Decimal(0))
+        # One row, the same one realized PnL comes from (see usd_cash_row): never a sum.
+        cash_row = usd_cash_row(cash_rows)
+        cash: Decimal | None = Decimal(0)
+        week: Decimal | None = Decimal(0)
+        if cash_row is not None:
+            cash = cash_row.amount or Decimal(0)
+            week = cash_row.week_realized_pnl or Decimal(0)
+        elif cash_rows:  # several currencies, none of them USD: no USD figure
+            cash = week = None
         open_pnl = pnl.open_pnl if pnl.complete else None
         snapshot = CashBalanceSnapshot(
             total_cash_value=cash,
@@ -414,7 +428,7 @@ class LiveViews:
             week_realized_pnl=week,
             open_pnl=open_pnl,
             total_pnl=pnl.total_pnl if open_pnl is not None else None,
-            net_liq=cash + open_pnl if open_pnl is not None else None,
+            net_liq=cash + open_pnl if open_pnl is not None and cash is not None else None,
             initial_margin=margin.initial_margin if margin is not None else None,
             maintenance_margin=margin.maintenance_margin if margin is not None else None,
         )

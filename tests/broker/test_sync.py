@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgspec
 import pytest
 
 from server.broker import (
@@ -19,7 +21,7 @@ from server.broker import (
     UpstreamUnavailable,
 )
 from server.broker.deadline import Deadline
-from server.broker.events import SyncEvent
+from server.broker.events import EntityRef, SyncEvent
 from server.broker.schemas import Fill
 from server.broker.sync_codec import SNAPSHOT_COLLECTIONS, SYNC_ENTITY_TYPES
 from server.simulator import Simulator
@@ -268,3 +270,69 @@ async def test_batches_deliver_one_frame_together_and_end_on_aclose(
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+def _push_user(sim: Simulator, message: dict[str, Any]) -> None:
+    for conn in sim.core.user_conns:
+        conn.push(json.dumps(message).encode())
+
+
+async def test_undecodable_props_trigger_one_rate_limited_resync(
+    sim: Simulator, client: TradovateClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    sync = client.user_sync()
+    async with consuming(client) as model:
+        order = next(iter(model.of("order")), None)
+        # A Deleted entity with only an id is applied (no resync).
+        _push_user(
+            sim,
+            {
+                "e": "props",
+                "d": {"entityType": "fill", "eventType": "Deleted", "entity": {"id": 987654}},
+            },
+        )
+        await eventually(
+            lambda: any(
+                isinstance(e, EntityChange) and e.entity == EntityRef(987654) for e in model.events
+            )
+        )
+        assert sync.bad_props_resyncs == 0
+        # An Updated entity that does not decode: a resync with the reason, logged once.
+        bad = {
+            "e": "props",
+            "d": {"entityType": "order", "eventType": "Updated", "entity": {"id": order or 5}},
+        }
+        with caplog.at_level(logging.WARNING, logger="server.broker.sync"):
+            _push_user(sim, bad)
+            await eventually(
+                lambda: any(
+                    isinstance(e, SyncStatus) and "undecodable props" in e.reason
+                    for e in model.events
+                )
+            )
+            await eventually(
+                lambda: isinstance(model.events[-1], SyncSnapshot) and model.events[-1].reconnect
+            )
+            assert sync.bad_props_resyncs == 1
+            # Another burst within the interval is coalesced into one later resync.
+            _push_user(sim, bad)
+            _push_user(sim, bad)
+            await eventually(lambda: sync.bad_messages >= 3)
+            assert sync.bad_props_resyncs == 1
+        warnings = [r for r in caplog.records if "resyncing in" in r.getMessage()]
+        assert len(warnings) == 2  # one per burst, not one per message
+
+
+async def test_a_further_response_to_the_syncrequest_is_merged_not_dropped(
+    sim: Simulator, client: TradovateClient
+) -> None:
+    async with consuming(client) as model:
+        account = next(iter(model.of("account").values()))
+        renamed = msgspec.structs.replace(account, name="SPLIT-PART")
+        # splitResponses: a second response to the syncrequest id (1: authorize is 0).
+        part = {"users": [], "accounts": [msgspec.to_builtins(renamed)], "positions": None}
+        _push_user(sim, {"s": 200, "i": 1, "d": part})
+        await eventually(lambda: model.of("account")[account.id].name == "SPLIT-PART")
+        change = model.events[-1]
+        assert isinstance(change, EntityChange) and change.change is ChangeType.UPDATED
+        assert not any(isinstance(e, SyncStatus) for e in model.events)

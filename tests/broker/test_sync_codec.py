@@ -11,12 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from server.broker.errors import ProtocolError
-from server.broker.events import ChangeType
+from server.broker.events import ChangeType, EntityRef
 from server.broker.schemas import CashBalance, Position
 from server.broker.sync_codec import (
     ENTITY_STRUCTS,
     decode_props,
     decode_snapshot,
+    decode_sync_part,
 )
 
 NOW = dt.datetime(2024, 4, 25, 14, 45, tzinfo=dt.UTC)
@@ -154,3 +155,31 @@ def test_decode_props_never_raises(d: object) -> None:
 def test_decode_snapshot_never_raises_on_objects(d: dict[str, object]) -> None:
     snap = decode_snapshot(json.dumps(d).encode(), received_at=NOW, reconnect=False, problems=[])
     assert all(isinstance(p, Position) for p in snap.positions)
+
+
+def test_deleted_props_with_only_an_id_carry_the_id() -> None:
+    problems: list[str] = []
+    raw = props({"id": 5}, entity_type="order", event="Deleted")
+    (change,) = decode_props(raw, received_at=NOW, problems=problems)
+    assert problems == []
+    assert change.change is ChangeType.DELETED and change.entity_type == "order"
+    assert change.entity == EntityRef(5)
+    # An array of id-only entities, and a full one, still decode; no id at all is a problem.
+    many = props([{"id": 6}, POSITION, {"x": 1}], event="Deleted")
+    changes = decode_props(many, received_at=NOW, problems=problems)
+    assert changes[0].entity == EntityRef(6)
+    assert isinstance(changes[1].entity, Position)
+    assert len(changes) == 2 and len(problems) == 1
+    # Created/Updated still need the full entity.
+    assert decode_props(props({"id": 5}, "order", "Updated"), received_at=NOW, problems=[]) == []
+
+
+def test_a_further_sync_part_becomes_upserts_and_other_answers_are_not_parts() -> None:
+    problems: list[str] = []
+    part = json.dumps({"positions": [POSITION], "orders": None}).encode()
+    changes = decode_sync_part(part, received_at=NOW, problems=problems)
+    assert changes is not None and problems == []
+    (change,) = changes
+    assert change.change is ChangeType.UPDATED and isinstance(change.entity, Position)
+    assert decode_sync_part(b'{"errorText":"x"}', received_at=NOW, problems=problems) is None
+    assert decode_sync_part(b"[1]", received_at=NOW, problems=problems) is None

@@ -237,8 +237,14 @@ async def test_resume_replays_from_the_buffer_or_resyncs() -> None:
         seen = first.deltas[1]
         epoch = seen.epoch
         await first.close()
-        control.place_order(account, "ESZ6", "Buy", 1)
-        await asyncio.sleep(0.2)
+        last_seen = max(d.sequence for d in first.deltas)
+        missed_order = control.place_order(account, "ESZ6", "Buy", 1)
+        await until(
+            lambda: (
+                missed_order in service.state.order_ids_of(account)
+                and service.hub.last_sequence_of[account] > last_seen
+            )
+        )
         target = service.hub.last_sequence_of[account]
         # Covered: no snapshot, a marker at the resume point, then exactly the missed deltas.
         resumed = Subscriber(
@@ -255,10 +261,9 @@ async def test_resume_replays_from_the_buffer_or_resyncs() -> None:
         await resumed.close()
         # Not covered: the ring (40 deltas) has moved past the resume point. Changes that
         # arrive together are published once per entity, but each new order is a delta.
-        for _ in range(41):
-            control.place_order(account, "MESZ6", "Buy", 1)
-        await asyncio.sleep(0.3)
-        assert service.hub.sequence - seen.sequence > 40
+        placed = [control.place_order(account, "MESZ6", "Buy", 1) for _ in range(41)]
+        await until(lambda: set(placed) <= set(service.state.order_ids_of(account)))
+        await until(lambda: service.hub.sequence - seen.sequence > 40)
         resync = Subscriber(
             stack.stub, request(account, resume_after_sequence=seen.sequence, resume_epoch=epoch)
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.broker.events import ChangeType
+from server.broker.events import ChangeType, EntityRef
 from server.live.state import ACCOUNTS, BALANCES, ORDERS, POSITIONS, LiveState, Touch
 from tests.live import factories as f
 
@@ -74,6 +74,18 @@ def test_deletes_remove_entities_and_indexes() -> None:
     assert state.order_ids_of(1) == []
     state.apply_change(f.change("position", f.position(100, 1, 0, None), ChangeType.DELETED))
     assert state.positions_of(1) == []
+
+
+def test_an_id_only_delete_removes_the_stored_entity() -> None:
+    state = base_state()
+    touched = state.apply_change(f.change("order", EntityRef(200), ChangeType.DELETED))
+    assert touched == {Touch(ORDERS, 1, 200)}
+    assert state.order_ids_of(1) == [] and 200 not in state.orders
+    touched = state.apply_change(f.change("position", EntityRef(100), ChangeType.DELETED))
+    assert touched == {Touch(POSITIONS, 1, 100)}
+    assert state.positions_of(1) == []
+    # Unknown ids touch nothing.
+    assert state.apply_change(f.change("order", EntityRef(999), ChangeType.DELETED)) == set()
 
 
 def test_product_change_touches_positions_and_orders_of_its_contracts() -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
+import msgspec
 from tradovate_gateway.v1 import trading_pb2 as pb
 
 from server.broker.events import ChangeType
+from server.broker.schemas import TradeDate
 from server.live.hub import StreamHub
 from server.live.state import LiveState
 from server.live.views import LiveViews
@@ -297,3 +299,36 @@ async def test_service_applies_a_batch_in_order_publishing_each_run_of_changes_o
     assert [u.order.change for u in orders] == [pb.CHANGE_TYPE_CREATED, pb.CHANGE_TYPE_UPDATED]
     assert (orders[1].order.order.qty, orders[1].order.order.filled_qty) == (5, 3)
     await service.aclose()
+
+
+async def test_balance_uses_the_latest_usd_row_not_a_sum_of_rows() -> None:
+    views, _, _ = make()
+    older = msgspec.structs.replace(
+        f.cash(500, 1, "9000", "10"), trade_date=TradeDate(year=2024, month=4, day=24)
+    )
+    latest = msgspec.structs.replace(
+        f.cash(501, 1, "10000", "25"), trade_date=TradeDate(year=2024, month=4, day=25)
+    )
+    euro = msgspec.structs.replace(f.cash(502, 1, "700", "7"), currency_id=2)
+    views.apply(
+        f.snapshot(
+            accounts=[f.account(1), f.account(2)],
+            cash_balances=[latest, older, euro, f.cash(503, 2, "1", "1")],
+        )
+    )
+    data = views.balance_data(1)
+    assert data is not None
+    assert data.snapshot.total_cash_value == Decimal("10000")
+    assert data.snapshot.realized_pnl == Decimal("25")
+    assert data.snapshot.week_realized_pnl == Decimal("25")
+    assert views.pnl(1).realized_pnl == Decimal("25")
+    # Only non-USD currencies, several of them: no USD figure rather than a mixed sum.
+    views.apply(
+        f.change(
+            "cashBalance",
+            msgspec.structs.replace(f.cash(503, 2, "1", "1"), currency_id=3),
+        )
+    )
+    views.apply(f.change("cashBalance", msgspec.structs.replace(euro, id=504, account_id=2)))
+    other = views.balance_data(2)
+    assert other is not None and other.snapshot.total_cash_value is None

@@ -1,0 +1,77 @@
+"""LiveStreamHandler: which streams follow accounts created after they open."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, cast
+
+import pytest
+from tradovate_gateway.v1 import trading_pb2 as pb
+
+from server.auth.principal import Principal, Scope, acting_as
+from server.broker.deadline import Deadline
+from server.broker.schemas import Account
+from server.live.handler import LiveStreamHandler
+from server.live.streams import LiveStreams, StreamAccount
+
+
+class _Session:
+    def close(self) -> None:
+        pass
+
+    async def messages(self) -> AsyncIterator[bytes]:
+        yield b"x"
+
+
+class _Streams:
+    """Records what the handler asked LiveStreams.open for (nothing else is needed)."""
+
+    def __init__(self) -> None:
+        self.follow: list[bool] = []
+
+    def open(
+        self,
+        request: pb.StreamUpdatesRequest,
+        accounts: Sequence[StreamAccount],
+        *,
+        follow_new_accounts: bool = False,
+    ) -> _Session:
+        self.follow.append(follow_new_accounts)
+        return _Session()
+
+
+class _Resolver:
+    async def resolve(self, entries: Sequence[str], deadline: Deadline) -> list[Account]:
+        return []
+
+
+class _Context:
+    def add_done_callback(self, callback: Callable[[Any], None]) -> None:
+        pass
+
+
+async def _follows(principal: Principal | None, entries: list[str]) -> bool:
+    streams = _Streams()
+    handler = LiveStreamHandler(cast(LiveStreams, streams), _Resolver())
+    request = pb.StreamUpdatesRequest(selector=pb.AccountSelector(accounts=entries))
+    with acting_as(principal):
+        messages = [m async for m in handler.stream(request, cast(Any, _Context()))]
+    assert messages == [b"x"]
+    assert len(streams.follow) == 1
+    return streams.follow[0]
+
+
+@pytest.mark.parametrize(
+    ("principal", "entries", "expected"),
+    [
+        (None, [], True),
+        (Principal("ops-all", Scope.all()), [], True),
+        (Principal("risk", Scope.of(["DEMO1"])), [], False),
+        (Principal("ops-all", Scope.all()), ["1"], False),
+        (None, ["1"], False),
+    ],
+)
+async def test_only_unscoped_or_all_accounts_streams_follow_new_accounts(
+    principal: Principal | None, entries: list[str], expected: bool
+) -> None:
+    assert await _follows(principal, entries) is expected

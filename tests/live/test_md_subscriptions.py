@@ -1,0 +1,83 @@
+"""LiveService keeps md subscriptions per contract: one bad contract blocks nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+
+from server.broker.errors import NotFoundError, UpstreamTimeout
+from server.broker.events import SyncEvent
+from server.broker.schemas import Quote
+from server.live.service import LiveService, LiveSettings
+from tests.live import factories as f
+from tests.live.streaming import until
+
+UNKNOWN = 1000  # sorts before the good contracts: the old loop stopped at it every time
+
+
+class OneSnapshotSync:
+    """A sync feed that hands over one snapshot, then stays quiet until closed."""
+
+    def __init__(self) -> None:
+        self.closed = asyncio.Event()
+
+    async def start(self, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        return None
+
+    async def batches(self) -> AsyncIterator[list[SyncEvent]]:
+        positions = [
+            f.position(1, 1, 1, "10", UNKNOWN),
+            f.position(2, 1, 1, "5000", f.ES_CONTRACT),
+            f.position(3, 1, 2, "18000", f.NQ_CONTRACT),
+        ]
+        yield [f.snapshot(accounts=[f.account(1)], positions=positions)]
+        await self.closed.wait()
+
+    async def aclose(self) -> None:
+        self.closed.set()
+
+
+class ScriptedMarket:
+    """md: UNKNOWN does not exist; NQ times out twice before it works."""
+
+    def __init__(self) -> None:
+        self.attempts: Counter[int] = Counter()
+        self.closed = asyncio.Event()
+
+    async def start(self, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        return None
+
+    async def subscribe(self, contract_id: int, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        self.attempts[contract_id] += 1
+        if contract_id == UNKNOWN:
+            raise NotFoundError(f"Tradovate knows no contract {contract_id}")
+        if contract_id == f.NQ_CONTRACT and self.attempts[contract_id] <= 2:
+            raise UpstreamTimeout("md/subscribeQuote timed out")
+
+    async def unsubscribe(self, contract_id: int, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        return None
+
+    async def quotes(self) -> AsyncIterator[Quote]:
+        await self.closed.wait()
+        return
+        yield
+
+    async def aclose(self) -> None:
+        self.closed.set()
+
+
+async def test_an_unresolvable_contract_blocks_no_other_subscription() -> None:
+    settings = LiveSettings(retry_delay=0.01, not_found_retry=300.0)
+    service = LiveService(settings)
+    market = ScriptedMarket()
+    service.start(OneSnapshotSync(), market)
+    try:
+        await until(lambda: service.market_contracts == {f.ES_CONTRACT, f.NQ_CONTRACT})
+        # NQ's transient failures were retried with backoff; the unknown contract was
+        # asked once and is remembered, not re-asked every retry.
+        assert market.attempts[f.NQ_CONTRACT] == 3
+        assert market.attempts[UNKNOWN] == 1
+        assert service.md_unresolvable == {UNKNOWN}
+    finally:
+        await service.aclose()
