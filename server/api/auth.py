@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Final, cast
 
 import grpc
 
 from server.api.status import abort_for
+from server.api.wrapping import Handler, MethodWrappingInterceptor
 from server.auth.errors import AuthenticationFailed, TooManyAuthFailures
 from server.auth.keys import KeyRing
 from server.auth.limiter import FailureLimiter, peer_host
@@ -31,7 +32,6 @@ logger = logging.getLogger(__name__)
 
 AUTHORIZATION: Final = "authorization"
 # Methods whose wrapped handler is kept (the services' methods; unknown names are not kept).
-MAX_WRAPPED_METHODS: Final = 256
 EXEMPT_PREFIXES: Final = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/")
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -61,7 +61,7 @@ def bearer_key(metadata: Any) -> str:
     return key
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):
+class AuthInterceptor(MethodWrappingInterceptor):
     def __init__(
         self,
         keys: KeyRing,
@@ -69,39 +69,15 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         *,
         exempt_prefixes: tuple[str, ...] = EXEMPT_PREFIXES,
     ) -> None:
+        super().__init__()
         self._keys = keys
         self._limiter = limiter
         self._exempt = exempt_prefixes
-        # The wrapped handler per method, made once (a call reads its metadata from its
-        # context), so the observing interceptor outside can keep its own wrapper too.
-        self._wrapped: dict[
-            str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]
-        ] = {}
 
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        method: str = handler_call_details.method
-        if self._exempt and method.startswith(self._exempt):
-            return handler
-        known = self._wrapped.get(method)
-        if known is not None and known[0] is handler:
-            return known[1]
-        wrapped = self._wrap_handler(handler)
-        if len(self._wrapped) < MAX_WRAPPED_METHODS:
-            self._wrapped[method] = (handler, wrapped)
-        return wrapped
+    def _skips(self, method: str) -> bool:
+        return bool(self._exempt) and method.startswith(self._exempt)
 
-    def _wrap_handler(
-        self, handler: grpc.RpcMethodHandler[Any, Any]
-    ) -> grpc.RpcMethodHandler[Any, Any]:
+    def _wrap_handler(self, method: str, handler: Handler) -> Handler:
         kinds = (
             ("unary_unary", grpc.unary_unary_rpc_method_handler),
             ("unary_stream", grpc.unary_stream_rpc_method_handler),

@@ -17,6 +17,7 @@ from typing import Any, Final, cast
 
 import grpc
 
+from server.api.wrapping import MethodWrappingInterceptor
 from server.auth.principal import current_principal
 from server.observability.logging import json_logging, request_id_var
 from server.observability.metrics import Metrics
@@ -29,7 +30,6 @@ MAX_REQUEST_ID_LENGTH: Final = 128
 # Infrastructure services whose calls are logged at DEBUG only.
 QUIET_PREFIXES: Final = ("/grpc.health.", "/grpc.reflection.")
 # Methods whose wrapped handler is kept (the services' methods; unknown names are not kept).
-MAX_WRAPPED_METHODS: Final = 256
 
 Context = grpc.aio.ServicerContext[Any, Any]
 UnaryBehavior = Callable[[Any, Context], Awaitable[Any]]
@@ -60,34 +60,11 @@ def _code_name(context: Context, error: BaseException | None) -> str:
     return "OK" if error is None else "UNKNOWN"
 
 
-class ObservingInterceptor(grpc.aio.ServerInterceptor):
+class ObservingInterceptor(MethodWrappingInterceptor):
     def __init__(self, metrics: Metrics, *, access_log: bool = True) -> None:
+        super().__init__()
         self._metrics = metrics
         self._access_log = access_log
-        # The wrapped handler per method, made once: a call reads its own metadata from
-        # its context, so the wrapper does not depend on the call.
-        self._wrapped: dict[
-            str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]
-        ] = {}
-
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        method: str = handler_call_details.method
-        known = self._wrapped.get(method)
-        if known is not None and known[0] is handler:
-            return known[1]
-        wrapped = self._wrap_handler(method, handler)
-        if len(self._wrapped) < MAX_WRAPPED_METHODS:
-            self._wrapped[method] = (handler, wrapped)
-        return wrapped
 
     def _wrap_handler(
         self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
