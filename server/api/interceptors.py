@@ -115,20 +115,8 @@ class ObservingInterceptor(MethodWrappingInterceptor):
                     call.end(context, error)
 
             return observed_gen
-
-        async def observed_writer(request: Any, context: Context) -> Any:
-            call = _Call(self, method, context.invocation_metadata())
-            call.begin(context)
-            error: BaseException | None = None
-            try:
-                return await behavior(request, context)
-            except BaseException as exc:
-                error = exc
-                raise
-            finally:
-                call.end(context, error)
-
-        return observed_writer
+        # A stream handler that writes through context.write() is awaited like a unary one.
+        return cast(StreamBehavior, self._wrap_unary(method, cast(UnaryBehavior, behavior)))
 
 
 class _Call:
