@@ -41,6 +41,9 @@ class PriceBook:
 
     def __init__(self) -> None:
         self.last: dict[int, Decimal] = {}
+        #: How many times each contract's last price changed (read memos compare it).
+        self.changes: dict[int, int] = {}
+        self.total_changes = 0
 
     def update(self, quote: Quote) -> bool:
         """Record the quote's price; True when it changed the contract's last price."""
@@ -48,6 +51,8 @@ class PriceBook:
         if price is None or self.last.get(quote.contract_id) == price:
             return False
         self.last[quote.contract_id] = price
+        self.changes[quote.contract_id] = self.changes.get(quote.contract_id, 0) + 1
+        self.total_changes += 1
         return True
 
 

@@ -9,8 +9,9 @@ snapshot when nothing happened since.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 
@@ -48,6 +49,11 @@ class LiveReadSource:
         self._last_positions: dict[int, PositionsData] = {}
         self._last_orders: dict[int, OrdersData] = {}
         self._last_balances: dict[int, tuple[bytes, BalanceData]] = {}
+        # What each record was built from: the account's view generation, the snapshot,
+        # and the price changes of its contracts. While all are the same, the record is.
+        self._positions_memo: dict[int, _Memo] = {}
+        self._orders_memo: dict[int, _Memo] = {}
+        self._balances_memo: dict[int, _Memo] = {}
 
     @property
     def healthy(self) -> bool:
@@ -64,8 +70,13 @@ class LiveReadSource:
 
     def positions(self, account_ids: Sequence[int]) -> Mapping[int, Fetched[PositionsData]]:
         out: dict[int, Fetched[PositionsData]] = {}
+        memos = self._positions_memo
         for account_id in account_ids:
             if account_id not in self._state.accounts:
+                continue
+            memo = memos.get(account_id)
+            if memo is not None and self._still(memo, account_id):
+                out[account_id] = Fetched(memo.record, self._as_of(account_id))
                 continue
             positions = self._state.positions_of(account_id)
             contracts = self._contracts(p.contract_id for p in positions)
@@ -80,13 +91,19 @@ class LiveReadSource:
             ):
                 data = PositionsData(positions=positions, contracts=contracts, last_prices=prices)
                 self._last_positions[account_id] = data
+            memos[account_id] = self._memo(account_id, data, contracts)
             out[account_id] = Fetched(data, self._as_of(account_id))
         return out
 
     def orders(self, account_ids: Sequence[int]) -> Mapping[int, Fetched[OrdersData]]:
         out: dict[int, Fetched[OrdersData]] = {}
+        memos = self._orders_memo
         for account_id in account_ids:
             if account_id not in self._state.accounts:
+                continue
+            memo = memos.get(account_id)
+            if memo is not None and self._still(memo, account_id):
+                out[account_id] = Fetched(memo.record, self._as_of(account_id))
                 continue
             details: list[OrderDetail] = []
             for order_id in self._state.order_ids_of(account_id):
@@ -107,12 +124,18 @@ class LiveReadSource:
             ):
                 data = OrdersData(orders=details, contracts=contracts)
                 self._last_orders[account_id] = data
+            memos[account_id] = self._memo(account_id, data, ())
             out[account_id] = Fetched(data, self._as_of(account_id))
         return out
 
     def balances(self, account_ids: Sequence[int]) -> Mapping[int, Fetched[BalanceData]]:
         out: dict[int, Fetched[BalanceData]] = {}
+        memos = self._balances_memo
         for account_id in account_ids:
+            memo = memos.get(account_id)
+            if memo is not None and self._still(memo, account_id):
+                out[account_id] = Fetched(memo.record, self._as_of(account_id))
+                continue
             data = self._views.balance_data(account_id)
             if data is not None:
                 # Compared by encoding: equal Decimals may still be written differently.
@@ -122,8 +145,37 @@ class LiveReadSource:
                     data = last[1]  # the same value: hand out the same object
                 else:
                     self._last_balances[account_id] = (encoded, data)
+                # Open PnL moves with the prices of the account's position contracts.
+                contracts = {p.contract_id for p in self._state.positions_of(account_id)}
+                memos[account_id] = self._memo(account_id, data, contracts)
                 out[account_id] = Fetched(data, self._as_of(account_id))
         return out
+
+    def _memo(self, account_id: int, record: Any, contracts: Iterable[int | None]) -> _Memo:
+        book = self._views.prices
+        changes = book.changes
+        return _Memo(
+            record,
+            self._views.generation(account_id),
+            self.synced_at,
+            tuple((c, changes.get(c, 0)) for c in contracts if c is not None),
+            book.total_changes,
+        )
+
+    def _still(self, memo: _Memo, account_id: int) -> bool:
+        """Nothing the memo's record was built from has changed since."""
+        if memo.generation != self._views.generation(account_id):
+            return False
+        if memo.synced_at != self.synced_at:
+            return False
+        book = self._views.prices
+        if memo.price_changes == book.total_changes:
+            return True  # no price moved anywhere
+        changes = book.changes
+        for contract_id, seen in memo.prices:  # noqa: SIM110 - a loop, no generator per read
+            if changes.get(contract_id, 0) != seen:
+                return False
+        return True
 
     def _contracts(self, contract_ids: Iterable[int | None]) -> dict[int, ContractRef]:
         if self._refs_synced_at != self.synced_at:
@@ -143,6 +195,17 @@ class LiveReadSource:
                     known[contract_id] = ref
             refs[contract_id] = ref
         return refs
+
+
+@dataclass(frozen=True, slots=True)
+class _Memo:
+    record: Any
+    generation: int
+    synced_at: float
+    #: (contract id, how many price changes it had) for the contracts the record used.
+    prices: tuple[tuple[int, int], ...]
+    #: Every contract's price changes together, when the record was built.
+    price_changes: int
 
 
 def _same(old: Sequence[object], new: Sequence[object]) -> bool:

@@ -104,6 +104,9 @@ class LiveViews:
         self._open_contracts: frozenset[int] = frozenset()
         self._throttle = Throttle(pnl_interval, self._publish_pnl)
         self.last_change_ns = 0
+        # Per account: bumped whenever anything its views are made of may have changed
+        # (every touch goes through refresh()), so reads can reuse what they built.
+        self._generations: dict[int, int] = {}
 
     # ------------------------------------------------------------------ inputs
     @property
@@ -147,7 +150,14 @@ class LiveViews:
             if position is not None:
                 self._throttle.mark(position.account_id)
 
+    def generation(self, account_id: int) -> int:
+        """Changes whenever the account's positions, orders, balance or names may have."""
+        return self._generations.get(account_id, 0)
+
     def refresh(self, touches: Collection[Touch], received_ns: int) -> int:
+        generations = self._generations
+        for touch in touches:
+            generations[touch.account_id] = generations.get(touch.account_id, 0) + 1
         published = 0
         pnl_accounts: set[int] = set()
         # A list keeps its (arrival) order; an unordered collection is ranked.

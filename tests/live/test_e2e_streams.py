@@ -531,3 +531,71 @@ async def until_health(stack: Stack, status: int) -> None:
 
 def duration(seconds: float) -> duration_pb2.Duration:
     return duration_pb2.Duration(nanos=int(seconds * 1e9))
+
+
+async def test_unary_live_reads_follow_every_change() -> None:
+    """Reads reuse what they built between events, and never serve it after a change:
+    a new order, a fill (position and balance) and a price move each show at once."""
+    async with running_stack(sim_config=sim_config(2), **FAST) as stack:
+        await synced(stack)
+        control = stack.sim.control
+        service = live_of(stack)
+        account = control.account_ids()[0]
+        selector = pb.AccountSelector(accounts=[str(account)])
+
+        async def read() -> tuple[pb.AccountPositions, pb.AccountOrders, pb.AccountBalance]:
+            positions = await stack.stub.GetPositions(
+                pb.GetPositionsRequest(selector=selector), timeout=5
+            )
+            orders = await stack.stub.GetOrders(
+                pb.GetOrdersRequest(selector=selector, filter=pb.ORDER_FILTER_ALL), timeout=5
+            )
+            balances = await stack.stub.GetBalances(
+                pb.GetBalancesRequest(selector=selector), timeout=5
+            )
+            parts = (positions.accounts[0], orders.accounts[0], balances.accounts[0])
+            assert {p.meta.source for p in parts} == {pb.SOURCE_LIVE}
+            return parts
+
+        def es(positions: pb.AccountPositions) -> pb.Position | None:
+            return next((p for p in positions.positions if p.symbol == "ESZ6"), None)
+
+        # Market data settled: every open position's contract has its price.
+        await until(
+            lambda: (
+                service.market_contracts == service.views.open_contracts
+                and all(c in service.views.prices.last for c in service.views.open_contracts)
+            )
+        )
+        before = await read()
+        again = await read()
+        assert [p.SerializeToString() for p in again] == [p.SerializeToString() for p in before]
+
+        price = control.price("ESZ6")
+        order = control.place_order(account, "ESZ6", "Buy", 2, price=price - 10)
+        await until(lambda: order in service.state.orders)
+        _, orders, _ = await read()
+        assert order in [o.id for o in orders.orders]
+
+        was = es(before[0])
+        net_before = was.net_pos if was is not None else 0
+        control.fill_order(order, price=price - 10)
+        await until(
+            lambda: any(
+                p.account_id == account and p.contract_id == 3570000 and p.net_pos == net_before + 2
+                for p in service.state.positions.values()
+            )
+        )
+        positions, orders, balance_after_fill = await read()
+        held = es(positions)
+        assert held is not None and held.net_pos == net_before + 2
+        assert next(o for o in orders.orders if o.id == order).status == pb.ORDER_STATUS_FILLED
+
+        await until(lambda: service.market_contracts == service.views.open_contracts)
+        moved = Decimal(str(price)) + Decimal("7.25")
+        control.move_price("ESZ6", str(moved))
+        await until(lambda: service.views.prices.last.get(3570000) == moved)
+        positions, _, balance = await read()
+        held = es(positions)
+        assert held is not None and Decimal(held.last_price.value) == moved
+        assert balance.balance.open_pnl.value != balance_after_fill.balance.open_pnl.value
