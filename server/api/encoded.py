@@ -99,6 +99,13 @@ class PartCache:
             self._size -= len(self._parts.pop(oldest))
         return value
 
+    def reused(self, slot: Hashable, record: object, head: tuple[Any, ...]) -> bytes | None:
+        """Last time's part for this slot, when ``record`` is last time's object."""
+        last = self._last.get(slot)
+        if last is not None and last[0] is record and last[1] == head:
+            return last[2]
+        return None
+
     def part(
         self,
         slot: Hashable,
@@ -114,9 +121,9 @@ class PartCache:
         entities, built from the record): the body is kept by content, the meta is small
         and built whenever the part is not last time's.
         """
-        last = self._last.get(slot)
-        if last is not None and last[0] is record and last[1] == head:
-            return last[2]
+        found = self.reused(slot, record, head)
+        if found is not None:
+            return found
         body = self.get((body_head, _ENCODER.encode(record)), build_body)
         value = build_meta() + body
         self._last[slot] = (record, head, value)
@@ -149,24 +156,21 @@ class ResponseEncoder:
     def _positions(
         self, read: AccountRead[PositionsData], status_of: convert.StatusOf, include_flat: bool
     ) -> bytes:
-        def build() -> bytes:
-            fields = convert.positions_part(read, status_of, include_flat=include_flat)
-            return pb.AccountPositions(**fields).SerializeToString()
+        if read.error is None and read.data is not None:
+            slot = ("p", read.account.id, include_flat)
+            head = _head(read, include_flat)
+            found = self.cache.reused(slot, read.data, head)
+            if found is not None:
+                return found
 
-        def body() -> bytes:
-            fields = convert.positions_part(read, status_of, include_flat=include_flat)
-            return pb.AccountPositions(positions=fields["positions"]).SerializeToString()
+            def body() -> bytes:
+                fields = convert.positions_part(read, status_of, include_flat=include_flat)
+                return pb.AccountPositions(positions=fields["positions"]).SerializeToString()
 
-        if read.error is not None or read.data is None:
-            return build()
-        return self.cache.part(
-            ("p", read.account.id, include_flat),
-            read.data,
-            _head(read, include_flat),
-            ("p", read.account, include_flat),
-            body,
-            _meta(read, status_of),
-        )
+            body_head = ("p", read.account, include_flat)
+            return self.cache.part(slot, read.data, head, body_head, body, _meta(read, status_of))
+        fields = convert.positions_part(read, status_of, include_flat=include_flat)
+        return pb.AccountPositions(**fields).SerializeToString()
 
     def _orders(
         self,
@@ -175,44 +179,38 @@ class ResponseEncoder:
         options: tuple[int, tuple[int, ...]],
         keep: Callable[[convert.Fields], bool],
     ) -> bytes:
-        def build() -> bytes:
-            fields = convert.orders_part(read, status_of, keep)
-            return pb.AccountOrders(**fields).SerializeToString()
+        if read.error is None and read.data is not None:
+            slot = ("o", read.account.id, options)
+            head = _head(read, options)
+            found = self.cache.reused(slot, read.data, head)
+            if found is not None:
+                return found
 
-        def body() -> bytes:
-            fields = convert.orders_part(read, status_of, keep)
-            return pb.AccountOrders(orders=fields["orders"]).SerializeToString()
+            def body() -> bytes:
+                fields = convert.orders_part(read, status_of, keep)
+                return pb.AccountOrders(orders=fields["orders"]).SerializeToString()
 
-        if read.error is not None or read.data is None:
-            return build()
-        return self.cache.part(
-            ("o", read.account.id, options),
-            read.data,
-            _head(read, options),
-            ("o", read.account, options),
-            body,
-            _meta(read, status_of),
-        )
+            body_head = ("o", read.account, options)
+            return self.cache.part(slot, read.data, head, body_head, body, _meta(read, status_of))
+        fields = convert.orders_part(read, status_of, keep)
+        return pb.AccountOrders(**fields).SerializeToString()
 
     def _balance(self, read: AccountRead[BalanceData], status_of: convert.StatusOf) -> bytes:
-        def build() -> bytes:
-            fields = convert.balance_part(read, status_of)
-            return pb.AccountBalance(**fields).SerializeToString()
+        if read.error is None and read.data is not None:
+            slot = ("b", read.account.id)
+            head = _head(read)
+            found = self.cache.reused(slot, read.data, head)
+            if found is not None:
+                return found
 
-        def body() -> bytes:
-            fields = convert.balance_part(read, status_of)
-            return pb.AccountBalance(balance=fields["balance"]).SerializeToString()
+            def body() -> bytes:
+                fields = convert.balance_part(read, status_of)
+                return pb.AccountBalance(balance=fields["balance"]).SerializeToString()
 
-        if read.error is not None or read.data is None:
-            return build()
-        return self.cache.part(
-            ("b", read.account.id),
-            read.data,
-            _head(read),
-            ("b", read.account),
-            body,
-            _meta(read, status_of),
-        )
+            body_head = ("b", read.account)
+            return self.cache.part(slot, read.data, head, body_head, body, _meta(read, status_of))
+        fields = convert.balance_part(read, status_of)
+        return pb.AccountBalance(**fields).SerializeToString()
 
     def _account(self, account: Account) -> bytes:
         def build() -> bytes:
