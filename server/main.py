@@ -10,6 +10,7 @@ live state, broker sockets and HTTP session, cache, metrics endpoint.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
@@ -24,6 +25,7 @@ from server.api.health import HealthMonitor
 from server.api.interceptors import ObservingInterceptor
 from server.api.server import build_server
 from server.api.servicer import DeadlinePolicy, StreamHandler, TradingServicer
+from server.api.status import account_status
 from server.auth.keys import load_keyring
 from server.broker import AuthError, BrokerError, BrokerSettings, CaptchaRequired, TradovateClient
 from server.broker.deadline import Deadline
@@ -130,7 +132,11 @@ class Gateway:
         self.port = 0
         self.metrics_port: int | None = None
         self._metrics_optional = metrics_optional
-        self._live_factory = live_factory or (build_live if settings.live_enabled else None)
+        self._live_factory = live_factory or (
+            functools.partial(build_live, status_of=account_status)
+            if settings.live_enabled
+            else None
+        )
         self._build()
 
     # ---------------------------------------------------------------- wiring

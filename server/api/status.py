@@ -3,8 +3,8 @@
 Every error that reaches the API layer goes through ``classify``: a whole call aborts
 with ``abort_for`` (a google.rpc.Status carrying ErrorInfo, plus RetryInfo for rate
 limits and penalties, plus BadRequest for bad fields), and a single account inside a
-multi-account answer gets ``account_status``. Anything the table does not know is a bug:
-it is logged with its traceback and answered INTERNAL.
+multi-account answer or a stream's subscription status gets ``account_status``. Anything
+the table does not know is a bug: it is logged with its traceback and answered INTERNAL.
 """
 
 from __future__ import annotations
@@ -30,7 +30,12 @@ from server.errors import (
     NotReady,
     ShuttingDown,
 )
-from server.live.errors import SlowConsumer, StreamLimitReached
+from server.live.errors import (
+    AccountNotInLiveSync,
+    LiveSyncDisconnected,
+    SlowConsumer,
+    StreamLimitReached,
+)
 from server.observability.logging import request_id_var
 
 logger = logging.getLogger(__name__)
@@ -57,6 +62,9 @@ TABLE: Final[dict[type[BaseException], Rule]] = {
     # Streams (server/live/errors.py); drain and upstream loss fall to UNAVAILABLE below.
     StreamLimitReached: Rule(Code.RESOURCE_EXHAUSTED, "STREAM_LIMIT_REACHED"),
     SlowConsumer: Rule(Code.RESOURCE_EXHAUSTED, "SLOW_CONSUMER"),
+    # One account in a stream's subscription status (server/live/streams.py).
+    AccountNotInLiveSync: Rule(Code.NOT_FOUND, "ACCOUNT_NOT_IN_LIVE_SYNC"),
+    LiveSyncDisconnected: Rule(Code.UNAVAILABLE, "UPSTREAM_SYNC_DISCONNECTED"),
     # Callers (server/auth): keys and scopes. The reason says which (API_KEY_MISSING, ...).
     AuthenticationFailed: Rule(Code.UNAUTHENTICATED, "API_KEY_UNKNOWN"),
     TooManyAuthFailures: Rule(Code.RESOURCE_EXHAUSTED, "TOO_MANY_AUTH_FAILURES"),
@@ -189,7 +197,11 @@ OK_STATUS: Final = pb.AccountStatus(code=0)
 
 
 def account_status(exc: BaseException | None) -> pb.AccountStatus:
-    """The per-account status inside a multi-account response."""
+    """The per-account status inside a multi-account response or a stream's subscription.
+
+    This is the ``status_of`` the composition root injects into server/convert.py's
+    builders and into server/live/streams.py.
+    """
     if exc is None:
         return OK_STATUS
     found = classify(exc)

@@ -3,6 +3,9 @@
 ``build_live`` is the ``LiveFactory``: it builds the live state, hub and read source at
 once (the read path needs the source while it is wired), and starts consuming the
 broker's sync and market-data sockets only once the broker has logged in.
+
+``status_of`` (how a stream's per-account condition becomes an AccountStatus) is the one
+status table's ``account_status``, passed in by server/main.py like the unary reads get it.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Sequence
 from server.broker.client import TradovateClient
 from server.broker.schemas import ContractInfo
 from server.config import GatewaySettings
+from server.convert import StatusOf
 from server.live.handler import LiveStreamHandler
 from server.live.resolve import LiveAccountResolver
 from server.live.service import LiveService, LiveSettings
@@ -39,7 +43,12 @@ class LiveParts:
     """Live state, streams and their lifecycle for one broker client."""
 
     def __init__(
-        self, client: TradovateClient, settings: GatewaySettings, metrics: Metrics
+        self,
+        client: TradovateClient,
+        settings: GatewaySettings,
+        metrics: Metrics,
+        *,
+        status_of: StatusOf,
     ) -> None:
         self._client = client
         self._metrics = metrics
@@ -47,6 +56,7 @@ class LiveParts:
             live_settings(settings),
             on_health=self._health_changed,
             contract_lookup=self._contract_info,
+            status_of=status_of,
         )
         self.handler = LiveStreamHandler(
             self.service.streams,
@@ -93,5 +103,11 @@ class LiveParts:
         self._metrics.set_up("live_sync", healthy)
 
 
-def build_live(client: TradovateClient, settings: GatewaySettings, metrics: Metrics) -> LiveParts:
-    return LiveParts(client, settings, metrics)
+def build_live(
+    client: TradovateClient,
+    settings: GatewaySettings,
+    metrics: Metrics,
+    *,
+    status_of: StatusOf,
+) -> LiveParts:
+    return LiveParts(client, settings, metrics, status_of=status_of)

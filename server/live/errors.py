@@ -1,7 +1,9 @@
-"""Why a stream ends, as typed errors that server/api/status.py maps to gRPC statuses.
+"""Stream conditions as typed errors that server/api/status.py maps to gRPC statuses.
 
-Each carries the resume point a subscriber should use next, both in its message (for a
-person) and in ``metadata`` (for a program).
+The errors that end a stream carry the resume point a subscriber should use next, both
+in its message (for a person) and in ``metadata`` (for a program). ``AccountCondition``s
+are never raised: they describe one account in a stream's subscription status, and the
+injected ``status_of`` (server/api/status.account_status) turns them into AccountStatus.
 """
 
 from __future__ import annotations
@@ -87,3 +89,32 @@ class LiveNotReady(StreamError):
     def __init__(self, message: str = "live state is not synced with Tradovate yet") -> None:
         super().__init__(message)
         self.retry_after = 1.0
+
+
+class AccountCondition(GatewayError):
+    """Why one account in a stream's subscription status is not plainly OK (never raised)."""
+
+    reason = "LIVE_ACCOUNT_CONDITION"
+
+
+class AccountNotInLiveSync(AccountCondition):
+    """The account is not in the sync data; its updates start if it appears (NOT_FOUND)."""
+
+    reason = "ACCOUNT_NOT_IN_LIVE_SYNC"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the account is not in the Tradovate sync data; its updates start if it appears"
+        )
+
+
+class LiveSyncDisconnected(AccountCondition):
+    """The sync socket is down: the snapshot is the last known state (UNAVAILABLE)."""
+
+    reason = "UPSTREAM_SYNC_DISCONNECTED"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the Tradovate sync connection is down: the snapshot is the last known state "
+            "and the changes follow as deltas once it reconnects"
+        )

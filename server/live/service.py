@@ -19,6 +19,7 @@ from typing import Protocol
 from server.broker.errors import NotFoundError
 from server.broker.events import EntityChange, SyncEvent, SyncSnapshot, SyncStatus
 from server.broker.schemas import ContractInfo, Quote
+from server.convert import StatusOf
 from server.live.hub import EndReason, StreamHub
 from server.live.source import LiveReadSource
 from server.live.state import LiveState
@@ -88,6 +89,7 @@ class LiveService:
         *,
         on_health: HealthCallback | None = None,
         contract_lookup: ContractLookup | None = None,
+        status_of: StatusOf,
     ) -> None:
         self.settings = s = settings or LiveSettings()
         self._contract_lookup = contract_lookup
@@ -114,6 +116,7 @@ class LiveService:
             self.hub,
             self.views,
             StreamSettings(s.heartbeat_default, s.heartbeat_min, s.heartbeat_max),
+            status_of=status_of,
         )
         self.source = LiveReadSource(self.views, self.hub)
         self._tasks: set[asyncio.Task[None]] = set()

@@ -8,6 +8,10 @@ between, so a subscriber sees each change exactly once: in the snapshot or as a 
 A session yields serialized ``StreamUpdate`` bytes (deltas are serialized once by the
 hub and only get this stream's ``previous_sequence`` appended). It ends by raising a
 typed error from server/live/errors.py that names the resume point.
+
+An account that is not plainly OK in the subscription status is described by a typed
+condition (server/live/errors.py ``AccountCondition``); the injected ``status_of``
+(server/api/status.account_status, the one status table) turns it into AccountStatus.
 """
 
 from __future__ import annotations
@@ -20,11 +24,19 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from google.protobuf import timestamp_pb2
-from google.rpc import code_pb2
 from tradovate_gateway.v1 import trading_pb2 as pb
 
+from server.convert import StatusOf
 from server.errors import InvalidRequest
-from server.live.errors import LiveNotReady, SlowConsumer, StreamDrained, UpstreamLost
+from server.live.errors import (
+    AccountCondition,
+    AccountNotInLiveSync,
+    LiveNotReady,
+    LiveSyncDisconnected,
+    SlowConsumer,
+    StreamDrained,
+    UpstreamLost,
+)
 from server.live.hub import ALL_KINDS, EndReason, StreamHub, Subscription
 from server.live.queue import chained
 
@@ -64,11 +76,18 @@ class LiveStreams:
     """Opens StreamUpdates sessions over one hub and one set of live views."""
 
     def __init__(
-        self, hub: StreamHub, views: SnapshotViews, settings: StreamSettings | None = None
+        self,
+        hub: StreamHub,
+        views: SnapshotViews,
+        settings: StreamSettings | None = None,
+        *,
+        status_of: StatusOf,
     ) -> None:
         self.hub = hub
         self.views = views
         self.settings = settings or StreamSettings()
+        #: Turns an account's condition (None: OK) into its AccountStatus: the status table.
+        self.status_of = status_of
 
     def open(
         self,
@@ -132,6 +151,7 @@ class StreamSession:
     ) -> None:
         self._hub = streams.hub
         self._views = streams.views
+        self._status_of = streams.status_of
         self._sub = sub
         self._accounts = list(accounts)
         self._heartbeat = heartbeat
@@ -197,27 +217,20 @@ class StreamSession:
             account_id=account.account_id,
             account_name=account.account_name,
             source=pb.SOURCE_LIVE,
+            status=self._status_of(self._condition(account)),
         )
         last = self._hub.last_event_ns.get(account.account_id)
         if last is not None:
             meta.as_of.FromNanoseconds(last)
-        status = meta.status
-        if not self._views.has_account(account.account_id):
-            status.code = code_pb2.NOT_FOUND
-            status.reason = "ACCOUNT_NOT_IN_LIVE_SYNC"
-            status.message = (
-                "the account is not in the Tradovate sync data; its updates start if it appears"
-            )
-        elif not self._views.healthy:
-            status.code = code_pb2.UNAVAILABLE
-            status.reason = "UPSTREAM_SYNC_DISCONNECTED"
-            status.message = (
-                "the Tradovate sync connection is down: the snapshot is the last known state "
-                "and the changes follow as deltas once it reconnects"
-            )
-        else:
-            status.code = code_pb2.OK
         return meta
+
+    def _condition(self, account: StreamAccount) -> AccountCondition | None:
+        """What keeps this account from being plainly OK now; None when nothing does."""
+        if not self._views.has_account(account.account_id):
+            return AccountNotInLiveSync()
+        if not self._views.healthy:
+            return LiveSyncDisconnected()
+        return None
 
     # ------------------------------------------------------------------ running
     async def messages(self) -> AsyncIterator[bytes]:

@@ -6,6 +6,7 @@ import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 
+from server.api.status import account_status
 from server.broker.errors import NotFoundError, UpstreamTimeout
 from server.broker.events import SyncEvent
 from server.broker.schemas import Quote
@@ -69,7 +70,7 @@ class ScriptedMarket:
 
 async def test_an_unresolvable_contract_blocks_no_other_subscription() -> None:
     settings = LiveSettings(retry_delay=0.01, not_found_retry=300.0)
-    service = LiveService(settings)
+    service = LiveService(settings, status_of=account_status)
     market = ScriptedMarket()
     service.start(OneSnapshotSync(), market)
     try:

@@ -10,6 +10,7 @@ from google.protobuf import duration_pb2
 from google.rpc import code_pb2
 from tradovate_gateway.v1 import trading_pb2 as pb
 
+from server.api.status import account_status
 from server.errors import InvalidRequest
 from server.live.errors import LiveNotReady, SlowConsumer, StreamDrained, StreamLimitReached
 from server.live.hub import StreamHub
@@ -32,7 +33,9 @@ def setup(**hub_args: int) -> tuple[LiveViews, LiveStreams]:
             cash_balances=[f.cash(500, 1, "10000"), f.cash(501, 2, "500")],
         )
     )
-    return views, LiveStreams(hub, views, StreamSettings(heartbeat_default=60))
+    return views, LiveStreams(
+        hub, views, StreamSettings(heartbeat_default=60), status_of=account_status
+    )
 
 
 class Reader:
@@ -183,7 +186,7 @@ async def test_drain_limits_and_bad_requests() -> None:
     assert streams.hub.stream_count == 0
     with pytest.raises(InvalidRequest):
         streams.open(request(kinds=[99]), ACCOUNTS)
-    fresh = LiveStreams(StreamHub(), LiveViews(LiveState(), StreamHub()))
+    fresh = LiveStreams(StreamHub(), LiveViews(LiveState(), StreamHub()), status_of=account_status)
     with pytest.raises(LiveNotReady):
         fresh.open(request(), ACCOUNTS)
 

@@ -8,6 +8,7 @@ from decimal import Decimal
 import msgspec
 from tradovate_gateway.v1 import trading_pb2 as pb
 
+from server.api.status import account_status
 from server.broker.events import ChangeType
 from server.broker.schemas import TradeDate
 from server.live.hub import StreamHub
@@ -257,7 +258,9 @@ async def test_contracts_missing_from_sync_data_are_resolved_and_views_refreshed
             )
         }
 
-    service = LiveService(LiveSettings(pnl_interval=0.0), contract_lookup=lookup)
+    service = LiveService(
+        LiveSettings(pnl_interval=0.0), contract_lookup=lookup, status_of=account_status
+    )
     recorder = Recorder(service.hub)
     service._spawn(service._run_contract_lookups(lookup), "test-lookups")
     service.handle(base_snapshot(positions=[f.position(150, 1, 2, "70.5", contract_id=9999)]))  # type: ignore[arg-type]
@@ -283,7 +286,7 @@ async def test_service_applies_a_batch_in_order_publishing_each_run_of_changes_o
     from server.broker.events import SyncStatus
     from server.live.service import LiveService, LiveSettings
 
-    service = LiveService(LiveSettings(pnl_interval=0.0))
+    service = LiveService(LiveSettings(pnl_interval=0.0), status_of=account_status)
     recorder = Recorder(service.hub)
     service.handle_all(
         [
