@@ -20,9 +20,9 @@ import grpc
 from grpc_health.v1.health import aio as health_aio
 
 from server.accounts import AccountDirectory
-from server.api.auth import AuthInterceptor, build_auth_interceptor
+from server.api.auth import ApiKeyAuth, build_auth
+from server.api.calls import CallWrapper
 from server.api.health import HealthMonitor
-from server.api.interceptors import ObservingInterceptor
 from server.api.server import build_server
 from server.api.servicer import DeadlinePolicy, StreamHandler, TradingServicer
 from server.api.status import account_status
@@ -35,6 +35,7 @@ from server.config import GatewaySettings
 from server.fanout import FanOut, FanOutSettings, Loader, UpstreamObserver, observed_call
 from server.live.components import build_live
 from server.loaders import Loaders
+from server.observability.access_log import AccessLog
 from server.observability.metrics import Metrics, MetricsServer
 from server.readcache import ReadCache
 from server.reads import KindReader, LiveSource, ReadService
@@ -196,21 +197,22 @@ class Gateway:
             metrics=self.metrics,
             streams=self.live.streams if self.live else None,
         )
-        self.interceptor = ObservingInterceptor(self.metrics, access_log=s.access_log)
         self.auth = self._build_auth()
+        self.access_log = AccessLog() if s.access_log else None
+        self.calls = CallWrapper(self.metrics, access_log=self.access_log, auth=self.auth)
         self.server: grpc.aio.Server | None = None
         self.metrics_server: MetricsServer | None = None
         self._login_task: asyncio.Task[None] | None = None
         self._stopped = False
 
-    def _build_auth(self) -> AuthInterceptor | None:
+    def _build_auth(self) -> ApiKeyAuth | None:
         """API keys from the settings (KeyFileError when they are invalid); None: auth off."""
         s = self.settings
         keys = load_keyring(s.api_keys_file, s.api_keys)
         if not keys:
             return None
         logger.info("API keys required: %d keys configured (%s)", len(keys), ", ".join(keys.names))
-        return build_auth_interceptor(
+        return build_auth(
             keys,
             exempt_health_reflection=s.auth_exempt_health_reflection,
             max_failures=s.auth_max_failures,
@@ -290,10 +292,11 @@ class Gateway:
             self.settings,
             self.servicer,
             self.health_servicer,
-            self.interceptor,
-            inner_interceptors=[self.auth] if self.auth is not None else (),
+            self.calls.wrap,
         )
         self.server = server
+        if self.access_log is not None:
+            self.access_log.start()
         await self.health.start()
         await server.start()
         s = self.settings
@@ -417,6 +420,8 @@ class Gateway:
         steps += [self.broker.aclose, self.cache.aclose]
         if self.metrics_server is not None:
             steps.append(self.metrics_server.aclose)
+        if self.access_log is not None:
+            steps.append(self.access_log.aclose)  # last: every call has ended by now
         for step in steps:
             # Every step runs even when an earlier one fails: a failing closer must not
             # leak the broker's sockets, its HTTP session or the Redis pool behind it.

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import Any, Final
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from tradovate_gateway.v1 import trading_pb2 as pb
 from tradovate_gateway.v1 import trading_pb2_grpc as pb_grpc
 
-from server.api.interceptors import ObservingInterceptor
 from server.api.servicer import TradingServicer
+from server.api.wrapping import Wrap, WrappingRegistrar
 from server.auth.tls import server_credentials
 from server.config import GatewaySettings
 from server.live.handler import raw_stream_handler
@@ -78,7 +77,9 @@ def raw_unary_handler(handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMetho
     )
 
 
-def add_trading_service(servicer: TradingServicer, server: grpc.aio.Server) -> None:
+def add_trading_service(
+    servicer: TradingServicer, server: grpc.aio.Server | WrappingRegistrar
+) -> None:
     """The generated registration, except that some methods write the bytes they produce.
 
     The live hub serializes each delta once for all subscribers (server/live/handler.py);
@@ -100,24 +101,27 @@ def build_server(
     settings: GatewaySettings,
     servicer: TradingServicer,
     health: health_aio.HealthServicer,
-    interceptor: ObservingInterceptor,
-    *,
-    inner_interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    wrap: Wrap,
 ) -> tuple[grpc.aio.Server, int]:
     """A server with TradingService, health and reflection, bound (not started).
 
-    ``inner_interceptors`` (auth) run inside the observing one, so their rejections are
-    timed and logged too. With ``tls_cert_file`` set the port is TLS (mTLS with a client CA).
+    Every method's handler is wrapped by ``wrap`` as it registers (server/api/calls.py:
+    request id, API key, timing, metrics, access log); there are no per-call interceptors.
+    With ``tls_cert_file`` set the port is TLS (mTLS with a client CA).
     """
     server = grpc.aio.server(
-        interceptors=[interceptor, *inner_interceptors],
         options=server_options(settings),
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
-    add_trading_service(servicer, server)
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable_server_reflection(
-        (TRADING_SERVICE, HEALTH_SERVICE, reflection.SERVICE_NAME), server
+    registrar = WrappingRegistrar(server, wrap)
+    add_trading_service(servicer, registrar)
+    health_pb2_grpc.add_HealthServicer_to_server(health, registrar)
+    # The aio servicer by name: enable_server_reflection() picks it only for a real server.
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+        reflection.aio.ReflectionServicer(
+            (TRADING_SERVICE, HEALTH_SERVICE, reflection.SERVICE_NAME)
+        ),
+        registrar,
     )
     try:
         if settings.tls_cert_file and settings.tls_key_file:

@@ -1,50 +1,85 @@
-"""The shared shape of the gateway's server interceptors: wrap each method's handler once.
+"""Every method handler wrapped once, when its service registers, instead of per call.
 
-A call reads its own metadata from its context, so a wrapper does not depend on the call
-and can be made once per method and reused (building one per call was measurable).
+grpc.aio server interceptors run for every call: a chain of coroutines that looks the
+handler up again, then the wrapper it returns. Measured on a cached read that costs more
+than the read itself. The gateway's cross-cutting work (request id, API keys, timing,
+metrics, access log: server/api/calls.py) needs no per-call lookup, so it is applied to
+each handler as the services register with the server, through ``WrappingRegistrar``.
+Services that register generic handlers (health, reflection) get theirs wrapped per
+method on first use.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, Final, TypeAlias
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Final, TypeAlias, cast
 
 import grpc
 
 # Generic only in the type stubs, so the alias is a string at run time.
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+# (full method name "/package.Service/Method", handler) -> the handler to serve it.
+Wrap: TypeAlias = Callable[[str, Handler], Handler]
+Behavior: TypeAlias = Callable[..., Any]
 
-# Methods whose wrappers are kept; past this (a misbehaving peer probing names) wrap per call.
+# Generic-handler methods whose wrappers are kept; past this (a peer probing names) the
+# wrapper is made per call.
 MAX_WRAPPED_METHODS: Final = 256
 
+_KINDS: Final = (
+    ("unary_unary", grpc.unary_unary_rpc_method_handler),
+    ("unary_stream", grpc.unary_stream_rpc_method_handler),
+    ("stream_unary", grpc.stream_unary_rpc_method_handler),
+    ("stream_stream", grpc.stream_stream_rpc_method_handler),
+)
 
-class MethodWrappingInterceptor(grpc.aio.ServerInterceptor):
-    """Subclasses say how to wrap a handler, and which methods to leave alone."""
 
-    def __init__(self) -> None:
+def with_behavior(handler: Handler, wrap: Callable[[Behavior], Behavior]) -> Handler:
+    """The same handler (kind, serializers) with its behavior wrapped."""
+    for attribute, make in _KINDS:
+        behavior = getattr(handler, attribute)
+        if behavior is not None:
+            make_handler = cast("Callable[..., Handler]", make)
+            return make_handler(
+                wrap(behavior),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+    return handler
+
+
+class WrappingRegistrar:
+    """Stands in for the server while services register; wraps every handler they add."""
+
+    def __init__(self, server: grpc.aio.Server, wrap: Wrap) -> None:
+        self._server = server
+        self._wrap = wrap
+
+    def add_registered_method_handlers(self, service: str, handlers: Mapping[str, Handler]) -> None:
+        wrapped = {name: self._wrap(f"/{service}/{name}", h) for name, h in handlers.items()}
+        self._server.add_registered_method_handlers(service, wrapped)
+
+    def add_generic_rpc_handlers(self, handlers: Iterable[grpc.GenericRpcHandler]) -> None:
+        self._server.add_generic_rpc_handlers(
+            tuple(_WrappedGenericHandler(h, self._wrap) for h in handlers)
+        )
+
+
+class _WrappedGenericHandler(grpc.GenericRpcHandler):
+    def __init__(self, inner: grpc.GenericRpcHandler, wrap: Wrap) -> None:
+        self._inner = inner
+        self._wrap = wrap
         self._wrapped: dict[str, tuple[Handler, Handler]] = {}
 
-    def _skips(self, method: str) -> bool:
-        return False
-
-    def _wrap_handler(self, method: str, handler: Handler) -> Handler:
-        raise NotImplementedError
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler | None:
-        handler = await continuation(handler_call_details)
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> Handler | None:
+        handler = self._inner.service(handler_call_details)
         if handler is None:
             return None
         method: str = handler_call_details.method
-        if self._skips(method):
-            return handler
         known = self._wrapped.get(method)
         if known is not None and known[0] is handler:
             return known[1]
-        wrapped = self._wrap_handler(method, handler)
+        wrapped = self._wrap(method, handler)
         if len(self._wrapped) < MAX_WRAPPED_METHODS:
             self._wrapped[method] = (handler, wrapped)
         return wrapped

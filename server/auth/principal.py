@@ -1,6 +1,6 @@
 """Who is calling: the authenticated key's name and scope, for the duration of one call.
 
-The auth interceptor (server/api/auth.py) sets ``principal_var`` for each call it lets
+The call wrapper (server/api/calls.py) sets ``principal_var`` for each call it lets
 through; account selection (server/accounts.py, server/live/resolve.py) reads the scope
 with ``current_scope()``. No principal (auth off, or an exempt service) means no limit.
 This module imports neither grpc nor the protos: the read path depends on it.

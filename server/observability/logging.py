@@ -30,7 +30,8 @@ class RequestIdFilter(logging.Filter):
     """Adds ``request_id`` (and a ``request_tag`` for text) to every record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        request_id = request_id_var.get()
+        # A record written after its call (the access log's batches) brings its own id.
+        request_id = getattr(record, "request_id", None) or request_id_var.get()
         record.request_id = request_id
         record.request_tag = f" [{request_id}]" if request_id else ""
         return True
