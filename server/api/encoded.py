@@ -26,6 +26,7 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any, Final
 
 import msgspec
+from google.protobuf.timestamp_pb2 import Timestamp
 from tradovate_gateway.v1 import trading_pb2 as pb
 
 from server import convert
@@ -46,7 +47,15 @@ SNAPSHOT_ORDERS: Final = 3
 SNAPSHOT_BALANCE: Final = 4
 
 
+# Varints below 2**14 (tags, most lengths) looked up instead of built.
+_SMALL_VARINTS: Final = tuple(
+    bytes((v,)) if v < 0x80 else bytes(((v & 0x7F) | 0x80, v >> 7)) for v in range(1 << 14)
+)
+
+
 def varint(value: int) -> bytes:
+    if value < 1 << 14:
+        return _SMALL_VARINTS[value]
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
@@ -64,12 +73,8 @@ def timestamp_field(number: int, seconds: float | None = None) -> bytes:
     """A Timestamp field, to the microsecond (as convert.epoch_fields); now by default."""
     now = seconds is None
     micros = (time.time_ns() + 500) // 1000 if now else round((seconds or 0.0) * 1_000_000)
-    whole, nanos = micros // 1_000_000, (micros % 1_000_000) * 1000
-    body = b""
-    if whole:
-        body += b"\x08" + varint(whole)
-    if nanos:
-        body += b"\x10" + varint(nanos)
+    whole, nanos = divmod(micros, 1_000_000)
+    body = Timestamp(seconds=whole, nanos=nanos * 1000).SerializeToString()
     return field(number, body)
 
 
