@@ -114,35 +114,19 @@ class CallWrapper:
 
 def _observed_unary(start: Callable[[Context], _Call], behavior: UnaryBehavior) -> UnaryBehavior:
     async def observed(request: Any, context: Context) -> Any:
-        call = start(context)
-        error: BaseException | None = None
-        try:
-            if call.rejected is not None:
-                await abort_for(context, call.rejected)
+        with start(context) as call:
+            await call.admit()
             return await behavior(request, context)
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            call.end(context, error)
 
     return observed
 
 
 def _observed_stream(start: Callable[[Context], _Call], behavior: StreamBehavior) -> StreamBehavior:
     async def observed(request: Any, context: Context) -> AsyncIterator[Any]:
-        call = start(context)
-        error: BaseException | None = None
-        try:
-            if call.rejected is not None:
-                await abort_for(context, call.rejected)
+        with start(context) as call:
+            await call.admit()
             async for item in behavior(request, context):
                 yield item
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            call.end(context, error)
 
     return observed
 
@@ -158,9 +142,10 @@ def _as_async(behavior: Callable[[Any, Context], Iterator[Any]]) -> StreamBehavi
 
 
 class _Call:
-    """Book-keeping for one call between its start and end()."""
+    """Book-keeping for one call, as a context manager around its behavior."""
 
     __slots__ = (
+        "context",
         "metadata",
         "method",
         "owner",
@@ -177,6 +162,7 @@ class _Call:
         self, owner: CallWrapper, short: str, method: str, quiet: bool, context: Context
     ) -> None:
         self.owner = owner
+        self.context = context
         self.short = short
         self.method = method
         self.quiet = quiet
@@ -193,6 +179,17 @@ class _Call:
             # Trailers cost nothing extra (they go out with the status); sending initial
             # metadata would be a separate write. abort_for() keeps the id in its trailers.
             context.set_trailing_metadata(((REQUEST_ID_HEADER, self.request_id),))
+
+    def __enter__(self) -> _Call:
+        return self
+
+    def __exit__(self, kind: object, error: BaseException | None, tb: object) -> None:
+        self.end(self.context, error)
+
+    async def admit(self) -> None:
+        """Abort the call (through the status table) when its API key was refused."""
+        if self.rejected is not None:
+            await abort_for(self.context, self.rejected)
 
     def end(self, context: Context, error: BaseException | None) -> None:
         elapsed = time.perf_counter() - self.started
