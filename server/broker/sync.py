@@ -8,6 +8,10 @@ SyncStatus(False, reason) and, once back, a fresh snapshot for the consumer to d
 The queue is bounded. If the consumer falls so far behind that it fills up, queued events
 are dropped, the socket reconnects, and the consumer gets SyncStatus(False) followed by a
 new snapshot: state is replaced, never silently lost.
+
+A consumer that applies events synchronously can skip the queue: ``deliver_to(sink, ...)``
+hands each frame's events to ``sink`` inside the socket's reader, in the step that read the
+frame (no queue, no task switch before they are applied).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 
@@ -41,6 +45,11 @@ logger = logging.getLogger(__name__)
 #: At most one "undecodable props" resync per this many seconds (a burst is coalesced).
 BAD_PROPS_RESYNC_INTERVAL = 30.0
 _BAD_PROPS_REASON = "undecodable props; resyncing"
+
+SyncSink = Callable[[list[SyncEvent]], None]
+"""Takes the events of one frame (or one snapshot), in order; called synchronously."""
+SyncEnd = Callable[[BaseException | None], None]
+"""Called once when the stream ends: the error that stopped it for good, or None."""
 
 
 class UserSync:
@@ -70,6 +79,10 @@ class UserSync:
         self._early: list[EntityChange] = []  # props that beat the snapshot
         self._snapshots = 0
         self._consumer = False
+        self._sink: SyncSink | None = None
+        self._on_end: SyncEnd | None = None
+        self._held: list[SyncEvent] = []  # a frame's events, for the sink at the frame's end
+        self._holding = False
         self._closed = False
         self.overflows = 0
         self.bad_messages = 0
@@ -85,6 +98,7 @@ class UserSync:
             on_event=self._on_event,
             on_down=self._on_down,
             on_stray=self._on_stray,
+            on_frame_end=self._release,
         )
 
     @property
@@ -140,6 +154,29 @@ class UserSync:
                     raise self._socket.failure
                 return
 
+    def deliver_to(self, sink: SyncSink, on_end: SyncEnd) -> None:
+        """Consume by callback instead of iteration: ``sink`` gets each upstream frame's
+        events together, synchronously, in the socket's reader (the snapshot, with any
+        changes that arrived before it, in the connecting task). Order is kept and lists
+        are never empty. ``on_end`` is called once when the stream ends.
+
+        A sink that raises has not applied the events: the failure is logged and a resync
+        (a fresh snapshot for the sink to diff) is scheduled, as for undecodable props.
+        """
+        if self._consumer:
+            raise RuntimeError("UserSync has a single consumer (events(), batches() or a sink)")
+        self._consumer = True
+        self._sink = sink
+        self._on_end = on_end
+        # Anything queued before the sink was attached goes first.
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is None:
+                self._end_stream()
+                return
+            self._held.append(item)
+        self._release()
+
     async def aclose(self) -> None:
         if self._closed:
             return
@@ -183,10 +220,14 @@ class UserSync:
             snapshot.reconnect,
         )
         self._live = True
-        self._emit(snapshot)
-        early, self._early = self._early, []
-        for change in early:
-            self._emit(change)
+        self._holding = True
+        try:
+            self._emit(snapshot)
+            early, self._early = self._early, []
+            for change in early:
+                self._emit(change)
+        finally:
+            self._release()
 
     def _on_event(self, event: Event, received_at: dt.datetime) -> None:
         if event.kind != "props":
@@ -194,6 +235,7 @@ class UserSync:
             return
         problems: list[str] = []
         changes = decode_props(event.data, received_at=received_at, problems=problems)
+        self._holding = True  # until the frame ends (_release)
         self._take(changes, problems)
 
     def _take(self, changes: list[EntityChange], problems: list[str]) -> None:
@@ -254,6 +296,7 @@ class UserSync:
             problems: list[str] = []
             changes = decode_sync_part(response.data, received_at=utc_now(), problems=problems)
             if changes is not None:
+                self._holding = True  # until the frame ends (_release)
                 logger.info(
                     "user sync: merging a further syncrequest response %d (%d entities)",
                     response.request_id,
@@ -280,6 +323,11 @@ class UserSync:
     def _emit(self, event: SyncEvent) -> None:
         if not self._live and isinstance(event, EntityChange):
             return
+        if self._sink is not None:
+            self._held.append(event)
+            if not self._holding:
+                self._release()
+            return
         try:
             self._queue.put_nowait(event)
             return
@@ -300,7 +348,28 @@ class UserSync:
         while not self._queue.empty():
             self._queue.get_nowait()
 
+    def _release(self) -> None:
+        """Hand what is held to the sink (at a frame's end, or at once outside a frame)."""
+        self._holding = False
+        sink = self._sink
+        if sink is None or not self._held:
+            return
+        events, self._held = self._held, []
+        try:
+            sink(events)
+        except Exception as exc:
+            logger.exception("user sync: the consumer failed to apply %d event(s)", len(events))
+            self.bad_messages += 1
+            self._resync_for_bad_props([f"events the consumer failed to apply ({exc!r})"])
+
     def _end_stream(self) -> None:
+        if self._on_end is not None:
+            on_end, self._on_end = self._on_end, None
+            self._release()
+            on_end(self._socket.failure)
+            return
+        if self._sink is not None:
+            return  # already ended
         try:
             self._queue.put_nowait(None)
         except asyncio.QueueFull:

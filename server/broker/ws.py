@@ -133,6 +133,7 @@ class TradovateSocket:
         on_event: Callable[[Event, dt.datetime], None],
         on_down: Callable[[str], None],
         on_stray: Callable[[Response], None] | None = None,
+        on_frame_end: Callable[[], None] | None = None,
     ) -> None:
         self.name = name
         self._url = url
@@ -145,6 +146,7 @@ class TradovateSocket:
         self._on_event = on_event
         self._on_down = on_down
         self._on_stray = on_stray
+        self._on_frame_end = on_frame_end
         self._conn: _Connection | None = None
         self._run_task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
@@ -330,7 +332,7 @@ class TradovateSocket:
                     conn.stop(f"no frame from Tradovate for {silence:.1f} s")
                     return
                 if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
-                    self._on_frame(conn, msg.data)
+                    self._on_frame(conn, msg.data, dt.datetime.now(dt.UTC))
                 elif msg.type == aiohttp.WSMsgType.ERROR:
                     conn.stop(f"socket error: {ws.exception()}")
                 elif msg.type in (
@@ -347,14 +349,17 @@ class TradovateSocket:
         finally:
             conn.fail_pending(f"{self.name} socket closed")
 
-    def _on_frame(self, conn: _Connection, data: str | bytes) -> None:
-        """Handle one frame; never raises."""
+    def _on_frame(self, conn: _Connection, data: str | bytes, received_at: dt.datetime) -> None:
+        """Handle one frame read at ``received_at``; never raises."""
         try:
             frame = decode_frame(data)
             if isinstance(frame, DataFrame):
-                received_at = dt.datetime.now(dt.UTC)
-                for message in frame.messages:
-                    self._on_message(conn, message, received_at)
+                try:
+                    for message in frame.messages:
+                        self._on_message(conn, message, received_at)
+                finally:
+                    if self._on_frame_end is not None:
+                        self._on_frame_end()
             elif isinstance(frame, OpenFrame):
                 if not conn.opened.done():
                     conn.opened.set_result(None)

@@ -37,7 +37,11 @@ class SyncFeed(Protocol):
 
     async def start(self, *, timeout: float | None = None) -> None: ...  # noqa: ASYNC109
 
-    def batches(self) -> AsyncIterator[list[SyncEvent]]: ...
+    def deliver_to(
+        self,
+        sink: Callable[[list[SyncEvent]], None],
+        on_end: Callable[[BaseException | None], None],
+    ) -> None: ...
 
     async def aclose(self) -> None: ...
 
@@ -193,17 +197,29 @@ class LiveService:
 
     # ------------------------------------------------------------------ sync socket
     async def _run_sync(self, sync: SyncFeed) -> None:
+        # Each frame's events are applied in the socket's reader as it reads them: no queue
+        # and no task switch between Tradovate's frame and the subscribers' wake-up.
+        sync.deliver_to(self._apply_frame, self._sync_ended)
         try:
             await sync.start()
         except Exception as exc:  # the socket keeps reconnecting on its own
             logger.warning("live sync: first connect failed (%s); still trying", exc)
+
+    def _apply_frame(self, events: list[SyncEvent]) -> None:
         try:
-            async for batch in sync.batches():
-                self.handle_all(batch)
-        except Exception as exc:
-            logger.error("live sync stopped for good: %s", exc)
-            self._went_down(f"stopped: {exc}")
-            self.hub.end_all(EndReason.UPSTREAM_LOST, str(exc))
+            self.handle_all(events)
+        except Exception:
+            # Part of the frame may be applied: serve nothing live until the resync the
+            # socket schedules for a failed sink brings a fresh snapshot.
+            self._went_down("applying upstream events failed; resyncing")
+            raise
+
+    def _sync_ended(self, error: BaseException | None) -> None:
+        if error is None:
+            return  # closed by us
+        logger.error("live sync stopped for good: %s", error)
+        self._went_down(f"stopped: {error}")
+        self.hub.end_all(EndReason.UPSTREAM_LOST, str(error))
 
     def handle_all(self, events: Sequence[SyncEvent]) -> None:
         """Apply events that arrived together: each run of changes is published as one batch

@@ -336,3 +336,64 @@ async def test_a_further_response_to_the_syncrequest_is_merged_not_dropped(
         change = model.events[-1]
         assert isinstance(change, EntityChange) and change.change is ChangeType.UPDATED
         assert not any(isinstance(e, SyncStatus) for e in model.events)
+
+
+async def test_a_sink_gets_each_frame_in_the_reader_and_ends_once(
+    sim: Simulator, client: TradovateClient
+) -> None:
+    """deliver_to(): every frame's events in one call, in order, applied before the reader
+    reads on; the same state as upstream; on_end(None) exactly once on aclose()."""
+    sync = client.user_sync()
+    model = Model()
+    calls: list[int] = []
+    ended: list[BaseException | None] = []
+    reader_tasks: set[asyncio.Task[Any] | None] = set()
+
+    def sink(events: list[SyncEvent]) -> None:
+        assert events  # never empty
+        calls.append(len(events))
+        reader_tasks.add(asyncio.current_task())
+        for event in events:
+            model.apply(event)
+
+    sync.deliver_to(sink, ended.append)
+    with pytest.raises(RuntimeError):
+        await anext(sync.batches())  # a second consumer is refused
+    await sync.start()
+    assert isinstance(model.events[0], SyncSnapshot)  # applied before start() returned
+    sim.control.random_activity(10)  # each synchronous action: one frame
+    await settle(model, client)
+    assert max(calls[1:]) > 1  # a frame's several changes came in one call
+    assert sum(calls) == len(model.events)
+    # The snapshot came from the connecting task, every change from the socket's reader.
+    assert len(reader_tasks) == 2
+    await sync.aclose()
+    await sync.aclose()
+    assert ended == [None]
+
+
+async def test_a_sink_that_fails_gets_a_resync_and_nothing_is_lost(
+    sim: Simulator, client: TradovateClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    sync = client.user_sync()
+    model = Model()
+    failures = [1]
+
+    def sink(events: list[SyncEvent]) -> None:
+        if failures and any(isinstance(e, EntityChange) for e in events):
+            failures.pop()
+            raise ValueError("a bug while applying")
+        for event in events:
+            model.apply(event)
+
+    sync.deliver_to(sink, lambda error: None)
+    await sync.start()
+    with caplog.at_level(logging.WARNING, logger="server.broker.sync"):
+        sim.control.random_activity(3)
+        # The failed frame was not applied; the resync's snapshot brings the state back.
+        await eventually(lambda: sync.bad_props_resyncs == 1)
+        await settle(model, client)
+    snapshots = [e for e in model.events if isinstance(e, SyncSnapshot)]
+    assert len(snapshots) == 2 and snapshots[1].reconnect
+    assert any("consumer failed to apply" in r.getMessage() for r in caplog.records)
+    await sync.aclose()

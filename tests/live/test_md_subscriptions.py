@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+
+import pytest
 
 from server.api.status import account_status
 from server.broker.errors import NotFoundError, UpstreamTimeout
@@ -22,18 +24,23 @@ class OneSnapshotSync:
 
     def __init__(self) -> None:
         self.closed = asyncio.Event()
+        self.sink: Callable[[list[SyncEvent]], None] | None = None
+
+    def deliver_to(
+        self,
+        sink: Callable[[list[SyncEvent]], None],
+        on_end: Callable[[BaseException | None], None],
+    ) -> None:
+        self.sink = sink
 
     async def start(self, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
-        return None
-
-    async def batches(self) -> AsyncIterator[list[SyncEvent]]:
         positions = [
             f.position(1, 1, 1, "10", UNKNOWN),
             f.position(2, 1, 1, "5000", f.ES_CONTRACT),
             f.position(3, 1, 2, "18000", f.NQ_CONTRACT),
         ]
-        yield [f.snapshot(accounts=[f.account(1)], positions=positions)]
-        await self.closed.wait()
+        assert self.sink is not None
+        self.sink([f.snapshot(accounts=[f.account(1)], positions=positions)])
 
     async def aclose(self) -> None:
         self.closed.set()
@@ -80,5 +87,31 @@ async def test_an_unresolvable_contract_blocks_no_other_subscription() -> None:
         assert market.attempts[f.NQ_CONTRACT] == 3
         assert market.attempts[UNKNOWN] == 1
         assert service.md_unresolvable == {UNKNOWN}
+    finally:
+        await service.aclose()
+
+
+async def test_a_frame_that_fails_to_apply_takes_the_live_state_out_of_service() -> None:
+    """A bug while applying a frame leaves state half-applied: the service stops serving
+    live (reads fall back) until the resync's snapshot; the failure goes to the socket."""
+    service = LiveService(LiveSettings(), status_of=account_status)
+    feed = OneSnapshotSync()
+    service.start(feed, None)
+    try:
+        await until(lambda: service.healthy)
+        assert feed.sink is not None
+        change = f.change("position", f.position(2, 1, 3, "5000", f.ES_CONTRACT))
+
+        def broken(events: object) -> int:
+            raise ValueError("a bug while applying")
+
+        service.views.apply_all = broken  # type: ignore[method-assign]
+        with pytest.raises(ValueError):
+            feed.sink([change])  # UserSync logs it and schedules the resync
+        assert not service.healthy
+        assert "applying upstream events failed" in service.down_reason
+        del service.views.apply_all  # the fix: the resync's snapshot applies again
+        feed.sink([f.snapshot(accounts=[f.account(1)])])
+        assert service.healthy
     finally:
         await service.aclose()
