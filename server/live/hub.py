@@ -153,14 +153,20 @@ class StreamHub:
     def publish(
         self, *, account_id: int, kind: int, entity_id: int, update: pb.StreamUpdate
     ) -> Delta:
-        """Number, stamp and serialize ``update`` once, then offer it to every subscriber."""
+        """Number, stamp and serialize ``update`` once, then offer it to every subscriber.
+
+        An update without an ``event_time`` gets the publish time as its event time."""
         now = self._clock_ns()
         self.sequence += 1
         update.sequence = self.sequence
         update.epoch = self.epoch
         update.account_id = account_id
         update.server_time.FromNanoseconds(now)
-        event_ns = update.event_time.ToNanoseconds() if update.HasField("event_time") else now
+        if update.HasField("event_time"):
+            event_ns = update.event_time.ToNanoseconds()
+        else:
+            event_ns = now
+            update.event_time.FromNanoseconds(now)
         delta = Delta(
             sequence=self.sequence,
             account_id=account_id,

@@ -14,7 +14,6 @@ whenever they are sent or read.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -480,7 +479,8 @@ class LiveViews:
         if self._pnl_sent.get(account_id) == encoded:
             return
         self._pnl_sent[account_id] = encoded
-        self._publish(PNL, account_id, account_id, pb.StreamUpdate(pnl=update), time.time_ns())
+        # Paced and caused by many quotes: an event time (now), but no received_time.
+        self._publish(PNL, account_id, account_id, pb.StreamUpdate(pnl=update), 0)
 
     # ------------------------------------------------------------------ accounts
     def _refresh_account(self, account_id: int, received_ns: int) -> int:
@@ -551,7 +551,13 @@ class LiveViews:
     def _publish(
         self, kind: int, account_id: int, entity_id: int, update: pb.StreamUpdate, received_ns: int
     ) -> None:
-        update.event_time.FromNanoseconds(_event_ns(update) or received_ns)
+        """``received_ns``: when the upstream message that caused the change was read (0:
+        no single message did; the event time is then the publish time)."""
+        event_ns = _event_ns(update) or received_ns
+        if event_ns:
+            update.event_time.FromNanoseconds(event_ns)
+        if received_ns:
+            update.received_time.FromNanoseconds(received_ns)
         self.hub.publish(account_id=account_id, kind=kind, entity_id=entity_id, update=update)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from decimal import Decimal
 from typing import Any, cast
 
@@ -174,6 +175,7 @@ async def test_stream_order_then_deltas_that_match_the_simulator() -> None:
             pb.SOURCE_LIVE,
         )
         start = sub.messages[-1].snapshot_complete.sequence
+        before_ns = time.time_ns()
         price = control.price("ESZ6")
         working = control.place_order(account, "ESZ6", "Buy", 2, price=price - 10)
         control.fill_order(working, price=price - 10)
@@ -191,6 +193,12 @@ async def test_stream_order_then_deltas_that_match_the_simulator() -> None:
         first_order = next(d for d in sub.deltas if d.WhichOneof("payload") == "order")
         assert first_order.order.change == pb.CHANGE_TYPE_CREATED
         assert first_order.event_time.seconds > 0 and first_order.server_time.seconds > 0
+        # Each entity delta says when the gateway read the upstream frame behind it: after
+        # the action was made, no later than the delta's own publish time.
+        for delta in (d for d in sub.deltas if d.WhichOneof("payload") != "pnl"):
+            assert delta.HasField("received_time"), delta.WhichOneof("payload")
+            received = delta.received_time.ToNanoseconds()
+            assert before_ns <= received <= delta.server_time.ToNanoseconds()
         await sub.close()
 
 
@@ -304,6 +312,9 @@ async def test_live_pnl_equals_hand_computed_values() -> None:
         await sub.wait_for(priced)
         last = sub.deltas[-1].pnl
         assert last.account_id == account
+        # PnL is paced and made from many quotes: an event time, no single received time.
+        assert sub.deltas[-1].event_time.seconds > 0
+        assert not sub.deltas[-1].HasField("received_time")
         rows = {p.symbol: p for p in last.positions}
         assert rows["ESZ6"].last_price.value == "6012.25"
         assert rows["ESZ6"].net_pos == 3 and rows["NQZ6"].net_pos == -2

@@ -1572,6 +1572,7 @@ class StreamUpdate(_message.Message):
     SERVER_TIME_FIELD_NUMBER: _builtins.int
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     EVENT_TIME_FIELD_NUMBER: _builtins.int
+    RECEIVED_TIME_FIELD_NUMBER: _builtins.int
     SUBSCRIPTION_FIELD_NUMBER: _builtins.int
     SNAPSHOT_FIELD_NUMBER: _builtins.int
     SNAPSHOT_COMPLETE_FIELD_NUMBER: _builtins.int
@@ -1601,6 +1602,14 @@ class StreamUpdate(_message.Message):
         """When the change happened upstream (the entity's own time when it has one)."""
 
     @_builtins.property
+    def received_time(self) -> _timestamp_pb2.Timestamp:
+        """Deltas caused by an upstream message: when the gateway read that message
+        from Tradovate's socket. server_time - received_time is the gateway's own
+        processing time; the subscriber's receipt time - received_time adds the
+        delivery. Unset on PnL deltas (paced, and caused by many quotes).
+        """
+
+    @_builtins.property
     def subscription(self) -> Global___SubscriptionStatus: ...
     @_builtins.property
     def snapshot(self) -> Global___SnapshotChunk: ...
@@ -1627,6 +1636,7 @@ class StreamUpdate(_message.Message):
         server_time: _timestamp_pb2.Timestamp | None = ...,
         account_id: _builtins.int = ...,
         event_time: _timestamp_pb2.Timestamp | None = ...,
+        received_time: _timestamp_pb2.Timestamp | None = ...,
         subscription: Global___SubscriptionStatus | None = ...,
         snapshot: Global___SnapshotChunk | None = ...,
         snapshot_complete: Global___SnapshotComplete | None = ...,
@@ -1637,9 +1647,9 @@ class StreamUpdate(_message.Message):
         account: Global___AccountUpdate | None = ...,
         heartbeat: Global___Heartbeat | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "balance", b"balance", "event_time", b"event_time", "heartbeat", b"heartbeat", "order", b"order", "payload", b"payload", "pnl", b"pnl", "position", b"position", "server_time", b"server_time", "snapshot", b"snapshot", "snapshot_complete", b"snapshot_complete", "subscription", b"subscription"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "balance", b"balance", "event_time", b"event_time", "heartbeat", b"heartbeat", "order", b"order", "payload", b"payload", "pnl", b"pnl", "position", b"position", "received_time", b"received_time", "server_time", b"server_time", "snapshot", b"snapshot", "snapshot_complete", b"snapshot_complete", "subscription", b"subscription"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "account_id", b"account_id", "balance", b"balance", "epoch", b"epoch", "event_time", b"event_time", "heartbeat", b"heartbeat", "order", b"order", "payload", b"payload", "pnl", b"pnl", "position", b"position", "previous_sequence", b"previous_sequence", "sequence", b"sequence", "server_time", b"server_time", "snapshot", b"snapshot", "snapshot_complete", b"snapshot_complete", "subscription", b"subscription"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "account_id", b"account_id", "balance", b"balance", "epoch", b"epoch", "event_time", b"event_time", "heartbeat", b"heartbeat", "order", b"order", "payload", b"payload", "pnl", b"pnl", "position", b"position", "previous_sequence", b"previous_sequence", "received_time", b"received_time", "sequence", b"sequence", "server_time", b"server_time", "snapshot", b"snapshot", "snapshot_complete", b"snapshot_complete", "subscription", b"subscription"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["subscription", "snapshot", "snapshot_complete", "position", "order", "balance", "pnl", "account", "heartbeat"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
