@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from tradovate_gateway.v1 import trading_pb2 as pb
 
@@ -38,9 +38,11 @@ BALANCES = pb.UPDATE_KIND_BALANCES
 ACCOUNTS = pb.UPDATE_KIND_ACCOUNTS
 
 
-@dataclass(frozen=True, slots=True)
-class Touch:
-    """A view that may have changed: kind, account and entity id (the account for balances)."""
+class Touch(NamedTuple):
+    """A view that may have changed: kind, account and entity id (the account for balances).
+
+    A named tuple: touches are dict keys on every applied change, and a tuple hashes and
+    compares in C (a frozen dataclass does both in Python)."""
 
     kind: int
     account_id: int

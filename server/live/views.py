@@ -563,6 +563,8 @@ class LiveViews:
 
 def _ranked(touches: Collection[Touch]) -> list[Touch]:
     """A deterministic order for touches that arrived together: by kind, account, entity."""
+    if len(touches) < 2:
+        return list(touches)
     return sorted(touches, key=lambda t: (_RANK[t.kind], t.account_id, t.entity_id))
 
 
