@@ -45,7 +45,10 @@ class BenchConfig:
     snapshot_accounts: tuple[int, ...] = (4, 100)
     # Streaming.
     stream_subscribers: tuple[int, ...] = (1, 100, 1000)
-    stream_events: int = 60
+    stream_events: int = 100
+    # Below stream_events_large subscribers, gateway and bare runs alternate this many times
+    # and each side's samples are pooled (the machine's state drifts between runs).
+    stream_repeats: int = 3
     # With this many subscribers or more, fewer events (each is delivered N times).
     stream_events_large: tuple[int, int] = (1000, 20)
     stream_rate: float = 20.0
@@ -88,6 +91,7 @@ QUICK = BenchConfig(
     snapshot_accounts=(4,),
     stream_subscribers=(1, 10),
     stream_events=20,
+    stream_repeats=1,
     max_rate_steps=(1000.0,),
     floor_rate_steps=(5000.0,),
     max_rate_seconds=1.0,
@@ -111,6 +115,7 @@ TINY = BenchConfig(
     snapshot_accounts=(2,),
     stream_subscribers=(2,),
     stream_events=5,
+    stream_repeats=1,
     stream_rate=50.0,
     max_rate_steps=(200.0,),
     floor_rate_steps=(200.0,),

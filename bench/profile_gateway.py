@@ -7,7 +7,8 @@ Starts the simulator and one gateway (live, or cache-only for ``--path cache``) 
 processes exactly as ``python -m bench`` does, primes the path, starts the profiler
 (SIGUSR1), runs the closed-loop load client, stops the gateway (which writes the profile),
 and prints the text report (also written to ``--out``). ``--path upstream`` profiles
-READ_POLICY_UPSTREAM requests sent one at a time instead.
+READ_POLICY_UPSTREAM requests sent one at a time instead; ``--path stream`` profiles the
+StreamUpdates fan-out to ``--subscribers`` streams while the simulator trades.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from bench import drivers
 from bench.config import QUICK
 from bench.gateway_client import RPCS, GatewayClient, build_request
 from bench.gateway_proc import client_metadata, start_one
+from bench.scenarios.streaming import STREAM, stream_request
 from bench.sim_proc import start_sim
 
 logger = logging.getLogger(__name__)
@@ -43,6 +45,9 @@ async def profile(args: argparse.Namespace, workdir: Path, out: Path) -> None:
         try:
             target = gateway.ready["address"]
             names = [n for _, n in await sim.accounts()][: args.accounts]
+            if args.path == "stream":
+                await profile_stream(args, workdir, gateway, sim)
+                return
             async with GatewayClient(target, client_metadata()) as client:
                 await client.prime(args.rpc, names, args.path, target)
                 gateway.proc.send_signal(signal.SIGUSR1)
@@ -74,14 +79,43 @@ async def profile(args: argparse.Namespace, workdir: Path, out: Path) -> None:
         await sim.aclose()
 
 
+async def profile_stream(args: argparse.Namespace, workdir: Path, gateway: Any, sim: Any) -> None:
+    """``--subscribers`` StreamUpdates subscribers in a separate process while the simulator
+    makes ``--events`` random trading actions at ``--rate`` per second."""
+    await sim.set_latency(0.0, 0.0)
+
+    async def produce() -> Any:
+        gateway.proc.send_signal(signal.SIGUSR1)
+        await asyncio.sleep(0.2)
+        return await sim.drive_events(args.events, args.rate)
+
+    result, produced = await drivers.with_subscribers(
+        workdir,
+        gateway.ready["address"],
+        STREAM,
+        stream_request(),
+        subscribers=args.subscribers,
+        expect=0,
+        mode="gateway",
+        produce=produce,
+        idle=1.0,
+        metadata=client_metadata(),
+    )
+    delivered = sum(len(v) for v in result["deltas"].values())
+    print(f"stream: {args.subscribers} subscribers, {delivered} deltas received; sim {produced}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--path", choices=("cache", "live", "upstream"), default="live")
+    parser.add_argument("--path", choices=("cache", "live", "upstream", "stream"), default="live")
     parser.add_argument("--rpc", choices=sorted(RPCS), default="GetPositions")
     parser.add_argument("--accounts", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--subscribers", type=int, default=1000, help="--path stream")
+    parser.add_argument("--events", type=int, default=40, help="--path stream")
+    parser.add_argument("--rate", type=float, default=20.0, help="--path stream: events/s")
     parser.add_argument("--out", default="bench/results/profile.txt")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)

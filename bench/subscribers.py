@@ -10,7 +10,8 @@ both clocks are host-wide). It stops when every stream has seen
 ``{"result": {"streams", "deltas": {key: [recv_ns, ...]}, "info": {key: [...]}, ...}}``.
 
 Keys: for the bare floor, the event's sequence (its publish stamp is in ``event_time``); for
-the gateway, ``"<sequence>"`` with ``info`` holding (account id, payload kind, entity id).
+the gateway, ``"<sequence>"`` with ``info`` holding (account id, payload kind, entity id) and
+``stamps`` the delta's ``received_time`` (when the gateway read the upstream frame).
 """
 
 from __future__ import annotations
@@ -83,6 +84,9 @@ async def run(args: argparse.Namespace, request: bytes) -> dict[str, object]:
                         stamps[key] = int(update.event_time.seconds) * 1_000_000_000 + int(
                             update.event_time.nanos
                         )
+                    elif update.HasField("received_time"):
+                        # When the gateway read the upstream frame behind this delta.
+                        stamps[key] = update.received_time.ToNanoseconds()
                 counts[i] += 1
                 if args.expect and all(c >= args.expect for c in counts):
                     done.set()

@@ -11,7 +11,7 @@ from google.protobuf.message import Message
 
 from bench import drivers
 from bench.floors.server import PUBLISH, STORE, SUBSCRIBE, UNARY
-from bench.machine import rss_mib
+from bench.machine import cpu_seconds, rss_mib
 from bench.stats import summarize_ns
 
 
@@ -74,10 +74,13 @@ async def fanout(
     burst: int = 1,
 ) -> dict[str, Any]:
     """Publish ``events`` at ``rate``/s to ``subscribers`` streams; latency stamp → receipt."""
+    cpu0: list[float] = []
     async with grpc.aio.insecure_channel(target) as channel:
         publish: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(PUBLISH)
 
         async def produce() -> dict[str, Any]:
+            if server_pid:
+                cpu0.append(cpu_seconds(server_pid))
             body: dict[str, Any] = {
                 "count": events,
                 "rate": rate,
@@ -101,6 +104,7 @@ async def fanout(
             mode="floor",
             produce=produce,
         )
+    server_cpu = cpu_seconds(server_pid) - cpu0[0] if cpu0 else None
     every, last = fanout_latencies(result)
     delivered = sum(len(v) for v in result["deltas"].values())
     return {
@@ -113,5 +117,9 @@ async def fanout(
         "last_subscriber": summarize_ns(last).to_json(),
         "publish_seconds": produced.get("seconds"),
         "rss_mib": produced.get("rss_mib"),
+        "server_cpu_us_per_message": server_cpu / delivered * 1e6
+        if server_cpu is not None and delivered
+        else None,
         "latencies_ns_sample": sorted(every)[:: max(1, len(every) // 2000)],
+        "raw": {"every": every, "last": last},
     }
