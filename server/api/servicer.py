@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, ParamSpec, Protocol, TypeVar, cast
 
@@ -42,13 +42,11 @@ POLICIES: Final = {
 class StreamHandler(Protocol):
     """The StreamUpdates implementation (server/live); None until it exists.
 
-    It yields serialized StreamUpdate messages: deltas are encoded once for every
-    subscriber, so the method is registered without a response serializer.
+    It writes serialized StreamUpdate messages with ``context.write``: deltas are encoded
+    once for every subscriber, so the method is registered without a response serializer.
     """
 
-    def stream(
-        self, request: pb.StreamUpdatesRequest, context: Context
-    ) -> AsyncIterator[bytes]: ...
+    async def stream(self, request: pb.StreamUpdatesRequest, context: Context) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,10 +219,11 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
             order_filter=request.order_filter,
         )
 
-    # Yields pre-serialized StreamUpdate bytes (registered without a serializer).
+    # Writes pre-serialized StreamUpdate bytes (registered without a serializer).
+    @rpc
     async def StreamUpdates(  # type: ignore[override]
         self, request: pb.StreamUpdatesRequest, context: Context
-    ) -> AsyncIterator[bytes]:
+    ) -> None:
         if self._streams is None:
             await context.abort(
                 grpc.StatusCode.UNIMPLEMENTED,
@@ -232,10 +231,4 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
                 "(GATEWAY_LIVE_ENABLED=false); set GATEWAY_LIVE_ENABLED=true to stream, "
                 "or poll GetSnapshot instead",
             )
-        try:
-            async for update in self._streams.stream(request, context):
-                yield update
-        except grpc.aio.AbortError:
-            raise
-        except Exception as exc:
-            await abort_for(context, exc)
+        await self._streams.stream(request, context)

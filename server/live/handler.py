@@ -1,15 +1,17 @@
 """The StreamUpdates handler the servicer delegates to: resolve the selector, run a session.
 
-It yields serialized ``StreamUpdate`` bytes: the method is registered with no response
-serializer (see ``raw_stream_handler``), so a delta serialized once by the hub goes to
-every subscriber as is. Errors are typed (server/live/errors.py, server/errors.py) and
-mapped to statuses by the servicer through server/api/status.py.
+It writes serialized ``StreamUpdate`` bytes with ``context.write``: the method is
+registered with no response serializer (see ``raw_stream_handler``), so a delta serialized
+once by the hub goes to every subscriber as is. Writing from this one loop, rather than
+yielding through the call wrapper's and the servicer's generators, keeps each message one
+generator step from the socket. Errors are typed (server/live/errors.py, server/errors.py)
+and mapped to statuses by the servicer through server/api/status.py.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, cast
 
 import grpc
@@ -42,9 +44,7 @@ class LiveStreamHandler:
         self._resolver = resolver
         self._resolve_timeout = resolve_timeout
 
-    async def stream(
-        self, request: pb.StreamUpdatesRequest, context: Context
-    ) -> AsyncIterator[bytes]:
+    async def stream(self, request: pb.StreamUpdatesRequest, context: Context) -> None:
         entries = list(request.selector.accounts)
         accounts = await self._resolver.resolve(entries, Deadline.after(self._resolve_timeout))
         # A scoped key's "all accounts" is the scope as resolved now: never follow
@@ -57,9 +57,10 @@ class LiveStreamHandler:
         )
         # Free the subscription the moment the call ends, however it ends.
         context.add_done_callback(cast(Any, lambda _context: session.close()))
+        write = context.write
         try:
             async for message in session.messages():
-                yield message
+                await write(message)
         except StreamError:
             if context.cancelled() or context.done():
                 return  # the caller is gone: there is nobody to tell why
@@ -67,9 +68,9 @@ class LiveStreamHandler:
 
 
 def raw_stream_handler(
-    behavior: Callable[[pb.StreamUpdatesRequest, Context], AsyncIterator[bytes]],
+    behavior: Callable[[pb.StreamUpdatesRequest, Context], Awaitable[None]],
 ) -> grpc.RpcMethodHandler[pb.StreamUpdatesRequest, bytes]:
-    """A StreamUpdates method handler that writes the handler's bytes unchanged."""
+    """A StreamUpdates method handler whose ``context.write`` sends bytes unchanged."""
     return grpc.unary_stream_rpc_method_handler(
         behavior,
         request_deserializer=pb.StreamUpdatesRequest.FromString,
