@@ -139,6 +139,17 @@ def epoch_fields(seconds: float) -> Fields:
     return {"seconds": micros // 1_000_000, "nanos": (micros % 1_000_000) * 1000}
 
 
+def epoch_ns_fields(ns: int) -> Fields:
+    """Epoch nanoseconds (time.time_ns()), exactly."""
+    seconds, nanos = divmod(ns, 1_000_000_000)
+    return {"seconds": seconds, "nanos": nanos}
+
+
+def fields_ns(fields: Fields | None) -> int:
+    """Epoch nanoseconds of timestamp fields (``timestamp_fields``); 0 when unset."""
+    return 0 if fields is None else fields["seconds"] * 1_000_000_000 + fields["nanos"]
+
+
 def epoch(seconds: float) -> Timestamp:
     return Timestamp(**epoch_fields(seconds))
 

@@ -16,10 +16,12 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from tradovate_gateway.v1 import trading_pb2 as pb
 
+from server.convert import Fields, epoch_ns_fields
 from server.errors import ShuttingDown
 from server.live.errors import StreamLimitReached
 from server.live.queue import ConflatingQueue, Delta
@@ -151,30 +153,35 @@ class StreamHub:
 
     # ------------------------------------------------------------------ publishing
     def publish(
-        self, *, account_id: int, kind: int, entity_id: int, update: pb.StreamUpdate
+        self,
+        *,
+        account_id: int,
+        kind: int,
+        entity_id: int,
+        payload: Mapping[str, Any],
+        event_ns: int = 0,
+        received_ns: int = 0,
     ) -> Delta:
-        """Number, stamp and serialize ``update`` once, then offer it to every subscriber.
+        """Number, stamp and serialize one ``StreamUpdate`` once, then offer it to every
+        subscriber.
 
-        An update without an ``event_time`` gets the publish time as its event time."""
+        ``payload`` is its one ``payload`` field, e.g. ``{"order": {...}}`` (field dicts or
+        messages). The update is built in one constructor call with its sequence and all
+        three times: ``event_ns`` (0: the publish time), ``received_ns`` (0: unset)."""
         now = self._clock_ns()
-        self.sequence += 1
-        update.sequence = self.sequence
-        update.epoch = self.epoch
-        update.account_id = account_id
-        update.server_time.FromNanoseconds(now)
-        if update.HasField("event_time"):
-            event_ns = update.event_time.ToNanoseconds()
-        else:
-            event_ns = now
-            update.event_time.FromNanoseconds(now)
-        delta = Delta(
-            sequence=self.sequence,
-            account_id=account_id,
-            kind=kind,
-            entity_id=entity_id,
-            event_time_ns=event_ns,
-            body=update.SerializeToString(),
-        )
+        self.sequence = sequence = self.sequence + 1
+        event_ns = event_ns or now
+        fields: Fields = {
+            "sequence": sequence,
+            "epoch": self.epoch,
+            "account_id": account_id,
+            "server_time": epoch_ns_fields(now),
+            "event_time": epoch_ns_fields(event_ns),
+            "received_time": epoch_ns_fields(received_ns) if received_ns else None,
+            **payload,
+        }
+        update = pb.StreamUpdate(**fields)
+        delta = Delta(sequence, account_id, kind, entity_id, event_ns, update.SerializeToString())
         self._ring.append(delta)
         self.last_event_ns[account_id] = now
         self.last_sequence_of[account_id] = self.sequence

@@ -18,6 +18,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
+from google.protobuf.message import Message
 from tradovate_gateway.v1 import trading_pb2 as pb
 
 from server import convert
@@ -245,26 +246,32 @@ class LiveViews:
             if old is None:
                 return False
             del self._positions[touch.entity_id]
+            gone = self._position_proto(old)
             self._publish(
                 POSITIONS,
                 old.account_id,
                 touch.entity_id,
-                _position_update(pb.CHANGE_TYPE_DELETED, self._position_proto(old)),
+                {"position": {"change": pb.CHANGE_TYPE_DELETED, "position": gone}},
                 received_ns,
+                _stamp_ns(gone, "timestamp"),
             )
             return True
         if old is not None and old.inputs == inputs:
             return False
         position = self.state.positions[touch.entity_id]
-        view = _PositionView(position.account_id, inputs)
-        self._positions[touch.entity_id] = view
+        self._positions[touch.entity_id] = _PositionView(position.account_id, inputs)
         change = pb.CHANGE_TYPE_CREATED if old is None else pb.CHANGE_TYPE_UPDATED
+        # Published from field dicts in one constructor call; the view's own proto (for
+        # reads and snapshots) is made when first asked for.
+        fields = convert.position_fields(*inputs)
+        fields.update(self._pnl_fields(position))
         self._publish(
             POSITIONS,
             position.account_id,
             position.id,
-            _position_update(change, self.position(position.id)),
+            {"position": {"change": change, "position": fields}},
             received_ns,
+            convert.fields_ns(fields["timestamp"]),
         )
         return True
 
@@ -281,16 +288,24 @@ class LiveViews:
         out.CopyFrom(base)
         position = self.state.positions.get(position_id)
         if position is not None:
-            row = position_pnl(
-                position,
-                self.prices.last.get(position.contract_id),
-                self.value_per_point(position.contract_id),
-            )
-            if row.last_price is not None:
-                out.last_price.CopyFrom(_decimal(row.last_price))
-            if row.open_pnl is not None:
-                out.open_pnl.CopyFrom(_decimal(row.open_pnl))
+            pnl = self._pnl_fields(position)
+            if pnl["last_price"] is not None:
+                out.last_price.value = pnl["last_price"]["value"]
+            if pnl["open_pnl"] is not None:
+                out.open_pnl.value = pnl["open_pnl"]["value"]
         return out
+
+    def _pnl_fields(self, position: Position) -> convert.Fields:
+        """A position's last price and open PnL as proto fields (None: unknown)."""
+        row = position_pnl(
+            position,
+            self.prices.last.get(position.contract_id),
+            self.value_per_point(position.contract_id),
+        )
+        return {
+            "last_price": convert.decimal_fields(row.last_price),
+            "open_pnl": convert.decimal_fields(row.open_pnl),
+        }
 
     def positions_of(self, account_id: int, *, include_flat: bool = True) -> list[pb.Position]:
         out = []
@@ -342,26 +357,29 @@ class LiveViews:
             if old is None:
                 return 0
             del self._orders[touch.entity_id]
+            gone = self._order_proto(old)
             self._publish(
                 ORDERS,
                 old.account_id,
                 touch.entity_id,
-                _order_update(pb.CHANGE_TYPE_DELETED, self._order_proto(old)),
+                {"order": {"change": pb.CHANGE_TYPE_DELETED, "order": gone}},
                 received_ns,
+                _stamp_ns(gone, "updated_time"),
             )
             return 1
         if old is not None and old.inputs == inputs:
             return 0
         account_id = self.state.orders[touch.entity_id].account_id
-        view = _OrderView(account_id, inputs)
-        self._orders[touch.entity_id] = view
+        self._orders[touch.entity_id] = _OrderView(account_id, inputs)
         change = pb.CHANGE_TYPE_CREATED if old is None else pb.CHANGE_TYPE_UPDATED
+        fields = convert.order_fields(*inputs)
         self._publish(
             ORDERS,
             account_id,
             touch.entity_id,
-            _order_update(change, self._order_proto(view)),
+            {"order": {"change": change, "order": fields}},
             received_ns,
+            convert.fields_ns(fields["updated_time"]),
         )
         return 1
 
@@ -393,16 +411,11 @@ class LiveViews:
         if old == inputs:
             return False
         self._balances[account_id] = inputs
-        balance = self.balance(account_id)
-        if balance is None:
+        fields = self._balance_fields(account_id)
+        if fields is None:
             return False
-        self._publish(
-            BALANCES,
-            account_id,
-            account_id,
-            pb.StreamUpdate(balance=pb.BalanceUpdate(balance=balance)),
-            received_ns,
-        )
+        payload = {"balance": {"balance": fields}}
+        self._publish(BALANCES, account_id, account_id, payload, received_ns)
         return True
 
     def pnl(self, account_id: int) -> AccountPnl:
@@ -444,32 +457,41 @@ class LiveViews:
         return BalanceData(snapshot=snapshot)
 
     def balance(self, account_id: int) -> pb.Balance | None:
+        fields = self._balance_fields(account_id)
+        return None if fields is None else pb.Balance(**fields)
+
+    def _balance_fields(self, account_id: int) -> convert.Fields | None:
         account = self.state.accounts.get(account_id)
         data = self.balance_data(account_id)
         if account is None or data is None:
             return None
-        return convert.balance(data, account)
+        return convert.balance_fields(data, account)
 
     def pnl_update(self, account_id: int) -> pb.PnlUpdate:
         pnl = self.pnl(account_id)
-        update = pb.PnlUpdate(account_id=account_id, account_name=self.account_name(account_id))
-        update.realized_pnl.CopyFrom(_decimal(pnl.realized_pnl))
-        if pnl.complete:
-            update.open_pnl.CopyFrom(_decimal(pnl.open_pnl))
-            update.total_pnl.CopyFrom(_decimal(pnl.total_pnl))
+        decimal = convert.decimal_fields
+        positions = []
         for row in pnl.positions:
             ref = self.contract_ref(row.position.contract_id)
-            item = update.positions.add(
-                position_id=row.position.id,
-                contract_id=row.position.contract_id,
-                symbol=ref.symbol if ref is not None else "",
-                net_pos=row.position.net_pos,
+            positions.append(
+                {
+                    "position_id": row.position.id,
+                    "contract_id": row.position.contract_id,
+                    "symbol": ref.symbol if ref is not None else "",
+                    "net_pos": row.position.net_pos,
+                    "last_price": decimal(row.last_price),
+                    "open_pnl": decimal(row.open_pnl),
+                }
             )
-            if row.last_price is not None:
-                item.last_price.CopyFrom(_decimal(row.last_price))
-            if row.open_pnl is not None:
-                item.open_pnl.CopyFrom(_decimal(row.open_pnl))
-        return update
+        fields: convert.Fields = {
+            "account_id": account_id,
+            "account_name": self.account_name(account_id),
+            "realized_pnl": decimal(pnl.realized_pnl),
+            "open_pnl": decimal(pnl.open_pnl) if pnl.complete else None,
+            "total_pnl": decimal(pnl.total_pnl) if pnl.complete else None,
+            "positions": positions,
+        }
+        return pb.PnlUpdate(**fields)
 
     def _publish_pnl(self, account_id: int) -> None:
         if account_id not in self.state.accounts:
@@ -480,7 +502,7 @@ class LiveViews:
             return
         self._pnl_sent[account_id] = encoded
         # Paced and caused by many quotes: an event time (now), but no received_time.
-        self._publish(PNL, account_id, account_id, pb.StreamUpdate(pnl=update), 0)
+        self._publish(PNL, account_id, account_id, {"pnl": update}, 0)
 
     # ------------------------------------------------------------------ accounts
     def _refresh_account(self, account_id: int, received_ns: int) -> int:
@@ -491,25 +513,28 @@ class LiveViews:
                 return 0
             del self._accounts[account_id]
             self._pnl_sent.pop(account_id, None)
+            gone = self._account_proto(old)
             self._publish(
                 ACCOUNTS,
                 account_id,
                 account_id,
-                _account_update(pb.CHANGE_TYPE_DELETED, self._account_proto(old)),
+                {"account": {"change": pb.CHANGE_TYPE_DELETED, "account": gone}},
                 received_ns,
+                _stamp_ns(gone, "timestamp"),
             )
             return 1
         if old is not None and old.inputs == account:
             return 0
-        view = _AccountView(account)
-        self._accounts[account_id] = view
+        self._accounts[account_id] = _AccountView(account)
         change = pb.CHANGE_TYPE_CREATED if old is None else pb.CHANGE_TYPE_UPDATED
+        fields = convert.account_fields(account)
         self._publish(
             ACCOUNTS,
             account_id,
             account_id,
-            _account_update(change, self._account_proto(view)),
+            {"account": {"change": change, "account": fields}},
             received_ns,
+            convert.fields_ns(fields["timestamp"]),
         )
         return 1
 
@@ -549,16 +574,25 @@ class LiveViews:
 
     # ------------------------------------------------------------------ publishing
     def _publish(
-        self, kind: int, account_id: int, entity_id: int, update: pb.StreamUpdate, received_ns: int
+        self,
+        kind: int,
+        account_id: int,
+        entity_id: int,
+        payload: convert.Fields,
+        received_ns: int,
+        event_ns: int = 0,
     ) -> None:
-        """``received_ns``: when the upstream message that caused the change was read (0:
-        no single message did; the event time is then the publish time)."""
-        event_ns = _event_ns(update) or received_ns
-        if event_ns:
-            update.event_time.FromNanoseconds(event_ns)
-        if received_ns:
-            update.received_time.FromNanoseconds(received_ns)
-        self.hub.publish(account_id=account_id, kind=kind, entity_id=entity_id, update=update)
+        """``payload``: the StreamUpdate's payload field. ``received_ns``: when the upstream
+        message that caused the change was read (0: no single message did). ``event_ns``:
+        the entity's own time; without one, the read time, else the publish time."""
+        self.hub.publish(
+            account_id=account_id,
+            kind=kind,
+            entity_id=entity_id,
+            payload=payload,
+            event_ns=event_ns or received_ns,
+            received_ns=received_ns,
+        )
 
 
 def _ranked(touches: Collection[Touch]) -> list[Touch]:
@@ -568,31 +602,6 @@ def _ranked(touches: Collection[Touch]) -> list[Touch]:
     return sorted(touches, key=lambda t: (_RANK[t.kind], t.account_id, t.entity_id))
 
 
-def _decimal(value: Decimal) -> pb.Decimal:
-    out = convert.decimal(value)
-    assert out is not None
-    return out
-
-
-def _event_ns(update: pb.StreamUpdate) -> int:
-    """The entity's own time, when it has one."""
-    which = update.WhichOneof("payload")
-    if which == "position" and update.position.position.HasField("timestamp"):
-        return update.position.position.timestamp.ToNanoseconds()
-    if which == "order" and update.order.order.HasField("updated_time"):
-        return update.order.order.updated_time.ToNanoseconds()
-    if which == "account" and update.account.account.HasField("timestamp"):
-        return update.account.account.timestamp.ToNanoseconds()
-    return 0
-
-
-def _position_update(change: int, position: pb.Position) -> pb.StreamUpdate:
-    return pb.StreamUpdate(position=pb.PositionUpdate(change=change, position=position))  # type: ignore[arg-type]
-
-
-def _order_update(change: int, order: pb.Order) -> pb.StreamUpdate:
-    return pb.StreamUpdate(order=pb.OrderUpdate(change=change, order=order))  # type: ignore[arg-type]
-
-
-def _account_update(change: int, account: pb.Account) -> pb.StreamUpdate:
-    return pb.StreamUpdate(account=pb.AccountUpdate(change=change, account=account))  # type: ignore[arg-type]
+def _stamp_ns(message: Message, field: str) -> int:
+    """A Timestamp field's epoch nanoseconds; 0 when unset."""
+    return getattr(message, field).ToNanoseconds() if message.HasField(field) else 0

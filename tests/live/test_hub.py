@@ -17,11 +17,9 @@ ORD = pb.UPDATE_KIND_ORDERS
 PNL = pb.UPDATE_KIND_PNL
 
 
-def position_update(position_id: int, net_pos: int) -> pb.StreamUpdate:
-    return pb.StreamUpdate(
-        position=pb.PositionUpdate(
-            change=pb.CHANGE_TYPE_UPDATED, position=pb.Position(id=position_id, net_pos=net_pos)
-        )
+def position_update(position_id: int, net_pos: int) -> pb.PositionUpdate:
+    return pb.PositionUpdate(
+        change=pb.CHANGE_TYPE_UPDATED, position=pb.Position(id=position_id, net_pos=net_pos)
     )
 
 
@@ -30,7 +28,7 @@ def publish(hub: StreamHub, account_id: int, kind: int, entity_id: int, value: i
         account_id=account_id,
         kind=kind,
         entity_id=entity_id,
-        update=position_update(entity_id, value),
+        payload={"position": position_update(entity_id, value)},
     )
 
 
