@@ -173,6 +173,9 @@ class StreamHub:
         event_ns = event_ns or now
         fields: Fields = {
             "sequence": sequence,
+            # Right for every stream that was sent the delta before this one; a stream
+            # that skipped some appends its own (server/live/queue.py ``chained``).
+            "previous_sequence": sequence - 1,
             "epoch": self.epoch,
             "account_id": account_id,
             "server_time": epoch_ns_fields(now),

@@ -16,8 +16,9 @@ EntityKey = tuple[int, int]
 class Delta(NamedTuple):
     """One hub change, serialized once and shared by every subscriber that receives it.
 
-    ``body`` is a complete ``StreamUpdate`` without ``previous_sequence``; a stream appends
-    that one field per subscriber (protobuf merges concatenated messages). A named tuple:
+    ``body`` is a complete ``StreamUpdate`` whose ``previous_sequence`` is ``sequence - 1``:
+    a stream sent every delta sends it as is, and a filtered stream appends its own
+    ``previous_sequence`` (``chained``: the last value of a field wins). A named tuple:
     immutable, and made in one C call on every publish.
     """
 
@@ -102,5 +103,6 @@ _PREVIOUS_SEQUENCE_TAG = b"\x10"
 
 
 def chained(body: bytes, previous_sequence: int) -> bytes:
-    """``body`` with ``previous_sequence`` set: protobuf merges concatenated messages."""
+    """``body`` with ``previous_sequence`` set: in concatenated protobuf messages, the last
+    value of a scalar field wins."""
     return body + _PREVIOUS_SEQUENCE_TAG + _varint(previous_sequence)

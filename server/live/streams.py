@@ -5,9 +5,10 @@ it registers the subscriber with the hub, replays a covered resume (or takes the
 snapshot) and notes the sequence the deltas start after. Nothing can be published in
 between, so a subscriber sees each change exactly once: in the snapshot or as a delta.
 
-A session yields serialized ``StreamUpdate`` bytes (deltas are serialized once by the
-hub and only get this stream's ``previous_sequence`` appended). It ends by raising a
-typed error from server/live/errors.py that names the resume point.
+A session yields serialized ``StreamUpdate`` bytes. Deltas are serialized once by the hub,
+with ``previous_sequence`` one below their own: a stream that receives every delta sends
+them as they are, and only a filtered stream appends its own ``previous_sequence``. It
+ends by raising a typed error from server/live/errors.py that names the resume point.
 
 An account that is not plainly OK in the subscription status is described by a typed
 condition (server/live/errors.py ``AccountCondition``); the injected ``status_of``
@@ -252,7 +253,13 @@ class StreamSession:
                 batch = sub.take()
                 if batch:
                     for delta in batch:
-                        yield chained(delta.body, previous)
+                        # The body already names the delta just before it; a filtered
+                        # stream, which skipped some, appends its own previous.
+                        yield (
+                            delta.body
+                            if delta.sequence == previous + 1
+                            else chained(delta.body, previous)
+                        )
                         previous = self.last_sequence = delta.sequence
                     continue
                 if sub.ended is not None:

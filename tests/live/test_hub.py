@@ -48,6 +48,9 @@ def test_publish_numbers_gap_free_and_serializes_once() -> None:
     assert decoded.position.position.net_pos == 3
     assert decoded.server_time.ToNanoseconds() > 0
     assert hub.last_event_ns.keys() == {1, 2}
+    # As sent to a stream that was sent every delta: the previous one is one below.
+    assert decoded.previous_sequence == 0
+    assert pb.StreamUpdate.FromString(second.body).previous_sequence == 1
 
 
 def test_chained_sets_previous_sequence_without_touching_the_rest() -> None:
