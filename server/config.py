@@ -107,6 +107,9 @@ class GatewaySettings(BaseSettings):
     # Deltas queued per subscriber before conflation; a stream still behind is ended.
     live_queue_capacity: int = Field(default=1_000, ge=8)
     max_streams: int = Field(default=1_000, ge=1)
+    # Once live state has its first snapshot, freeze the heap for the garbage collector
+    # (server/heap.py), so full collections skip it and do not stall streams.
+    gc_freeze: bool = True
     heartbeat_interval_s: float = Field(default=5.0, gt=0)
     heartbeat_min_s: float = Field(default=0.1, gt=0)
     heartbeat_max_s: float = Field(default=120.0, gt=0)

@@ -33,6 +33,7 @@ from server.broker.schemas import Account
 from server.cache import Cache, build_cache
 from server.config import GatewaySettings
 from server.fanout import FanOut, FanOutSettings, Loader, UpstreamObserver, observed_call
+from server.heap import freeze_long_lived
 from server.live.components import build_live
 from server.loaders import Loaders
 from server.observability.access_log import AccessLog
@@ -47,6 +48,8 @@ T = TypeVar("T")
 
 LOGIN_RETRY_INITIAL = 1.0
 LOGIN_RETRY_MAX = 30.0
+# How long to wait for live state's first snapshot before freezing the heap anyway.
+FREEZE_AFTER_SYNC_WAIT_S = 60.0
 
 
 class LiveComponents(Protocol):
@@ -65,6 +68,10 @@ class LiveComponents(Protocol):
 
     async def start(self) -> None:
         """Called once the broker is logged in."""
+        ...
+
+    async def wait_synced(self, timeout: float) -> bool:  # noqa: ASYNC109
+        """Until live state has its first snapshot (True), or ``timeout`` passes."""
         ...
 
     async def drain(self) -> None:
@@ -374,6 +381,11 @@ class Gateway:
         self.reads.mark_ready()
         await self.health.set_logged_in(True)
         self.ready.set()
+        if self.settings.gc_freeze:
+            # What exists once the first snapshot is in (or the wait gave up) lives long.
+            if self.live is not None:
+                await self.live.wait_synced(FREEZE_AFTER_SYNC_WAIT_S)
+            freeze_long_lived()
 
     async def _probe_upstream(self) -> object:
         return await self.directory.refresh(

@@ -83,6 +83,9 @@ class LiveParts:
         market = self._client.market_data() if self._with_market_data else None
         self.service.start(self._client.user_sync(), market)
 
+    async def wait_synced(self, timeout: float) -> bool:  # noqa: ASYNC109
+        return await self.service.wait_synced(timeout)
+
     async def drain(self) -> None:
         """End every stream (UNAVAILABLE, resumable) and give them time to say so."""
         ended = self.service.drain()

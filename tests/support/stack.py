@@ -44,6 +44,9 @@ DEFAULTS: dict[str, Any] = {
     "grace_s": 1.0,
     "health_interval_s": 0.1,
     "upstream_probe_interval_s": 0.3,
+    # Every test gateway shares the pytest process: freezing its heap would keep each
+    # test's dead reference cycles. tests/api/test_heap.py turns it on and undoes it.
+    "gc_freeze": False,
 }
 
 
