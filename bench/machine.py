@@ -3,6 +3,7 @@ plus /proc-based CPU and memory accounting for the processes a scenario starts."
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
 import os
 import platform
@@ -100,6 +101,24 @@ def cpu_seconds(pid: int) -> float:
     fields = raw.rsplit(")", 1)[1].split()
     # fields[0] is state (field 3); utime and stime are fields 14 and 15.
     return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+async def cpu_seconds_when_quiet(
+    pid: int, *, step_s: float = 0.2, quiet_s: float = 0.01, limit_s: float = 60.0
+) -> float:
+    """``cpu_seconds(pid)`` once a ``step_s`` slice used at most ``quiet_s`` of CPU (one clock
+    tick): the server has sent what it had to. Streams then close later, so their teardown
+    stays out of a per-message figure on both sides of a comparison."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + limit_s
+    before = cpu_seconds(pid)
+    while loop.time() < end:
+        await asyncio.sleep(step_s)
+        now = cpu_seconds(pid)
+        if now - before <= quiet_s:
+            return now
+        before = now
+    return before
 
 
 def peak_rss_mib(pid: int) -> float:

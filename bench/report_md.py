@@ -124,6 +124,7 @@ STREAM_COLUMNS: list[Column] = [
     ("p99 ms", "own_p99_ms", ms),
     ("p99 ÷ bare p99", "ratio_own_p99", ratio),
     ("server CPU µs / message", "server_cpu_us_per_message", num),
+    ("client CPU µs / message", "client_cpu_us_per_message", num),
     ("target met", "target_ok", ok),
 ]
 
@@ -208,7 +209,11 @@ SECTIONS: list[tuple[str, str, str, list[Column], str]] = [
         " `last-subscriber` is, per event, the slowest of the N subscribers. The bare server"
         " publishes, per event, as many messages as the gateway delivered per event (PnL"
         " deltas included); the gateway's latencies cover entity deltas (positions, orders,"
-        " balances), and PnL deltas are listed per kind below.",
+        " balances), and PnL deltas are listed per kind below. Server CPU per message: the"
+        " server's CPU (every thread) from the first event until it went quiet after the"
+        " last, over every message it sent (PnL deltas too); for the gateway that includes"
+        " the simulator's quotes it processed meanwhile, and on both sides it excludes"
+        " closing the streams.",
     ),
     (
         "stream_rate",

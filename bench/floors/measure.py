@@ -10,8 +10,8 @@ import grpc
 from google.protobuf.message import Message
 
 from bench import drivers
-from bench.floors.server import PUBLISH, STORE, SUBSCRIBE, UNARY
-from bench.machine import cpu_seconds, rss_mib
+from bench.floors.server import PUBLISH, STORE, SUBSCRIBE, UNARY, total_messages
+from bench.machine import cpu_seconds, cpu_seconds_when_quiet, rss_mib
 from bench.stats import summarize_ns
 
 
@@ -71,10 +71,11 @@ async def fanout(
     rate: float,
     event: Message | None = None,
     server_pid: int = 0,
-    burst: int = 1,
+    burst: float = 1.0,
 ) -> dict[str, Any]:
     """Publish ``events`` at ``rate``/s to ``subscribers`` streams; latency stamp → receipt."""
     cpu0: list[float] = []
+    cpu1: list[float] = []
     async with grpc.aio.insecure_channel(target) as channel:
         publish: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(PUBLISH)
 
@@ -92,6 +93,8 @@ async def fanout(
             reply = await publish(json.dumps(body).encode(), timeout=600)
             published = dict(json.loads(reply))
             published["rss_mib"] = rss_mib(server_pid) if server_pid else None
+            if server_pid:
+                cpu1.append(await cpu_seconds_when_quiet(server_pid))
             return published
 
         result, produced = await drivers.with_subscribers(
@@ -100,11 +103,11 @@ async def fanout(
             SUBSCRIBE,
             b"",
             subscribers=subscribers,
-            expect=events * burst,
+            expect=total_messages(events, burst),
             mode="floor",
             produce=produce,
         )
-    server_cpu = cpu_seconds(server_pid) - cpu0[0] if cpu0 else None
+    server_cpu = cpu1[0] - cpu0[0] if cpu0 and cpu1 else None
     every, last = fanout_latencies(result)
     delivered = sum(len(v) for v in result["deltas"].values())
     return {
@@ -112,11 +115,14 @@ async def fanout(
         "events": events,
         "rate": rate,
         "delivered": delivered,
-        "expected": events * burst * subscribers,
+        "expected": total_messages(events, burst) * subscribers,
         "latency": summarize_ns(every).to_json(),
         "last_subscriber": summarize_ns(last).to_json(),
         "publish_seconds": produced.get("seconds"),
         "rss_mib": produced.get("rss_mib"),
+        "client_cpu_us_per_message": result["client_cpu_s"] / delivered * 1e6
+        if delivered
+        else None,
         "server_cpu_us_per_message": server_cpu / delivered * 1e6
         if server_cpu is not None and delivered
         else None,

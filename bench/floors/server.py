@@ -11,8 +11,9 @@ interceptors, no policy and no I/O:
   (``key\nMessageType\n<serialized message>``), so the bench can mirror a response it has
   just received from the gateway;
 - ``/bench.Floor/Publish``: a control call (JSON in and out) that publishes ``count`` events at
-  ``rate`` per second, each a burst of ``burst`` copies of the StreamUpdate (as one upstream
-  change becomes several gateway deltas), to every subscriber, stamping each message with
+  ``rate`` per second, each a burst of copies of the StreamUpdate (as one upstream change
+  becomes several gateway deltas; ``burst`` is their average, and may be fractional), to
+  every subscriber, stamping each message with
   CLOCK_MONOTONIC (in ``event_time``) just before it is queued.
 """
 
@@ -102,14 +103,16 @@ class FloorServer:
             )
         interval_ns = int(1e9 / rate) if rate > 0 else 0
         start = now_ns()
-        burst = max(1, int(params.get("burst", 1)))
+        # A fractional burst (messages per event) is spread over the events: 2.5 sends
+        # 2, 3, 2, 3, ... so the total matches a gateway run message for message.
+        burst = max(1.0, float(params.get("burst", 1)))
         seq = 0
         for event in range(count):
             due = start + event * interval_ns
             delay = due - now_ns()
             if delay > 0:
                 await asyncio.sleep(delay / 1e9)
-            for _ in range(burst):
+            for _ in range(messages_in_event(event, burst)):
                 seq += 1
                 update = trading_pb2.StreamUpdate()
                 update.CopyFrom(self._event)
@@ -125,6 +128,15 @@ class FloorServer:
     async def close_streams(self) -> None:
         for queue in list(self._subscribers):
             queue.put_nowait(None)
+
+
+def messages_in_event(event: int, burst: float) -> int:
+    """How many messages event number ``event`` sends when events average ``burst``."""
+    return round((event + 1) * burst) - round(event * burst)
+
+
+def total_messages(events: int, burst: float) -> int:
+    return round(events * burst)
 
 
 def handlers(floor: FloorServer) -> grpc.GenericRpcHandler:
