@@ -3,8 +3,9 @@
 A view is recomputed for every entity a change touches; it is published only when the
 inputs it is built from really changed (structs compare by value). So a resync that
 brings the same state again publishes nothing, and one that brings changes publishes
-exactly those. Each change is converted to proto once (server/convert.py) and
-serialized once by the hub.
+exactly those. Each change is converted once, to the field dicts of server/convert.py,
+which the hub builds into a StreamUpdate and serializes once. A view's own proto, for
+reads and snapshots, is made when first asked for after a change.
 
 PnL is not part of the position and balance views: it changes with every quote. It goes
 out as PnlUpdate, throttled per account, and is filled into positions and balances
