@@ -27,7 +27,7 @@ from typing import Protocol
 from google.protobuf import timestamp_pb2
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from server.convert import StatusOf
+from server.convert import Fields, StatusOf, epoch_ns_fields
 from server.errors import InvalidRequest
 from server.live.errors import (
     AccountCondition,
@@ -42,6 +42,9 @@ from server.live.hub import ALL_KINDS, EndReason, StreamHub, Subscription
 from server.live.queue import chained
 
 logger = logging.getLogger(__name__)
+
+#: Distinct account sets whose shared heartbeat part is kept (cleared when full).
+HEARTBEAT_CACHE_SIZE = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +92,38 @@ class LiveStreams:
         self.settings = settings or StreamSettings()
         #: Turns an account's condition (None: OK) into its AccountStatus: the status table.
         self.status_of = status_of
+        # Per set of accounts: (hub sequence, upstream health) → the serialized part of a
+        # heartbeat that every stream over those accounts shares.
+        self._heartbeats: dict[tuple[int, ...], tuple[tuple[int, bool], bytes]] = {}
+
+    def heartbeat_body(self, account_ids: tuple[int, ...]) -> bytes:
+        """``epoch`` and the ``heartbeat`` (each account's last event, upstream health) of a
+        StreamUpdate, serialized. Built once for all the streams over the same accounts
+        until something is published or health changes: with 1000 streams over 1000
+        accounts, a million AccountActivity messages per interval otherwise."""
+        version = (self.hub.sequence, self.views.healthy)
+        cached = self._heartbeats.get(account_ids)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        last_event = self.hub.last_event_ns
+        activity = []
+        for account_id in account_ids:
+            last = last_event.get(account_id)
+            activity.append(
+                {
+                    "account_id": account_id,
+                    "last_event_time": None if last is None else epoch_ns_fields(last),
+                }
+            )
+        fields: Fields = {
+            "epoch": self.hub.epoch,
+            "heartbeat": {"accounts": activity, "upstream_healthy": version[1]},
+        }
+        body = pb.StreamUpdate(**fields).SerializeToString()
+        if len(self._heartbeats) >= HEARTBEAT_CACHE_SIZE:
+            self._heartbeats.clear()
+        self._heartbeats[account_ids] = (version, body)
+        return body
 
     def open(
         self,
@@ -152,9 +187,11 @@ class StreamSession:
     ) -> None:
         self._hub = streams.hub
         self._views = streams.views
+        self._heartbeat_body = streams.heartbeat_body
         self._status_of = streams.status_of
         self._sub = sub
         self._accounts = list(accounts)
+        self._account_ids = tuple(a.account_id for a in self._accounts)
         self._heartbeat = heartbeat
         self._heartbeat_due = False
         self._told_healthy = streams.views.healthy
@@ -284,21 +321,13 @@ class StreamSession:
         self._sub.wake()
 
     def _heartbeat_message(self) -> bytes:
-        last_event = self._hub.last_event_ns
-        activity = []
-        for account in self._accounts:
-            row = pb.AccountActivity(account_id=account.account_id)
-            last = last_event.get(account.account_id)
-            if last is not None:
-                row.last_event_time.FromNanoseconds(last)
-            activity.append(row)
-        update = pb.StreamUpdate(
-            sequence=self.last_sequence,
-            epoch=self._hub.epoch,
-            heartbeat=pb.Heartbeat(accounts=activity, upstream_healthy=self._views.healthy),
-        )
-        update.server_time.FromNanoseconds(time.time_ns())
-        return update.SerializeToString()
+        # The shared part, then this stream's own fields (concatenated messages merge).
+        own: Fields = {
+            "sequence": self.last_sequence,
+            "server_time": epoch_ns_fields(time.time_ns()),
+        }
+        shared = self._heartbeat_body(self._account_ids)
+        return shared + pb.StreamUpdate(**own).SerializeToString()
 
     def _end_error(self, reason: EndReason, detail: str) -> Exception:
         seq, epoch = self.last_sequence, self._hub.epoch

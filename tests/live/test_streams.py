@@ -142,6 +142,38 @@ async def test_without_snapshot_and_with_heartbeats() -> None:
     reader.session.close()
 
 
+async def test_streams_over_the_same_accounts_share_a_heartbeat_until_something_changes() -> None:
+    views, streams = setup()
+    hb = duration_pb2.Duration(nanos=100_000_000)
+    a = Reader(streams.open(request(with_snapshot=False, heartbeat_interval=hb), ACCOUNTS))
+    b = Reader(streams.open(request(with_snapshot=False, heartbeat_interval=hb), ACCOUNTS))
+    ids = (1, 2)
+    assert streams.heartbeat_body(ids) is streams.heartbeat_body(ids)  # built once
+    before = streams.heartbeat_body(ids)
+    move(views, 7, account_id=2, position_id=101)
+    after = streams.heartbeat_body(ids)
+    assert after != before  # a publish moved account 2's last event
+    changed = pb.StreamUpdate.FromString(after).heartbeat.accounts[1].last_event_time
+    assert changed.ToNanoseconds() == streams.hub.last_event_ns[2]
+    # Each stream's heartbeat is the shared part plus its own sequence and server time.
+    beats = []
+    for reader in (a, b):
+        async with asyncio.timeout(5):
+            while True:
+                update = await reader.next()
+                if update.WhichOneof("payload") == "heartbeat":
+                    beats.append(update)
+                    break
+    for beat, reader in zip(beats, (a, b), strict=True):
+        assert beat.sequence == reader.session.last_sequence
+        assert beat.epoch == "ep"
+        assert [x.account_id for x in beat.heartbeat.accounts] == [1, 2]
+        assert beat.heartbeat.accounts[1].last_event_time == changed
+        assert beat.server_time.ToNanoseconds() > changed.ToNanoseconds()
+    a.session.close()
+    b.session.close()
+
+
 async def test_unknown_account_and_unhealthy_upstream_statuses() -> None:
     views, streams = setup()
     views.healthy = False
