@@ -46,8 +46,9 @@ class BenchConfig:
     # Streaming.
     stream_subscribers: tuple[int, ...] = (1, 100, 1000)
     stream_events: int = 100
-    # Below stream_events_large subscribers, gateway and bare runs alternate this many times
-    # and each side's samples are pooled (the machine's state drifts between runs).
+    # Gateway and bare runs alternate this many times and each side's samples are pooled
+    # (the machine's state drifts between runs; at 1000 subscribers both are CPU-bound and
+    # one run's bare p99 moved between 118 and 412 ms).
     stream_repeats: int = 3
     # With this many subscribers or more, fewer events (each is delivered N times).
     stream_events_large: tuple[int, int] = (1000, 20)

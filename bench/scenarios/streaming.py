@@ -229,7 +229,7 @@ async def run(ctx: Context, out: ScenarioResult) -> None:
     for n in config.stream_subscribers:
         large, fewer = config.stream_events_large
         events = fewer if n >= large else config.stream_events
-        repeats = 1 if n >= large else max(1, config.stream_repeats)
+        repeats = max(1, config.stream_repeats)
         mine_runs: list[dict[str, Any]] = []
         bare_runs: list[dict[str, Any]] = []
         run_ratios: list[float] = []
@@ -304,7 +304,7 @@ async def run(ctx: Context, out: ScenarioResult) -> None:
     large, fewer = config.stream_events_large
     out.notes.append(
         f"{config.stream_events} events x {config.stream_repeats} alternating runs ({fewer}"
-        f" events, one run, with {large}+ subscribers) at {config.stream_rate:g}/s per"
+        f" events per run with {large}+ subscribers) at {config.stream_rate:g}/s per"
         " subscriber count; for the gateway an event is one random"
         " trading action in the simulator (an order, fill or cancel: several entity changes and"
         " deltas). All subscribers share one client process and one channel."
