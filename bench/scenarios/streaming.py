@@ -285,7 +285,8 @@ async def run(ctx: Context, out: ScenarioResult) -> None:
                 )
         bare = pooled(bare_runs)
         bare_row = latency_row("bare grpc.aio", n, events, bare)
-        bare_row["messages_per_event"] = burst
+        # Pooled, like the gateway's: each run's burst matched its own gateway run.
+        bare_row["messages_per_event"] = bare["delivered"] / max(1, events * n)
         out.samples[f"floor:{n}"] = bare["latencies_ns_sample"]
         ctx.shared.setdefault("stream_rss", {})[("floor", n)] = bare["rss_mib"]
         if row is not None:
