@@ -333,9 +333,6 @@ class TradovateSocket:
                     return
                 if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
                     self._on_frame(conn, msg.data, dt.datetime.now(dt.UTC))
-                    # Let the tasks this frame woke (stream writers) run before reading the
-                    # next one: they go first, instead of after the next read's set-up.
-                    await asyncio.sleep(0)
                 elif msg.type == aiohttp.WSMsgType.ERROR:
                     conn.stop(f"socket error: {ws.exception()}")
                 elif msg.type in (
