@@ -104,11 +104,13 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def cpu_seconds_when_quiet(
-    pid: int, *, step_s: float = 0.2, quiet_s: float = 0.01, limit_s: float = 60.0
+    pid: int, *, step_s: float = 0.2, quiet_ticks: int = 1, limit_s: float = 60.0
 ) -> float:
-    """``cpu_seconds(pid)`` once a ``step_s`` slice used at most ``quiet_s`` of CPU (one clock
-    tick): the server has sent what it had to. Streams then close later, so their teardown
-    stays out of a per-message figure on both sides of a comparison."""
+    """``cpu_seconds(pid)`` once a ``step_s`` slice used at most ``quiet_ticks`` clock ticks
+    of CPU: the server has sent what it had to. Both sides of a comparison keep their
+    streams open for a second of silence after the last message, so closing them stays out
+    of a per-message figure."""
+    quiet_s = (quiet_ticks + 0.5) / _TICKS  # whole ticks; the half absorbs float error
     loop = asyncio.get_running_loop()
     end = loop.time() + limit_s
     before = cpu_seconds(pid)
