@@ -49,17 +49,18 @@ def test_publish_numbers_gap_free_and_serializes_once() -> None:
     assert decoded.server_time.ToNanoseconds() > 0
     assert hub.last_event_ns.keys() == {1, 2}
     # As sent to a stream that was sent every delta: the previous one is one below.
-    assert decoded.previous_sequence == 0
     assert pb.StreamUpdate.FromString(second.body).previous_sequence == 1
 
 
 def test_chained_sets_previous_sequence_without_touching_the_rest() -> None:
     hub = StreamHub(epoch="e1")
-    body = publish(hub, 7, POS, 70, 5).body
+    publish(hub, 6, POS, 60)
+    body = publish(hub, 7, POS, 70, 5).body  # sequence 2: its body says previous 1
+    # 0 too: a filtered stream that skipped delta 1 must say so, over the body's 1.
     for previous in (0, 1, 127, 128, 300, 2**40):
         merged = pb.StreamUpdate.FromString(chained(body, previous))
         assert merged.previous_sequence == previous
-        assert merged.sequence == 1
+        assert merged.sequence == 2
         assert merged.position.position.net_pos == 5
 
 

@@ -174,6 +174,35 @@ async def test_streams_over_the_same_accounts_share_a_heartbeat_until_something_
     b.session.close()
 
 
+async def test_a_filtered_stream_names_the_delta_it_saw_last_and_beats_at_zero() -> None:
+    hub = StreamHub(epoch="ep")
+    views = LiveViews(LiveState(), hub, pnl_interval=0.0)
+    views.apply(f.snapshot())  # synced, nothing published: the stream starts at 0
+    settings = StreamSettings(heartbeat_default=60)
+    streams = LiveStreams(hub, views, settings, status_of=account_status)
+    hb = duration_pb2.Duration(nanos=100_000_000)
+    only_2 = [StreamAccount(2, "DEMO2")]
+    reader = Reader(streams.open(request(with_snapshot=False, heartbeat_interval=hb), only_2))
+    _status, _complete, beat = await reader.take(3)
+    # A heartbeat at sequence 0: the shared part and the stream's own part merge cleanly.
+    assert (beat.sequence, beat.epoch) == (0, "ep")
+    assert [a.account_id for a in beat.heartbeat.accounts] == [2]
+    assert beat.server_time.ToNanoseconds() > 0
+    update = {"position": pb.PositionUpdate(change=pb.CHANGE_TYPE_UPDATED)}
+    hub.publish(account_id=1, kind=pb.UPDATE_KIND_POSITIONS, entity_id=10, payload=update)
+    hub.publish(account_id=2, kind=pb.UPDATE_KIND_POSITIONS, entity_id=20, payload=update)
+    hub.publish(account_id=2, kind=pb.UPDATE_KIND_POSITIONS, entity_id=21, payload=update)
+    deltas: list[pb.StreamUpdate] = []
+    while len(deltas) < 2:
+        message = await reader.next()
+        if message.WhichOneof("payload") == "position":
+            deltas.append(message)
+    first, second = deltas
+    assert (first.sequence, first.previous_sequence) == (2, 0)  # skipped 1, saw nothing
+    assert (second.sequence, second.previous_sequence) == (3, 2)
+    reader.session.close()
+
+
 async def test_unknown_account_and_unhealthy_upstream_statuses() -> None:
     views, streams = setup()
     views.healthy = False
