@@ -61,7 +61,11 @@ class LiveStreamHandler:
         try:
             async for message in session.messages():
                 await write(message)
-        except StreamError:
+        except grpc.aio.AbortError:
+            raise
+        except (StreamError, grpc.aio.BaseError):
+            # A grpc error from write() (the call or the server already finished) is
+            # grpc's to report, as it was when grpc wrote a generator's items itself.
             if context.cancelled() or context.done():
                 return  # the caller is gone: there is nobody to tell why
             raise
