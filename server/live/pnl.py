@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from server.broker.schemas import CashBalance, Position, Quote
+from server.broker.schemas import (
+    CashBalance,
+    CashBalanceSnapshot,
+    MarginSnapshot,
+    Position,
+    Quote,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -144,6 +150,35 @@ def _recency(row: CashBalance) -> tuple[tuple[int, int, int], float, int]:
     date = (day.year, day.month, day.day) if day is not None else (0, 0, 0)
     stamp = row.timestamp.timestamp() if row.timestamp is not None else float("-inf")
     return date, stamp, row.id
+
+
+def balance_snapshot(
+    cash_rows: Sequence[CashBalance], margin: MarginSnapshot | None, pnl: AccountPnl
+) -> CashBalanceSnapshot:
+    """An account's balance figures from its cash rows, margin and live PnL.
+
+    Cash and week-realized PnL come from one row, the same one realized PnL comes from
+    (``usd_cash_row``): never a sum across currencies. With several currencies and none of
+    them USD there is no USD figure (None)."""
+    cash_row = usd_cash_row(cash_rows)
+    cash: Decimal | None = ZERO
+    week: Decimal | None = ZERO
+    if cash_row is not None:
+        cash = cash_row.amount or ZERO
+        week = cash_row.week_realized_pnl or ZERO
+    elif cash_rows:
+        cash = week = None
+    open_total = pnl.open_pnl if pnl.complete else None
+    return CashBalanceSnapshot(
+        total_cash_value=cash,
+        realized_pnl=pnl.realized_pnl,
+        week_realized_pnl=week,
+        open_pnl=open_total,
+        total_pnl=pnl.total_pnl if open_total is not None else None,
+        net_liq=cash + open_total if open_total is not None and cash is not None else None,
+        initial_margin=margin.initial_margin if margin is not None else None,
+        maintenance_margin=margin.maintenance_margin if margin is not None else None,
+    )
 
 
 class Throttle:

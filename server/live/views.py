@@ -27,7 +27,6 @@ from server.broker.events import EntityChange, SyncSnapshot
 from server.broker.schemas import (
     Account,
     CashBalance,
-    CashBalanceSnapshot,
     MarginSnapshot,
     Position,
     Quote,
@@ -38,8 +37,8 @@ from server.live.pnl import (
     PriceBook,
     Throttle,
     account_pnl,
+    balance_snapshot,
     position_pnl,
-    usd_cash_row,
 )
 from server.live.state import ACCOUNTS, BALANCES, ORDERS, POSITIONS, LiveState, Touch
 from server.records import BalanceData, ContractRef, OrderDetail
@@ -429,31 +428,10 @@ class LiveViews:
 
     def balance_data(self, account_id: int) -> BalanceData | None:
         """The account's balance in the read records' shape, with live open PnL."""
-        account = self.state.accounts.get(account_id)
-        if account is None:
+        if account_id not in self.state.accounts:
             return None
-        cash_rows = self.state.cash_of(account_id)
-        margin = self.state.margins.get(account_id)
-        pnl = self.pnl(account_id)
-        # One row, the same one realized PnL comes from (see usd_cash_row): never a sum.
-        cash_row = usd_cash_row(cash_rows)
-        cash: Decimal | None = Decimal(0)
-        week: Decimal | None = Decimal(0)
-        if cash_row is not None:
-            cash = cash_row.amount or Decimal(0)
-            week = cash_row.week_realized_pnl or Decimal(0)
-        elif cash_rows:  # several currencies, none of them USD: no USD figure
-            cash = week = None
-        open_pnl = pnl.open_pnl if pnl.complete else None
-        snapshot = CashBalanceSnapshot(
-            total_cash_value=cash,
-            realized_pnl=pnl.realized_pnl,
-            week_realized_pnl=week,
-            open_pnl=open_pnl,
-            total_pnl=pnl.total_pnl if open_pnl is not None else None,
-            net_liq=cash + open_pnl if open_pnl is not None and cash is not None else None,
-            initial_margin=margin.initial_margin if margin is not None else None,
-            maintenance_margin=margin.maintenance_margin if margin is not None else None,
+        snapshot = balance_snapshot(
+            self.state.cash_of(account_id), self.state.margins.get(account_id), self.pnl(account_id)
         )
         return BalanceData(snapshot=snapshot)
 
