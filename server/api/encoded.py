@@ -32,6 +32,7 @@ from tradovate_gateway.v1 import trading_pb2 as pb
 from server import convert
 from server.broker.schemas import Account
 from server.records import AccountRead, BalanceData, OrdersData, PositionsData, Snapshot
+from server.wire import varint
 
 logger = logging.getLogger(__name__)
 
@@ -45,23 +46,6 @@ SNAPSHOT_ACCOUNT: Final = 1  # AccountSnapshot.account
 SNAPSHOT_POSITIONS: Final = 2
 SNAPSHOT_ORDERS: Final = 3
 SNAPSHOT_BALANCE: Final = 4
-
-
-# Varints below 2**14 (tags, most lengths) looked up instead of built.
-_SMALL_VARINTS: Final = tuple(
-    bytes((v,)) if v < 0x80 else bytes(((v & 0x7F) | 0x80, v >> 7)) for v in range(1 << 14)
-)
-
-
-def varint(value: int) -> bytes:
-    if value < 1 << 14:
-        return _SMALL_VARINTS[value]
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def field(number: int, payload: bytes) -> bytes:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections import deque
 from typing import NamedTuple
 
+from server.wire import varint
+
 #: An entity key: (UpdateKind value, entity id). Latest state per key wins on conflation.
 EntityKey = tuple[int, int]
 
@@ -89,15 +91,6 @@ class ConflatingQueue:
         self._items = deque(kept)
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 # StreamUpdate.previous_sequence is field 2, wire type 0 (varint): tag byte 0x10.
 _PREVIOUS_SEQUENCE_TAG = b"\x10"
 
@@ -105,4 +98,4 @@ _PREVIOUS_SEQUENCE_TAG = b"\x10"
 def chained(body: bytes, previous_sequence: int) -> bytes:
     """``body`` with ``previous_sequence`` set: in concatenated protobuf messages, the last
     value of a scalar field wins."""
-    return body + _PREVIOUS_SEQUENCE_TAG + _varint(previous_sequence)
+    return body + _PREVIOUS_SEQUENCE_TAG + varint(previous_sequence)

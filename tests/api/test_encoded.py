@@ -7,7 +7,7 @@ from decimal import Decimal
 from tradovate_gateway.v1 import trading_pb2 as pb
 
 from server import convert
-from server.api.encoded import PartCache, ResponseEncoder, field, timestamp_field, varint
+from server.api.encoded import PartCache, ResponseEncoder, field, timestamp_field
 from server.api.status import account_status
 from server.broker.errors import UpstreamTimeout
 from server.broker.schemas import Account, CashBalanceSnapshot, Order, Position
@@ -21,6 +21,7 @@ from server.records import (
     Snapshot,
     Source,
 )
+from server.wire import varint
 
 ALICE = Account(id=11, name="ALICE", active=True)
 BOB = Account(id=22, name="BOB", active=True)
