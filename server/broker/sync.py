@@ -122,37 +122,11 @@ class UserSync:
         Raises the error that stopped the socket for good (bad credentials, captcha).
         """
         if self._consumer:
-            raise RuntimeError("UserSync.events() has a single consumer")
+            raise RuntimeError("UserSync has a single consumer (events() or a sink)")
         self._consumer = True
         stream: AsyncIterator[SyncEvent] = consume(self._queue, self._socket)
         async for event in stream:
             yield event
-
-    async def batches(self) -> AsyncIterator[list[SyncEvent]]:
-        """The same stream as ``events()``, as lists of the events that arrived together.
-
-        Each list holds everything queued when the consumer looks: at least one upstream
-        frame's changes (a frame's events are queued in one synchronous step), so the
-        consumer can apply them all before publishing. Order is kept; lists are never empty.
-        """
-        if self._consumer:
-            raise RuntimeError("UserSync has a single consumer (events() or batches())")
-        self._consumer = True
-        queue = self._queue
-        while True:
-            item = await queue.get()
-            batch: list[SyncEvent] = []
-            while item is not None:
-                batch.append(item)
-                if queue.empty():
-                    break
-                item = queue.get_nowait()
-            if batch:
-                yield batch
-            if item is None:
-                if self._socket.failure is not None:
-                    raise self._socket.failure
-                return
 
     def deliver_to(self, sink: SyncSink, on_end: SyncEnd) -> None:
         """Consume by callback instead of iteration: ``sink`` gets each upstream frame's
@@ -164,7 +138,7 @@ class UserSync:
         (a fresh snapshot for the sink to diff) is scheduled, as for undecodable props.
         """
         if self._consumer:
-            raise RuntimeError("UserSync has a single consumer (events(), batches() or a sink)")
+            raise RuntimeError("UserSync has a single consumer (events() or a sink)")
         self._consumer = True
         self._sink = sink
         self._on_end = on_end

@@ -236,42 +236,6 @@ async def test_aclose_ends_the_stream(sim: Simulator, client: TradovateClient) -
     await eventually(lambda: sim.control.counters()["sockets"]["user"] == 0)
 
 
-async def test_batches_deliver_one_frame_together_and_end_on_aclose(
-    sim: Simulator, client: TradovateClient
-) -> None:
-    sync = client.user_sync()
-    await sync.start()
-    batches = sync.batches()
-    model = Model()
-    first = await asyncio.wait_for(anext(batches), timeout=10)
-    assert first and isinstance(first[0], SyncSnapshot)
-    for event in first:
-        model.apply(event)
-    # Synchronous actions: the simulator sends everything they publish in one frame.
-    sim.control.random_activity(10)
-    sizes: list[int] = []
-
-    async def run() -> None:
-        async for batch in batches:
-            assert batch  # never empty
-            sizes.append(len(batch))
-            for event in batch:
-                model.apply(event)
-
-    task = asyncio.create_task(run())
-    try:
-        await settle(model, client)
-        assert sizes and max(sizes) > 1
-        assert sum(sizes) == len(model.events) - len(first)
-        with pytest.raises(RuntimeError):
-            await anext(sync.events())  # still a single consumer
-        await sync.aclose()
-        await asyncio.wait_for(task, timeout=5)  # ended, not hung
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-
 def _push_user(sim: Simulator, message: dict[str, Any]) -> None:
     for conn in sim.core.user_conns:
         conn.push(json.dumps(message).encode())
@@ -358,7 +322,7 @@ async def test_a_sink_gets_each_frame_in_the_reader_and_ends_once(
 
     sync.deliver_to(sink, ended.append)
     with pytest.raises(RuntimeError):
-        await anext(sync.batches())  # a second consumer is refused
+        await anext(sync.events())  # a second consumer is refused
     await sync.start()
     assert isinstance(model.events[0], SyncSnapshot)  # applied before start() returned
     sim.control.random_activity(10)  # each synchronous action: one frame
