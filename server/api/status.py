@@ -9,6 +9,7 @@ the table does not know is a bug: it is logged with its traceback and answered I
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from dataclasses import dataclass, field
@@ -190,7 +191,15 @@ async def abort_for(context: grpc.aio.ServicerContext[Any, Any], exc: BaseExcept
     request_id = request_id_var.get()
     if request_id:
         trailers += (("x-request-id", request_id),)
-    await context.abort(status.code, status.details, trailers)
+    try:
+        await context.abort(status.code, status.details, trailers)
+    except grpc.aio.InternalError as exc:
+        # grpc could not send the status (cygrpc's ExecuteBatchError): the caller has gone,
+        # cancelled or disconnected, while the call was ending for another reason (a drain,
+        # say). Nobody is left to tell; end the way grpc ends a cancelled call.
+        raise asyncio.CancelledError(
+            f"the caller left before its status ({status.code.name}) could be sent"
+        ) from exc
 
 
 OK_STATUS: Final = pb.AccountStatus(code=0)

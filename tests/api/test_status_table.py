@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from typing import Any
 
 import grpc
 import pytest
 from google.rpc import error_details_pb2
 
-from server.api.status import account_status, classify, rich_status
+from server.api.status import abort_for, account_status, classify, rich_status
 from server.broker import errors as broker
 from server.errors import AccountsNotFound, DeadlineExpired, InvalidRequest, NotReady
 from server.loaders import BalanceUnavailable
@@ -65,3 +67,47 @@ def test_an_unexpected_error_is_internal_and_logged(caplog: pytest.LogCaptureFix
     assert found.code == Code.INTERNAL
     assert "boom" not in found.message
     assert any(r.exc_info for r in caplog.records)
+
+
+async def test_a_status_for_a_caller_who_left_ends_the_call_as_cancelled() -> None:
+    """A call can end for a reason of its own (a drain) just after its caller cancelled.
+    grpc then cannot send the status: abort_for ends the call as cancelled, quietly,
+    instead of letting cygrpc's ExecuteBatchError reach the logs as a failure."""
+    handler_started = asyncio.Event()
+    handler_done = asyncio.Event()
+    outcome: list[str] = []
+
+    async def behavior(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        handler_started.set()
+        try:
+            await asyncio.sleep(30)  # until the caller cancels
+        except asyncio.CancelledError:
+            outcome.append("caller left")
+        try:
+            await abort_for(context, NotReady())
+        except asyncio.CancelledError:
+            outcome.append("cancelled")
+        except grpc.aio.BaseError as exc:
+            outcome.append(type(exc).__name__)
+        finally:
+            handler_done.set()
+
+    server = grpc.aio.server()
+    method = grpc.unary_stream_rpc_method_handler(behavior)  # type: ignore[arg-type]
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("test.Left", {"Stream": method}),)
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            call = channel.unary_stream("/test.Left/Stream")(b"")
+            reading = asyncio.ensure_future(call.read())
+            await asyncio.wait_for(handler_started.wait(), 5)
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await reading
+            await asyncio.wait_for(handler_done.wait(), 5)
+    finally:
+        await server.stop(None)
+    assert outcome == ["caller left", "cancelled"]
