@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, Union
 
 import msgspec
 
@@ -88,6 +88,28 @@ _ref_decoder: Final = msgspec.json.Decoder(_UserRef, strict=False)
 _DECODE_ERRORS = (msgspec.DecodeError, UnicodeDecodeError)
 
 
+def _typed_props(entity_type: str, struct: type[Entity]) -> type[msgspec.Struct]:
+    """One props object of one entity type, its entity (one or an array) decoded in place."""
+    return msgspec.defstruct(
+        f"_{entity_type}_props",
+        [("event_type", str), ("entity", struct | list[struct])],  # type: ignore[valid-type]
+        tag_field="entityType",
+        tag=entity_type,
+        rename="camel",
+        frozen=True,
+    )
+
+
+_TYPED_PROPS: Final = {_typed_props(name, t): name for name, t in ENTITY_STRUCTS.items()}
+# The common case in one pass: a single props object of a known type whose entities all
+# decode. Anything else (an array of props, an unknown type, a bad or partial entity)
+# fails it and goes the lenient way below, which keeps what it can and says why.
+_typed_props_decoder: Final[msgspec.json.Decoder[Any]] = msgspec.json.Decoder(
+    Union[tuple(_TYPED_PROPS)],  # noqa: UP007 - built at run time
+    strict=False,
+)
+
+
 def _is_array(raw: msgspec.Raw | bytes) -> bool:
     return bytes(raw).lstrip()[:1] == b"["
 
@@ -152,6 +174,21 @@ def decode_props(
     data: msgspec.Raw | bytes, *, received_at: dt.datetime, problems: list[str]
 ) -> list[EntityChange]:
     """A ``props`` event's ``d`` (one props object or an array of them) → entity changes."""
+    try:
+        typed = _typed_props_decoder.decode(data)
+    except _DECODE_ERRORS:
+        return _decode_props_leniently(data, received_at=received_at, problems=problems)
+    change = CHANGE_TYPES.get(typed.event_type.lower())
+    if change is None:
+        return _decode_props_leniently(data, received_at=received_at, problems=problems)
+    entity_type = _TYPED_PROPS[type(typed)]
+    entities = typed.entity if isinstance(typed.entity, list) else (typed.entity,)
+    return [EntityChange(entity_type, change, entity, received_at) for entity in entities]
+
+
+def _decode_props_leniently(
+    data: msgspec.Raw | bytes, *, received_at: dt.datetime, problems: list[str]
+) -> list[EntityChange]:
     items: list[msgspec.Raw | bytes]
     if _is_array(data):
         try:

@@ -15,6 +15,7 @@ from server.broker.events import ChangeType, EntityRef
 from server.broker.schemas import CashBalance, Position
 from server.broker.sync_codec import (
     ENTITY_STRUCTS,
+    _decode_props_leniently,
     decode_props,
     decode_snapshot,
     decode_sync_part,
@@ -144,6 +145,33 @@ def test_decode_props_never_raises(d: object) -> None:
         # A Deleted event that does not decode in full is kept by its id (_decode_deleted).
         deleted_ref = change.change is ChangeType.DELETED and isinstance(change.entity, EntityRef)
         assert deleted_ref or isinstance(change.entity, ENTITY_STRUCTS[change.entity_type])
+
+
+position_like = st.fixed_dictionaries(
+    {"id": st.integers(1, 10**9), "accountId": st.integers(1, 10**9), "contractId": values},
+    optional={"netPos": st.integers(-3, 3) | values, "netPrice": st.sampled_from([5000.25, 1, 0])},
+)
+well_formed = st.fixed_dictionaries(
+    {
+        "entityType": st.just("position"),
+        "eventType": event_types,
+        "entity": position_like | st.lists(position_like, max_size=3),
+    }
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(well_formed | props_objects | st.lists(props_objects, max_size=2))
+def test_the_one_pass_decode_agrees_with_the_lenient_one(d: object) -> None:
+    """decode_props decodes a well-formed props object in one pass; whatever it decodes
+    must be exactly what the lenient path (its fallback) makes of the same bytes."""
+    raw = json.dumps(d).encode()
+    fast: list[str] = []
+    lenient: list[str] = []
+    assert decode_props(raw, received_at=NOW, problems=fast) == _decode_props_leniently(
+        raw, received_at=NOW, problems=lenient
+    )
+    assert fast == lenient
 
 
 @settings(max_examples=200, deadline=None)
