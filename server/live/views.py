@@ -107,6 +107,7 @@ class LiveViews:
         # Per account: bumped whenever anything its views are made of may have changed
         # (every touch goes through refresh()), so reads can reuse what they built.
         self._generations: dict[int, int] = {}
+        self._pnl_memo: dict[int, AccountPnl] | None = None  # set while a refresh runs
 
     # ------------------------------------------------------------------ inputs
     @property
@@ -132,6 +133,7 @@ class LiveViews:
         # sent (a later change to another account must not overtake an earlier one).
         touches: dict[Touch, None] = {}
         received_ns = 0
+        received_at = None
         for event in events:
             if isinstance(event, SyncSnapshot):
                 touched = self.state.apply_snapshot(event)
@@ -139,7 +141,10 @@ class LiveViews:
                 touched = self.state.apply_change(event)
             for touch in _ranked(touched):
                 touches.setdefault(touch, None)
-            received_ns = max(received_ns, int(event.received_at.timestamp() * 1e9))
+            # The events of one frame share one read time: compare, do not convert each.
+            if event.received_at is not received_at:
+                received_at = event.received_at
+                received_ns = max(received_ns, int(received_at.timestamp() * 1e9))
         return self.refresh(list(touches), received_ns)
 
     def on_quote(self, quote: Quote) -> None:
@@ -160,6 +165,25 @@ class LiveViews:
             generations[touch.account_id] = generations.get(touch.account_id, 0) + 1
         published = 0
         pnl_accounts: set[int] = set()
+        # Nothing changes state while a refresh runs: an account's PnL, wanted by its
+        # balance and by its PnL update, is computed once.
+        self._pnl_memo = {}
+        try:
+            published = self._refresh_touches(touches, received_ns, pnl_accounts)
+            if published:
+                self.last_change_ns = received_ns
+            self._report_unknown_contracts(touches)
+            self._update_open_contracts()
+            for account_id in sorted(pnl_accounts):
+                self._throttle.mark(account_id)
+        finally:
+            self._pnl_memo = None
+        return published
+
+    def _refresh_touches(
+        self, touches: Collection[Touch], received_ns: int, pnl_accounts: set[int]
+    ) -> int:
+        published = 0
         # A list keeps its (arrival) order; an unordered collection is ranked.
         for touch in touches if isinstance(touches, list) else _ranked(touches):
             if touch.kind == POSITIONS:
@@ -174,12 +198,6 @@ class LiveViews:
                     pnl_accounts.add(touch.account_id)
             elif touch.kind == ACCOUNTS:
                 published += self._refresh_account(touch.account_id, received_ns)
-        if published:
-            self.last_change_ns = received_ns
-        self._report_unknown_contracts(touches)
-        self._update_open_contracts()
-        for account_id in sorted(pnl_accounts):
-            self._throttle.mark(account_id)
         return published
 
     def close(self) -> None:
@@ -419,12 +437,18 @@ class LiveViews:
         return True
 
     def pnl(self, account_id: int) -> AccountPnl:
-        return account_pnl(
-            self.state.positions_of(account_id),
-            self.state.cash_of(account_id),
-            self.prices.last.get,
-            self.value_per_point,
-        )
+        memo = self._pnl_memo
+        found = memo.get(account_id) if memo is not None else None
+        if found is None:
+            found = account_pnl(
+                self.state.positions_of(account_id),
+                self.state.cash_of(account_id),
+                self.prices.last.get,
+                self.value_per_point,
+            )
+            if memo is not None:
+                memo[account_id] = found
+        return found
 
     def balance_data(self, account_id: int) -> BalanceData | None:
         """The account's balance in the read records' shape, with live open PnL."""
