@@ -32,6 +32,7 @@ from server.broker.schemas import (
     Quote,
 )
 from server.live.hub import StreamHub
+from server.live.open_positions import OpenPositions
 from server.live.pnl import (
     AccountPnl,
     PriceBook,
@@ -91,17 +92,13 @@ class LiveViews:
         self.hub = hub
         self.prices = PriceBook()
         self.healthy = False
-        self._on_contracts = on_contracts
         self._on_unknown_contracts = on_unknown_contracts
         self._accounts: dict[int, _AccountView] = {}
         self._positions: dict[int, _PositionView] = {}
         self._orders: dict[int, _OrderView] = {}
         self._balances: dict[int, BalanceInputs] = {}
         self._pnl_sent: dict[int, bytes] = {}
-        # Open positions per contract: drives market-data subscriptions and PnL updates.
-        self._open_by_contract: dict[int, set[int]] = {}
-        self._open_contract_of: dict[int, int] = {}
-        self._open_contracts: frozenset[int] = frozenset()
+        self._open = OpenPositions(on_contracts)
         self._throttle = Throttle(pnl_interval, self._publish_pnl)
         self.last_change_ns = 0
         # Per account: bumped whenever anything its views are made of may have changed
@@ -116,7 +113,7 @@ class LiveViews:
 
     @property
     def open_contracts(self) -> frozenset[int]:
-        return self._open_contracts
+        return self._open.contracts
 
     def apply(self, event: SyncSnapshot | EntityChange) -> int:
         """Apply a snapshot or a change; returns how many deltas were published."""
@@ -150,7 +147,7 @@ class LiveViews:
     def on_quote(self, quote: Quote) -> None:
         if not self.prices.update(quote):
             return
-        for position_id in self._open_by_contract.get(quote.contract_id, ()):
+        for position_id in self._open.holders(quote.contract_id):
             position = self.state.positions.get(position_id)
             if position is not None:
                 self._throttle.mark(position.account_id)
@@ -173,7 +170,7 @@ class LiveViews:
             if published:
                 self.last_change_ns = received_ns
             self._report_unknown_contracts(touches)
-            self._update_open_contracts()
+            self._open.settle()
             for account_id in sorted(pnl_accounts):
                 self._throttle.mark(account_id)
         finally:
@@ -257,7 +254,9 @@ class LiveViews:
         return (position, self.account_name(account_id), self.contract_ref(position.contract_id))
 
     def _refresh_position(self, touch: Touch, received_ns: int) -> bool:
-        self._track_open(touch.entity_id)
+        position = self.state.positions.get(touch.entity_id)
+        open_in = position.contract_id if position is not None and position.net_pos else None
+        self._open.track(touch.entity_id, open_in)
         inputs = self._position_inputs(touch.entity_id)
         old = self._positions.get(touch.entity_id)
         if inputs is None:
@@ -333,31 +332,6 @@ class LiveViews:
             if include_flat or position.net_pos != 0:
                 out.append(self.position(position.id))
         return out
-
-    def _track_open(self, position_id: int) -> None:
-        """Keep the open-positions-per-contract index current for one position."""
-        position = self.state.positions.get(position_id)
-        contract_id = position.contract_id if position is not None and position.net_pos else None
-        before = self._open_contract_of.get(position_id)
-        if before == contract_id:
-            return
-        if before is not None:
-            holders = self._open_by_contract.get(before)
-            if holders is not None:
-                holders.discard(position_id)
-                if not holders:
-                    del self._open_by_contract[before]
-            del self._open_contract_of[position_id]
-        if contract_id is not None:
-            self._open_by_contract.setdefault(contract_id, set()).add(position_id)
-            self._open_contract_of[position_id] = contract_id
-
-    def _update_open_contracts(self) -> None:
-        contracts = frozenset(self._open_by_contract)
-        if contracts != self._open_contracts:
-            self._open_contracts = contracts
-            if self._on_contracts is not None:
-                self._on_contracts(contracts)
 
     # ------------------------------------------------------------------ orders
     def _order_inputs(self, order_id: int) -> OrderInputs | None:
