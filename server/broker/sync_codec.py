@@ -114,6 +114,19 @@ def _is_array(raw: msgspec.Raw | bytes) -> bool:
     return bytes(raw).lstrip()[:1] == b"["
 
 
+def _elements(
+    raw: msgspec.Raw | bytes, what: str, problems: list[str]
+) -> list[msgspec.Raw | bytes]:
+    """One JSON value, or each element of an array (none, noted, if the array is bad)."""
+    if not _is_array(raw):
+        return [raw]
+    try:
+        return list(_raw_list_decoder.decode(raw) or [])
+    except _DECODE_ERRORS as exc:
+        problems.append(f"bad {what} array: {exc}")
+        return []
+
+
 def decode_entities(
     entity_type: str, raw: msgspec.Raw | bytes, problems: list[str]
 ) -> list[Entity]:
@@ -189,17 +202,8 @@ def decode_props(
 def _decode_props_leniently(
     data: msgspec.Raw | bytes, *, received_at: dt.datetime, problems: list[str]
 ) -> list[EntityChange]:
-    items: list[msgspec.Raw | bytes]
-    if _is_array(data):
-        try:
-            items = list(_raw_list_decoder.decode(data) or [])
-        except _DECODE_ERRORS as exc:
-            problems.append(f"bad props array: {exc}")
-            return []
-    else:
-        items = [data]
     changes: list[EntityChange] = []
-    for item in items:
+    for item in _elements(data, "props", problems):
         try:
             props = _props_decoder.decode(item)
         except _DECODE_ERRORS as exc:
@@ -226,17 +230,8 @@ def _decode_deleted(
 ) -> list[Entity]:
     """A Deleted event's entities. The reference does not say what a Deleted entity carries,
     so one that does not decode in full is accepted with just its id (an EntityRef)."""
-    elements: list[msgspec.Raw | bytes]
-    if _is_array(raw):
-        try:
-            elements = list(_raw_list_decoder.decode(raw) or [])
-        except _DECODE_ERRORS as exc:
-            problems.append(f"bad {entity_type} array: {exc}")
-            return []
-    else:
-        elements = [raw]
     out: list[Entity] = []
-    for element in elements:
+    for element in _elements(raw, entity_type, problems):
         full: list[str] = []
         decoded = decode_entities(entity_type, element, full)
         if decoded:
