@@ -66,7 +66,9 @@ class _Parts:
         )
         self.auth = TokenManager(settings, self.http)
         self.rest = TradovateRest(self.http, self.auth)
-        self.catalog = ContractCatalog(self.rest, settings.request_timeout)
+        self.catalog = ContractCatalog(
+            self.rest, settings.request_timeout, unknown_ttl=settings.unknown_contract_ttl
+        )
 
 
 class TradovateClient:

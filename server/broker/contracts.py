@@ -1,6 +1,7 @@
 """ContractCatalog: contract id → ContractInfo, resolved once and kept in memory.
 
-Contracts, maturities and products rarely change, so nothing here expires. The user-sync
+Contracts, maturities and products rarely change, so nothing known expires; an id Tradovate
+does not know is asked for again only after a while (``unknown_ttl``). The user-sync
 snapshot carries them too and primes the catalog for free. Lookups of the same id at the
 same time share one upstream fetch, which the catalog owns (a caller that gives up does
 not cancel it for the others).
@@ -10,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 
 from server.broker.deadline import Deadline
 from server.broker.errors import BrokerClosed, UpstreamTimeout
@@ -21,11 +23,27 @@ logger = logging.getLogger(__name__)
 
 
 class ContractCatalog:
-    """In-memory, never-expiring contract → maturity → product resolution."""
+    """In-memory, never-expiring contract → maturity → product resolution.
 
-    def __init__(self, rest: TradovateRest, fetch_timeout: float) -> None:
+    An id Tradovate does not resolve (left out of its answer, or missing its maturity or
+    product) is remembered as unknown for ``unknown_ttl`` seconds, so a position in it does
+    not cost an upstream call on every read; learning it elsewhere (``remember``) ends that.
+    """
+
+    def __init__(
+        self,
+        rest: TradovateRest,
+        fetch_timeout: float,
+        *,
+        unknown_ttl: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._rest = rest
         self._fetch_timeout = fetch_timeout
+        self._unknown_ttl = unknown_ttl
+        self._clock = clock
+        # Unresolvable id → the clock time until which it is not asked for again.
+        self._unknown_until: dict[int, float] = {}
         self._contracts: dict[int, Contract] = {}
         self._maturities: dict[int, ContractMaturity] = {}
         self._products: dict[int, Product] = {}
@@ -42,7 +60,10 @@ class ContractCatalog:
         products: Iterable[Product] = (),
     ) -> None:
         """Add entities learnt elsewhere (the sync snapshot, props)."""
+        contracts = list(contracts)
         self._contracts.update((c.id, c) for c in contracts)
+        for contract in contracts:
+            self._unknown_until.pop(contract.id, None)
         self._maturities.update((m.id, m) for m in maturities)
         self._products.update((p.id, p) for p in products)
 
@@ -59,13 +80,14 @@ class ContractCatalog:
         result: dict[int, ContractInfo] = {}
         waiting: dict[int, asyncio.Future[ContractInfo | None]] = {}
         missing: list[int] = []
+        now = self._clock()
         for cid in unique(contract_ids):
             info = self.cached(cid)
             if info is not None:
                 result[cid] = info
             elif cid in self._inflight:
                 waiting[cid] = self._inflight[cid]
-            else:
+            elif self._unknown_until.get(cid, now) <= now:
                 missing.append(cid)
         if missing:
             waiting.update(self._start_fetch(missing))
@@ -111,9 +133,13 @@ class ContractCatalog:
             if not isinstance(exc, Exception):
                 raise
         else:
+            until = self._clock() + self._unknown_ttl
             for cid, future in futures.items():
+                info = self.cached(cid)
+                if info is None:
+                    self._unknown_until[cid] = until
                 if not future.done():
-                    future.set_result(self.cached(cid))
+                    future.set_result(info)
         finally:
             for cid in ids:
                 self._inflight.pop(cid, None)

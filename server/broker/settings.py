@@ -44,6 +44,9 @@ class BrokerSettings:
     connect_timeout: float = 10.0
     max_connections: int = 64
     keepalive_timeout: float = 30.0
+    # A contract id Tradovate answered without (contract/items left it out) is not asked
+    # for again for this long: a position in it would otherwise cost a call per read.
+    unknown_contract_ttl: float = 300.0
 
     # Client-side token bucket over every REST call (0 disables it).
     rate_per_second: float = 10.0

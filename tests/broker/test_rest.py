@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from decimal import Decimal
 
@@ -94,6 +95,26 @@ async def test_contract_info_is_resolved_once_and_cached(
     again = await client.contract_info(ids)
     assert again == {i: infos[i] for i in ids}
     assert calls(sim) == first_calls  # served from memory
+
+
+async def test_an_unknown_contract_is_asked_for_once_per_ttl(
+    sim: Simulator, make_client: ClientFactory
+) -> None:
+    def contract_lookups() -> int:  # one id goes to contract/item, several to /items
+        counted = calls(sim)
+        return counted.get("contract/item", 0) + counted.get("contract/items", 0)
+
+    client = await make_client(sim, unknown_contract_ttl=0.3)
+    known = sim.control.contracts()[0]["id"]
+    sim.control.reset_counters()
+    assert set(await client.contract_info([known, 987654321])) == {known}
+    assert contract_lookups() == 1
+    for _ in range(3):  # within the TTL: the unknown id costs no upstream call
+        assert set(await client.contract_info([known, 987654321])) == {known}
+    assert contract_lookups() == 1
+    await asyncio.sleep(0.35)  # the TTL has passed: Tradovate is asked again
+    assert set(await client.contract_info([987654321])) == set()
+    assert contract_lookups() == 2
 
 
 async def test_deadline_maps_to_upstream_timeout(sim: Simulator, client: TradovateClient) -> None:
