@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from server.broker.deadline import Deadline
 from server.broker.errors import BrokerClosed, UpstreamTimeout
@@ -36,13 +36,11 @@ class ContractCatalog:
         fetch_timeout: float,
         *,
         unknown_ttl: float = 300.0,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._rest = rest
         self._fetch_timeout = fetch_timeout
         self._unknown_ttl = unknown_ttl
-        self._clock = clock
-        # Unresolvable id → the clock time until which it is not asked for again.
+        # Unresolvable id → the time.monotonic() until which it is not asked for again.
         self._unknown_until: dict[int, float] = {}
         self._contracts: dict[int, Contract] = {}
         self._maturities: dict[int, ContractMaturity] = {}
@@ -80,7 +78,7 @@ class ContractCatalog:
         result: dict[int, ContractInfo] = {}
         waiting: dict[int, asyncio.Future[ContractInfo | None]] = {}
         missing: list[int] = []
-        now = self._clock()
+        now = time.monotonic()
         for cid in unique(contract_ids):
             info = self.cached(cid)
             if info is not None:
@@ -133,7 +131,7 @@ class ContractCatalog:
             if not isinstance(exc, Exception):
                 raise
         else:
-            until = self._clock() + self._unknown_ttl
+            until = time.monotonic() + self._unknown_ttl
             for cid, future in futures.items():
                 info = self.cached(cid)
                 if info is None:
