@@ -32,8 +32,7 @@ from dataclasses import dataclass, field
 
 from tradovate_gateway.v1 import trading_pb2
 
-from bench.floors.server import stamp
-from bench.stats import now_ns
+from bench.floors.server import stamped_copy
 from server.api.status import account_status
 from server.broker.events import EntityChange
 from server.broker.frames import DataFrame, Event, Response, decode_frame
@@ -113,11 +112,7 @@ def bare_work(template: trading_pb2.StreamUpdate, count: int, sequence: int) -> 
     queue: deque[trading_pb2.StreamUpdate] = deque()
     for _ in range(count):
         sequence += 1
-        update = trading_pb2.StreamUpdate()
-        update.CopyFrom(template)
-        update.sequence = sequence
-        stamp(update, now_ns())
-        queue.append(update)
+        queue.append(stamped_copy(template, sequence))
     while queue:
         queue.popleft().SerializeToString()
     return sequence

@@ -50,6 +50,15 @@ def stamp(update: trading_pb2.StreamUpdate, ns: int) -> None:
     update.event_time.nanos = ns % 1_000_000_000
 
 
+def stamped_copy(template: trading_pb2.StreamUpdate, sequence: int) -> trading_pb2.StreamUpdate:
+    """One published message: a copy of the template, numbered and stamped now."""
+    update = trading_pb2.StreamUpdate()
+    update.CopyFrom(template)
+    update.sequence = sequence
+    stamp(update, now_ns())
+    return update
+
+
 def read_stamp(update: trading_pb2.StreamUpdate) -> int:
     return int(update.event_time.seconds) * 1_000_000_000 + int(update.event_time.nanos)
 
@@ -114,10 +123,7 @@ class FloorServer:
                 await asyncio.sleep(delay / 1e9)
             for _ in range(messages_in_event(event, burst)):
                 seq += 1
-                update = trading_pb2.StreamUpdate()
-                update.CopyFrom(self._event)
-                update.sequence = seq
-                stamp(update, now_ns())
+                update = stamped_copy(self._event, seq)
                 for queue in self._subscribers:
                     queue.put_nowait(update)
             if interval_ns == 0 and event % 64 == 63:

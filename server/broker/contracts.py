@@ -58,9 +58,8 @@ class ContractCatalog:
         products: Iterable[Product] = (),
     ) -> None:
         """Add entities learnt elsewhere (the sync snapshot, props)."""
-        contracts = list(contracts)
-        self._contracts.update((c.id, c) for c in contracts)
         for contract in contracts:
+            self._contracts[contract.id] = contract
             self._unknown_until.pop(contract.id, None)
         self._maturities.update((m.id, m) for m in maturities)
         self._products.update((p.id, p) for p in products)
