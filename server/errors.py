@@ -32,6 +32,13 @@ class InvalidRequest(GatewayError):
         self.reason = reason
 
 
+class MalformedRequest(InvalidRequest):
+    """The request bytes do not parse as the method's request message (INVALID_ARGUMENT)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, field="request", reason="MALFORMED_REQUEST")
+
+
 class AccountsNotFound(GatewayError):
     """Some selected accounts do not exist for this login (NOT_FOUND)."""
 

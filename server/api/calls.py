@@ -3,7 +3,9 @@
 Applied once per method when the services register (server/api/wrapping.py), it takes
 the caller's ``x-request-id`` (or makes one), puts it in the logging ContextVar and the
 response's trailing metadata, checks the API key (server/api/auth.py) unless the method
-is exempt, times the call, and records method, status code and duration. The access-log
+is exempt, then parses the request bytes (server/api/parsing.py: grpc is given no request
+deserializer, so bad bytes meet the key check first and get INVALID_ARGUMENT), times the
+call, and records method, status code and duration. The access-log
 line is written later, in a batch (server/observability/access_log.py).
 """
 
@@ -21,10 +23,12 @@ from typing import Any, Final, cast
 import grpc
 
 from server.api.auth import ApiKeyAuth
+from server.api.parsing import RequestParsing, parsed_stream
 from server.api.status import abort_for
 from server.api.wrapping import Handler, with_behavior
 from server.auth.errors import AuthenticationFailed, TooManyAuthFailures
 from server.auth.principal import current_principal, principal_var
+from server.errors import MalformedRequest
 from server.observability.access_log import AccessEntry, AccessLog
 from server.observability.logging import request_id_var
 from server.observability.metrics import Metrics
@@ -39,6 +43,7 @@ QUIET_PREFIXES: Final = ("/grpc.health.", "/grpc.reflection.")
 Context = grpc.aio.ServicerContext[Any, Any]
 UnaryBehavior = Callable[[Any, Context], Awaitable[Any]]
 StreamBehavior = Callable[[Any, Context], AsyncIterator[Any]]
+Parse = Callable[[bytes, Any], Any]
 
 # Request ids made here: random per process, then a counter (unique, and far cheaper
 # than a uuid4 per call).
@@ -83,11 +88,16 @@ class CallWrapper:
         self._metrics = metrics
         self._access_log = access_log
         self._auth = auth
+        self._parsing = RequestParsing(metrics)
 
     def wrap(self, method: str, handler: Handler) -> Handler:
         auth = self._auth if self._auth is not None and not self._auth.exempt(method) else None
         quiet = method.startswith(QUIET_PREFIXES)
         short = method.rsplit("/", 1)[-1]
+        # The request is parsed here, after the key check, not by grpc (server/api/parsing.py).
+        deserializer = handler.request_deserializer
+        parse = self._parsing.parser(method, deserializer) if deserializer is not None else None
+        streaming = handler.request_streaming
 
         def start(context: Context) -> _Call:
             call = _Call(self, short, method, quiet, context)
@@ -103,32 +113,78 @@ class CallWrapper:
 
         def wrap_behavior(behavior: Any) -> Any:
             if inspect.isasyncgenfunction(behavior):
-                return _observed_stream(start, cast(StreamBehavior, behavior))
-            if inspect.isgeneratorfunction(behavior):
-                return _observed_stream(start, _as_async(behavior))
-            # Unary, and stream handlers that write through context.write(): awaited.
-            return _observed_unary(start, cast(UnaryBehavior, behavior))
+                stream = cast(StreamBehavior, behavior)
+            elif inspect.isgeneratorfunction(behavior):
+                stream = _as_async(behavior)
+            else:
+                # Unary, and stream handlers that write through context.write(): awaited.
+                unary = cast(UnaryBehavior, behavior)
+                if streaming and parse is not None:
+                    return _observed_unary(start, _parsing_client_stream(unary, parse), None)
+                return _observed_unary(start, unary, parse)
+            if streaming and parse is not None:
+                return _observed_stream(start, _parsing_client_stream_gen(stream, parse), None)
+            return _observed_stream(start, stream, parse)
 
-        return with_behavior(handler, wrap_behavior)
+        return with_behavior(handler, wrap_behavior, raw_requests=parse is not None)
 
 
-def _observed_unary(start: Callable[[Context], _Call], behavior: UnaryBehavior) -> UnaryBehavior:
+def _observed_unary(
+    start: Callable[[Context], _Call], behavior: UnaryBehavior, parse: Parse | None
+) -> UnaryBehavior:
     async def observed(request: Any, context: Context) -> Any:
         with start(context) as call:
             await call.admit()
+            if parse is not None:
+                try:
+                    request = parse(request, context)
+                except MalformedRequest as exc:
+                    await abort_for(context, exc)
             return await behavior(request, context)
 
     return observed
 
 
-def _observed_stream(start: Callable[[Context], _Call], behavior: StreamBehavior) -> StreamBehavior:
+def _observed_stream(
+    start: Callable[[Context], _Call], behavior: StreamBehavior, parse: Parse | None
+) -> StreamBehavior:
     async def observed(request: Any, context: Context) -> AsyncIterator[Any]:
         with start(context) as call:
             await call.admit()
+            if parse is not None:
+                try:
+                    request = parse(request, context)
+                except MalformedRequest as exc:
+                    await abort_for(context, exc)
             async for item in behavior(request, context):
                 yield item
 
     return observed
+
+
+def _parsing_client_stream(behavior: UnaryBehavior, parse: Parse) -> UnaryBehavior:
+    """A handler of a client stream, fed parsed messages; a bad one ends the call."""
+
+    async def parsing(requests: Any, context: Context) -> Any:
+        try:
+            return await behavior(parsed_stream(requests, parse, context), context)
+        except MalformedRequest as exc:
+            await abort_for(context, exc)
+
+    return parsing
+
+
+def _parsing_client_stream_gen(behavior: StreamBehavior, parse: Parse) -> StreamBehavior:
+    """The same for a generator handler of a client stream (e.g. reflection)."""
+
+    async def parsing(requests: Any, context: Context) -> AsyncIterator[Any]:
+        try:
+            async for item in behavior(parsed_stream(requests, parse, context), context):
+                yield item
+        except MalformedRequest as exc:
+            await abort_for(context, exc)
+
+    return parsing
 
 
 def _as_async(behavior: Callable[[Any, Context], Iterator[Any]]) -> StreamBehavior:

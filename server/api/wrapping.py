@@ -34,15 +34,21 @@ _KINDS: Final = (
 )
 
 
-def with_behavior(handler: Handler, wrap: Callable[[Behavior], Behavior]) -> Handler:
-    """The same handler (kind, serializers) with its behavior wrapped."""
+def with_behavior(
+    handler: Handler, wrap: Callable[[Behavior], Behavior], *, raw_requests: bool = False
+) -> Handler:
+    """The same handler (kind, serializers) with its behavior wrapped.
+
+    With ``raw_requests`` it has no request deserializer: the wrapped behavior receives
+    the request bytes (or a stream of them) and parses them itself.
+    """
     for attribute, make in _KINDS:
         behavior = getattr(handler, attribute)
         if behavior is not None:
             make_handler = cast("Callable[..., Handler]", make)
             return make_handler(
                 wrap(behavior),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=None if raw_requests else handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
     return handler

@@ -89,6 +89,12 @@ class Metrics:
             ["method", "reason"],
             registry=r,
         )
+        self.malformed_requests = Counter(
+            "tg_malformed_requests_total",
+            "Requests whose bytes did not parse as the method's message (INVALID_ARGUMENT)",
+            ["method"],
+            registry=r,
+        )
         self.component_up = Gauge(
             "tg_component_up",
             "1 when a dependency is healthy: broker_login, upstream, cache",
@@ -126,6 +132,9 @@ class Metrics:
 
     def account_error(self, method: str, reason: str) -> None:
         self.account_errors.labels(method, reason).inc()
+
+    def malformed_request(self, method: str) -> None:
+        self.malformed_requests.labels(method).inc()
 
     def set_up(self, component: str, up: bool) -> None:
         self.component_up.labels(component).set(1 if up else 0)
