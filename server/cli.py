@@ -16,8 +16,9 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
-from server.config import GatewaySettings, load_settings
+from server.config import SECRET_FIELDS, GatewaySettings, env_name, field_name, load_settings
 from server.observability.logging import configure_logging
+from server.setting_error import SettingError, masked_url
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # The demo uses memory unless told otherwise, whatever REDIS_URL says.
             settings = _settings(args, redis_url=args.redis_url or "", tradovate_env="demo")
     except ValidationError as exc:
-        print(f"{PROG}: invalid settings:\n{_describe(exc)}", file=sys.stderr)
+        print(f"{PROG}: {describe_invalid(exc)}", file=sys.stderr)
         return 2
     configure_logging(settings.log_format, settings.log_level)
     from server.auth.policy import config_problem, listen_refusal, listen_warnings
@@ -134,7 +135,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         from server.runner import serve
 
-        return run(serve(settings))
+        try:
+            return run(serve(settings))
+        except SettingError as exc:  # a port in use, say: one line, no traceback
+            print(f"{PROG}: {exc}", file=sys.stderr)
+            return 2
     from server.demo import DemoOptions, run_demo
 
     options = DemoOptions(
@@ -147,12 +152,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run(run_demo(settings, options))
 
 
-def _describe(exc: ValidationError) -> str:
-    lines = []
+def describe_invalid(exc: ValidationError) -> str:
+    """Every invalid setting in one line: the variable, its value (never a secret), why."""
+    parts = []
     for error in exc.errors():
-        where = ".".join(str(part) for part in error["loc"]) or "settings"
-        lines.append(f"  {where}: {error['msg']}")
-    return "\n".join(lines)
+        loc = error["loc"]
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if not loc:  # a rule across settings; its message names them
+            parts.append(message)
+            continue
+        field = field_name(str(loc[0]))
+        setting = env_name(field)
+        flag = FLAGS.get(field)
+        if flag:
+            setting = f"{setting} ({flag})"
+        parts.append(f"{setting}={_shown(field, error.get('input'))}: {message}")
+    return (
+        f"invalid settings: {'; '.join(parts)}; "
+        "fix the environment variable or flag (README, Configuration; "
+        f"`{PROG} serve --help`)"
+    )
+
+
+# Settings that `serve` also takes as a flag.
+FLAGS: Final = {
+    "listen": "--listen",
+    "metrics_port": "--metrics-port",
+    "log_format": "--log-format",
+    "log_level": "--log-level",
+    "grace_s": "--grace",
+    "redis_url": "--redis-url",
+}
+
+
+def _shown(field: str, value: object) -> str:
+    if field in SECRET_FIELDS:
+        return "<hidden>"
+    text = value if isinstance(value, str) else repr(value)
+    if field == "redis_url":
+        text = masked_url(text)
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 if __name__ == "__main__":

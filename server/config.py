@@ -16,6 +16,10 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from server.broker.urls import MD_WS_URL, REST_URLS
 
 MIB = 1024 * 1024
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+# Settings whose values never appear in a message (a Redis URL is shown with its password
+# masked instead).
+SECRET_FIELDS = frozenset({"tradovate_password", "tradovate_secret", "api_keys"})
 
 
 def _env(name: str) -> Any:
@@ -157,6 +161,18 @@ class GatewaySettings(BaseSettings):
         split_address(value)
         return value
 
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value:
+            scheme, sep, _ = value.partition("://")
+            if not sep or scheme.lower() not in REDIS_SCHEMES:
+                raise ValueError(
+                    "Redis URLs start with redis://, rediss:// (TLS) or unix://, "
+                    "e.g. redis://127.0.0.1:6379/0; unset REDIS_URL for the in-memory cache"
+                )
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _check_level(cls, value: str) -> str:
@@ -226,6 +242,29 @@ class GatewaySettings(BaseSettings):
             "accounts": self.ttl_accounts_s,
         }
         return ttls[kind]
+
+
+def env_name(field: str) -> str:
+    """The environment variable behind a settings field (or an alias given as such).
+
+    'redis_url' -> 'REDIS_URL', 'tradovate_env' -> 'TRADOVATE_ENV', 'batch_size' ->
+    'GATEWAY_BATCH_SIZE'.
+    """
+    info = GatewaySettings.model_fields.get(field)
+    if info is None:
+        return field.upper()  # already an alias (the environment variable itself)
+    alias = info.validation_alias
+    if isinstance(alias, AliasChoices) and alias.choices and isinstance(alias.choices[0], str):
+        return alias.choices[0]
+    return f"GATEWAY_{field.upper()}"
+
+
+def field_name(setting: str) -> str:
+    """The settings field for an environment variable or field name ('REDIS_URL' -> 'redis_url')."""
+    lowered = setting.lower()
+    if lowered in GatewaySettings.model_fields:
+        return lowered
+    return lowered.removeprefix("gateway_")
 
 
 def split_address(address: str) -> tuple[str, int]:

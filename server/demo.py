@@ -20,6 +20,7 @@ from pydantic import SecretStr
 from server.config import GatewaySettings
 from server.main import FatalStartupError, Gateway
 from server.runner import StopSignals
+from server.setting_error import SettingError
 from server.simulator import SimConfig, Simulator
 
 logger = logging.getLogger(__name__)
@@ -117,7 +118,7 @@ async def _run(
         )
         try:
             await gateway.start()
-        except OSError as exc:  # AddressInUse, or an explicitly requested metrics port
+        except (OSError, SettingError) as exc:  # a port in use (AddressInUse, metrics)
             await gateway.stop(0)
             print(f"trading-gateway demo: {exc}", file=sys.stderr)
             return 2

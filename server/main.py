@@ -41,6 +41,7 @@ from server.observability.metrics import Metrics, MetricsServer
 from server.readcache import ReadCache
 from server.reads import KindReader, LiveSource, ReadService
 from server.records import Fetched, Kind
+from server.setting_error import SettingError
 
 logger = logging.getLogger(__name__)
 
@@ -210,6 +211,7 @@ class Gateway:
         self.server: grpc.aio.Server | None = None
         self.metrics_server: MetricsServer | None = None
         self._login_task: asyncio.Task[None] | None = None
+        self._serving = False
         self._stopped = False
 
     def _build_auth(self) -> ApiKeyAuth | None:
@@ -294,7 +296,11 @@ class Gateway:
         return f"{host}:{self.port}"
 
     async def start(self) -> None:
-        """Bind and serve (NOT_SERVING), start metrics, and log in in the background."""
+        """Bind both ports, serve (NOT_SERVING), and log in in the background.
+
+        Both ports are bound before anything is logged, so a port in use is the only
+        thing a failed start says (a SettingError: `serve` prints it as one line).
+        """
         server, self.port = build_server(
             self.settings,
             self.servicer,
@@ -302,10 +308,12 @@ class Gateway:
             self.calls.wrap,
         )
         self.server = server
+        await self._start_metrics()
         if self.access_log is not None:
             self.access_log.start()
         await self.health.start()
         await server.start()
+        self._serving = True
         s = self.settings
         transport = "mTLS" if s.tls_client_ca_file else "TLS" if s.tls_enabled else "plaintext"
         logger.info(
@@ -316,7 +324,6 @@ class Gateway:
         )
         if warning := s.md_url_warning():
             logger.warning("%s", warning)
-        await self._start_metrics()
         self._login_task = asyncio.get_running_loop().create_task(self._login(), name="login")
 
     async def _start_metrics(self) -> None:
@@ -327,13 +334,15 @@ class Gateway:
         try:
             self.metrics_port = await metrics_server.start()
         except OSError as exc:
-            message = (
-                f"cannot serve metrics on {self.settings.metrics_host}:{port}: {exc.strerror} "
-                "(set GATEWAY_METRICS_PORT / --metrics-port, or 0 to disable)"
+            error = SettingError(
+                "GATEWAY_METRICS_PORT (--metrics-port)",
+                str(port),
+                f"cannot serve metrics on {self.settings.metrics_host}:{port}: {exc.strerror}",
+                "stop the other process, pick another port, or set 0 to disable metrics",
             )
             if not self._metrics_optional:
-                raise OSError(exc.errno, message) from exc
-            logger.warning("%s; continuing without metrics", message)
+                raise error from None
+            logger.warning("%s; continuing without metrics", error)
             return
         self.metrics_server = metrics_server
 
@@ -445,7 +454,8 @@ class Gateway:
             self.failed.cancel()
         elif not self.failed.cancelled():
             self.failed.exception()  # retrieved: the caller may never have waited on it
-        logger.info("gateway stopped")
+        # A start that failed (a port in use) says so once, where it is reported.
+        logger.log(logging.INFO if self._serving else logging.DEBUG, "gateway stopped")
 
     async def _close_reads(self) -> None:
         self.reads.mark_closing()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 from typing import Any, Final
 
 import grpc
@@ -15,8 +17,9 @@ from tradovate_gateway.v1 import trading_pb2_grpc as pb_grpc
 from server.api.servicer import TradingServicer
 from server.api.wrapping import Wrap, WrappingRegistrar
 from server.auth.tls import server_credentials
-from server.config import GatewaySettings
+from server.config import GatewaySettings, split_address
 from server.live.handler import raw_stream_handler
+from server.setting_error import SettingError
 
 logger = logging.getLogger(__name__)
 
@@ -24,15 +27,43 @@ TRADING_SERVICE: Final = pb.DESCRIPTOR.services_by_name["TradingService"].full_n
 HEALTH_SERVICE: Final = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
 
-class AddressInUse(OSError):
+class AddressInUse(SettingError):
     """The listen address is taken (or cannot be bound)."""
 
     def __init__(self, address: str) -> None:
         super().__init__(
-            f"cannot listen on {address}: the address is in use or not available "
-            "(stop the other process or pick another address, e.g. --listen 127.0.0.1:50052)"
+            "GATEWAY_LISTEN (--listen)",
+            address,
+            "cannot listen there: the address is in use or not available",
+            "stop the other process or pick another address, e.g. --listen 127.0.0.1:50052",
         )
         self.address = address
+
+
+def check_bindable(address: str) -> None:
+    """AddressInUse when ``address`` cannot be bound, found before grpc tries.
+
+    grpc's core writes its own error line to stderr when a bind fails; trying first
+    keeps a port in use to the one line `serve` prints. Port 0 always binds.
+    """
+    host, port = split_address(address)
+    if port == 0:
+        return
+    try:
+        found = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except OSError:
+        return  # grpc resolves it itself and says what it found
+    for family, kind, proto, _, where in found:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(where)
+            except OSError as exc:
+                if exc.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+                    raise AddressInUse(address) from None
+                raise
 
 
 def server_options(settings: GatewaySettings) -> list[tuple[str, Any]]:
@@ -123,6 +154,7 @@ def build_server(
         ),
         registrar,
     )
+    check_bindable(settings.listen)
     try:
         if settings.tls_cert_file and settings.tls_key_file:
             credentials = server_credentials(

@@ -121,6 +121,6 @@ async def test_demo_says_clearly_when_the_port_is_busy() -> None:
             _, err = await proc.communicate()
     assert proc.returncode == 2
     message = err.decode()
-    assert f"cannot listen on 127.0.0.1:{port}" in message
+    assert f"GATEWAY_LISTEN (--listen)=127.0.0.1:{port}: cannot listen there" in message
     assert "--listen" in message
     assert "Traceback" not in message
