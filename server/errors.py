@@ -68,8 +68,9 @@ class NotReady(GatewayError):
     """The gateway has not logged in to Tradovate yet (UNAVAILABLE, retry soon)."""
 
     reason = "GATEWAY_NOT_READY"
+    DEFAULT = "the gateway is still logging in to Tradovate"
 
-    def __init__(self, message: str = "the gateway is still logging in to Tradovate") -> None:
+    def __init__(self, message: str = DEFAULT) -> None:
         super().__init__(message)
         self.retry_after = 1.0
 

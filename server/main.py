@@ -36,6 +36,7 @@ from server.fanout import FanOut, FanOutSettings, Loader, UpstreamObserver, obse
 from server.heap import freeze_long_lived
 from server.live.components import build_live
 from server.loaders import Loaders
+from server.login_problem import login_problem
 from server.observability.access_log import AccessLog
 from server.observability.metrics import Metrics, MetricsServer
 from server.readcache import ReadCache
@@ -49,6 +50,9 @@ T = TypeVar("T")
 
 LOGIN_RETRY_INITIAL = 1.0
 LOGIN_RETRY_MAX = 30.0
+# Login attempts in a row answered, but not as Tradovate (a wrong TRADOVATE_URL), before
+# start-up stops: a few, so one bad answer from a proxy does not end it.
+LOGIN_MISCONFIGURED_ATTEMPTS = 3
 # How long to wait for live state's first snapshot before freezing the heap anyway.
 FREEZE_AFTER_SYNC_WAIT_S = 60.0
 
@@ -353,6 +357,9 @@ class Gateway:
         except (AuthError, CaptchaRequired) as exc:
             logger.error("Tradovate login failed for good: %s", exc)
             self._fail(FatalStartupError(str(exc)))
+        except FatalStartupError as exc:
+            logger.error("Tradovate login failed for good: %s", exc)
+            self._fail(exc)
         except Exception as exc:  # a bug: say so instead of never becoming ready
             logger.exception("gateway start-up failed")
             self._fail(FatalStartupError(f"start-up failed: {exc!r}"))
@@ -362,17 +369,34 @@ class Gateway:
             self.failed.set_exception(exc)
 
     async def _log_in_with_retries(self) -> None:
+        """Log in, retrying what looks transient (server/login_problem.py).
+
+        A URL that answers, but not as Tradovate, ends start-up after
+        LOGIN_MISCONFIGURED_ATTEMPTS attempts in a row; one that does not answer is
+        retried for as long as it takes, and callers are told why they wait.
+        """
         delay = LOGIN_RETRY_INITIAL
+        misconfigured = 0
         while True:
             try:
                 await self.broker.start(timeout=self.settings.upstream_timeout_s)
+                self.reads.not_ready_because(None)
                 return
             except (AuthError, CaptchaRequired):
                 raise
             except BrokerError as exc:
+                problem = login_problem(self.settings, exc)
+                misconfigured = misconfigured + 1 if problem.misconfigured else 0
+                if misconfigured >= LOGIN_MISCONFIGURED_ATTEMPTS:
+                    raise FatalStartupError(
+                        f"{problem.message} (after {misconfigured} attempts)"
+                    ) from None
+                self.reads.not_ready_because(problem.message)
                 # A penalty, 429 or 423 says how long to stay away; honour it.
                 wait = max(delay, getattr(exc, "retry_after", None) or 0.0)
-                logger.warning("Tradovate login failed (%s); retrying in %.0f s", exc, wait)
+                logger.warning(
+                    "Tradovate login failed: %s; next try in %.0f s", problem.message, wait
+                )
                 await asyncio.sleep(wait)
                 delay = min(delay * 2, LOGIN_RETRY_MAX)
 

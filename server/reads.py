@@ -144,9 +144,14 @@ class ReadService:
         self._live = live
         self._ready = False
         self._closing = False
+        self._not_ready_why: str | None = None
 
     def mark_ready(self) -> None:
         self._ready = True
+
+    def not_ready_because(self, why: str | None) -> None:
+        """What callers are told while the login has not succeeded (the last failure)."""
+        self._not_ready_why = why
 
     def mark_closing(self) -> None:
         self._closing = True
@@ -155,7 +160,8 @@ class ReadService:
         if self._closing:
             raise ShuttingDown()
         if not self._ready:
-            raise NotReady()
+            why = self._not_ready_why
+            raise NotReady(f"{NotReady.DEFAULT}: {why}" if why else NotReady.DEFAULT)
 
     async def list_accounts(
         self,

@@ -1,0 +1,81 @@
+"""Why a Tradovate login attempt failed, told against the setting that chose the URL.
+
+The login retries (server/main.py) need to tell two things apart:
+
+* the URL answers, but not as Tradovate: 404 on ``auth/accesstokenrequest``, HTML or other
+  undecodable bytes, an unexpected 4xx. A wrong ``TRADOVATE_URL`` (wrong path, a web
+  server, a proxy's error page). Retrying will not fix it: after a few attempts the
+  gateway stops (exit 2) with the full URL and the setting.
+* the URL does not answer: connection refused, an unknown host, a timeout, a 5xx, a rate
+  limit or penalty. This can be a network, DNS or Tradovate outage, so the gateway keeps
+  retrying, and its log and the status callers get say so, with the URL and the setting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from server.broker.errors import (
+    BrokerError,
+    LockedOutError,
+    NotFoundError,
+    PenaltyError,
+    ProtocolError,
+    RateLimitedError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from server.config import GatewaySettings
+from server.setting_error import masked_url
+
+LOGIN_PATH: Final = "auth/accesstokenrequest"
+EXAMPLE_URL: Final = "https://demo.tradovateapi.com/v1"
+
+
+@dataclass(frozen=True)
+class LoginProblem:
+    """One failed login attempt: whether retrying can help, and what to tell people."""
+
+    misconfigured: bool
+    message: str
+
+
+def login_url(settings: GatewaySettings) -> str:
+    return masked_url(f"{settings.rest_url}/{LOGIN_PATH}")
+
+
+def url_setting(settings: GatewaySettings) -> str:
+    """The setting that chose the REST URL: TRADOVATE_URL when given, else TRADOVATE_ENV."""
+    if settings.tradovate_url:
+        return "TRADOVATE_URL"
+    return f"TRADOVATE_ENV={settings.tradovate_env}"
+
+
+def login_problem(settings: GatewaySettings, exc: BrokerError) -> LoginProblem:
+    url = login_url(settings)
+    setting = url_setting(settings)
+    if isinstance(exc, NotFoundError | ProtocolError):
+        what = "404 Not Found" if isinstance(exc, NotFoundError) else str(exc)
+        return LoginProblem(
+            True,
+            f"{url} answers, but not as Tradovate's login ({what}); set {setting} to "
+            f"Tradovate's REST base ending in /v1 (e.g. {EXAMPLE_URL}) or to a simulator's",
+        )
+    if isinstance(exc, RateLimitedError | PenaltyError | LockedOutError):
+        return LoginProblem(False, f"Tradovate asks the login at {url} to wait: {exc}")
+    if isinstance(exc, UpstreamUnavailable | UpstreamTimeout):
+        why = "no answer in time" if isinstance(exc, UpstreamTimeout) else _cause(exc)
+        return LoginProblem(
+            False,
+            f"cannot reach {url} ({why}); retrying, as this looks transient (network, DNS "
+            f"or Tradovate outage); if it lasts, check {setting}",
+        )
+    return LoginProblem(False, f"login at {url} failed ({exc}); retrying")
+
+
+def _cause(exc: BrokerError) -> str:
+    """'Cannot connect to host ... [Connect call failed ...]' from the broker's message."""
+    text = str(exc)
+    head, _, rest = text.partition(": ")
+    return rest if head.startswith("Tradovate unreachable") and rest else text
