@@ -58,4 +58,9 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
 # Listening beyond loopback: serve refuses a non-loopback address with neither API keys
 # (GATEWAY_API_KEYS_FILE) nor TLS (GATEWAY_TLS_CERT_FILE/KEY_FILE) unless
 # GATEWAY_ALLOW_INSECURE=1 is set explicitly (docker-compose.yml sets it for local use).
+# Exit codes: 0 after SIGTERM/SIGINT; 2 for a configuration error or credentials Tradovate
+# rejected (one line on stderr says which setting); anything else is a crash. Restarting
+# on exit 2 cannot help, and repeated failed logins earn a captcha penalty, so run with a
+# capped policy (`docker run --restart on-failure:2`, as docker-compose.yml does), never
+# `always` or `unless-stopped`.
 CMD ["trading-gateway", "serve", "--listen", "0.0.0.0:50051"]
