@@ -9,6 +9,7 @@ or a log line.
 from __future__ import annotations
 
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -171,6 +172,12 @@ class GatewaySettings(BaseSettings):
                     "Redis URLs start with redis://, rediss:// (TLS) or unix://, "
                     "e.g. redis://127.0.0.1:6379/0; unset REDIS_URL for the in-memory cache"
                 )
+            try:
+                port = urlsplit(value).port
+            except ValueError:
+                port = -1
+            if port == -1 or port == 0:
+                raise ValueError("the port must be a number from 1 to 65535, e.g. :6379")
         return value
 
     @field_validator("log_level")

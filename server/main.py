@@ -342,7 +342,8 @@ class Gateway:
                 "GATEWAY_METRICS_PORT (--metrics-port)",
                 str(port),
                 f"cannot serve metrics on {self.settings.metrics_host}:{port}: {exc.strerror}",
-                "stop the other process, pick another port, or set 0 to disable metrics",
+                "stop the other process, pick another port (or GATEWAY_METRICS_HOST), "
+                "or set 0 to disable metrics",
             )
             if not self._metrics_optional:
                 raise error from None

@@ -30,11 +30,11 @@ HEALTH_SERVICE: Final = health_pb2.DESCRIPTOR.services_by_name["Health"].full_na
 class AddressInUse(SettingError):
     """The listen address is taken (or cannot be bound)."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, cause: str = "the address is in use or not available") -> None:
         super().__init__(
             "GATEWAY_LISTEN (--listen)",
             address,
-            "cannot listen there: the address is in use or not available",
+            f"cannot listen there: {cause}",
             "stop the other process or pick another address, e.g. --listen 127.0.0.1:50052",
         )
         self.address = address
@@ -53,8 +53,8 @@ def check_bindable(address: str) -> None:
         found = socket.getaddrinfo(
             host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )
-    except OSError:
-        return  # grpc resolves it itself and says what it found
+    except OSError as exc:
+        raise AddressInUse(address, f"the host does not resolve ({exc.strerror})") from None
     for family, kind, proto, _, where in found:
         with socket.socket(family, kind, proto) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -62,7 +62,7 @@ def check_bindable(address: str) -> None:
                 probe.bind(where)
             except OSError as exc:
                 if exc.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
-                    raise AddressInUse(address) from None
+                    raise AddressInUse(address, (exc.strerror or "").lower()) from None
                 raise
 
 

@@ -86,6 +86,12 @@ def test_redis_url_with_a_wrong_scheme() -> None:
     assert "redis://, rediss:// (TLS) or unix://" in line
 
 
+def test_redis_url_with_a_bad_port_keeps_its_password_hidden() -> None:
+    line = one_line(serve(REDIS_URL=f"redis://:{PASSWORD}@cache.internal:notaport/0"))
+    assert "REDIS_URL (--redis-url)=redis://:***@cache.internal:notaport/0" in line
+    assert "the port must be a number" in line
+
+
 def test_every_invalid_setting_named_on_one_line() -> None:
     line = one_line(serve(GATEWAY_BATCH_SIZE="0", GATEWAY_FANOUT_CONCURRENCY="many"))
     assert "GATEWAY_BATCH_SIZE=0: Input should be greater than or equal to 1" in line
@@ -107,7 +113,7 @@ def test_an_invalid_listen_flag() -> None:
 
 
 def test_a_free_port_is_not_refused() -> None:
-    """The bind check refuses only what is taken (the process then fails to log in later)."""
+    """The bind check refuses only what is taken."""
     from server.api.server import check_bindable
 
     check_bindable(f"127.0.0.1:{free_port()}")
