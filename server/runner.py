@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from server.config import GatewaySettings
 from server.main import Gateway
+from server.setting_error import SettingError
 
 logger = logging.getLogger(__name__)
 
@@ -72,11 +73,20 @@ class StopSignals:
 
 
 async def serve(settings: GatewaySettings) -> int:
-    """`trading-gateway serve`: run against the configured Tradovate until a signal."""
+    """`trading-gateway serve`: run against the configured Tradovate until a signal.
+
+    A setting it cannot start with raises SettingError (the CLI prints it as one line).
+    """
     missing = settings.missing_credentials()
     if missing:
-        logger.error("cannot start: set %s in the environment", ", ".join(missing))
-        return 2
+        names = ", ".join(missing)
+        raise SettingError(
+            names,
+            "<unset>",
+            "`serve` needs the Tradovate login",
+            f"set {names} in the environment (README, Running against a real Tradovate demo "
+            "account)",
+        )
     with StopSignals() as signals:
         return await _serve(settings, signals)
 

@@ -99,6 +99,11 @@ def test_every_invalid_setting_named_on_one_line() -> None:
     assert "fix the environment variable or flag" in line
 
 
+def test_missing_credentials_are_named() -> None:
+    line = one_line(serve(TRADOVATE_PASSWORD="", TRADOVATE_SECRET=""))
+    assert "TRADOVATE_PASSWORD, TRADOVATE_SECRET=<unset>: `serve` needs the Tradovate login" in line
+
+
 def test_an_invalid_listen_flag() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "server", "serve", "--listen", "nowhere"],
