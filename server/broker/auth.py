@@ -286,6 +286,9 @@ class TokenManager:
                 # Gated: after a 423 or 429, logging in again only deepens the lockout.
                 # (Renewal stays ungated: keeping the session alive is worth more.)
                 gated=True,
+                # A captcha here stops the login for good (and every other call for
+                # the captcha circuit's time): only a person can clear it.
+                fatal_captcha=True,
             )
         except AuthError as exc:
             raise AuthError(_CREDENTIALS, f"{_CREDENTIALS} rejected: {exc}") from None

@@ -56,6 +56,8 @@ class BrokerSettings:
     rate_limited_backoff_max: float = 3600.0
     # 423: every call stops for this long.
     locked_out_backoff: float = 3600.0
+    # p-captcha on any endpoint: every call (renewal too) stops for this long.
+    captcha_backoff: float = 3600.0
     # p-ticket: how many penalties one call may sit out before giving up.
     max_penalty_retries: int = 3
 

@@ -32,6 +32,7 @@ from server.broker.deadline import Deadline
 from server.broker.errors import (
     BrokerClosed,
     BrokerError,
+    CaptchaRequired,
     LockedOutError,
     NotFoundError,
     PenaltyError,
@@ -55,12 +56,12 @@ from server.broker.frames import (
     snippet,
 )
 from server.broker.http import TokenRejected, find_penalty, penalty_wait
-from server.broker.limiter import RateGate
+from server.broker.limiter import RateGate, Serving
 from server.broker.settings import BrokerSettings
 
 logger = logging.getLogger(__name__)
 
-_RETRY_AFTER_ERRORS: Final = (RateLimitedError, LockedOutError, PenaltyError)
+_RETRY_AFTER_ERRORS: Final = (RateLimitedError, LockedOutError, PenaltyError, CaptchaRequired)
 _shutdown_decoder: Final = msgspec.json.Decoder(dict[str, object])
 
 
@@ -444,36 +445,59 @@ class TradovateSocket:
     ) -> msgspec.Raw:
         penalties = 0
         sent_body = body
-        while True:
-            self._gate.check()
-            request_id = next(conn.ids)
-            future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
-            conn.pending[request_id] = future
-            if raw_body is not None:
-                text = encode_authorize(request_id, raw_body)
-            else:
-                text = encode_request(endpoint, request_id, query=query, body=sent_body)
-            try:
-                async with asyncio.timeout(deadline.check(endpoint)):
-                    await conn.ws.send_str(text)
-                    response = await future
-            except TimeoutError:
-                raise UpstreamTimeout(f"no answer to {endpoint} within the deadline") from None
-            except (aiohttp.ClientError, ConnectionError, RuntimeError) as exc:
-                raise UpstreamUnavailable(f"{self.name} socket: send failed: {exc}") from None
-            finally:
-                conn.pending.pop(request_id, None)
-            if response.status != 200:
-                raise self._error(response, endpoint)
-            penalty = find_penalty(response.data)
-            if penalty is None:
-                self._gate.record_success()
-                return response.data
-            wait = penalty_wait(penalty, endpoint, deadline, penalties, 3)
-            penalties += 1
-            await asyncio.sleep(wait)
-            if isinstance(body, dict) and penalty.ticket is not None:
-                sent_body = {**body, "p-ticket": penalty.ticket}
+        box = self._gate.penalties
+        held: Serving | None = None
+        try:
+            while True:
+                self._gate.check()
+                if held is None:
+                    await box.wait_turn(endpoint, deadline)
+                response = await self._exchange(
+                    conn, endpoint, query, sent_body, raw_body, deadline
+                )
+                if response.status != 200:
+                    raise self._error(response, endpoint)
+                penalty = find_penalty(response.data)
+                if penalty is None:
+                    self._gate.record_success()
+                    return response.data
+                wait = penalty_wait(penalty, endpoint, deadline, penalties, 3, self._gate)
+                penalties += 1
+                held = box.hold(endpoint, wait, held)
+                await asyncio.sleep(wait)
+                if isinstance(body, dict) and penalty.ticket is not None:
+                    sent_body = {**body, "p-ticket": penalty.ticket}
+        finally:
+            if held is not None:
+                box.release(endpoint, held)
+
+    async def _exchange(
+        self,
+        conn: _Connection,
+        endpoint: str,
+        query: str | None,
+        body: object,
+        raw_body: str | None,
+        deadline: Deadline,
+    ) -> Response:
+        """One request on ``conn`` and its response (any status)."""
+        request_id = next(conn.ids)
+        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        conn.pending[request_id] = future
+        if raw_body is not None:
+            text = encode_authorize(request_id, raw_body)
+        else:
+            text = encode_request(endpoint, request_id, query=query, body=body)
+        try:
+            async with asyncio.timeout(deadline.check(endpoint)):
+                await conn.ws.send_str(text)
+                return await future
+        except TimeoutError:
+            raise UpstreamTimeout(f"no answer to {endpoint} within the deadline") from None
+        except (aiohttp.ClientError, ConnectionError, RuntimeError) as exc:
+            raise UpstreamUnavailable(f"{self.name} socket: send failed: {exc}") from None
+        finally:
+            conn.pending.pop(request_id, None)
 
     def _error(self, response: Response, endpoint: str) -> BrokerError:
         status, detail = response.status, snippet(bytes(response.data))
