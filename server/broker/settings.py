@@ -72,8 +72,12 @@ class BrokerSettings:
     server_silence_timeout: float = 10.0
     reconnect_initial: float = 0.5
     reconnect_max: float = 30.0
-    # A connection that lived this long resets the reconnect backoff.
+    # A connection that authorized and synced resets the reconnect backoff, unless more
+    # than reconnect_flap_limit of them dropped within reconnect_flap_window (flapping):
+    # then only one that stayed up reconnect_stable_after does.
     reconnect_stable_after: float = 30.0
+    reconnect_flap_window: float = 60.0
+    reconnect_flap_limit: int = 20
     event_queue_size: int = 10_000
     quote_queue_size: int = 10_000
 
