@@ -107,6 +107,17 @@ async def test_account_list_failures_during_a_circuit_are_logged_once(
             codes.append(info.value.code())
         assert set(codes) == {grpc.StatusCode.RESOURCE_EXHAUSTED}
         lines = [r for r in caplog.records if "account list refresh failed" in r.getMessage()]
-        print(f"\n30 ListAccounts in a 429 circuit: {len(lines)} log line(s)")
         assert len(lines) == 1
         assert stack.sim.control.counters()["calls"].get("account/list") == 2  # login's + 429
+        caplog.set_level(logging.INFO, logger="server")
+        before = len(caplog.records)
+        upstream = pb.READ_POLICY_UPSTREAM
+        for _ in range(30):
+            await stack.stub.GetPositions(pb.GetPositionsRequest(read_policy=upstream), timeout=5)
+            await stack.stub.GetBalances(pb.GetBalancesRequest(read_policy=upstream), timeout=5)
+        server_lines = [r for r in caplog.records[before:] if r.name.startswith("server.")]
+        print(
+            f"\nin a 429 circuit: 30 ListAccounts logged {len(lines)} line(s); "
+            f"30 GetPositions and 30 GetBalances after them {len(server_lines)}"
+        )
+        assert server_lines == []
