@@ -25,6 +25,7 @@ RESOURCE_EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 UPSTREAM = "tradovate_gateway.upstream"
+LIVE = "tradovate_gateway.live"
 
 
 def _position_calls(counters: dict[str, int]) -> int:
@@ -121,3 +122,23 @@ async def test_account_list_failures_during_a_circuit_are_logged_once(
             f"30 GetPositions and 30 GetBalances after them {len(server_lines)}"
         )
         assert server_lines == []
+
+
+async def test_live_state_outage_after_each_of_10_drops_stays_short() -> None:
+    # Production reconnect settings (the GatewaySettings defaults); health every 0.1 s.
+    async with running_stack(accounts=2) as stack:
+
+        async def live_is(status: int) -> bool:
+            return bool(await stack.health_status(LIVE) == status)
+
+        outages = []
+        for _ in range(10):
+            await eventually(lambda: live_is(SERVING), within=10.0, interval=0.01)
+            dropped = time.monotonic()
+            stack.sim.control.drop_sockets("user")
+            await eventually(lambda: live_is(NOT_SERVING), within=5.0, interval=0.01)
+            await eventually(lambda: live_is(SERVING), within=60.0, interval=0.01)
+            outages.append(time.monotonic() - dropped)
+        shown = " ".join(f"{o:.2f}" for o in outages)
+        print(f"\nlive health outage per drop over 10 drops (s): {shown}; max {max(outages):.2f}")
+        assert max(outages) < 2.0
