@@ -236,18 +236,16 @@ class TokenManager:
     def _retry_delay(self, token: Token, failures: int, exc: BrokerError) -> float:
         """Renewal retries spread over the token's remaining life; after expiry, back off.
 
-        A penalty or circuit is honoured (no retry before its time). When its time ends
-        before the token does, the retry comes then, at the latest ``RENEW_GUARD`` before
-        expiry; when it outlasts the token, the token is lost and the next call logs in.
+        A penalty or circuit is honoured (no retry before its time). One that ends before
+        the token does still leaves a retry in time; one that outlasts the token loses it,
+        and the next call logs in again: that is logged as an error.
         """
         s = self._settings
         retry_after = getattr(exc, "retry_after", None) or 0.0
         left = token.left()
         if left > 0:
             delay = max(0.2, min(60.0, left / 4), retry_after)
-            if retry_after < left - RENEW_GUARD:
-                delay = min(delay, max(retry_after, left - RENEW_GUARD))
-            elif retry_after > 0:
+            if retry_after > 0 and retry_after >= left - RENEW_GUARD:
                 logger.error(
                     "token renewal must wait %.0f s (%s) but the token expires in %.0f s: "
                     "the next call after that logs in again",

@@ -9,9 +9,10 @@ Reconnects back off exponentially with jitter. A connection that authorized and 
 wait (at most ``reconnect_initial``) and a resync, however many drops came before. Against
 a server that drops us right after each sync, more than ``reconnect_flap_limit`` such drops
 within ``reconnect_flap_window`` count as flapping: from then on the back-off grows again
-(up to ``reconnect_max``) until a connection stays up ``reconnect_stable_after``. That bounds
-the syncrequests a flapping server can draw (Tradovate allows 300 an hour) at about 2 a
-minute. A ``shutdown`` event is logged with its reasonCode and reconnected after a back-off.
+(up to ``reconnect_max``) until a connection stays up ``reconnect_stable_after``. With the
+default 30 s ceiling that bounds the syncrequests a flapping server can draw to 2-4 a
+minute (Tradovate allows 300 an hour). A ``shutdown`` event is logged with its
+reasonCode and reconnected after a back-off.
 
 After a token renewal the socket re-authorizes on the open connection (``authorize`` with
 the new token): the reference leaves open whether an authorized socket outlives the token

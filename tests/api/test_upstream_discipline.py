@@ -142,3 +142,26 @@ async def test_live_state_outage_after_each_of_10_drops_stays_short() -> None:
         shown = " ".join(f"{o:.2f}" for o in outages)
         print(f"\nlive health outage per drop over 10 drops (s): {shown}; max {max(outages):.2f}")
         assert max(outages) < 2.0
+
+
+async def test_a_captcha_answers_resource_exhausted_with_the_time_left_and_stops_calls() -> None:
+    async with running_stack(accounts=2, live_enabled=False) as stack:
+        control = stack.sim.control
+        await stack.account_ids()
+        control.penalize("position/ldeps", count=1, p_time=1.0, captcha=True)
+        upstream = pb.READ_POLICY_UPSTREAM
+        reply = await stack.stub.GetPositions(pb.GetPositionsRequest(read_policy=upstream))
+        statuses = [a.meta.status for a in reply.accounts]
+        assert {s.code for s in statuses} == {RESOURCE_EXHAUSTED}
+        assert {s.reason for s in statuses} == {"BROKER_CAPTCHA_REQUIRED"}
+        assert all(3500 < s.retry_after.seconds <= 3600 for s in statuses)
+        control.reset_counters()
+        for _ in range(10):
+            await stack.stub.GetPositions(pb.GetPositionsRequest(read_policy=upstream))
+            await stack.stub.GetOrders(pb.GetOrdersRequest(read_policy=upstream))
+            await stack.stub.GetBalances(pb.GetBalancesRequest(read_policy=upstream))
+        after = control.counters()["total"]
+        print(f"\ncaptcha: {after} upstream call(s) for 30 reads after it")
+        assert after == 0
+        assert await stack.health_status(UPSTREAM) == NOT_SERVING
+        assert await stack.health_status("") == SERVING
