@@ -58,7 +58,11 @@ class GatewaySettings(BaseSettings):
     # The broker client's own token bucket over every REST call (0 disables it).
     upstream_rate_per_second: float = Field(default=10.0, ge=0)
     upstream_rate_burst: int = Field(default=20, ge=1)
-    # WebSocket reconnects: first back-off, ceiling, and the uptime that resets it.
+    # After a 429 every upstream call stops this long (doubling per repeat, up to 1 h).
+    upstream_rate_limited_backoff_s: float = Field(default=60.0, gt=0)
+    # WebSocket reconnects: first back-off and ceiling. A connection that authorized and
+    # synced resets the back-off; after more than 20 such drops in 60 s (flapping) only
+    # one that stayed up ws_reconnect_stable_s does.
     ws_reconnect_initial_s: float = Field(default=0.5, gt=0)
     ws_reconnect_max_s: float = Field(default=30.0, gt=0)
     ws_reconnect_stable_s: float = Field(default=30.0, gt=0)
