@@ -231,6 +231,10 @@ def balances_text(
         counted += f", {totals.accounts_failed} failed"
     rows.append((f"TOTAL ({counted})", "", *_balance_cells(totals)))
     text = format_table(headers, rows, right=set(range(2, len(headers))))
+    # A total some account cannot give is left out, never summed as if it were 0.
+    for gap in totals.gaps:
+        ids = ", ".join(str(a) for a in gap.account_ids)
+        text += f"\nno total {gap.figure}: unknown for account(s) {ids}"
     return _with_statuses(text, (part.meta for part in parts))
 
 
