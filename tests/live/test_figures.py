@@ -1,0 +1,231 @@
+"""Tradovate's balance figures on LIVE: complete, the same as UPSTREAM, honest when unknown.
+
+Real simulator over HTTP/WebSocket, real gateway and grpc.aio server (tests/support/stack).
+Prices are frozen (no random walk), so Tradovate's open PnL only moves when a test moves it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from decimal import Decimal
+from typing import Any, cast
+
+import pytest
+from tradovate_gateway.v1 import trading_pb2 as pb
+
+from server.convert import TRADOVATE_FIGURES
+from server.live.components import LiveParts
+from server.live.figures import FigureRefresher
+from server.live.service import LiveService
+from server.simulator import SimConfig
+from tests.live.streaming import WAIT, until
+from tests.support.stack import Stack, running_stack
+
+FAST = {
+    "ws_reconnect_initial_s": 0.02,
+    "ws_reconnect_max_s": 0.2,
+    "ws_reconnect_stable_s": 0.05,
+    "pnl_interval_ms": 0.0,
+    "live_figures_debounce_ms": 50.0,
+}
+SNAPSHOT_CALL = "cashbalance/getcashbalancesnapshot"
+MARGIN_CALLS = ("marginsnapshot/item", "marginsnapshot/items")
+
+
+def config(accounts: int = 4, **extra: Any) -> SimConfig:
+    # The demo's accounts (seed 7), prices frozen.
+    return SimConfig(accounts=accounts, seed=7, price_interval=0.0, **extra)
+
+
+def live_of(stack: Stack) -> LiveService:
+    return cast(LiveParts, stack.gateway.live).service
+
+
+def refresher_of(stack: Stack) -> FigureRefresher:
+    refresher = live_of(stack).figures
+    assert refresher is not None
+    return refresher
+
+
+async def fetched(stack: Stack) -> LiveService:
+    """Synced, and the background refresh answered (well or not) for every account."""
+    service = live_of(stack)
+    assert await service.wait_synced(WAIT)
+    refresher = refresher_of(stack)
+
+    def done() -> bool:
+        got = [refresher.get(a) for a in service.state.accounts]
+        return all(f is not None and f.snapshot_error != "NOT_FETCHED_YET" for f in got)
+
+    await until(done)
+    return service
+
+
+def calls(stack: Stack, *names: str) -> int:
+    counted: dict[str, int] = stack.sim.control.counters()["calls"]
+    return sum(n for endpoint, n in counted.items() if endpoint.lower() in names)
+
+
+async def balances(stack: Stack, policy: int) -> pb.GetBalancesResponse:
+    return await stack.stub.GetBalances(pb.GetBalancesRequest(read_policy=policy), timeout=5)
+
+
+def figures(balance: pb.Balance) -> dict[str, str | None]:
+    """Tradovate's figures of a balance, as text (None: unset)."""
+    return {
+        name: getattr(balance, name).value if balance.HasField(name) else None
+        for name in TRADOVATE_FIGURES
+    }
+
+
+@pytest.mark.parametrize("mode", ["null", "empty"])
+async def test_live_margins_come_from_the_refresh_when_the_sync_snapshot_has_none(
+    mode: str,
+) -> None:
+    async with running_stack(sim_config=config(sync_margin_snapshots=mode), **FAST) as stack:
+        service = await fetched(stack)
+        assert service.state.margins == {}  # the sync snapshot carried none
+        assert calls(stack, *MARGIN_CALLS) >= 1
+        live = await balances(stack, pb.READ_POLICY_FRESH)
+        upstream = await balances(stack, pb.READ_POLICY_UPSTREAM)
+        total_initial = Decimal(0)
+        for got, want in zip(live.accounts, upstream.accounts, strict=True):
+            assert got.meta.source == pb.SOURCE_LIVE
+            b = got.balance
+            assert b.HasField("initial_margin") and b.HasField("maintenance_margin")
+            assert b.initial_margin == want.balance.initial_margin
+            assert b.maintenance_margin == want.balance.maintenance_margin
+            assert b.HasField("margin_time")
+            assert list(b.unknown_figures) == []
+            total_initial += Decimal(b.initial_margin.value)
+        assert total_initial > 0  # the demo holds positions: a 0 here would be the old bug
+        assert Decimal(live.totals.initial_margin.value) == total_initial
+        assert list(live.totals.gaps) == []
+
+
+async def test_live_and_upstream_give_the_same_balance_figures_after_activity() -> None:
+    async with running_stack(sim_config=config(), **FAST) as stack:
+        await fetched(stack)
+        control = stack.sim.control
+        control.random_activity(40)
+        # Every account traded or not: LIVE's figures settle on Tradovate's (UPSTREAM's).
+        last: tuple[list[Any], list[Any]] = ([], [])
+
+        async def agree() -> bool:
+            nonlocal last
+            live = await balances(stack, pb.READ_POLICY_FRESH)
+            upstream = await balances(stack, pb.READ_POLICY_UPSTREAM)
+            last = (
+                [(a.meta.source, figures(a.balance)) for a in live.accounts],
+                [(pb.SOURCE_LIVE, figures(a.balance)) for a in upstream.accounts],
+            )
+            return last[0] == last[1]
+
+        with contextlib.suppress(TimeoutError):  # then the assert below shows the difference
+            async with asyncio.timeout(WAIT):
+                while not await agree():  # noqa: ASYNC110 - polling two read paths
+                    await asyncio.sleep(0.05)
+        live_rows, upstream_rows = last
+        assert live_rows == upstream_rows
+        for _, row in live_rows:
+            assert None not in row.values()  # every figure known, none replaced by 0
+        # Open PnL, net liquidation and total PnL are Tradovate's, not the gateway's mark.
+        reply = await balances(stack, pb.READ_POLICY_FRESH)
+        for part in reply.accounts:
+            b = part.balance
+            assert b.HasField("tradovate_pnl_time") and b.HasField("margin_time")
+            assert b.HasField("mark_open_pnl")  # the mark stays, in a field of its own
+            cash, mark_open = Decimal(b.cash.value), Decimal(b.mark_open_pnl.value)
+            assert Decimal(b.mark_net_liquidation.value) == cash + mark_open
+
+
+async def test_totals_leave_out_a_figure_an_account_does_not_know() -> None:
+    """No margin snapshots in the sync and the margin fetch failing: the margins are
+    unknown and say why, the account stays OK, and the margin totals are unset with the
+    accounts named, while the figures every account knows are still summed."""
+    sim_config = config(accounts=2, sync_margin_snapshots="null")
+    async with running_stack(sim_config=sim_config, **FAST) as stack:
+        stack.sim.control.set_error_rate(1.0, status=500, endpoint="marginSnapshot/items")
+        service = await fetched(stack)
+        ids = sorted(service.state.accounts)
+        reply = await balances(stack, pb.READ_POLICY_FRESH)
+        cash = Decimal(0)
+        for part in reply.accounts:
+            assert part.meta.source == pb.SOURCE_LIVE
+            assert part.meta.status.code == 0  # one missing figure hides no other
+            b = part.balance
+            assert not b.HasField("initial_margin") and not b.HasField("maintenance_margin")
+            unknown = {u.figure: u for u in b.unknown_figures}
+            assert set(unknown) == {"initial_margin", "maintenance_margin"}
+            assert unknown["initial_margin"].reason == "FETCH_FAILED"
+            assert "READ_POLICY_UPSTREAM" in unknown["initial_margin"].message
+            cash += Decimal(b.cash.value)
+        totals = reply.totals
+        assert totals.accounts_included == 2
+        assert not totals.HasField("initial_margin")
+        assert not totals.HasField("maintenance_margin")
+        gaps = {g.figure: list(g.account_ids) for g in totals.gaps}
+        assert gaps == {"initial_margin": ids, "maintenance_margin": ids}
+        assert Decimal(totals.cash.value) == cash
+        assert totals.HasField("net_liquidation")
+
+
+async def test_refresh_follows_changes_coalesced_and_keeps_the_last_good_figure() -> None:
+    async with running_stack(sim_config=config(accounts=3), **FAST) as stack:
+        service = await fetched(stack)
+        refresher = refresher_of(stack)
+        control = stack.sim.control
+        account, other = sorted(service.state.accounts)[:2]
+        before = refresher.get(account)
+        other_before = refresher.get(other)
+        assert before is not None and before.snapshot_as_of is not None
+        control.reset_counters()
+        # A burst of fills in one account: one refresh of that account, not one per fill.
+        price = control.price("ESZ6")
+        for _ in range(10):
+            order = control.place_order(account, "ESZ6", "Buy", 1, price=price - 20)
+            control.fill_order(order, price=price - 20)
+
+        def refreshed() -> bool:
+            got = refresher.get(account)
+            return got is not None and got.snapshot_as_of != before.snapshot_as_of
+
+        await until(refreshed)
+        await asyncio.sleep(0.3)  # room for any extra refresh the burst would cause
+        assert 1 <= calls(stack, SNAPSHOT_CALL) <= 3
+        assert refresher.get(other) == other_before  # untouched accounts are not refetched
+        reply = await balances(stack, pb.READ_POLICY_FRESH)
+        upstream = await balances(stack, pb.READ_POLICY_UPSTREAM)
+        mine = next(a for a in reply.accounts if a.meta.account_id == account)
+        theirs = next(a for a in upstream.accounts if a.meta.account_id == account)
+        assert figures(mine.balance) == figures(theirs.balance)
+
+        # Refreshes now fail: the last good figure stays, with its own (older) time.
+        good = refresher.get(account)
+        assert good is not None
+        control.set_error_rate(1.0, status=500, endpoint="cashBalance/getcashbalancesnapshot")
+        rounds = refresher.rounds
+        order = control.place_order(account, "ESZ6", "Sell", 1, price=price + 20)
+        control.fill_order(order, price=price + 20)
+        await until(lambda: refresher.rounds > rounds)
+        kept = refresher.get(account)
+        assert kept is not None
+        assert (kept.snapshot, kept.snapshot_as_of) == (good.snapshot, good.snapshot_as_of)
+        reply = await balances(stack, pb.READ_POLICY_FRESH)
+        b = next(a for a in reply.accounts if a.meta.account_id == account).balance
+        assert b.HasField("open_pnl") and list(b.unknown_figures) == []
+        assert b.tradovate_pnl_time.ToNanoseconds() == round(good.snapshot_as_of * 1e6) * 1000
+
+
+async def test_interval_refresh_is_bounded() -> None:
+    """With nothing changing, each account is refetched once per interval, no more."""
+    settings = {**FAST, "live_figures_interval_s": 1.0}
+    async with running_stack(sim_config=config(accounts=3), **settings) as stack:
+        await fetched(stack)
+        stack.sim.control.reset_counters()
+        await asyncio.sleep(2.5)
+        snapshots = calls(stack, SNAPSHOT_CALL)
+        # 3 accounts, 2.5 intervals: 2 or 3 rounds (a round may straddle the window).
+        assert 3 * 2 <= snapshots <= 3 * 3
+        assert calls(stack, *MARGIN_CALLS) == 0  # the sync snapshot had the margins
