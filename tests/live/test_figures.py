@@ -19,7 +19,7 @@ from server.live.components import LiveParts
 from server.live.figures import FigureRefresher
 from server.live.service import LiveService
 from server.simulator import SimConfig
-from tests.live.streaming import WAIT, until
+from tests.live.streaming import WAIT, Subscriber, until
 from tests.support.stack import Stack, running_stack
 
 FAST = {
@@ -229,3 +229,60 @@ async def test_interval_refresh_is_bounded() -> None:
         # 3 accounts, 2.5 intervals: 2 or 3 rounds (a round may straddle the window).
         assert 3 * 2 <= snapshots <= 3 * 3
         assert calls(stack, *MARGIN_CALLS) == 0  # the sync snapshot had the margins
+
+
+def latest_balances(sub: Subscriber) -> dict[int, pb.Balance]:
+    """Each account's latest balance on a stream: from its snapshot chunk, then deltas."""
+    out: dict[int, pb.Balance] = {}
+    for message in sub.messages:
+        kind = message.WhichOneof("payload")
+        if kind == "snapshot" and message.snapshot.account.balance.HasField("balance"):
+            balance = message.snapshot.account.balance.balance
+            out[balance.account_id] = balance
+        elif kind == "balance":
+            out[message.balance.balance.account_id] = message.balance.balance
+    return out
+
+
+async def test_the_stream_carries_tradovates_figures_once_fetched() -> None:
+    sim_config = config(accounts=2, sync_margin_snapshots="empty")
+    async with running_stack(sim_config=sim_config, **FAST) as stack:
+        service = live_of(stack)
+        assert await service.wait_synced(WAIT)
+        ids = sorted(service.state.accounts)
+        sub = Subscriber(stack.stub, pb.StreamUpdatesRequest(kinds=[pb.UPDATE_KIND_BALANCES]))
+        try:
+
+            def complete(s: Subscriber) -> bool:
+                got = latest_balances(s)
+                return sorted(got) == ids and all(not b.unknown_figures for b in got.values())
+
+            # Margins and Tradovate's PnL figures arrive by BalanceUpdate when fetched
+            # (or are in the snapshot when the fetch was quicker than the subscription).
+            await sub.wait_for(complete)
+            upstream = await balances(stack, pb.READ_POLICY_UPSTREAM)
+            want = {a.meta.account_id: figures(a.balance) for a in upstream.accounts}
+            got = {a: figures(b) for a, b in latest_balances(sub).items()}
+            assert got == want
+
+            # A fill moves Tradovate's figures: the refetched ones follow on the stream.
+            control = stack.sim.control
+            price = control.price("ESZ6")
+            order = control.place_order(ids[0], "ESZ6", "Buy", 2, price=price - 20)
+            control.fill_order(order, price=price - 20)
+            control.move_price("ESZ6", str(Decimal(str(price)) + 5))
+            await asyncio.sleep(0.3)  # the fill's refetch, after the price move
+            refresher = refresher_of(stack)
+            rounds = refresher.rounds
+            refresher.mark([ids[0]])
+            await until(lambda: refresher.rounds > rounds)
+            upstream = await balances(stack, pb.READ_POLICY_UPSTREAM)
+            want_now = figures(upstream.accounts[0].balance)
+            assert want_now != want[ids[0]]
+
+            def followed(s: Subscriber) -> bool:
+                return figures(latest_balances(s)[ids[0]]) == want_now
+
+            await sub.wait_for(followed)
+        finally:
+            await sub.close()
