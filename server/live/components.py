@@ -41,6 +41,7 @@ def live_settings(settings: GatewaySettings) -> LiveSettings:
             debounce=settings.live_figures_debounce_ms / 1000,
             interval=settings.live_figures_interval_s,
             batch_size=settings.batch_size,
+            rate=settings.live_figures_rate_per_second,
         ),
     )
 

@@ -10,8 +10,11 @@ sessions get ``marginSnapshots: null`` or ``[]``. ``FigureRefresher`` fills thos
 
 An account is refreshed when its cash balance or positions change (``mark``; changes
 within ``debounce`` seconds coalesce into one refresh) and at least every ``interval``
-seconds. Every call goes through the broker's limiter, and at most ``concurrency`` are in
-flight. A failed fetch keeps the last good figures with their own ``as_of``; with none,
+seconds. The refresh has its own share of the rate budget: at most ``rate`` calls per
+second (so reads keep the rest of the broker's limiter, which every call also goes
+through) and ``concurrency`` in flight. A round takes the changed accounts first, then the
+ones due by interval, at most ``round_seconds`` of calls at that rate; the rest wait for
+the next round. A failed fetch keeps the last good figures with their own ``as_of``; with none,
 the figure is unknown and says why (``AccountFigures.margin_error`` / ``snapshot_error``).
 
 The task is owned by ``LiveService`` (started with the sync consumer, cancelled on close).
@@ -64,8 +67,12 @@ class RefreshSettings:
     timeout: float = 10.0
     #: Accounts per ``marginSnapshot/items`` call.
     batch_size: int = 50
-    #: Upstream calls in flight at once (the broker's limiter bounds the rate).
+    #: Upstream calls in flight at once.
     concurrency: int = 4
+    #: Upstream calls per second the refresh may make (0: only the broker's limiter).
+    rate: float = 5.0
+    #: A round holds at most this many seconds of calls at ``rate``.
+    round_seconds: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +112,7 @@ class FigureRefresher:
         self._wanted = asyncio.Event()
         self._refreshed_at: dict[int, float] = {}  # loop time of each account's last refresh
         self._gate = asyncio.Semaphore(settings.concurrency)
+        self._next_call = 0.0  # loop time before which no call may start (``rate``)
         #: Rounds run and upstream calls made (for tests and metrics).
         self.rounds = 0
         self.calls = 0
@@ -122,23 +130,32 @@ class FigureRefresher:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            wait = self._next_due(loop.time())
-            try:
-                async with asyncio.timeout(wait):
-                    await self._wanted.wait()
-            except TimeoutError:
-                pass  # an interval refresh is due
+            if not self._dirty:
+                try:
+                    async with asyncio.timeout(self._next_due(loop.time())):
+                        await self._wanted.wait()
+                except TimeoutError:
+                    pass  # an interval refresh is due
             await asyncio.sleep(self.settings.debounce)  # let a burst of changes gather
             self._wanted.clear()
-            now = loop.time()
-            due = self._dirty | {
-                a
-                for a in self._accounts()
-                if now - self._refreshed_at.get(a, -1e18) >= self.settings.interval
-            }
-            self._dirty.clear()
-            if due:
-                await self.refresh(sorted(due))
+            batch = self._take_round(loop.time())
+            if batch:
+                await self.refresh(batch)
+
+    def _take_round(self, now: float) -> list[int]:
+        """Changed accounts first, then those due by interval, up to a round's worth."""
+        interval = self.settings.interval
+        changed = sorted(self._dirty)
+        due = sorted(
+            a
+            for a in self._accounts()
+            if a not in self._dirty and now - self._refreshed_at.get(a, -1e18) >= interval
+        )
+        rate = self.settings.rate
+        limit = max(1, int(rate * self.settings.round_seconds)) if rate > 0 else None
+        batch = (changed + due)[:limit]
+        self._dirty.difference_update(batch)
+        return batch
 
     def _next_due(self, now: float) -> float:
         known = list(self._accounts())
@@ -163,7 +180,7 @@ class FigureRefresher:
     async def _margins(self, account_ids: list[int]) -> None:
         try:
             async with self._gate:
-                self.calls += 1
+                await self._paced()
                 found = await self._fetcher.margin_snapshots(
                     account_ids, timeout=self.settings.timeout
                 )
@@ -188,7 +205,7 @@ class FigureRefresher:
     async def _snapshot(self, account_id: int) -> None:
         try:
             async with self._gate:
-                self.calls += 1
+                await self._paced()
                 snapshot = await self._fetcher.cash_balance_snapshot(
                     account_id, timeout=self.settings.timeout
                 )
@@ -204,6 +221,17 @@ class FigureRefresher:
         self.figures[account_id] = replace(
             held, snapshot=snapshot, snapshot_as_of=time.time(), snapshot_error=None
         )
+
+    async def _paced(self) -> None:
+        """Wait for this call's slot under ``rate``, then count it."""
+        rate = self.settings.rate
+        if rate > 0:
+            now = asyncio.get_running_loop().time()
+            start = max(now, self._next_call)
+            self._next_call = start + 1 / rate
+            if start > now:
+                await asyncio.sleep(start - now)
+        self.calls += 1
 
     def _failed(self, account_id: int, *, margin: bool) -> None:
         """Keep the last good part; with none, the part is unknown because the fetch failed."""

@@ -286,3 +286,30 @@ async def test_the_stream_carries_tradovates_figures_once_fetched() -> None:
             await sub.wait_for(followed)
         finally:
             await sub.close()
+
+
+async def test_the_refresh_keeps_to_its_own_rate() -> None:
+    """12 accounts changed at once, 4 calls a second allowed: the refetch is paced and
+    every account still gets its figures, each fetched once."""
+    settings = {**FAST, "live_figures_rate_per_second": 4.0}
+    async with running_stack(sim_config=config(accounts=12), **settings) as stack:
+        service = await fetched(stack)
+        refresher = refresher_of(stack)
+        control = stack.sim.control
+        before = {a: refresher.get(a) for a in service.state.accounts}
+        control.reset_counters()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        refresher.mark(service.state.accounts)
+        await asyncio.sleep(1.0)
+        # At most one call per 1/4 s from the first: 1 + 4 in the first second (+1 for a
+        # call that starts on the boundary while this test's clock reads it).
+        assert calls(stack, SNAPSHOT_CALL) <= 6
+
+        def all_refetched() -> bool:
+            return all(refresher.get(a) != before[a] for a in service.state.accounts)
+
+        await until(all_refetched)
+        elapsed = loop.time() - started
+        assert elapsed >= (12 - 1) / 4.0  # 12 calls spaced by 1/4 s
+        assert calls(stack, SNAPSHOT_CALL) == 12
