@@ -17,7 +17,6 @@ refresh (server/live/figures.py, passed in as ``figures``) and are balance-view 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -176,7 +175,7 @@ class LiveViews:
         self._pnl_memo = {}
         try:
             published = self._refresh_touches(touches, received_ns, pnl_accounts)
-            if published:
+            if published and received_ns:
                 self.last_change_ns = received_ns
             self._report_unknown_contracts(touches)
             self._open.settle()
@@ -411,7 +410,8 @@ class LiveViews:
     def figures_changed(self, account_ids: Iterable[int]) -> int:
         """The background refresh fetched these accounts' figures: publish their balances."""
         touches = [Touch(BALANCES, a, a) for a in account_ids if a in self.state.accounts]
-        return self.refresh(touches, time.time_ns()) if touches else 0
+        # No socket frame behind them: their deltas have no received_time.
+        return self.refresh(touches, 0) if touches else 0
 
     def _refresh_balance(self, account_id: int, received_ns: int) -> bool:
         inputs = self._balance_inputs(account_id)

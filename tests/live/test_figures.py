@@ -284,6 +284,13 @@ async def test_the_stream_carries_tradovates_figures_once_fetched() -> None:
                 return figures(latest_balances(s)[ids[0]]) == want_now
 
             await sub.wait_for(followed)
+            last = [
+                m
+                for m in sub.messages
+                if m.WhichOneof("payload") == "balance" and m.account_id == ids[0]
+            ][-1]
+            # Caused by a REST answer, not by a frame of Tradovate's socket.
+            assert not last.HasField("received_time") and last.HasField("event_time")
         finally:
             await sub.close()
 

@@ -1802,7 +1802,8 @@ class StreamUpdate(_message.Message):
         """Deltas caused by an upstream message: when the gateway read that message
         from Tradovate's socket. server_time - received_time is the gateway's own
         processing time; the subscriber's receipt time - received_time adds the
-        delivery. Unset on PnL deltas (paced, and caused by many quotes).
+        delivery. Unset on PnL deltas (paced, and caused by many quotes) and on balance
+        deltas that the background REST refresh of Tradovate's figures caused.
         """
 
     @_builtins.property
