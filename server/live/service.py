@@ -3,9 +3,8 @@
 It owns one consumer task per socket (never one socket per subscriber), the market-data
 subscriptions for contracts with open positions, the background refresh of Tradovate's
 figures that the sync socket lacks (server/live/figures.py), and the health of the live
-state. Its
-parts are public for the composition root: ``hub`` (streams), ``streams`` (opens
-StreamUpdates sessions), ``source`` (unary reads) and ``views``.
+state. Its parts are public for the composition root: ``hub`` (streams), ``streams``
+(opens StreamUpdates sessions), ``source`` (unary reads), ``views`` and ``figures``.
 """
 
 from __future__ import annotations
