@@ -5,7 +5,7 @@ snapshots, but never Tradovate's open PnL, net liquidation or total PnL, and som
 sessions get ``marginSnapshots: null`` or ``[]``. ``FigureRefresher`` fills those in:
 
 - ``marginSnapshot/items`` for the accounts whose sync data has no margin snapshot,
-  ``batch_size`` accounts per call;
+  ``batch_size`` accounts per call (a batch that fails is retried account by account);
 - ``cashBalance/getcashbalancesnapshot`` per account (Tradovate has no batch form).
 
 An account is refreshed when its cash balance or positions change (``mark``; changes
@@ -186,8 +186,11 @@ class FigureRefresher:
                 )
         except Exception as exc:
             logger.warning("margin snapshots of %s: fetch failed (%s)", account_ids, exc)
-            for account_id in account_ids:
-                self._failed(account_id, margin=True)
+            if len(account_ids) > 1:
+                # One account may be what fails the batch: the others still get theirs.
+                await asyncio.gather(*(self._margins([a]) for a in account_ids))
+                return
+            self._failed(account_ids[0], margin=True)
             return
         fetched_at = time.time()
         by_id = {m.id: m for m in found}

@@ -54,9 +54,14 @@ async def fetched(stack: Stack) -> LiveService:
     assert await service.wait_synced(WAIT)
     refresher = refresher_of(stack)
 
+    def answered(account_id: int) -> bool:
+        got = refresher.get(account_id)
+        if got is None or got.snapshot_error == "NOT_FETCHED_YET":
+            return False
+        return account_id in service.state.margins or got.margin_error != "NOT_FETCHED_YET"
+
     def done() -> bool:
-        got = [refresher.get(a) for a in service.state.accounts]
-        return all(f is not None and f.snapshot_error != "NOT_FETCHED_YET" for f in got)
+        return all(answered(a) for a in service.state.accounts)
 
     await until(done)
     return service
@@ -145,9 +150,12 @@ async def test_totals_leave_out_a_figure_an_account_does_not_know() -> None:
     unknown and say why, the account stays OK, and the margin totals are unset with the
     accounts named, while the figures every account knows are still summed."""
     sim_config = config(accounts=2, sync_margin_snapshots="null")
-    async with running_stack(sim_config=sim_config, **FAST) as stack:
-        stack.sim.control.set_error_rate(1.0, status=500, endpoint="marginSnapshot/items")
+    settings = {**FAST, "live_figures_debounce_ms": 1500.0}  # time to break the fetch
+    async with running_stack(sim_config=sim_config, **settings) as stack:
+        for endpoint in ("marginSnapshot/items", "marginSnapshot/item"):
+            stack.sim.control.set_error_rate(1.0, status=500, endpoint=endpoint)
         service = await fetched(stack)
+        assert refresher_of(stack).rounds == 1  # the failure came before the first round
         ids = sorted(service.state.accounts)
         reply = await balances(stack, pb.READ_POLICY_FRESH)
         cash = Decimal(0)
@@ -320,3 +328,38 @@ async def test_the_refresh_keeps_to_its_own_rate() -> None:
         elapsed = loop.time() - started
         assert elapsed >= (12 - 1) / 4.0  # 12 calls spaced by 1/4 s
         assert calls(stack, SNAPSHOT_CALL) == 12
+
+
+async def test_one_failing_account_does_not_cost_the_others_their_margins() -> None:
+    """The sync snapshot has no margins and one account's REST calls fail: the batch is
+    retried account by account, so only that account's figures are unknown."""
+    settings = {**FAST, "live_figures_debounce_ms": 1500.0}  # time to break one account
+    sim_config = config(accounts=3, sync_margin_snapshots="null")
+    async with running_stack(sim_config=sim_config, **settings) as stack:
+        control = stack.sim.control
+        broken, *fine = control.account_ids()
+        control.fail_account(broken)
+        control.reset_counters()
+        service = await fetched(stack)
+        refresher = refresher_of(stack)
+        assert refresher.rounds == 1  # the failure came before the first round
+        for account in fine:
+            got = refresher.get(account)
+            assert got is not None and got.margin is not None and got.margin_error is None
+        lost = refresher.get(broken)
+        assert lost is not None and lost.margin is None
+        assert (lost.margin_error, lost.snapshot_error) == ("FETCH_FAILED", "FETCH_FAILED")
+        # One batch for all three, then one call per account.
+        assert calls(stack, *MARGIN_CALLS) == 1 + 3
+        reply = await balances(stack, pb.READ_POLICY_FRESH)
+        totals = reply.totals
+        by_id = {a.meta.account_id: a for a in reply.accounts}
+        for account in fine:
+            assert by_id[account].meta.source == pb.SOURCE_LIVE
+            assert by_id[account].balance.HasField("initial_margin")
+        assert by_id[broken].meta.source == pb.SOURCE_LIVE
+        assert not by_id[broken].balance.HasField("initial_margin")
+        gaps = {g.figure: list(g.account_ids) for g in totals.gaps}
+        assert gaps["initial_margin"] == [broken]
+        assert not totals.HasField("initial_margin")
+        assert service.healthy
