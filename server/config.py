@@ -124,6 +124,13 @@ class GatewaySettings(BaseSettings):
     heartbeat_max_s: float = Field(default=120.0, gt=0)
     # At most one PnL update per account per interval.
     pnl_interval_ms: float = Field(default=100.0, ge=0)
+    # Tradovate's figures the sync socket lacks (its open PnL, net liquidation, total PnL;
+    # margins when the sync has none) are refetched over REST at least this often, and
+    # after a cash or position change (changes within the debounce coalesce).
+    live_figures_interval_s: float = Field(default=60.0, ge=1)
+    live_figures_debounce_ms: float = Field(default=250.0, ge=0)
+    # The refresh's own share of the REST budget (calls per second; 0: only the limiter's).
+    live_figures_rate_per_second: float = Field(default=5.0, ge=0)
     # Streams survive a sync-socket drop this long, then end UNAVAILABLE (resumable).
     upstream_loss_grace_s: float = Field(default=30.0, gt=0)
 

@@ -266,45 +266,112 @@ def order(detail: OrderDetail, account_name: str, contract: ContractRef | None) 
     return pb.Order(**order_fields(detail, account_name, contract))
 
 
+#: Tradovate's balance figures: proto field → CashBalanceSnapshot attribute.
+TRADOVATE_FIGURES: Final[dict[str, str]] = {
+    "cash": "total_cash_value",
+    "net_liquidation": "net_liq",
+    "open_pnl": "open_pnl",
+    "realized_pnl": "realized_pnl",
+    "week_realized_pnl": "week_realized_pnl",
+    "total_pnl": "total_pnl",
+    "initial_margin": "initial_margin",
+    "maintenance_margin": "maintenance_margin",
+}
+#: The gateway's mark-to-market: proto field → MarkFigures attribute.
+MARK_FIGURES: Final[dict[str, str]] = {
+    "mark_open_pnl": "open_pnl",
+    "mark_total_pnl": "total_pnl",
+    "mark_net_liquidation": "net_liquidation",
+}
+#: UnknownFigure.reason → the sentence that goes with it.
+UNKNOWN_MESSAGES: Final[dict[str, str]] = {
+    "NOT_FETCHED_YET": "the gateway has not fetched this figure from Tradovate yet; retry shortly",
+    "FETCH_FAILED": "fetching this figure from Tradovate failed and no earlier value is known; "
+    "retry shortly or read with READ_POLICY_UPSTREAM",
+    "NOT_REPORTED": "Tradovate's answer did not include this figure",
+    "NO_USD_CASH_ROW": "the account has cash balances in several currencies and none in USD",
+    "NO_PRICE": "an open position has no quote yet, so the gateway cannot mark it",
+}
+
+
+def _time_fields(seconds: float | None) -> Fields | None:
+    return epoch_fields(seconds) if seconds is not None else None
+
+
+def unknown_figures(data: BalanceData) -> dict[str, str]:
+    """Every figure the balance lacks, with its reason: the ones ``data.unknown`` names, and
+    any other unset Tradovate figure as NOT_REPORTED (so none is ever unset silently)."""
+    out = dict(data.unknown)
+    snap = data.snapshot
+    for name, attribute in TRADOVATE_FIGURES.items():
+        if getattr(snap, attribute) is None:
+            out.setdefault(name, "NOT_REPORTED")
+    return out
+
+
 def balance_fields(data: BalanceData, owner: Account) -> Fields:
     snap = data.snapshot
-    return {
+    fields: Fields = {
         "account_id": owner.id,
         "account_name": owner.name,
         "currency": data.currency,
-        "cash": decimal_fields(snap.total_cash_value),
-        "net_liquidation": decimal_fields(snap.net_liq),
-        "open_pnl": decimal_fields(snap.open_pnl),
-        "realized_pnl": decimal_fields(snap.realized_pnl),
-        "week_realized_pnl": decimal_fields(snap.week_realized_pnl),
-        "total_pnl": decimal_fields(snap.total_pnl),
-        "initial_margin": decimal_fields(snap.initial_margin),
-        "maintenance_margin": decimal_fields(snap.maintenance_margin),
+        "tradovate_pnl_time": _time_fields(data.pnl_as_of),
+        "margin_time": _time_fields(data.margin_as_of),
     }
+    for name, attribute in TRADOVATE_FIGURES.items():
+        fields[name] = decimal_fields(getattr(snap, attribute))
+    mark = data.mark
+    if mark is not None:
+        for name, attribute in MARK_FIGURES.items():
+            fields[name] = decimal_fields(getattr(mark, attribute))
+        fields["mark_time"] = _time_fields(mark.as_of)
+    fields["unknown_figures"] = [
+        {"figure": figure, "reason": reason, "message": UNKNOWN_MESSAGES.get(reason, reason)}
+        for figure, reason in sorted(unknown_figures(data).items())
+    ]
+    return fields
 
 
 def balance(data: BalanceData, owner: Account) -> pb.Balance:
     return pb.Balance(**balance_fields(data, owner))
 
 
+#: BalanceTotals fields: the Tradovate figures it sums (week realized PnL has no total).
+_TOTALLED: Final = tuple(n for n in TRADOVATE_FIGURES if n != "week_realized_pnl")
+
+
 def totals_fields(reads: Sequence[AccountRead[BalanceData]]) -> Fields:
-    """Sums over the accounts whose status is OK."""
-    ok = [r.data.snapshot for r in reads if r.error is None and r.data is not None]
+    """Sums over the accounts whose status is OK (``accounts_included``).
 
-    def total(values: Iterable[Decimal | None]) -> Fields | None:
-        return decimal_fields(sum((v for v in values if v is not None), Decimal(0)))
+    A total is set only when every included account knows the figure. Otherwise it is
+    left unset and ``gaps`` names the figure and the accounts that lack it: a partial sum
+    that looks whole is never reported. Mark totals need a mark on every included account
+    (LIVE): an included account without one (read from UPSTREAM or the cache) is a gap; with
+    no mark on any account the mark totals are absent, as they are on each account."""
+    ok = [(r.account.id, r.data) for r in reads if r.error is None and r.data is not None]
+    fields: Fields = {"accounts_included": len(ok), "accounts_failed": len(reads) - len(ok)}
+    gaps: list[Fields] = []
+    for name in _TOTALLED:
+        attribute = TRADOVATE_FIGURES[name]
+        values = [(a, getattr(d.snapshot, attribute)) for a, d in ok]
+        fields[name] = _total(name, values, gaps)
+    marks = [(a, d.mark) for a, d in ok]
+    if any(m is not None for _, m in marks):
+        for name, attribute in MARK_FIGURES.items():
+            values = [(a, getattr(m, attribute) if m is not None else None) for a, m in marks]
+            fields[name] = _total(name, values, gaps)
+    fields["gaps"] = gaps
+    return fields
 
-    return {
-        "cash": total(s.total_cash_value for s in ok),
-        "net_liquidation": total(s.net_liq for s in ok),
-        "open_pnl": total(s.open_pnl for s in ok),
-        "realized_pnl": total(s.realized_pnl for s in ok),
-        "total_pnl": total(s.total_pnl for s in ok),
-        "initial_margin": total(s.initial_margin for s in ok),
-        "maintenance_margin": total(s.maintenance_margin for s in ok),
-        "accounts_included": len(ok),
-        "accounts_failed": len(reads) - len(ok),
-    }
+
+def _total(
+    name: str, values: list[tuple[int, Decimal | None]], gaps: list[Fields]
+) -> Fields | None:
+    missing = sorted(a for a, v in values if v is None)
+    if missing:
+        gaps.append({"figure": name, "account_ids": missing})
+        return None
+    return decimal_fields(sum((v for _, v in values if v is not None), Decimal(0)))
 
 
 def totals(reads: Sequence[AccountRead[BalanceData]]) -> pb.BalanceTotals:

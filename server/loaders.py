@@ -31,7 +31,14 @@ from server.broker.schemas import (
     Position,
 )
 from server.errors import GatewayError
-from server.records import BalanceData, ContractRef, OrderDetail, OrdersData, PositionsData
+from server.records import (
+    BalanceData,
+    ContractRef,
+    OrderDetail,
+    OrdersData,
+    PositionsData,
+    now_epoch,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -189,7 +196,9 @@ class Loaders:
             )
             if snapshot.error_text:
                 raise BalanceUnavailable(f"Tradovate: {snapshot.error_text}")
-            return BalanceData(snapshot=snapshot)
+            # One answer: every figure in it was true when it came back.
+            fetched_at = now_epoch()
+            return BalanceData(snapshot=snapshot, pnl_as_of=fetched_at, margin_as_of=fetched_at)
 
         if len(account_ids) == 1:  # the usual case: the fan-out's slot covers this call
             return {account_ids[0]: await one(account_ids[0])}
