@@ -179,6 +179,10 @@ def orders_vs_ledger(reads: Reads, ledger: Ledger) -> Iterator[Mismatch]:
             want_limit = None if row["price"] is None else rounding.wire(row["price"])
             if (None if limit is None else Decimal(limit)) != want_limit:
                 yield account_id, f"{where} limit_price: {limit}, ledger {want_limit}"
+            stop = _text(order, "stop_price")
+            want_stop = None if row["stopPrice"] is None else rounding.wire(row["stopPrice"])
+            if (None if stop is None else Decimal(stop)) != want_stop:
+                yield account_id, f"{where} stop_price: {stop}, ledger {want_stop}"
             avg = _text(order, "avg_fill_price")
             exact = row["avgFillPriceExact"]
             want = None if exact is None else rounding.average(Decimal(exact))

@@ -57,7 +57,16 @@ def drive_seed(sim: Simulator, market: Market, seed: int, account_id: int) -> li
         elif roll < 0.6:
             order_id = control.place_order(account_id, contract["name"], action, qty)
             done.append(f"market {action} {qty} {contract['name']}")
-        elif roll < 0.85:
+        elif roll < 0.7:
+            # A stop a few ticks away: triggers when a later trade reaches it.
+            away = rng.randint(1, 4) * tick
+            stop = last + away if action == "Buy" else max(last - away, tick)
+            order_id = control.place_order(
+                account_id, contract["name"], action, qty, "Stop", stop_price=str(stop)
+            )
+            working.append(order_id)
+            done.append(f"stop {action} {qty} {contract['name']} @ {stop}")
+        elif roll < 0.88:
             away = rng.randint(-2, 6)  # negative: marketable, fills at the touch
             price = last - away * tick if action == "Buy" else last + (away + 1) * tick
             price = max(price, tick)
