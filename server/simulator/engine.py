@@ -308,6 +308,7 @@ class TradingEngine:
         contract = self.market.contracts[order.contract_id]
         order.filled += qty
         order.filled_value += price * qty
+        order.filled_value_f += float(price) * qty
         if order.remaining == 0:
             order.status = "Filled"
             self._unwork(order)
