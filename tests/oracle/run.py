@@ -38,7 +38,7 @@ class Round:
     ledger: Ledger
     live: Reads
     upstream: Reads
-    settled: bool = True
+    settled: bool
 
     def name(self, account_id: int) -> str:
         seed = self.seeds[account_id]
@@ -131,20 +131,31 @@ def _live_agrees(live: Reads, ledger: Ledger, *, marked: bool) -> bool:
     )
 
 
+async def _wait_for_live(
+    stack: Stack, account_ids: list[int], ledger: Ledger, *, marked: bool, within: float
+) -> tuple[Reads, bool]:
+    """Poll LIVE until it agrees with the ledger; its last answer, and whether it agreed."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        live = await read(stack, account_ids, pb.READ_POLICY_FRESH)
+        if _live_agrees(live, ledger, marked=marked):
+            return live, True
+        if asyncio.get_running_loop().time() >= deadline:
+            return live, False
+        await asyncio.sleep(POLL_S)
+
+
 async def settle(stack: Stack, account_ids: list[int], ledger: Ledger) -> tuple[Reads, bool]:
-    """LIVE's answer once it shows the ledger (or the last one after SETTLE_S)."""
-    loop = asyncio.get_running_loop()
-    settled = False
-    for marked, limit in ((False, SETTLE_S), (True, MARKED_SETTLE_S)):
-        deadline = loop.time() + limit
-        while True:
-            live = await read(stack, account_ids, pb.READ_POLICY_FRESH)
-            if _live_agrees(live, ledger, marked=marked):
-                settled = settled or not marked
-                break
-            if loop.time() >= deadline:
-                break
-            await asyncio.sleep(POLL_S)
+    """LIVE's answer once it shows the ledger, and whether it did within SETTLE_S.
+
+    First what the sync socket carries (positions, orders, cash, margins); then, briefly,
+    Tradovate's marked figures, which LIVE can only have from a background refresh.
+    """
+    live, settled = await _wait_for_live(stack, account_ids, ledger, marked=False, within=SETTLE_S)
+    if settled:
+        live, _ = await _wait_for_live(
+            stack, account_ids, ledger, marked=True, within=MARKED_SETTLE_S
+        )
     return live, settled
 
 
