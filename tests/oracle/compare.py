@@ -68,6 +68,19 @@ def sources(reads: Reads, expected: pb.Source.ValueType) -> Iterator[Mismatch]:
             yield meta.account_id, f"source {name}, expected {pb.Source.Name(expected)}"
 
 
+def covers(reads: Reads, account_ids: Sequence[int]) -> Iterator[Mismatch]:
+    """Every asked account is in each part, once (an empty answer would compare nothing)."""
+    for kind, parts in (
+        ("balances", reads.balances.accounts),
+        ("positions", reads.positions.accounts),
+        ("orders", reads.orders.accounts),
+    ):
+        got = sorted(p.meta.account_id for p in parts)
+        if got != sorted(account_ids):
+            for account_id in sorted(set(account_ids) ^ set(got)) or account_ids[:1]:
+                yield account_id, f"{kind}: answered for {len(got)} of {len(account_ids)} accounts"
+
+
 def balances_vs_ledger(
     reads: Reads, ledger: Ledger, figures: Mapping[str, str]
 ) -> Iterator[Mismatch]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from tradovate_gateway.v1 import trading_pb2 as pb
@@ -30,15 +30,38 @@ POLL_S = 0.05
 DEADLINE_S = 20.0
 
 
+LIVE = "LIVE"
+UPSTREAM = "UPSTREAM"
+LIVE_SNAPSHOT = "LIVE GetSnapshot"
+STREAM = "StreamUpdates snapshot"
+UPSTREAM_SNAPSHOT = "UPSTREAM GetSnapshot"
+#: Each other path, and the unary path on the same side that must give the same strings.
+SAME_SIDE = {LIVE_SNAPSHOT: LIVE, STREAM: LIVE, UPSTREAM_SNAPSHOT: UPSTREAM}
+SOURCES = {
+    LIVE: pb.SOURCE_LIVE,
+    LIVE_SNAPSHOT: pb.SOURCE_LIVE,
+    STREAM: pb.SOURCE_LIVE,
+    UPSTREAM: pb.SOURCE_UPSTREAM,
+    UPSTREAM_SNAPSHOT: pb.SOURCE_UPSTREAM,
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Round:
     number: int
     seeds: dict[int, int]  # account id -> the seed that traded on it this round
     actions: dict[int, list[str]]
     ledger: Ledger
-    live: Reads
-    upstream: Reads
+    paths: dict[str, Reads]  # LIVE and UPSTREAM (unary reads), and the SAME_SIDE paths
     settled: bool
+
+    @property
+    def live(self) -> Reads:
+        return self.paths[LIVE]
+
+    @property
+    def upstream(self) -> Reads:
+        return self.paths[UPSTREAM]
 
     def name(self, account_id: int) -> str:
         seed = self.seeds[account_id]
@@ -60,8 +83,12 @@ class Outcome:
 
 CHECKS = {
     "sources": lambda r: [
-        *compare.sources(r.live, pb.SOURCE_LIVE),
-        *compare.sources(r.upstream, pb.SOURCE_UPSTREAM),
+        _tag(path, m)
+        for path, reads in r.paths.items()
+        for m in (
+            *compare.covers(reads, list(r.seeds)),
+            *compare.sources(reads, SOURCES[path]),
+        )
     ],
     "upstream balances vs ledger": lambda r: compare.balances_vs_ledger(
         r.upstream, r.ledger, compare.ALL_FIGURES
@@ -88,6 +115,32 @@ CHECKS = {
         *(_tag("UPSTREAM", m) for m in compare.orders_vs_ledger(r.upstream, r.ledger)),
     ],
     "orders live vs upstream": lambda r: compare.orders_across(r.live, r.upstream),
+    "snapshot and stream vs ledger": lambda r: [
+        *(
+            _tag(path, m)
+            for path in SAME_SIDE
+            for m in (
+                *compare.positions_vs_ledger(r.paths[path], r.ledger),
+                *compare.orders_vs_ledger(r.paths[path], r.ledger),
+                *compare.balances_vs_ledger(r.paths[path], r.ledger, compare.ACCOUNT_FIGURES),
+            )
+        ),
+        *(
+            _tag(UPSTREAM_SNAPSHOT, m)
+            for m in compare.balances_vs_ledger(
+                r.paths[UPSTREAM_SNAPSHOT], r.ledger, compare.MARKED_FIGURES
+            )
+        ),
+    ],
+    "snapshot and stream strings vs unary": lambda r: [
+        _tag(f"{path} vs {unary}", m)
+        for path, unary in SAME_SIDE.items()
+        for m in (
+            *compare.positions_across(r.paths[path], r.paths[unary]),
+            *compare.orders_across(r.paths[path], r.paths[unary]),
+            *compare.balances_across(r.paths[path], r.paths[unary], list(compare.ALL_FIGURES)),
+        )
+    ],
     "rounded strings": lambda r: [
         *(_tag("UPSTREAM", m) for m in compare.rounded_strings(r.upstream, compare.ALL_FIGURES)),
         *(_tag("LIVE", m) for m in compare.rounded_strings(r.live, compare.ACCOUNT_FIGURES)),
@@ -99,8 +152,12 @@ def _tag(path: str, mismatch: Mismatch) -> Mismatch:
     return mismatch[0], f"{path} {mismatch[1]}"
 
 
+def _selector(account_ids: list[int]) -> pb.AccountSelector:
+    return pb.AccountSelector(accounts=[str(a) for a in account_ids])
+
+
 async def read(stack: Stack, account_ids: list[int], policy: pb.ReadPolicy.ValueType) -> Reads:
-    selector = pb.AccountSelector(accounts=[str(a) for a in account_ids])
+    selector = _selector(account_ids)
     balances, positions, orders = await asyncio.gather(
         stack.stub.GetBalances(
             pb.GetBalancesRequest(selector=selector, read_policy=policy), timeout=DEADLINE_S
@@ -115,6 +172,45 @@ async def read(stack: Stack, account_ids: list[int], policy: pb.ReadPolicy.Value
         ),
     )
     return Reads(balances, positions, orders)
+
+
+def _from_snapshots(parts: Sequence[pb.AccountSnapshot]) -> Reads:
+    return Reads(
+        pb.GetBalancesResponse(accounts=[p.balance for p in parts]),
+        pb.GetPositionsResponse(accounts=[p.positions for p in parts]),
+        pb.GetOrdersResponse(accounts=[p.orders for p in parts]),
+    )
+
+
+async def read_snapshot(
+    stack: Stack, account_ids: list[int], policy: pb.ReadPolicy.ValueType
+) -> Reads:
+    request = pb.GetSnapshotRequest(
+        selector=_selector(account_ids),
+        read_policy=policy,
+        include_flat=True,
+        order_filter=pb.ORDER_FILTER_ALL,
+    )
+    reply = await stack.stub.GetSnapshot(request, timeout=DEADLINE_S)
+    return _from_snapshots(reply.accounts)
+
+
+async def read_stream_snapshot(stack: Stack, account_ids: list[int]) -> Reads:
+    """A StreamUpdates call's snapshot (every kind), up to its snapshot-complete marker."""
+    request = pb.StreamUpdatesRequest(selector=_selector(account_ids), with_snapshot=True)
+    call = stack.stub.StreamUpdates(request, timeout=DEADLINE_S)
+    parts: list[pb.AccountSnapshot] = []
+    try:
+        async for update in call:
+            kind = update.WhichOneof("payload")
+            if kind == "snapshot":
+                parts.append(update.snapshot.account)
+            elif kind == "snapshot_complete":
+                break
+    finally:
+        call.cancel()
+    by_id = {p.account.id: p for p in parts}
+    return _from_snapshots([by_id[a] for a in account_ids if a in by_id])
 
 
 def _live_agrees(live: Reads, ledger: Ledger, *, marked: bool) -> bool:
@@ -178,10 +274,14 @@ async def run_oracle(seeds: int, accounts: int) -> Outcome:
                 chosen = list(seeds_of)
                 ledger = {a: sim.control.ledger(a)[0] for a in chosen}
                 live, settled = await settle(stack, chosen, ledger)
-                upstream = await read(stack, chosen, pb.READ_POLICY_UPSTREAM)
-                outcome.rounds.append(
-                    Round(number, seeds_of, actions, ledger, live, upstream, settled)
-                )
+                paths = {
+                    LIVE: live,
+                    LIVE_SNAPSHOT: await read_snapshot(stack, chosen, pb.READ_POLICY_FRESH),
+                    STREAM: await read_stream_snapshot(stack, chosen),
+                    UPSTREAM: await read(stack, chosen, pb.READ_POLICY_UPSTREAM),
+                    UPSTREAM_SNAPSHOT: await read_snapshot(stack, chosen, pb.READ_POLICY_UPSTREAM),
+                }
+                outcome.rounds.append(Round(number, seeds_of, actions, ledger, paths, settled))
     finally:
         root.setLevel(level)
     return outcome

@@ -92,6 +92,14 @@ def test_live_and_upstream_orders_are_identical(outcome: Outcome) -> None:
     _assert_none(outcome, "orders live vs upstream")
 
 
+def test_getsnapshot_and_the_stream_snapshot_match_the_ledger(outcome: Outcome) -> None:
+    _assert_none(outcome, "snapshot and stream vs ledger")
+
+
+def test_getsnapshot_and_the_stream_snapshot_give_the_unary_strings(outcome: Outcome) -> None:
+    _assert_none(outcome, "snapshot and stream strings vs unary")
+
+
 @NEEDS_ROUNDING
 def test_no_string_carries_float_residue(outcome: Outcome) -> None:
     _assert_none(outcome, "rounded strings")
@@ -112,5 +120,7 @@ def test_oracle_over_2000_seeds() -> None:
         "positions live vs upstream",
         "orders vs ledger",
         "orders live vs upstream",
+        "snapshot and stream vs ledger",
+        "snapshot and stream strings vs unary",
     ):
         _assert_none(result, check)
