@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 
 from server.simulator import Simulator
+from server.simulator.figures import exact_text
 from tests.sim.helpers import get, post
 
 Token = dict[str, Any]
@@ -125,3 +126,11 @@ async def test_ledger_over_the_admin_api(http: aiohttp.ClientSession, sim: Simul
     assert {o["status"] for o in row["orders"]} >= {"Filled", "Working"}
     async with http.get(f"{sim.admin_url}/ledger", params={"account_id": 1}) as resp:
         assert resp.status == 404
+
+
+def test_exact_text_is_exact_to_twenty_places() -> None:
+    assert exact_text(Fraction(0)) == "0"
+    assert exact_text(Fraction(2240)) == "2240"
+    assert exact_text(Fraction(-3, 8)) == "-0.375"
+    assert exact_text(Fraction(1, 3)) == "0.33333333333333333333"
+    assert exact_text(Fraction(-2, 3)) == "-0.66666666666666666667"
