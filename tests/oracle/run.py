@@ -1,5 +1,6 @@
 """Drive many seeds through one simulator + gateway stack and record, per settle point, the
-ledger and what LIVE (read policy FRESH, live state on) and UPSTREAM answered.
+ledger and what every path answered: LIVE (read policy FRESH, live state on) and UPSTREAM
+unary reads, GetSnapshot on both, and a StreamUpdates snapshot.
 
 One stack serves every seed: seed ``s`` trades on account ``s mod accounts``; a round is
 one seed per account, then the stack settles and is read. Later rounds trade on top of
@@ -79,6 +80,14 @@ class Outcome:
             for account_id, what in CHECKS[check](rnd):
                 out.append(f"{rnd.name(account_id)}: {what}")
         return out
+
+    def first_actions(self, check: str) -> str:
+        """What the first seed that fails ``check`` did this round, to replay it by hand."""
+        for rnd in self.rounds:
+            for account_id, _ in CHECKS[check](rnd):
+                steps = "; ".join(rnd.actions[account_id])
+                return f"{rnd.name(account_id)} did: {steps}"
+        return ""
 
 
 CHECKS = {

@@ -43,7 +43,8 @@ def _assert_none(outcome: Outcome, check: str) -> None:
     failures = outcome.failures(check)
     shown = "\n".join(failures[:SHOWN])
     more = f"\n... and {len(failures) - SHOWN} more" if len(failures) > SHOWN else ""
-    assert not failures, f"{check}: {len(failures)} mismatches\n{shown}{more}"
+    replay = outcome.first_actions(check) if failures else ""
+    assert not failures, f"{check}: {len(failures)} mismatches\n{shown}{more}\n{replay}"
 
 
 def test_every_seed_ran_and_live_settled(outcome: Outcome) -> None:
