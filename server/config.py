@@ -129,6 +129,10 @@ class GatewaySettings(BaseSettings):
     # after a cash or position change (changes within the debounce coalesce).
     live_figures_interval_s: float = Field(default=60.0, ge=1)
     live_figures_debounce_ms: float = Field(default=250.0, ge=0)
+    # ... and once the quotes of an account's open positions have been still this long
+    # after moving (Tradovate's open PnL moves with prices; a market that never goes
+    # still is covered by the interval alone).
+    live_figures_quiet_s: float = Field(default=2.0, ge=0)
     # The refresh's own share of the REST budget (calls per second; 0: only the limiter's).
     live_figures_rate_per_second: float = Field(default=5.0, ge=0)
     # Streams survive a sync-socket drop this long, then end UNAVAILABLE (resumable).

@@ -40,6 +40,7 @@ def live_settings(settings: GatewaySettings) -> LiveSettings:
         figures=RefreshSettings(
             debounce=settings.live_figures_debounce_ms / 1000,
             interval=settings.live_figures_interval_s,
+            quiet=settings.live_figures_quiet_s,
             batch_size=settings.batch_size,
             rate=settings.live_figures_rate_per_second,
         ),

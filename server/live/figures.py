@@ -9,13 +9,17 @@ sessions get ``marginSnapshots: null`` or ``[]``. ``FigureRefresher`` fills thos
 - ``cashBalance/getcashbalancesnapshot`` per account (Tradovate has no batch form).
 
 An account is refreshed when its cash balance or positions change (``mark``; changes
-within ``debounce`` seconds coalesce into one refresh) and at least every ``interval``
-seconds. The refresh has its own share of the rate budget: at most ``rate`` calls per
-second (so reads keep the rest of the broker's limiter, which every call also goes
-through) and ``concurrency`` in flight. A round takes the changed accounts first, then the
-ones due by interval, at most ``round_seconds`` of calls at that rate; the rest wait for
-the next round. A failed fetch keeps the last good figures with their own ``as_of``; with none,
-the figure is unknown and says why (``AccountFigures.margin_error`` / ``snapshot_error``).
+within ``debounce`` seconds coalesce into one refresh), once the prices of its open
+positions have been quiet for ``quiet`` seconds after moving (``prices_moved``: Tradovate's
+open PnL moves with them; a market that never goes quiet is left to the interval, so price
+ticks never cost more calls than it does), and at least every ``interval`` seconds. The
+refresh has its own share of the rate budget: at most ``rate`` calls per second (so reads
+keep the rest of the broker's limiter, which every call also goes through) and
+``concurrency`` in flight. A round takes the changed accounts first, then the quiet ones,
+then the ones due by interval, at most ``round_seconds`` of calls at that rate; the rest
+wait for the next round. A failed fetch keeps the last good figures with their own
+``as_of``; with none, the figure is unknown and says why (``AccountFigures.margin_error`` /
+``snapshot_error``).
 
 The task is owned by ``LiveService`` (started with the sync consumer, cancelled on close).
 This module knows broker structs only, never protos.
@@ -63,6 +67,9 @@ class RefreshSettings:
     debounce: float = 0.25
     #: Every account is refreshed at least this often (seconds).
     interval: float = 60.0
+    #: After its positions' prices move, an account is refreshed once they have been
+    #: still this long (seconds).
+    quiet: float = 2.0
     #: Bound on one upstream call (seconds).
     timeout: float = 10.0
     #: Accounts per ``marginSnapshot/items`` call.
@@ -111,6 +118,7 @@ class FigureRefresher:
         self._dirty: set[int] = set()
         self._wanted = asyncio.Event()
         self._refreshed_at: dict[int, float] = {}  # loop time of each account's last refresh
+        self._moved: dict[int, float] = {}  # loop time of each account's latest price move
         self._gate = asyncio.Semaphore(settings.concurrency)
         self._next_call = 0.0  # loop time before which no call may start (``rate``)
         #: Rounds run and upstream calls made (for tests and metrics).
@@ -126,6 +134,17 @@ class FigureRefresher:
         self._dirty.update(account_ids)
         if len(self._dirty) != before:
             self._wanted.set()
+
+    def prices_moved(self, account_ids: Iterable[int]) -> None:
+        """Prices of these accounts' open positions moved: refresh once they are quiet."""
+        now = asyncio.get_running_loop().time()
+        moved = self._moved
+        new = False
+        for account_id in account_ids:
+            new = new or account_id not in moved
+            moved[account_id] = now
+        if new:
+            self._wanted.set()  # the run loop's next wake-up may now be sooner
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -143,26 +162,36 @@ class FigureRefresher:
                 await self.refresh(batch)
 
     def _take_round(self, now: float) -> list[int]:
-        """Changed accounts first, then those due by interval, up to a round's worth."""
+        """Changed accounts first, then those whose prices went quiet, then those due by
+        interval, up to a round's worth."""
         interval = self.settings.interval
         changed = sorted(self._dirty)
+        quiet = sorted(
+            a
+            for a, moved_at in self._moved.items()
+            if a not in self._dirty and now - moved_at >= self.settings.quiet
+        )
+        taken = self._dirty.union(quiet)
         due = sorted(
             a
             for a in self._accounts()
-            if a not in self._dirty and now - self._refreshed_at.get(a, -1e18) >= interval
+            if a not in taken and now - self._refreshed_at.get(a, -1e18) >= interval
         )
         rate = self.settings.rate
         limit = max(1, int(rate * self.settings.round_seconds)) if rate > 0 else None
-        batch = (changed + due)[:limit]
+        batch = (changed + quiet + due)[:limit]
         self._dirty.difference_update(batch)
         return batch
 
     def _next_due(self, now: float) -> float:
         known = list(self._accounts())
-        if not known:
-            return self.settings.interval
-        oldest = min(self._refreshed_at.get(a, -1e18) for a in known)
-        return max(0.0, oldest + self.settings.interval - now)
+        due = self.settings.interval
+        if known:
+            oldest = min(self._refreshed_at.get(a, -1e18) for a in known)
+            due = oldest + self.settings.interval - now
+        if self._moved:
+            due = min(due, min(self._moved.values()) + self.settings.quiet - now)
+        return max(0.0, due)
 
     async def refresh(self, account_ids: Sequence[int]) -> None:
         """Fetch these accounts' figures now, then report them to ``on_update``."""
@@ -170,6 +199,7 @@ class FigureRefresher:
         loop = asyncio.get_running_loop()
         for account_id in account_ids:
             self._refreshed_at[account_id] = loop.time()
+            self._moved.pop(account_id, None)  # this fetch sees every move so far
         margin_ids = [a for a in account_ids if self._needs_margin(a)]
         size = self.settings.batch_size
         jobs = [self._margins(margin_ids[i : i + size]) for i in range(0, len(margin_ids), size)]
@@ -250,3 +280,5 @@ class FigureRefresher:
         for account_id in [a for a in self.figures if a not in kept]:
             del self.figures[account_id]
             self._refreshed_at.pop(account_id, None)
+        for account_id in [a for a in self._moved if a not in kept]:
+            del self._moved[account_id]

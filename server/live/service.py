@@ -353,6 +353,10 @@ class LiveService:
         assert self._market is not None
         async for quote in self._market.quotes():
             self.views.on_quote(quote)
+            if self.figures is not None:
+                # Tradovate's open PnL of the holders moves with any quote (its mark need
+                # not be the last trade): refetch once the quotes go quiet.
+                self.figures.prices_moved(self.views.holders(quote.contract_id))
 
     async def _run_subscriptions(self) -> None:
         """Keep md subscriptions equal to the contracts with open positions.

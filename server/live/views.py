@@ -160,6 +160,15 @@ class LiveViews:
             if position is not None:
                 self._throttle.mark(position.account_id)
 
+    def holders(self, contract_id: int) -> set[int]:
+        """The accounts with an open position in the contract."""
+        positions = self.state.positions
+        return {
+            position.account_id
+            for position_id in self._open.holders(contract_id)
+            if (position := positions.get(position_id)) is not None
+        }
+
     def generation(self, account_id: int) -> int:
         """Changes whenever the account's positions, orders, balance or names may have."""
         return self._generations.get(account_id, 0)

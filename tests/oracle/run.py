@@ -25,8 +25,11 @@ from tests.support.stack import Stack, running_stack
 WORLD_SEED = 15
 SETTLE_S = 10.0
 #: How long to wait for LIVE's Tradovate-marked figures (open PnL, net liq, total PnL) to
-#: match the ledger. Without the live background refresh they never do: keep it short.
-MARKED_SETTLE_S = 1.5
+#: match the ledger: the live refresh refetches them once quotes have been still for
+#: GATEWAY_LIVE_FIGURES_QUIET_S (2 s by default, QUIET_S in the oracle's own stack).
+MARKED_SETTLE_S = 6.0
+#: The oracle's quiet period: short, so a round does not wait long for its refetch.
+QUIET_S = 0.3
 POLL_S = 0.05
 DEADLINE_S = 20.0
 
@@ -272,7 +275,11 @@ async def run_oracle(seeds: int, accounts: int) -> Outcome:
     level = root.level
     root.setLevel(logging.INFO)  # thousands of actions: debug lines would dominate the run
     try:
-        async with running_stack(sim_config=config) as stack:
+        # 50 accounts start at once: their first refetch is not held to the refresh's own
+        # 5 calls per second (rate 0: only the broker's limiter applies).
+        async with running_stack(
+            sim_config=config, live_figures_quiet_s=QUIET_S, live_figures_rate_per_second=0
+        ) as stack:
             sim = stack.sim
             market = Market.of(sim)
             ids = sim.control.account_ids()

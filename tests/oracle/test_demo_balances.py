@@ -72,6 +72,5 @@ def test_cash_realized_and_margins_are_identical_strings(demo: DemoReads) -> Non
     assert not _differences(demo, list(compare.ACCOUNT_FIGURES))
 
 
-@pytest.mark.xfail(reason="needs the live background refresh (h-figures)", strict=True)
 def test_open_pnl_net_liq_and_total_pnl_are_identical_strings(demo: DemoReads) -> None:
     assert not _differences(demo, list(compare.MARKED_FIGURES))

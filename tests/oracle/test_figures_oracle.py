@@ -20,9 +20,6 @@ SLOW_SEEDS = 2000
 ACCOUNTS = 50
 SHOWN = 25
 
-NEEDS_REFRESH = pytest.mark.xfail(
-    reason="needs the live background refresh (h-figures)", strict=True
-)
 NEEDS_ROUNDING = pytest.mark.xfail(
     reason="needs the one rounding rule in convert.py (h-decimals)", strict=True
 )
@@ -67,12 +64,10 @@ def test_live_and_upstream_cash_realized_and_margins_are_identical(outcome: Outc
     _assert_none(outcome, "account figures live vs upstream")
 
 
-@NEEDS_REFRESH
 def test_live_open_pnl_net_liq_total_pnl_match_the_ledger(outcome: Outcome) -> None:
     _assert_none(outcome, "live marked figures vs ledger")
 
 
-@NEEDS_REFRESH
 def test_live_and_upstream_open_pnl_net_liq_total_pnl_are_identical(outcome: Outcome) -> None:
     _assert_none(outcome, "marked figures live vs upstream")
 
