@@ -24,7 +24,7 @@ from tradovate_gateway.v1 import trading_pb2 as pb
 from server.convert import Fields, epoch_ns_fields
 from server.errors import ShuttingDown
 from server.live.errors import StreamLimitReached
-from server.live.queue import ConflatingQueue, Delta
+from server.live.queue import ConflatingQueue, Delta, Merge
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,7 @@ class Subscription:
         "ended",
         "kinds",
         "queue",
+        "unsent_floor",
     )
 
     def __init__(
@@ -72,6 +73,9 @@ class Subscription:
         self.queue = ConflatingQueue(capacity)
         self.ended: EndReason | None = None
         self.end_detail = ""
+        #: Set when ``end`` dropped the backlog: the earliest sequence a dropped delta
+        #: stood for through a merge (None: no merge was dropped). See ``ConflatingQueue.clear``.
+        self.unsent_floor: int | None = None
 
     def matches(self, delta: Delta) -> bool:
         return delta.kind in self.kinds and (
@@ -89,6 +93,10 @@ class Subscription:
     def take(self) -> list[Delta]:
         return self.queue.take_all()
 
+    def take_merges(self) -> dict[int, Merge]:
+        """The merges among the deltas the last ``take`` returned (usually none)."""
+        return self.queue.take_merges()
+
     def wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
@@ -105,11 +113,12 @@ class Subscription:
             self._waiter = None
 
     def end(self, reason: EndReason, detail: str = "") -> None:
-        """Stop taking deltas; the stream sees ``ended`` on its next wake-up."""
+        """Stop taking deltas and drop the backlog: the stream ends after the message it
+        is writing, not behind what was queued for it."""
         if self.ended is None:
             self.ended = reason
             self.end_detail = detail
-            self.queue.clear()
+            self.unsent_floor = self.queue.clear()
             if reason is EndReason.SLOW_CONSUMER:
                 self._hub.slow_consumers_ended += 1
                 logger.info("ending a slow stream subscriber: %s", detail)

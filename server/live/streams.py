@@ -39,7 +39,7 @@ from server.live.errors import (
     UpstreamLost,
 )
 from server.live.hub import ALL_KINDS, EndReason, StreamHub, Subscription
-from server.live.queue import chained
+from server.live.queue import Merge, chained, marked
 
 logger = logging.getLogger(__name__)
 
@@ -210,6 +210,10 @@ class StreamSession:
         self.start_sequence = request.resume_after_sequence if self.resumed else self._hub.sequence
         #: The sequence of the last delta this stream sent (or where it started).
         self.last_sequence = self.start_sequence
+        #: The earliest sequence an unsent delta stood for through a merge, once the
+        #: stream ended with merged deltas unsent (None: none). The resume point stays
+        #: below it, so that resuming never passes a delta that was not sent.
+        self.unsent_floor: int | None = None
         self._opening = self._opening_messages(with_snapshot, sub.kinds)
 
     # ------------------------------------------------------------------ opening
@@ -281,6 +285,7 @@ class StreamSession:
             self._schedule_heartbeat()
             previous = self.start_sequence
             while True:
+                self._raise_if_ended()
                 # On schedule, and at once when the upstream's health changes.
                 if self._heartbeat_due or self._views.healthy != self._told_healthy:
                     self._heartbeat_due = False
@@ -289,18 +294,25 @@ class StreamSession:
                     self._reschedule_heartbeat()
                 batch = sub.take()
                 if batch:
+                    # Deltas conflation merged into others are marked (usually none).
+                    merges = sub.take_merges()
                     for delta in batch:
+                        if sub.ended is not None:
+                            # Ended: the rest of the batch is dropped with the backlog.
+                            self._unsent(merges, previous)
+                            break
                         # The body already names the delta just before it; a filtered
                         # stream, which skipped some, appends its own previous.
-                        yield (
+                        body = (
                             delta.body
                             if delta.sequence == previous + 1
                             else chained(delta.body, previous)
                         )
+                        if merges and delta.sequence in merges:
+                            body = marked(body, merges[delta.sequence])
+                        yield body
                         previous = self.last_sequence = delta.sequence
                     continue
-                if sub.ended is not None:
-                    raise self._end_error(sub.ended, sub.end_detail)
                 await sub.wait()
         finally:
             self.close()
@@ -329,8 +341,27 @@ class StreamSession:
         shared = self._heartbeat_body(self._account_ids)
         return shared + pb.StreamUpdate(**own).SerializeToString()
 
+    def _raise_if_ended(self) -> None:
+        if self._sub.ended is not None:
+            raise self._end_error(self._sub.ended, self._sub.end_detail)
+
+    def _unsent(self, merges: dict[int, Merge], sent: int) -> None:
+        """Note the merges among the batch's deltas after ``sent`` that will not be sent."""
+        firsts = [m.first for seq, m in merges.items() if seq > sent]
+        if firsts:
+            self.unsent_floor = min(firsts)
+
+    @property
+    def resume_point(self) -> int:
+        """The sequence to resume after: the last delta sent, or just below the earliest
+        delta that was merged into one the stream ended before sending."""
+        floors = [f for f in (self.unsent_floor, self._sub.unsent_floor) if f is not None]
+        if not floors:
+            return self.last_sequence
+        return min(self.last_sequence, min(floors) - 1)
+
     def _end_error(self, reason: EndReason, detail: str) -> Exception:
-        seq, epoch = self.last_sequence, self._hub.epoch
+        seq, epoch = self.resume_point, self._hub.epoch
         if reason is EndReason.SLOW_CONSUMER:
             return SlowConsumer(sequence=seq, epoch=epoch)
         if reason is EndReason.DRAIN:

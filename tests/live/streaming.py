@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import grpc
 from tradovate_gateway.v1 import trading_pb2 as pb
 from tradovate_gateway.v1 import trading_pb2_grpc as pb_grpc
+
+from server.live.queue import Delta
 
 DELTAS = frozenset({"position", "order", "balance", "pnl", "account"})
 WAIT = 20.0
@@ -102,3 +104,54 @@ async def until(check: Callable[[], bool], step: float = 0.005) -> None:
     async with asyncio.timeout(WAIT):
         while not check():  # noqa: ASYNC110 - nothing to wait on but the state itself
             await asyncio.sleep(step)
+
+
+class Ledger:
+    """Accounts for a subscriber's deltas against the hub's full sequence of deltas.
+
+    ``add_stream`` checks one call's deltas: each names the one before it (a broken
+    chain is a gap), and each merge it marks names exactly the hub's deltas of the same
+    entity it replaced, none of which was sent. ``missing`` lists the hub's deltas (in a
+    range) that no stream sent or marked as merged: it must be empty.
+    """
+
+    def __init__(self, hub_deltas: Iterable[Delta]) -> None:
+        self.hub = {d.sequence: d for d in hub_deltas}
+        self.sent: set[int] = set()
+        self.merged: set[int] = set()
+        self.gaps = 0
+        self.merges = 0
+        self.repeats = 0
+
+    def add_stream(self, deltas: list[pb.StreamUpdate], start: int) -> None:
+        previous = start
+        sent_here = {d.sequence for d in deltas}
+        for update in deltas:
+            if update.previous_sequence != previous:
+                self.gaps += 1
+            assert update.sequence > previous, (update.sequence, previous)
+            previous = update.sequence
+            if update.sequence in self.sent or update.sequence in self.merged:
+                self.repeats += 1
+            self.sent.add(update.sequence)
+            if update.merged_count == 0:
+                assert update.merged_from_sequence == 0
+                continue
+            self.merges += 1
+            key = self.hub[update.sequence].key
+            replaced = [
+                s
+                for s in range(update.merged_from_sequence, update.sequence)
+                if s in self.hub and self.hub[s].key == key
+            ]
+            assert len(replaced) == update.merged_count, (update.sequence, replaced)
+            assert replaced[0] == update.merged_from_sequence
+            assert not sent_here & set(replaced), (update.sequence, replaced)
+            self.merged.update(replaced)
+
+    def missing(self, after: int, through: int, wanted: Callable[[Delta], bool]) -> list[int]:
+        return [
+            s
+            for s in range(after + 1, through + 1)
+            if wanted(self.hub[s]) and s not in self.sent and s not in self.merged
+        ]
