@@ -121,10 +121,11 @@ async def slow_reader_run(queue_capacity: int) -> tuple[SlowReader, Ledger, list
 
 def assert_prompt_ends(reader: SlowReader) -> None:
     for delay, read, _point in reader.ends:
-        # The status follows at most the window's messages (~16 KiB) and the one in
-        # flight: seconds at the reader's pace, never the whole backlog.
-        assert read <= 80, read
-        assert delay < 6.0, delay
+        # The status follows at most the window's messages (16 KiB: 45 to 60 deltas
+        # measured) and the one in flight: seconds at the reader's pace, never the
+        # backlog (thousands of deltas with grpc's default window).
+        assert read <= 120, read
+        assert delay < 10.0, delay
 
 
 async def test_a_slow_reader_gets_every_delta_or_its_marked_merge() -> None:
