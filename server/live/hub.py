@@ -50,6 +50,7 @@ class Subscription:
 
     __slots__ = (
         "_hub",
+        "_in_hand",
         "_waiter",
         "accounts",
         "end_detail",
@@ -67,6 +68,7 @@ class Subscription:
         capacity: int,
     ) -> None:
         self._hub = hub
+        self._in_hand: list[Delta] = []
         self._waiter: asyncio.Future[None] | None = None
         self.accounts = accounts
         self.kinds = kinds
@@ -91,7 +93,10 @@ class Subscription:
         self.wake()
 
     def take(self) -> list[Delta]:
-        return self.queue.take_all()
+        """The queued deltas, oldest first. ``end`` empties the list returned last, so a
+        stream iterating it stops at once: an ended stream sends nothing more."""
+        self._in_hand = batch = self.queue.take_all()
+        return batch
 
     def take_merges(self) -> dict[int, Merge]:
         """The merges among the deltas the last ``take`` returned (usually none)."""
@@ -119,6 +124,7 @@ class Subscription:
             self.ended = reason
             self.end_detail = detail
             self.unsent_floor = self.queue.clear()
+            self._in_hand.clear()
             if reason is EndReason.SLOW_CONSUMER:
                 self._hub.slow_consumers_ended += 1
                 logger.info("ending a slow stream subscriber: %s", detail)

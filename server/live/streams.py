@@ -39,7 +39,7 @@ from server.live.errors import (
     UpstreamLost,
 )
 from server.live.hub import ALL_KINDS, EndReason, StreamHub, Subscription
-from server.live.queue import Merge, chained, marked
+from server.live.queue import NO_MERGES, Merge, chained, marked
 
 logger = logging.getLogger(__name__)
 
@@ -210,10 +210,8 @@ class StreamSession:
         self.start_sequence = request.resume_after_sequence if self.resumed else self._hub.sequence
         #: The sequence of the last delta this stream sent (or where it started).
         self.last_sequence = self.start_sequence
-        #: The earliest sequence an unsent delta stood for through a merge, once the
-        #: stream ended with merged deltas unsent (None: none). The resume point stays
-        #: below it, so that resuming never passes a delta that was not sent.
-        self.unsent_floor: int | None = None
+        #: The merges among the deltas of the batch being sent (usually none).
+        self._merges_in_hand: dict[int, Merge] = NO_MERGES
         self._opening = self._opening_messages(with_snapshot, sub.kinds)
 
     # ------------------------------------------------------------------ opening
@@ -292,28 +290,33 @@ class StreamSession:
                     self._told_healthy = self._views.healthy
                     yield self._heartbeat_message()
                     self._reschedule_heartbeat()
+                # ``sub.end()`` empties this list: the rest of it is dropped at once.
                 batch = sub.take()
-                if batch:
-                    # Deltas conflation merged into others are marked (usually none).
-                    merges = sub.take_merges()
+                if not batch:
+                    await sub.wait()
+                    continue
+                merges = self._merges_in_hand = sub.take_merges()
+                if merges:
+                    # A stream that fell behind: mark what each delta stands for.
                     for delta in batch:
-                        if sub.ended is not None:
-                            # Ended: the rest of the batch is dropped with the backlog.
-                            self._unsent(merges, previous)
-                            break
-                        # The body already names the delta just before it; a filtered
-                        # stream, which skipped some, appends its own previous.
                         body = (
                             delta.body
                             if delta.sequence == previous + 1
                             else chained(delta.body, previous)
                         )
-                        if merges and delta.sequence in merges:
-                            body = marked(body, merges[delta.sequence])
-                        yield body
+                        merge = merges.get(delta.sequence)
+                        yield body if merge is None else marked(body, merge)
                         previous = self.last_sequence = delta.sequence
                     continue
-                await sub.wait()
+                for delta in batch:
+                    # The body already names the delta just before it; a filtered
+                    # stream, which skipped some, appends its own previous.
+                    yield (
+                        delta.body
+                        if delta.sequence == previous + 1
+                        else chained(delta.body, previous)
+                    )
+                    previous = self.last_sequence = delta.sequence
         finally:
             self.close()
 
@@ -345,20 +348,16 @@ class StreamSession:
         if self._sub.ended is not None:
             raise self._end_error(self._sub.ended, self._sub.end_detail)
 
-    def _unsent(self, merges: dict[int, Merge], sent: int) -> None:
-        """Note the merges among the batch's deltas after ``sent`` that will not be sent."""
-        firsts = [m.first for seq, m in merges.items() if seq > sent]
-        if firsts:
-            self.unsent_floor = min(firsts)
-
     @property
     def resume_point(self) -> int:
         """The sequence to resume after: the last delta sent, or just below the earliest
-        delta that was merged into one the stream ended before sending."""
-        floors = [f for f in (self.unsent_floor, self._sub.unsent_floor) if f is not None]
-        if not floors:
-            return self.last_sequence
-        return min(self.last_sequence, min(floors) - 1)
+        delta merged into one that the stream ended before sending (in its queue, or in
+        the batch in hand), since resuming must not pass a delta that was never sent."""
+        sent = self.last_sequence
+        floors = [m.first for seq, m in self._merges_in_hand.items() if seq > sent]
+        if self._sub.unsent_floor is not None:
+            floors.append(self._sub.unsent_floor)
+        return min(sent, min(floors) - 1) if floors else sent
 
     def _end_error(self, reason: EndReason, detail: str) -> Exception:
         seq, epoch = self.resume_point, self._hub.epoch
