@@ -24,7 +24,7 @@ from tradovate_gateway.v1 import trading_pb2 as pb
 from server.convert import Fields, epoch_ns_fields
 from server.errors import ShuttingDown
 from server.live.errors import StreamLimitReached
-from server.live.queue import ConflatingQueue, Delta, Merge
+from server.live.queue import NO_MERGES, ConflatingQueue, Delta, Merge
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,7 @@ class Subscription:
         "end_detail",
         "ended",
         "kinds",
+        "merges_in_hand",
         "queue",
         "unsent_floor",
     )
@@ -73,6 +74,8 @@ class Subscription:
         self.accounts = accounts
         self.kinds = kinds
         self.queue = ConflatingQueue(capacity)
+        #: The merges among the deltas ``take`` returned last, by sequence (usually none).
+        self.merges_in_hand: dict[int, Merge] = NO_MERGES
         self.ended: EndReason | None = None
         self.end_detail = ""
         #: Set when ``end`` dropped the backlog: the earliest sequence a dropped delta
@@ -93,14 +96,12 @@ class Subscription:
         self.wake()
 
     def take(self) -> list[Delta]:
-        """The queued deltas, oldest first. ``end`` empties the list returned last, so a
-        stream iterating it stops at once: an ended stream sends nothing more."""
+        """The queued deltas, oldest first (their merges: ``merges_in_hand``). ``end``
+        empties the list returned last, so a stream iterating it stops at once: an ended
+        stream sends nothing more."""
         self._in_hand = batch = self.queue.take_all()
+        self.merges_in_hand = self.queue.take_merges()
         return batch
-
-    def take_merges(self) -> dict[int, Merge]:
-        """The merges among the deltas the last ``take`` returned (usually none)."""
-        return self.queue.take_merges()
 
     def wake(self) -> None:
         waiter = self._waiter

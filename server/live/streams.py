@@ -39,7 +39,7 @@ from server.live.errors import (
     UpstreamLost,
 )
 from server.live.hub import ALL_KINDS, EndReason, StreamHub, Subscription
-from server.live.queue import NO_MERGES, Merge, chained, marked
+from server.live.queue import chained, marked
 
 logger = logging.getLogger(__name__)
 
@@ -210,8 +210,6 @@ class StreamSession:
         self.start_sequence = request.resume_after_sequence if self.resumed else self._hub.sequence
         #: The sequence of the last delta this stream sent (or where it started).
         self.last_sequence = self.start_sequence
-        #: The merges among the deltas of the batch being sent (usually none).
-        self._merges_in_hand: dict[int, Merge] = NO_MERGES
         self._opening = self._opening_messages(with_snapshot, sub.kinds)
 
     # ------------------------------------------------------------------ opening
@@ -295,7 +293,7 @@ class StreamSession:
                 if not batch:
                     await sub.wait()
                     continue
-                merges = self._merges_in_hand = sub.take_merges()
+                merges = sub.merges_in_hand
                 if merges:
                     # A stream that fell behind: mark what each delta stands for.
                     for delta in batch:
@@ -354,7 +352,7 @@ class StreamSession:
         delta merged into one that the stream ended before sending (in its queue, or in
         the batch in hand), since resuming must not pass a delta that was never sent."""
         sent = self.last_sequence
-        floors = [m.first for seq, m in self._merges_in_hand.items() if seq > sent]
+        floors = [m.first for seq, m in self._sub.merges_in_hand.items() if seq > sent]
         if self._sub.unsent_floor is not None:
             floors.append(self._sub.unsent_floor)
         return min(sent, min(floors) - 1) if floors else sent
