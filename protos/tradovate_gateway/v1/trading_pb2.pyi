@@ -1396,9 +1396,15 @@ class StreamUpdatesRequest(_message.Message):
     with_snapshot: _builtins.bool
     """Start with a snapshot of the selected state (default true)."""
     resume_after_sequence: _builtins.int
-    """Resume after this sequence (the last one the subscriber saw) of this epoch.
-    Missed deltas are replayed from a bounded buffer; when the buffer no longer
-    covers them, or the epoch differs, a fresh snapshot marked resync is sent.
+    """Resume after this sequence of this epoch: the resume point the server's end
+    status named (metadata resume_after_sequence), else the last one the
+    subscriber saw. Missed deltas are replayed from a bounded buffer, every one,
+    or merged and marked as in StreamUpdate.merged_count; when the buffer no
+    longer covers them, or the epoch differs, a fresh snapshot marked resync is
+    sent. A resume point never passes a delta the stream did not send: when the
+    server ended a stream whose dropped backlog held merged deltas, its resume
+    point can be below the last sequence received, and the resumed stream then
+    repeats deltas at or below it (each complete entity state, in order).
     """
     resume_epoch: _builtins.str
     @_builtins.property
@@ -1769,6 +1775,8 @@ class StreamUpdate(_message.Message):
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     EVENT_TIME_FIELD_NUMBER: _builtins.int
     RECEIVED_TIME_FIELD_NUMBER: _builtins.int
+    MERGED_COUNT_FIELD_NUMBER: _builtins.int
+    MERGED_FROM_SEQUENCE_FIELD_NUMBER: _builtins.int
     SUBSCRIPTION_FIELD_NUMBER: _builtins.int
     SNAPSHOT_FIELD_NUMBER: _builtins.int
     SNAPSHOT_COMPLETE_FIELD_NUMBER: _builtins.int
@@ -1784,13 +1792,31 @@ class StreamUpdate(_message.Message):
     """
     previous_sequence: _builtins.int
     """The sequence of the previous delta sent on this stream (or the snapshot's
-    sequence). A filtered stream skips other accounts' numbers; this field lets
-    the subscriber prove it missed nothing.
+    sequence, or the resume point). A filtered stream skips other accounts' and
+    kinds' numbers; this field lets the subscriber prove it missed nothing: a
+    delta whose previous_sequence is not the last sequence received is a gap.
+
+    Chain contract. Every delta matching the stream's filter is either sent, or
+    merged into a later delta of the same entity that is sent and says so in
+    merged_count/merged_from_sequence. Nothing is skipped silently. When a slow
+    subscriber's queue cannot hold the distinct entities behind it even after
+    merging, the stream ends (RESOURCE_EXHAUSTED, reason SLOW_CONSUMER) with a
+    resume point: the backlog is dropped, nothing else is sent first.
     """
     epoch: _builtins.str
     """Identifies the gateway's sequence space; resume only within one epoch."""
     account_id: _builtins.int
     """The account a delta concerns (0 for stream-wide payloads)."""
+    merged_count: _builtins.int
+    """Deltas only: how many earlier deltas of this same entity (same kind and id)
+    this one replaces. A subscriber that fell behind gets the entity's latest
+    state once instead of every step; those deltas are never sent on this stream,
+    and this delta is still the entity's complete state. 0: it stands for itself.
+    Their sequences lie between merged_from_sequence and this delta's sequence,
+    and may come before previous_sequence (they were queued earlier).
+    """
+    merged_from_sequence: _builtins.int
+    """The earliest sequence among the merged deltas; 0 when merged_count is 0."""
     @_builtins.property
     def server_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -1834,6 +1860,8 @@ class StreamUpdate(_message.Message):
         account_id: _builtins.int = ...,
         event_time: _timestamp_pb2.Timestamp | None = ...,
         received_time: _timestamp_pb2.Timestamp | None = ...,
+        merged_count: _builtins.int = ...,
+        merged_from_sequence: _builtins.int = ...,
         subscription: Global___SubscriptionStatus | None = ...,
         snapshot: Global___SnapshotChunk | None = ...,
         snapshot_complete: Global___SnapshotComplete | None = ...,
@@ -1846,7 +1874,7 @@ class StreamUpdate(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "balance", b"balance", "event_time", b"event_time", "heartbeat", b"heartbeat", "order", b"order", "payload", b"payload", "pnl", b"pnl", "position", b"position", "received_time", b"received_time", "server_time", b"server_time", "snapshot", b"snapshot", "snapshot_complete", b"snapshot_complete", "subscription", b"subscription"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "account_id", b"account_id", "balance", b"balance", "epoch", b"epoch", "event_time", b"event_time", "heartbeat", b"heartbeat", "order", b"order", "payload", b"payload", "pnl", b"pnl", "position", b"position", "previous_sequence", b"previous_sequence", "received_time", b"received_time", "sequence", b"sequence", "server_time", b"server_time", "snapshot", b"snapshot", "snapshot_complete", b"snapshot_complete", "subscription", b"subscription"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "account_id", b"account_id", "balance", b"balance", "epoch", b"epoch", "event_time", b"event_time", "heartbeat", b"heartbeat", "merged_count", b"merged_count", "merged_from_sequence", b"merged_from_sequence", "order", b"order", "payload", b"payload", "pnl", b"pnl", "position", b"position", "previous_sequence", b"previous_sequence", "received_time", b"received_time", "sequence", b"sequence", "server_time", b"server_time", "snapshot", b"snapshot", "snapshot_complete", b"snapshot_complete", "subscription", b"subscription"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["subscription", "snapshot", "snapshot_complete", "position", "order", "balance", "pnl", "account", "heartbeat"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
