@@ -231,10 +231,7 @@ def order_fields(detail: OrderDetail, account_name: str, contract: ContractRef |
     status = order_status(value.ord_status)
     tick = contract.tick_size if contract else None
     fills = [f for f in detail.fills if f.active]
-    # The average of the fill prices as shown (each snapped to the tick), written once.
-    priced = [
-        (rounding.price(f.price, tick), f.qty) for f in fills if f.price is not None and f.qty
-    ]
+    priced = [(f.price, f.qty) for f in fills if f.price is not None and f.qty]
     avg = None
     if priced:
         total = sum(qty for _, qty in priced)

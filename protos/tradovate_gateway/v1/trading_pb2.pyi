@@ -644,8 +644,9 @@ class Order(_message.Message):
     def stop_price(self) -> Global___Decimal: ...
     @_builtins.property
     def avg_fill_price(self) -> Global___Decimal:
-        """Volume-weighted price of the fills (each fill price as shown, i.e. snapped to
-        the tick), at most 8 decimal places half-even; unset with no fills.
+        """Volume-weighted price of the fills, computed exactly from the fill prices
+        received and rounded once: at most 8 decimal places, half-even (snapped to the
+        tick when only float residue is off it); unset with no fills.
         """
 
     @_builtins.property
