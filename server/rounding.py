@@ -11,11 +11,15 @@ intact. This module is the one place that decides what of it reaches the wire:
   eight places already remove a double's residue.
 - **Prices** (limit, stop, fill, last, previous, net and average prices; bought and sold
   value, which are prices times quantities) are kept as sent, except that a value within
-  ``SNAP_TICKS`` of a tick of the contract's tick grid is snapped onto it (float residue),
-  and at most ``MAX_PLACES`` decimal places are kept, rounded half-even (averages).
-- Everything is computed in exact Decimal arithmetic and rounded once, here, when it is
-  written. ``text`` writes the result without exponent or trailing zeros, so one value
-  always gives one string ("5012.25", "530", "0"), on every read path and stream.
+  ``SNAP_TICKS`` ticks of a number with the tick's decimal places is that number (a
+  price on the tick grid plus a double's residue comes back onto the grid), and at most
+  ``MAX_PLACES`` decimal places are kept, rounded half-even (averages).
+- Everything is computed in exact Decimal arithmetic from the figures received and rounded
+  once, here, when it is written. Totals add the figures as shown (``total``), so a total
+  equals the sum of its parts; rounding the exact sum instead could differ from that sum
+  by a cent per few accounts, and a reader reconciling the parts would see a mismatch.
+- ``text`` writes the result without exponent or trailing zeros, so one value always
+  gives one string ("5012.25", "530", "0"), on every read path and stream.
 """
 
 from __future__ import annotations
