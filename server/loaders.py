@@ -52,6 +52,9 @@ class ContractLike(Protocol):
     @property
     def value_per_point(self) -> Decimal | None: ...
 
+    @property
+    def tick_size(self) -> Decimal | None: ...
+
 
 class BrokerReads(Protocol):
     """The part of the broker façade the read path uses (server.broker.TradovateClient)."""
@@ -287,7 +290,9 @@ class Loaders:
             )
         )
         return {
-            cid: ContractRef(symbol=info.symbol, value_per_point=info.value_per_point)
+            cid: ContractRef(
+                symbol=info.symbol, value_per_point=info.value_per_point, tick_size=info.tick_size
+            )
             for cid, info in infos.items()
         }
 

@@ -54,6 +54,8 @@ class ContractRef(msgspec.Struct, frozen=True, kw_only=True):
 
     symbol: str
     value_per_point: Decimal | None = None
+    #: The contract's price grid: prices are snapped to it where a double's residue is off it.
+    tick_size: Decimal | None = None
 
 
 class PositionsData(msgspec.Struct, frozen=True, kw_only=True):

@@ -245,11 +245,14 @@ class LiveViews:
             info = self.state.contract_infos.get(contract_id)
             if info is None:
                 return None
-            return ContractRef(symbol=info.symbol, value_per_point=info.value_per_point)
+            return ContractRef(
+                symbol=info.symbol, value_per_point=info.value_per_point, tick_size=info.tick_size
+            )
         product = self.state.product_of(contract_id)
         return ContractRef(
             symbol=contract.name,
             value_per_point=product.value_per_point if product is not None else None,
+            tick_size=product.tick_size if product is not None else None,
         )
 
     def value_per_point(self, contract_id: int) -> Decimal | None:
@@ -258,6 +261,13 @@ class LiveViews:
             return product.value_per_point
         info = self.state.contract_infos.get(contract_id)
         return info.value_per_point if info is not None else None
+
+    def tick_size(self, contract_id: int) -> Decimal | None:
+        product = self.state.product_of(contract_id)
+        if product is not None:
+            return product.tick_size
+        info = self.state.contract_infos.get(contract_id)
+        return info.tick_size if info is not None else None
 
     def has_account(self, account_id: int) -> bool:
         return account_id in self.state.accounts
@@ -337,8 +347,10 @@ class LiveViews:
             self.value_per_point(position.contract_id),
         )
         return {
-            "last_price": convert.decimal_fields(row.last_price),
-            "open_pnl": convert.decimal_fields(row.open_pnl),
+            "last_price": convert.price_fields(
+                row.last_price, self.tick_size(position.contract_id)
+            ),
+            "open_pnl": convert.money_fields(row.open_pnl),
         }
 
     def positions_of(self, account_id: int, *, include_flat: bool = True) -> list[pb.Position]:
@@ -488,7 +500,7 @@ class LiveViews:
 
     def pnl_update(self, account_id: int) -> pb.PnlUpdate:
         pnl = self.pnl(account_id)
-        decimal = convert.decimal_fields
+        money = convert.money_fields
         positions = []
         for row in pnl.positions:
             ref = self.contract_ref(row.position.contract_id)
@@ -498,18 +510,20 @@ class LiveViews:
                     "contract_id": row.position.contract_id,
                     "symbol": ref.symbol if ref is not None else "",
                     "net_pos": row.position.net_pos,
-                    "last_price": decimal(row.last_price),
-                    "open_pnl": decimal(row.open_pnl),
+                    "last_price": convert.price_fields(
+                        row.last_price, ref.tick_size if ref is not None else None
+                    ),
+                    "open_pnl": money(row.open_pnl),
                 }
             )
         fields: convert.Fields = {
             "account_id": account_id,
             "account_name": self.account_name(account_id),
-            "realized_pnl": decimal(pnl.realized_pnl),
-            "open_pnl": decimal(pnl.open_pnl) if pnl.complete else None,
-            "total_pnl": decimal(pnl.total_pnl) if pnl.complete else None,
-            "mark_open_pnl": decimal(pnl.open_pnl) if pnl.complete else None,
-            "mark_total_pnl": decimal(pnl.total_pnl) if pnl.complete else None,
+            "realized_pnl": money(pnl.realized_pnl),
+            "open_pnl": money(pnl.open_pnl) if pnl.complete else None,
+            "total_pnl": money(pnl.total_pnl) if pnl.complete else None,
+            "mark_open_pnl": money(pnl.open_pnl) if pnl.complete else None,
+            "mark_total_pnl": money(pnl.total_pnl) if pnl.complete else None,
             "positions": positions,
         }
         marked = self.mark_time(account_id)

@@ -10,7 +10,8 @@ Conventions
   for a bad request (INVALID_ARGUMENT, NOT_FOUND for unknown accounts), a caller
   problem (UNAUTHENTICATED, PERMISSION_DENIED), or when the account list itself
   cannot be resolved (UNAVAILABLE, DEADLINE_EXCEEDED).
-- Money, prices and PnL are exact decimal strings (Decimal), never doubles.
+- Money, prices and PnL are exact decimal strings (Decimal), never doubles,
+  written by one rounding rule (see Decimal).
 - Every enum starts with *_UNSPECIFIED = 0.
 """
 
@@ -285,6 +286,20 @@ class Decimal(_message.Message):
     """---------------------------------------------------------------- common types
 
     An exact decimal number, e.g. "5012.25" or "-137.5" (google.type.Decimal style).
+
+    Written without exponent or trailing zeros ("530", not "530.00"; zero is "0"), so
+    the same value is the same string in every response and stream message, on every
+    read path. Tradovate sends doubles; the gateway computes in exact decimal
+    arithmetic from the figures received and rounds once, when it writes the value:
+    - Money (cash, PnL, margins, net liquidation, a position's open PnL): half-even to
+      the currency's minor unit (cents for USD; a currency the gateway does not know
+      keeps at most 8 places). Totals are the sums of the figures shown per account,
+      so a total always equals the sum of its parts.
+    - Prices (limit, stop, fill, last, previous; bought/sold value): as Tradovate sent
+      them, snapped to the contract's tick where a double's residue is all that is
+      off it (2386.3999999999996 -> "2386.4").
+    - Averages (net price, average fill price) and other numbers: at most 8 decimal
+      places, half-even ("71.63333333").
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -513,14 +528,22 @@ class Position(_message.Message):
     prev_pos: _builtins.int
     @_builtins.property
     def net_price(self) -> Global___Decimal:
-        """Average entry price of the open position; unset when flat."""
+        """Average entry price of the open position; unset when flat. An average: at
+        most 8 decimal places (see Decimal).
+        """
 
     @_builtins.property
-    def bought_value(self) -> Global___Decimal: ...
+    def bought_value(self) -> Global___Decimal:
+        """Sum of price * qty of the buys (a price figure: snapped to the tick)."""
+
     @_builtins.property
-    def sold_value(self) -> Global___Decimal: ...
+    def sold_value(self) -> Global___Decimal:
+        """Sum of price * qty of the sells (a price figure: snapped to the tick)."""
+
     @_builtins.property
-    def prev_price(self) -> Global___Decimal: ...
+    def prev_price(self) -> Global___Decimal:
+        """A price: snapped to the tick where only float residue is off it."""
+
     @_builtins.property
     def trade_date(self) -> Global___Date: ...
     @_builtins.property
@@ -531,12 +554,17 @@ class Position(_message.Message):
         per position): (last_price - net_price) * value_per_point * net_pos, from the last
         quote the gateway received. Set only on LIVE reads and streams, when a last price
         is known. Sums to Balance.mark_open_pnl, not to Balance.open_pnl.
+        Money: computed from the exact figures, then rounded to cents (see Decimal).
         """
 
     @_builtins.property
-    def last_price(self) -> Global___Decimal: ...
+    def last_price(self) -> Global___Decimal:
+        """A price: snapped to the tick where only float residue is off it."""
+
     @_builtins.property
-    def value_per_point(self) -> Global___Decimal: ...
+    def value_per_point(self) -> Global___Decimal:
+        """As Tradovate sent it, at most 8 decimal places."""
+
     def __init__(
         self,
         *,
@@ -610,12 +638,19 @@ class Order(_message.Message):
     """
     text: _builtins.str
     @_builtins.property
-    def limit_price(self) -> Global___Decimal: ...
+    def limit_price(self) -> Global___Decimal:
+        """Prices as Tradovate sent them, snapped to the tick where only float residue
+        is off it (see Decimal).
+        """
+
     @_builtins.property
     def stop_price(self) -> Global___Decimal: ...
     @_builtins.property
     def avg_fill_price(self) -> Global___Decimal:
-        """Volume-weighted price of the fills; unset with no fills."""
+        """Volume-weighted price of the fills, computed exactly from the fill prices
+        received and rounded once: at most 8 decimal places, half-even (snapped to the
+        tick when only float residue is off it); unset with no fills.
+        """
 
     @_builtins.property
     def created_time(self) -> _timestamp_pb2.Timestamp: ...
@@ -690,6 +725,9 @@ class Balance(_message.Message):
     account_id: _builtins.int
     account_name: _builtins.str
     currency: _builtins.str
+    """The money figures below are rounded half-even to this currency's minor unit
+    (cents for USD; see Decimal).
+    """
     @_builtins.property
     def cash(self) -> Global___Decimal:
         """Tradovate's: total cash value (CashBalance.amount / totalCashValue)."""
@@ -1605,10 +1643,12 @@ class PositionPnl(_message.Message):
     symbol: _builtins.str
     net_pos: _builtins.int
     @_builtins.property
-    def last_price(self) -> Global___Decimal: ...
+    def last_price(self) -> Global___Decimal:
+        """A price: snapped to the tick where only float residue is off it."""
+
     @_builtins.property
     def open_pnl(self) -> Global___Decimal:
-        """The gateway's mark-to-market of the position (see Position.open_pnl)."""
+        """The gateway's mark-to-market of the position (see Position.open_pnl), in cents."""
 
     def __init__(
         self,
