@@ -153,6 +153,9 @@ class Watch:
         self._chain = request.resume_after_sequence
         #: A resume point the server named below ``last_sequence`` (used once).
         self._resume_from: int | None = None
+        #: The resume point the current call asked for (0: it asked for none). A resync
+        #: snapshot on that call stands for every delta after it.
+        self.resumed_after = request.resume_after_sequence
         self.stats = WatchStats()
 
     @property
@@ -191,7 +194,7 @@ class Watch:
             if self._resume_from is not None:
                 resume, self._resume_from = min(resume, self._resume_from), None
             request.resume_epoch = self.epoch
-            request.resume_after_sequence = self._chain = resume
+            request.resume_after_sequence = self._chain = self.resumed_after = resume
         return request
 
     async def _run(self) -> AsyncIterator[trading_pb2.StreamUpdate]:

@@ -179,11 +179,14 @@ async def test_watch_resumes_a_slow_stream_and_reports_merges_and_no_gap() -> No
     async with loaded_stack(queue_capacity=64) as (stack, _decisions):
         service = service_of(stack)
         got: list[pb.StreamUpdate] = []
+        asked: dict[int, int] = {}  # resync snapshot's sequence -> the resume point asked
         async with TradingClient(stack.address) as client:
             watch = client.watch(heartbeat_interval=1, strict=True)
             began = time.monotonic()
             async for update in watch:
                 got.append(update)
+                if update.HasField("snapshot_complete") and update.snapshot_complete.resync:
+                    asked[update.snapshot_complete.sequence] = watch.resumed_after
                 if time.monotonic() - began < RUN:
                     await asyncio.sleep(PACE)
                     continue
@@ -204,7 +207,9 @@ async def test_watch_resumes_a_slow_stream_and_reports_merges_and_no_gap() -> No
                 if start < 0:
                     start = done.sequence
                 elif done.resync:
-                    ledger.add_resync(last, done.sequence)
+                    # The watch may resume below the last delta it yielded: the server's
+                    # resume point stays below merged deltas it dropped with the backlog.
+                    ledger.add_resync(asked[done.sequence], done.sequence)
                 last = max(last, done.sequence)
             elif is_delta(update):
                 last = update.sequence

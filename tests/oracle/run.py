@@ -155,7 +155,7 @@ CHECKS = {
     ],
     "rounded strings": lambda r: [
         *(_tag("UPSTREAM", m) for m in compare.rounded_strings(r.upstream, compare.ALL_FIGURES)),
-        *(_tag("LIVE", m) for m in compare.rounded_strings(r.live, compare.ACCOUNT_FIGURES)),
+        *(_tag("LIVE", m) for m in compare.rounded_strings(r.live, compare.ALL_FIGURES)),
     ],
 }
 

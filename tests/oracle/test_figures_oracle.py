@@ -20,9 +20,6 @@ SLOW_SEEDS = 2000
 ACCOUNTS = 50
 SHOWN = 25
 
-NEEDS_ROUNDING = pytest.mark.xfail(
-    reason="needs the one rounding rule in convert.py (h-decimals)", strict=True
-)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -96,7 +93,6 @@ def test_getsnapshot_and_the_stream_snapshot_give_the_unary_strings(outcome: Out
     _assert_none(outcome, "snapshot and stream strings vs unary")
 
 
-@NEEDS_ROUNDING
 def test_no_string_carries_float_residue(outcome: Outcome) -> None:
     _assert_none(outcome, "rounded strings")
 
@@ -104,19 +100,22 @@ def test_no_string_carries_float_residue(outcome: Outcome) -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_oracle_over_2000_seeds() -> None:
-    """The long run: every check that holds today, over 2000 seeds (``-m slow``)."""
+    """The long run: every check, over 2000 seeds (``-m slow``)."""
     result = asyncio.run(run_oracle(SLOW_SEEDS, ACCOUNTS))
     assert all(r.settled for r in result.rounds)
     for check in (
         "sources",
         "upstream balances vs ledger",
         "live account figures vs ledger",
+        "live marked figures vs ledger",
         "account figures live vs upstream",
+        "marked figures live vs upstream",
         "positions vs ledger",
         "positions live vs upstream",
         "orders vs ledger",
         "orders live vs upstream",
         "snapshot and stream vs ledger",
         "snapshot and stream strings vs unary",
+        "rounded strings",
     ):
         _assert_none(result, check)
