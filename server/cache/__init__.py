@@ -13,10 +13,12 @@ from server.cache.redis_store import (
     RedisCache,
 )
 from server.cache.singleflight import SingleFlight
+from server.cache.watch import CacheWatch
 
 __all__ = [
     "Cache",
     "CacheCounters",
+    "CacheWatch",
     "MemoryCache",
     "RedisCache",
     "SingleFlight",

@@ -178,19 +178,28 @@ class RedisCache(Cache):
     async def delete(self, key: str) -> None:
         await self._run(lambda: self._redis.delete(key))
 
-    async def ping(self) -> bool:
+    async def ping(self, within: float | None = None) -> bool:
         """PING now. Opens the circuit at once on failure; closes it on success."""
+        return await self.check(within) is None
+
+    async def check(self, within: float | None = None, *, announce: bool = True) -> str | None:
+        """PING now (within `within` seconds, default the store's wait); None, or why it failed.
+
+        Success closes an open circuit; failure opens it at once, logging the outage
+        unless `announce` is False (a caller that reports the result itself).
+        """
         if self._closed:
-            return False
-        if await self._probe_once():
+            return "the cache is closed"
+        failure = await self._probe_once(within)
+        if failure is None:
             if not self._healthy:
                 self._close_circuit()
             self._consecutive_failures = 0
-            return True
+            return None
         self._counters.errors += 1
         if self._healthy:
-            self._open_circuit("PING failed")
-        return False
+            self._open_circuit(f"PING failed: {failure}", announce=announce)
+        return failure
 
     async def aclose(self) -> None:
         if self._closed:
@@ -226,17 +235,18 @@ class RedisCache(Cache):
         if self._healthy and self._consecutive_failures >= self._failure_threshold:
             self._open_circuit(reason)
 
-    def _open_circuit(self, reason: str) -> None:
+    def _open_circuit(self, reason: str, *, announce: bool = True) -> None:
         self._healthy = False
         self._outage_started = time.monotonic()
-        logger.warning(
-            "Redis cache at %s unavailable (%s): serving misses and dropping writes; "
-            "probing every %.1f-%.1f s",
-            self._where,
-            reason,
-            self._backoff_initial,
-            self._backoff_max,
-        )
+        if announce:
+            logger.warning(
+                "Redis cache at %s unavailable (%s): serving misses and dropping writes; "
+                "probing every %.1f-%.1f s",
+                self._where,
+                reason,
+                self._backoff_initial,
+                self._backoff_max,
+            )
         self._notify(False)
         if (self._probe_task is None or self._probe_task.done()) and not self._closed:
             self._probe_task = asyncio.get_running_loop().create_task(
@@ -265,7 +275,7 @@ class RedisCache(Cache):
         try:
             while not self._closed and not self._healthy:  # ping() may have closed it
                 await asyncio.sleep(delay)
-                if await self._probe_once():
+                if await self._probe_once() is None:
                     if not self._closed and not self._healthy:
                         self._close_circuit()
                     return
@@ -274,14 +284,16 @@ class RedisCache(Cache):
             if self._probe_task is asyncio.current_task():
                 self._probe_task = None
 
-    async def _probe_once(self) -> bool:
+    async def _probe_once(self, within: float | None = None) -> str | None:
+        """PING within `within` seconds (default the store's wait): None, or why it failed."""
         try:
-            async with asyncio.timeout(self._wait):
+            async with asyncio.timeout(self._wait if within is None else within):
                 await self._redis.ping()
         except Exception as exc:  # a failed probe is the expected outcome during an outage
-            logger.debug("redis cache probe failed: %s", _describe(exc))
-            return False
-        return True
+            reason = _describe(exc)
+            logger.debug("redis cache probe failed: %s", reason)
+            return reason
+        return None
 
     def _notify(self, healthy: bool) -> None:
         if self._on_state_change is None:
