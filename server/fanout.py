@@ -33,7 +33,7 @@ import math
 import statistics
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -203,12 +203,13 @@ class FanOut(Generic[T]):
         """Data or an error for every account, by the deadline at the latest."""
         outcomes: dict[int, Outcome[T]] = {}
         todo = list(account_ids)
+        spent: set[asyncio.Future[Fetched[T]]] = set()  # fetches that timed out for others
         for _ in range(MAX_JOIN_ROUNDS):
             # A joined fetch that gives up this much before this caller's deadline timed out
             # for its starter, not for this caller. The slack keeps near-simultaneous
             # identical requests on one upstream call.
             enough = deadline.at - max(JOIN_SLACK_MIN_S, JOIN_SLACK_FRACTION * deadline.remaining())
-            futures, until = self._join_or_start(todo, deadline)
+            futures, until = self._join_or_start(todo, deadline, spent)
             left = deadline.remaining()
             waiting = [f for f in futures.values() if not f.done()]
             if waiting and left > 0:
@@ -219,20 +220,24 @@ class FanOut(Generic[T]):
                 outcomes[account_id] = outcome
                 if isinstance(outcome, UpstreamTimeout) and until[account_id] < enough:
                     todo.append(account_id)
+                    spent.add(fut)
             if not todo or deadline.remaining() <= 0:
                 break
         return {account_id: outcomes[account_id] for account_id in account_ids}
 
     def _join_or_start(
-        self, account_ids: Sequence[int], deadline: Deadline
+        self,
+        account_ids: Sequence[int],
+        deadline: Deadline,
+        spent: Collection[asyncio.Future[Fetched[T]]],
     ) -> tuple[dict[int, asyncio.Future[Fetched[T]]], dict[int, float]]:
-        """A future per account (joined or new) and when each fetch gives up."""
+        """A future per account (joined or new, never a spent one) and when each gives up."""
         futures: dict[int, asyncio.Future[Fetched[T]]] = {}
         until: dict[int, float] = {}
         new: list[int] = []
         for account_id in account_ids:
             joined = self._pending.get(account_id)
-            if joined is None or joined.done():  # done: about to be forgotten
+            if joined is None or joined in spent:
                 new.append(account_id)
             else:
                 futures[account_id] = joined
