@@ -46,9 +46,16 @@ DECODERS: Final[dict[Kind, msgspec.msgpack.Decoder[Any]]] = {
 class CacheObserver(Protocol):
     def cache_lookup(self, kind: str, hits: int, misses: int) -> None: ...
 
+    def cache_served(self, kind: str, result: str, count: int) -> None:
+        """Values served from the process's own copies: "local" (backend down), "stale"."""
+        ...
+
 
 class _NoObserver:
     def cache_lookup(self, kind: str, hits: int, misses: int) -> None:
+        return None
+
+    def cache_served(self, kind: str, result: str, count: int) -> None:
         return None
 
 
@@ -139,10 +146,14 @@ class ReadCache:
         return found
 
     def stale(self, kind: Kind, account_ids: Sequence[int]) -> dict[int, Fetched[Any]]:
-        """Values at most the TTL plus the stale window old; empty when the window is 0."""
+        """Values at most the TTL plus the stale window old, to be served (and counted)
+        as stale answers; empty when the window is 0."""
         if self._stale_window <= 0 or not account_ids:
             return {}
-        return self._local(kind, account_ids, self._ttls[kind] + self._stale_window)
+        found = self._local(kind, account_ids, self._ttls[kind] + self._stale_window)
+        if found:
+            self._observer.cache_served(kind.value, "stale", len(found))
+        return found
 
     async def get_many(self, kind: Kind, account_ids: Sequence[int]) -> dict[int, Fetched[Any]]:
         """Hits only; every problem is a miss (or, while the backend is down, a local hit)."""
@@ -155,10 +166,15 @@ class ReadCache:
             logger.debug("cache read of %s failed: %r", kind, exc)
             values = [None] * len(account_ids)
         hits = self._decode_hits(kind, account_ids, values)
+        local: dict[int, Fetched[Any]] = {}
         if len(hits) < len(account_ids) and not self.cache.healthy:
             missing = [a for a in account_ids if a not in hits]
-            hits.update(self._local(kind, missing, self._ttls[kind]))
-        self._observer.cache_lookup(kind.value, len(hits), len(account_ids) - len(hits))
+            local = self._local(kind, missing, self._ttls[kind])
+        misses = len(account_ids) - len(hits) - len(local)
+        self._observer.cache_lookup(kind.value, len(hits), misses)
+        if local:
+            self._observer.cache_served(kind.value, "local", len(local))
+            hits.update(local)
         return hits
 
     def _decode_hits(

@@ -144,6 +144,7 @@ async def test_cached_reads_ride_out_a_redis_outage_within_the_budget(
         + "; ".join(f"{p}: {t.ok} parts ok, {t.failed} failed" for p, t in tallies.items())
     )
     assert calls_during <= budget
+    assert _served(stack, "local") > 0, "the gateway's own copies answered during the outage"
     assert recovered_after < 3.0
     for phase in ("outage", "after", "recovered"):
         assert tallies[phase].calls > 10, phase
@@ -235,6 +236,7 @@ async def test_slow_upstream_gets_a_stale_answer_marked_cache_with_its_real_as_o
         assert [len(a.positions) for a in stale.accounts] == [
             len(a.positions) for a in first.accounts
         ]
+        assert _served(stack, "stale") == 2
 
         # FRESH and UPSTREAM asked for upstream's current state: never stale.
         for policy in (FRESH, UPSTREAM):
@@ -273,6 +275,14 @@ async def test_stale_answers_are_off_with_a_zero_window() -> None:
         await asyncio.sleep(0.3)
         reply = await _positions(stack, CACHED, seconds=0.6)
         assert {a.meta.status.code for a in reply.accounts} == {DEADLINE_EXCEEDED}
+
+
+def _served(stack: Stack, result: str) -> float:
+    """tg_cache_lookups_total for positions with this result (local, stale)."""
+    value = stack.gateway.metrics.registry.get_sample_value(
+        "tg_cache_lookups_total", {"kind": "positions", "result": result}
+    )
+    return value or 0.0
 
 
 async def _is(stack: Stack, service: str, status: int) -> bool:
