@@ -47,9 +47,9 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 LOGIN_RETRY_INITIAL = 1.0
+LOGIN_RETRY_MAX = 30.0
 # How long a health PING of Redis (start-up, then every GATEWAY_CACHE_PING_INTERVAL_S) waits.
 CACHE_PING_TIMEOUT_S = 1.0
-LOGIN_RETRY_MAX = 30.0
 # How long to wait for live state's first snapshot before freezing the heap anyway.
 FREEZE_AFTER_SYNC_WAIT_S = 60.0
 
