@@ -155,6 +155,7 @@ class Gateway:
         self.cache: Cache = build_cache(
             s.redis_url,
             op_timeout=s.cache_timeout_ms / 1000,
+            ping_timeout=CACHE_PING_TIMEOUT_S,
             on_state_change=self._cache_changed,
         )
         # Only Redis can go away; it is PINGed whether reads use it or not.

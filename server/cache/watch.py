@@ -26,7 +26,8 @@ class CacheWatch:
         self._cache = cache
         self._interval = interval
         # A PING is not on any request's path: it may wait longer than a read would, so
-        # a briefly slow Redis is not reported as dead (reads judge slowness themselves).
+        # a briefly slow Redis is not reported as dead (reads judge slowness themselves;
+        # RedisCache PINGs on a connection of its own, with this kind of timeout).
         self._timeout = min(timeout, interval)
         self._task: asyncio.Task[None] | None = None
 
