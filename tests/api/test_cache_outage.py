@@ -175,12 +175,13 @@ async def test_cache_health_turns_within_seconds_with_live_state_on(
     redis_server: RedisServer,
 ) -> None:
     async with running_stack(
-        accounts=2, redis_url=redis_server.url, cache_ping_interval_s=0.5
+        accounts=2, redis_url=redis_server.url, cache_ping_interval_s=PING_INTERVAL_S
     ) as stack:
         await eventually(lambda: _is(stack, "tradovate_gateway.live", SERVING), within=10)
         assert await stack.health_status(CACHE_SERVICE) == SERVING
         before = stack.gateway.cache.counters.hits + stack.gateway.cache.counters.misses
 
+        await asyncio.sleep(random.uniform(0, PING_INTERVAL_S))  # any phase of the PINGs
         redis_server.stop()
         killed = time.monotonic()
         await eventually(lambda: _is(stack, CACHE_SERVICE, NOT_SERVING), within=5, interval=0.02)
@@ -188,6 +189,7 @@ async def test_cache_health_turns_within_seconds_with_live_state_on(
         # Degraded, not down: the gateway itself keeps serving.
         assert await stack.health_status("") == SERVING
 
+        await asyncio.sleep(random.uniform(0, PING_INTERVAL_S))
         started = time.monotonic()
         starting = asyncio.ensure_future(asyncio.to_thread(redis_server.start))
         await eventually(lambda: _is(stack, CACHE_SERVICE, SERVING), within=5, interval=0.02)
@@ -197,7 +199,7 @@ async def test_cache_health_turns_within_seconds_with_live_state_on(
 
     print(
         f"\ncache health with live state on: NOT_SERVING {flip_down:.2f} s after Redis died, "
-        f"SERVING {flip_up:.2f} s after it was restarted (ping interval 0.5 s)"
+        f"SERVING {flip_up:.2f} s after it was restarted (ping interval {PING_INTERVAL_S} s)"
     )
     assert after == before, "no read touched the cache: the PING alone turned health"
     assert flip_down < 3.0
