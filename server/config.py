@@ -78,6 +78,12 @@ class GatewaySettings(BaseSettings):
     ttl_accounts_s: float = Field(default=60.0, gt=0)
     # A cache read or write slower than this counts as a miss (or is dropped).
     cache_timeout_ms: float = Field(default=50.0, gt=0)
+    # Redis is PINGed this often, reads or not, so cache health is current within seconds.
+    cache_ping_interval_s: float = Field(default=1.0, gt=0)
+    # CACHED reads whose upstream fetch is slow or rate-limited may be answered with the
+    # last value fetched, up to this many seconds past its TTL (source CACHE, its as_of).
+    # 0 turns stale answers off.
+    stale_window_s: float = Field(default=30.0, ge=0)
 
     # --- server ---------------------------------------------------------------------
     listen: str = "127.0.0.1:50051"

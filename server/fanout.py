@@ -3,8 +3,11 @@
 ``FanOut.fetch(account_ids, deadline)`` answers every account with data or an error and
 never waits past the deadline:
 
-- single flight: an account already being fetched joins that fetch; the others start
-  one new fetch, so N identical concurrent requests cost one upstream call;
+- single flight: an account already being fetched joins that fetch, however long it
+  has been running (queued behind the limiter during an outage, say); the others start
+  one new fetch, so N identical concurrent requests cost one upstream call. A joined
+  fetch that times out at its starter's earlier deadline does not answer for a caller
+  with time left: that caller joins or starts the next fetch;
 - batching: accounts are fetched in chunks with one call each: ``batch_size``, or more
   (up to ``max_batch_size``) when that many chunks would not all fit in the shared
   limiter at once, so a large request runs as one wave of calls instead of several;
@@ -32,7 +35,7 @@ import math
 import statistics
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -51,9 +54,12 @@ from server.records import Fetched, now_epoch
 
 logger = logging.getLogger(__name__)
 
-# A caller joins an in-flight fetch whose deadline is at most this much earlier than its own.
+# A joined fetch's timeout answers for a caller only if the fetch's deadline was at most
+# this much earlier than the caller's own; otherwise the caller tries again.
 JOIN_SLACK_MIN_S = 0.05
 JOIN_SLACK_FRACTION = 0.1
+# Rounds of join-or-start per call: the first, and retries after short-deadline fetches.
+MAX_JOIN_ROUNDS = 3
 
 T = TypeVar("T")
 
@@ -204,25 +210,51 @@ class FanOut(Generic[T]):
 
     async def fetch(self, account_ids: Sequence[int], deadline: Deadline) -> dict[int, Outcome[T]]:
         """Data or an error for every account, by the deadline at the latest."""
+        outcomes: dict[int, Outcome[T]] = {}
+        todo = list(account_ids)
+        spent: set[asyncio.Future[Fetched[T]]] = set()  # fetches that timed out for others
+        for _ in range(MAX_JOIN_ROUNDS):
+            # A joined fetch that gives up this much before this caller's deadline timed out
+            # for its starter, not for this caller. The slack keeps near-simultaneous
+            # identical requests on one upstream call.
+            enough = deadline.at - max(JOIN_SLACK_MIN_S, JOIN_SLACK_FRACTION * deadline.remaining())
+            futures, until = self._join_or_start(todo, deadline, spent)
+            left = deadline.remaining()
+            waiting = [f for f in futures.values() if not f.done()]
+            if waiting and left > 0:
+                await asyncio.wait(waiting, timeout=left)
+            todo = []
+            for account_id, fut in futures.items():
+                outcome = _outcome(account_id, fut)
+                outcomes[account_id] = outcome
+                if isinstance(outcome, UpstreamTimeout) and until[account_id] < enough:
+                    todo.append(account_id)
+                    spent.add(fut)
+            if not todo or deadline.remaining() <= 0:
+                break
+        return {account_id: outcomes[account_id] for account_id in account_ids}
+
+    def _join_or_start(
+        self,
+        account_ids: Sequence[int],
+        deadline: Deadline,
+        spent: Collection[asyncio.Future[Fetched[T]]],
+    ) -> tuple[dict[int, asyncio.Future[Fetched[T]]], dict[int, float]]:
+        """A future per account (joined or new, never a spent one) and when each gives up."""
         futures: dict[int, asyncio.Future[Fetched[T]]] = {}
+        until: dict[int, float] = {}
         new: list[int] = []
-        # Join a fetch in flight only if it runs about as long as this caller will wait:
-        # one started by a short-deadline caller would otherwise time this one out too.
-        # The slack keeps near-simultaneous identical requests on one upstream call.
-        enough = deadline.at - max(JOIN_SLACK_MIN_S, JOIN_SLACK_FRACTION * deadline.remaining())
         for account_id in account_ids:
             joined = self._pending.get(account_id)
-            if joined is None or self._pending_until.get(account_id, 0.0) < enough:
+            if joined is None or joined in spent:
                 new.append(account_id)
             else:
                 futures[account_id] = joined
+                until[account_id] = self._pending_until.get(account_id, deadline.at)
         if new:
             futures.update(self._start(new, deadline))
-        left = deadline.remaining()
-        waiting = [f for f in futures.values() if not f.done()]
-        if waiting and left > 0:
-            await asyncio.wait(waiting, timeout=left)
-        return {account_id: _outcome(account_id, fut) for account_id, fut in futures.items()}
+            until.update(dict.fromkeys(new, deadline.at))
+        return futures, until
 
     async def aclose(self) -> None:
         self._closed = True

@@ -22,7 +22,7 @@ from grpc_health.v1.health import aio as health_aio
 from server.accounts import AccountDirectory
 from server.api.auth import ApiKeyAuth, build_auth
 from server.api.calls import CallWrapper
-from server.api.health import HealthMonitor
+from server.api.health import SERVICE_CACHE, HealthMonitor
 from server.api.server import build_server
 from server.api.servicer import DeadlinePolicy, StreamHandler, TradingServicer
 from server.api.status import account_status
@@ -30,7 +30,7 @@ from server.auth.keys import load_keyring
 from server.broker import AuthError, BrokerError, BrokerSettings, CaptchaRequired, TradovateClient
 from server.broker.deadline import Deadline
 from server.broker.schemas import Account
-from server.cache import Cache, build_cache
+from server.cache import Cache, CacheWatch, RedisCache, build_cache
 from server.config import GatewaySettings
 from server.fanout import FanOut, FanOutSettings, Loader, UpstreamObserver, observed_call
 from server.heap import freeze_long_lived
@@ -53,6 +53,8 @@ LOGIN_RETRY_MAX = 30.0
 # Login attempts in a row answered, but not as Tradovate (a wrong TRADOVATE_URL), before
 # start-up stops: a few, so one bad answer from a proxy does not end it.
 LOGIN_MISCONFIGURED_ATTEMPTS = 3
+# How long a health PING of Redis (start-up, then every GATEWAY_CACHE_PING_INTERVAL_S) waits.
+CACHE_PING_TIMEOUT_S = 1.0
 # How long to wait for live state's first snapshot before freezing the heap anyway.
 FREEZE_AFTER_SYNC_WAIT_S = 60.0
 
@@ -156,7 +158,18 @@ class Gateway:
     # ---------------------------------------------------------------- wiring
     def _build(self) -> None:
         s = self.settings
-        self.cache: Cache = build_cache(s.redis_url, op_timeout=s.cache_timeout_ms / 1000)
+        self.cache: Cache = build_cache(
+            s.redis_url,
+            op_timeout=s.cache_timeout_ms / 1000,
+            ping_timeout=CACHE_PING_TIMEOUT_S,
+            on_state_change=self._cache_changed,
+        )
+        # Only Redis can go away; it is PINGed whether reads use it or not.
+        self.cache_watch: CacheWatch | None = (
+            CacheWatch(self.cache, interval=s.cache_ping_interval_s, timeout=CACHE_PING_TIMEOUT_S)
+            if self.cache.backend == "redis"
+            else None
+        )
         self.broker = TradovateClient(broker_settings(s))
         self.live: LiveComponents | None = (
             self._live_factory(self.broker, s, self.metrics) if self._live_factory else None
@@ -167,10 +180,11 @@ class Gateway:
             self.cache,
             env=s.tradovate_env,
             ttls=ttls,
-            # A backstop only: the store bounds each call by cache_timeout_ms itself and
-            # must see its own timeouts to open its circuit; cancelling it first would not.
-            timeout=2 * s.cache_timeout_ms / 1000,
+            # No read waits longer than this. The store gives up at 80% of it by itself,
+            # so it still sees its own timeouts (and opens its circuit) first.
+            timeout=s.cache_timeout_ms / 1000,
             observer=self.metrics,
+            stale_window=s.stale_window_s,
         )
         self.loaders = Loaders(
             self.broker,
@@ -261,6 +275,30 @@ class Gateway:
             live=live_source,
         )
 
+    def _cache_changed(self, healthy: bool) -> None:
+        # Called by the cache (built before the health monitor, but only ever calls later).
+        self.health.cache_changed(healthy)
+
+    async def _check_cache(self) -> None:
+        """Say once what the cache is; a Redis that does not answer is degraded, not fatal."""
+        cache = self.cache
+        if not isinstance(cache, RedisCache):
+            logger.info("cache: in process memory (REDIS_URL is not set)")
+            return
+        failure = await cache.check(CACHE_PING_TIMEOUT_S, announce=False)
+        if failure is None:
+            logger.info("cache: Redis at %s (REDIS_URL) answers PING", cache.where)
+            return
+        logger.warning(
+            "cache: Redis at %s (REDIS_URL) does not answer (%s); starting without it: "
+            "reads go upstream and health %s is NOT_SERVING until Redis answers "
+            "(PINGed every %g s). Check REDIS_URL and that Redis is running.",
+            cache.where,
+            failure,
+            SERVICE_CACHE,
+            self.settings.cache_ping_interval_s,
+        )
+
     def _live_healthy(self) -> bool:
         return self.live is not None and self.live.healthy
 
@@ -318,7 +356,10 @@ class Gateway:
         await self._start_metrics()
         if self.access_log is not None:
             self.access_log.start()
+        await self._check_cache()
         await self.health.start()
+        if self.cache_watch is not None:
+            self.cache_watch.start()
         await server.start()
         self._serving = True
         s = self.settings
@@ -466,6 +507,8 @@ class Gateway:
         ]
         if self.live is not None:
             steps.append(self.live.aclose)
+        if self.cache_watch is not None:
+            steps.append(self.cache_watch.aclose)
         steps += [self.broker.aclose, self.cache.aclose]
         if self.metrics_server is not None:
             steps.append(self.metrics_server.aclose)

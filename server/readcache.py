@@ -3,7 +3,14 @@
 Values are msgspec msgpack of ``Fetched[record]`` (the broker structs plus as_of), under
 ``tg:{env}:{user_id}:{kind}:{account_id}``. Any cache trouble (a backend error, a slow
 answer, an entry that no longer decodes) reads as a miss or drops the write; the
-backend's own ``healthy`` flag is what health reporting shows.
+backend's own ``healthy`` flag is what health reporting shows. No call waits longer
+than ``timeout`` (GATEWAY_CACHE_TIMEOUT_MS).
+
+The process also keeps the newest value it wrote or read per (kind, account). It
+stands in for the backend while the backend is unhealthy (a Redis outage): an entry
+still within its TTL is a hit, so an outage does not turn every read into an upstream
+call. ``stale`` hands out entries up to ``stale_window`` past their TTL, for the read
+policy to use when upstream is slow or rate-limited.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import msgspec
 
 from server.broker.schemas import Account
 from server.cache import Cache, cache_key
-from server.records import BalanceData, Fetched, Kind, OrdersData, PositionsData
+from server.records import BalanceData, Fetched, Kind, OrdersData, PositionsData, now_epoch
 
 logger = logging.getLogger(__name__)
 
@@ -39,9 +46,16 @@ DECODERS: Final[dict[Kind, msgspec.msgpack.Decoder[Any]]] = {
 class CacheObserver(Protocol):
     def cache_lookup(self, kind: str, hits: int, misses: int) -> None: ...
 
+    def cache_served(self, kind: str, result: str, count: int) -> None:
+        """Values served from the process's own copies: "local" (backend down), "stale"."""
+        ...
+
 
 class _NoObserver:
     def cache_lookup(self, kind: str, hits: int, misses: int) -> None:
+        return None
+
+    def cache_served(self, kind: str, result: str, count: int) -> None:
         return None
 
 
@@ -60,11 +74,18 @@ class ReadCache:
         ttls: Mapping[Kind, float],
         timeout: float,
         observer: CacheObserver | None = None,
+        stale_window: float = 0.0,
     ) -> None:
+        if stale_window < 0:
+            raise ValueError("stale_window must not be negative")
         self.cache = cache
         self._env = env
         self._ttls = dict(ttls)
         self._timeout = timeout
+        self._stale_window = stale_window
+        # The newest value known per (kind, account), whatever the backend holds: the
+        # stand-in during a backend outage and the source of stale answers.
+        self._recent: dict[tuple[Kind, int], Fetched[Any]] = {}
         self._observer = observer or _NoObserver()
         self._user_id: int | None = None
         # The last value read per (kind, account), decoded: an unchanged entry (same
@@ -77,6 +98,7 @@ class ReadCache:
         """Keys are namespaced by user; nothing is read or written before this is known."""
         if user_id != self._user_id:
             self._key_memo.clear()
+            self._recent.clear()
         self._user_id = user_id
 
     @property
@@ -97,8 +119,44 @@ class ReadCache:
             keys.append(key)
         return keys
 
+    @property
+    def stale_window(self) -> float:
+        return self._stale_window
+
+    def _remember(self, kind: Kind, account_id: int, value: Fetched[Any]) -> None:
+        recent = self._recent
+        key = (kind, account_id)
+        known = recent.get(key)
+        if known is not None and known.as_of > value.as_of:
+            return
+        if known is None and len(recent) >= MAX_DECODED:
+            recent.pop(next(iter(recent)))
+        recent[key] = value
+
+    def _local(
+        self, kind: Kind, account_ids: Sequence[int], max_age: float
+    ) -> dict[int, Fetched[Any]]:
+        """This process's newest values no older than `max_age` seconds (by their as_of)."""
+        oldest = now_epoch() - max_age
+        found: dict[int, Fetched[Any]] = {}
+        for account_id in account_ids:
+            value = self._recent.get((kind, account_id))
+            if value is not None and value.as_of >= oldest:
+                found[account_id] = value
+        return found
+
+    def stale(self, kind: Kind, account_ids: Sequence[int]) -> dict[int, Fetched[Any]]:
+        """Values at most the TTL plus the stale window old, to be served (and counted)
+        as stale answers; empty when the window is 0."""
+        if self._stale_window <= 0 or not account_ids:
+            return {}
+        found = self._local(kind, account_ids, self._ttls[kind] + self._stale_window)
+        if found:
+            self._observer.cache_served(kind.value, "stale", len(found))
+        return found
+
     async def get_many(self, kind: Kind, account_ids: Sequence[int]) -> dict[int, Fetched[Any]]:
-        """Hits only; every problem is a miss."""
+        """Hits only; every problem is a miss (or, while the backend is down, a local hit)."""
         if self._user_id is None or not account_ids:
             return {}
         try:
@@ -106,8 +164,22 @@ class ReadCache:
                 values = await self.cache.get_many(self._keys(kind, account_ids))
         except Exception as exc:  # the cache must never fail a read
             logger.debug("cache read of %s failed: %r", kind, exc)
-            self._observer.cache_lookup(kind.value, 0, len(account_ids))
-            return {}
+            values = [None] * len(account_ids)
+        hits = self._decode_hits(kind, account_ids, values)
+        local: dict[int, Fetched[Any]] = {}
+        if len(hits) < len(account_ids) and not self.cache.healthy:
+            missing = [a for a in account_ids if a not in hits]
+            local = self._local(kind, missing, self._ttls[kind])
+        misses = len(account_ids) - len(hits) - len(local)
+        self._observer.cache_lookup(kind.value, len(hits), misses)
+        if local:
+            self._observer.cache_served(kind.value, "local", len(local))
+            hits.update(local)
+        return hits
+
+    def _decode_hits(
+        self, kind: Kind, account_ids: Sequence[int], values: Sequence[bytes | None]
+    ) -> dict[int, Fetched[Any]]:
         hits: dict[int, Fetched[Any]] = {}
         decoder = DECODERS[kind]
         decoded = self._decoded
@@ -127,12 +199,14 @@ class ReadCache:
             decoded[(kind, account_id)] = (raw, value)
             if len(decoded) > MAX_DECODED:
                 decoded.pop(next(iter(decoded)))
-        self._observer.cache_lookup(kind.value, len(hits), len(account_ids) - len(hits))
+            self._remember(kind, account_id, value)
         return hits
 
     async def put_many(self, kind: Kind, entries: Mapping[int, Fetched[Any]]) -> None:
         if self._user_id is None or not entries:
             return
+        for account_id, value in entries.items():
+            self._remember(kind, account_id, value)
         items = dict(
             zip(self._keys(kind, list(entries)), map(encode, entries.values()), strict=True)
         )

@@ -12,6 +12,13 @@ in flight for the same account: it started no earlier than this request arrived 
 one upstream round trip, and sharing it is what keeps N identical requests at one call.
 Each account ends up with data or an error of its own; one failing account never fails
 the call.
+
+Stale answers: when a CACHED read's upstream fetch for an account fails because
+Tradovate is slow or rate-limited (a timeout, 429, 423 or a p-ticket penalty), the
+account is answered with the last value the gateway fetched, if it is at most its TTL
+plus ``GATEWAY_STALE_WINDOW_S`` old, marked source CACHE with its real ``as_of``. FRESH
+and UPSTREAM never get stale answers: their callers asked for upstream's current state
+and get the error (with its retry_after) instead, and may ask CACHED to accept older data.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from typing import Any, Generic, Protocol, TypeVar, cast
 from server.accounts import AccountDirectory
 from server.auth.scoping import narrow
 from server.broker.deadline import Deadline
+from server.broker.errors import LockedOutError, PenaltyError, RateLimitedError, UpstreamTimeout
 from server.broker.schemas import Account
 from server.errors import NotReady, ShuttingDown
 from server.fanout import FanOut
@@ -44,6 +52,15 @@ from server.records import (
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# Upstream failures that mean "slow or rate-limited", after which a CACHED read may be
+# answered stale. Others (an unknown account, bad credentials, a 5xx) are reported.
+STALE_ALLOWED_AFTER: tuple[type[BaseException], ...] = (
+    UpstreamTimeout,
+    RateLimitedError,
+    LockedOutError,
+    PenaltyError,
+)
 
 
 class LiveSource(Protocol):
@@ -122,7 +139,29 @@ class KindReader(Generic[T]):
                     results[account_id] = AccountRead(
                         account, outcome.data, None, Source.UPSTREAM, outcome.as_of
                     )
+            if policy is Policy.CACHED:
+                self._answer_stale(results)
         return [results[a] for a in wanted]
+
+    def _answer_stale(self, results: dict[int, AccountRead[T]]) -> None:
+        """Replace slow or rate-limited failures with values within the stale window."""
+        failed = [
+            account_id
+            for account_id, read in results.items()
+            if isinstance(read.error, STALE_ALLOWED_AFTER)
+        ]
+        if not failed:
+            return
+        stale = self._cache.stale(self.kind, failed)
+        for account_id, got in stale.items():
+            read = results[account_id]
+            results[account_id] = AccountRead(read.account, got.data, None, Source.CACHE, got.as_of)
+        if stale:
+            logger.debug(
+                "%s: %d accounts answered stale (upstream slow or rate-limited)",
+                self.kind.value,
+                len(stale),
+            )
 
 
 class ReadService:

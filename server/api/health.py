@@ -12,7 +12,9 @@ Service names and what they mean:
   helps nobody. The standard health answer has no room for a reason: the reason and
   the time left are in ``tg_upstream_circuit_seconds{reason}`` and the log.
 - ``tradovate_gateway.cache``: the TTL cache. NOT_SERVING here alone means "degraded":
-  reads still succeed, straight from upstream.
+  reads still succeed, straight from upstream. Redis is PINGed every few seconds
+  (server/cache/watch.py), so this turns within seconds even when no read touches it;
+  ``cache_changed`` publishes a change at once.
 - ``tradovate_gateway.live``: the user-sync socket (live state, streams). NOT_SERVING
   while it is down or turned off: reads fall back to the cache and upstream by themselves.
 
@@ -128,6 +130,10 @@ class HealthMonitor:
             self._failures += 1
             if self._failures >= self._threshold and self.upstream_up:
                 self._probe_wanted.set()
+
+    def cache_changed(self, healthy: bool) -> None:
+        """The cache's state callback: publish the new cache status now, not next tick."""
+        self._probe_wanted.set()
 
     async def set_logged_in(self, logged_in: bool) -> None:
         self.logged_in = logged_in

@@ -10,13 +10,16 @@ from server.cache.redis_store import (
     DEFAULT_FAILURE_THRESHOLD,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_OP_TIMEOUT,
+    DEFAULT_PING_TIMEOUT,
     RedisCache,
 )
 from server.cache.singleflight import SingleFlight
+from server.cache.watch import CacheWatch
 
 __all__ = [
     "Cache",
     "CacheCounters",
+    "CacheWatch",
     "MemoryCache",
     "RedisCache",
     "SingleFlight",
@@ -37,11 +40,12 @@ def build_cache(
     backoff_initial: float = DEFAULT_BACKOFF_INITIAL,
     backoff_max: float = DEFAULT_BACKOFF_MAX,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    ping_timeout: float = DEFAULT_PING_TIMEOUT,
 ) -> Cache:
     """A `RedisCache` when `redis_url` is set (non-empty), else a `MemoryCache`.
 
-    `max_entries` applies to memory; `op_timeout`, `failure_threshold`, `backoff_*` and
-    `max_connections` apply to Redis; `on_state_change` is accepted by both.
+    `max_entries` applies to memory; `op_timeout`, `failure_threshold`, `backoff_*`,
+    `max_connections` and `ping_timeout` apply to Redis; `on_state_change` is accepted by both.
     Building is lazy: no connection is made until the first call (or `await cache.ping()`).
     """
     if redis_url:
@@ -52,6 +56,7 @@ def build_cache(
             backoff_initial=backoff_initial,
             backoff_max=backoff_max,
             max_connections=max_connections,
+            ping_timeout=ping_timeout,
             on_state_change=on_state_change,
         )
     return MemoryCache(max_entries=max_entries, on_state_change=on_state_change)

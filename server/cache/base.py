@@ -75,8 +75,11 @@ class Cache(Protocol):
         """Remove `key` if present."""
         ...
 
-    async def ping(self) -> bool:
-        """Probe the backend now and return (and record) whether it is healthy."""
+    async def ping(self, within: float | None = None) -> bool:
+        """Probe the backend now and return (and record) whether it is healthy.
+
+        `within` bounds the probe, in seconds (None: the backend's own per-call budget).
+        """
         ...
 
     async def aclose(self) -> None:

@@ -73,7 +73,7 @@ class MemoryCache(Cache):
     async def delete(self, key: str) -> None:
         self._entries.pop(key, None)
 
-    async def ping(self) -> bool:
+    async def ping(self, within: float | None = None) -> bool:
         return True
 
     async def aclose(self) -> None:

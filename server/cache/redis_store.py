@@ -6,6 +6,8 @@ failed write is dropped. After `failure_threshold` consecutive failures the circ
 call skips Redis (no request pays a timeout) while a background probe PINGs Redis at a
 growing interval (`backoff_initial` doubling up to `backoff_max`). The first successful
 probe closes the circuit, logs the recovery and fires `on_state_change(True)`.
+PINGs (`ping`, `check`, the probe) run on a connection of their own bounded by
+`ping_timeout`, not by `op_timeout`: they are on no request's path.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ DEFAULT_FAILURE_THRESHOLD: Final = 2
 DEFAULT_BACKOFF_INITIAL: Final = 0.5
 DEFAULT_BACKOFF_MAX: Final = 5.0
 DEFAULT_MAX_CONNECTIONS: Final = 64
+# How long a health PING may take. PINGs are on no request's path, so they wait longer
+# than a read: a Redis (or an event loop) briefly slower than op_timeout is not "down".
+DEFAULT_PING_TIMEOUT: Final = 1.0
 # The part of op_timeout spent waiting for Redis; the rest is headroom for the caller.
 WAIT_SHARE: Final = 0.8
 
@@ -74,10 +79,11 @@ class RedisCache(Cache):
         backoff_initial: float = DEFAULT_BACKOFF_INITIAL,
         backoff_max: float = DEFAULT_BACKOFF_MAX,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        ping_timeout: float = DEFAULT_PING_TIMEOUT,
         on_state_change: StateCallback | None = None,
     ) -> None:
-        if op_timeout <= 0:
-            raise ValueError("op_timeout must be positive")
+        if op_timeout <= 0 or ping_timeout <= 0:
+            raise ValueError("op_timeout and ping_timeout must be positive")
         if failure_threshold < 1:
             raise ValueError("failure_threshold must be at least 1")
         if not 0 < backoff_initial <= backoff_max:
@@ -99,6 +105,18 @@ class RedisCache(Cache):
             client_name="trading-gateway",
         )
         self._redis: Redis = Redis.from_pool(pool)
+        # PINGs (health, recovery probes) use a connection of their own, with their own
+        # socket timeouts, so they neither wait for a pool slot nor time out at 80% of
+        # op_timeout.
+        self._ping_timeout = ping_timeout
+        self._pinger: Redis = Redis.from_url(
+            url,
+            max_connections=2,
+            socket_timeout=ping_timeout,
+            socket_connect_timeout=ping_timeout,
+            retry=Retry(NoBackoff(), 0),
+            client_name="trading-gateway-ping",
+        )
         self._counters = CacheCounters()
         self._healthy = True
         self._closed = False
@@ -178,19 +196,28 @@ class RedisCache(Cache):
     async def delete(self, key: str) -> None:
         await self._run(lambda: self._redis.delete(key))
 
-    async def ping(self) -> bool:
+    async def ping(self, within: float | None = None) -> bool:
         """PING now. Opens the circuit at once on failure; closes it on success."""
+        return await self.check(within) is None
+
+    async def check(self, within: float | None = None, *, announce: bool = True) -> str | None:
+        """PING now (within `within` seconds, default `ping_timeout`); None, or why it failed.
+
+        Success closes an open circuit; failure opens it at once, logging the outage
+        unless `announce` is False (a caller that reports the result itself).
+        """
         if self._closed:
-            return False
-        if await self._probe_once():
+            return "the cache is closed"
+        failure = await self._probe_once(within)
+        if failure is None:
             if not self._healthy:
                 self._close_circuit()
             self._consecutive_failures = 0
-            return True
+            return None
         self._counters.errors += 1
         if self._healthy:
-            self._open_circuit("PING failed")
-        return False
+            self._open_circuit(f"PING failed: {failure}", announce=announce)
+        return failure
 
     async def aclose(self) -> None:
         if self._closed:
@@ -201,6 +228,7 @@ class RedisCache(Cache):
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         await self._redis.aclose()
+        await self._pinger.aclose()
 
     # ------------------------------------------------------------------ circuit breaker
 
@@ -226,17 +254,18 @@ class RedisCache(Cache):
         if self._healthy and self._consecutive_failures >= self._failure_threshold:
             self._open_circuit(reason)
 
-    def _open_circuit(self, reason: str) -> None:
+    def _open_circuit(self, reason: str, *, announce: bool = True) -> None:
         self._healthy = False
         self._outage_started = time.monotonic()
-        logger.warning(
-            "Redis cache at %s unavailable (%s): serving misses and dropping writes; "
-            "probing every %.1f-%.1f s",
-            self._where,
-            reason,
-            self._backoff_initial,
-            self._backoff_max,
-        )
+        if announce:
+            logger.warning(
+                "Redis cache at %s unavailable (%s): serving misses and dropping writes; "
+                "probing every %.1f-%.1f s",
+                self._where,
+                reason,
+                self._backoff_initial,
+                self._backoff_max,
+            )
         self._notify(False)
         if (self._probe_task is None or self._probe_task.done()) and not self._closed:
             self._probe_task = asyncio.get_running_loop().create_task(
@@ -265,7 +294,7 @@ class RedisCache(Cache):
         try:
             while not self._closed and not self._healthy:  # ping() may have closed it
                 await asyncio.sleep(delay)
-                if await self._probe_once():
+                if await self._probe_once() is None:
                     if not self._closed and not self._healthy:
                         self._close_circuit()
                     return
@@ -274,14 +303,16 @@ class RedisCache(Cache):
             if self._probe_task is asyncio.current_task():
                 self._probe_task = None
 
-    async def _probe_once(self) -> bool:
+    async def _probe_once(self, within: float | None = None) -> str | None:
+        """PING within `within` seconds (default `ping_timeout`): None, or why it failed."""
         try:
-            async with asyncio.timeout(self._wait):
-                await self._redis.ping()
+            async with asyncio.timeout(self._ping_timeout if within is None else within):
+                await self._pinger.ping()
         except Exception as exc:  # a failed probe is the expected outcome during an outage
-            logger.debug("redis cache probe failed: %s", _describe(exc))
-            return False
-        return True
+            reason = _describe(exc)
+            logger.debug("redis cache probe failed: %s", reason)
+            return reason
+        return None
 
     def _notify(self, healthy: bool) -> None:
         if self._on_state_change is None:

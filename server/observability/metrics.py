@@ -83,7 +83,8 @@ class Metrics:
         )
         self.cache_lookups = Counter(
             "tg_cache_lookups_total",
-            "TTL cache lookups by kind and result (hit or miss)",
+            "TTL cache lookups by kind and result: hit, miss, local (the gateway's own copy "
+            "while Redis is down), stale (past its TTL: upstream slow or rate-limited)",
             ["kind", "result"],
             registry=r,
         )
@@ -147,6 +148,10 @@ class Metrics:
             self._cache_child(kind, "hit").inc(hits)
         if misses:
             self._cache_child(kind, "miss").inc(misses)
+
+    def cache_served(self, kind: str, result: str, count: int) -> None:
+        if count:
+            self._cache_child(kind, result).inc(count)
 
     def _cache_child(self, kind: str, result: str) -> Counter:
         child = self._cache_children.get((kind, result))

@@ -128,7 +128,8 @@ async def test_redis_outage_never_fails_a_request(
                 pb.GetPositionsRequest(read_policy=CACHED), timeout=5
             )
             assert all(a.meta.status.code == 0 for a in reply.accounts)
-            assert _sources(reply) == {pb.SOURCE_UPSTREAM}
+            # The gateway's own copies stand in for Redis, within the TTL; the rest is upstream.
+            assert _sources(reply) <= {pb.SOURCE_UPSTREAM, pb.SOURCE_CACHE}
 
         async def degraded() -> bool:
             return await stack.health_status(cache_service) == not_serving

@@ -122,6 +122,22 @@ async def test_near_simultaneous_identical_requests_still_share_one_call() -> No
         assert stack.upstream_calls("position/ldeps") == 1
 
 
+async def test_a_caller_joins_a_fetch_that_has_been_running_for_a_while() -> None:
+    # During an outage fetches wait behind the limiter; later callers with later
+    # deadlines must still share them, or every caller adds another upstream call.
+    async with running_stack(accounts=2, live_enabled=False, hedge_initial_ms=10_000) as stack:
+        request = pb.GetPositionsRequest(read_policy=pb.READ_POLICY_UPSTREAM)
+        await stack.stub.GetPositions(request, timeout=5)  # warm contracts
+        stack.sim.control.set_latency(ms=1_000, endpoint="position/ldeps")
+        stack.sim.control.reset_counters()
+        first = asyncio.ensure_future(stack.stub.GetPositions(request, timeout=3))
+        await asyncio.sleep(0.6)  # well past the old join slack (10% of 3 s)
+        second = await stack.stub.GetPositions(request, timeout=3)
+        assert [a.meta.status.code for a in second.accounts] == [OK, OK]
+        assert [a.meta.status.code for a in (await first).accounts] == [OK, OK]
+        assert stack.upstream_calls("position/ldeps") == 1
+
+
 async def test_without_a_caller_deadline_the_default_applies() -> None:
     async with running_stack(accounts=2, live_enabled=False, default_deadline_s=0.4) as stack:
         stack.sim.control.set_latency(ms=2_000)

@@ -215,3 +215,29 @@ async def test_a_guard_as_long_as_op_timeout_still_sees_a_miss(paused: RedisServ
             os.kill(paused.proc.pid, signal.SIGCONT)
         assert store.counters.errors == 1
         assert not healthy(store)
+
+
+async def test_a_ping_waits_longer_than_a_read_so_a_slow_moment_is_not_an_outage(
+    paused: RedisServer,
+) -> None:
+    changes: list[bool] = []
+    store = RedisCache(
+        paused.url,
+        op_timeout=0.05,
+        failure_threshold=5,
+        ping_timeout=2.0,
+        on_state_change=changes.append,
+    )
+    async with store:
+        assert await store.ping()
+        assert paused.proc is not None
+        pid = paused.proc.pid
+        os.kill(pid, signal.SIGSTOP)  # Redis stalls for 0.3 s, then answers again
+        asyncio.get_running_loop().call_later(0.3, os.kill, pid, signal.SIGCONT)
+        started = time.monotonic()
+        assert await asyncio.wait_for(store.get("k"), CALL_BOUND) is None  # the read gave up
+        assert time.monotonic() - started < 0.3
+        assert await asyncio.wait_for(store.ping(), CALL_BOUND)  # the PING waited it out
+        assert time.monotonic() - started >= 0.25
+        assert healthy(store)
+    assert changes == []

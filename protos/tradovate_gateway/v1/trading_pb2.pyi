@@ -47,7 +47,11 @@ class _ReadPolicyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReadPolicy
     upstream call. Never the TTL cache.
     """
     READ_POLICY_CACHED: _ReadPolicy.ValueType  # 2
-    """Live state when healthy, else the TTL cache, else upstream."""
+    """Live state when healthy, else the TTL cache, else upstream. When the upstream
+    call times out or is rate-limited, an account may be answered with the last
+    value fetched, up to GATEWAY_STALE_WINDOW_S past its TTL: source CACHE with
+    its real as_of. FRESH and UPSTREAM are never answered stale.
+    """
     READ_POLICY_UPSTREAM: _ReadPolicy.ValueType  # 3
     """Always an upstream call (bypasses live state and cache, refreshes the cache)."""
 
@@ -61,7 +65,11 @@ READ_POLICY_FRESH: ReadPolicy.ValueType  # 1
 upstream call. Never the TTL cache.
 """
 READ_POLICY_CACHED: ReadPolicy.ValueType  # 2
-"""Live state when healthy, else the TTL cache, else upstream."""
+"""Live state when healthy, else the TTL cache, else upstream. When the upstream
+call times out or is rate-limited, an account may be answered with the last
+value fetched, up to GATEWAY_STALE_WINDOW_S past its TTL: source CACHE with
+its real as_of. FRESH and UPSTREAM are never answered stale.
+"""
 READ_POLICY_UPSTREAM: ReadPolicy.ValueType  # 3
 """Always an upstream call (bypasses live state and cache, refreshes the cache)."""
 Global___ReadPolicy: _TypeAlias = ReadPolicy  # noqa: Y015
