@@ -3,8 +3,10 @@ PY ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
+# Node tools for the contract checks (buf, @grpc/proto-loader), pinned by package-lock.json.
+NODE_STAMP := node_modules/.installed
 
-.PHONY: demo test lint typecheck proto bench bench-quick clean venv
+.PHONY: demo test lint typecheck proto bench bench-quick clean venv node
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -16,12 +18,19 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 venv: $(STAMP)
 
+$(NODE_STAMP): package.json package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm ci --no-audit --no-fund --loglevel=error && touch $(NODE_STAMP); \
+	else echo "make: npm not found; the Node contract checks (buf, proto-loader) will skip" >&2; fi
+
+node: $(NODE_STAMP)
+
 ## Run the simulator and the gateway together (in-memory cache, no credentials).
 demo: $(STAMP)
 	$(BIN)/trading-gateway demo
 
 ## Lint, type-check and run the whole suite against a real Redis and the simulator.
-test: $(STAMP)
+test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -46,4 +55,4 @@ bench-quick: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m bench --quick
 
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules build *.egg-info .mypy_cache .ruff_cache
