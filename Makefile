@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-dev
 # Node tools for the contract checks (buf, @grpc/proto-loader), pinned by package-lock.json.
 NODE_STAMP := node_modules/.installed
 
-.PHONY: demo test lint typecheck proto bench bench-quick clean venv node
+.PHONY: demo test lint typecheck proto config-doc bench bench-quick clean venv node
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -47,6 +47,10 @@ typecheck: $(STAMP)
 ## Regenerate the checked-in protobuf code.
 proto: $(STAMP)
 	$(BIN)/python protos/generate.py
+
+## Regenerate README's settings table and .env.example from server/config.py.
+config-doc: $(STAMP)
+	$(BIN)/python -m server.config_doc
 
 bench: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m bench
