@@ -6,14 +6,18 @@ STAMP := $(VENV)/.installed-dev
 # Node tools for the contract checks (buf, @grpc/proto-loader), pinned by package-lock.json.
 NODE_STAMP := node_modules/.installed
 
-.PHONY: demo test lint typecheck proto config-doc bench bench-quick clean venv node
+.PHONY: demo test lint typecheck proto config-doc constraints bench bench-quick clean venv node
+
+# Every Python package is pinned by constraints.txt (make constraints regenerates it), so a
+# fresh machine installs what CI and the image run.
+CONSTRAINTS := constraints.txt
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --upgrade pip -c $(CONSTRAINTS)
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev,bench]'
+$(STAMP): pyproject.toml $(CONSTRAINTS) | $(BIN)/python
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e '.[dev,bench]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -47,6 +51,18 @@ typecheck: $(STAMP)
 ## Regenerate the checked-in protobuf code.
 proto: $(STAMP)
 	$(BIN)/python protos/generate.py
+
+## Re-pin every Python package: the newest that pyproject.toml allows, from a fresh venv.
+constraints:
+	rm -rf build/constraints-venv
+	$(PY) -m venv build/constraints-venv
+	build/constraints-venv/bin/pip install --quiet --upgrade pip
+	build/constraints-venv/bin/pip install --quiet '.[dev,bench]'
+	{ echo "# Exact versions of every Python package (runtime, dev and bench extras), used by"; \
+	  echo "# make (venv), the Dockerfile and CI. Regenerate with make constraints."; \
+	  build/constraints-venv/bin/pip freeze --all --exclude-editable \
+	    | grep -v -i -e '^trading-gateway'; } > $(CONSTRAINTS)
+	rm -rf build/constraints-venv
 
 ## Regenerate README's settings table and .env.example from server/config.py.
 config-doc: $(STAMP)
