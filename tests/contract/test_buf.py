@@ -1,9 +1,13 @@
 """buf lint and buf breaking over protos/, the contract every client language loads.
 
-Breaking is checked against the main branch's last committed protos. The reference tree
-is taken with `git archive` (works in a shallow clone, and when HEAD is main itself: the
-working tree is then compared with main's commit). A reference from before the google/rpc
-files were vendored gets today's vendored copies, so it still compiles.
+Breaking is checked against main's protos as this change found them:
+- on a branch: the commit where it left main (git merge-base), so fields main gained
+  since then do not count as "deleted" here;
+- on main itself (CI's fresh clone): main's previous commit, so a breaking commit on main
+  fails; in a shallow clone with no parent, the working tree against HEAD.
+The reference tree is taken with `git archive` (no network, works in shallow clones). A
+reference from before the google/rpc files were vendored gets today's vendored copies, so
+it still compiles.
 """
 
 from __future__ import annotations
@@ -29,20 +33,35 @@ def run_buf(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def main_commit() -> str | None:
+def git(*args: str) -> str | None:
+    """The output of a git command in the repository, or None when it fails."""
     if shutil.which("git") is None or not (ROOT / ".git").exists():
         return None
+    done = subprocess.run(
+        ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=30, check=False
+    )
+    return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else None
+
+
+def main_commit() -> str | None:
     for ref in MAIN_REFS:
-        found = subprocess.run(
-            ["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if found.returncode == 0:
-            return found.stdout.strip()
+        found = git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+        if found:
+            return found
     return None
+
+
+def reference_commit() -> tuple[str, str] | None:
+    """(commit, what it is) to check against, or None without a main branch."""
+    main = main_commit()
+    if main is None:
+        return None
+    head = git("rev-parse", "HEAD")
+    if head == main:
+        parent = git("rev-parse", "--verify", "--quiet", "HEAD^1^{commit}")
+        return (parent, "main's previous commit") if parent else (main, "main (shallow clone)")
+    base = git("merge-base", "HEAD", main)
+    return (base, "where this branch left main") if base else (main, "main")
 
 
 def export_protos(commit: str, target: Path) -> Path:
@@ -77,13 +96,14 @@ def test_lint_catches_a_violation(tmp_path: Path) -> None:
 
 
 def test_no_breaking_change_against_main(tmp_path: Path) -> None:
-    commit = main_commit()
-    if commit is None:
+    reference = reference_commit()
+    if reference is None:
         pytest.skip("no main branch here (`git fetch origin main` to check breaking changes)")
+    commit, what = reference
     against = export_protos(commit, tmp_path)
     result = run_buf("breaking", ".", "--against", str(against), cwd=PROTOS)
     assert result.returncode == 0, (
-        f"breaking change against main ({commit[:12]}); add fields, never renumber or "
+        f"breaking change against {what} ({commit[:12]}); add fields, never renumber or "
         f"remove:\n{result.stdout}{result.stderr}"
     )
 
