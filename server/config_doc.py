@@ -223,7 +223,7 @@ def readme_table() -> str:
     for doc in setting_docs():
         if doc.section != current:
             current = doc.section
-            lines += ["", f"**{current.capitalize()}**", ""]
+            lines += ["", f"**{current[:1].upper()}{current[1:]}**", ""]
             lines += ["| variable | default | allowed | meaning |", "|---|---|---|---|"]
         name = f"`{doc.variable}`" + (f" (`{doc.flag}`)" if doc.flag else "")
         default = "unset" if doc.default == "unset" else f"`{doc.default}`"
