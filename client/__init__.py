@@ -31,7 +31,7 @@ from client.errors import (
 )
 from client.retry import RetryPolicy
 from client.values import account_entries, to_datetime, to_decimal
-from client.watch import Watch
+from client.watch import StreamGapError, Watch, WatchStats
 
 __all__ = [
     "DEFAULT_ADDRESS",
@@ -46,10 +46,12 @@ __all__ = [
     "RateLimitedError",
     "RetryPolicy",
     "ServerError",
+    "StreamGapError",
     "TlsConfig",
     "TradingClient",
     "UnavailableError",
     "Watch",
+    "WatchStats",
     "account_entries",
     "from_rpc_error",
     "to_datetime",

@@ -115,11 +115,18 @@ class WatchBoard:
         rows = []
         for board in sorted(self.accounts.values(), key=lambda b: b.name or str(b.account_id)):
             pnl, balance = board.pnl, board.balance
-            open_pnl = dec(pnl.open_pnl) if pnl else (dec(balance.open_pnl) if balance else NONE)
+            # The gateway's mark-to-market (live), as PnlUpdate and Balance.mark_* carry it.
+            open_pnl = (
+                dec(pnl.mark_open_pnl) if pnl else (dec(balance.mark_open_pnl) if balance else NONE)
+            )
             realized = (
                 dec(pnl.realized_pnl) if pnl else (dec(balance.realized_pnl) if balance else NONE)
             )
-            total = dec(pnl.total_pnl) if pnl else (dec(balance.total_pnl) if balance else NONE)
+            total = (
+                dec(pnl.mark_total_pnl)
+                if pnl
+                else (dec(balance.mark_total_pnl) if balance else NONE)
+            )
             cash = dec(balance.cash) if balance else NONE
             rows.append([board.name or str(board.account_id), cash, open_pnl, realized, total])
         return format_table(

@@ -82,6 +82,17 @@ COMMANDS: Final[dict[str, Command]] = {
 
 
 def _accounts_arg(text: str) -> list[str]:
+    """--accounts A,B. A blank entry ("", " ", "A,,B") is refused: it is never "every account"."""
+    parts = [part.strip() for part in text.split(",")]
+    if not all(parts):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} has a blank account entry; give account names or ids such as A,B, "
+            "or leave out --accounts to select every active account"
+        )
+    return parts
+
+
+def _names_arg(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
@@ -160,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "orders":
             sub.add_argument(
                 "--status",
-                type=_accounts_arg,
+                type=_names_arg,
                 default=[],
                 metavar="S1,S2",
                 help="only these statuses, e.g. filled,canceled",

@@ -22,7 +22,7 @@ from google.protobuf.message import Message
 from tradovate_gateway.v1 import trading_pb2, trading_pb2_grpc
 
 from client import values
-from client.channel import TlsConfig, auth_metadata, open_channel
+from client.channel import DEFAULT_STREAM_WINDOW, TlsConfig, auth_metadata, open_channel
 from client.errors import ClientError, from_rpc_error
 from client.retry import RetryPolicy
 from client.watch import Watch, watch_request
@@ -41,11 +41,14 @@ class TradingClient:
     `timeout` is the default deadline per call in seconds (None: no deadline). `retries`
     is how many times an UNAVAILABLE call is retried; pass `retry_policy` to tune the
     backoff as well. `tls` switches to a TLS channel; `api_key` is sent as
-    `authorization: Bearer <key>` on every call.
+    `authorization: Bearer <key>` on every call. `watch()` streams run on a second
+    channel whose HTTP/2 window per stream is fixed at `stream_window` bytes (None:
+    grpc's default, which grows to megabytes), so a slow reader learns at once when the
+    server ends its stream instead of after everything buffered ahead of it.
     """
 
-    # Streaming: `watch(...)` over StreamUpdates (client/watch.py) reuses `_stub`,
-    # `_metadata` and the error mapping below.
+    # Streaming: `watch(...)` over StreamUpdates (client/watch.py) uses its own channel
+    # (`_stream_stub`, with a fixed `stream_window`), `_metadata` and the error mapping.
 
     def __init__(
         self,
@@ -56,6 +59,7 @@ class TradingClient:
         timeout: float | None = 5.0,
         retries: int = 3,
         retry_policy: RetryPolicy | None = None,
+        stream_window: int | None = DEFAULT_STREAM_WINDOW,
     ) -> None:
         if timeout is not None and timeout <= 0:
             raise ValueError("timeout must be positive (or None for no deadline)")
@@ -66,6 +70,9 @@ class TradingClient:
         self._metadata = auth_metadata(api_key)
         self._channel: grpc.aio.Channel | None = None
         self._stub: trading_pb2_grpc.TradingServiceAsyncStub | None = None
+        self._stream_window = stream_window
+        self._stream_channel: grpc.aio.Channel | None = None
+        self._stream_stub: trading_pb2_grpc.TradingServiceAsyncStub | None = None
         self._closed = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -80,6 +87,9 @@ class TradingClient:
         channel, self._channel, self._stub = self._channel, None, None
         if channel is not None:
             await channel.close()
+        streams, self._stream_channel, self._stream_stub = self._stream_channel, None, None
+        if streams is not None:
+            await streams.close()
 
     async def __aenter__(self) -> Self:
         return await self.connect()
@@ -99,6 +109,16 @@ class TradingClient:
             self._channel = open_channel(self.address, self._tls)
             self._stub = trading_pb2_grpc.TradingServiceStub(self._channel)
         return self._stub
+
+    def _ensure_stream_stub(self) -> trading_pb2_grpc.TradingServiceAsyncStub:
+        if self._closed:
+            raise RuntimeError("TradingClient is closed")
+        if self._stream_stub is None:
+            self._stream_channel = open_channel(
+                self.address, self._tls, stream_window=self._stream_window
+            )
+            self._stream_stub = trading_pb2_grpc.TradingServiceStub(self._stream_channel)
+        return self._stream_stub
 
     # ------------------------------------------------------------------ RPCs
 
@@ -203,11 +223,14 @@ class TradingClient:
         resume_after_sequence: int = 0,
         resume_epoch: str = "",
         max_reconnects: int | None = None,
+        strict: bool = False,
     ) -> Watch:
         """StreamUpdates as an async iterator that resumes by itself (client/watch.py).
 
         `kinds`: "positions", "orders", "balances", "pnl", "accounts" (default: all).
         A stream silent for `stall_after` seconds (default: 3 heartbeats) is reconnected.
+        The watch checks the delta chain and counts what it saw in `stats`; a gap is
+        logged and resumed from, or raises `StreamGapError` when `strict`.
         """
         request = watch_request(
             accounts,
@@ -219,12 +242,13 @@ class TradingClient:
         )
         stall = stall_after if stall_after is not None else 3 * (heartbeat_interval or 5.0)
         return Watch(
-            self._ensure_stub(),
+            self._ensure_stream_stub(),
             self._metadata,
             request,
             stall_after=stall,
             retry_policy=self.retry_policy,
             max_reconnects=max_reconnects,
+            strict=strict,
         )
 
     # ------------------------------------------------------------------ the call loop

@@ -200,15 +200,15 @@ def render_pending(response: trading_pb2.ListPendingOrderIdsResponse) -> str:
 # ---------------------------------------------------------------- balances
 
 
+#: The BalanceTotals fields the balances table shows, in its column order.
+_BALANCE_COLUMNS = (
+    *("cash", "net_liquidation", "open_pnl", "realized_pnl"),
+    *("initial_margin", "maintenance_margin"),
+)
+
+
 def _balance_cells(b: trading_pb2.Balance | trading_pb2.BalanceTotals) -> tuple[str, ...]:
-    return (
-        dec(b.cash),
-        dec(b.net_liquidation),
-        dec(b.open_pnl),
-        dec(b.realized_pnl),
-        dec(b.initial_margin),
-        dec(b.maintenance_margin),
-    )
+    return tuple(dec(getattr(b, name)) for name in _BALANCE_COLUMNS)
 
 
 def balances_text(
@@ -231,6 +231,12 @@ def balances_text(
         counted += f", {totals.accounts_failed} failed"
     rows.append((f"TOTAL ({counted})", "", *_balance_cells(totals)))
     text = format_table(headers, rows, right=set(range(2, len(headers))))
+    # A total some account cannot give is left out, never summed as if it were 0.
+    for gap in totals.gaps:
+        if gap.figure not in _BALANCE_COLUMNS:
+            continue
+        ids = ", ".join(str(a) for a in gap.account_ids)
+        text += f"\nno total {gap.figure}: unknown for account(s) {ids}"
     return _with_statuses(text, (part.meta for part in parts))
 
 

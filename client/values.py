@@ -46,7 +46,12 @@ def to_datetime(value: timestamp_pb2.Timestamp | None) -> datetime | None:
 
 
 def account_entries(accounts: AccountsArg) -> list[str]:
-    """Selector entries: ints become digit strings; "A,B" splits; blanks are dropped."""
+    """Selector entries: ints become digit strings; "A,B" splits; names are stripped.
+
+    A blank or whitespace-only entry ("", " ", the middle of "A,,B") is sent as given, so
+    the gateway answers INVALID_ARGUMENT naming it: an unset variable must never widen a
+    selection to every account. Only no entries at all (``()``) selects every account.
+    """
     if isinstance(accounts, bool):
         raise TypeError("accounts must be names or ids, not a bool")
     items: Iterable[str | int] = (accounts,) if isinstance(accounts, str | int) else accounts
@@ -57,7 +62,7 @@ def account_entries(accounts: AccountsArg) -> list[str]:
         if isinstance(item, int):
             entries.append(str(item))
             continue
-        entries.extend(part.strip() for part in item.split(",") if part.strip())
+        entries.extend(part.strip() or part for part in item.split(","))
     return entries
 
 

@@ -99,6 +99,8 @@ async def watch(client: TradingClient, args: argparse.Namespace, out: TextIO) ->
         pass
     finally:
         await stream.aclose()
+        # What the chain check saw: merged deltas are fine, gaps are not.
+        print(f"watch: {stream.stats.summary()}", file=sys.stderr)
     return board
 
 

@@ -21,6 +21,7 @@ from server.broker.deadline import Deadline
 from server.broker.errors import BrokerError, UpstreamTimeout
 from server.broker.schemas import Account
 from server.errors import AccountsNotFound, InvalidRequest
+from server.observability.log_limit import LogLimiter
 from server.records import AccountList, Fetched, Policy, Source, now_epoch
 
 logger = logging.getLogger(__name__)
@@ -156,6 +157,10 @@ CacheRead = Callable[[], Awaitable[Fetched[list[Account]] | None]]
 CacheWrite = Callable[[Fetched[list[Account]]], Awaitable[None]]
 
 
+#: A failed account-list refresh is logged at most once per this many seconds per reason.
+FAILURE_LOG_INTERVAL = 10.0
+
+
 class AccountDirectory:
     """The login's accounts: memory → shared cache → upstream, one upstream call at a time."""
 
@@ -178,6 +183,7 @@ class AccountDirectory:
         self._index: _Index | None = None
         self._flight: asyncio.Task[_Index] | None = None
         self._last_miss_refresh = -MISS_REFRESH_INTERVAL
+        self._failure_log = LogLimiter(FAILURE_LOG_INTERVAL)
 
     @property
     def known(self) -> list[Account]:
@@ -268,7 +274,7 @@ class AccountDirectory:
 
     def _start_flight(self, deadline: Deadline) -> asyncio.Task[_Index]:
         flight = asyncio.get_running_loop().create_task(self._fetch(deadline), name="accounts:list")
-        flight.add_done_callback(_retrieve)
+        flight.add_done_callback(self._log_failure)
         self._flight = flight
         return flight
 
@@ -299,14 +305,19 @@ class AccountDirectory:
             await self._cache_write(fetched)
         return self._index
 
+    def _log_failure(self, task: asyncio.Task[_Index]) -> None:
+        """Log a failed fetch (a background refresh may have no waiter at all), at most
+        once per interval per reason: during a 429 circuit every call fails the same way."""
+        if task.cancelled() or (exc := task.exception()) is None:
+            return
+        held = self._failure_log.allow(getattr(exc, "reason", type(exc).__name__))
+        if held is None:
+            return
+        more = f" ({held} more like it not logged)" if held else ""
+        logger.info("account list refresh failed: %s%s", exc, more)
+
     async def aclose(self) -> None:
         flight, self._flight = self._flight, None
         if flight is not None and not flight.done():
             flight.cancel()
             await asyncio.gather(flight, return_exceptions=True)
-
-
-def _retrieve(task: asyncio.Task[_Index]) -> None:
-    """Log a failed fetch (a background refresh may have no waiter at all)."""
-    if not task.cancelled() and task.exception() is not None:
-        logger.info("account list refresh failed: %s", task.exception())

@@ -60,7 +60,11 @@ class GatewaySettings(BaseSettings):
     # The broker client's own token bucket over every REST call (0 disables it).
     upstream_rate_per_second: float = Field(default=10.0, ge=0)
     upstream_rate_burst: int = Field(default=20, ge=1)
-    # WebSocket reconnects: first back-off, ceiling, and the uptime that resets it.
+    # After a 429 every upstream call stops this long (doubling per repeat, up to 1 h).
+    upstream_rate_limited_backoff_s: float = Field(default=60.0, gt=0)
+    # WebSocket reconnects: first back-off and ceiling. A connection that authorized and
+    # synced resets the back-off; after more than 20 such drops in 60 s (flapping) only
+    # one that stayed up ws_reconnect_stable_s does.
     ws_reconnect_initial_s: float = Field(default=0.5, gt=0)
     ws_reconnect_max_s: float = Field(default=30.0, gt=0)
     ws_reconnect_stable_s: float = Field(default=30.0, gt=0)
@@ -122,6 +126,17 @@ class GatewaySettings(BaseSettings):
     heartbeat_max_s: float = Field(default=120.0, gt=0)
     # At most one PnL update per account per interval.
     pnl_interval_ms: float = Field(default=100.0, ge=0)
+    # Tradovate's figures the sync socket lacks (its open PnL, net liquidation, total PnL;
+    # margins when the sync has none) are refetched over REST at least this often, and
+    # after a cash or position change (changes within the debounce coalesce).
+    live_figures_interval_s: float = Field(default=60.0, ge=1)
+    live_figures_debounce_ms: float = Field(default=250.0, ge=0)
+    # ... and once the quotes of an account's open positions have been still this long
+    # after moving (Tradovate's open PnL moves with prices; a market that never goes
+    # still is covered by the interval alone).
+    live_figures_quiet_s: float = Field(default=2.0, ge=0)
+    # The refresh's own share of the REST budget (calls per second; 0: only the limiter's).
+    live_figures_rate_per_second: float = Field(default=5.0, ge=0)
     # Streams survive a sync-socket drop this long, then end UNAVAILABLE (resumable).
     upstream_loss_grace_s: float = Field(default=30.0, gt=0)
 

@@ -53,6 +53,8 @@ MEANINGS: Final[dict[str, str]] = {
     "upstream_rate_per_second": "client-side token bucket over every REST call, calls per "
     "second (0 disables it)",
     "upstream_rate_burst": "that bucket's burst",
+    "upstream_rate_limited_backoff_s": "after a Tradovate 429 every upstream call stops this "
+    "long (doubling per repeat, up to 1 h)",
     "ws_reconnect_initial_s": "first back-off before a WebSocket reconnect",
     "ws_reconnect_max_s": "longest back-off between WebSocket reconnects",
     "ws_reconnect_stable_s": "uptime after which a socket counts as stable and the back-off resets",
@@ -90,7 +92,15 @@ MEANINGS: Final[dict[str, str]] = {
     "terminal_order_cache_size": "terminal orders whose versions and fills are kept (0 keeps none)",
     # live state and streams
     "live_enabled": "keep live state from the sync socket (LIVE reads, StreamUpdates)",
-    "live_market_data": "quotes for contracts with open positions (live open PnL)",
+    "live_market_data": "quotes for contracts with open positions (the gateway's mark-to-market)",
+    "live_figures_interval_s": "refetch Tradovate's figures the sync socket lacks (open PnL, "
+    "net liquidation, total PnL; margins when the sync has none) at least this often",
+    "live_figures_debounce_ms": "cash or position changes within this window cause one refetch",
+    "live_figures_quiet_s": "once the quotes of an account's open positions have been still "
+    "this long after moving, its Tradovate open PnL is refetched (a market that never goes "
+    "still is refetched at the interval)",
+    "live_figures_rate_per_second": "the refetch's own cap on REST calls per second (the rest "
+    "of the limiter stays for reads; 0: no own cap)",
     "live_replay_capacity": "deltas kept for resume, across all accounts",
     "live_queue_capacity": "deltas queued per subscriber before conflation; a stream still "
     "behind is ended",

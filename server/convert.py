@@ -1,7 +1,8 @@
 """The only module that knows both the broker's structs and the gateway's protos.
 
 Entity conversions use explicit enum tables (unknown values map to *_UNSPECIFIED);
-money and prices stay Decimal end to end and are written as plain decimal strings.
+money and prices stay Decimal end to end and are written by the rounding rule
+(server/rounding.py): ``money_fields`` for money, ``price_fields`` for prices.
 Response builders take ``status_of`` (server/api/status.account_status) so that the one
 exception → status table stays in the API layer.
 """
@@ -18,6 +19,7 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from tradovate_gateway.v1 import trading_pb2 as pb
 
+from server import rounding
 from server.broker import enums
 from server.broker.schemas import Account, Position, TradeDate
 from server.records import (
@@ -103,21 +105,15 @@ Fields = dict[str, Any]
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
-def decimal_fields(value: Decimal | None) -> Fields | None:
-    """Exact decimal text without exponent or trailing zeros ("100", "50093.25").
-
-    Arithmetic on Decimals keeps trailing zeros ("50093.25000000"); they carry no
-    meaning on the wire, so the value is normalized first. None stays unset.
-    """
-    return None if value is None else {"value": _decimal_text(value)}
+def money_fields(value: Decimal | None, currency: str = "USD") -> Fields | None:
+    """Money at the currency's precision, half-even (server/rounding.py). None stays unset."""
+    return None if value is None else {"value": rounding.money_text(value, currency)}
 
 
-def decimal(value: Decimal | None) -> pb.Decimal | None:
-    return None if value is None else pb.Decimal(value=_decimal_text(value))
-
-
-def _decimal_text(value: Decimal) -> str:
-    return format(value.normalize() if value else Decimal(0), "f")
+def price_fields(value: Decimal | None, tick: Decimal | None = None) -> Fields | None:
+    """A price as sent, snapped to the tick where a double's residue is off it, at most 8
+    places (server/rounding.py). None stays unset."""
+    return None if value is None else {"value": rounding.price_text(value, tick)}
 
 
 def timestamp_fields(value: dt.datetime | None) -> Fields | None:
@@ -205,6 +201,7 @@ def account(value: Account) -> pb.Account:
 
 
 def position_fields(value: Position, account_name: str, contract: ContractRef | None) -> Fields:
+    tick = contract.tick_size if contract else None
     return {
         "id": value.id,
         "account_id": value.account_id,
@@ -212,16 +209,16 @@ def position_fields(value: Position, account_name: str, contract: ContractRef | 
         "contract_id": value.contract_id,
         "symbol": contract.symbol if contract else "",
         "net_pos": value.net_pos,
-        "net_price": decimal_fields(value.net_price) if value.net_pos else None,
+        "net_price": price_fields(value.net_price, tick) if value.net_pos else None,
         "bought": value.bought,
-        "bought_value": decimal_fields(value.bought_value),
+        "bought_value": price_fields(value.bought_value, tick),
         "sold": value.sold,
-        "sold_value": decimal_fields(value.sold_value),
+        "sold_value": price_fields(value.sold_value, tick),
         "prev_pos": value.prev_pos,
-        "prev_price": decimal_fields(value.prev_price),
+        "prev_price": price_fields(value.prev_price, tick),
         "trade_date": date_fields(value.trade_date),
         "timestamp": timestamp_fields(value.timestamp),
-        "value_per_point": decimal_fields(contract.value_per_point) if contract else None,
+        "value_per_point": price_fields(contract.value_per_point) if contract else None,
     }
 
 
@@ -232,12 +229,13 @@ def position(value: Position, account_name: str, contract: ContractRef | None) -
 def order_fields(detail: OrderDetail, account_name: str, contract: ContractRef | None) -> Fields:
     value, version = detail.order, detail.version
     status = order_status(value.ord_status)
+    tick = contract.tick_size if contract else None
     fills = [f for f in detail.fills if f.active]
     priced = [(f.price, f.qty) for f in fills if f.price is not None and f.qty]
     avg = None
     if priced:
         total = sum(qty for _, qty in priced)
-        avg = (sum((price * qty for price, qty in priced), Decimal(0)) / total).normalize()
+        avg = rounding.average(sum((price * qty for price, qty in priced), Decimal(0)), total)
     times = [t for t in (value.timestamp, *(f.timestamp for f in detail.fills)) if t is not None]
     return {
         "id": value.id,
@@ -249,11 +247,11 @@ def order_fields(detail: OrderDetail, account_name: str, contract: ContractRef |
         "qty": (version.order_qty or 0) if version else 0,
         "filled_qty": sum(f.qty for f in fills),
         "order_type": _order_type(version.order_type if version else None),
-        "limit_price": decimal_fields(version.price) if version else None,
-        "stop_price": decimal_fields(version.stop_price) if version else None,
+        "limit_price": price_fields(version.price, tick) if version else None,
+        "stop_price": price_fields(version.stop_price, tick) if version else None,
         "status": status,
         "time_in_force": _tif(version.time_in_force if version else None),
-        "avg_fill_price": decimal_fields(avg),
+        "avg_fill_price": price_fields(avg, tick),
         "created_time": timestamp_fields(value.timestamp),
         "updated_time": timestamp_fields(max(times)) if times else None,
         "version_id": version.id if version else 0,
@@ -266,45 +264,117 @@ def order(detail: OrderDetail, account_name: str, contract: ContractRef | None) 
     return pb.Order(**order_fields(detail, account_name, contract))
 
 
-def balance_fields(data: BalanceData, owner: Account) -> Fields:
+#: Tradovate's balance figures: proto field → CashBalanceSnapshot attribute.
+TRADOVATE_FIGURES: Final[dict[str, str]] = {
+    "cash": "total_cash_value",
+    "net_liquidation": "net_liq",
+    "open_pnl": "open_pnl",
+    "realized_pnl": "realized_pnl",
+    "week_realized_pnl": "week_realized_pnl",
+    "total_pnl": "total_pnl",
+    "initial_margin": "initial_margin",
+    "maintenance_margin": "maintenance_margin",
+}
+#: The gateway's mark-to-market: proto field → MarkFigures attribute.
+MARK_FIGURES: Final[dict[str, str]] = {
+    "mark_open_pnl": "open_pnl",
+    "mark_total_pnl": "total_pnl",
+    "mark_net_liquidation": "net_liquidation",
+}
+#: UnknownFigure.reason → the sentence that goes with it.
+UNKNOWN_MESSAGES: Final[dict[str, str]] = {
+    "NOT_FETCHED_YET": "the gateway has not fetched this figure from Tradovate yet; retry shortly",
+    "FETCH_FAILED": "fetching this figure from Tradovate failed and no earlier value is known; "
+    "retry shortly or read with READ_POLICY_UPSTREAM",
+    "NOT_REPORTED": "Tradovate's answer did not include this figure",
+    "NO_USD_CASH_ROW": "the account has cash balances in several currencies and none in USD",
+    "NO_PRICE": "an open position has no quote yet, so the gateway cannot mark it",
+}
+
+
+def _time_fields(seconds: float | None) -> Fields | None:
+    return epoch_fields(seconds) if seconds is not None else None
+
+
+def unknown_figures(data: BalanceData) -> dict[str, str]:
+    """Every figure the balance lacks, with its reason: the ones ``data.unknown`` names, and
+    any other unset Tradovate figure as NOT_REPORTED (so none is ever unset silently)."""
+    out = dict(data.unknown)
     snap = data.snapshot
-    return {
+    for name, attribute in TRADOVATE_FIGURES.items():
+        if getattr(snap, attribute) is None:
+            out.setdefault(name, "NOT_REPORTED")
+    return out
+
+
+def balance_fields(data: BalanceData, owner: Account) -> Fields:
+    snap, currency = data.snapshot, data.currency
+    fields: Fields = {
         "account_id": owner.id,
         "account_name": owner.name,
-        "currency": data.currency,
-        "cash": decimal_fields(snap.total_cash_value),
-        "net_liquidation": decimal_fields(snap.net_liq),
-        "open_pnl": decimal_fields(snap.open_pnl),
-        "realized_pnl": decimal_fields(snap.realized_pnl),
-        "week_realized_pnl": decimal_fields(snap.week_realized_pnl),
-        "total_pnl": decimal_fields(snap.total_pnl),
-        "initial_margin": decimal_fields(snap.initial_margin),
-        "maintenance_margin": decimal_fields(snap.maintenance_margin),
+        "currency": currency,
+        "tradovate_pnl_time": _time_fields(data.pnl_as_of),
+        "margin_time": _time_fields(data.margin_as_of),
     }
+    for name, attribute in TRADOVATE_FIGURES.items():
+        fields[name] = money_fields(getattr(snap, attribute), currency)
+    mark = data.mark
+    if mark is not None:
+        for name, attribute in MARK_FIGURES.items():
+            fields[name] = money_fields(getattr(mark, attribute), currency)
+        fields["mark_time"] = _time_fields(mark.as_of)
+    fields["unknown_figures"] = [
+        {"figure": figure, "reason": reason, "message": UNKNOWN_MESSAGES.get(reason, reason)}
+        for figure, reason in sorted(unknown_figures(data).items())
+    ]
+    return fields
 
 
 def balance(data: BalanceData, owner: Account) -> pb.Balance:
     return pb.Balance(**balance_fields(data, owner))
 
 
+#: BalanceTotals fields: the Tradovate figures it sums (week realized PnL has no total).
+_TOTALLED: Final = tuple(n for n in TRADOVATE_FIGURES if n != "week_realized_pnl")
+
+
 def totals_fields(reads: Sequence[AccountRead[BalanceData]]) -> Fields:
-    """Sums over the accounts whose status is OK."""
-    ok = [r.data.snapshot for r in reads if r.error is None and r.data is not None]
+    """Sums over the accounts whose status is OK (``accounts_included``).
 
-    def total(values: Iterable[Decimal | None]) -> Fields | None:
-        return decimal_fields(sum((v for v in values if v is not None), Decimal(0)))
+    A total is set only when every included account knows the figure. Otherwise it is
+    left unset and ``gaps`` names the figure and the accounts that lack it: a partial sum
+    that looks whole is never reported. A total adds the figures as each account shows
+    them (rounded to its currency, ``rounding.total``), so it equals the sum of the shown
+    parts. Mark totals need a mark on every included account
+    (LIVE): an included account without one (read from UPSTREAM or the cache) is a gap; with
+    no mark on any account the mark totals are absent, as they are on each account."""
+    ok = [(r.account.id, r.data) for r in reads if r.error is None and r.data is not None]
+    fields: Fields = {"accounts_included": len(ok), "accounts_failed": len(reads) - len(ok)}
+    gaps: list[Fields] = []
+    for name in _TOTALLED:
+        attribute = TRADOVATE_FIGURES[name]
+        values = [(a, getattr(d.snapshot, attribute), d.currency) for a, d in ok]
+        fields[name] = _total(name, values, gaps)
+    marks = [(a, d.mark, d.currency) for a, d in ok]
+    if any(m is not None for _, m, _ in marks):
+        for name, attribute in MARK_FIGURES.items():
+            values = [
+                (a, getattr(m, attribute) if m is not None else None, currency)
+                for a, m, currency in marks
+            ]
+            fields[name] = _total(name, values, gaps)
+    fields["gaps"] = gaps
+    return fields
 
-    return {
-        "cash": total(s.total_cash_value for s in ok),
-        "net_liquidation": total(s.net_liq for s in ok),
-        "open_pnl": total(s.open_pnl for s in ok),
-        "realized_pnl": total(s.realized_pnl for s in ok),
-        "total_pnl": total(s.total_pnl for s in ok),
-        "initial_margin": total(s.initial_margin for s in ok),
-        "maintenance_margin": total(s.maintenance_margin for s in ok),
-        "accounts_included": len(ok),
-        "accounts_failed": len(reads) - len(ok),
-    }
+
+def _total(
+    name: str, values: list[tuple[int, Decimal | None, str]], gaps: list[Fields]
+) -> Fields | None:
+    missing = sorted(a for a, v, _ in values if v is None)
+    if missing:
+        gaps.append({"figure": name, "account_ids": missing})
+        return None
+    return {"value": rounding.total((v, currency) for _, v, currency in values)}
 
 
 def totals(reads: Sequence[AccountRead[BalanceData]]) -> pb.BalanceTotals:
@@ -357,12 +427,12 @@ def add_open_pnl(
     last = last_prices.get(value.contract_id)
     if last is None:
         return
-    fields["last_price"] = decimal_fields(last)
+    fields["last_price"] = price_fields(last, contract.tick_size if contract else None)
     vpp = contract.value_per_point if contract else None
     if value.net_pos == 0:
-        fields["open_pnl"] = decimal_fields(Decimal(0))
+        fields["open_pnl"] = money_fields(Decimal(0))
     elif vpp is not None and value.net_price is not None:
-        fields["open_pnl"] = decimal_fields((last - value.net_price) * vpp * value.net_pos)
+        fields["open_pnl"] = money_fields((last - value.net_price) * vpp * value.net_pos)
 
 
 def order_selector(order_filter: int, statuses: Iterable[int]) -> Callable[[Fields], bool]:

@@ -15,7 +15,9 @@ never waits past the deadline:
   ``hedge_min``) is split into per-account calls, so one slow account does not hold the
   others back. The delay runs from the moment the call itself starts (after it got its
   limiter slot), never from when it was queued, so a batch within its normal latency is
-  not hedged because other calls held the limiter;
+  not hedged because other calls held the limiter. While upstream has us sitting out a
+  p-ticket (``held_back``), no hedge fires: a hedge is an extra call, and the batch is
+  waiting for its time, not slow; the hedge delay then counts from the penalty's end;
 - bounded: every upstream call takes a slot of a shared semaphore.
 
 No threads: everything is a task on the event loop, owned here and cancelled by aclose().
@@ -98,6 +100,10 @@ class FanOutSettings:
     latency_window: int = 64
 
 
+def _never_held_back() -> float:
+    return 0.0
+
+
 class LatencyWindow:
     """Recent successful call durations; the hedge delay derives from their median."""
 
@@ -149,8 +155,11 @@ class FanOut(Generic[T]):
         concurrency: int,
         observer: UpstreamObserver | None = None,
         sink: Sink[T] | None = None,
+        held_back: Callable[[], float] | None = None,
     ) -> None:
         self.endpoint = endpoint
+        # Seconds until the p-ticket(s) upstream has us sitting out end (0: none).
+        self.held_back: Callable[[], float] = held_back or _never_held_back
         self._load = load
         self._settings = settings
         self._limiter = limiter
@@ -366,6 +375,8 @@ class _GroupRun(Generic[T]):
         self.batch: asyncio.Task[Mapping[int, T]] | None = None
         # When the batch's upstream call started (it may first wait for a limiter slot).
         self.batch_started: float | None = None
+        # The end of the last p-ticket seen while the batch was pending: no hedge before it.
+        self.held_until = 0.0
         self.hedge_delay = owner.hedge_delay()
 
     def _spawn(
@@ -382,7 +393,15 @@ class _GroupRun(Generic[T]):
             return math.inf
         if self.batch_started is None:
             return time.monotonic() + self.hedge_delay  # not started: look again later
-        return self.batch_started + self.hedge_delay
+        return max(self.batch_started, self.held_until) + self.hedge_delay
+
+    def _held_back(self) -> bool:
+        """Upstream has us sitting out a p-ticket: put the hedge off until after it."""
+        left = self.owner.held_back()
+        if left <= 0:
+            return False
+        self.held_until = max(self.held_until, time.monotonic() + left)
+        return True
 
     def _resolve(self, account_id: int, value: T, as_of: float) -> None:
         fut = self.unresolved.pop(account_id, None)
@@ -427,6 +446,8 @@ class _GroupRun(Generic[T]):
                     return
                 if self.batch_started is None or time.monotonic() < self._hedge_at():
                     continue  # still queued for a slot, or woke early: not slow yet
+                if self._held_back():
+                    continue  # sitting out a penalty, not slow: no extra calls
                 logger.debug(
                     "%s: batch of %d pending after %.0f ms; hedging per account",
                     self.owner.endpoint,

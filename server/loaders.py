@@ -31,7 +31,14 @@ from server.broker.schemas import (
     Position,
 )
 from server.errors import GatewayError
-from server.records import BalanceData, ContractRef, OrderDetail, OrdersData, PositionsData
+from server.records import (
+    BalanceData,
+    ContractRef,
+    OrderDetail,
+    OrdersData,
+    PositionsData,
+    now_epoch,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +51,9 @@ class ContractLike(Protocol):
 
     @property
     def value_per_point(self) -> Decimal | None: ...
+
+    @property
+    def tick_size(self) -> Decimal | None: ...
 
 
 class BrokerReads(Protocol):
@@ -189,7 +199,9 @@ class Loaders:
             )
             if snapshot.error_text:
                 raise BalanceUnavailable(f"Tradovate: {snapshot.error_text}")
-            return BalanceData(snapshot=snapshot)
+            # One answer: every figure in it was true when it came back.
+            fetched_at = now_epoch()
+            return BalanceData(snapshot=snapshot, pnl_as_of=fetched_at, margin_as_of=fetched_at)
 
         if len(account_ids) == 1:  # the usual case: the fan-out's slot covers this call
             return {account_ids[0]: await one(account_ids[0])}
@@ -278,7 +290,9 @@ class Loaders:
             )
         )
         return {
-            cid: ContractRef(symbol=info.symbol, value_per_point=info.value_per_point)
+            cid: ContractRef(
+                symbol=info.symbol, value_per_point=info.value_per_point, tick_size=info.tick_size
+            )
             for cid, info in infos.items()
         }
 

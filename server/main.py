@@ -111,6 +111,7 @@ def broker_settings(settings: GatewaySettings) -> BrokerSettings:
         request_timeout=settings.upstream_timeout_s,
         rate_per_second=settings.upstream_rate_per_second,
         rate_burst=settings.upstream_rate_burst,
+        rate_limited_backoff=settings.upstream_rate_limited_backoff_s,
         reconnect_initial=settings.ws_reconnect_initial_s,
         reconnect_max=settings.ws_reconnect_max_s,
         reconnect_stable_after=settings.ws_reconnect_stable_s,
@@ -187,6 +188,7 @@ class Gateway:
             probe_interval=s.upstream_probe_interval_s,
             failure_threshold=s.upstream_failure_threshold,
             live_healthy=self._live_healthy,
+            circuit=self.broker.circuit,
         )
         observer = _Observers(self.metrics, self.health)
         limiter = asyncio.Semaphore(s.fanout_concurrency)
@@ -291,6 +293,7 @@ class Gateway:
             concurrency=s.fanout_concurrency,
             observer=observer,
             sink=sink,
+            held_back=lambda: self.broker.penalized_for,
         )
 
     # ---------------------------------------------------------------- lifecycle

@@ -54,6 +54,8 @@ class ContractRef(msgspec.Struct, frozen=True, kw_only=True):
 
     symbol: str
     value_per_point: Decimal | None = None
+    #: The contract's price grid: prices are snapped to it where a double's residue is off it.
+    tick_size: Decimal | None = None
 
 
 class PositionsData(msgspec.Struct, frozen=True, kw_only=True):
@@ -78,9 +80,32 @@ class OrdersData(msgspec.Struct, frozen=True, kw_only=True):
     contracts: dict[int, ContractRef]
 
 
+class MarkFigures(msgspec.Struct, frozen=True, kw_only=True):
+    """The gateway's own mark-to-market of an account from the last quotes (not Tradovate's).
+
+    A None figure is unknown (an open position has no price yet); ``as_of`` (epoch seconds)
+    is the time of the newest quote it uses, None with no open position."""
+
+    open_pnl: Decimal | None = None
+    total_pnl: Decimal | None = None
+    net_liquidation: Decimal | None = None
+    as_of: float | None = None
+
+
 class BalanceData(msgspec.Struct, frozen=True, kw_only=True):
+    """One account's balance: Tradovate's figures (``snapshot``) and, live, the gateway's mark.
+
+    ``pnl_as_of`` and ``margin_as_of`` (epoch seconds) are when Tradovate's open PnL / net
+    liquidation / total PnL and its margins were true. ``unknown`` names figures that are
+    not known and why (figure → UPPER_SNAKE reason); convert.py also lists every other
+    unset Tradovate figure as NOT_REPORTED, so none is ever unset silently."""
+
     snapshot: CashBalanceSnapshot
     currency: str = "USD"
+    pnl_as_of: float | None = None
+    margin_as_of: float | None = None
+    unknown: dict[str, str] = msgspec.field(default_factory=dict)
+    mark: MarkFigures | None = None
 
 
 class Fetched(msgspec.Struct, Generic[T], frozen=True):

@@ -153,3 +153,18 @@ def _secret_scan_installed(secret_log_scan: None) -> None:
     if SCAN not in root.handlers:
         root.addHandler(SCAN)
     root.setLevel(logging.DEBUG)
+
+
+# --- no float residue on the wire (tests/support/residue.py) ------------------------------
+# Every stub the stack builds (tests/support/stack.py) checks each Decimal it receives; a
+# test that received one with residue fails here, naming the method, field and value.
+
+
+@pytest.fixture(autouse=True)
+def _no_float_residue_received() -> Iterator[None]:
+    from tests.support.residue import WIRE
+
+    WIRE.take()
+    yield
+    found = WIRE.take()
+    assert not found, "decimal strings with float residue on the wire:\n" + "\n".join(found[:20])

@@ -109,7 +109,14 @@ async def gateway_fanout(
     by_kind: dict[str, list[int]] = {}
     unmatched = 0
     entity_deltas = 0
+    # Balance deltas with no received_time come from the gateway's background REST refresh
+    # of Tradovate's figures, not from a simulator event: counted apart, never matched.
+    refreshed = {
+        k for k, v in result["info"].items() if v[1] == "balance" and k not in result["stamps"]
+    }
     for key, receipts in result["deltas"].items():
+        if key in refreshed:
+            continue
         account_id, kind, entity = result["info"][key]
         t0 = cause_time(published, kind, int(entity), int(account_id), min(receipts))
         if t0 is None:
@@ -125,7 +132,9 @@ async def gateway_fanout(
             if received is not None:
                 from_receipt.extend(r - received for r in receipts)
     delivered = sum(
-        len(v) for k, v in result["deltas"].items() if result["info"][k][1] in ENTITY_KINDS
+        len(v)
+        for k, v in result["deltas"].items()
+        if result["info"][k][1] in ENTITY_KINDS and k not in refreshed
     )
     receipts = [r for v in result["deltas"].values() for r in v]
     window = (max(receipts) - min(receipts)) / 1e9 if receipts else 0.0
@@ -134,6 +143,7 @@ async def gateway_fanout(
         "receive_window_s": window,
         "delivered_all": sum(len(v) for v in result["deltas"].values()),
         "expected": entity_deltas * subscribers,
+        "figure_refresh_deltas": sum(len(result["deltas"][k]) for k in refreshed),
         # Every message counts here (PnL deltas too), as every one is a write.
         "server_cpu_us_per_message": server_cpu / max(1, len(receipts)) * 1e6,
         # The subscriber process shares the 2 cores: what each message costs it.

@@ -4,7 +4,13 @@ Service names and what they mean:
 
 - ``""`` and ``tradovate_gateway.v1.TradingService``: SERVING once the broker is logged
   in and while Tradovate answers; NOT_SERVING before login and during an upstream outage.
-- ``tradovate_gateway.upstream``: Tradovate itself (the same rule).
+- ``tradovate_gateway.upstream``: Tradovate itself (the same rule), and NOT_SERVING
+  while a 429, 423 or captcha circuit stops every upstream call. The service as a whole
+  stays SERVING then: live and cached reads still answer, an upstream read fails at
+  once with RESOURCE_EXHAUSTED and the seconds left, and another gateway on the same
+  login and network would meet the same circuit, so taking this one out of rotation
+  helps nobody. The standard health answer has no room for a reason: the reason and
+  the time left are in ``tg_upstream_circuit_seconds{reason}`` and the log.
 - ``tradovate_gateway.cache``: the TTL cache. NOT_SERVING here alone means "degraded":
   reads still succeed, straight from upstream.
 - ``tradovate_gateway.live``: the user-sync socket (live state, streams). NOT_SERVING
@@ -27,8 +33,9 @@ from typing import Final
 from grpc_health.v1 import health_pb2
 from grpc_health.v1.health import aio as health_aio
 
+from server.broker import Circuit
 from server.broker.errors import BrokerError
-from server.observability.metrics import Metrics
+from server.observability.metrics import CIRCUIT_REASONS, Metrics
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +67,11 @@ OUTAGE_REASONS: Final = frozenset(
 
 Probe = Callable[[], Awaitable[object]]
 CacheHealth = Callable[[], bool]
+CircuitState = Callable[[], Circuit | None]
+
+
+def _no_circuit() -> Circuit | None:
+    return None
 
 
 class HealthMonitor:
@@ -76,8 +88,12 @@ class HealthMonitor:
         probe_interval: float,
         failure_threshold: int,
         live_healthy: CacheHealth | None = None,
+        circuit: CircuitState | None = None,
     ) -> None:
         self.servicer = servicer
+        self._circuit = circuit or _no_circuit
+        self._circuit_reason: str | None = None
+        metrics.watch_circuit(self._circuit)
         self._live_healthy = live_healthy
         self._probe = probe
         self._cache_healthy = cache_healthy
@@ -104,6 +120,9 @@ class HealthMonitor:
                 logger.info("Tradovate answers again (%s): upstream is back", endpoint)
                 self.upstream_up = True
                 self._probe_wanted.set()  # wake the loop to publish at once
+            return
+        if outcome in CIRCUIT_REASONS:
+            self._probe_wanted.set()  # publish the circuit at once
             return
         if outcome in OUTAGE_REASONS:
             self._failures += 1
@@ -134,8 +153,12 @@ class HealthMonitor:
     # ---------------------------------------------------------------- loop
     async def _run(self) -> None:
         while True:
+            circuit = self._circuit()
+            wait = self._interval
+            if circuit is not None:  # wake when it closes, to publish that at once
+                wait = min(wait, circuit.retry_after + 0.01)
             try:
-                async with asyncio.timeout(self._interval):
+                async with asyncio.timeout(wait):
                     await self._probe_wanted.wait()
             except TimeoutError:
                 pass
@@ -173,10 +196,12 @@ class HealthMonitor:
         if self._closing:
             return
         upstream = self.logged_in and self.upstream_up
+        circuit = self._note_circuit()
+        callable_now = upstream and circuit is None
         wanted = {
             SERVICE_OVERALL: SERVING if upstream else NOT_SERVING,
             SERVICE_TRADING: SERVING if upstream else NOT_SERVING,
-            SERVICE_UPSTREAM: SERVING if upstream else NOT_SERVING,
+            SERVICE_UPSTREAM: SERVING if callable_now else NOT_SERVING,
             SERVICE_CACHE: SERVING if self.cache_up else NOT_SERVING,
             SERVICE_LIVE: SERVING if self._live_healthy and self._live_healthy() else NOT_SERVING,
         }
@@ -185,5 +210,24 @@ class HealthMonitor:
                 await self.servicer.set(service, status)
                 self._published[service] = status
         self._metrics.set_up("broker_login", self.logged_in)
-        self._metrics.set_up("upstream", self.upstream_up)
+        self._metrics.set_up("upstream", self.upstream_up and circuit is None)
         self._metrics.set_up("cache", self.cache_up)
+
+    def _note_circuit(self) -> Circuit | None:
+        """The open circuit, if any; logs each one once when it opens and when it closes."""
+        circuit = self._circuit()
+        reason = circuit.reason if circuit is not None else None
+        if reason != self._circuit_reason:
+            if circuit is not None:
+                logger.warning(
+                    "upstream circuit open (%s): no Tradovate calls for %.0f s; "
+                    "live and cached reads go on",
+                    circuit.reason,
+                    circuit.retry_after,
+                )
+            else:
+                logger.info(
+                    "upstream circuit closed (%s): Tradovate calls resume", self._circuit_reason
+                )
+            self._circuit_reason = reason
+        return circuit

@@ -74,8 +74,10 @@ TABLE: Final[dict[type[BaseException], Rule]] = {
     broker.AuthError: Rule(
         Code.UNAVAILABLE, "BROKER_AUTH_FAILED", "the gateway's Tradovate login failed: "
     ),
+    # Like 429 and 423: every upstream call stops for a time (RetryInfo says how long),
+    # and RESOURCE_EXHAUSTED is not a code clients retry on their own.
     broker.CaptchaRequired: Rule(
-        Code.UNAVAILABLE, "BROKER_CAPTCHA_REQUIRED", "Tradovate wants a captcha: "
+        Code.RESOURCE_EXHAUSTED, "BROKER_CAPTCHA_REQUIRED", "Tradovate wants a captcha: "
     ),
     broker.PenaltyError: Rule(Code.RESOURCE_EXHAUSTED, "BROKER_PENALTY"),
     broker.RateLimitedError: Rule(Code.RESOURCE_EXHAUSTED, "BROKER_RATE_LIMITED"),

@@ -21,6 +21,7 @@ from server.broker.events import (
     SyncSnapshot,
     SyncStatus,
 )
+from server.broker.limiter import Circuit
 from server.broker.md import MarketData
 from server.broker.schemas import ContractInfo
 from server.broker.settings import BrokerSettings
@@ -33,6 +34,7 @@ __all__ = [
     "BrokerSettings",
     "CaptchaRequired",
     "ChangeType",
+    "Circuit",
     "ContractInfo",
     "EntityChange",
     "LockedOutError",

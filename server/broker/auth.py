@@ -45,6 +45,10 @@ logger = logging.getLogger(__name__)
 
 _decoder: Final = msgspec.json.Decoder(AccessToken, strict=False)
 _FALLBACK_LIFETIME: Final = 900.0
+#: A renewal is sent at the latest this many seconds before the token expires.
+RENEW_GUARD: Final = 0.5
+#: How much longer than one request a renewal may take to sit out a p-ticket.
+RENEW_PENALTY_ALLOWANCE: Final = 60.0
 _CREDENTIALS: Final = f"{ENV_USERNAME}/{ENV_PASSWORD}"
 # errorText keyword → the setting to fix; first match wins, the default is the credentials.
 _SETTING_HINTS: Final = (
@@ -66,6 +70,8 @@ class Token:
     expires_at: dt.datetime
     issued_mono: float
     expires_mono: float
+    #: From a renewal of the same session (False: from a login, a new session).
+    renewed: bool = False
 
     @property
     def md_token(self) -> str:
@@ -216,7 +222,9 @@ class TokenManager:
             if self._token is not token:
                 continue  # someone refreshed meanwhile; schedule from the new one
             try:
-                await self._shared(self._do_renew, Deadline.after(settings.request_timeout * 3))
+                # As long as the attempt itself may take (it may sit out a p-ticket).
+                wait = settings.request_timeout + RENEW_PENALTY_ALLOWANCE
+                await self._shared(self._do_renew, Deadline.after(wait))
             except BrokerError as exc:
                 if is_fatal(exc):
                     return  # recorded by _refresh_done
@@ -226,13 +234,29 @@ class TokenManager:
                 failures = 0
 
     def _retry_delay(self, token: Token, failures: int, exc: BrokerError) -> float:
-        """Renewal retries spread over the token's remaining life; after expiry, back off."""
+        """Renewal retries spread over the token's remaining life; after expiry, back off.
+
+        A penalty or circuit is honoured (no retry before its time). One that ends before
+        the token does still leaves a retry in time; one that outlasts the token loses it,
+        and the next call logs in again: that is logged as an error.
+        """
         s = self._settings
-        if token.alive():
-            delay = max(0.2, min(60.0, token.left() / 4))
+        retry_after = getattr(exc, "retry_after", None) or 0.0
+        left = token.left()
+        if left > 0:
+            delay = max(0.2, min(60.0, left / 4), retry_after)
+            if retry_after > 0 and retry_after >= left - RENEW_GUARD:
+                logger.error(
+                    "token renewal must wait %.0f s (%s) but the token expires in %.0f s: "
+                    "the next call after that logs in again",
+                    retry_after,
+                    exc.reason,
+                    left,
+                )
         else:
-            delay = min(s.reconnect_max, s.reconnect_initial * 2 ** min(failures, 16))
-        delay = max(delay, getattr(exc, "retry_after", None) or 0.0)
+            delay = max(
+                min(s.reconnect_max, s.reconnect_initial * 2 ** min(failures, 16)), retry_after
+            )
         logger.warning("token refresh failed (%s); retrying in %.1f s", exc, delay)
         return delay
 
@@ -240,7 +264,11 @@ class TokenManager:
         token = self._token
         if token is None or not token.alive():
             return await self._do_login()
-        deadline = Deadline.after(min(self._settings.request_timeout, token.left()))
+        # Room for a p-ticket (renewaccesstoken's back-off is 15 s), within the token's
+        # life: a ticket that ends before expiry is sat out and the renewal re-sent with
+        # it in this attempt, instead of failing because one request's timeout is shorter.
+        budget = self._settings.request_timeout + RENEW_PENALTY_ALLOWANCE
+        deadline = Deadline.after(max(0.1, min(budget, token.left() - RENEW_GUARD)))
         try:
             # Not held back by the 429 circuit: losing the session would cost a new login.
             data = await self._http.call(
@@ -286,6 +314,9 @@ class TokenManager:
                 # Gated: after a 423 or 429, logging in again only deepens the lockout.
                 # (Renewal stays ungated: keeping the session alive is worth more.)
                 gated=True,
+                # A captcha here stops the login for good (and every other call for
+                # the captcha circuit's time): only a person can clear it.
+                fatal_captcha=True,
             )
         except AuthError as exc:
             raise AuthError(_CREDENTIALS, f"{_CREDENTIALS} rejected: {exc}") from None
@@ -340,6 +371,7 @@ class TokenManager:
             expires_at=expires,
             issued_mono=now_mono,
             expires_mono=now_mono + (expires - now_utc).total_seconds(),
+            renewed=previous is not None,
         )
         self._token = token
         self._failure = None

@@ -21,7 +21,7 @@ from server.broker.contracts import ContractCatalog
 from server.broker.deadline import Deadline
 from server.broker.errors import BrokerClosed
 from server.broker.http import TradovateHttp
-from server.broker.limiter import RateGate, TokenBucket
+from server.broker.limiter import Circuit, RateGate, TokenBucket
 from server.broker.md import MarketData
 from server.broker.rest import TradovateRest
 from server.broker.schemas import (
@@ -55,6 +55,7 @@ class _Parts:
             settings.rate_limited_backoff,
             settings.rate_limited_backoff_max,
             settings.locked_out_backoff,
+            settings.captcha_backoff,
         )
         self.limiter = TokenBucket(settings.rate_per_second, settings.rate_burst)
         self.http = TradovateHttp(
@@ -152,8 +153,17 @@ class TradovateClient:
 
     @property
     def rate_limited_for(self) -> float:
-        """Seconds the 429/423 circuit stays open (0 when closed)."""
+        """Seconds the 429/423/captcha circuit stays open (0 when closed)."""
         return self._parts.gate.retry_after() if self._parts is not None else 0.0
+
+    @property
+    def penalized_for(self) -> float:
+        """Seconds until the last p-ticket being sat out ends (0 when none is)."""
+        return self._parts.gate.penalties.left() if self._parts is not None else 0.0
+
+    def circuit(self) -> Circuit | None:
+        """The open 429/423/captcha circuit (reason and seconds left), or None."""
+        return self._parts.gate.circuit() if self._parts is not None else None
 
     def _deadline(self, timeout: float | None) -> Deadline:
         return Deadline.resolve(timeout, self.settings.request_timeout)

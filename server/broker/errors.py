@@ -32,9 +32,18 @@ class AuthError(BrokerError):
 
 
 class CaptchaRequired(BrokerError):
-    """Tradovate demands a captcha (p-captcha); a program cannot solve it. Stop for ~1 hour."""
+    """Tradovate demands a captcha (p-captcha); a program cannot solve it. Stop for ~1 hour.
+
+    ``retry_after`` is set when the captcha circuit stops every call for that long (a
+    captcha on a data endpoint): time-bounded, so not fatal. Without it (a captcha on
+    login) the login stops for good.
+    """
 
     reason = "BROKER_CAPTCHA_REQUIRED"
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class PenaltyError(BrokerError):
@@ -107,7 +116,11 @@ FATAL_ERRORS: tuple[type[BrokerError], ...] = (AuthError, CaptchaRequired)
 
 
 def is_fatal(exc: BaseException) -> bool:
-    """Captcha, or credentials Tradovate rejected: retrying would only add penalties."""
+    """Captcha on login, or credentials Tradovate rejected: retrying would only add penalties.
+
+    A captcha with ``retry_after`` is the captcha circuit: every call already stops until
+    then, so whoever sees it waits that long instead of stopping for good.
+    """
     if isinstance(exc, CaptchaRequired):
-        return True
+        return exc.retry_after is None
     return isinstance(exc, AuthError) and exc.setting != TOKEN_SETTING

@@ -28,7 +28,7 @@ from server.broker.errors import (
     UpstreamUnavailable,
 )
 from server.broker.frames import snippet
-from server.broker.limiter import RateGate, TokenBucket
+from server.broker.limiter import RateGate, Serving, TokenBucket
 from server.broker.schemas import Penalty
 
 logger = logging.getLogger(__name__)
@@ -60,15 +60,28 @@ def find_penalty(data: bytes | msgspec.Raw) -> Penalty | None:
     return penalty
 
 
-def penalty_wait(penalty: Penalty, where: str, deadline: Deadline, seen: int, limit: int) -> float:
-    """Seconds to sit a penalty out, or the typed error when we should not."""
+def penalty_wait(
+    penalty: Penalty,
+    where: str,
+    deadline: Deadline,
+    seen: int,
+    limit: int,
+    gate: RateGate,
+    *,
+    fatal_captcha: bool = False,
+) -> float:
+    """Seconds to sit a penalty out, or the typed error when we should not.
+
+    A captcha opens the gate's captcha circuit (every call stops); with ``fatal_captcha``
+    (login) the error carries no retry_after, so the caller stops for good. A ticket that
+    cannot be sat out keeps other calls away from ``where`` until its time has passed.
+    """
     if penalty.captcha:
-        raise CaptchaRequired(
-            f"Tradovate demands a captcha on {where} (p-captcha): a program cannot solve it; "
-            "stop all calls and wait about an hour"
-        )
+        error = gate.trip_captcha(where)
+        raise CaptchaRequired(error.message) if fatal_captcha else error
     wait = max(0.0, penalty.time if penalty.time is not None else 1.0)
     if seen >= limit or wait > deadline.remaining():
+        gate.penalties.mark(where, wait)
         raise PenaltyError(wait, f"Tradovate time penalty on {where}: retry after {wait:.1f} s")
     logger.warning("Tradovate time penalty on %s: waiting %.1f s, then re-sending", where, wait)
     return wait
@@ -103,28 +116,53 @@ class TradovateHttp:
         query: Mapping[str, object] | None = None,
         body: Mapping[str, Any] | None = None,
         gated: bool = True,
+        fatal_captcha: bool = False,
     ) -> bytes:
-        """Send one request (re-sent after p-tickets); the 200 body, or a BrokerError."""
+        """Send one request (re-sent after p-tickets); the 200 body, or a BrokerError.
+
+        ``gated=False`` passes the 429/423 circuit (token renewal), never a captcha.
+        While this call sits out a p-ticket it holds the endpoint, so no other call (and
+        no hedge) goes there before its time.
+        """
         where = path.split("?", 1)[0]
+        box = self._gate.penalties
         sent_body = body
         penalties = 0
-        while True:
-            if gated:
-                self._gate.check()
-                await self._limiter.acquire(deadline)
-            status, data = await self._send(method, path, token, query, sent_body, deadline)
-            if status == 200:
+        held: Serving | None = None
+        try:
+            while True:
+                if gated:
+                    self._gate.check()
+                else:
+                    self._gate.check_captcha()
+                if held is None:
+                    await box.wait_turn(where, deadline)
+                if gated:
+                    await self._limiter.acquire(deadline)
+                status, data = await self._send(method, path, token, query, sent_body, deadline)
+                if status != 200:
+                    raise self._error(status, data, where, has_token=token is not None)
                 penalty = find_penalty(data)
                 if penalty is None:
                     self._gate.record_success()
                     return data
-                wait = penalty_wait(penalty, where, deadline, penalties, self._max_penalties)
+                wait = penalty_wait(
+                    penalty,
+                    where,
+                    deadline,
+                    penalties,
+                    self._max_penalties,
+                    self._gate,
+                    fatal_captcha=fatal_captcha,
+                )
                 penalties += 1
+                held = box.hold(where, wait, held)
                 await asyncio.sleep(wait)
                 if method != "GET" and penalty.ticket is not None:
                     sent_body = {**(body or {}), "p-ticket": penalty.ticket}
-                continue
-            raise self._error(status, data, where, has_token=token is not None)
+        finally:
+            if held is not None:
+                box.release(where, held)
 
     async def _send(
         self,

@@ -56,6 +56,8 @@ class BrokerSettings:
     rate_limited_backoff_max: float = 3600.0
     # 423: every call stops for this long.
     locked_out_backoff: float = 3600.0
+    # p-captcha on any endpoint: every call (renewal too) stops for this long.
+    captcha_backoff: float = 3600.0
     # p-ticket: how many penalties one call may sit out before giving up.
     max_penalty_retries: int = 3
 
@@ -70,8 +72,12 @@ class BrokerSettings:
     server_silence_timeout: float = 10.0
     reconnect_initial: float = 0.5
     reconnect_max: float = 30.0
-    # A connection that lived this long resets the reconnect backoff.
+    # A connection that authorized and synced resets the reconnect backoff, unless more
+    # than reconnect_flap_limit of them dropped within reconnect_flap_window (flapping):
+    # then only one that stayed up reconnect_stable_after does.
     reconnect_stable_after: float = 30.0
+    reconnect_flap_window: float = 60.0
+    reconnect_flap_limit: int = 20
     event_queue_size: int = 10_000
     quote_queue_size: int = 10_000
 

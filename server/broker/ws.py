@@ -4,10 +4,22 @@ Per connection: wait for ``o``, ``authorize`` with the current token, send ``[]`
 ``heartbeat_interval``, correlate requests by id through a future map, then hand over to
 ``on_ready`` (syncrequest, resubscribe). Every pending future fails when the connection
 ends, and a silent server (no frame for ``server_silence_timeout``) counts as dead.
-Reconnects back off exponentially with jitter; a connection that lived long enough resets
-the back-off. A ``shutdown`` event is logged with its reasonCode and reconnected after a
-back-off. After a token renewal the socket reconnects at once with the new token (it does
-not re-authorize an open socket: whether that works on Tradovate is unknown).
+Reconnects back off exponentially with jitter. A connection that authorized and finished
+``on_ready`` (synced) resets the back-off, so a drop of a healthy socket costs one short
+wait (at most ``reconnect_initial``) and a resync, however many drops came before. Against
+a server that drops us right after each sync, more than ``reconnect_flap_limit`` such drops
+within ``reconnect_flap_window`` count as flapping: from then on the back-off grows again
+(up to ``reconnect_max``) until a connection stays up ``reconnect_stable_after``. With the
+default 30 s ceiling that bounds the syncrequests a flapping server can draw to 2-4 a
+minute (Tradovate allows 300 an hour). A ``shutdown`` event is logged with its
+reasonCode and reconnected after a back-off.
+
+After a token renewal the socket re-authorizes on the open connection (``authorize`` with
+the new token): the reference leaves open whether an authorized socket outlives the token
+it was authorized with, and renewal "extends the current session without creating a new
+one", so re-authorizing keeps the socket, its sync and its subscriptions, with no resync,
+while never relying on the old token. If Tradovate refuses the re-authorization, the socket
+reconnects with the new token instead. After a fresh login (a new session) it reconnects.
 
 Nothing raised while reading a frame escapes the reader: a bad frame is logged and skipped.
 """
@@ -21,6 +33,7 @@ import itertools
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Final, TypeVar
 
@@ -32,6 +45,7 @@ from server.broker.deadline import Deadline
 from server.broker.errors import (
     BrokerClosed,
     BrokerError,
+    CaptchaRequired,
     LockedOutError,
     NotFoundError,
     PenaltyError,
@@ -55,12 +69,12 @@ from server.broker.frames import (
     snippet,
 )
 from server.broker.http import TokenRejected, find_penalty, penalty_wait
-from server.broker.limiter import RateGate
+from server.broker.limiter import RateGate, Serving
 from server.broker.settings import BrokerSettings
 
 logger = logging.getLogger(__name__)
 
-_RETRY_AFTER_ERRORS: Final = (RateLimitedError, LockedOutError, PenaltyError)
+_RETRY_AFTER_ERRORS: Final = (RateLimitedError, LockedOutError, PenaltyError, CaptchaRequired)
 _shutdown_decoder: Final = msgspec.json.Decoder(dict[str, object])
 
 
@@ -99,6 +113,8 @@ class _Connection:
         self.was_ready = False  # authorized and set up by on_ready
         self.immediate = False  # reconnect without back-off (planned rotation)
         self.retry_after = 0.0
+        self.ready_at: float | None = None  # monotonic time it became ready
+        self.reauthorizing: asyncio.Task[None] | None = None
 
     def stop(self, reason: str, *, immediate: bool = False, retry_after: float = 0.0) -> None:
         if not self.stopped.done():
@@ -154,7 +170,11 @@ class TradovateSocket:
         self.failure: BrokerError | None = None
         self.last_error: BrokerError | None = None
         self.connects = 0
+        self.reauthorizations = 0
         self.bad_frames = 0
+        self._flap_drops: deque[float] = deque()  # when recent ready connections dropped
+        self.flapping = False
+        self._wait_at_least = 0.0  # a penalty or circuit met before any connection existed
         auth.add_listener(self._on_new_token)
 
     @property
@@ -207,9 +227,44 @@ class TradovateSocket:
 
     def _on_new_token(self, token: Token) -> None:
         conn = self._conn
-        if conn is not None and conn.token != self._token_for(token):
-            logger.info("%s socket: token renewed, reconnecting with the new token", self.name)
+        fresh = self._token_for(token)
+        if conn is None or conn.token == fresh or conn.stopped.done():
+            return
+        if not token.renewed or not conn.authorized:
+            # A new login is a new session (or the socket is still authorizing with the
+            # old token): connect again with the new token.
+            logger.info("%s socket: new access token, reconnecting with it", self.name)
             conn.stop("token renewed", immediate=True)
+            return
+        if conn.reauthorizing is not None:
+            conn.reauthorizing.cancel()
+        conn.reauthorizing = asyncio.create_task(
+            self._reauthorize(conn, token, fresh), name=f"tradovate-{self.name}-reauthorize"
+        )
+
+    async def _reauthorize(self, conn: _Connection, token: Token, fresh: str) -> None:
+        """``authorize`` the open connection with a renewed token; reconnect if refused."""
+        deadline = Deadline.after(self._settings.request_timeout)
+        try:
+            await self._request(conn, "authorize", None, None, fresh, deadline)
+        except TokenRejected as exc:
+            logger.warning(
+                "%s socket: Tradovate refused re-authorization with the renewed token (%s); "
+                "reconnecting with it",
+                self.name,
+                exc,
+            )
+            conn.stop("token renewed; re-authorization refused", immediate=True)
+            return
+        except BrokerError as exc:
+            # A circuit, a timeout or a lost socket: keep the connection (still authorized
+            # with the old token) rather than reconnect into the same trouble.
+            logger.warning("%s socket: re-authorization failed for now: %s", self.name, exc)
+            return
+        conn.token = fresh
+        conn.source = token
+        self.reauthorizations += 1
+        logger.info("%s socket: re-authorized with the renewed token; connection kept", self.name)
 
     # -- the reconnect loop --------------------------------------------------------------
 
@@ -217,13 +272,12 @@ class TradovateSocket:
         attempt = 0
         s = self._settings
         while not self._closing:
-            started = time.monotonic()
             was_ready, reason, conn = await self._connect_once()
             if self._closing or self.failure is not None:
                 break
             if was_ready:
                 self._on_down(reason)
-            if time.monotonic() - started >= s.reconnect_stable_after:
+            if conn is not None and conn.ready_at is not None and self._reset_backoff(conn):
                 attempt = 0
             if conn is not None and conn.immediate and was_ready:
                 delay = 0.0
@@ -233,10 +287,38 @@ class TradovateSocket:
                 attempt += 1
             if conn is not None:
                 delay = max(delay, conn.retry_after)
+            delay, self._wait_at_least = max(delay, self._wait_at_least), 0.0
             logger.warning("%s socket down (%s); reconnecting in %.2f s", self.name, reason, delay)
             await asyncio.sleep(delay)
         if self.failure is not None:
             self._on_down(f"stopped: {self.failure}")
+
+    def _reset_backoff(self, conn: _Connection) -> bool:
+        """May a connection that was ready reset the back-off? Not while flapping."""
+        s = self._settings
+        now = time.monotonic()
+        assert conn.ready_at is not None
+        if now - conn.ready_at >= s.reconnect_stable_after:
+            self._flap_drops.clear()
+            if self.flapping:
+                logger.info("%s socket: stable again; back-off reset", self.name)
+            self.flapping = False
+            return True
+        drops = self._flap_drops
+        drops.append(now)
+        while drops and drops[0] < now - s.reconnect_flap_window:
+            drops.popleft()
+        if not self.flapping and len(drops) > s.reconnect_flap_limit:
+            self.flapping = True
+            logger.error(
+                "%s socket: %d drops right after syncing within %.0f s; backing off until "
+                "a connection stays up %.0f s",
+                self.name,
+                len(drops),
+                s.reconnect_flap_window,
+                s.reconnect_stable_after,
+            )
+        return not self.flapping
 
     async def _connect_once(self) -> tuple[bool, str, _Connection | None]:
         """One connection from dial to close: (was it ever ready, why it ended, its state)."""
@@ -251,8 +333,8 @@ class TradovateSocket:
             if is_fatal(exc):
                 self.failure = exc
                 logger.error("%s socket stopped: %s", self.name, exc)
-            elif isinstance(exc, _RETRY_AFTER_ERRORS) and holder:
-                holder[0].retry_after = exc.retry_after or 0.0
+            elif isinstance(exc, _RETRY_AFTER_ERRORS):
+                self._wait_at_least = exc.retry_after or 0.0
         except Exception as exc:  # a bug or an unexpected library error: log, then retry
             logger.exception("%s socket failed", self.name)
             reason = f"{type(exc).__name__}: {exc}"
@@ -291,6 +373,7 @@ class TradovateSocket:
             self.connects += 1
             self.last_error = None
             conn.was_ready = True
+            conn.ready_at = time.monotonic()
             self._ready.set()
             return await conn.stopped
         except TimeoutError:
@@ -299,12 +382,10 @@ class TradovateSocket:
             self._ready.clear()
             reason = conn.stopped.result() if conn.stopped.done() else "connection ended"
             conn.stop(reason)
-            for task in (reader, beat):
-                if task is not None:
-                    task.cancel()
-            await asyncio.gather(
-                *(t for t in (reader, beat) if t is not None), return_exceptions=True
-            )
+            tasks = [t for t in (reader, beat, conn.reauthorizing) if t is not None]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             conn.fail_pending(f"{self.name} socket closed: {reason}")
             self._conn = None
             with contextlib.suppress(Exception):  # the peer may be gone already
@@ -444,36 +525,59 @@ class TradovateSocket:
     ) -> msgspec.Raw:
         penalties = 0
         sent_body = body
-        while True:
-            self._gate.check()
-            request_id = next(conn.ids)
-            future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
-            conn.pending[request_id] = future
-            if raw_body is not None:
-                text = encode_authorize(request_id, raw_body)
-            else:
-                text = encode_request(endpoint, request_id, query=query, body=sent_body)
-            try:
-                async with asyncio.timeout(deadline.check(endpoint)):
-                    await conn.ws.send_str(text)
-                    response = await future
-            except TimeoutError:
-                raise UpstreamTimeout(f"no answer to {endpoint} within the deadline") from None
-            except (aiohttp.ClientError, ConnectionError, RuntimeError) as exc:
-                raise UpstreamUnavailable(f"{self.name} socket: send failed: {exc}") from None
-            finally:
-                conn.pending.pop(request_id, None)
-            if response.status != 200:
-                raise self._error(response, endpoint)
-            penalty = find_penalty(response.data)
-            if penalty is None:
-                self._gate.record_success()
-                return response.data
-            wait = penalty_wait(penalty, endpoint, deadline, penalties, 3)
-            penalties += 1
-            await asyncio.sleep(wait)
-            if isinstance(body, dict) and penalty.ticket is not None:
-                sent_body = {**body, "p-ticket": penalty.ticket}
+        box = self._gate.penalties
+        held: Serving | None = None
+        try:
+            while True:
+                self._gate.check()
+                if held is None:
+                    await box.wait_turn(endpoint, deadline)
+                response = await self._exchange(
+                    conn, endpoint, query, sent_body, raw_body, deadline
+                )
+                if response.status != 200:
+                    raise self._error(response, endpoint)
+                penalty = find_penalty(response.data)
+                if penalty is None:
+                    self._gate.record_success()
+                    return response.data
+                wait = penalty_wait(penalty, endpoint, deadline, penalties, 3, self._gate)
+                penalties += 1
+                held = box.hold(endpoint, wait, held)
+                await asyncio.sleep(wait)
+                if isinstance(body, dict) and penalty.ticket is not None:
+                    sent_body = {**body, "p-ticket": penalty.ticket}
+        finally:
+            if held is not None:
+                box.release(endpoint, held)
+
+    async def _exchange(
+        self,
+        conn: _Connection,
+        endpoint: str,
+        query: str | None,
+        body: object,
+        raw_body: str | None,
+        deadline: Deadline,
+    ) -> Response:
+        """One request on ``conn`` and its response (any status)."""
+        request_id = next(conn.ids)
+        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        conn.pending[request_id] = future
+        if raw_body is not None:
+            text = encode_authorize(request_id, raw_body)
+        else:
+            text = encode_request(endpoint, request_id, query=query, body=body)
+        try:
+            async with asyncio.timeout(deadline.check(endpoint)):
+                await conn.ws.send_str(text)
+                return await future
+        except TimeoutError:
+            raise UpstreamTimeout(f"no answer to {endpoint} within the deadline") from None
+        except (aiohttp.ClientError, ConnectionError, RuntimeError) as exc:
+            raise UpstreamUnavailable(f"{self.name} socket: send failed: {exc}") from None
+        finally:
+            conn.pending.pop(request_id, None)
 
     def _error(self, response: Response, endpoint: str) -> BrokerError:
         status, detail = response.status, snippet(bytes(response.data))

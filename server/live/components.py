@@ -17,6 +17,7 @@ from server.broker.client import TradovateClient
 from server.broker.schemas import ContractInfo
 from server.config import GatewaySettings
 from server.convert import StatusOf
+from server.live.figures import RefreshSettings
 from server.live.handler import LiveStreamHandler
 from server.live.resolve import LiveAccountResolver
 from server.live.service import LiveService, LiveSettings
@@ -36,6 +37,13 @@ def live_settings(settings: GatewaySettings) -> LiveSettings:
         heartbeat_max=settings.heartbeat_max_s,
         pnl_interval=settings.pnl_interval_ms / 1000,
         upstream_loss_grace=settings.upstream_loss_grace_s,
+        figures=RefreshSettings(
+            debounce=settings.live_figures_debounce_ms / 1000,
+            interval=settings.live_figures_interval_s,
+            quiet=settings.live_figures_quiet_s,
+            batch_size=settings.batch_size,
+            rate=settings.live_figures_rate_per_second,
+        ),
     )
 
 
@@ -56,6 +64,7 @@ class LiveParts:
             live_settings(settings),
             on_health=self._health_changed,
             contract_lookup=self._contract_info,
+            figure_fetcher=client,
             status_of=status_of,
         )
         self.handler = LiveStreamHandler(

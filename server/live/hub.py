@@ -24,7 +24,7 @@ from tradovate_gateway.v1 import trading_pb2 as pb
 from server.convert import Fields, epoch_ns_fields
 from server.errors import ShuttingDown
 from server.live.errors import StreamLimitReached
-from server.live.queue import ConflatingQueue, Delta
+from server.live.queue import NO_MERGES, ConflatingQueue, Delta, Merge
 
 logger = logging.getLogger(__name__)
 
@@ -50,12 +50,15 @@ class Subscription:
 
     __slots__ = (
         "_hub",
+        "_in_hand",
         "_waiter",
         "accounts",
         "end_detail",
         "ended",
         "kinds",
+        "merges_in_hand",
         "queue",
+        "unsent_floor",
     )
 
     def __init__(
@@ -66,12 +69,18 @@ class Subscription:
         capacity: int,
     ) -> None:
         self._hub = hub
+        self._in_hand: list[Delta] = []
         self._waiter: asyncio.Future[None] | None = None
         self.accounts = accounts
         self.kinds = kinds
         self.queue = ConflatingQueue(capacity)
+        #: The merges among the deltas ``take`` returned last, by sequence (usually none).
+        self.merges_in_hand: dict[int, Merge] = NO_MERGES
         self.ended: EndReason | None = None
         self.end_detail = ""
+        #: Set when ``end`` dropped the backlog: the earliest sequence a dropped delta
+        #: stood for through a merge (None: no merge was dropped). See ``ConflatingQueue.clear``.
+        self.unsent_floor: int | None = None
 
     def matches(self, delta: Delta) -> bool:
         return delta.kind in self.kinds and (
@@ -87,7 +96,12 @@ class Subscription:
         self.wake()
 
     def take(self) -> list[Delta]:
-        return self.queue.take_all()
+        """The queued deltas, oldest first (their merges: ``merges_in_hand``). ``end``
+        empties the list returned last, so a stream iterating it stops at once: an ended
+        stream sends nothing more."""
+        self._in_hand = batch = self.queue.take_all()
+        self.merges_in_hand = self.queue.take_merges()
+        return batch
 
     def wake(self) -> None:
         waiter = self._waiter
@@ -105,11 +119,13 @@ class Subscription:
             self._waiter = None
 
     def end(self, reason: EndReason, detail: str = "") -> None:
-        """Stop taking deltas; the stream sees ``ended`` on its next wake-up."""
+        """Stop taking deltas and drop the backlog: the stream ends after the message it
+        is writing, not behind what was queued for it."""
         if self.ended is None:
             self.ended = reason
             self.end_detail = detail
-            self.queue.clear()
+            self.unsent_floor = self.queue.clear()
+            self._in_hand.clear()
             if reason is EndReason.SLOW_CONSUMER:
                 self._hub.slow_consumers_ended += 1
                 logger.info("ending a slow stream subscriber: %s", detail)

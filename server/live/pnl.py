@@ -1,7 +1,8 @@
-"""Live PnL: last prices from market data, open PnL per position, per-account throttling.
+"""The gateway's mark-to-market: last prices from market data, open PnL per position, throttling.
 
 Open PnL of a position is ``(last - netPrice) * valuePerPoint * netPos`` (tradovate-api.md
-§5); an account's total is its open PnL plus the realized PnL of its cash balances.
+§5); an account's total is its open PnL plus the realized PnL of its cash balances. These
+are the gateway's figures (``mark_*`` on the wire), never Tradovate's open PnL.
 Everything is Decimal: a price never passes through a float.
 """
 
@@ -9,17 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from server.broker.schemas import (
-    CashBalance,
-    CashBalanceSnapshot,
-    MarginSnapshot,
-    Position,
-    Quote,
-)
+from server.broker.schemas import CashBalance, Position, Quote
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +43,8 @@ class PriceBook:
 
     def __init__(self) -> None:
         self.last: dict[int, Decimal] = {}
+        #: When each contract's last price changed (epoch seconds): the mark's own time.
+        self.changed_at: dict[int, float] = {}
         #: How many times each contract's last price changed (read memos compare it).
         self.changes: dict[int, int] = {}
         self.total_changes = 0
@@ -57,6 +55,7 @@ class PriceBook:
         if price is None or self.last.get(quote.contract_id) == price:
             return False
         self.last[quote.contract_id] = price
+        self.changed_at[quote.contract_id] = time.time()
         self.changes[quote.contract_id] = self.changes.get(quote.contract_id, 0) + 1
         self.total_changes += 1
         return True
@@ -150,35 +149,6 @@ def _recency(row: CashBalance) -> tuple[tuple[int, int, int], float, int]:
     date = (day.year, day.month, day.day) if day is not None else (0, 0, 0)
     stamp = row.timestamp.timestamp() if row.timestamp is not None else float("-inf")
     return date, stamp, row.id
-
-
-def balance_snapshot(
-    cash_rows: Sequence[CashBalance], margin: MarginSnapshot | None, pnl: AccountPnl
-) -> CashBalanceSnapshot:
-    """An account's balance figures from its cash rows, margin and live PnL.
-
-    Cash and week-realized PnL come from one row, the same one realized PnL comes from
-    (``usd_cash_row``): never a sum across currencies. With several currencies and none of
-    them USD there is no USD figure (None)."""
-    cash_row = usd_cash_row(cash_rows)
-    cash: Decimal | None = ZERO
-    week: Decimal | None = ZERO
-    if cash_row is not None:
-        cash = cash_row.amount or ZERO
-        week = cash_row.week_realized_pnl or ZERO
-    elif cash_rows:
-        cash = week = None
-    open_total = pnl.open_pnl if pnl.complete else None
-    return CashBalanceSnapshot(
-        total_cash_value=cash,
-        realized_pnl=pnl.realized_pnl,
-        week_realized_pnl=week,
-        open_pnl=open_total,
-        total_pnl=pnl.total_pnl if open_total is not None else None,
-        net_liq=cash + open_total if open_total is not None and cash is not None else None,
-        initial_margin=margin.initial_margin if margin is not None else None,
-        maintenance_margin=margin.maintenance_margin if margin is not None else None,
-    )
 
 
 class Throttle:

@@ -1,9 +1,10 @@
 """LiveService: the user-sync and market-data sockets turned into live state and streams.
 
 It owns one consumer task per socket (never one socket per subscriber), the market-data
-subscriptions for contracts with open positions, and the health of the live state. Its
-parts are public for the composition root: ``hub`` (streams), ``streams`` (opens
-StreamUpdates sessions), ``source`` (unary reads) and ``views``.
+subscriptions for contracts with open positions, the background refresh of Tradovate's
+figures that the sync socket lacks (server/live/figures.py), and the health of the live
+state. Its parts are public for the composition root: ``hub`` (streams), ``streams``
+(opens StreamUpdates sessions), ``source`` (unary reads), ``views`` and ``figures``.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from server.broker.errors import NotFoundError
 from server.broker.events import EntityChange, SyncEvent, SyncSnapshot, SyncStatus
 from server.broker.schemas import ContractInfo, Quote
 from server.convert import StatusOf
+from server.live.figures import FigureFetcher, FigureRefresher, RefreshSettings
 from server.live.hub import EndReason, StreamHub
 from server.live.source import LiveReadSource
 from server.live.state import LiveState
@@ -77,9 +79,13 @@ class LiveSettings:
     retry_delay_max: float = 60.0
     # A contract Tradovate does not know (NotFoundError) is retried only this rarely.
     not_found_retry: float = 300.0
+    # The background refresh of Tradovate's figures the sync socket lacks.
+    figures: RefreshSettings = field(default_factory=RefreshSettings)
 
 
 HealthCallback = Callable[[bool], None]
+#: Entity types whose change moves Tradovate's open PnL, net liquidation or total PnL.
+_FIGURE_INPUTS = frozenset({"cashBalance", "position"})
 ContractLookup = Callable[[Sequence[int]], Awaitable[Mapping[int, ContractInfo]]]
 """server.broker.client.TradovateClient.contract_info: ids Tradovate does not know are left out."""
 
@@ -93,6 +99,7 @@ class LiveService:
         *,
         on_health: HealthCallback | None = None,
         contract_lookup: ContractLookup | None = None,
+        figure_fetcher: FigureFetcher | None = None,
         status_of: StatusOf,
     ) -> None:
         self.settings = s = settings or LiveSettings()
@@ -104,6 +111,15 @@ class LiveService:
         self._market: QuoteFeed | None = None
         self._on_health = on_health
         self.state = LiveState()
+        self.figures: FigureRefresher | None = None
+        if figure_fetcher is not None:
+            self.figures = FigureRefresher(
+                figure_fetcher,
+                s.figures,
+                accounts=lambda: self.state.accounts.keys(),
+                needs_margin=lambda account_id: account_id not in self.state.margins,
+                on_update=self._figures_fetched,
+            )
         self.hub = StreamHub(
             replay_capacity=s.replay_capacity,
             queue_capacity=s.queue_capacity,
@@ -115,6 +131,7 @@ class LiveService:
             pnl_interval=s.pnl_interval,
             on_contracts=self._contracts_changed,
             on_unknown_contracts=self._contracts_unknown,
+            figures=self.figures.get if self.figures is not None else None,
         )
         self.streams = LiveStreams(
             self.hub,
@@ -153,6 +170,8 @@ class LiveService:
         self._spawn(self._run_sync(sync), "live-sync")
         if self._contract_lookup is not None:
             self._spawn(self._run_contract_lookups(self._contract_lookup), "live-contracts")
+        if self.figures is not None:
+            self._spawn(self.figures.run(), "live-figures")
         if market is not None:
             self._spawn(self._run_quotes(), "live-quotes")
             self._spawn(self._run_subscriptions(), "live-md-subscriptions")
@@ -228,6 +247,7 @@ class LiveService:
         for event in events:
             if isinstance(event, EntityChange):
                 changes.append(event)
+                self._figures_moved(event)
                 continue
             if changes:
                 self.views.apply_all(changes)
@@ -240,6 +260,9 @@ class LiveService:
         """Apply one event from the sync socket (synchronously: state and hub move together)."""
         if isinstance(event, SyncSnapshot):
             self.views.apply(event)
+            if self.figures is not None:
+                self.figures.forget(self.state.accounts)
+                self.figures.mark(self.state.accounts)
             self.source.synced_at = event.received_at.timestamp()
             if event.reconnect:
                 self.resyncs += 1
@@ -250,6 +273,7 @@ class LiveService:
             self._synced.set()
         elif isinstance(event, EntityChange):
             self.views.apply(event)
+            self._figures_moved(event)
         elif isinstance(event, SyncStatus) and not event.connected:
             self._went_down(event.reason)
 
@@ -280,6 +304,18 @@ class LiveService:
                 self._on_health(healthy)
             except Exception:
                 logger.exception("live health callback failed")
+
+    # ------------------------------------------------------------------ figures
+    def _figures_moved(self, change: EntityChange) -> None:
+        """A cash balance or position changed: Tradovate's PnL figures did too; refetch."""
+        if self.figures is None or change.entity_type not in _FIGURE_INPUTS:
+            return
+        account_id = getattr(change.entity, "account_id", None)
+        if isinstance(account_id, int):
+            self.figures.mark((account_id,))
+
+    def _figures_fetched(self, account_ids: list[int]) -> None:
+        self.views.figures_changed(account_ids)
 
     # ------------------------------------------------------------------ contracts
     def _contracts_unknown(self, contract_ids: set[int]) -> None:
@@ -317,6 +353,10 @@ class LiveService:
         assert self._market is not None
         async for quote in self._market.quotes():
             self.views.on_quote(quote)
+            if self.figures is not None:
+                # Tradovate's open PnL of the holders moves with any quote (its mark need
+                # not be the last trade): refetch once the quotes go quiet.
+                self.figures.prices_moved(self.views.holders(quote.contract_id))
 
     async def _run_subscriptions(self) -> None:
         """Keep md subscriptions equal to the contracts with open positions.

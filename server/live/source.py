@@ -1,7 +1,9 @@
 """The live state as a read source for the unary RPCs (server/reads.py ``LiveSource``).
 
 While the sync socket is connected and its snapshot applied, GetPositions, GetOrders,
-GetBalances and GetSnapshot answer from memory with source LIVE and no upstream call.
+GetBalances and GetSnapshot answer from memory with source LIVE and no upstream call
+(a balance only once the background refresh has fetched the account's figures that the
+sync socket lacks; before that its read falls through to the cache or upstream).
 ``as_of`` is when the account's data was last known true: its last event, or the last
 snapshot when nothing happened since.
 """
@@ -16,6 +18,7 @@ from typing import Any, Final
 import msgspec
 
 from server.broker.schemas import Account
+from server.live.figures import NOT_FETCHED_YET
 from server.live.hub import StreamHub
 from server.live.views import LiveViews
 from server.records import (
@@ -28,6 +31,13 @@ from server.records import (
 )
 
 _ENCODER: Final = msgspec.msgpack.Encoder()
+
+
+def _awaiting_refresh(data: BalanceData) -> bool:
+    """True until the background refresh first answered for the account (server/live/
+    figures.py): until then a read takes the balance from the cache or upstream, which
+    has every figure, instead of a live one with Tradovate's PnL figures unknown."""
+    return NOT_FETCHED_YET in data.unknown.values()
 
 
 class LiveReadSource:
@@ -134,7 +144,8 @@ class LiveReadSource:
         for account_id in account_ids:
             memo = memos.get(account_id)
             if memo is not None and self._still(memo, account_id):
-                out[account_id] = Fetched(memo.record, self._as_of(account_id))
+                if not _awaiting_refresh(memo.record):
+                    out[account_id] = Fetched(memo.record, self._as_of(account_id))
                 continue
             data = self._views.balance_data(account_id)
             if data is not None:
@@ -148,7 +159,8 @@ class LiveReadSource:
                 # Open PnL moves with the prices of the account's position contracts.
                 contracts = {p.contract_id for p in self._state.positions_of(account_id)}
                 memos[account_id] = self._memo(account_id, data, contracts)
-                out[account_id] = Fetched(data, self._as_of(account_id))
+                if not _awaiting_refresh(data):
+                    out[account_id] = Fetched(data, self._as_of(account_id))
         return out
 
     def _memo(self, account_id: int, record: Any, contracts: Iterable[int | None]) -> _Memo:

@@ -39,7 +39,7 @@ from server.live.errors import (
     UpstreamLost,
 )
 from server.live.hub import ALL_KINDS, EndReason, StreamHub, Subscription
-from server.live.queue import chained
+from server.live.queue import chained, marked
 
 logger = logging.getLogger(__name__)
 
@@ -281,27 +281,40 @@ class StreamSession:
             self._schedule_heartbeat()
             previous = self.start_sequence
             while True:
+                self._raise_if_ended()
                 # On schedule, and at once when the upstream's health changes.
                 if self._heartbeat_due or self._views.healthy != self._told_healthy:
                     self._heartbeat_due = False
                     self._told_healthy = self._views.healthy
                     yield self._heartbeat_message()
                     self._reschedule_heartbeat()
+                # ``sub.end()`` empties this list: the rest of it is dropped at once.
                 batch = sub.take()
-                if batch:
+                if not batch:
+                    await sub.wait()
+                    continue
+                merges = sub.merges_in_hand
+                if merges:
+                    # A stream that fell behind: mark what each delta stands for.
                     for delta in batch:
-                        # The body already names the delta just before it; a filtered
-                        # stream, which skipped some, appends its own previous.
-                        yield (
+                        body = (
                             delta.body
                             if delta.sequence == previous + 1
                             else chained(delta.body, previous)
                         )
+                        merge = merges.get(delta.sequence)
+                        yield body if merge is None else marked(body, merge)
                         previous = self.last_sequence = delta.sequence
                     continue
-                if sub.ended is not None:
-                    raise self._end_error(sub.ended, sub.end_detail)
-                await sub.wait()
+                for delta in batch:
+                    # The body already names the delta just before it; a filtered
+                    # stream, which skipped some, appends its own previous.
+                    yield (
+                        delta.body
+                        if delta.sequence == previous + 1
+                        else chained(delta.body, previous)
+                    )
+                    previous = self.last_sequence = delta.sequence
         finally:
             self.close()
 
@@ -329,8 +342,23 @@ class StreamSession:
         shared = self._heartbeat_body(self._account_ids)
         return shared + pb.StreamUpdate(**own).SerializeToString()
 
+    def _raise_if_ended(self) -> None:
+        if self._sub.ended is not None:
+            raise self._end_error(self._sub.ended, self._sub.end_detail)
+
+    @property
+    def resume_point(self) -> int:
+        """The sequence to resume after: the last delta sent, or just below the earliest
+        delta merged into one that the stream ended before sending (in its queue, or in
+        the batch in hand), since resuming must not pass a delta that was never sent."""
+        sent = self.last_sequence
+        floors = [m.first for seq, m in self._sub.merges_in_hand.items() if seq > sent]
+        if self._sub.unsent_floor is not None:
+            floors.append(self._sub.unsent_floor)
+        return min(sent, min(floors) - 1) if floors else sent
+
     def _end_error(self, reason: EndReason, detail: str) -> Exception:
-        seq, epoch = self.last_sequence, self._hub.epoch
+        seq, epoch = self.resume_point, self._hub.epoch
         if reason is EndReason.SLOW_CONSUMER:
             return SlowConsumer(sequence=seq, epoch=epoch)
         if reason is EndReason.DRAIN:

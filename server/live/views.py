@@ -7,9 +7,11 @@ exactly those. Each change is converted once, to the field dicts of server/conve
 which the hub builds into a StreamUpdate and serializes once. A view's own proto, for
 reads and snapshots, is made when first asked for after a change.
 
-PnL is not part of the position and balance views: it changes with every quote. It goes
-out as PnlUpdate, throttled per account, and is filled into positions and balances
-whenever they are sent or read.
+The gateway's mark-to-market (PnL from quotes) is not part of the position and balance
+views: it changes with every quote. It goes out as PnlUpdate, throttled per account, and
+is filled into positions (open_pnl) and balances (mark_*) whenever they are sent or read.
+Tradovate's own balance figures that the sync socket lacks come from the background
+refresh (server/live/figures.py, passed in as ``figures``) and are balance-view inputs.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from server.broker.schemas import (
     Position,
     Quote,
 )
+from server.live.balances import live_balance
+from server.live.figures import AccountFigures
 from server.live.hub import StreamHub
 from server.live.open_positions import OpenPositions
 from server.live.pnl import (
@@ -38,7 +42,6 @@ from server.live.pnl import (
     PriceBook,
     Throttle,
     account_pnl,
-    balance_snapshot,
     position_pnl,
 )
 from server.live.state import ACCOUNTS, BALANCES, ORDERS, POSITIONS, LiveState, Touch
@@ -53,7 +56,10 @@ _RANK: dict[int, int] = {ACCOUNTS: 0, ORDERS: 1, POSITIONS: 2, BALANCES: 3}
 
 PositionInputs = tuple[Position, str, ContractRef | None]
 OrderInputs = tuple[OrderDetail, str, ContractRef | None]
-BalanceInputs = tuple[Account, tuple[CashBalance, ...], MarginSnapshot | None]
+BalanceInputs = tuple[
+    Account, tuple[CashBalance, ...], MarginSnapshot | None, AccountFigures | None
+]
+FiguresOf = Callable[[int], AccountFigures | None]
 
 
 @dataclass(slots=True)
@@ -87,8 +93,10 @@ class LiveViews:
         pnl_interval: float = 0.1,
         on_contracts: Callable[[frozenset[int]], None] | None = None,
         on_unknown_contracts: Callable[[set[int]], None] | None = None,
+        figures: FiguresOf | None = None,
     ) -> None:
         self.state = state
+        self._figures: FiguresOf = figures or _no_figures
         self.hub = hub
         self.prices = PriceBook()
         self.healthy = False
@@ -152,6 +160,15 @@ class LiveViews:
             if position is not None:
                 self._throttle.mark(position.account_id)
 
+    def holders(self, contract_id: int) -> set[int]:
+        """The accounts with an open position in the contract."""
+        positions = self.state.positions
+        return {
+            position.account_id
+            for position_id in self._open.holders(contract_id)
+            if (position := positions.get(position_id)) is not None
+        }
+
     def generation(self, account_id: int) -> int:
         """Changes whenever the account's positions, orders, balance or names may have."""
         return self._generations.get(account_id, 0)
@@ -167,7 +184,7 @@ class LiveViews:
         self._pnl_memo = {}
         try:
             published = self._refresh_touches(touches, received_ns, pnl_accounts)
-            if published:
+            if published and received_ns:
                 self.last_change_ns = received_ns
             self._report_unknown_contracts(touches)
             self._open.settle()
@@ -228,11 +245,14 @@ class LiveViews:
             info = self.state.contract_infos.get(contract_id)
             if info is None:
                 return None
-            return ContractRef(symbol=info.symbol, value_per_point=info.value_per_point)
+            return ContractRef(
+                symbol=info.symbol, value_per_point=info.value_per_point, tick_size=info.tick_size
+            )
         product = self.state.product_of(contract_id)
         return ContractRef(
             symbol=contract.name,
             value_per_point=product.value_per_point if product is not None else None,
+            tick_size=product.tick_size if product is not None else None,
         )
 
     def value_per_point(self, contract_id: int) -> Decimal | None:
@@ -241,6 +261,13 @@ class LiveViews:
             return product.value_per_point
         info = self.state.contract_infos.get(contract_id)
         return info.value_per_point if info is not None else None
+
+    def tick_size(self, contract_id: int) -> Decimal | None:
+        product = self.state.product_of(contract_id)
+        if product is not None:
+            return product.tick_size
+        info = self.state.contract_infos.get(contract_id)
+        return info.tick_size if info is not None else None
 
     def has_account(self, account_id: int) -> bool:
         return account_id in self.state.accounts
@@ -320,8 +347,10 @@ class LiveViews:
             self.value_per_point(position.contract_id),
         )
         return {
-            "last_price": convert.decimal_fields(row.last_price),
-            "open_pnl": convert.decimal_fields(row.open_pnl),
+            "last_price": convert.price_fields(
+                row.last_price, self.tick_size(position.contract_id)
+            ),
+            "open_pnl": convert.money_fields(row.open_pnl),
         }
 
     def positions_of(self, account_id: int, *, include_flat: bool = True) -> list[pb.Position]:
@@ -392,7 +421,18 @@ class LiveViews:
         account = self.state.accounts.get(account_id)
         if account is None:
             return None
-        return (account, tuple(self.state.cash_of(account_id)), self.state.margins.get(account_id))
+        return (
+            account,
+            tuple(self.state.cash_of(account_id)),
+            self.state.margins.get(account_id),
+            self._figures(account_id),
+        )
+
+    def figures_changed(self, account_ids: Iterable[int]) -> int:
+        """The background refresh fetched these accounts' figures: publish their balances."""
+        touches = [Touch(BALANCES, a, a) for a in account_ids if a in self.state.accounts]
+        # No socket frame behind them: their deltas have no received_time.
+        return self.refresh(touches, 0) if touches else 0
 
     def _refresh_balance(self, account_id: int, received_ns: int) -> bool:
         inputs = self._balance_inputs(account_id)
@@ -425,13 +465,27 @@ class LiveViews:
         return found
 
     def balance_data(self, account_id: int) -> BalanceData | None:
-        """The account's balance in the read records' shape, with live open PnL."""
+        """The account's balance in the read records' shape: Tradovate's figures, with the
+        gateway's mark-to-market apart (server/live/balances.py)."""
         if account_id not in self.state.accounts:
             return None
-        snapshot = balance_snapshot(
-            self.state.cash_of(account_id), self.state.margins.get(account_id), self.pnl(account_id)
+        return live_balance(
+            self.state.cash_of(account_id),
+            self.state.margins.get(account_id),
+            self._figures(account_id),
+            self.pnl(account_id),
+            self.mark_time(account_id),
         )
-        return BalanceData(snapshot=snapshot)
+
+    def mark_time(self, account_id: int) -> float | None:
+        """When the account's mark was true: its newest quote (None with no open position)."""
+        changed = self.prices.changed_at
+        times = [
+            changed[p.contract_id]
+            for p in self.state.positions_of(account_id)
+            if p.net_pos and p.contract_id in changed
+        ]
+        return max(times) if times else None
 
     def balance(self, account_id: int) -> pb.Balance | None:
         fields = self._balance_fields(account_id)
@@ -446,7 +500,7 @@ class LiveViews:
 
     def pnl_update(self, account_id: int) -> pb.PnlUpdate:
         pnl = self.pnl(account_id)
-        decimal = convert.decimal_fields
+        money = convert.money_fields
         positions = []
         for row in pnl.positions:
             ref = self.contract_ref(row.position.contract_id)
@@ -456,18 +510,25 @@ class LiveViews:
                     "contract_id": row.position.contract_id,
                     "symbol": ref.symbol if ref is not None else "",
                     "net_pos": row.position.net_pos,
-                    "last_price": decimal(row.last_price),
-                    "open_pnl": decimal(row.open_pnl),
+                    "last_price": convert.price_fields(
+                        row.last_price, ref.tick_size if ref is not None else None
+                    ),
+                    "open_pnl": money(row.open_pnl),
                 }
             )
         fields: convert.Fields = {
             "account_id": account_id,
             "account_name": self.account_name(account_id),
-            "realized_pnl": decimal(pnl.realized_pnl),
-            "open_pnl": decimal(pnl.open_pnl) if pnl.complete else None,
-            "total_pnl": decimal(pnl.total_pnl) if pnl.complete else None,
+            "realized_pnl": money(pnl.realized_pnl),
+            "open_pnl": money(pnl.open_pnl) if pnl.complete else None,
+            "total_pnl": money(pnl.total_pnl) if pnl.complete else None,
+            "mark_open_pnl": money(pnl.open_pnl) if pnl.complete else None,
+            "mark_total_pnl": money(pnl.total_pnl) if pnl.complete else None,
             "positions": positions,
         }
+        marked = self.mark_time(account_id)
+        if marked is not None:
+            fields["mark_time"] = convert.epoch_fields(marked)
         return pb.PnlUpdate(**fields)
 
     def _publish_pnl(self, account_id: int) -> None:
@@ -570,6 +631,10 @@ class LiveViews:
             event_ns=event_ns or received_ns,
             received_ns=received_ns,
         )
+
+
+def _no_figures(account_id: int) -> AccountFigures | None:
+    return None
 
 
 def _ranked(touches: Collection[Touch]) -> list[Touch]:

@@ -9,7 +9,8 @@ Nothing outside this package imports prometheus_client.
 from __future__ import annotations
 
 import logging
-from typing import Final
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final
 
 from aiohttp import web
 from prometheus_client import (
@@ -20,6 +21,9 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+
+if TYPE_CHECKING:
+    from server.broker import Circuit
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +43,13 @@ LATENCY_BUCKETS: Final = (
     5.0,
     10.0,
 )
-PENALTY_REASONS: Final = frozenset({"BROKER_PENALTY", "BROKER_RATE_LIMITED", "BROKER_LOCKED_OUT"})
+PENALTY_REASONS: Final = frozenset(
+    {"BROKER_PENALTY", "BROKER_RATE_LIMITED", "BROKER_LOCKED_OUT", "BROKER_CAPTCHA_REQUIRED"}
+)
+#: The circuits that stop every upstream call for a time (429, 423, p-captcha).
+CIRCUIT_REASONS: Final = ("BROKER_RATE_LIMITED", "BROKER_LOCKED_OUT", "BROKER_CAPTCHA_REQUIRED")
+
+CircuitSource = Callable[[], "Circuit | None"]
 
 
 class Metrics:
@@ -103,6 +113,20 @@ class Metrics:
         )
         for component in ("broker_login", "upstream", "cache"):
             self.component_up.labels(component).set(0)
+        self.circuit_seconds = Gauge(
+            "tg_upstream_circuit_seconds",
+            "Seconds left while a 429, 423 or captcha circuit stops every upstream call, "
+            "by reason (0 when closed)",
+            ["reason"],
+            registry=r,
+        )
+        for reason in CIRCUIT_REASONS:
+            self.circuit_seconds.labels(reason).set(0)
+
+    def watch_circuit(self, source: CircuitSource) -> None:
+        """Read the circuit's time left from ``source`` at every scrape."""
+        for reason in CIRCUIT_REASONS:
+            self.circuit_seconds.labels(reason).set_function(_left_for(source, reason))
 
     # --- hooks other modules call ---------------------------------------------------
     def rpc_done(self, method: str, code: str, seconds: float) -> None:
@@ -141,6 +165,14 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _left_for(source: CircuitSource, reason: str) -> Callable[[], float]:
+    def left() -> float:
+        circuit = source()
+        return circuit.retry_after if circuit is not None and circuit.reason == reason else 0.0
+
+    return left
 
 
 class MetricsServer:

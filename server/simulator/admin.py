@@ -18,7 +18,7 @@ from server.simulator.control import Control
 logger = logging.getLogger(__name__)
 
 READ_ONLY = frozenset(
-    {"counters", "event_log", "last_seq", "account_ids", "accounts", "contracts", "price"}
+    {"counters", "event_log", "last_seq", "account_ids", "accounts", "contracts", "price", "ledger"}
 )
 HIDDEN = frozenset({"close_session_sockets"})
 

@@ -18,6 +18,7 @@ from server.simulator.app import Simulator
 from server.simulator.config import (
     DEFAULT_USER_LIMITS,
     PROPS_ARRAY_MODES,
+    SYNC_MARGIN_MODES,
     SimConfig,
     default_endpoint_limits,
 )
@@ -102,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="mixed",
         help="send props entities as single objects, arrays, or a seeded mix (default mixed)",
     )
+    activity.add_argument(
+        "--sync-margin-snapshots",
+        choices=SYNC_MARGIN_MODES,
+        default="include",
+        help="the sync snapshot's marginSnapshots: the margins, null, or [] (default include)",
+    )
     faults = p.add_argument_group("latency, faults and limits")
     faults.add_argument("--latency-ms", type=float, default=0.0, help="added latency per call, ms")
     faults.add_argument(
@@ -144,6 +151,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         price_interval=args.price_interval,
         activity_rate=args.activity_rate,
         props_arrays=args.props_arrays,
+        sync_margin_snapshots=args.sync_margin_snapshots,
         latency_ms=args.latency_ms,
         jitter_ms=args.jitter_ms,
         error_rate=args.error_rate,

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 PROPS_ARRAY_MODES = ("never", "always", "mixed")
+#: What the sync snapshot's ``marginSnapshots`` holds: the margin snapshots, null, or [].
+SYNC_MARGIN_MODES = ("include", "null", "empty")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,6 +67,9 @@ class SimConfig:
     price_interval: float = 0.5
     activity_rate: float = 0.0
     props_arrays: str = "mixed"
+    # The user/syncrequest snapshot's marginSnapshots: "include" (the store's), or "null" /
+    # "empty" as some Tradovate sessions send (clients must fetch margins over REST).
+    sync_margin_snapshots: str = "include"
     # Rate limits.
     endpoint_limits: Mapping[str, EndpointLimit] = field(default_factory=default_endpoint_limits)
     user_limits: tuple[tuple[int, float], ...] = DEFAULT_USER_LIMITS
@@ -82,6 +87,8 @@ class SimConfig:
             raise ValueError("accounts must be at least 1")
         if self.props_arrays not in PROPS_ARRAY_MODES:
             raise ValueError(f"props_arrays must be one of {PROPS_ARRAY_MODES}")
+        if self.sync_margin_snapshots not in SYNC_MARGIN_MODES:
+            raise ValueError(f"sync_margin_snapshots must be one of {SYNC_MARGIN_MODES}")
         if self.token_ttl <= 0:
             raise ValueError("token_ttl must be positive")
         if self.max_sessions < 1:

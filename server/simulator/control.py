@@ -15,6 +15,7 @@ from server.simulator.config import EndpointLimit
 from server.simulator.core import SimCore
 from server.simulator.faults import TimeoutRule
 from server.simulator.frames import event, normalize_endpoint
+from server.simulator.ledger import account_ledger
 from server.simulator.orders import EngineError
 from server.simulator.sessions import Session
 from server.simulator.sockets import Conn
@@ -294,6 +295,16 @@ class Control:
     def last_seq(self) -> int:
         return self._core.hub.seq
 
+    def ledger(self, account_id: int | None = None) -> list[dict[str, Any]]:
+        """The engine's true figures per account (all accounts, or one): cash, realized, open
+        PnL at the mark, net liq, total PnL, margins (``reported`` doubles and ``exact``
+        text), positions with netPos and netPrice, and orders with status and fills."""
+        engine = self._core.engine
+        if account_id is None:
+            return [account_ledger(engine, a) for a in self._core.store.account_ids()]
+        self._require_account(int(account_id))
+        return [account_ledger(engine, int(account_id))]
+
     def account_ids(self) -> list[int]:
         return self._core.store.account_ids()
 
@@ -317,6 +328,7 @@ class Control:
                 "tickSize": float(c.tick),
                 "isFront": c.is_front,
                 "price": float(market.last(c.contract_id)),
+                "mark": float(market.mark(c.contract_id)),
             }
             for c in market.contracts.values()
         ]

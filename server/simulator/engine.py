@@ -15,6 +15,7 @@ from typing import Any
 from server.simulator.catalog import USD_CURRENCY_ID, ContractSpec
 from server.simulator.clock import iso
 from server.simulator.events import CREATED, DELETED, UPDATED, ChangeBatch
+from server.simulator.figures import AccountFigures, account_figures
 from server.simulator.market import Market
 from server.simulator.orders import (
     ACTIONS,
@@ -159,11 +160,7 @@ class TradingEngine:
     ) -> None:
         """A position carried over from the previous trade date (prevPos, prevPrice)."""
         state = self._position(account_id, contract)
-        state.prev_pos = prev_pos
-        state.prev_price = prev_price
-        state.net = prev_pos
-        state.cost = prev_price * abs(prev_pos)
-        state.updated = time.time()
+        state.carry(prev_pos, prev_price, time.time())
         with self.changes():
             self.put("position", state.entity(), account_id)
             self._put_margin(account_id, state.updated)
@@ -182,11 +179,7 @@ class TradingEngine:
         return state
 
     def _put_margin(self, account_id: int, ts: float) -> None:
-        initial = maintenance = 0
-        for cid, state in self.positions[account_id].items():
-            spec = self.market.contracts[cid].spec
-            initial += abs(state.net) * spec.initial_margin
-            maintenance += abs(state.net) * spec.maintenance_margin
+        initial, maintenance = self.margins(account_id)
         entity = {
             "id": account_id,
             "timestamp": iso(ts),
@@ -315,6 +308,7 @@ class TradingEngine:
         contract = self.market.contracts[order.contract_id]
         order.filled += qty
         order.filled_value += price * qty
+        order.filled_value_f += float(price) * qty
         if order.remaining == 0:
             order.status = "Filled"
             self._unwork(order)
@@ -325,11 +319,11 @@ class TradingEngine:
             self._report(order, order.version_id, "Trade", ts, (qty, price))
             self._put_order(order)
             position = self._position(account_id, contract)
-            realized = position.apply_fill(order.buy, qty, price, ts)
+            realized, realized_f = position.apply_fill(order.buy, qty, price, ts)
             self.put("position", position.entity(), account_id)
-            if realized:
+            if realized or realized_f:
                 cash = self.cash[account_id]
-                cash.book(realized, ts)
+                cash.book(realized, realized_f, ts)
                 self.put("cashBalance", cash.entity(USD_CURRENCY_ID), account_id)
             self._put_margin(account_id, ts)
         return fill_id
@@ -413,20 +407,28 @@ class TradingEngine:
 
     # ---- reads ------------------------------------------------------------------------------
 
-    def cash_snapshot(self, account_id: int) -> dict[str, Any]:
-        """CashBalanceSnapshot: cash, realized and open PnL (from current prices), margins."""
-        cash = self.cash[account_id]
-        open_pnl = Fraction(0)
+    def margins(self, account_id: int) -> tuple[int, int]:
+        """Initial and maintenance margin: per-contract figures times |netPos|, summed."""
+        initial = maintenance = 0
         for cid, state in self.positions[account_id].items():
-            open_pnl += state.open_pnl(self.market.last(cid))
-        margin = self.store.table("marginSnapshot").get(account_id) or {}
-        return {
-            "totalCashValue": money_out(cash.amount),
-            "totalPnL": money_out(cash.realized + open_pnl),
-            "initialMargin": float(margin.get("initialMargin", 0.0)),
-            "maintenanceMargin": float(margin.get("maintenanceMargin", 0.0)),
-            "netLiq": money_out(cash.amount + open_pnl),
-            "openPnL": money_out(open_pnl),
-            "realizedPnL": money_out(cash.realized),
-            "weekRealizedPnL": money_out(cash.week_realized),
-        }
+            spec = self.market.contracts[cid].spec
+            initial += abs(state.net) * spec.initial_margin
+            maintenance += abs(state.net) * spec.maintenance_margin
+        return initial, maintenance
+
+    def figures(self, account_id: int) -> AccountFigures:
+        """The account's Tradovate figures, exact and as the double-based engine reports them.
+
+        Open PnL is marked at each contract's mid price (``Market.mark``), not at the last
+        trade: see docs/SIMULATOR.md, "Tradovate's own figures".
+        """
+        return account_figures(
+            self.cash[account_id],
+            self.positions[account_id].values(),
+            self.market.mark,
+            self.margins(account_id),
+        )
+
+    def cash_snapshot(self, account_id: int) -> dict[str, Any]:
+        """CashBalanceSnapshot: the engine's figures as doubles, as Tradovate sends them."""
+        return self.figures(account_id).reported()

@@ -89,6 +89,11 @@ class Market:
         book = self.books[contract_id]
         return (book.bid + 1) * book.contract.tick
 
+    def mark(self, contract_id: int) -> Fraction:
+        """The mid price, (bid + offer) / 2: where the engine marks open positions."""
+        book = self.books[contract_id]
+        return (2 * book.bid + 1) * book.contract.tick / 2
+
     def to_ticks(self, contract_id: int, price: Fraction) -> int:
         """Price on the tick grid (nearest tick)."""
         tick = self.contracts[contract_id].tick

@@ -49,6 +49,7 @@ class OrderState:
     status: str = "Working"
     filled: int = 0
     filled_value: Fraction = field(default_factory=Fraction)
+    filled_value_f: float = 0.0  # the same sum in doubles: avgPx is computed from it
 
     @property
     def buy(self) -> bool:
@@ -123,7 +124,7 @@ class OrderState:
             "exchangeOrderId": f"X{self.order_id}",
         }
         if self.filled:
-            out["avgPx"] = price_out(self.filled_value / self.filled)
+            out["avgPx"] = self.filled_value_f / self.filled
         if last is not None:
             out["lastQty"] = last[0]
             out["lastPx"] = price_out(last[1])

@@ -102,13 +102,15 @@ def _scoped(
 
 def snapshot(
     core: SimCore, accounts: list[int] | None, types: frozenset[str] | None
-) -> dict[str, list[Entity]]:
-    """The SyncMessage: every collection, limited to `accounts` and `types` when given."""
+) -> dict[str, list[Entity] | None]:
+    """The SyncMessage: every collection, limited to `accounts` and `types` when given.
+
+    ``SimConfig.sync_margin_snapshots`` can make ``marginSnapshots`` null or empty."""
     store = core.store
     orders: list[int] = []
     if accounts is not None:
         orders = [o["id"] for o in store.orders.ldeps(accounts)]
-    out: dict[str, list[Entity]] = {}
+    out: dict[str, list[Entity] | None] = {}
     for entity_type, plural in COLLECTIONS.items():
         if entity_type == "user":
             out[plural] = [core.user] if accounts != [] else []
@@ -119,6 +121,9 @@ def snapshot(
             out[plural] = store.table(entity_type).values()
         else:
             out[plural] = _scoped(core, entity_type, accounts, orders)
+    margin_mode = core.config.sync_margin_snapshots
+    if margin_mode != "include" and "marginSnapshots" in out:
+        out["marginSnapshots"] = None if margin_mode == "null" else []
     return out
 
 

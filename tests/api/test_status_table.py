@@ -23,7 +23,7 @@ CASES = [
         Code.UNAVAILABLE,
         "BROKER_AUTH_FAILED",
     ),
-    (broker.CaptchaRequired("captcha"), Code.UNAVAILABLE, "BROKER_CAPTCHA_REQUIRED"),
+    (broker.CaptchaRequired("captcha"), Code.RESOURCE_EXHAUSTED, "BROKER_CAPTCHA_REQUIRED"),
     (broker.PenaltyError(15.0), Code.RESOURCE_EXHAUSTED, "BROKER_PENALTY"),
     (broker.RateLimitedError(60.0), Code.RESOURCE_EXHAUSTED, "BROKER_RATE_LIMITED"),
     (broker.LockedOutError(retry_after=3600), Code.RESOURCE_EXHAUSTED, "BROKER_LOCKED_OUT"),

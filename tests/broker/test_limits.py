@@ -16,8 +16,9 @@ from server.broker import (
     TradovateClient,
     UpstreamTimeout,
 )
+from server.broker.errors import is_fatal
 from server.simulator import Simulator
-from tests.broker.conftest import ClientFactory
+from tests.broker.conftest import ClientFactory, eventually
 
 
 def calls(sim: Simulator, endpoint: str) -> int:
@@ -127,3 +128,51 @@ async def test_client_bucket_fails_fast_when_the_slot_is_past_the_deadline(
         await client.accounts(timeout=0.2)
     assert time.monotonic() - started < 0.5  # the next slot is ~1 s away: no waiting for it
     assert sim.control.counters()["total"] == 0
+
+
+async def test_no_other_call_goes_to_an_endpoint_sitting_out_a_ticket(
+    sim: Simulator, client: TradovateClient
+) -> None:
+    account = await first_account(client)
+    expected = await client.positions([account])
+    sim.control.reset_counters()
+    sim.control.penalize("position/deps", count=1, p_time=1.0)
+    holder = asyncio.create_task(client.positions([account]))
+    await eventually(lambda: calls(sim, "position/deps") == 1)
+    others = [asyncio.create_task(client.positions([account])) for _ in range(3)]
+    started = time.monotonic()
+    with pytest.raises(PenaltyError) as short:  # cannot wait that long: fails at once
+        await client.positions([account], timeout=0.3)
+    assert time.monotonic() - started < 0.2
+    assert 0.3 <= short.value.retry_after <= 1.0
+    await asyncio.sleep(0.5)
+    during = calls(sim, "position/deps")
+    print(f"\n4 callers, 1 p-ticket of 1 s: {during} call(s) while it was sat out")
+    assert during == 1  # nothing else went while the ticket ran
+    assert await holder == expected
+    for other in others:
+        assert await other == expected
+    assert calls(sim, "position/deps") == 2 + 3  # the ticket's re-send, then the others
+
+
+async def test_a_captcha_on_a_data_endpoint_stops_every_call(
+    sim: Simulator, make_client: ClientFactory
+) -> None:
+    client = await make_client(sim, captcha_backoff=30.0)
+    account = await first_account(client)
+    sim.control.penalize("cashbalance/deps", count=1, p_time=1.0, captcha=True)
+    with pytest.raises(CaptchaRequired) as first:
+        await client.cash_balances([account])
+    assert first.value.retry_after is not None and 29 < first.value.retry_after <= 30
+    assert not is_fatal(first.value)  # time-bounded: the circuit enforces the wait
+    sim.control.reset_counters()
+    for call in (client.accounts(), client.positions([account]), client.cash_balances([account])):
+        with pytest.raises(CaptchaRequired) as again:
+            await call
+        assert again.value.retry_after is not None and again.value.retry_after > 25
+    after = sim.control.counters()["total"]
+    print(f"\ncaptcha on cashBalance/deps: {after} upstream call(s) for 3 reads after it")
+    assert after == 0  # nothing reached Tradovate
+    circuit = client.circuit()
+    assert circuit is not None and circuit.reason == "BROKER_CAPTCHA_REQUIRED"
+    assert client.rate_limited_for > 25

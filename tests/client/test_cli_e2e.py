@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from client import cli
+from client import TradingClient, cli
+from client.errors import InvalidArgumentError
 from tests.support.stack import Stack, running_stack
 
 
@@ -90,3 +91,42 @@ async def test_unknown_account_is_a_one_line_error(
     assert captured.err.count("\n") == 1
     assert "(NOT_FOUND, ACCOUNT_NOT_FOUND)" in captured.err
     assert "NO_SUCH_ACCOUNT" in captured.err
+
+
+BLANKS: list[tuple[str | list[str], str]] = [
+    ([""], "EMPTY_ACCOUNT"),
+    ("", "EMPTY_ACCOUNT"),
+    (["   "], "MALFORMED_ACCOUNT"),
+    (",,", "EMPTY_ACCOUNT"),
+]
+
+
+async def test_a_blank_selector_entry_is_the_gateways_invalid_argument(stack: Stack) -> None:
+    """An unset variable (``accounts=[os.environ.get(...)]``) must not widen to every account."""
+    async with TradingClient(stack.address, timeout=10) as client:
+        every = await client.get_positions()
+        assert len(every.accounts) == 3
+        for accounts, reason in BLANKS:
+            for call in (client.get_positions, client.get_balances, client.get_snapshot):
+                with pytest.raises(InvalidArgumentError) as refused:
+                    await call(accounts)
+                assert refused.value.reason == reason, (accounts, call)
+                assert "selector.accounts[0]" in refused.value.message
+
+
+async def test_the_cli_refuses_a_blank_accounts_entry(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for given in ["", "  ", ",,", "DEMO1,,DEMO2", "DEMO1,"]:
+        argv = ["positions", "--accounts", given, "--address", stack.address]
+        with pytest.raises(SystemExit) as caught:
+            await asyncio.to_thread(cli.main, argv)
+        assert caught.value.code == 2, given
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert "blank account entry" in captured.err
+        assert "leave out --accounts to select every active account" in captured.err
+    # The same command without the blank entry reads the named account.
+    chosen = (await cli_json(capsys, stack, "accounts"))["accounts"][0]["name"]
+    positions = await cli_json(capsys, stack, "positions", "--accounts", f" {chosen} ")
+    assert [part["meta"]["account_name"] for part in positions["accounts"]] == [chosen]

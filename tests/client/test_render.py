@@ -86,6 +86,19 @@ def test_balances_with_totals_row() -> None:
     assert lines[-1].startswith("  DEMO2  DEADLINE_EXCEEDED")
 
 
+def test_a_total_with_gaps_is_blank_and_names_the_accounts() -> None:
+    response = pb.GetBalancesResponse()
+    response.CopyFrom(samples.BALANCES)
+    response.totals.ClearField("initial_margin")
+    response.totals.gaps.add(figure="initial_margin", account_ids=[101, 103])
+    response.totals.gaps.add(figure="mark_open_pnl", account_ids=[103])  # not a column
+    lines = render.render_balances(response).splitlines()
+    total = lines[2].split()
+    assert total[-2:] == ["-", "2200"]  # blank, never 0
+    gaps = [line for line in lines if line.startswith("no total")]
+    assert gaps == ["no total initial_margin: unknown for account(s) 101, 103"]
+
+
 def test_snapshot_has_every_section() -> None:
     text = render.render_snapshot(samples.SNAPSHOT)
     sections = text.split("\n\n== ")

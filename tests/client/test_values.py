@@ -36,8 +36,27 @@ def test_account_entries() -> None:
     assert account_entries(()) == []
     assert account_entries("DEMO1") == ["DEMO1"]
     assert account_entries(1234567) == ["1234567"]
-    assert account_entries(["DEMO1", 7, " DEMO2 , DEMO3,"]) == ["DEMO1", "7", "DEMO2", "DEMO3"]
+    assert account_entries(["DEMO1", 7, " DEMO2 , DEMO3"]) == ["DEMO1", "7", "DEMO2", "DEMO3"]
     with pytest.raises(TypeError):
         account_entries(True)
     with pytest.raises(TypeError):
         account_entries([False])
+
+
+@pytest.mark.parametrize(
+    ("given", "sent"),
+    [
+        ("", [""]),
+        ([""], [""]),
+        (["  "], ["  "]),
+        ("\t", ["\t"]),
+        (",,", ["", "", ""]),
+        ("DEMO1,,DEMO2", ["DEMO1", "", "DEMO2"]),
+        ("DEMO1, ", ["DEMO1", " "]),
+    ],
+)
+def test_blank_entries_are_sent_as_given_never_dropped(
+    given: str | list[str], sent: list[str]
+) -> None:
+    """Dropping them would turn an unset variable into "every account"."""
+    assert account_entries(given) == sent

@@ -62,9 +62,18 @@ def request(
 
 
 async def synced(stack: Stack) -> LiveService:
+    """Live state has its snapshot and the background refresh its first figures."""
     service = live_of(stack)
     assert await service.wait_synced(WAIT)
+    await until(lambda: figures_fetched(service))
     return service
+
+
+def figures_fetched(service: LiveService) -> bool:
+    refresher = service.figures
+    assert refresher is not None
+    got = [refresher.get(a) for a in service.state.accounts]
+    return all(f is not None and f.snapshot is not None for f in got)
 
 
 def completed(sub: Subscriber) -> bool:
@@ -304,7 +313,7 @@ async def test_live_pnl_equals_hand_computed_values() -> None:
 
         def priced(s: Subscriber) -> bool:
             pnl = [d.pnl for d in s.deltas]
-            if not pnl or not pnl[-1].open_pnl.value:
+            if not pnl or not pnl[-1].mark_open_pnl.value:
                 return False
             rows = {p.symbol: p.open_pnl.value for p in pnl[-1].positions}
             return all(rows.get(k) and Decimal(rows[k]) == v for k, v in hand.items())
@@ -321,9 +330,9 @@ async def test_live_pnl_equals_hand_computed_values() -> None:
         # The account's open PnL sums its open positions (the simulator seeds some more);
         # the total adds the realized PnL of its cash balance.
         open_sum = sum((Decimal(p.open_pnl.value) for p in last.positions), Decimal(0))
-        assert Decimal(last.open_pnl.value) == open_sum
+        assert Decimal(last.mark_open_pnl.value) == open_sum
         realized = Decimal(last.realized_pnl.value)
-        assert Decimal(last.total_pnl.value) == open_sum + realized
+        assert Decimal(last.mark_total_pnl.value) == open_sum + realized
         # Opening fills realize nothing: realized PnL is still the snapshot balance's.
         chunk = next(m for m in sub.messages if m.WhichOneof("payload") == "snapshot")
         assert realized == Decimal(chunk.snapshot.account.balance.balance.realized_pnl.value)
@@ -609,4 +618,4 @@ async def test_unary_live_reads_follow_every_change() -> None:
         positions, _, balance = await read()
         held = es(positions)
         assert held is not None and Decimal(held.last_price.value) == moved
-        assert balance.balance.open_pnl.value != balance_after_fill.balance.open_pnl.value
+        assert balance.balance.mark_open_pnl.value != balance_after_fill.balance.mark_open_pnl.value

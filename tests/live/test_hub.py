@@ -10,7 +10,7 @@ from tradovate_gateway.v1 import trading_pb2 as pb
 from server.errors import ShuttingDown
 from server.live.errors import StreamLimitReached
 from server.live.hub import EndReason, StreamHub
-from server.live.queue import ConflatingQueue, Delta, chained
+from server.live.queue import ConflatingQueue, Delta, Merge, chained, marked
 
 POS = pb.UPDATE_KIND_POSITIONS
 ORD = pb.UPDATE_KIND_ORDERS
@@ -97,6 +97,52 @@ def test_queue_conflates_to_latest_per_key_in_sequence_order() -> None:
     assert [d.sequence for d in taken] == [6, 7, 8, 9]
     assert [d.entity_id for d in taken] == [3, 1, 2, 3]
     assert queue.conflated == 5
+
+
+def test_queue_marks_what_each_kept_delta_merged() -> None:
+    queue = ConflatingQueue(8)
+    for sequence in range(1, 10):  # entities 1,2,3,1,2,3,1,2,3: the 9th overflows
+        assert queue.push(delta(sequence, (sequence - 1) % 3 + 1))
+    assert [d.sequence for d in queue.take_all()] == [6, 7, 8, 9]
+    # 6 (entity 3) replaced 3; 7 (entity 1) replaced 1 and 4; 8 (entity 2) 2 and 5.
+    assert queue.take_merges() == {6: Merge(1, 3), 7: Merge(2, 1), 8: Merge(2, 2)}
+    assert queue.take_merges() == {}  # taken once
+
+
+def test_queue_merges_accumulate_across_conflations_and_account_for_every_delta() -> None:
+    queue = ConflatingQueue(4)
+    pushed = 0
+    for sequence in range(1, 41):
+        assert queue.push(delta(sequence, sequence % 2))
+        pushed += 1
+    taken = queue.take_all()
+    merges = queue.take_merges()
+    # Every pushed delta is either taken or counted in the merge of a taken one.
+    assert len(taken) + sum(m.replaced for m in merges.values()) == pushed
+    assert queue.conflated == pushed - len(taken)
+    for d in taken:
+        merge = merges.get(d.sequence)
+        if merge is not None:
+            assert merge.first < d.sequence and merge.first % 2 == d.sequence % 2
+    assert min(m.first for m in merges.values()) in (1, 2)
+
+
+def test_queue_clear_names_the_earliest_merged_delta_it_dropped() -> None:
+    queue = ConflatingQueue(3)
+    assert queue.clear() is None
+    for sequence, entity in ((1, 1), (2, 2), (3, 1), (4, 3)):
+        assert queue.push(delta(sequence, entity))
+    assert queue.clear() == 1  # 3 stood for 1, and both are dropped unsent
+    assert queue.clear() is None
+
+
+def test_marked_sets_the_merge_fields() -> None:
+    hub = StreamHub(epoch="e1")
+    body = publish(hub, 7, POS, 70, 5).body
+    update = pb.StreamUpdate.FromString(marked(chained(body, 0), Merge(300, 2**33)))
+    assert (update.merged_count, update.merged_from_sequence) == (300, 2**33)
+    assert (update.sequence, update.previous_sequence) == (1, 0)
+    assert pb.StreamUpdate.FromString(body).merged_count == 0
 
 
 def test_queue_refuses_when_conflation_cannot_free_space() -> None:

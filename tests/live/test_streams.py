@@ -18,6 +18,7 @@ from server.live.state import LiveState
 from server.live.streams import LiveStreams, StreamAccount, StreamSession, StreamSettings
 from server.live.views import LiveViews
 from tests.live import factories as f
+from tests.live.streaming import Ledger
 
 ACCOUNTS = [StreamAccount(1, "DEMO1"), StreamAccount(2, "DEMO2")]
 
@@ -51,6 +52,13 @@ class Reader:
 
     async def take(self, n: int) -> list[pb.StreamUpdate]:
         return [await self.next() for _ in range(n)]
+
+    async def until_head(self) -> list[pb.StreamUpdate]:
+        """Messages until one reaches the hub's sequence (heartbeats are not sent here)."""
+        out = [await self.next()]
+        while out[-1].sequence < self.session._hub.sequence:
+            out.append(await self.next())
+        return out
 
 
 def request(**kwargs: object) -> pb.StreamUpdatesRequest:
@@ -267,3 +275,114 @@ async def test_cancelled_stream_is_cleaned_up_at_once() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert streams.hub.stream_count == 0
+
+
+async def test_a_slow_reader_gets_every_delta_or_its_marked_merge() -> None:
+    views, streams = setup(queue_capacity=8)
+    reader = Reader(streams.open(request(), ACCOUNTS))
+    opening = await reader.take(4)
+    start = opening[-1].snapshot_complete.sequence
+    received: list[pb.StreamUpdate] = []
+    for round_ in range(20):
+        for n in range(12):  # 12 deltas over two positions between reads: 8 slots
+            move(views, round_ * 12 + n, position_id=100 + n % 2)
+        received.extend(await reader.until_head())
+    ledger = Ledger(streams.hub._ring)
+    ledger.add_stream(received, start)
+    assert ledger.gaps == 0
+    assert ledger.merges > 0
+    assert ledger.missing(start, streams.hub.sequence, lambda d: True) == []
+    assert len(received) + len(ledger.merged) == streams.hub.sequence - start
+    reader.session.close()
+
+
+async def test_resume_behind_more_than_the_queue_marks_its_merges() -> None:
+    views, streams = setup(queue_capacity=8)
+    for n in range(40):
+        move(views, n, position_id=100 + n % 3 // 2)
+    resumed = Reader(streams.open(request(resume_after_sequence=5, resume_epoch="ep"), ACCOUNTS))
+    _status, complete = await resumed.take(2)
+    assert not complete.snapshot_complete.resync
+    deltas = await resumed.until_head()
+    # Nothing passed silently: the first delta names the resume point and its merges.
+    assert deltas[0].previous_sequence == 5
+    ledger = Ledger(streams.hub._ring)
+    ledger.add_stream(deltas, 5)
+    assert (ledger.gaps, ledger.missing(5, streams.hub.sequence, lambda d: True)) == (0, [])
+    assert sum(d.merged_count for d in deltas) == streams.hub.sequence - 5 - len(deltas)
+    resumed.session.close()
+
+
+async def test_an_ended_stream_stops_at_once_and_its_resume_point_passes_nothing_unsent() -> None:
+    views, streams = setup(queue_capacity=8)
+    slow = Reader(streams.open(request(), ACCOUNTS))
+    start = (await slow.take(4))[-1].snapshot_complete.sequence
+    # Two positions merge in the full queue, then distinct orders overflow it.
+    for n in range(10):
+        move(views, n, position_id=100 + n % 2)
+    for n in range(10):
+        views.apply(f.change("order", f.order(1000 + n, 1)))
+    assert slow.session._sub.ended is not None
+    with pytest.raises(SlowConsumer) as ended:
+        await slow.next()  # nothing queued is sent once the stream is ended
+    resume_point = int(ended.value.metadata["resume_after_sequence"])
+    # The dropped backlog held merged position deltas from the first ones on.
+    assert resume_point == start
+    streams.hub.queue_capacity = 100  # room for the replay: a reader that keeps up now
+    resumed = Reader(
+        streams.open(request(resume_after_sequence=resume_point, resume_epoch="ep"), ACCOUNTS)
+    )
+    _status, complete = await resumed.take(2)
+    assert not complete.snapshot_complete.resync
+    deltas = await resumed.until_head()
+    ledger = Ledger(streams.hub._ring)
+    ledger.add_stream(deltas, resume_point)
+    assert ledger.gaps == 0
+    assert ledger.missing(start, streams.hub.sequence, lambda d: True) == []
+    resumed.session.close()
+
+
+async def test_a_resume_point_stays_below_merged_deltas_the_ended_stream_never_sent() -> None:
+    _views, streams = setup(queue_capacity=8)
+    hub = streams.hub
+
+    def publish(entity_id: int) -> None:
+        position = pb.PositionUpdate(position=pb.Position(id=entity_id, net_pos=hub.sequence))
+        hub.publish(
+            account_id=1,
+            kind=pb.UPDATE_KIND_POSITIONS,
+            entity_id=entity_id,
+            payload={"position": position},
+        )
+
+    reader = Reader(streams.open(request(), ACCOUNTS))
+    start = (await reader.take(4))[-1].snapshot_complete.sequence
+    for entity in (1, 2, 1, 2, 1, 2, 1, 2, 3):  # the 9th conflates: 1 and 2 merge
+        publish(entity)
+    first = await reader.next()  # the batch is taken; its first delta is sent
+    assert (first.sequence, first.merged_count, first.merged_from_sequence) == (
+        start + 7,
+        3,
+        start + 1,
+    )
+    for entity in range(10, 19):  # 9 distinct entities overflow the 8 slots
+        publish(entity)
+    with pytest.raises(SlowConsumer) as ended:
+        await reader.next()  # the rest of the batch is dropped, not sent first
+    resume_point = int(ended.value.metadata["resume_after_sequence"])
+    # Entity 2's merged deltas (from start + 2 on) were never sent: resume before them.
+    assert resume_point == start + 1
+    hub.queue_capacity = 100  # room for the replay: a reader that keeps up now
+    resumed = Reader(
+        streams.open(request(resume_after_sequence=resume_point, resume_epoch="ep"), ACCOUNTS)
+    )
+    await resumed.take(2)
+    deltas = await resumed.until_head()
+    ledger = Ledger(hub._ring)
+    ledger.add_stream([first], start)
+    ledger.add_stream(deltas, resume_point)
+    assert ledger.gaps == 0
+    # start + 7 again, and entity 1's start + 3 and start + 5 it had stood for.
+    assert ledger.repeats == 3
+    assert ledger.missing(start, hub.sequence, lambda d: True) == []
+    resumed.session.close()

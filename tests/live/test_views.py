@@ -190,20 +190,29 @@ async def test_pnl_matches_hand_computed_values() -> None:
     # ES: (5010.75 - 5000.25) * 50 * 2 = 1050; NQ: (17990 - 18000.5) * 20 * -3 = 630.
     last = pnl[-1]
     assert last.account_id == 1
-    assert Decimal(last.open_pnl.value) == Decimal("1680")
+    assert Decimal(last.mark_open_pnl.value) == Decimal("1680")
     assert Decimal(last.realized_pnl.value) == Decimal("25")
-    assert Decimal(last.total_pnl.value) == Decimal("1705")
+    assert Decimal(last.mark_total_pnl.value) == Decimal("1705")
+    # The deprecated aliases carry the same (gateway's) figures.
+    assert (last.open_pnl, last.total_pnl) == (last.mark_open_pnl, last.mark_total_pnl)
+    assert last.HasField("mark_time")
     by_position = {p.position_id: p for p in last.positions}
     assert Decimal(by_position[100].open_pnl.value) == Decimal("1050")
     assert Decimal(by_position[102].open_pnl.value) == Decimal("630")
     # Before NQ had a price the total was unknown, not wrong.
-    assert not pnl[0].HasField("open_pnl")
+    assert not pnl[0].HasField("mark_open_pnl")
     position = views.position(100)
     assert Decimal(position.open_pnl.value) == Decimal("1050")
     assert position.last_price.value == "5010.75"
     balance = views.balance(1)
     assert balance is not None
-    assert Decimal(balance.net_liquidation.value) == Decimal("11680")
+    # The gateway's mark is in mark_*; Tradovate's own figures were never fetched here
+    # (no background refresh), so they are unknown and say so instead of showing a mark.
+    assert Decimal(balance.mark_net_liquidation.value) == Decimal("11680")
+    assert Decimal(balance.mark_open_pnl.value) == Decimal("1680")
+    assert not balance.HasField("net_liquidation")
+    unknown = {u.figure: u.reason for u in balance.unknown_figures}
+    assert unknown["net_liquidation"] == unknown["open_pnl"] == "NOT_FETCHED_YET"
     # The same price again publishes nothing.
     got.clear()
     views.on_quote(f.quote(f.ES_CONTRACT, "5010.75"))

@@ -10,6 +10,8 @@ from tradovate_gateway.v1 import trading_pb2 as pb
 
 from client.cli import main as cli_main
 from client.client import TradingClient
+from client.retry import RetryPolicy
+from client.watch import StreamGapError, Watch, watch_request
 from server.live.components import LiveParts
 from server.live.hub import EndReason
 from server.simulator import SimConfig
@@ -117,10 +119,7 @@ async def test_cli_watch_renders_positions_orders_and_pnl(
         assert "ESZ6" in out
 
 
-def test_watch_drops_duplicates_and_flags_gaps() -> None:
-    from client.retry import RetryPolicy
-    from client.watch import Watch, watch_request
-
+def unit_watch(*, strict: bool = False) -> Watch:
     request = watch_request(
         (),
         (),
@@ -129,19 +128,50 @@ def test_watch_drops_duplicates_and_flags_gaps() -> None:
         resume_after_sequence=0,
         resume_epoch="",
     )
-    watch = Watch(None, (), request, stall_after=1.0, retry_policy=RetryPolicy())  # type: ignore[arg-type]
+    return Watch(None, (), request, stall_after=1.0, retry_policy=RetryPolicy(), strict=strict)  # type: ignore[arg-type]
 
-    def delta(sequence: int, previous: int, epoch: str = "e") -> pb.StreamUpdate:
-        return pb.StreamUpdate(
-            sequence=sequence, previous_sequence=previous, epoch=epoch, pnl=pb.PnlUpdate()
-        )
 
-    complete = pb.StreamUpdate(epoch="e", snapshot_complete=pb.SnapshotComplete(sequence=10))
-    assert watch._accept(complete) is True
+def delta(sequence: int, previous: int, epoch: str = "e", **fields: int) -> pb.StreamUpdate:
+    return pb.StreamUpdate(
+        sequence=sequence, previous_sequence=previous, epoch=epoch, pnl=pb.PnlUpdate(), **fields
+    )
+
+
+def complete(sequence: int) -> pb.StreamUpdate:
+    return pb.StreamUpdate(epoch="e", snapshot_complete=pb.SnapshotComplete(sequence=sequence))
+
+
+def test_watch_counts_merges_flags_gaps_and_drops_repeats() -> None:
+    watch = unit_watch()
+    assert watch._accept(complete(10)) is True
     assert watch._accept(delta(12, 10)) is True
-    assert watch._accept(delta(12, 10)) is False  # a duplicate is dropped
-    assert watch._accept(delta(15, 13)) is None  # 13 never came: reconnect and resume
-    assert watch._accept(delta(16, 12, epoch="other")) is None  # another epoch
-    assert (watch.last_sequence, watch.duplicates, watch.gaps) == (12, 1, 1)
+    # 14 stands for 11 and 13 (the same entity): merged, nothing lost.
+    assert watch._accept(delta(14, 12, merged_count=2, merged_from_sequence=11)) is True
+    assert watch._accept(delta(15, 12)) is None  # 14 was the last: a gap, resume
+    assert watch._accept(delta(16, 14, epoch="other")) is None  # another epoch
+    assert watch.last_sequence == 14
+    assert (watch.stats.delivered, watch.stats.merged, watch.stats.gaps) == (2, 2, 1)
     resumed = watch._next_request()
-    assert (resumed.resume_after_sequence, resumed.resume_epoch) == (12, "e")
+    assert (resumed.resume_after_sequence, resumed.resume_epoch) == (14, "e")
+    # The server ended a stream and named a resume point below the last delta yielded
+    # (it dropped merged deltas unsent): resume there, drop what comes again.
+    watch._note_resume_point({"resume_after_sequence": "11", "resume_epoch": "e"})
+    assert watch._next_request().resume_after_sequence == 11
+    assert watch._accept(complete(11)) is True
+    assert watch.last_sequence == 14
+    assert watch._accept(delta(12, 11)) is False  # a repeat, chained: dropped
+    assert watch._accept(delta(13, 12)) is False
+    assert watch._accept(delta(14, 13)) is False
+    assert watch._accept(delta(15, 14)) is True
+    assert (watch.stats.duplicates, watch.stats.gaps, watch.last_sequence) == (3, 1, 15)
+    assert watch._next_request().resume_after_sequence == 15  # the point is used once
+    assert "2 merged by the server, 1 gaps, 3 repeats" in watch.stats.summary()
+
+
+def test_a_strict_watch_raises_on_a_gap() -> None:
+    watch = unit_watch(strict=True)
+    assert watch._accept(complete(10)) is True
+    with pytest.raises(
+        StreamGapError, match="delta 13 follows 12, but the last delta received was 10"
+    ):
+        watch._accept(delta(13, 12))

@@ -150,7 +150,7 @@ SNAPSHOT_KEYS = (
 )  # fmt: skip
 
 
-async def test_open_pnl_follows_the_price(
+async def test_open_pnl_follows_the_mark(
     http: aiohttp.ClientSession, sim: Simulator, token: Token
 ) -> None:
     accounts = await _accounts(http, sim, token)
@@ -161,9 +161,11 @@ async def test_open_pnl_follows_the_price(
     expected = Fraction(0)
     for p in open_positions:
         c = contracts[p["contractId"]]
-        last = Fraction(repr(c["price"]))
+        # Tradovate's own open PnL: marked at mid, (bid + offer) / 2, not at the last trade.
+        mark = Fraction(repr(c["price"])) + Fraction(repr(c["tickSize"])) / 2
+        assert c["mark"] == float(mark)
         entry = Fraction(repr(p["netPrice"]))
-        expected += (last - entry) * p["netPos"] * Fraction(repr(c["valuePerPoint"]))
+        expected += (mark - entry) * p["netPos"] * Fraction(repr(c["valuePerPoint"]))
     body = {"accountId": account_id}
     snap = (await post(http, sim, "cashBalance/getcashbalancesnapshot", token, body))[1]
     assert snap["openPnL"] == pytest.approx(float(expected), abs=0.011)

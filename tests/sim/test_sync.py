@@ -102,6 +102,23 @@ async def test_array_modes_always_and_never(http: aiohttp.ClientSession) -> None
             await sock.ws.close()
 
 
+async def test_sync_snapshot_can_carry_no_margin_snapshots(http: aiohttp.ClientSession) -> None:
+    for mode, expected in (("null", None), ("empty", []), ("include", "some")):
+        async with Simulator(config(sync_margin_snapshots=mode)).running() as sim:
+            token = await login(http, sim)
+            sock = await open_socket(http, sim.ws_url, token["accessToken"])
+            reply = await sock.request("user/syncrequest", body={"users": [token["userId"]]})
+            margins = reply["d"]["marginSnapshots"]
+            if expected == "some":
+                assert len(margins) == len(sim.control.account_ids())
+            else:
+                assert margins == expected
+            # REST still has them: clients fetch margins there.
+            status, rest = await get(http, sim, "marginSnapshot/list", token)
+            assert status == 200 and len(rest) == len(sim.control.account_ids())
+            await sock.ws.close()
+
+
 async def test_accounts_filter_limits_snapshot_and_events(
     http: aiohttp.ClientSession, sim: Simulator, token: Token
 ) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -31,6 +31,7 @@ from tradovate_gateway.v1 import trading_pb2_grpc as pb_grpc
 from server.config import GatewaySettings, explicit_settings
 from server.main import Gateway, LiveFactory
 from server.simulator import SimConfig, Simulator
+from tests.support.residue import CheckingChannel
 from tests.support.secret_scan import register_secret
 
 READY_TIMEOUT = 20.0
@@ -144,7 +145,8 @@ async def running_stack(
             running_gateway(settings, live_factory=live_factory) as gateway,
             _channel(gateway.address, channel_credentials) as channel,
         ):
-            stub = pb_grpc.TradingServiceStub(channel)
+            # Every Decimal the stub receives is checked for float residue (tests/conftest.py).
+            stub = pb_grpc.TradingServiceStub(cast(grpc.aio.Channel, CheckingChannel(channel)))
             yield Stack(sim, gateway, channel, stub, health_pb2_grpc.HealthStub(channel))
 
 

@@ -10,7 +10,8 @@ Conventions
   for a bad request (INVALID_ARGUMENT, NOT_FOUND for unknown accounts), a caller
   problem (UNAUTHENTICATED, PERMISSION_DENIED), or when the account list itself
   cannot be resolved (UNAVAILABLE, DEADLINE_EXCEEDED).
-- Money, prices and PnL are exact decimal strings (Decimal), never doubles.
+- Money, prices and PnL are exact decimal strings (Decimal), never doubles,
+  written by one rounding rule (see Decimal).
 - Every enum starts with *_UNSPECIFIED = 0.
 """
 
@@ -285,6 +286,20 @@ class Decimal(_message.Message):
     """---------------------------------------------------------------- common types
 
     An exact decimal number, e.g. "5012.25" or "-137.5" (google.type.Decimal style).
+
+    Written without exponent or trailing zeros ("530", not "530.00"; zero is "0"), so
+    the same value is the same string in every response and stream message, on every
+    read path. Tradovate sends doubles; the gateway computes in exact decimal
+    arithmetic from the figures received and rounds once, when it writes the value:
+    - Money (cash, PnL, margins, net liquidation, a position's open PnL): half-even to
+      the currency's minor unit (cents for USD; a currency the gateway does not know
+      keeps at most 8 places). Totals are the sums of the figures shown per account,
+      so a total always equals the sum of its parts.
+    - Prices (limit, stop, fill, last, previous; bought/sold value): as Tradovate sent
+      them, snapped to the contract's tick where a double's residue is all that is
+      off it (2386.3999999999996 -> "2386.4").
+    - Averages (net price, average fill price) and other numbers: at most 8 decimal
+      places, half-even ("71.63333333").
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -513,26 +528,43 @@ class Position(_message.Message):
     prev_pos: _builtins.int
     @_builtins.property
     def net_price(self) -> Global___Decimal:
-        """Average entry price of the open position; unset when flat."""
+        """Average entry price of the open position; unset when flat. An average: at
+        most 8 decimal places (see Decimal).
+        """
 
     @_builtins.property
-    def bought_value(self) -> Global___Decimal: ...
+    def bought_value(self) -> Global___Decimal:
+        """Sum of price * qty of the buys (a price figure: snapped to the tick)."""
+
     @_builtins.property
-    def sold_value(self) -> Global___Decimal: ...
+    def sold_value(self) -> Global___Decimal:
+        """Sum of price * qty of the sells (a price figure: snapped to the tick)."""
+
     @_builtins.property
-    def prev_price(self) -> Global___Decimal: ...
+    def prev_price(self) -> Global___Decimal:
+        """A price: snapped to the tick where only float residue is off it."""
+
     @_builtins.property
     def trade_date(self) -> Global___Date: ...
     @_builtins.property
     def timestamp(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def open_pnl(self) -> Global___Decimal:
-        """(last - net_price) * value_per_point * net_pos, when a last price is known."""
+        """The gateway's own mark-to-market, not Tradovate's (Tradovate reports no open PnL
+        per position): (last_price - net_price) * value_per_point * net_pos, from the last
+        quote the gateway received. Set only on LIVE reads and streams, when a last price
+        is known. Sums to Balance.mark_open_pnl, not to Balance.open_pnl.
+        Money: computed from the exact figures, then rounded to cents (see Decimal).
+        """
 
     @_builtins.property
-    def last_price(self) -> Global___Decimal: ...
+    def last_price(self) -> Global___Decimal:
+        """A price: snapped to the tick where only float residue is off it."""
+
     @_builtins.property
-    def value_per_point(self) -> Global___Decimal: ...
+    def value_per_point(self) -> Global___Decimal:
+        """As Tradovate sent it, at most 8 decimal places."""
+
     def __init__(
         self,
         *,
@@ -606,12 +638,19 @@ class Order(_message.Message):
     """
     text: _builtins.str
     @_builtins.property
-    def limit_price(self) -> Global___Decimal: ...
+    def limit_price(self) -> Global___Decimal:
+        """Prices as Tradovate sent them, snapped to the tick where only float residue
+        is off it (see Decimal).
+        """
+
     @_builtins.property
     def stop_price(self) -> Global___Decimal: ...
     @_builtins.property
     def avg_fill_price(self) -> Global___Decimal:
-        """Volume-weighted price of the fills; unset with no fills."""
+        """Volume-weighted price of the fills, computed exactly from the fill prices
+        received and rounded once: at most 8 decimal places, half-even (snapped to the
+        tick when only float residue is off it); unset with no fills.
+        """
 
     @_builtins.property
     def created_time(self) -> _timestamp_pb2.Timestamp: ...
@@ -652,6 +691,17 @@ Global___Order: _TypeAlias = Order  # noqa: Y015
 
 @_typing.final
 class Balance(_message.Message):
+    """One account's balance. Two kinds of figure, never mixed in one field:
+    - Tradovate's figures (cash .. maintenance_margin): the values Tradovate computes, the
+      same on every read path and in streams. Each group carries the time it was true:
+      cash and realized PnL as of meta.as_of (the sync socket's cash balance, or the fetch
+      on UPSTREAM), open_pnl / net_liquidation / total_pnl as of tradovate_pnl_time
+      (Tradovate's cash-balance snapshot), margins as of margin_time.
+    - The gateway's mark-to-market (mark_*): computed by the gateway from the last quotes
+      it received, as of mark_time. Only LIVE reads and streams carry them.
+    A figure that is not known is never 0: it is unset and named in unknown_figures.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
@@ -665,27 +715,85 @@ class Balance(_message.Message):
     TOTAL_PNL_FIELD_NUMBER: _builtins.int
     INITIAL_MARGIN_FIELD_NUMBER: _builtins.int
     MAINTENANCE_MARGIN_FIELD_NUMBER: _builtins.int
+    TRADOVATE_PNL_TIME_FIELD_NUMBER: _builtins.int
+    MARGIN_TIME_FIELD_NUMBER: _builtins.int
+    UNKNOWN_FIGURES_FIELD_NUMBER: _builtins.int
+    MARK_OPEN_PNL_FIELD_NUMBER: _builtins.int
+    MARK_TOTAL_PNL_FIELD_NUMBER: _builtins.int
+    MARK_NET_LIQUIDATION_FIELD_NUMBER: _builtins.int
+    MARK_TIME_FIELD_NUMBER: _builtins.int
     account_id: _builtins.int
     account_name: _builtins.str
     currency: _builtins.str
+    """The money figures below are rounded half-even to this currency's minor unit
+    (cents for USD; see Decimal).
+    """
     @_builtins.property
     def cash(self) -> Global___Decimal:
-        """Total cash value."""
+        """Tradovate's: total cash value (CashBalance.amount / totalCashValue)."""
 
     @_builtins.property
-    def net_liquidation(self) -> Global___Decimal: ...
+    def net_liquidation(self) -> Global___Decimal:
+        """Tradovate's netLiq (cash-balance snapshot), as of tradovate_pnl_time."""
+
     @_builtins.property
-    def open_pnl(self) -> Global___Decimal: ...
+    def open_pnl(self) -> Global___Decimal:
+        """Tradovate's openPnL (cash-balance snapshot), as of tradovate_pnl_time."""
+
     @_builtins.property
-    def realized_pnl(self) -> Global___Decimal: ...
+    def realized_pnl(self) -> Global___Decimal:
+        """Tradovate's realized PnL of the trade date (CashBalance.realizedPnL)."""
+
     @_builtins.property
-    def week_realized_pnl(self) -> Global___Decimal: ...
+    def week_realized_pnl(self) -> Global___Decimal:
+        """Tradovate's weekRealizedPnL."""
+
     @_builtins.property
-    def total_pnl(self) -> Global___Decimal: ...
+    def total_pnl(self) -> Global___Decimal:
+        """Tradovate's totalPnL (cash-balance snapshot), as of tradovate_pnl_time."""
+
     @_builtins.property
-    def initial_margin(self) -> Global___Decimal: ...
+    def initial_margin(self) -> Global___Decimal:
+        """Tradovate's margin snapshot, as of margin_time."""
+
     @_builtins.property
     def maintenance_margin(self) -> Global___Decimal: ...
+    @_builtins.property
+    def tradovate_pnl_time(self) -> _timestamp_pb2.Timestamp:
+        """When Tradovate's open_pnl, net_liquidation and total_pnl were fetched (its
+        cash-balance snapshot). On LIVE it is refreshed in the background and may be
+        older than meta.as_of.
+        """
+
+    @_builtins.property
+    def margin_time(self) -> _timestamp_pb2.Timestamp:
+        """When the margins were true: the margin snapshot's own timestamp, else its fetch time."""
+
+    @_builtins.property
+    def unknown_figures(self) -> _containers.RepeatedCompositeFieldContainer[Global___UnknownFigure]:
+        """The figures of this message that are not known, with why. Empty when all are.
+        meta.status stays OK when only some figures are missing.
+        """
+
+    @_builtins.property
+    def mark_open_pnl(self) -> Global___Decimal:
+        """The gateway's mark-to-market (not Tradovate's): the sum of the positions'
+        open_pnl from the last quotes. Unset (and named in unknown_figures) while an open
+        position has no price yet; unset on UPSTREAM and CACHE reads, which have no quotes.
+        """
+
+    @_builtins.property
+    def mark_total_pnl(self) -> Global___Decimal:
+        """The gateway's: realized_pnl + mark_open_pnl."""
+
+    @_builtins.property
+    def mark_net_liquidation(self) -> Global___Decimal:
+        """The gateway's: cash + mark_open_pnl."""
+
+    @_builtins.property
+    def mark_time(self) -> _timestamp_pb2.Timestamp:
+        """When the mark_* figures were computed."""
+
     def __init__(
         self,
         *,
@@ -700,18 +808,62 @@ class Balance(_message.Message):
         total_pnl: Global___Decimal | None = ...,
         initial_margin: Global___Decimal | None = ...,
         maintenance_margin: Global___Decimal | None = ...,
+        tradovate_pnl_time: _timestamp_pb2.Timestamp | None = ...,
+        margin_time: _timestamp_pb2.Timestamp | None = ...,
+        unknown_figures: _abc.Iterable[Global___UnknownFigure] | None = ...,
+        mark_open_pnl: Global___Decimal | None = ...,
+        mark_total_pnl: Global___Decimal | None = ...,
+        mark_net_liquidation: Global___Decimal | None = ...,
+        mark_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cash", b"cash", "initial_margin", b"initial_margin", "maintenance_margin", b"maintenance_margin", "net_liquidation", b"net_liquidation", "open_pnl", b"open_pnl", "realized_pnl", b"realized_pnl", "total_pnl", b"total_pnl", "week_realized_pnl", b"week_realized_pnl"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cash", b"cash", "initial_margin", b"initial_margin", "maintenance_margin", b"maintenance_margin", "margin_time", b"margin_time", "mark_net_liquidation", b"mark_net_liquidation", "mark_open_pnl", b"mark_open_pnl", "mark_time", b"mark_time", "mark_total_pnl", b"mark_total_pnl", "net_liquidation", b"net_liquidation", "open_pnl", b"open_pnl", "realized_pnl", b"realized_pnl", "total_pnl", b"total_pnl", "tradovate_pnl_time", b"tradovate_pnl_time", "week_realized_pnl", b"week_realized_pnl"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "account_name", b"account_name", "cash", b"cash", "currency", b"currency", "initial_margin", b"initial_margin", "maintenance_margin", b"maintenance_margin", "net_liquidation", b"net_liquidation", "open_pnl", b"open_pnl", "realized_pnl", b"realized_pnl", "total_pnl", b"total_pnl", "week_realized_pnl", b"week_realized_pnl"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "account_name", b"account_name", "cash", b"cash", "currency", b"currency", "initial_margin", b"initial_margin", "maintenance_margin", b"maintenance_margin", "margin_time", b"margin_time", "mark_net_liquidation", b"mark_net_liquidation", "mark_open_pnl", b"mark_open_pnl", "mark_time", b"mark_time", "mark_total_pnl", b"mark_total_pnl", "net_liquidation", b"net_liquidation", "open_pnl", b"open_pnl", "realized_pnl", b"realized_pnl", "total_pnl", b"total_pnl", "tradovate_pnl_time", b"tradovate_pnl_time", "unknown_figures", b"unknown_figures", "week_realized_pnl", b"week_realized_pnl"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Balance: _TypeAlias = Balance  # noqa: Y015
 
 @_typing.final
+class UnknownFigure(_message.Message):
+    """A Balance figure that is not known, and why."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIGURE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    figure: _builtins.str
+    """The Balance field's name, e.g. "initial_margin"."""
+    reason: _builtins.str
+    """UPPER_SNAKE: NOT_FETCHED_YET (the background refresh has not answered yet),
+    FETCH_FAILED (it failed and no earlier value exists), NOT_REPORTED (Tradovate's
+    answer left it out), NO_USD_CASH_ROW (several currencies, none USD),
+    NO_PRICE (an open position has no quote yet; mark_* only).
+    """
+    message: _builtins.str
+    """A sentence a person can act on."""
+    def __init__(
+        self,
+        *,
+        figure: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["figure", b"figure", "message", b"message", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnknownFigure: _TypeAlias = UnknownFigure  # noqa: Y015
+
+@_typing.final
 class BalanceTotals(_message.Message):
-    """Sums over the accounts whose status is OK."""
+    """Totals over the accounts whose status is OK (accounts_included). A total is set only
+    when every included account knows that figure: a total that would miss an account
+    is left unset and its gap lists the accounts (never a partial sum that looks whole).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -724,10 +876,20 @@ class BalanceTotals(_message.Message):
     MAINTENANCE_MARGIN_FIELD_NUMBER: _builtins.int
     ACCOUNTS_INCLUDED_FIELD_NUMBER: _builtins.int
     ACCOUNTS_FAILED_FIELD_NUMBER: _builtins.int
+    GAPS_FIELD_NUMBER: _builtins.int
+    MARK_OPEN_PNL_FIELD_NUMBER: _builtins.int
+    MARK_TOTAL_PNL_FIELD_NUMBER: _builtins.int
+    MARK_NET_LIQUIDATION_FIELD_NUMBER: _builtins.int
     accounts_included: _builtins.int
+    """Accounts whose balance is in the response (status OK), whether or not each of
+    their figures is known.
+    """
     accounts_failed: _builtins.int
+    """Accounts whose status is not OK: no balance, counted in no total."""
     @_builtins.property
-    def cash(self) -> Global___Decimal: ...
+    def cash(self) -> Global___Decimal:
+        """Tradovate's figures, summed."""
+
     @_builtins.property
     def net_liquidation(self) -> Global___Decimal: ...
     @_builtins.property
@@ -740,6 +902,18 @@ class BalanceTotals(_message.Message):
     def initial_margin(self) -> Global___Decimal: ...
     @_builtins.property
     def maintenance_margin(self) -> Global___Decimal: ...
+    @_builtins.property
+    def gaps(self) -> _containers.RepeatedCompositeFieldContainer[Global___TotalGap]:
+        """Per figure left unset, the included accounts that do not know it."""
+
+    @_builtins.property
+    def mark_open_pnl(self) -> Global___Decimal:
+        """The gateway's mark-to-market, summed (LIVE only; see Balance.mark_*)."""
+
+    @_builtins.property
+    def mark_total_pnl(self) -> Global___Decimal: ...
+    @_builtins.property
+    def mark_net_liquidation(self) -> Global___Decimal: ...
     def __init__(
         self,
         *,
@@ -752,14 +926,44 @@ class BalanceTotals(_message.Message):
         maintenance_margin: Global___Decimal | None = ...,
         accounts_included: _builtins.int = ...,
         accounts_failed: _builtins.int = ...,
+        gaps: _abc.Iterable[Global___TotalGap] | None = ...,
+        mark_open_pnl: Global___Decimal | None = ...,
+        mark_total_pnl: Global___Decimal | None = ...,
+        mark_net_liquidation: Global___Decimal | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cash", b"cash", "initial_margin", b"initial_margin", "maintenance_margin", b"maintenance_margin", "net_liquidation", b"net_liquidation", "open_pnl", b"open_pnl", "realized_pnl", b"realized_pnl", "total_pnl", b"total_pnl"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cash", b"cash", "initial_margin", b"initial_margin", "maintenance_margin", b"maintenance_margin", "mark_net_liquidation", b"mark_net_liquidation", "mark_open_pnl", b"mark_open_pnl", "mark_total_pnl", b"mark_total_pnl", "net_liquidation", b"net_liquidation", "open_pnl", b"open_pnl", "realized_pnl", b"realized_pnl", "total_pnl", b"total_pnl"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts_failed", b"accounts_failed", "accounts_included", b"accounts_included", "cash", b"cash", "initial_margin", b"initial_margin", "maintenance_margin", b"maintenance_margin", "net_liquidation", b"net_liquidation", "open_pnl", b"open_pnl", "realized_pnl", b"realized_pnl", "total_pnl", b"total_pnl"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts_failed", b"accounts_failed", "accounts_included", b"accounts_included", "cash", b"cash", "gaps", b"gaps", "initial_margin", b"initial_margin", "maintenance_margin", b"maintenance_margin", "mark_net_liquidation", b"mark_net_liquidation", "mark_open_pnl", b"mark_open_pnl", "mark_total_pnl", b"mark_total_pnl", "net_liquidation", b"net_liquidation", "open_pnl", b"open_pnl", "realized_pnl", b"realized_pnl", "total_pnl", b"total_pnl"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___BalanceTotals: _TypeAlias = BalanceTotals  # noqa: Y015
+
+@_typing.final
+class TotalGap(_message.Message):
+    """A total left unset because these accounts do not know the figure."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIGURE_FIELD_NUMBER: _builtins.int
+    ACCOUNT_IDS_FIELD_NUMBER: _builtins.int
+    figure: _builtins.str
+    """The BalanceTotals field's name, e.g. "initial_margin"."""
+    @_builtins.property
+    def account_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    def __init__(
+        self,
+        *,
+        figure: _builtins.str = ...,
+        account_ids: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_ids", b"account_ids", "figure", b"figure"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TotalGap: _TypeAlias = TotalGap  # noqa: Y015
 
 @_typing.final
 class ListAccountsRequest(_message.Message):
@@ -1230,9 +1434,15 @@ class StreamUpdatesRequest(_message.Message):
     with_snapshot: _builtins.bool
     """Start with a snapshot of the selected state (default true)."""
     resume_after_sequence: _builtins.int
-    """Resume after this sequence (the last one the subscriber saw) of this epoch.
-    Missed deltas are replayed from a bounded buffer; when the buffer no longer
-    covers them, or the epoch differs, a fresh snapshot marked resync is sent.
+    """Resume after this sequence of this epoch: the resume point the server's end
+    status named (metadata resume_after_sequence), else the last one the
+    subscriber saw. Missed deltas are replayed from a bounded buffer, every one,
+    or merged and marked as in StreamUpdate.merged_count; when the buffer no
+    longer covers them, or the epoch differs, a fresh snapshot marked resync is
+    sent. A resume point never passes a delta the stream did not send: when the
+    server ended a stream whose dropped backlog held merged deltas, its resume
+    point can be below the last sequence received, and the resumed stream then
+    repeats deltas at or below it (each complete entity state, in order).
     """
     resume_epoch: _builtins.str
     @_builtins.property
@@ -1433,9 +1643,13 @@ class PositionPnl(_message.Message):
     symbol: _builtins.str
     net_pos: _builtins.int
     @_builtins.property
-    def last_price(self) -> Global___Decimal: ...
+    def last_price(self) -> Global___Decimal:
+        """A price: snapped to the tick where only float residue is off it."""
+
     @_builtins.property
-    def open_pnl(self) -> Global___Decimal: ...
+    def open_pnl(self) -> Global___Decimal:
+        """The gateway's mark-to-market of the position (see Position.open_pnl), in cents."""
+
     def __init__(
         self,
         *,
@@ -1456,6 +1670,10 @@ Global___PositionPnl: _TypeAlias = PositionPnl  # noqa: Y015
 
 @_typing.final
 class PnlUpdate(_message.Message):
+    """The gateway's mark-to-market of one account from the last quotes (not Tradovate's
+    figures: those are on Balance), paced to one per account per interval.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
@@ -1464,16 +1682,37 @@ class PnlUpdate(_message.Message):
     REALIZED_PNL_FIELD_NUMBER: _builtins.int
     TOTAL_PNL_FIELD_NUMBER: _builtins.int
     POSITIONS_FIELD_NUMBER: _builtins.int
+    MARK_OPEN_PNL_FIELD_NUMBER: _builtins.int
+    MARK_TOTAL_PNL_FIELD_NUMBER: _builtins.int
+    MARK_TIME_FIELD_NUMBER: _builtins.int
     account_id: _builtins.int
     account_name: _builtins.str
     @_builtins.property
-    def open_pnl(self) -> Global___Decimal: ...
+    def open_pnl(self) -> Global___Decimal:
+        """Deprecated: the same value as mark_open_pnl, kept for older clients."""
+
     @_builtins.property
-    def realized_pnl(self) -> Global___Decimal: ...
+    def realized_pnl(self) -> Global___Decimal:
+        """Tradovate's realized PnL (the same as Balance.realized_pnl)."""
+
     @_builtins.property
-    def total_pnl(self) -> Global___Decimal: ...
+    def total_pnl(self) -> Global___Decimal:
+        """Deprecated: the same value as mark_total_pnl, kept for older clients."""
+
     @_builtins.property
     def positions(self) -> _containers.RepeatedCompositeFieldContainer[Global___PositionPnl]: ...
+    @_builtins.property
+    def mark_open_pnl(self) -> Global___Decimal:
+        """The gateway's: sum of the positions' open_pnl; unset while a position has no price."""
+
+    @_builtins.property
+    def mark_total_pnl(self) -> Global___Decimal:
+        """The gateway's: realized_pnl + mark_open_pnl."""
+
+    @_builtins.property
+    def mark_time(self) -> _timestamp_pb2.Timestamp:
+        """When the mark was computed."""
+
     def __init__(
         self,
         *,
@@ -1483,10 +1722,13 @@ class PnlUpdate(_message.Message):
         realized_pnl: Global___Decimal | None = ...,
         total_pnl: Global___Decimal | None = ...,
         positions: _abc.Iterable[Global___PositionPnl] | None = ...,
+        mark_open_pnl: Global___Decimal | None = ...,
+        mark_total_pnl: Global___Decimal | None = ...,
+        mark_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["open_pnl", b"open_pnl", "realized_pnl", b"realized_pnl", "total_pnl", b"total_pnl"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["mark_open_pnl", b"mark_open_pnl", "mark_time", b"mark_time", "mark_total_pnl", b"mark_total_pnl", "open_pnl", b"open_pnl", "realized_pnl", b"realized_pnl", "total_pnl", b"total_pnl"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "account_name", b"account_name", "open_pnl", b"open_pnl", "positions", b"positions", "realized_pnl", b"realized_pnl", "total_pnl", b"total_pnl"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "account_name", b"account_name", "mark_open_pnl", b"mark_open_pnl", "mark_time", b"mark_time", "mark_total_pnl", b"mark_total_pnl", "open_pnl", b"open_pnl", "positions", b"positions", "realized_pnl", b"realized_pnl", "total_pnl", b"total_pnl"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1573,6 +1815,8 @@ class StreamUpdate(_message.Message):
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     EVENT_TIME_FIELD_NUMBER: _builtins.int
     RECEIVED_TIME_FIELD_NUMBER: _builtins.int
+    MERGED_COUNT_FIELD_NUMBER: _builtins.int
+    MERGED_FROM_SEQUENCE_FIELD_NUMBER: _builtins.int
     SUBSCRIPTION_FIELD_NUMBER: _builtins.int
     SNAPSHOT_FIELD_NUMBER: _builtins.int
     SNAPSHOT_COMPLETE_FIELD_NUMBER: _builtins.int
@@ -1588,13 +1832,31 @@ class StreamUpdate(_message.Message):
     """
     previous_sequence: _builtins.int
     """The sequence of the previous delta sent on this stream (or the snapshot's
-    sequence). A filtered stream skips other accounts' numbers; this field lets
-    the subscriber prove it missed nothing.
+    sequence, or the resume point). A filtered stream skips other accounts' and
+    kinds' numbers; this field lets the subscriber prove it missed nothing: a
+    delta whose previous_sequence is not the last sequence received is a gap.
+
+    Chain contract. Every delta matching the stream's filter is either sent, or
+    merged into a later delta of the same entity that is sent and says so in
+    merged_count/merged_from_sequence. Nothing is skipped silently. When a slow
+    subscriber's queue cannot hold the distinct entities behind it even after
+    merging, the stream ends (RESOURCE_EXHAUSTED, reason SLOW_CONSUMER) with a
+    resume point: the backlog is dropped, nothing else is sent first.
     """
     epoch: _builtins.str
     """Identifies the gateway's sequence space; resume only within one epoch."""
     account_id: _builtins.int
     """The account a delta concerns (0 for stream-wide payloads)."""
+    merged_count: _builtins.int
+    """Deltas only: how many earlier deltas of this same entity (same kind and id)
+    this one replaces. A subscriber that fell behind gets the entity's latest
+    state once instead of every step; those deltas are never sent on this stream,
+    and this delta is still the entity's complete state. 0: it stands for itself.
+    Their sequences lie between merged_from_sequence and this delta's sequence,
+    and may come before previous_sequence (they were queued earlier).
+    """
+    merged_from_sequence: _builtins.int
+    """The earliest sequence among the merged deltas; 0 when merged_count is 0."""
     @_builtins.property
     def server_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -1606,7 +1868,8 @@ class StreamUpdate(_message.Message):
         """Deltas caused by an upstream message: when the gateway read that message
         from Tradovate's socket. server_time - received_time is the gateway's own
         processing time; the subscriber's receipt time - received_time adds the
-        delivery. Unset on PnL deltas (paced, and caused by many quotes).
+        delivery. Unset on PnL deltas (paced, and caused by many quotes) and on balance
+        deltas that the background REST refresh of Tradovate's figures caused.
         """
 
     @_builtins.property
@@ -1637,6 +1900,8 @@ class StreamUpdate(_message.Message):
         account_id: _builtins.int = ...,
         event_time: _timestamp_pb2.Timestamp | None = ...,
         received_time: _timestamp_pb2.Timestamp | None = ...,
+        merged_count: _builtins.int = ...,
+        merged_from_sequence: _builtins.int = ...,
         subscription: Global___SubscriptionStatus | None = ...,
         snapshot: Global___SnapshotChunk | None = ...,
         snapshot_complete: Global___SnapshotComplete | None = ...,
@@ -1649,7 +1914,7 @@ class StreamUpdate(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "balance", b"balance", "event_time", b"event_time", "heartbeat", b"heartbeat", "order", b"order", "payload", b"payload", "pnl", b"pnl", "position", b"position", "received_time", b"received_time", "server_time", b"server_time", "snapshot", b"snapshot", "snapshot_complete", b"snapshot_complete", "subscription", b"subscription"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "account_id", b"account_id", "balance", b"balance", "epoch", b"epoch", "event_time", b"event_time", "heartbeat", b"heartbeat", "order", b"order", "payload", b"payload", "pnl", b"pnl", "position", b"position", "previous_sequence", b"previous_sequence", "received_time", b"received_time", "sequence", b"sequence", "server_time", b"server_time", "snapshot", b"snapshot", "snapshot_complete", b"snapshot_complete", "subscription", b"subscription"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "account_id", b"account_id", "balance", b"balance", "epoch", b"epoch", "event_time", b"event_time", "heartbeat", b"heartbeat", "merged_count", b"merged_count", "merged_from_sequence", b"merged_from_sequence", "order", b"order", "payload", b"payload", "pnl", b"pnl", "position", b"position", "previous_sequence", b"previous_sequence", "received_time", b"received_time", "sequence", b"sequence", "server_time", b"server_time", "snapshot", b"snapshot", "snapshot_complete", b"snapshot_complete", "subscription", b"subscription"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["subscription", "snapshot", "snapshot_complete", "position", "order", "balance", "pnl", "account", "heartbeat"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015

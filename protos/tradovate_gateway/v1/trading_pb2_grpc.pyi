@@ -10,7 +10,8 @@ Conventions
   for a bad request (INVALID_ARGUMENT, NOT_FOUND for unknown accounts), a caller
   problem (UNAUTHENTICATED, PERMISSION_DENIED), or when the account list itself
   cannot be resolved (UNAVAILABLE, DEADLINE_EXCEEDED).
-- Money, prices and PnL are exact decimal strings (Decimal), never doubles.
+- Money, prices and PnL are exact decimal strings (Decimal), never doubles,
+  written by one rounding rule (see Decimal).
 - Every enum starts with *_UNSPECIFIED = 0.
 """
 
