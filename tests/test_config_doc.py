@@ -90,3 +90,10 @@ def test_known_and_foreign_variables_are_not_warned_about() -> None:
     assert unknown_variables(environ) == []
     [warning] = unknown_variables({"GATEWAY_QQQQQQQQQQQQQQQQ": "1"})
     assert warning.endswith("see README, Configuration")
+
+
+def test_no_meaning_for_a_setting_that_is_gone() -> None:
+    from server.config_doc import MEANINGS
+
+    stale = sorted(set(MEANINGS) - set(GatewaySettings.model_fields))
+    assert not stale, f"MEANINGS names settings config.py no longer has: {stale}"
