@@ -7,7 +7,9 @@
 #   docker build -t trading-gateway .
 #   docker run --env-file .env -p 127.0.0.1:50051:50051 trading-gateway
 
-ARG PYTHON_IMAGE=python:3.11-slim
+# Pinned by exact version and by the digest of its multi-architecture index, so a rebuild
+# gets the same base. Bump both together (`docker buildx imagetools inspect python:TAG`).
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d
 
 # ------------------------------------------------------------------------------ builder
 FROM ${PYTHON_IMAGE} AS builder
@@ -23,9 +25,10 @@ WORKDIR /src
 COPY . .
 # Binary wheels exist for every dependency (grpcio, hiredis, uvloop, msgspec, ...),
 # so no compiler is needed. A regular (non-editable) install puts server/, client/
-# and tradovate_gateway/ into the virtualenv's site-packages.
-RUN pip install --upgrade pip \
- && pip install . \
+# and tradovate_gateway/ into the virtualenv's site-packages. constraints.txt pins every
+# package to the versions make test and CI run.
+RUN pip install -c constraints.txt --upgrade pip \
+ && pip install -c constraints.txt . \
  && python -c "from tradovate_gateway.v1 import trading_pb2_grpc; import server, client"
 
 # ------------------------------------------------------------------------------ runtime
@@ -50,10 +53,14 @@ WORKDIR /tmp
 # gRPC (TradingService, health, reflection) and Prometheus metrics.
 EXPOSE 50051 9464
 
-# Healthy when the gRPC health service answers SERVING (exit 0), else unhealthy (exit 1).
+# Liveness: healthy while the process answers gRPC health at all, whatever the status.
+# Before the login and during an upstream outage health says NOT_SERVING: that is not
+# ready (route no traffic), but restarting would not help and costs a login. Readiness is
+# the health status itself (`python -m client.healthcheck` without --live, or a gRPC
+# readiness probe on tradovate_gateway.v1.TradingService; deploy/kubernetes.md).
 # With TLS on, give the probe the same files: --tls-ca (and --tls-cert/--tls-key for mTLS).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "-m", "client.healthcheck", "127.0.0.1:50051", "--timeout", "3"]
+    CMD ["python", "-m", "client.healthcheck", "127.0.0.1:50051", "--live", "--timeout", "3"]
 
 # Listening beyond loopback: serve refuses a non-loopback address with neither API keys
 # (GATEWAY_API_KEYS_FILE) nor TLS (GATEWAY_TLS_CERT_FILE/KEY_FILE) unless

@@ -1,8 +1,10 @@
 """`python -m client.healthcheck [HOST:PORT]`: exit 0 when the gateway's gRPC health says SERVING.
 
-Used as the container HEALTHCHECK. It asks the standard grpc.health.v1 service (the
-overall status by default, or `--service NAME`), prints the status, and exits 1 for
-anything else, including no answer within `--timeout`.
+Readiness (the default): it asks the standard grpc.health.v1 service (the overall status,
+or `--service NAME`), prints the status, and exits 1 for anything else, including no
+answer within `--timeout`. Liveness (`--live`, the container HEALTHCHECK): exit 0 when the
+gateway answers at all, whatever the status (NOT_SERVING during an upstream outage or
+before the login is still a live process); exit 1 only for no answer within `--timeout`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from client.channel import TlsConfig, open_channel
 from client.client import DEFAULT_ADDRESS
 
 SERVING: Final = "SERVING"
+# No answer from the process: the only outcomes that fail the liveness check.
+NO_ANSWER: Final = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED"})
 
 
 async def probe(
@@ -43,6 +47,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("address", nargs="?", default=DEFAULT_ADDRESS, help="HOST:PORT")
     parser.add_argument("--service", default="", help="service name ('' = the whole server)")
     parser.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="liveness: succeed on any answer (NOT_SERVING too), fail only on none",
+    )
     parser.add_argument("--tls-ca", help="PEM CA bundle; enables TLS")
     parser.add_argument("--tls-cert", help="client certificate (PEM) for mutual TLS")
     parser.add_argument("--tls-key", help="client private key (PEM) for mutual TLS")
@@ -53,6 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         tls = TlsConfig(args.tls_ca, args.tls_cert, args.tls_key, args.tls_server_name)
     status = asyncio.run(probe(args.address, args.service, args.timeout, tls))
     print(status)
+    if args.live:
+        return 1 if status in NO_ANSWER else 0
     return 0 if status == SERVING else 1
 
 

@@ -10,13 +10,21 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any, Final
 
 from pydantic import ValidationError
 
-from server.config import SECRET_FIELDS, GatewaySettings, env_name, field_name, load_settings
+from server.config import (
+    SECRET_FIELDS,
+    GatewaySettings,
+    env_name,
+    field_name,
+    load_settings,
+    unknown_variables,
+)
 from server.observability.logging import configure_logging
 from server.setting_error import SettingError, masked_url
 
@@ -122,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: {describe_invalid(exc)}", file=sys.stderr)
         return 2
     configure_logging(settings.log_format, settings.log_level)
+    for warning in unknown_variables(os.environ):
+        logger.warning("%s", warning)
     from server.auth.policy import config_problem, listen_refusal, listen_warnings
 
     refusal = listen_refusal(settings) or config_problem(settings)
@@ -182,6 +192,7 @@ FLAGS: Final = {
     "log_level": "--log-level",
     "grace_s": "--grace",
     "redis_url": "--redis-url",
+    "allow_insecure": "--allow-insecure",
 }
 
 

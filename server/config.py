@@ -8,6 +8,8 @@ or a log line.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -39,7 +41,7 @@ class GatewaySettings(BaseSettings):
         case_sensitive=False,
     )
 
-    # --- Tradovate (environment only) ---------------------------------------------
+    # --- Tradovate (credentials from the environment only) ---------------------------
     tradovate_env: Literal["demo", "live"] = Field(
         default="demo", validation_alias=AliasChoices("TRADOVATE_ENV")
     )
@@ -212,15 +214,21 @@ class GatewaySettings(BaseSettings):
     @model_validator(mode="after")
     def _check_hedge(self) -> GatewaySettings:
         if self.hedge_initial_ms < self.hedge_min_ms:
-            raise ValueError("hedge_initial_ms must be at least hedge_min_ms")
+            raise ValueError(
+                f"GATEWAY_HEDGE_INITIAL_MS={self.hedge_initial_ms:g} must be at least "
+                f"GATEWAY_HEDGE_MIN_MS={self.hedge_min_ms:g}"
+            )
         return self
 
     @model_validator(mode="after")
     def _check_tls(self) -> GatewaySettings:
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
-            raise ValueError("tls_cert_file and tls_key_file must be set together")
+            raise ValueError("GATEWAY_TLS_CERT_FILE and GATEWAY_TLS_KEY_FILE must be set together")
         if self.tls_client_ca_file and not self.tls_cert_file:
-            raise ValueError("tls_client_ca_file (mutual TLS) needs tls_cert_file and tls_key_file")
+            raise ValueError(
+                "GATEWAY_TLS_CLIENT_CA_FILE (mutual TLS) needs GATEWAY_TLS_CERT_FILE and "
+                "GATEWAY_TLS_KEY_FILE"
+            )
         return self
 
     @property
@@ -285,6 +293,32 @@ def env_name(field: str) -> str:
     if isinstance(alias, AliasChoices) and alias.choices and isinstance(alias.choices[0], str):
         return alias.choices[0]
     return f"GATEWAY_{field.upper()}"
+
+
+# Variables with these prefixes are the gateway's: one that no setting reads is a typo.
+OWN_PREFIXES = ("GATEWAY_", "TRADOVATE_")
+
+
+def known_variables() -> list[str]:
+    """Every environment variable a setting reads, in declaration order."""
+    return [env_name(field) for field in GatewaySettings.model_fields]
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """A warning for each GATEWAY_*/TRADOVATE_* variable no setting reads (it is ignored),
+    naming the closest known one."""
+    known = known_variables()
+    warnings = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith(OWN_PREFIXES) or upper in known:
+            continue
+        # A cut-off name (TRADOVATE_USER) means the longer one; else the most similar.
+        longer = sorted((k for k in known if k.startswith(upper)), key=len)
+        close = longer[:1] or difflib.get_close_matches(upper, known, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}?" if close else "see README, Configuration"
+        warnings.append(f"{name} is not a gateway setting and is ignored; {hint}")
+    return warnings
 
 
 def field_name(setting: str) -> str:

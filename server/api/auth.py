@@ -25,7 +25,11 @@ from server.auth.principal import Principal
 logger = logging.getLogger(__name__)
 
 AUTHORIZATION: Final = "authorization"
-EXEMPT_PREFIXES: Final = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/")
+EXEMPT_PREFIXES: Final = (
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1.ServerReflection/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+)
 
 
 def bearer_key(metadata: Any) -> str:

@@ -10,10 +10,10 @@ from typing import Any, Final
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
-from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from tradovate_gateway.v1 import trading_pb2 as pb
 from tradovate_gateway.v1 import trading_pb2_grpc as pb_grpc
 
+from server.api.reflection import ReflectionServicer, add_reflection, gateway_index
 from server.api.servicer import TradingServicer
 from server.api.wrapping import Wrap, WrappingRegistrar
 from server.auth.tls import server_credentials
@@ -147,12 +147,9 @@ def build_server(
     registrar = WrappingRegistrar(server, wrap)
     add_trading_service(servicer, registrar)
     health_pb2_grpc.add_HealthServicer_to_server(health, registrar)
-    # The aio servicer by name: enable_server_reflection() picks it only for a real server.
-    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
-        reflection.aio.ReflectionServicer(
-            (TRADING_SERVICE, HEALTH_SERVICE, reflection.SERVICE_NAME)
-        ),
-        registrar,
+    # Reflection v1 and v1alpha, with the proto comments (server/api/reflection.py).
+    add_reflection(
+        ReflectionServicer(gateway_index(), (TRADING_SERVICE, HEALTH_SERVICE)), registrar
     )
     check_bindable(settings.listen)
     try:

@@ -171,24 +171,36 @@ def _scope(value: Any, where: str) -> tuple[Scope, tuple[str, ...] | None]:
 def load_keyring(file: str | None, inline: str | None) -> KeyRing:
     """Keys from a file and/or inline JSON; names and hashes must be unique across both."""
     entries: list[KeyEntry] = []
+    # Every message starts with the environment variable(s) to fix.
+    sources = " and ".join(
+        name
+        for name, given in (("GATEWAY_API_KEYS_FILE", file), ("GATEWAY_API_KEYS", inline))
+        if given
+    )
     if file:
         path = pathlib.Path(file)
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
-            raise KeyFileError(f"cannot read the API key file {file}: {exc.strerror}") from None
-        entries += parse_keys(text, file)
+            raise KeyFileError(
+                f"GATEWAY_API_KEYS_FILE={file}: cannot read the API key file: {exc.strerror}"
+            ) from None
+        entries += parse_keys(text, f"GATEWAY_API_KEYS_FILE={file}")
     if inline:
         entries += parse_keys(inline, "GATEWAY_API_KEYS")
     names: set[str] = set()
     hashes: set[str] = set()
     for entry in entries:
         if entry.name in names:
-            raise KeyFileError(f"API key name {entry.name!r} is configured more than once")
+            raise KeyFileError(
+                f"{sources}: API key name {entry.name!r} is configured more than once"
+            )
         if entry.sha256 in hashes:
-            raise KeyFileError(f"API key {entry.name!r} has the same hash as another key")
+            raise KeyFileError(
+                f"{sources}: API key {entry.name!r} has the same hash as another key"
+            )
         names.add(entry.name)
         hashes.add(entry.sha256)
     if (file or inline) and not entries:
-        raise KeyFileError("the API key configuration holds no keys")
+        raise KeyFileError(f"{sources}: the API key configuration holds no keys")
     return KeyRing(entries)

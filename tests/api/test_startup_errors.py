@@ -123,3 +123,43 @@ def test_a_free_port_is_not_refused() -> None:
 
     check_bindable(f"127.0.0.1:{free_port()}")
     check_bindable("127.0.0.1:0")
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        (
+            {"GATEWAY_HEDGE_MIN_MS": "50", "GATEWAY_HEDGE_INITIAL_MS": "10"},
+            "GATEWAY_HEDGE_INITIAL_MS=10 must be at least GATEWAY_HEDGE_MIN_MS=50",
+        ),
+        (
+            {"GATEWAY_TLS_CERT_FILE": "/nonexistent/cert.pem"},
+            "GATEWAY_TLS_CERT_FILE and GATEWAY_TLS_KEY_FILE must be set together",
+        ),
+        (
+            {"GATEWAY_TLS_CLIENT_CA_FILE": "/nonexistent/ca.pem"},
+            "GATEWAY_TLS_CLIENT_CA_FILE (mutual TLS) needs GATEWAY_TLS_CERT_FILE",
+        ),
+        (
+            {"GATEWAY_API_KEYS_FILE": "/nonexistent/keys.json"},
+            "GATEWAY_API_KEYS_FILE=/nonexistent/keys.json: cannot read the API key file",
+        ),
+        (
+            {"GATEWAY_API_KEYS": '{"keys": []}'},
+            "GATEWAY_API_KEYS: the API key configuration holds no keys",
+        ),
+    ],
+)
+def test_rules_across_settings_name_the_variables(env: dict[str, str], expected: str) -> None:
+    line = one_line(serve(**env))
+    assert expected in line
+    for field in ("hedge_", "tls_", "api_keys"):  # never the bare field names
+        assert f" {field}" not in line
+
+
+def test_an_unknown_variable_is_a_warning_naming_the_closest() -> None:
+    result = serve(GATEWAY_LOG_LEVLE="DEBUG", TRADOVATE_PASSWORD="")
+    assert result.returncode == 2, result.stderr
+    assert "GATEWAY_LOG_LEVLE is not a gateway setting and is ignored" in result.stderr
+    assert "did you mean GATEWAY_LOG_LEVEL?" in result.stderr
+    assert "TRADOVATE_PASSWORD=<unset>" in result.stderr

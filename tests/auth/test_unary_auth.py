@@ -7,7 +7,7 @@ import logging
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2
-from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2
 from prometheus_client import generate_latest
 from tradovate_gateway.v1 import trading_pb2 as pb
 
@@ -155,9 +155,16 @@ async def test_unknown_accounts_do_not_reveal_which_accounts_exist(keys: Keys) -
         assert error.code() == grpc.StatusCode.NOT_FOUND
 
 
-async def _reflection_lists(stack: Stack, metadata: tuple[tuple[str, str], ...] = ()) -> list[str]:
-    stub = reflection_pb2_grpc.ServerReflectionStub(stack.channel)
-    call = stub.ServerReflectionInfo(metadata=metadata, timeout=5)
+async def _reflection_lists(
+    stack: Stack, metadata: tuple[tuple[str, str], ...] = (), version: str = "v1alpha"
+) -> list[str]:
+    # v1 has the same messages as v1alpha (the only version grpcio-reflection ships).
+    stub = stack.channel.stream_stream(
+        f"/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo",
+        request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+        response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+    )
+    call = stub(metadata=metadata, timeout=5)
     await call.write(reflection_pb2.ServerReflectionRequest(list_services=""))
     await call.done_writing()
     names: list[str] = []
@@ -169,7 +176,9 @@ async def _reflection_lists(stack: Stack, metadata: tuple[tuple[str, str], ...] 
 async def test_health_and_reflection_answer_without_a_key_by_default(keys: Keys) -> None:
     async with running_stack(accounts=2, api_keys_file=str(keys.file)) as stack:
         assert await stack.health_status() == health_pb2.HealthCheckResponse.SERVING
-        assert "tradovate_gateway.v1.TradingService" in await _reflection_lists(stack)
+        for version in ("v1", "v1alpha"):
+            listed = await _reflection_lists(stack, version=version)
+            assert "tradovate_gateway.v1.TradingService" in listed
 
 
 async def test_health_and_reflection_can_require_a_key(keys: Keys) -> None:
@@ -179,9 +188,10 @@ async def test_health_and_reflection_can_require_a_key(keys: Keys) -> None:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stack.health_status()
         assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await _reflection_lists(stack)
-        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        for version in ("v1", "v1alpha"):
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await _reflection_lists(stack, version=version)
+            assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
         reply = await stack.health.Check(
             health_pb2.HealthCheckRequest(), metadata=keys.metadata(keys.scoped_key), timeout=5
         )

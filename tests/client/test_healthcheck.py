@@ -56,3 +56,15 @@ async def test_unknown_service_is_not_found(health_server: tuple[str, Any]) -> N
 
 async def test_no_server_is_unavailable() -> None:
     assert await healthcheck.probe(f"127.0.0.1:{free_port()}", deadline_s=2) == "UNAVAILABLE"
+
+
+async def test_live_succeeds_on_any_answer(health_server: tuple[str, Any]) -> None:
+    """Liveness: NOT_SERVING (an upstream outage) is a live process; no answer is not."""
+    address, servicer = health_server
+    await servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+    assert await asyncio.to_thread(healthcheck.main, [address]) == 1
+    assert await asyncio.to_thread(healthcheck.main, [address, "--live"]) == 0
+    live_unknown = [address, "--live", "--service", "no.such.Service"]
+    assert await asyncio.to_thread(healthcheck.main, live_unknown) == 0
+    nobody = [f"127.0.0.1:{free_port()}", "--live", "--timeout", "2"]
+    assert await asyncio.to_thread(healthcheck.main, nobody) == 1
