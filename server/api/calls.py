@@ -32,6 +32,7 @@ from server.errors import MalformedRequest
 from server.observability.access_log import AccessEntry, AccessLog
 from server.observability.logging import request_id_var
 from server.observability.metrics import Metrics
+from server.observability.tracing import RpcSpan, Tracing
 
 logger = logging.getLogger(__name__)
 
@@ -84,10 +85,13 @@ class CallWrapper:
         *,
         access_log: AccessLog | None = None,
         auth: ApiKeyAuth | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self._metrics = metrics
         self._access_log = access_log
         self._auth = auth
+        # None when tracing is off: one ``is None`` test per call, nothing imported.
+        self._tracing = tracing
         self._parsing = RequestParsing(metrics)
 
     def wrap(self, method: str, handler: Handler) -> Handler:
@@ -210,6 +214,7 @@ class _Call:
         "rejected",
         "request_id",
         "short",
+        "span",
         "started",
         "token",
     )
@@ -227,6 +232,11 @@ class _Call:
         self.started = time.perf_counter()
         self.token = request_id_var.set(self.request_id)
         self.rejected: AuthenticationFailed | TooManyAuthFailures | None = None
+        tracing = owner._tracing
+        # Current in this context, so upstream calls made for this RPC become its children.
+        self.span: RpcSpan | None = (
+            tracing.rpc(method, self.metadata, self.request_id) if tracing is not None else None
+        )
         owner._metrics.rpc_in_flight.inc()
         # Read it now: once a stream has ended, asking grpc for the peer of the finished
         # call crashes the process (the core call is already gone).
@@ -253,6 +263,8 @@ class _Call:
         metrics = self.owner._metrics
         metrics.rpc_in_flight.dec()
         metrics.rpc_done(self.short, code, elapsed)
+        if self.span is not None:
+            self.span.end(code, error)
         if error is not None and not isinstance(
             error, asyncio.CancelledError | grpc.aio.AbortError | GeneratorExit
         ):
