@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 from collections.abc import Sequence
 from decimal import Decimal
 from types import TracebackType
@@ -38,6 +39,7 @@ from server.broker.schemas import (
     Position,
 )
 from server.broker.settings import BrokerSettings
+from server.broker.stats import SocketStats, UpstreamStats
 from server.broker.sync import UserSync
 
 logger = logging.getLogger(__name__)
@@ -154,6 +156,39 @@ class TradovateClient:
     def rate_limited_for(self) -> float:
         """Seconds the 429/423 circuit stays open (0 when closed)."""
         return self._parts.gate.retry_after() if self._parts is not None else 0.0
+
+    def stats(self) -> UpstreamStats:
+        """The connection to Tradovate now: token, circuit, budget, sockets (for metrics)."""
+        parts = self._parts
+        if parts is None:
+            return UpstreamStats(None, False, 0.0, None, None, ())
+        token = parts.auth.current
+        limiter = parts.limiter
+        enabled = limiter.rate > 0
+        now = time.monotonic()
+        sockets = []
+        for name, feed in (("user", self._sync), ("md", self._md)):
+            if feed is None:
+                continue
+            socket = feed.socket
+            since, last = socket.connected_since, socket.last_frame_at
+            sockets.append(
+                SocketStats(
+                    name=name,
+                    connected=socket.connected,
+                    connects=socket.connects,
+                    uptime=now - since if since is not None else 0.0,
+                    since_last_frame=now - last if last is not None else None,
+                )
+            )
+        return UpstreamStats(
+            token_expires_in=token.left() if token is not None else None,
+            circuit_open=parts.gate.is_open,
+            circuit_retry_after=parts.gate.retry_after(),
+            rate_tokens=limiter.available() if enabled else None,
+            rate_burst=limiter.burst if enabled else None,
+            sockets=tuple(sockets),
+        )
 
     def _deadline(self, timeout: float | None) -> Deadline:
         return Deadline.resolve(timeout, self.settings.request_timeout)

@@ -155,6 +155,10 @@ class TradovateSocket:
         self.last_error: BrokerError | None = None
         self.connects = 0
         self.bad_frames = 0
+        # Monotonic times, for metrics: when the current connection became ready (None
+        # while down) and when the last data frame arrived (None before the first).
+        self.connected_since: float | None = None
+        self.last_frame_at: float | None = None
         auth.add_listener(self._on_new_token)
 
     @property
@@ -291,12 +295,14 @@ class TradovateSocket:
             self.connects += 1
             self.last_error = None
             conn.was_ready = True
+            self.connected_since = time.monotonic()
             self._ready.set()
             return await conn.stopped
         except TimeoutError:
             raise UpstreamTimeout(f"{self.name} socket: no open frame in time") from None
         finally:
             self._ready.clear()
+            self.connected_since = None
             reason = conn.stopped.result() if conn.stopped.done() else "connection ended"
             conn.stop(reason)
             for task in (reader, beat):
@@ -354,6 +360,7 @@ class TradovateSocket:
         try:
             frame = decode_frame(data)
             if isinstance(frame, DataFrame):
+                self.last_frame_at = time.monotonic()
                 try:
                     for message in frame.messages:
                         self._on_message(conn, message, received_at)
