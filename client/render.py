@@ -80,6 +80,23 @@ def code_name(code: int) -> str:
         return f"CODE_{code}"
 
 
+def failed_accounts(response: Message) -> int:
+    """How many accounts in a response answered with an error (in any part, for a snapshot)."""
+    metas: list[trading_pb2.AccountMeta] = []
+    if isinstance(response, trading_pb2.GetSnapshotResponse):
+        for snap in response.accounts:
+            metas += (snap.positions.meta, snap.orders.meta, snap.balance.meta)
+    elif isinstance(
+        response,
+        trading_pb2.GetPositionsResponse
+        | trading_pb2.GetOrdersResponse
+        | trading_pb2.ListPendingOrderIdsResponse
+        | trading_pb2.GetBalancesResponse,
+    ):
+        metas += (part.meta for part in response.accounts)
+    return len({meta.account_id or meta.account_name for meta in metas if meta.status.code})
+
+
 def _with_statuses(text: str, metas: Iterable[trading_pb2.AccountMeta]) -> str:
     problems = [line for line in map(status_line, metas) if line is not None]
     if not problems:

@@ -3,7 +3,8 @@
 trading-gateway serve [--listen HOST:PORT] [--redis-url URL] [--metrics-port N] ...
 trading-gateway demo  [--listen HOST:PORT] [--duration SECONDS] [--accounts N] ...
 trading-gateway keys create --name NAME (--scope A,B | --all)       (server.auth.keys_cli)
-trading-gateway positions|orders|balances|accounts|pending|snapshot ...  (client.cli)
+trading-gateway positions|orders|balances|accounts|pending|snapshot|watch ...  (client.cli)
+trading-gateway --version
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
+from client.exit_codes import HELP as EXIT_HELP
 from server.config import SECRET_FIELDS, GatewaySettings, env_name, field_name, load_settings
 from server.observability.logging import configure_logging
 from server.setting_error import SettingError, masked_url
@@ -32,7 +34,19 @@ server commands:
   keys        create API keys (`keys create --name NAME --scope A,B`); see docs/SECURITY.md
 
 client commands (talk to a running gateway; see `{PROG} COMMAND --help`):
-  accounts, positions, orders, pending, balances, snapshot
+  accounts    the accounts behind the gateway's login
+  positions   open positions per account
+  orders      orders per account (working by default; --all, --status filled,canceled)
+  pending     ids of working orders per account
+  balances    cash, net liquidation, PnL and margins, with totals
+  snapshot    all of the above in one call
+  watch       live positions, orders and PnL (streams, resumes by itself)
+
+options:
+  -h, --help  this help
+  --version   the version and the git commit it was built from
+
+{EXIT_HELP}
 """
 
 
@@ -103,6 +117,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args_list or args_list[0] in ("-h", "--help"):
         print(USAGE, end="")
         return 0 if args_list else 2
+    if args_list[0] in ("--version", "-V"):
+        from server.version import git_sha, version
+
+        print(f"{PROG} {version()} (git {git_sha()})")
+        return 0
     if args_list[0] == "keys":
         from server.auth.keys_cli import main as keys_main
 
