@@ -11,7 +11,7 @@ from decimal import Decimal, InvalidOperation
 
 from tradovate_gateway.v1 import trading_pb2
 
-from client.render import NONE, dec, format_table, status_line, when
+from client.render import NONE, clock, dec, format_table, status_line
 from client.values import enum_label
 
 
@@ -206,7 +206,7 @@ class WatchBoard:
                         f"{order.filled_qty}/{order.qty}",
                         dec(order.limit_price),
                         enum_label(trading_pb2.OrderStatus, order.status, "ORDER_STATUS_"),
-                        when(order.updated_time),
+                        clock(order.updated_time),
                     ]
                 )
         if not rows:

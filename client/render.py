@@ -52,6 +52,12 @@ def when(value: timestamp_pb2.Timestamp) -> str:
     return NONE if moment is None else f"{moment:%Y-%m-%d %H:%M:%S}"
 
 
+def clock(value: timestamp_pb2.Timestamp) -> str:
+    """A Timestamp's time of day `HH:MM:SS` (UTC), or "-" when unset: for live tables."""
+    moment = to_datetime(value)
+    return NONE if moment is None else f"{moment:%H:%M:%S}"
+
+
 def account_label(meta: trading_pb2.AccountMeta) -> str:
     return meta.account_name or str(meta.account_id)
 
