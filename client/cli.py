@@ -293,6 +293,8 @@ def _main(argv: Sequence[str] | None) -> int:
         response, text = asyncio.run(run(args))
     except ClientError as error:
         line = describe_error(error, args.address, args.timeout, tls=tls is not None)
+        if error.request_id:  # what to quote to the gateway's operators (its access log)
+            line += f" [request id {error.request_id}]"
         print(f"{PROG}: {line}", file=sys.stderr)
         return EXIT_CALL_FAILED
     except ValueError as error:  # unreadable TLS file, bad status name, malformed API key

@@ -157,7 +157,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             return run(serve(settings))
         except SettingError as exc:  # a port in use, say: one line, no traceback
-            print(f"{PROG}: {exc}", file=sys.stderr)
+            if settings.log_format == "json":  # every line JSON: this one too
+                logger.critical("%s", exc, extra={"setting": exc.setting})
+            else:
+                print(f"{PROG}: {exc}", file=sys.stderr)
             return 2
     from server.demo import DemoOptions, run_demo
 

@@ -24,7 +24,7 @@ import grpc
 
 from server.api.auth import ApiKeyAuth
 from server.api.parsing import RequestParsing, parsed_stream
-from server.api.status import abort_for
+from server.api.status import abort_for, error_reason_var
 from server.api.wrapping import Handler, with_behavior
 from server.auth.errors import AuthenticationFailed, TooManyAuthFailures
 from server.auth.principal import current_principal, principal_var
@@ -97,6 +97,9 @@ class CallWrapper:
     def wrap(self, method: str, handler: Handler) -> Handler:
         auth = self._auth if self._auth is not None and not self._auth.exempt(method) else None
         quiet = method.startswith(QUIET_PREFIXES)
+        # A stream's caller gets the request id at once, in the initial metadata, not only
+        # in the trailers at its end (which may be hours away).
+        announce = handler.response_streaming and not quiet
         short = method.rsplit("/", 1)[-1]
         # The request is parsed here, after the key check, not by grpc (server/api/parsing.py).
         deserializer = handler.request_deserializer
@@ -104,7 +107,7 @@ class CallWrapper:
         streaming = handler.request_streaming
 
         def start(context: Context) -> _Call:
-            call = _Call(self, short, method, quiet, context)
+            call = _Call(self, short, method, quiet, context, announce)
             if auth is not None:
                 principal_var.set(None)
                 try:
@@ -205,12 +208,14 @@ class _Call:
     """Book-keeping for one call, as a context manager around its behavior."""
 
     __slots__ = (
+        "announce",
         "context",
         "metadata",
         "method",
         "owner",
         "peer",
         "quiet",
+        "reason_token",
         "rejected",
         "request_id",
         "short",
@@ -220,9 +225,16 @@ class _Call:
     )
 
     def __init__(
-        self, owner: CallWrapper, short: str, method: str, quiet: bool, context: Context
+        self,
+        owner: CallWrapper,
+        short: str,
+        method: str,
+        quiet: bool,
+        context: Context,
+        announce: bool = False,
     ) -> None:
         self.owner = owner
+        self.announce = announce
         self.context = context
         self.short = short
         self.method = method
@@ -231,6 +243,7 @@ class _Call:
         self.request_id = request_id_from(self.metadata)
         self.started = time.perf_counter()
         self.token = request_id_var.set(self.request_id)
+        self.reason_token = error_reason_var.set(None)
         self.rejected: AuthenticationFailed | TooManyAuthFailures | None = None
         tracing = owner._tracing
         # Current in this context, so upstream calls made for this RPC become its children.
@@ -253,9 +266,12 @@ class _Call:
         self.end(self.context, error)
 
     async def admit(self) -> None:
-        """Abort the call (through the status table) when its API key was refused."""
+        """Abort the call (through the status table) when its API key was refused; a
+        stream that may go on sends its request id in the initial metadata."""
         if self.rejected is not None:
             await abort_for(self.context, self.rejected)
+        if self.announce:
+            await self.context.send_initial_metadata(((REQUEST_ID_HEADER, self.request_id),))
 
     def end(self, context: Context, error: BaseException | None) -> None:
         elapsed = time.perf_counter() - self.started
@@ -285,9 +301,12 @@ class _Call:
                         principal.name if principal is not None else "-",
                         self.request_id,
                         time.time(),
+                        error_reason_var.get() or "",
                     )
                 )
         try:
             request_id_var.reset(self.token)
+            error_reason_var.reset(self.reason_token)
         except ValueError:  # ended in another context (a stream closed elsewhere)
             request_id_var.set(None)
+            error_reason_var.set(None)
