@@ -1,6 +1,6 @@
 """The gateway's version and, when it can be known, the git commit it was built from.
 
-The version is the installed package's. The commit comes from ``GATEWAY_BUILD_SHA`` (an
+The version is the installed package's. The commit comes from ``TRADING_GATEWAY_GIT_SHA`` (an
 image build can set it) or, for a source checkout, from its ``.git`` directory, read as
 files (no subprocess). Unknown is ``"unknown"``.
 """
@@ -27,7 +27,7 @@ def version() -> str:
 
 @functools.cache
 def git_sha() -> str:
-    given = os.environ.get("GATEWAY_BUILD_SHA", "").strip()
+    given = os.environ.get("TRADING_GATEWAY_GIT_SHA", "").strip()
     if given:
         return given[:40]
     try:
