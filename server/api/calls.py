@@ -30,7 +30,7 @@ from server.auth.errors import AuthenticationFailed, TooManyAuthFailures
 from server.auth.principal import current_principal, principal_var
 from server.errors import MalformedRequest
 from server.observability.access_log import AccessEntry, AccessLog
-from server.observability.logging import request_id_var
+from server.observability.logging import request_id_var, trace_id_var
 from server.observability.metrics import Metrics
 from server.observability.tracing import RpcSpan, Tracing
 
@@ -279,8 +279,6 @@ class _Call:
         metrics = self.owner._metrics
         metrics.rpc_in_flight.dec()
         metrics.rpc_done(self.short, code, elapsed)
-        if self.span is not None:
-            self.span.end(code, error)
         if error is not None and not isinstance(
             error, asyncio.CancelledError | grpc.aio.AbortError | GeneratorExit
         ):
@@ -302,8 +300,11 @@ class _Call:
                         self.request_id,
                         time.time(),
                         error_reason_var.get() or "",
+                        trace_id_var.get() if self.span is not None else None,
                     )
                 )
+        if self.span is not None:  # last: the lines above still carry its trace id
+            self.span.end(code, error)
         try:
             request_id_var.reset(self.token)
             error_reason_var.reset(self.reason_token)

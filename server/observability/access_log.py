@@ -30,6 +30,7 @@ class AccessEntry(NamedTuple):
     request_id: str
     ended: float  # wall clock, seconds
     reason: str = ""  # the error's UPPER_SNAKE reason (ErrorInfo); empty when none
+    trace_id: str | None = None  # with tracing on: the call's trace
 
 
 class AccessLog:
@@ -83,7 +84,7 @@ def _record(access: logging.Logger, entry: AccessEntry, structured: bool) -> log
     line = f"{entry.method} {entry.code} {ms:.2f} ms peer={entry.peer} key={entry.key_name}"
     if entry.reason:
         line += f" reason={entry.reason}"
-    extra: dict[str, object] = {"request_id": entry.request_id}
+    extra: dict[str, object] = {"request_id": entry.request_id, "trace_id": entry.trace_id}
     if structured:
         extra.update(
             rpc=entry.method.rsplit("/", 1)[-1],

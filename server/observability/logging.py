@@ -20,6 +20,8 @@ from types import TracebackType
 from typing import Final, TextIO
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+#: The current RPC's trace id (32 hex digits) while tracing is on; JSON lines carry it.
+trace_id_var: ContextVar[str | None] = ContextVar("trace_id", default=None)
 
 _TEXT_FORMAT: Final = "%(asctime)s %(levelname)-7s %(name)s%(request_tag)s: %(message)s"
 # LogRecord attributes that are not "extra" fields.
@@ -28,6 +30,7 @@ _STANDARD: Final = frozenset(logging.makeLogRecord({}).__dict__) | {
     "asctime",
     "request_id",
     "request_tag",
+    "trace_id",
 }
 
 
@@ -38,6 +41,7 @@ class RequestIdFilter(logging.Filter):
         # A record written after its call (the access log's batches) brings its own id.
         request_id = getattr(record, "request_id", None) or request_id_var.get()
         record.request_id = request_id
+        record.trace_id = getattr(record, "trace_id", None) or trace_id_var.get()
         record.request_tag = f" [{request_id}]" if request_id else ""
         return True
 
@@ -81,6 +85,9 @@ class JsonFormatter(logging.Formatter):
         request_id = getattr(record, "request_id", None)
         if request_id:
             entry["request_id"] = request_id
+        trace_id = getattr(record, "trace_id", None)
+        if trace_id:
+            entry["trace_id"] = trace_id
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value

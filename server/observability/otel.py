@@ -21,6 +21,7 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from server.observability.logging import trace_id_var
 from server.setting_error import SettingError
 
 INSTRUMENTATION: Final = "trading-gateway"
@@ -33,13 +34,17 @@ _CODE_NUMBERS: Final = {code.name: int(code.value[0]) for code in grpc.StatusCod
 
 
 class OtelRpcSpan:
-    """An RPC's span, made current in the handler's context until ``end``."""
+    """An RPC's span, made current in the handler's context until ``end``; its trace id
+    is in the logging ContextVar meanwhile, so JSON log lines carry it."""
 
-    __slots__ = ("_span", "_token")
+    __slots__ = ("_span", "_token", "_trace_token")
 
     def __init__(self, span: trace.Span, token: contextvars.Token[otel_context.Context]) -> None:
         self._span = span
         self._token = token
+        context = span.get_span_context()
+        trace_id = format(context.trace_id, "032x") if context.is_valid else None
+        self._trace_token = trace_id_var.set(trace_id)
 
     def end(self, code: str, error: BaseException | None) -> None:
         span = self._span
@@ -51,6 +56,7 @@ class OtelRpcSpan:
         # ValueError: ended in another context (a stream closed elsewhere).
         with contextlib.suppress(ValueError):
             self._token.var.reset(self._token)
+            trace_id_var.reset(self._trace_token)
         span.end()
 
 

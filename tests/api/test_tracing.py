@@ -3,6 +3,9 @@ by default (the OTEL_* variables decide)."""
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 import subprocess
 import sys
 
@@ -13,6 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 from tradovate_gateway.v1 import trading_pb2 as pb
 
+from server.observability.logging import configure_logging, undo_json_hooks
 from server.observability.otel import tracing_with
 from server.observability.tracing import tracing_choice, tracing_from_env
 from server.setting_error import SettingError
@@ -88,6 +92,33 @@ async def test_a_failed_upstream_call_marks_its_span_and_a_bad_request_is_not_a_
     rpcs = [s for s in spans if s.kind is SpanKind.SERVER]
     assert [s.attributes["rpc.grpc.status_code"] for s in rpcs if s.attributes] == [0, 5]
     assert all(s.status.status_code is StatusCode.UNSET for s in rpcs)
+
+
+async def test_json_log_lines_of_a_traced_call_carry_its_trace_id() -> None:
+    root = logging.getLogger()
+    level = root.level
+    stream = io.StringIO()
+    configure_logging("json", "INFO", stream=stream)
+    exporter = InMemorySpanExporter()
+    tracing = tracing_with(SimpleSpanProcessor(exporter), version="test")
+    try:
+        async with running_stack(
+            accounts=1, live_enabled=False, access_log=True, tracing=tracing
+        ) as stack:
+            await stack.stub.GetBalances(
+                pb.GetBalancesRequest(),
+                metadata=(("traceparent", f"00-{TRACE_ID}-{CALLER_SPAN}-01"),),
+                timeout=5,
+            )
+    finally:
+        for handler in list(root.handlers):
+            if handler.get_name() == "trading-gateway":
+                root.removeHandler(handler)
+        root.setLevel(level)
+        undo_json_hooks()
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    (access,) = [e for e in lines if e.get("rpc") == "GetBalances"]
+    assert access["trace_id"] == TRACE_ID
 
 
 def test_tracing_is_off_unless_the_otel_variables_ask() -> None:
