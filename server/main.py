@@ -160,7 +160,10 @@ class Gateway:
     def _build(self) -> None:
         s = self.settings
         self.cache: Cache = build_cache(s.redis_url, op_timeout=s.cache_timeout_ms / 1000)
-        self.broker = TradovateClient(broker_settings(s))
+        self.broker = TradovateClient(
+            broker_settings(s),
+            request_hook=self.tracing.http if self.tracing is not None else None,
+        )
         self.metrics.watch_upstream(self.broker.stats)
         self.live: LiveComponents | None = (
             self._live_factory(self.broker, s, self.metrics) if self._live_factory else None

@@ -21,7 +21,7 @@ from server.broker.auth import TokenManager
 from server.broker.contracts import ContractCatalog
 from server.broker.deadline import Deadline
 from server.broker.errors import BrokerClosed
-from server.broker.http import TradovateHttp
+from server.broker.http import RequestHook, TradovateHttp
 from server.broker.limiter import RateGate, TokenBucket
 from server.broker.md import MarketData
 from server.broker.rest import TradovateRest
@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 class _Parts:
     """What exists only between start() and aclose()."""
 
-    def __init__(self, settings: BrokerSettings) -> None:
+    def __init__(self, settings: BrokerSettings, request_hook: RequestHook | None) -> None:
         connector = aiohttp.TCPConnector(
             limit=settings.max_connections, keepalive_timeout=settings.keepalive_timeout
         )
@@ -65,6 +65,7 @@ class _Parts:
             self.limiter,
             self.gate,
             max_penalty_retries=settings.max_penalty_retries,
+            request_hook=request_hook,
         )
         self.auth = TokenManager(settings, self.http)
         self.rest = TradovateRest(self.http, self.auth)
@@ -76,8 +77,12 @@ class _Parts:
 class TradovateClient:
     """The only object the rest of the gateway uses to talk to Tradovate."""
 
-    def __init__(self, settings: BrokerSettings) -> None:
+    def __init__(
+        self, settings: BrokerSettings, *, request_hook: RequestHook | None = None
+    ) -> None:
+        """``request_hook``: told of every REST request and its outcome (server/broker/http.py)."""
         self.settings = settings
+        self._request_hook = request_hook
         self._parts: _Parts | None = None
         self._sync: UserSync | None = None
         self._md: MarketData | None = None
@@ -108,7 +113,7 @@ class TradovateClient:
             if self._closed:
                 raise BrokerClosed("the Tradovate client is closed")
             if self._parts is None:
-                self._parts = _Parts(self.settings)
+                self._parts = _Parts(self.settings, self._request_hook)
             deadline = Deadline.resolve(timeout, self.settings.request_timeout)
             await self._parts.auth.start(deadline)
 

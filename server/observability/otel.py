@@ -3,14 +3,15 @@
 A SERVER span per RPC, its parent taken from the caller's metadata by the configured
 propagators (W3C ``traceparent`` by default), current while the handler runs; a CLIENT
 span per upstream call, a child of the RPC that started it, with the endpoint, the
-account count and the outcome.
+account count and the outcome; under it, a CLIENT span per REST request it sent (method,
+path, HTTP status), from the broker's generic request hook.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import grpc
@@ -61,16 +62,21 @@ class OtelRpcSpan:
 
 
 class OtelUpstreamSpan:
-    __slots__ = ("_span",)
+    """An upstream call's span, current until ``end``: its HTTP requests are its children."""
+
+    __slots__ = ("_span", "_token")
 
     def __init__(self, span: trace.Span) -> None:
         self._span = span
+        self._token = otel_context.attach(trace.set_span_in_context(span))
 
     def end(self, outcome: str) -> None:
         span = self._span
         span.set_attribute("tradovate.outcome", outcome)
         if outcome != "OK":
             span.set_status(Status(StatusCode.ERROR, outcome))
+        with contextlib.suppress(ValueError):
+            self._token.var.reset(self._token)
         span.end()
 
 
@@ -106,6 +112,26 @@ class OtelTracing:
             attributes={"tradovate.endpoint": endpoint, "tradovate.accounts": accounts},
         )
         return OtelUpstreamSpan(span)
+
+    def http(self, method: str, path: str) -> Callable[[int | str], None]:
+        """A CLIENT span per REST request (the broker's generic request hook)."""
+        span = self._tracer.start_span(
+            f"{method} {path}",
+            kind=SpanKind.CLIENT,
+            attributes={"http.request.method": method, "url.path": path},
+        )
+
+        def done(outcome: int | str) -> None:
+            if isinstance(outcome, int):
+                span.set_attribute("http.response.status_code", outcome)
+                if outcome >= 400:
+                    span.set_status(Status(StatusCode.ERROR, str(outcome)))
+            else:
+                span.set_attribute("error.type", outcome)
+                span.set_status(Status(StatusCode.ERROR, outcome))
+            span.end()
+
+        return done
 
     def shutdown(self) -> None:
         self.provider.shutdown()

@@ -14,7 +14,7 @@ builds the tracer; the rest of the gateway sees only the small protocols below.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -46,6 +46,10 @@ class Tracing(UpstreamTracer, Protocol):
     """The whole tracer as the composition root holds it."""
 
     def rpc(self, method: str, metadata: Any, request_id: str) -> RpcSpan: ...
+
+    def http(self, method: str, path: str) -> Callable[[int | str], None]:
+        """The broker's request hook (server/broker/http.py ``RequestHook``)."""
+        ...
 
     def shutdown(self) -> None: ...
 

@@ -41,7 +41,9 @@ async def test_one_read_is_a_server_span_with_a_child_per_upstream_call() -> Non
             ),
             timeout=5,
         )
-        spans = exporter.get_finished_spans()
+    # After the gateway stopped: every call's wrapper has ended its span by then (a failed
+    # call's status can reach the caller just before).
+    spans = exporter.get_finished_spans()
     rpcs = [s for s in spans if s.kind is SpanKind.SERVER]
     assert [s.name for s in rpcs] == ["tradovate_gateway.v1.TradingService/GetPositions"]
     rpc = rpcs[0]
@@ -54,7 +56,7 @@ async def test_one_read_is_a_server_span_with_a_child_per_upstream_call() -> Non
     assert rpc.attributes["rpc.grpc.status_code"] == 0
     assert rpc.attributes["request_id"] == "trace-1"
     assert rpc.resource.attributes["service.name"] == "trading-gateway"
-    upstream = [s for s in spans if s.kind is SpanKind.CLIENT]
+    upstream = [s for s in spans if s.name.startswith("tradovate ")]
     assert [s.name for s in upstream] == ["tradovate positions"]
     child = upstream[0]
     assert child.parent is not None and child.parent.span_id == rpc.context.span_id
@@ -65,6 +67,15 @@ async def test_one_read_is_a_server_span_with_a_child_per_upstream_call() -> Non
     assert child.attributes["tradovate.outcome"] == "OK"
     assert child.start_time is not None and rpc.start_time is not None
     assert rpc.start_time <= child.start_time and child.end_time <= rpc.end_time  # type: ignore[operator]
+    # Under it, the REST requests it sent (positions, then the contracts they name), each
+    # with its method, path and status; no request span is left without that parent.
+    requests = [s for s in spans if s not in (rpc, child)]
+    assert requests and all(
+        s.kind is SpanKind.CLIENT and s.parent and s.parent.span_id == child.context.span_id
+        for s in requests
+    )
+    assert requests[0].name == "GET position/ldeps"
+    assert {s.attributes["http.response.status_code"] for s in requests if s.attributes} == {200}
 
 
 async def test_a_failed_upstream_call_marks_its_span_and_a_bad_request_is_not_a_server_error() -> (
@@ -83,8 +94,15 @@ async def test_a_failed_upstream_call_marks_its_span_and_a_bad_request_is_not_a_
             await stack.stub.GetPositions(
                 pb.GetPositionsRequest(selector=pb.AccountSelector(accounts=["NOPE"])), timeout=5
             )
-        spans = exporter.get_finished_spans()
+    spans = exporter.get_finished_spans()
     failed = [s for s in spans if s.name == "tradovate positions"]
+    # The requests under them end with the HTTP status Tradovate answered.
+    codes = {
+        s.attributes.get("http.response.status_code")
+        for s in spans
+        if s.name.startswith("GET position/") and s.attributes
+    }
+    assert codes == {500}
     assert failed and all(s.status.status_code is StatusCode.ERROR for s in failed)
     assert {s.attributes["tradovate.outcome"] for s in failed if s.attributes} == {
         "UPSTREAM_UNAVAILABLE"
