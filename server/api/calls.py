@@ -215,7 +215,6 @@ class _Call:
         "owner",
         "peer",
         "quiet",
-        "reason_token",
         "rejected",
         "request_id",
         "short",
@@ -243,7 +242,6 @@ class _Call:
         self.request_id = request_id_from(self.metadata)
         self.started = time.perf_counter()
         self.token = request_id_var.set(self.request_id)
-        self.reason_token = error_reason_var.set(None)
         self.rejected: AuthenticationFailed | TooManyAuthFailures | None = None
         tracing = owner._tracing
         # Current in this context, so upstream calls made for this RPC become its children.
@@ -299,6 +297,8 @@ class _Call:
                         principal.name if principal is not None else "-",
                         self.request_id,
                         time.time(),
+                        # Set by abort_for in this call's own context (grpc.aio runs each
+                        # call in a task of its own, so no other call's reason is seen).
                         error_reason_var.get() or "",
                         trace_id_var.get() if self.span is not None else None,
                     )
@@ -307,7 +307,5 @@ class _Call:
             self.span.end(code, error)
         try:
             request_id_var.reset(self.token)
-            error_reason_var.reset(self.reason_token)
         except ValueError:  # ended in another context (a stream closed elsewhere)
             request_id_var.set(None)
-            error_reason_var.set(None)
