@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any, Final
@@ -138,15 +139,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             # The demo uses memory unless told otherwise, whatever REDIS_URL says.
             settings = _settings(args, redis_url=args.redis_url or "", tradovate_env="demo")
     except ValidationError as exc:
-        print(f"{PROG}: {describe_invalid(exc)}", file=sys.stderr)
-        return 2
+        return _fatal(describe_invalid(exc), json_lines=_json_asked(args))
     configure_logging(settings.log_format, settings.log_level)
     from server.auth.policy import config_problem, listen_refusal, listen_warnings
 
     refusal = listen_refusal(settings) or config_problem(settings)
     if refusal is not None:
-        print(f"{PROG}: {refusal}", file=sys.stderr)
-        return 2
+        return _fatal(refusal, json_lines=settings.log_format == "json")
     for warning in listen_warnings(settings):
         logger.warning("%s", warning)
     from server.runner import run
@@ -157,11 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             return run(serve(settings))
         except SettingError as exc:  # a port in use, say: one line, no traceback
-            if settings.log_format == "json":  # every line JSON: this one too
-                logger.critical("%s", exc, extra={"setting": exc.setting})
-            else:
-                print(f"{PROG}: {exc}", file=sys.stderr)
-            return 2
+            return _fatal(str(exc), json_lines=settings.log_format == "json", setting=exc.setting)
     from server.demo import DemoOptions, run_demo
 
     options = DemoOptions(
@@ -172,6 +167,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         metrics_port_given=args.metrics_port is not None,
     )
     return run(run_demo(settings, options))
+
+
+def _json_asked(args: argparse.Namespace) -> bool:
+    """JSON logs asked for, read before the settings are known to be valid."""
+    chosen = args.log_format or os.environ.get("GATEWAY_LOG_FORMAT", "")
+    return str(chosen).strip().lower() == "json"
+
+
+def _fatal(message: str, *, json_lines: bool, setting: str | None = None) -> int:
+    """The one stderr line a start-up error gets (a JSON record when logs are JSON); 2."""
+    if json_lines:
+        configure_logging("json")
+        extra = {"setting": setting} if setting else None
+        logger.critical("%s", message, extra=extra)
+    else:
+        print(f"{PROG}: {message}", file=sys.stderr)
+    return 2
 
 
 def describe_invalid(exc: ValidationError) -> str:

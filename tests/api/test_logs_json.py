@@ -7,10 +7,12 @@ import asyncio
 import io
 import json
 import logging
+import os
 import subprocess
 import sys
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -108,3 +110,24 @@ def test_text_mode_leaves_warnings_to_python(json_log: io.StringIO) -> None:
         warnings.warn("plain", UserWarning, stacklevel=1)
     assert [str(w.message) for w in seen] == ["plain"]
     assert sys.excepthook is sys.__excepthook__
+
+
+def test_a_start_up_error_is_a_json_line_when_logs_are_json() -> None:
+    cli = str(Path(sys.executable).parent / "trading-gateway")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRADOVATE_", "GATEWAY_"))}
+    cases = [
+        ({"GATEWAY_METRICS_PORT": "abc"}, "GATEWAY_METRICS_PORT"),
+        ({"GATEWAY_LISTEN": "0.0.0.0:0"}, "0.0.0.0:0"),
+    ]
+    for extra, named in cases:
+        out = subprocess.run(
+            [cli, "serve"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**env, "GATEWAY_LOG_FORMAT": "json", **extra},
+        )
+        assert out.returncode == 2
+        (line,) = [json.loads(text) for text in out.stderr.splitlines()]  # one JSON line
+        assert line["level"] == "CRITICAL"
+        assert named in line["msg"]
