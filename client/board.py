@@ -7,10 +7,11 @@ positions, working orders and PnL per account with the table helpers of client/r
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 
 from tradovate_gateway.v1 import trading_pb2
 
-from client.render import NONE, dec, format_table, status_line, when
+from client.render import NONE, clock, dec, format_table, status_line
 from client.values import enum_label
 
 
@@ -97,38 +98,71 @@ class WatchBoard:
                 self.accounts.pop(update.account_id, None)
 
     # ------------------------------------------------------------------ rendering
-    def render(self) -> str:
+    def problems(self) -> list[str]:
+        """One line per account the stream could not follow (its subscription status)."""
+        return [b.problem for b in self.accounts.values() if b.problem]
+
+    def status(self) -> str:
         health = "live" if self.upstream_healthy else "UPSTREAM DOWN (last known state)"
-        parts = [f"sequence {self.sequence}  epoch {self.epoch or NONE}  {health}"]
-        parts.append(self._pnl_table())
-        positions = self._positions_table()
-        if positions:
-            parts.append(positions)
-        orders = self._orders_table()
-        if orders:
-            parts.append(orders)
-        problems = [b.problem for b in self.accounts.values() if b.problem]
-        parts.extend(problems)
-        return "\n\n".join(parts)
+        return f"sequence {self.sequence}  epoch {self.epoch or NONE}  {health}"
+
+    def render(self, width: int | None = None, height: int | None = None) -> str:
+        """The board; with a size, it fits: no line wraps, at most ``height`` lines.
+
+        Fitted, the status line and the PnL table's TOTAL row always show; account rows,
+        positions, working orders and problems are cut to what fits, each with "+N more".
+        """
+        if width is None or height is None:
+            parts = [self.status(), self._pnl_table()]
+            parts += [t for t in (self._positions_table(), self._orders_table()) if t]
+            parts.extend(self.problems())
+            return "\n\n".join(parts)
+        return "\n".join(line[:width] for line in self._fitted(max(height, 4)))
+
+    def _fitted(self, height: int) -> list[str]:
+        pnl = self._pnl_table().split("\n")  # header, one row per account, TOTAL
+        header, rows, total = pnl[0], pnl[1:-1], pnl[-1]
+        problems = self.problems()
+        sections = [t.split("\n") for t in (self._positions_table(), self._orders_table()) if t]
+        if problems:
+            sections.append(problems)
+        # The status line, the PnL header and TOTAL are fixed; the rest share what is left.
+        left = height - 3
+        # Accounts take at most half of it when positions, orders or problems wait.
+        shown_rows = _cut(rows, max(1, left // 2) if sections else left)
+        left -= len(shown_rows)
+        lines = [self.status(), header, *shown_rows, total]
+        # Then positions, orders and problems share the rest fairly: none starves another.
+        for section, room in zip(
+            sections, _shares([len(x) + 1 for x in sections], left), strict=True
+        ):
+            if section is problems:
+                if room >= 2:  # a blank line and one problem at least
+                    lines += ["", *_cut(section, room - 1)]
+            elif room >= 3:  # a blank line, the header and one row at least
+                lines += ["", section[0], *_cut(section[1:], room - 2)]
+        return lines
 
     def _pnl_table(self) -> str:
         rows = []
+        totals: list[Decimal | None] = [Decimal(0)] * 4
         for board in sorted(self.accounts.values(), key=lambda b: b.name or str(b.account_id)):
             pnl, balance = board.pnl, board.balance
             # The gateway's mark-to-market (live), as PnlUpdate and Balance.mark_* carry it.
-            open_pnl = (
-                dec(pnl.mark_open_pnl) if pnl else (dec(balance.mark_open_pnl) if balance else NONE)
-            )
-            realized = (
-                dec(pnl.realized_pnl) if pnl else (dec(balance.realized_pnl) if balance else NONE)
-            )
-            total = (
-                dec(pnl.mark_total_pnl)
-                if pnl
-                else (dec(balance.mark_total_pnl) if balance else NONE)
-            )
-            cash = dec(balance.cash) if balance else NONE
-            rows.append([board.name or str(board.account_id), cash, open_pnl, realized, total])
+            values = [
+                balance.cash if balance else None,
+                pnl.mark_open_pnl if pnl else (balance.mark_open_pnl if balance else None),
+                pnl.realized_pnl if pnl else (balance.realized_pnl if balance else None),
+                pnl.mark_total_pnl if pnl else (balance.mark_total_pnl if balance else None),
+            ]
+            cells = [dec(v) if v is not None else NONE for v in values]
+            for i, value in enumerate(values):
+                number = _number(value)
+                # A column with an unknown figure has no total (never a partial sum).
+                held = totals[i]
+                totals[i] = None if number is None or held is None else held + number
+            rows.append([board.name or str(board.account_id), *cells])
+        rows.append([f"TOTAL ({len(rows)})", *(NONE if t is None else str(t) for t in totals)])
         return format_table(
             ["ACCOUNT", "CASH", "OPEN PNL", "REALIZED", "TOTAL PNL"], rows, right={1, 2, 3, 4}
         )
@@ -174,7 +208,7 @@ class WatchBoard:
                         f"{order.filled_qty}/{order.qty}",
                         dec(order.limit_price),
                         enum_label(trading_pb2.OrderStatus, order.status, "ORDER_STATUS_"),
-                        when(order.updated_time),
+                        clock(order.updated_time),
                     ]
                 )
         if not rows:
@@ -184,3 +218,34 @@ class WatchBoard:
             rows,
             right={1, 4, 5},
         )
+
+
+def _shares(needs: list[int], room: int) -> list[int]:
+    """Split ``room`` lines among sections needing ``needs``: the small ones get all they
+    need, the rest an equal part of what is left."""
+    shares = [0] * len(needs)
+    order = sorted(range(len(needs)), key=lambda i: needs[i])
+    for done, i in enumerate(order):
+        fair = room // (len(needs) - done)
+        shares[i] = min(needs[i], fair)
+        room -= shares[i]
+    return shares
+
+
+def _cut(lines: list[str], room: int) -> list[str]:
+    """``lines`` when they fit in ``room``; else the first ones and "+N more"."""
+    if len(lines) <= room:
+        return lines
+    if room <= 0:
+        return []
+    kept = room - 1
+    return [*lines[:kept], f"+{len(lines) - kept} more"]
+
+
+def _number(value: trading_pb2.Decimal | None) -> Decimal | None:
+    if value is None or not value.value:
+        return None
+    try:
+        return Decimal(value.value)
+    except InvalidOperation:
+        return None

@@ -2,7 +2,9 @@
 
 The server's console script hands every subcommand other than serve/demo to `main`.
 Results print as aligned tables (or JSON with --json). A failed call prints one
-actionable line on stderr and exits 1; bad flags exit 2.
+actionable line on stderr and exits 1; bad flags exit 2; a result in which some accounts
+answered with an error is printed and exits 3 (client/exit_codes.py). A closed stdout
+(`... | head`) ends quietly.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Final
 
 import grpc
@@ -22,13 +25,20 @@ from client import render
 from client.channel import TlsConfig
 from client.client import DEFAULT_ADDRESS, TradingClient
 from client.errors import ClientError
+from client.exit_codes import (
+    EXIT_CALL_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    EXIT_USAGE,
+)
+from client.exit_codes import HELP as EXIT_HELP
 from client.watch_cli import add_watch_parser, run_watch
 
 PROG: Final = "trading-gateway"
 ENV_ADDRESS: Final = "TRADING_GATEWAY_ADDRESS"
 ENV_API_KEY: Final = "TRADING_GATEWAY_API_KEY"
-EXIT_CALL_FAILED: Final = 1
-EXIT_USAGE: Final = 2
+__all__ = ["EXIT_CALL_FAILED", "EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "main"]
 
 Output = tuple[Message, Callable[[], str]]
 
@@ -52,7 +62,9 @@ async def _positions(client: TradingClient, args: argparse.Namespace) -> Output:
 
 
 async def _orders(client: TradingClient, args: argparse.Namespace) -> Output:
-    response = await client.get_orders(args.accounts, args.policy, args.filter, args.status)
+    # --status picks from every order: filled and canceled ones are never working.
+    which = args.filter or ("all" if args.status else None)
+    response = await client.get_orders(args.accounts, args.policy, which, args.status)
     return response, lambda: render.render_orders(response)
 
 
@@ -141,12 +153,24 @@ def _common_options() -> argparse.ArgumentParser:
     return common
 
 
+def package_version() -> str:
+    try:
+        return metadata.version("trading-gateway")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Read accounts through the gateway.")
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Read accounts through the gateway.", epilog=EXIT_HELP
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"{PROG} {package_version()} (client)"
+    )
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = _common_options()
     for name, command in COMMANDS.items():
-        sub = subcommands.add_parser(name, parents=[common], help=command.help)
+        sub = subcommands.add_parser(name, parents=[common], help=command.help, epilog=EXIT_HELP)
         sub.set_defaults(include_flat=False, include_inactive=False, filter=None, status=[])
         if name == "accounts":
             sub.add_argument(
@@ -174,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
                 type=_names_arg,
                 default=[],
                 metavar="S1,S2",
-                help="only these statuses, e.g. filled,canceled",
+                help="only these statuses, from every order unless --working, e.g. filled,canceled",
             )
     add_watch_parser(subcommands, common)
     return parser
@@ -247,6 +271,19 @@ async def run(args: argparse.Namespace) -> Output:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The CLI; exit codes as client/exit_codes.py says. A closed stdout ends it quietly."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # The reader went away (`| head`): nothing more to say, and nowhere to say it.
+        # Point stdout at /dev/null so the interpreter's final flush cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_OK
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     tls = tls_from_args(args)
@@ -267,15 +304,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         response, text = asyncio.run(run(args))
     except ClientError as error:
         line = describe_error(error, args.address, args.timeout, tls=tls is not None)
+        if error.request_id:  # what to quote to the gateway's operators (its access log)
+            line += f" [request id {error.request_id}]"
         print(f"{PROG}: {line}", file=sys.stderr)
         return EXIT_CALL_FAILED
     except ValueError as error:  # unreadable TLS file, bad status name, malformed API key
         print(f"{PROG}: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        return 130
-    print(render.render_json(response) if args.json else text())
-    return 0
+        return EXIT_INTERRUPTED
+    print(render.render_json(response) if args.json else text(), flush=True)
+    return EXIT_PARTIAL if render.failed_accounts(response) else EXIT_OK
 
 
 if __name__ == "__main__":

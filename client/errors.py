@@ -43,6 +43,7 @@ class ClientError(Exception):
         retry_after: float | None = None,
         field_violations: Sequence[FieldViolation] = (),
         attempts: int = 1,
+        request_id: str = "",
     ) -> None:
         super().__init__(f"{code.name}: {message}" if message else code.name)
         self.code = code
@@ -56,6 +57,9 @@ class ClientError(Exception):
         self.field_violations: tuple[FieldViolation, ...] = tuple(field_violations)
         # How many times the call was tried (more than 1 after retries on UNAVAILABLE).
         self.attempts = attempts
+        # The gateway's x-request-id for the call (its access log line has the same id);
+        # empty when the call never reached the gateway.
+        self.request_id = request_id
 
     @property
     def code_name(self) -> str:
@@ -134,7 +138,25 @@ def from_rpc_error(error: grpc.RpcError, *, attempts: int = 1) -> ClientError:
         retry_after=details.retry_after,
         field_violations=details.violations,
         attempts=attempts,
+        request_id=_request_id(error),
     )
+
+
+REQUEST_ID_HEADER: Final = "x-request-id"
+
+
+def _request_id(error: Any) -> str:
+    """The x-request-id the gateway sent: in the trailers, or a stream's initial metadata."""
+    for getter in ("trailing_metadata", "initial_metadata"):
+        try:
+            metadata = getattr(error, getter)()
+        except Exception:  # a call object without it (or a grpc.Call that cannot say)
+            continue
+        for item in metadata or ():
+            key, value = item[0], item[1]
+            if key == REQUEST_ID_HEADER and isinstance(value, str):
+                return value
+    return ""
 
 
 @dataclass

@@ -52,6 +52,12 @@ def when(value: timestamp_pb2.Timestamp) -> str:
     return NONE if moment is None else f"{moment:%Y-%m-%d %H:%M:%S}"
 
 
+def clock(value: timestamp_pb2.Timestamp) -> str:
+    """A Timestamp's time of day `HH:MM:SS` (UTC), or "-" when unset: for live tables."""
+    moment = to_datetime(value)
+    return NONE if moment is None else f"{moment:%H:%M:%S}"
+
+
 def account_label(meta: trading_pb2.AccountMeta) -> str:
     return meta.account_name or str(meta.account_id)
 
@@ -78,6 +84,23 @@ def code_name(code: int) -> str:
         return str(code_pb2.Code.Name(code))
     except ValueError:
         return f"CODE_{code}"
+
+
+def failed_accounts(response: Message) -> int:
+    """How many accounts in a response answered with an error (in any part, for a snapshot)."""
+    metas: list[trading_pb2.AccountMeta] = []
+    if isinstance(response, trading_pb2.GetSnapshotResponse):
+        for snap in response.accounts:
+            metas += (snap.positions.meta, snap.orders.meta, snap.balance.meta)
+    elif isinstance(
+        response,
+        trading_pb2.GetPositionsResponse
+        | trading_pb2.GetOrdersResponse
+        | trading_pb2.ListPendingOrderIdsResponse
+        | trading_pb2.GetBalancesResponse,
+    ):
+        metas += (part.meta for part in response.accounts)
+    return len({meta.account_id or meta.account_name for meta in metas if meta.status.code})
 
 
 def _with_statuses(text: str, metas: Iterable[trading_pb2.AccountMeta]) -> str:

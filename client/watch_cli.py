@@ -1,15 +1,17 @@
 """`trading-gateway watch`: a live-updating table of positions, orders and PnL per account.
 
-On a terminal the screen is redrawn at most every ``--refresh`` seconds; otherwise (or
+On a terminal the screen is redrawn at most every ``--refresh`` seconds, fitted to the
+terminal's size (status and totals always show; rows cut with "+N more"); otherwise (or
 with ``--plain``) the final table is printed when the watch ends (``--duration``,
 ``--count`` or Ctrl-C). ``--json`` prints every update as one JSON line instead. The
-stream resumes by itself after a disconnect (client/watch.py).
+stream resumes by itself after a disconnect (client/watch.py). Exit codes: client/exit_codes.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -20,6 +22,13 @@ from google.protobuf import json_format
 from client.board import WatchBoard
 from client.client import TradingClient
 from client.errors import ClientError
+from client.exit_codes import (
+    EXIT_CALL_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    EXIT_USAGE,
+)
 from client.watch import KIND_NAMES
 
 CLEAR = "\x1b[H\x1b[2J"
@@ -91,7 +100,10 @@ async def watch(client: TradingClient, args: argparse.Namespace, out: TextIO) ->
                 now = time.monotonic()
                 if redraw and now - last_draw >= args.refresh:
                     last_draw = now
-                    out.write(CLEAR + board.render() + "\n")
+                    # COLUMNS/LINES when set, else the terminal's size; one line spare
+                    # for the cursor, so nothing scrolls.
+                    size = shutil.get_terminal_size()
+                    out.write(CLEAR + board.render(size.columns, size.lines - 1))
                     out.flush()
                 if args.count is not None and deltas >= args.count:
                     break
@@ -109,7 +121,11 @@ def run_watch(
     client: TradingClient,
     describe: Callable[[ClientError, str, float], str],
 ) -> int:
-    """Run the watch command; ``describe(error, address, timeout)`` words a failure."""
+    """Run the watch command; ``describe(error, address, timeout)`` words a failure.
+
+    Exit codes as client/exit_codes.py documents them; an account the stream could not follow
+    (shown under the tables) makes it ``EXIT_PARTIAL``.
+    """
 
     async def main() -> WatchBoard:
         async with client:
@@ -119,12 +135,12 @@ def run_watch(
         board = asyncio.run(main())
     except ClientError as error:
         print(f"trading-gateway: {describe(error, args.address, args.timeout)}", file=sys.stderr)
-        return 1
+        return EXIT_CALL_FAILED
     except ValueError as error:
         print(f"trading-gateway: {error}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     if not args.json:
         print(board.render())
-    return 0
+    return EXIT_PARTIAL if board.problems() else EXIT_OK

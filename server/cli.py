@@ -3,7 +3,8 @@
 trading-gateway serve [--listen HOST:PORT] [--redis-url URL] [--metrics-port N] ...
 trading-gateway demo  [--listen HOST:PORT] [--duration SECONDS] [--accounts N] ...
 trading-gateway keys create --name NAME (--scope A,B | --all)       (server.auth.keys_cli)
-trading-gateway positions|orders|balances|accounts|pending|snapshot ...  (client.cli)
+trading-gateway positions|orders|balances|accounts|pending|snapshot|watch ...  (client.cli)
+trading-gateway --version
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
+from client.exit_codes import HELP as EXIT_HELP
 from server.config import (
     SECRET_FIELDS,
     GatewaySettings,
@@ -40,7 +42,19 @@ server commands:
   keys        create API keys (`keys create --name NAME --scope A,B`); see docs/SECURITY.md
 
 client commands (talk to a running gateway; see `{PROG} COMMAND --help`):
-  accounts, positions, orders, pending, balances, snapshot
+  accounts    the accounts behind the gateway's login
+  positions   open positions per account
+  orders      orders per account (working by default; --all, --status filled,canceled)
+  pending     ids of working orders per account
+  balances    cash, net liquidation, PnL and margins, with totals
+  snapshot    all of the above in one call
+  watch       live positions, orders and PnL (streams, resumes by itself)
+
+options:
+  -h, --help  this help
+  --version   the version and the git commit it was built from
+
+{EXIT_HELP}
 """
 
 
@@ -111,6 +125,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args_list or args_list[0] in ("-h", "--help"):
         print(USAGE, end="")
         return 0 if args_list else 2
+    if args_list[0] in ("--version", "-V"):
+        from server.version import git_sha, version
+
+        print(f"{PROG} {version()} (git {git_sha()})")
+        return 0
     if args_list[0] == "keys":
         from server.auth.keys_cli import main as keys_main
 
@@ -127,8 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # The demo uses memory unless told otherwise, whatever REDIS_URL says.
             settings = _settings(args, redis_url=args.redis_url or "", tradovate_env="demo")
     except ValidationError as exc:
-        print(f"{PROG}: {describe_invalid(exc)}", file=sys.stderr)
-        return 2
+        return _fatal(describe_invalid(exc), json_lines=_json_asked(args))
     configure_logging(settings.log_format, settings.log_level)
     for warning in unknown_variables(os.environ):
         logger.warning("%s", warning)
@@ -136,8 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     refusal = listen_refusal(settings) or config_problem(settings)
     if refusal is not None:
-        print(f"{PROG}: {refusal}", file=sys.stderr)
-        return 2
+        return _fatal(refusal, json_lines=settings.log_format == "json")
     for warning in listen_warnings(settings):
         logger.warning("%s", warning)
     from server.runner import run
@@ -148,8 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             return run(serve(settings))
         except SettingError as exc:  # a port in use, say: one line, no traceback
-            print(f"{PROG}: {exc}", file=sys.stderr)
-            return 2
+            return _fatal(str(exc), json_lines=settings.log_format == "json", setting=exc.setting)
     from server.demo import DemoOptions, run_demo
 
     options = DemoOptions(
@@ -160,6 +176,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         metrics_port_given=args.metrics_port is not None,
     )
     return run(run_demo(settings, options))
+
+
+def _json_asked(args: argparse.Namespace) -> bool:
+    """JSON logs asked for, read before the settings are known to be valid."""
+    chosen = args.log_format or os.environ.get("GATEWAY_LOG_FORMAT", "")
+    return str(chosen).strip().lower() == "json"
+
+
+def _fatal(message: str, *, json_lines: bool, setting: str | None = None) -> int:
+    """The one stderr line a start-up error gets (a JSON record when logs are JSON); 2."""
+    if json_lines:
+        configure_logging("json")
+        extra = {"setting": setting} if setting else None
+        logger.critical("%s", message, extra=extra)
+    else:
+        print(f"{PROG}: {message}", file=sys.stderr)
+    return 2
 
 
 def describe_invalid(exc: ValidationError) -> str:

@@ -8,6 +8,7 @@ prints grpcurl and CLI lines to try, then runs until Ctrl-C, SIGTERM or --durati
 from __future__ import annotations
 
 import logging
+import os
 import pathlib
 import shlex
 import shutil
@@ -19,9 +20,11 @@ from pydantic import SecretStr
 
 from server.config import GatewaySettings
 from server.main import FatalStartupError, Gateway
+from server.observability.tracing import tracing_from_env
 from server.runner import StopSignals
 from server.setting_error import SettingError
 from server.simulator import SimConfig, Simulator
+from server.version import version
 
 logger = logging.getLogger(__name__)
 
@@ -112,9 +115,16 @@ async def _run(
     config = SimConfig(
         accounts=options.accounts, seed=options.seed, activity_rate=options.activity_rate
     )
+    try:  # OTEL_* as for serve: `OTEL_TRACES_EXPORTER=console make demo` shows the spans
+        tracing = tracing_from_env(os.environ, version=version())
+    except SettingError as exc:
+        print(f"trading-gateway demo: {exc}", file=sys.stderr)
+        return 2
     async with Simulator(config).running(host="127.0.0.1", port=0) as sim:
         gateway = Gateway(
-            demo_settings(settings, sim), metrics_optional=not options.metrics_port_given
+            demo_settings(settings, sim),
+            metrics_optional=not options.metrics_port_given,
+            tracing=tracing,
         )
         try:
             await gateway.start()

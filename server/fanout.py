@@ -50,6 +50,7 @@ from server.broker.errors import (
     RateLimitedError,
     UpstreamTimeout,
 )
+from server.observability.tracing import UpstreamSpan, UpstreamTracer
 from server.records import Fetched, now_epoch
 
 logger = logging.getLogger(__name__)
@@ -132,9 +133,15 @@ class LatencyWindow:
 R = TypeVar("R")
 
 
-async def observed_call(observer: UpstreamObserver, endpoint: str, call: Awaitable[R]) -> R:
+async def observed_call(
+    observer: UpstreamObserver,
+    endpoint: str,
+    call: Awaitable[R],
+    tracer: UpstreamTracer | None = None,
+) -> R:
     """Await one upstream call outside a fan-out and report its outcome and duration."""
     started = time.monotonic()
+    span = tracer.upstream(endpoint, 0) if tracer is not None else None
     outcome = "ERROR"
     try:
         result = await call
@@ -148,6 +155,8 @@ async def observed_call(observer: UpstreamObserver, endpoint: str, call: Awaitab
         raise
     finally:
         observer.upstream_call(endpoint, outcome, time.monotonic() - started)
+        if span is not None:
+            span.end(outcome)
 
 
 class FanOut(Generic[T]):
@@ -162,10 +171,12 @@ class FanOut(Generic[T]):
         observer: UpstreamObserver | None = None,
         sink: Sink[T] | None = None,
         held_back: Callable[[], float] | None = None,
+        tracer: UpstreamTracer | None = None,
     ) -> None:
         self.endpoint = endpoint
         # Seconds until the p-ticket(s) upstream has us sitting out end (0: none).
         self.held_back: Callable[[], float] = held_back or _never_held_back
+        self._tracer = tracer
         self._load = load
         self._settings = settings
         self._limiter = limiter
@@ -361,27 +372,36 @@ class FanOut(Generic[T]):
             started = time.monotonic()
             if on_start is not None:
                 on_start(started)
+            # A child of the RPC that started this fetch (its context came with the task).
+            tracer = self._tracer
+            span = tracer.upstream(self.endpoint, len(ids)) if tracer is not None else None
             try:
                 async with asyncio.timeout(left):
                     result = await self._load(ids, left)
             except TimeoutError:
-                self._observe("UPSTREAM_TIMEOUT", started)
+                self._observe("UPSTREAM_TIMEOUT", started, span)
                 raise UpstreamTimeout(
                     f"Tradovate did not answer {self.endpoint} within {left * 1000:.0f} ms"
                 ) from None
             except BrokerError as exc:
-                self._observe(exc.reason, started)
+                self._observe(exc.reason, started, span)
                 raise
             except Exception:
-                self._observe("ERROR", started)
+                self._observe("ERROR", started, span)
                 raise
-            elapsed = self._observe("OK", started)
+            except asyncio.CancelledError:  # a hedged batch given up: not an outcome
+                if span is not None:
+                    span.end("CANCELLED")
+                raise
+            elapsed = self._observe("OK", started, span)
             self._latency.add(elapsed)
             return result
 
-    def _observe(self, outcome: str, started: float) -> float:
+    def _observe(self, outcome: str, started: float, span: UpstreamSpan | None) -> float:
         elapsed = time.monotonic() - started
         self._observer.upstream_call(self.endpoint, outcome, elapsed)
+        if span is not None:
+            span.end(outcome)
         return elapsed
 
 

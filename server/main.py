@@ -39,6 +39,7 @@ from server.loaders import Loaders
 from server.login_problem import login_problem
 from server.observability.access_log import AccessLog
 from server.observability.metrics import Metrics, MetricsServer
+from server.observability.tracing import Tracing
 from server.readcache import ReadCache
 from server.reads import KindReader, LiveSource, ReadService
 from server.records import Fetched, Kind
@@ -140,9 +141,12 @@ class Gateway:
         *,
         live_factory: LiveFactory | None = None,
         metrics_optional: bool = False,
+        tracing: Tracing | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = Metrics()
+        # From the OTEL_* variables (server/observability/tracing.py); None: off.
+        self.tracing = tracing
         self.ready = asyncio.Event()
         self.failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.port = 0
@@ -170,7 +174,11 @@ class Gateway:
             if self.cache.backend == "redis"
             else None
         )
-        self.broker = TradovateClient(broker_settings(s))
+        self.broker = TradovateClient(
+            broker_settings(s),
+            request_hook=self.tracing.http if self.tracing is not None else None,
+        )
+        self.metrics.watch_upstream(self.broker.stats)
         self.live: LiveComponents | None = (
             self._live_factory(self.broker, s, self.metrics) if self._live_factory else None
         )
@@ -227,7 +235,9 @@ class Gateway:
         )
         self.auth = self._build_auth()
         self.access_log = AccessLog() if s.access_log else None
-        self.calls = CallWrapper(self.metrics, access_log=self.access_log, auth=self.auth)
+        self.calls = CallWrapper(
+            self.metrics, access_log=self.access_log, auth=self.auth, tracing=self.tracing
+        )
         self.server: grpc.aio.Server | None = None
         self.metrics_server: MetricsServer | None = None
         self._login_task: asyncio.Task[None] | None = None
@@ -255,7 +265,9 @@ class Gateway:
         s = self.settings
 
         async def load_accounts(deadline: Deadline) -> list[Account]:
-            return await observed_call(observer, "accounts", self.loaders.accounts(deadline))
+            return await observed_call(
+                observer, "accounts", self.loaders.accounts(deadline), self.tracing
+            )
 
         self.directory = AccountDirectory(
             load_accounts,
@@ -332,6 +344,7 @@ class Gateway:
             observer=observer,
             sink=sink,
             held_back=lambda: self.broker.penalized_for,
+            tracer=self.tracing,
         )
 
     # ---------------------------------------------------------------- lifecycle
@@ -514,6 +527,8 @@ class Gateway:
             steps.append(self.metrics_server.aclose)
         if self.access_log is not None:
             steps.append(self.access_log.aclose)  # last: every call has ended by now
+        if self.tracing is not None:
+            steps.append(self._flush_traces)
         for step in steps:
             # Every step runs even when an earlier one fails: a failing closer must not
             # leak the broker's sockets, its HTTP session or the Redis pool behind it.
@@ -527,6 +542,11 @@ class Gateway:
             self.failed.exception()  # retrieved: the caller may never have waited on it
         # A start that failed (a port in use) says so once, where it is reported.
         logger.log(logging.INFO if self._serving else logging.DEBUG, "gateway stopped")
+
+    async def _flush_traces(self) -> None:
+        tracing = self.tracing
+        if tracing is not None:  # exports what is left; may block on the exporter: a thread
+            await asyncio.to_thread(tracing.shutdown)
 
     async def _close_reads(self) -> None:
         self.reads.mark_closing()

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from server.config import GatewaySettings
 from server.main import Gateway
+from server.observability.tracing import tracing_from_env
 from server.setting_error import SettingError
+from server.version import version
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +95,8 @@ async def serve(settings: GatewaySettings) -> int:
 
 
 async def _serve(settings: GatewaySettings, signals: StopSignals) -> int:
-    async with Gateway(settings) as gateway:
+    tracing = tracing_from_env(os.environ, version=version())
+    async with Gateway(settings, tracing=tracing) as gateway:
         stop: asyncio.Future[Any] = asyncio.ensure_future(signals.wait())
         failed: asyncio.Future[Any] = gateway.failed
         done, _ = await asyncio.wait({stop, failed}, return_when=asyncio.FIRST_COMPLETED)

@@ -24,14 +24,15 @@ import grpc
 
 from server.api.auth import ApiKeyAuth
 from server.api.parsing import RequestParsing, parsed_stream
-from server.api.status import abort_for
+from server.api.status import abort_for, error_reason_var
 from server.api.wrapping import Handler, with_behavior
 from server.auth.errors import AuthenticationFailed, TooManyAuthFailures
 from server.auth.principal import current_principal, principal_var
 from server.errors import MalformedRequest
 from server.observability.access_log import AccessEntry, AccessLog
-from server.observability.logging import request_id_var
+from server.observability.logging import request_id_var, trace_id_var
 from server.observability.metrics import Metrics
+from server.observability.tracing import RpcSpan, Tracing
 
 logger = logging.getLogger(__name__)
 
@@ -84,15 +85,21 @@ class CallWrapper:
         *,
         access_log: AccessLog | None = None,
         auth: ApiKeyAuth | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self._metrics = metrics
         self._access_log = access_log
         self._auth = auth
+        # None when tracing is off: one ``is None`` test per call, nothing imported.
+        self._tracing = tracing
         self._parsing = RequestParsing(metrics)
 
     def wrap(self, method: str, handler: Handler) -> Handler:
         auth = self._auth if self._auth is not None and not self._auth.exempt(method) else None
         quiet = method.startswith(QUIET_PREFIXES)
+        # A stream's caller gets the request id at once, in the initial metadata, not only
+        # in the trailers at its end (which may be hours away).
+        announce = handler.response_streaming and not quiet
         short = method.rsplit("/", 1)[-1]
         # The request is parsed here, after the key check, not by grpc (server/api/parsing.py).
         deserializer = handler.request_deserializer
@@ -100,7 +107,7 @@ class CallWrapper:
         streaming = handler.request_streaming
 
         def start(context: Context) -> _Call:
-            call = _Call(self, short, method, quiet, context)
+            call = _Call(self, short, method, quiet, context, announce)
             if auth is not None:
                 principal_var.set(None)
                 try:
@@ -201,6 +208,7 @@ class _Call:
     """Book-keeping for one call, as a context manager around its behavior."""
 
     __slots__ = (
+        "announce",
         "context",
         "metadata",
         "method",
@@ -210,14 +218,22 @@ class _Call:
         "rejected",
         "request_id",
         "short",
+        "span",
         "started",
         "token",
     )
 
     def __init__(
-        self, owner: CallWrapper, short: str, method: str, quiet: bool, context: Context
+        self,
+        owner: CallWrapper,
+        short: str,
+        method: str,
+        quiet: bool,
+        context: Context,
+        announce: bool = False,
     ) -> None:
         self.owner = owner
+        self.announce = announce
         self.context = context
         self.short = short
         self.method = method
@@ -227,6 +243,11 @@ class _Call:
         self.started = time.perf_counter()
         self.token = request_id_var.set(self.request_id)
         self.rejected: AuthenticationFailed | TooManyAuthFailures | None = None
+        tracing = owner._tracing
+        # Current in this context, so upstream calls made for this RPC become its children.
+        self.span: RpcSpan | None = (
+            tracing.rpc(method, self.metadata, self.request_id) if tracing is not None else None
+        )
         owner._metrics.rpc_in_flight.inc()
         # Read it now: once a stream has ended, asking grpc for the peer of the finished
         # call crashes the process (the core call is already gone).
@@ -243,9 +264,12 @@ class _Call:
         self.end(self.context, error)
 
     async def admit(self) -> None:
-        """Abort the call (through the status table) when its API key was refused."""
+        """Abort the call (through the status table) when its API key was refused; a
+        stream that may go on sends its request id in the initial metadata."""
         if self.rejected is not None:
             await abort_for(self.context, self.rejected)
+        if self.announce:
+            await self.context.send_initial_metadata(((REQUEST_ID_HEADER, self.request_id),))
 
     def end(self, context: Context, error: BaseException | None) -> None:
         elapsed = time.perf_counter() - self.started
@@ -273,8 +297,14 @@ class _Call:
                         principal.name if principal is not None else "-",
                         self.request_id,
                         time.time(),
+                        # Set by abort_for in this call's own context (grpc.aio runs each
+                        # call in a task of its own, so no other call's reason is seen).
+                        error_reason_var.get() or "",
+                        trace_id_var.get() if self.span is not None else None,
                     )
                 )
+        if self.span is not None:  # last: the lines above still carry its trace id
+            self.span.end(code, error)
         try:
             request_id_var.reset(self.token)
         except ValueError:  # ended in another context (a stream closed elsewhere)

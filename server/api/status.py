@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Final, Never
 
@@ -183,12 +184,19 @@ def rich_status(found: Classified) -> status_pb2.Status:
     return status_pb2.Status(code=found.code.value[0], message=found.message, details=details)
 
 
+#: The UPPER_SNAKE reason of the status ``abort_for`` ended the current call with (None:
+#: it did not); server/api/calls.py resets it per call and writes it in the access log.
+error_reason_var: ContextVar[str | None] = ContextVar("error_reason", default=None)
+
+
 async def abort_for(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException) -> Never:
     """End the call with the table's status for ``exc`` (rich details in trailers).
 
     The trailers also carry the call's x-request-id, which abort would otherwise drop.
     """
-    status = rpc_status.to_status(rich_status(classify(exc)))
+    found = classify(exc)
+    error_reason_var.set(found.reason)  # for the call's access-log line
+    status = rpc_status.to_status(rich_status(found))
     trailers = tuple(status.trailing_metadata)
     request_id = request_id_var.get()
     if request_id:

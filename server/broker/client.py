@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 from collections.abc import Sequence
 from decimal import Decimal
 from types import TracebackType
@@ -20,7 +21,7 @@ from server.broker.auth import TokenManager
 from server.broker.contracts import ContractCatalog
 from server.broker.deadline import Deadline
 from server.broker.errors import BrokerClosed
-from server.broker.http import TradovateHttp
+from server.broker.http import RequestHook, TradovateHttp
 from server.broker.limiter import Circuit, RateGate, TokenBucket
 from server.broker.md import MarketData
 from server.broker.rest import TradovateRest
@@ -38,6 +39,7 @@ from server.broker.schemas import (
     Position,
 )
 from server.broker.settings import BrokerSettings
+from server.broker.stats import SocketStats, UpstreamStats
 from server.broker.sync import UserSync
 
 logger = logging.getLogger(__name__)
@@ -46,7 +48,7 @@ logger = logging.getLogger(__name__)
 class _Parts:
     """What exists only between start() and aclose()."""
 
-    def __init__(self, settings: BrokerSettings) -> None:
+    def __init__(self, settings: BrokerSettings, request_hook: RequestHook | None) -> None:
         connector = aiohttp.TCPConnector(
             limit=settings.max_connections, keepalive_timeout=settings.keepalive_timeout
         )
@@ -64,6 +66,7 @@ class _Parts:
             self.limiter,
             self.gate,
             max_penalty_retries=settings.max_penalty_retries,
+            request_hook=request_hook,
         )
         self.auth = TokenManager(settings, self.http)
         self.rest = TradovateRest(self.http, self.auth)
@@ -75,8 +78,12 @@ class _Parts:
 class TradovateClient:
     """The only object the rest of the gateway uses to talk to Tradovate."""
 
-    def __init__(self, settings: BrokerSettings) -> None:
+    def __init__(
+        self, settings: BrokerSettings, *, request_hook: RequestHook | None = None
+    ) -> None:
+        """``request_hook``: told of every REST request and its outcome (server/broker/http.py)."""
         self.settings = settings
+        self._request_hook = request_hook
         self._parts: _Parts | None = None
         self._sync: UserSync | None = None
         self._md: MarketData | None = None
@@ -107,7 +114,7 @@ class TradovateClient:
             if self._closed:
                 raise BrokerClosed("the Tradovate client is closed")
             if self._parts is None:
-                self._parts = _Parts(self.settings)
+                self._parts = _Parts(self.settings, self._request_hook)
             deadline = Deadline.resolve(timeout, self.settings.request_timeout)
             await self._parts.auth.start(deadline)
 
@@ -164,6 +171,39 @@ class TradovateClient:
     def circuit(self) -> Circuit | None:
         """The open 429/423/captcha circuit (reason and seconds left), or None."""
         return self._parts.gate.circuit() if self._parts is not None else None
+
+    def stats(self) -> UpstreamStats:
+        """The connection to Tradovate now: token, circuit, budget, sockets (for metrics)."""
+        parts = self._parts
+        if parts is None:
+            return UpstreamStats(None, False, 0.0, None, None, ())
+        token = parts.auth.current
+        limiter = parts.limiter
+        enabled = limiter.rate > 0
+        now = time.monotonic()
+        sockets = []
+        for name, feed in (("user", self._sync), ("md", self._md)):
+            if feed is None:
+                continue
+            socket = feed.socket
+            since, last = socket.connected_since, socket.last_frame_at
+            sockets.append(
+                SocketStats(
+                    name=name,
+                    connected=socket.connected,
+                    connects=socket.connects,
+                    uptime=now - since if since is not None else 0.0,
+                    since_last_frame=now - last if last is not None else None,
+                )
+            )
+        return UpstreamStats(
+            token_expires_in=token.left() if token is not None else None,
+            circuit_open=parts.gate.is_open,
+            circuit_retry_after=parts.gate.retry_after(),
+            rate_tokens=limiter.available() if enabled else None,
+            rate_burst=limiter.burst if enabled else None,
+            sockets=tuple(sockets),
+        )
 
     def _deadline(self, timeout: float | None) -> Deadline:
         return Deadline.resolve(timeout, self.settings.request_timeout)

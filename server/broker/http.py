@@ -3,13 +3,17 @@
 Returns response bodies as bytes; rest.py and auth.py decode them. Every call runs
 inside the caller's Deadline. p-tickets are sat out and the request re-sent with the
 ticket when the wait fits the deadline; otherwise PenaltyError says when to retry.
+
+``request_hook`` (optional, generic: the gateway's tracing uses it) is told of every
+request sent, its method and path, and then of its outcome: the HTTP status, or the
+reason of the error that kept it from getting one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import aiohttp
@@ -36,6 +40,10 @@ logger = logging.getLogger(__name__)
 _encoder: Final = msgspec.json.Encoder(decimal_format="number")
 _penalty_decoder: Final = msgspec.json.Decoder(Penalty, strict=False)
 _PENALTY_SCAN: Final = 4096
+
+#: Told (method, path) when a request is sent; returns what to tell its outcome: the HTTP
+#: status (int) or the reason (str) of the error that kept it from getting one.
+RequestHook = Callable[[str, str], Callable[[int | str], None]]
 
 
 class TokenRejected(AuthError):
@@ -98,8 +106,10 @@ class TradovateHttp:
         gate: RateGate,
         *,
         max_penalty_retries: int = 3,
+        request_hook: RequestHook | None = None,
     ) -> None:
         self._session = session
+        self._hook = request_hook
         self._base = base_url.rstrip("/")
         self._limiter = limiter
         self._gate = gate
@@ -184,20 +194,29 @@ class TradovateHttp:
         url = f"{self._base}/{path.lstrip('/')}"
         left = deadline.check(f"calling {path}")
         self.calls += 1
+        done = self._hook(method, path.split("?", 1)[0]) if self._hook is not None else None
+        outcome: int | str = "CANCELLED"
         try:
             async with asyncio.timeout(left):
                 async with self._session.request(
                     method, url, params=params, data=payload, headers=headers
                 ) as response:
+                    outcome = response.status
                     return response.status, await response.read()
         except TimeoutError:
+            outcome = UpstreamTimeout.reason
             raise UpstreamTimeout(f"Tradovate did not answer {path} within the deadline") from None
         except aiohttp.ClientError as exc:
+            outcome = UpstreamUnavailable.reason
             raise UpstreamUnavailable(
                 f"Tradovate unreachable on {path}: {type(exc).__name__}: {exc}"
             ) from None
         except OSError as exc:
+            outcome = UpstreamUnavailable.reason
             raise UpstreamUnavailable(f"Tradovate unreachable on {path}: {exc}") from None
+        finally:
+            if done is not None:
+                done(outcome)
 
     def _error(self, status: int, data: bytes, where: str, *, has_token: bool) -> BrokerError:
         if status == 401 and has_token:

@@ -53,6 +53,11 @@ class TokenBucket:
         self._tokens -= 1.0
         return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
 
+    def available(self) -> float:
+        """Tokens saved up now (negative while callers wait for reserved ones)."""
+        self._refill()
+        return self._tokens
+
     def refund(self) -> None:
         if self.rate > 0:
             self._tokens = min(self.burst, self._tokens + 1.0)

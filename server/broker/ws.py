@@ -175,6 +175,10 @@ class TradovateSocket:
         self._flap_drops: deque[float] = deque()  # when recent ready connections dropped
         self.flapping = False
         self._wait_at_least = 0.0  # a penalty or circuit met before any connection existed
+        # Monotonic times, for metrics: when the current connection became ready (None
+        # while down) and when the last data frame arrived (None before the first).
+        self.connected_since: float | None = None
+        self.last_frame_at: float | None = None
         auth.add_listener(self._on_new_token)
 
     @property
@@ -374,12 +378,14 @@ class TradovateSocket:
             self.last_error = None
             conn.was_ready = True
             conn.ready_at = time.monotonic()
+            self.connected_since = time.monotonic()
             self._ready.set()
             return await conn.stopped
         except TimeoutError:
             raise UpstreamTimeout(f"{self.name} socket: no open frame in time") from None
         finally:
             self._ready.clear()
+            self.connected_since = None
             reason = conn.stopped.result() if conn.stopped.done() else "connection ended"
             conn.stop(reason)
             tasks = [t for t in (reader, beat, conn.reauthorizing) if t is not None]
@@ -435,6 +441,7 @@ class TradovateSocket:
         try:
             frame = decode_frame(data)
             if isinstance(frame, DataFrame):
+                self.last_frame_at = time.monotonic()
                 try:
                     for message in frame.messages:
                         self._on_message(conn, message, received_at)

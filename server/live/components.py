@@ -73,6 +73,7 @@ class LiveParts:
                 self.service.state, max_per_request=settings.max_accounts_per_request
             ),
         )
+        metrics.watch_streams(self.service.stats)
         self._with_market_data = settings.live_market_data
         self._drain_timeout = min(settings.grace_s, 2.0)
 

@@ -91,6 +91,7 @@ class Subscription:
         if self.ended is not None:
             return
         if not self.queue.push(delta):
+            self._hub.dropped_deltas += len(self.queue) + 1  # all it had, and this one
             self.end(EndReason.SLOW_CONSUMER, f"more than {self.queue.capacity} deltas behind")
             return
         self.wake()
@@ -101,6 +102,7 @@ class Subscription:
         stream sends nothing more."""
         self._in_hand = batch = self.queue.take_all()
         self.merges_in_hand = self.queue.take_merges()
+        self._hub.sent_deltas += len(batch)
         return batch
 
     def wake(self) -> None:
@@ -152,6 +154,11 @@ class StreamHub:
         self.queue_capacity = queue_capacity
         self.max_streams = max_streams
         self.slow_consumers_ended = 0
+        # Counters for metrics (server/live/stats.py): plain ints, read on a scrape.
+        self.sent_deltas = 0
+        self.dropped_deltas = 0
+        self.resumes_replayed = 0
+        self.resumes_missed = 0
         # Deltas dropped by conflation (a newer delta of the same entity replaced them in a
         # full queue) in streams that have closed; see ``conflated_deltas``.
         self._conflated_closed = 0
@@ -277,15 +284,27 @@ class StreamHub:
         Call it in the same synchronous step as ``subscribe``: nothing is published between.
         """
         if not self.covers(after, epoch):
+            self.resumes_missed += 1
             return False
         if after == self.sequence:
+            self.resumes_replayed += 1
             return True
         start = after + 1 - self._ring[0].sequence
         for delta in itertools.islice(self._ring, start, None):
             if sub.matches(delta) and not sub.queue.push(delta):
                 sub.queue.clear()
+                self.resumes_missed += 1
                 return False
+        self.resumes_replayed += 1
         return True
+
+    @property
+    def replay_buffered(self) -> int:
+        return len(self._ring)
+
+    @property
+    def replay_capacity(self) -> int:
+        return self._ring.maxlen or 0
 
     def subscribers(self) -> list[Subscription]:
         subs: dict[Subscription, None] = dict(self._everyone)

@@ -25,6 +25,7 @@ from server.live.figures import FigureFetcher, FigureRefresher, RefreshSettings
 from server.live.hub import EndReason, StreamHub
 from server.live.source import LiveReadSource
 from server.live.state import LiveState
+from server.live.stats import StreamStats
 from server.live.streams import LiveStreams, StreamSettings
 from server.live.views import LiveViews
 
@@ -153,6 +154,27 @@ class LiveService:
         self._closed = False
         self.resyncs = 0
         self.down_reason = "not connected yet"
+
+    def stats(self) -> StreamStats:
+        """The streams now, for metrics (walks the subscribers: call it on a scrape only)."""
+        hub = self.hub
+        depths = [len(sub.queue) for sub in hub.subscribers()]
+        return StreamStats(
+            open_streams=hub.stream_count,
+            published=hub.sequence,
+            sent=hub.sent_deltas,
+            merged=hub.conflated_deltas,
+            dropped=hub.dropped_deltas,
+            slow_consumers_ended=hub.slow_consumers_ended,
+            resumed=hub.resumes_replayed,
+            resynced=hub.resumes_missed,
+            upstream_resyncs=self.resyncs,
+            queued=sum(depths),
+            max_queued=max(depths, default=0),
+            queue_capacity=hub.queue_capacity,
+            replay_buffered=hub.replay_buffered,
+            replay_capacity=hub.replay_capacity,
+        )
 
     # ------------------------------------------------------------------ lifecycle
     @property

@@ -29,6 +29,8 @@ class AccessEntry(NamedTuple):
     key_name: str
     request_id: str
     ended: float  # wall clock, seconds
+    reason: str = ""  # the error's UPPER_SNAKE reason (ErrorInfo); empty when none
+    trace_id: str | None = None  # with tracing on: the call's trace
 
 
 class AccessLog:
@@ -80,12 +82,16 @@ class AccessLog:
 def _record(access: logging.Logger, entry: AccessEntry, structured: bool) -> logging.LogRecord:
     ms = entry.seconds * 1000
     line = f"{entry.method} {entry.code} {ms:.2f} ms peer={entry.peer} key={entry.key_name}"
-    extra: dict[str, object] = {"request_id": entry.request_id}
+    if entry.reason:
+        line += f" reason={entry.reason}"
+    extra: dict[str, object] = {"request_id": entry.request_id, "trace_id": entry.trace_id}
     if structured:
         extra.update(
             rpc=entry.method.rsplit("/", 1)[-1],
             code=entry.code,
+            reason=entry.reason or None,
             duration_ms=round(ms, 3),
+            peer=entry.peer,
             key_name=entry.key_name,
         )
     record = access.makeRecord(access.name, entry.level, __file__, 0, line, (), None, "end", extra)

@@ -4,23 +4,41 @@
 and code, upstream calls by endpoint and outcome, cache hits and misses by kind,
 rate-limit penalties, and the state of the broker login, the upstream and the cache.
 Nothing outside this package imports prometheus_client.
+
+Streams and the upstream connection are read when Prometheus scrapes, not counted on the
+hot path: ``watch_streams`` and ``watch_upstream`` take a function that returns a
+snapshot (server/live/stats.py, server/broker/stats.py), and ``StateCollector`` turns it
+into families. Process and Python runtime collectors (prometheus_client's defaults) and
+``tg_build_info`` (version, git commit) are registered with every ``Metrics``. Labels stay
+bounded: method, code, endpoint, kind, reason, component, socket; never a subscriber or
+an account.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import platform
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Final
 
 from aiohttp import web
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from server.broker.stats import UpstreamStats
+from server.live.stats import StreamStats
+from server.version import git_sha, version
 
 if TYPE_CHECKING:
     from server.broker import Circuit
@@ -123,6 +141,19 @@ class Metrics:
         )
         for reason in CIRCUIT_REASONS:
             self.circuit_seconds.labels(reason).set(0)
+        self.build_info = Gauge(
+            "tg_build_info",
+            "Always 1; the labels say which build is running",
+            ["version", "git_sha", "python"],
+            registry=r,
+        )
+        self.build_info.labels(version(), git_sha(), platform.python_version()).set(1)
+        # process_* (CPU, memory, fds, start time), python_info and python_gc_*: the same
+        # collectors prometheus_client puts in its default registry.
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            r.register(collector)
+        self.state = StateCollector()
+        r.register(self.state)
 
     def watch_circuit(self, source: CircuitSource) -> None:
         """Read the circuit's time left from ``source`` at every scrape."""
@@ -168,6 +199,14 @@ class Metrics:
     def set_up(self, component: str, up: bool) -> None:
         self.component_up.labels(component).set(1 if up else 0)
 
+    def watch_streams(self, read: Callable[[], StreamStats]) -> None:
+        """Report the streams (tg_stream_*) from ``read()`` at every scrape."""
+        self.state.streams = read
+
+    def watch_upstream(self, read: Callable[[], UpstreamStats]) -> None:
+        """Report the upstream connection (tg_upstream_*) from ``read()`` at every scrape."""
+        self.state.upstream = read
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -178,6 +217,141 @@ def _left_for(source: CircuitSource, reason: str) -> Callable[[], float]:
         return circuit.retry_after if circuit is not None and circuit.reason == reason else 0.0
 
     return left
+
+
+def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(name, doc, value=value)
+
+
+def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, value=value)
+
+
+class StateCollector(Collector):
+    """Stream and upstream families, read from their snapshots at scrape time."""
+
+    def __init__(self) -> None:
+        self.streams: Callable[[], StreamStats] | None = None
+        self.upstream: Callable[[], UpstreamStats] | None = None
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())  # names vary with what is watched: collected at scrape time only
+
+    def collect(self) -> Iterator[Metric]:
+        if self.streams is not None:
+            yield from _stream_families(self.streams())
+        if self.upstream is not None:
+            yield from _upstream_families(self.upstream())
+
+
+def _stream_families(s: StreamStats) -> Iterator[Metric]:
+    yield _gauge("tg_stream_open", "StreamUpdates calls open now", s.open_streams)
+    yield _counter(
+        "tg_stream_deltas_published", "Deltas the hub numbered and published", s.published
+    )
+    yield _counter(
+        "tg_stream_deltas_sent", "Deltas taken from subscriber queues and written", s.sent
+    )
+    yield _counter(
+        "tg_stream_deltas_merged",
+        "Deltas replaced in a full subscriber queue by a newer one of the same entity",
+        s.merged,
+    )
+    yield _counter(
+        "tg_stream_deltas_dropped",
+        "Deltas lost when a subscriber too slow to keep up was ended",
+        s.dropped,
+    )
+    yield _counter(
+        "tg_stream_slow_consumers_ended",
+        "Streams ended RESOURCE_EXHAUSTED because they fell too far behind",
+        s.slow_consumers_ended,
+    )
+    resumes = CounterMetricFamily(
+        "tg_stream_resumes",
+        "Resumed streams: replayed from the buffer (replay hit) or resync (a miss: snapshot)",
+        labels=["result"],
+    )
+    resumes.add_metric(["replayed"], s.resumed)
+    resumes.add_metric(["resync"], s.resynced)
+    yield resumes
+    yield _counter(
+        "tg_live_resyncs",
+        "Fresh snapshots applied after the user-sync socket reconnected",
+        s.upstream_resyncs,
+    )
+    yield _gauge("tg_stream_queued_deltas", "Deltas waiting in all subscriber queues", s.queued)
+    yield _gauge(
+        "tg_stream_subscriber_lag_max_deltas",
+        "Deltas waiting in the longest subscriber queue (the worst subscriber lag)",
+        s.max_queued,
+    )
+    yield _gauge(
+        "tg_stream_queue_capacity",
+        "Per-subscriber queue size before conflation (GATEWAY_LIVE_QUEUE_CAPACITY)",
+        s.queue_capacity,
+    )
+    yield _gauge("tg_stream_replay_buffered", "Deltas held for resume", s.replay_buffered)
+    yield _gauge(
+        "tg_stream_replay_capacity",
+        "Deltas the replay buffer holds at most (GATEWAY_LIVE_REPLAY_CAPACITY)",
+        s.replay_capacity,
+    )
+
+
+def _upstream_families(u: UpstreamStats) -> Iterator[Metric]:
+    if u.token_expires_in is not None:
+        yield _gauge(
+            "tg_upstream_token_expiry_seconds",
+            "Seconds until the Tradovate access token expires (renewed before)",
+            u.token_expires_in,
+        )
+    yield _gauge(
+        "tg_upstream_rate_limit_circuit_open",
+        "1 while a 429 or 423 from Tradovate holds every REST call back",
+        1 if u.circuit_open else 0,
+    )
+    yield _gauge(
+        "tg_upstream_rate_limit_retry_after_seconds",
+        "Seconds until the rate-limit circuit closes (0 when closed)",
+        u.circuit_retry_after,
+    )
+    if u.rate_tokens is not None and u.rate_burst is not None:
+        yield _gauge(
+            "tg_upstream_rate_budget_tokens",
+            "REST calls the client-side limiter allows at once now (negative: callers wait)",
+            u.rate_tokens,
+        )
+        yield _gauge(
+            "tg_upstream_rate_budget_burst",
+            "The client-side limiter's ceiling (GATEWAY_UPSTREAM_RATE_BURST)",
+            u.rate_burst,
+        )
+    connected = GaugeMetricFamily(
+        "tg_upstream_socket_connected", "1 while the socket is connected", labels=["socket"]
+    )
+    reconnects = CounterMetricFamily(
+        "tg_upstream_socket_reconnects",
+        "Times the socket connected again after its first connection",
+        labels=["socket"],
+    )
+    uptime = GaugeMetricFamily(
+        "tg_upstream_socket_uptime_seconds",
+        "Seconds the socket's current connection has been up (0 while down)",
+        labels=["socket"],
+    )
+    silence = GaugeMetricFamily(
+        "tg_upstream_last_event_age_seconds",
+        "Seconds since the socket's last data frame from Tradovate",
+        labels=["socket"],
+    )
+    for sock in u.sockets:
+        connected.add_metric([sock.name], 1 if sock.connected else 0)
+        reconnects.add_metric([sock.name], max(0, sock.connects - 1))
+        uptime.add_metric([sock.name], sock.uptime)
+        if sock.since_last_frame is not None:
+            silence.add_metric([sock.name], sock.since_last_frame)
+    yield from (connected, reconnects, uptime, silence)
 
 
 class MetricsServer:

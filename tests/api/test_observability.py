@@ -15,7 +15,7 @@ import pytest
 from google.rpc import error_details_pb2
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from server.observability.logging import configure_logging
+from server.observability.logging import configure_logging, undo_json_hooks
 from tests.conftest import free_port
 from tests.support.stack import Stack, running_stack
 from tests.support.waiting import eventually
@@ -88,6 +88,7 @@ def json_log() -> Iterator[io.StringIO]:
             if handler.get_name() == "trading-gateway":
                 root.removeHandler(handler)
         root.setLevel(level)
+        undo_json_hooks()
 
 
 async def test_access_log_lines_are_json_with_the_request_id(json_log: io.StringIO) -> None:

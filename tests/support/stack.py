@@ -30,6 +30,7 @@ from tradovate_gateway.v1 import trading_pb2_grpc as pb_grpc
 
 from server.config import GatewaySettings, explicit_settings
 from server.main import Gateway, LiveFactory
+from server.observability.tracing import Tracing
 from server.simulator import SimConfig, Simulator
 from tests.support.residue import CheckingChannel
 from tests.support.secret_scan import register_secret
@@ -103,10 +104,14 @@ class Stack:
 
 @asynccontextmanager
 async def running_gateway(
-    settings: GatewaySettings, *, live_factory: LiveFactory | None = None, ready: bool = True
+    settings: GatewaySettings,
+    *,
+    live_factory: LiveFactory | None = None,
+    ready: bool = True,
+    tracing: Tracing | None = None,
 ) -> AsyncIterator[Gateway]:
     """The real gateway from the composition root, started (and logged in when ``ready``)."""
-    gateway = Gateway(settings, live_factory=live_factory)
+    gateway = Gateway(settings, live_factory=live_factory, tracing=tracing)
     async with gateway:
         if ready:
             await gateway.wait_ready(READY_TIMEOUT)
@@ -131,6 +136,7 @@ async def running_stack(
     *,
     live_factory: LiveFactory | None = None,
     channel_credentials: grpc.ChannelCredentials | None = None,
+    tracing: Tracing | None = None,
     **gateway_overrides: Any,
 ) -> AsyncIterator[Stack]:
     """Simulator + gateway + channel, all on free loopback ports; closed in reverse order.
@@ -142,7 +148,7 @@ async def running_stack(
     async with Simulator(config).running(host="127.0.0.1", port=0) as sim:
         settings = settings_for(sim, redis_url, **gateway_overrides)
         async with (
-            running_gateway(settings, live_factory=live_factory) as gateway,
+            running_gateway(settings, live_factory=live_factory, tracing=tracing) as gateway,
             _channel(gateway.address, channel_credentials) as channel,
         ):
             # Every Decimal the stub receives is checked for float residue (tests/conftest.py).

@@ -1,0 +1,89 @@
+"""Stream, upstream, process and build metrics, scraped from a running gateway's /metrics."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from tradovate_gateway.v1 import trading_pb2 as pb
+
+from server.simulator import SimConfig
+from server.version import version
+from tests.conftest import free_port
+from tests.live.streaming import Subscriber
+from tests.support.stack import running_stack
+
+pytestmark = pytest.mark.timeout(60)
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+async def scrape(port: int) -> Samples:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/metrics") as response,
+    ):
+        assert response.status == 200
+        text = await response.text()
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def completed(sub: Subscriber) -> bool:
+    return any(m.WhichOneof("payload") == "snapshot_complete" for m in sub.messages)
+
+
+async def test_streams_upstream_process_and_build_info_are_exported() -> None:
+    port = free_port()
+    config = SimConfig(accounts=2, seed=7, price_interval=0.0)
+    async with running_stack(sim_config=config, metrics_port=port, pnl_interval_ms=0.0) as stack:
+        control = stack.sim.control
+        account = control.account_ids()[0]
+        sub = Subscriber(stack.stub, pb.StreamUpdatesRequest())
+        await sub.wait_for(completed)
+        epoch = sub.messages[-1].epoch
+        control.place_order(account, "ESZ6", "Buy", 1, price=control.price("ESZ6") - 50)
+        await sub.wait_for(lambda s: len(s.deltas) >= 1)
+        # A resume the buffer covers (replayed), and one from another epoch (resync).
+        covered = Subscriber(
+            stack.stub, pb.StreamUpdatesRequest(resume_after_sequence=1, resume_epoch=epoch)
+        )
+        stale = Subscriber(
+            stack.stub, pb.StreamUpdatesRequest(resume_after_sequence=1, resume_epoch="old")
+        )
+        await stale.wait_for(completed)
+        await covered.wait_for(lambda s: len(s.deltas) >= 1)
+        got = await scrape(port)
+        for s in (sub, covered, stale):
+            s.call.cancel()
+
+    def value(name: str, **labels: str) -> float:
+        return got[(name, tuple(sorted(labels.items())))]
+
+    assert value("tg_stream_open") == 3
+    published = value("tg_stream_deltas_published_total")
+    assert published >= 1
+    # The first stream and the replayed one were each sent what they have seen.
+    assert value("tg_stream_deltas_sent_total") >= len(sub.deltas) + len(covered.deltas)
+    assert value("tg_stream_resumes_total", result="replayed") == 1
+    assert value("tg_stream_resumes_total", result="resync") == 1
+    assert value("tg_stream_deltas_dropped_total") == 0
+    assert value("tg_stream_subscriber_lag_max_deltas") >= 0
+    assert value("tg_stream_replay_buffered") == published
+    assert value("tg_upstream_socket_connected", socket="user") == 1
+    assert value("tg_upstream_socket_reconnects_total", socket="user") == 0
+    assert value("tg_upstream_socket_uptime_seconds", socket="user") > 0
+    assert 0 <= value("tg_upstream_last_event_age_seconds", socket="user") < 30
+    assert value("tg_upstream_token_expiry_seconds") > 60
+    assert value("tg_upstream_rate_limit_circuit_open") == 0
+    build = [labels for (name, labels) in got if name == "tg_build_info"]
+    assert len(build) == 1 and ("version", version()) in build[0]
+    assert value("process_cpu_seconds_total") > 0
+    assert ("python_info", ()) not in got  # labelled: python_info{implementation=...}
+    assert any(name == "python_gc_collections_total" for name, _ in got)
+    # Bounded labels: nothing names an account or a subscriber.
+    names = {key for _, labels in got for key, _ in labels}
+    assert not names & {"account", "account_id", "subscriber", "peer"}
