@@ -80,6 +80,7 @@ async def watch(client: TradingClient, args: argparse.Namespace, out: TextIO) ->
     deltas = 0
     last_draw = 0.0
     stream = client.watch(args.accounts, args.kinds, heartbeat_interval=args.heartbeat)
+    reader_gone = False
     try:
         async with asyncio.timeout(args.duration):
             async for update in stream:
@@ -109,10 +110,14 @@ async def watch(client: TradingClient, args: argparse.Namespace, out: TextIO) ->
                     break
     except TimeoutError:
         pass
+    except BrokenPipeError:
+        reader_gone = True  # `| head`: nothing more to say, not even the summary
+        raise
     finally:
         await stream.aclose()
-        # What the chain check saw: merged deltas are fine, gaps are not.
-        print(f"watch: {stream.stats.summary()}", file=sys.stderr)
+        if not reader_gone:
+            # What the chain check saw: merged deltas are fine, gaps are not.
+            print(f"watch: {stream.stats.summary()}", file=sys.stderr)
     return board
 
 

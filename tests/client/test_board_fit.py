@@ -52,9 +52,10 @@ def board_with(accounts: int, positions: int, orders: int) -> WatchBoard:
             balance=pb.AccountBalance(
                 balance=pb.Balance(
                     cash=d("50375.00"),
-                    open_pnl=d("-9315.25"),
                     realized_pnl=d("375"),
-                    total_pnl=d("-8940.25"),
+                    # The board shows the gateway's mark (live), not Tradovate's figures.
+                    mark_open_pnl=d("-9315.25"),
+                    mark_total_pnl=d("-8940.25"),
                 )
             ),
         )

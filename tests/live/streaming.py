@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from tradovate_gateway.v1 import trading_pb2 as pb
 from tradovate_gateway.v1 import trading_pb2_grpc as pb_grpc
 
 from client.errors import from_rpc_error
+from server.live.components import LiveParts
 from server.live.queue import Delta
+from server.live.service import LiveService
+from tests.support.stack import Stack
 
 DELTAS = frozenset({"position", "order", "balance", "pnl", "account"})
 WAIT = 20.0
@@ -270,3 +273,10 @@ class SlowReader:
 
     async def close(self) -> None:
         await self._channel.close()
+
+
+async def live_synced(stack: Stack, within: float = 10.0) -> LiveService:
+    """The stack's live service, once it has its first snapshot (streams open only then)."""
+    service = cast(LiveParts, stack.gateway.live).service
+    assert await service.wait_synced(within), "live state never synced"
+    return service

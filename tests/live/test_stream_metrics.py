@@ -10,7 +10,7 @@ from tradovate_gateway.v1 import trading_pb2 as pb
 from server.simulator import SimConfig
 from server.version import version
 from tests.conftest import free_port
-from tests.live.streaming import Subscriber
+from tests.live.streaming import Subscriber, live_synced
 from tests.support.stack import running_stack
 
 pytestmark = pytest.mark.timeout(60)
@@ -42,6 +42,7 @@ async def test_streams_upstream_process_and_build_info_are_exported() -> None:
     async with running_stack(sim_config=config, metrics_port=port, pnl_interval_ms=0.0) as stack:
         control = stack.sim.control
         account = control.account_ids()[0]
+        await live_synced(stack)
         sub = Subscriber(stack.stub, pb.StreamUpdatesRequest())
         await sub.wait_for(completed)
         epoch = sub.messages[-1].epoch
