@@ -15,6 +15,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import WSMsgType, web
 
+from server.broker import BrokerSettings
+
 
 class ScriptedTradovate:
     def __init__(self) -> None:
@@ -109,3 +111,8 @@ class ScriptedTradovate:
             beat.cancel()
             self.sockets.remove(ws)
         return ws
+
+
+def scripted_settings(server: ScriptedTradovate) -> BrokerSettings:
+    """Broker settings that point a real TradovateClient at ``server``."""
+    return BrokerSettings(rest_url=server.rest_url, username="u", password="pw-123456")
