@@ -7,7 +7,9 @@ the same functions the sockets' reader tasks call.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import AsyncIterator, Mapping
 from decimal import Decimal
 
 import msgspec
@@ -266,6 +268,16 @@ def test_a_penalty_body_is_told_apart_from_a_result() -> None:
     assert find_penalty(rest_body("getcashbalancesnapshot.json")) is None
 
 
+@contextlib.asynccontextmanager
+async def client_served(replies: Mapping[str, str]) -> AsyncIterator[TradovateClient]:
+    """A real client of a scripted Tradovate that answers each path with its recording."""
+    async with ScriptedTradovate().running() as server:
+        for path, name in replies.items():
+            server.rest_replies[path] = (200, rest_body(name))
+        async with TradovateClient(scripted_settings(server)) as client:
+            yield client
+
+
 async def test_entity_lists() -> None:
     replies = {
         "account/list": "account_list.json",
@@ -276,17 +288,14 @@ async def test_entity_lists() -> None:
         "cashBalance/ldeps": "cashbalance_ldeps.json",
         "marginSnapshot/items": "marginsnapshot_items.json",
     }
-    async with ScriptedTradovate().running() as server:
-        for path, name in replies.items():
-            server.rest_replies[path] = (200, rest_body(name))
-        async with TradovateClient(scripted_settings(server)) as client:
-            accounts = await client.accounts()
-            positions = await client.positions([701, 702])
-            orders = await client.orders([701, 702])
-            versions = await client.order_versions([5001, 5002])
-            fills = await client.fills([5002])
-            balances = await client.cash_balances([701, 702])
-            margins = await client.margin_snapshots([701, 702])
+    async with client_served(replies) as client:
+        accounts = await client.accounts()
+        positions = await client.positions([701, 702])
+        orders = await client.orders([701, 702])
+        versions = await client.order_versions([5001, 5002])
+        fills = await client.fills([5002])
+        balances = await client.cash_balances([701, 702])
+        margins = await client.margin_snapshots([701, 702])
 
     assert [(a.id, a.name, a.active) for a in accounts] == [
         (701, "DEMO12345", True),
@@ -341,12 +350,9 @@ async def test_cash_balance_snapshot_and_contract_chain() -> None:
         "contractMaturity/item": "contractmaturity_item.json",
         "product/item": "product_item.json",
     }
-    async with ScriptedTradovate().running() as server:
-        for path, name in replies.items():
-            server.rest_replies[path] = (200, rest_body(name))
-        async with TradovateClient(scripted_settings(server)) as client:
-            snapshot = await client.cash_balance_snapshot(701)
-            info = await client.contract_info([3001])
+    async with client_served(replies) as client:
+        snapshot = await client.cash_balance_snapshot(701)
+        info = await client.contract_info([3001])
 
     assert (snapshot.net_liq, snapshot.open_pnl, snapshot.total_pnl) == (
         Decimal("50210.95"),
