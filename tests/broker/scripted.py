@@ -25,6 +25,7 @@ class ScriptedTradovate:
         self.logins = 0
         self.login_reply: tuple[int, bytes] | None = None  # overrides the good token
         self.rest_replies: dict[str, tuple[int, bytes]] = {}  # "account/list" -> reply
+        self.sync_data: object = {"users": [{"id": 1}], "accounts": [{"id": 5, "name": "A5"}]}
         self._tasks: set[asyncio.Task[None]] = set()
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -103,7 +104,7 @@ class ScriptedTradovate:
                 endpoint, request_id, *_ = [*text.split("\n"), "", ""]
                 reply: dict[str, object] = {"s": 200, "i": int(request_id)}
                 if endpoint == "user/syncrequest":
-                    reply["d"] = {"users": [{"id": 1}], "accounts": [{"id": 5, "name": "A5"}]}
+                    reply["d"] = self.sync_data
                 elif endpoint != "authorize":
                     reply = {"s": 404, "i": int(request_id), "d": f"Not found: {endpoint}"}
                 await ws.send_str("a" + json.dumps([reply]))

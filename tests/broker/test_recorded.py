@@ -7,6 +7,7 @@ the same functions the sockets' reader tasks call.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator, Mapping
@@ -29,7 +30,7 @@ from server.broker.enums import (
     TimeInForce,
     parse,
 )
-from server.broker.events import ChangeType, EntityChange, EntityRef
+from server.broker.events import ChangeType, EntityChange, EntityRef, SyncEvent, SyncSnapshot
 from server.broker.frames import (
     CloseFrame,
     DataFrame,
@@ -362,3 +363,50 @@ async def test_cash_balance_snapshot_and_contract_chain() -> None:
     contract = info[3001]
     assert (contract.symbol, contract.product_name, contract.currency_id) == ("ESM1", "ES", 1)
     assert (contract.value_per_point, contract.tick_size) == (Decimal("50"), Decimal("0.25"))
+
+
+# -- frames through a real user-sync socket ------------------------------------------------
+
+
+async def test_recorded_sync_frames_through_a_real_socket() -> None:
+    """The snapshot answers the client's own syncrequest, then the props frames are pushed
+    down the socket: the reader hands over what the pure codecs decode, in order."""
+    recorded_snapshot = one_message("syncrequest_snapshot.txt")
+    assert isinstance(recorded_snapshot, Response)
+    pushed = [
+        "props_position_updated.txt",
+        "props_unused_type.txt",
+        "props_order_created_and_fill.txt",
+        "props_order_deleted.txt",
+    ]
+    async with ScriptedTradovate().running() as server:
+        server.sync_data = msgspec.json.decode(recorded_snapshot.data)
+        async with TradovateClient(scripted_settings(server)) as client:
+            sync = client.user_sync()
+            events = sync.events()
+            await sync.start()
+            first = await asyncio.wait_for(anext(events), timeout=10)
+            for name in pushed:
+                await server.push(ws_frame(name))
+            changes: list[SyncEvent] = []
+            while len(changes) < 4:
+                changes.append(await asyncio.wait_for(anext(events), timeout=10))
+
+    problems: list[str] = []
+    want = decode_snapshot(
+        recorded_snapshot.data, received_at=RECEIVED, reconnect=False, problems=problems
+    )
+    assert isinstance(first, SyncSnapshot) and problems == []
+    assert (first.user_ids, first.accounts, first.positions) == (
+        want.user_ids,
+        want.accounts,
+        want.positions,
+    )
+    assert (first.orders, first.fills, first.products) == (want.orders, want.fills, want.products)
+    assert all(isinstance(c, EntityChange) for c in changes)
+    got = [(c.entity_type, c.change, c.entity) for c in changes if isinstance(c, EntityChange)]
+    expected = [
+        (c.entity_type, c.change, c.entity) for name in pushed for c in props_changes(name)[0]
+    ]
+    assert got == expected
+    assert [kind for kind, _, _ in got] == ["position", "order", "fill", "order"]
