@@ -19,7 +19,7 @@ PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;]+)$")
 
 
 def pins() -> dict[str, str]:
-    found = {}
+    found: dict[str, str] = {}
     for line in CONSTRAINTS.read_text().splitlines():
         if not line.strip() or line.startswith("#"):
             continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import TypeVar
 
 from tradovate_gateway.v1 import trading_pb2 as pb
 
@@ -27,6 +28,7 @@ ALICE = Account(id=11, name="ALICE", active=True)
 BOB = Account(id=22, name="BOB", active=True)
 CONTRACTS = {7: ContractRef(symbol="ESZ6", value_per_point=Decimal(50))}
 errors: list[BaseException | None] = []
+T = TypeVar("T")
 
 
 def status_of(exc: BaseException | None) -> pb.AccountStatus:
@@ -61,7 +63,7 @@ def balance(cash: str) -> BalanceData:
     )
 
 
-def reads_of(data: object) -> list[AccountRead[object]]:
+def reads_of(data: T) -> list[AccountRead[T]]:
     return [
         AccountRead(ALICE, data, None, Source.LIVE, 1_700_000_000.25),
         AccountRead(BOB, error=UpstreamTimeout("slow")),
@@ -84,9 +86,9 @@ def test_positions_orders_and_balances_match_convert() -> None:
     for _ in range(2):  # built, then reused
         pos = reads_of(positions(3))
         got = pb.GetPositionsResponse.FromString(
-            encoder.positions(pos, status_of, include_flat=False)  # type: ignore[arg-type]
+            encoder.positions(pos, status_of, include_flat=False)
         )
-        want = convert.positions_response(pos, status_of, include_flat=False)  # type: ignore[arg-type]
+        want = convert.positions_response(pos, status_of, include_flat=False)
         assert got.HasField("server_time")
         got.ClearField("server_time")
         want.ClearField("server_time")
@@ -95,10 +97,10 @@ def test_positions_orders_and_balances_match_convert() -> None:
 
         ords = reads_of(orders())
         got_o = pb.GetOrdersResponse.FromString(
-            encoder.orders(ords, status_of, order_filter=pb.ORDER_FILTER_ALL, statuses=())  # type: ignore[arg-type]
+            encoder.orders(ords, status_of, order_filter=pb.ORDER_FILTER_ALL, statuses=())
         )
         want_o = convert.orders_response(
-            ords,  # type: ignore[arg-type]
+            ords,
             status_of,
             order_filter=pb.ORDER_FILTER_ALL,
             statuses=(),
@@ -109,8 +111,8 @@ def test_positions_orders_and_balances_match_convert() -> None:
         assert len(got_o.accounts[0].orders) == 2
 
         bals = reads_of(balance("1000"))
-        got_b = pb.GetBalancesResponse.FromString(encoder.balances(bals, status_of))  # type: ignore[arg-type]
-        want_b = convert.balances_response(bals, status_of)  # type: ignore[arg-type]
+        got_b = pb.GetBalancesResponse.FromString(encoder.balances(bals, status_of))
+        want_b = convert.balances_response(bals, status_of)
         assert without_time(got_b) == without_time(want_b)
         assert got_b.accounts[0].HasField("balance")
         assert not got_b.accounts[1].HasField("balance")
@@ -120,9 +122,9 @@ def test_snapshot_matches_convert() -> None:
     encoder = ResponseEncoder()
     snap = Snapshot(
         [ALICE, BOB],
-        reads_of(positions(2)),  # type: ignore[arg-type]
-        reads_of(orders()),  # type: ignore[arg-type]
-        reads_of(balance("250.5")),  # type: ignore[arg-type]
+        reads_of(positions(2)),
+        reads_of(orders()),
+        reads_of(balance("250.5")),
     )
     got = pb.GetSnapshotResponse.FromString(
         encoder.snapshot(snap, status_of, include_flat=True, order_filter=pb.ORDER_FILTER_WORKING)
@@ -136,14 +138,14 @@ def test_snapshot_matches_convert() -> None:
 
 def test_a_part_follows_its_content_and_failures_are_never_kept() -> None:
     encoder = ResponseEncoder(PartCache(max_entries=4))
-    first = encoder.positions(reads_of(positions(3)), status_of, include_flat=False)  # type: ignore[arg-type]
+    first = encoder.positions(reads_of(positions(3)), status_of, include_flat=False)
     errors.clear()
     # Equal content in a new object: same part; the failed account is rebuilt and counted.
-    again = encoder.positions(reads_of(positions(3)), status_of, include_flat=False)  # type: ignore[arg-type]
+    again = encoder.positions(reads_of(positions(3)), status_of, include_flat=False)
     assert [e for e in errors if e is not None] and all(
         isinstance(e, UpstreamTimeout) for e in errors if e is not None
     )
-    changed = encoder.positions(reads_of(positions(4)), status_of, include_flat=False)  # type: ignore[arg-type]
+    changed = encoder.positions(reads_of(positions(4)), status_of, include_flat=False)
     parsed = [pb.GetPositionsResponse.FromString(b) for b in (first, again, changed)]
     assert parsed[0].accounts == parsed[1].accounts
     assert parsed[2].accounts[0].positions[0].net_pos == 4
@@ -174,9 +176,9 @@ def test_a_new_fetch_of_the_same_content_gets_its_own_meta() -> None:
 def test_totals_follow_the_records_they_sum() -> None:
     encoder = ResponseEncoder()
     first = reads_of(balance("1000"))
-    again = encoder.balances(first, status_of)  # type: ignore[arg-type]
-    same = encoder.balances(first, status_of)  # type: ignore[arg-type]
-    changed = encoder.balances(reads_of(balance("2500")), status_of)  # type: ignore[arg-type]
+    again = encoder.balances(first, status_of)
+    same = encoder.balances(first, status_of)
+    changed = encoder.balances(reads_of(balance("2500")), status_of)
     totals = [pb.GetBalancesResponse.FromString(b).totals for b in (again, same, changed)]
     assert totals[0] == totals[1]
     assert totals[0].cash.value == "1000"

@@ -60,7 +60,9 @@ async def send_reflection(channel: grpc.aio.Channel, payload: bytes) -> grpc.aio
         yield good
         yield payload
 
-    call = channel.stream_stream(REFLECTION, request_serializer=None)(requests(), timeout=5)
+    rpc: grpc.aio.StreamStreamMultiCallable[bytes, bytes]
+    rpc = channel.stream_stream(REFLECTION, request_serializer=None)
+    call = rpc(requests(), timeout=5)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         async for _ in call:
             pass

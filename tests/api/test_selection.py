@@ -117,11 +117,15 @@ async def test_a_name_and_an_id_for_the_same_account_are_duplicates(api_stack: S
 
 async def test_unknown_enum_values_are_invalid_arguments(api_stack: Stack) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await api_stack.stub.GetPositions(pb.GetPositionsRequest(read_policy=42), timeout=5)  # type: ignore[arg-type]
+        await api_stack.stub.GetPositions(
+            pb.GetPositionsRequest(read_policy=pb.ReadPolicy.ValueType(42)), timeout=5
+        )
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "read_policy" in (caught.value.details() or "")
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await api_stack.stub.GetOrders(pb.GetOrdersRequest(statuses=[77]), timeout=5)  # type: ignore[list-item]
+        await api_stack.stub.GetOrders(
+            pb.GetOrdersRequest(statuses=[pb.OrderStatus.ValueType(77)]), timeout=5
+        )
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 

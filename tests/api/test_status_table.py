@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -93,7 +94,9 @@ async def test_a_status_for_a_caller_who_left_ends_the_call_as_cancelled() -> No
             handler_done.set()
 
     server = grpc.aio.server()
-    method = grpc.unary_stream_rpc_method_handler(behavior)  # type: ignore[arg-type]
+    # grpc's stubs take a behaviour of (*args, **kwargs); a Callable-typed name fits it.
+    handler: Callable[[bytes, grpc.aio.ServicerContext[Any, Any]], Awaitable[None]] = behavior
+    method: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_stream_rpc_method_handler(handler)
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler("test.Left", {"Stream": method}),)
     )
@@ -101,7 +104,9 @@ async def test_a_status_for_a_caller_who_left_ends_the_call_as_cancelled() -> No
     await server.start()
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            call = channel.unary_stream("/test.Left/Stream")(b"")
+            rpc: grpc.aio.UnaryStreamMultiCallable[bytes, bytes]
+            rpc = channel.unary_stream("/test.Left/Stream")
+            call = rpc(b"")
             reading = asyncio.ensure_future(call.read())
             await asyncio.wait_for(handler_started.wait(), 5)
             call.cancel()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 
 import grpc
 import pytest
@@ -21,9 +22,9 @@ def selector(*entries: object) -> pb.AccountSelector:
     return pb.AccountSelector(accounts=[str(e) for e in entries])
 
 
-async def fails(call: object) -> grpc.aio.AioRpcError:
+async def fails(call: Awaitable[object]) -> grpc.aio.AioRpcError:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await call  # type: ignore[misc]
+        await call
     return caught.value
 
 
@@ -54,7 +55,7 @@ async def test_missing_malformed_and_unknown_keys_are_unauthenticated(keys: Keys
 async def test_every_trading_rpc_requires_a_key(keys: Keys) -> None:
     async with running_stack(accounts=2, api_keys_file=str(keys.file)) as stack:
         s = stack.stub
-        calls = [
+        calls: list[Awaitable[object]] = [
             s.ListAccounts(pb.ListAccountsRequest(), timeout=5),
             s.GetPositions(pb.GetPositionsRequest(), timeout=5),
             s.GetOrders(pb.GetOrdersRequest(), timeout=5),

@@ -15,6 +15,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import WSMsgType, web
 
+from server.broker import BrokerSettings
+
 
 class ScriptedTradovate:
     def __init__(self) -> None:
@@ -23,6 +25,7 @@ class ScriptedTradovate:
         self.logins = 0
         self.login_reply: tuple[int, bytes] | None = None  # overrides the good token
         self.rest_replies: dict[str, tuple[int, bytes]] = {}  # "account/list" -> reply
+        self.sync_data: object = {"users": [{"id": 1}], "accounts": [{"id": 5, "name": "A5"}]}
         self._tasks: set[asyncio.Task[None]] = set()
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -48,7 +51,7 @@ class ScriptedTradovate:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = self._runner.addresses[0][1]
         try:
             yield self
         finally:
@@ -101,7 +104,7 @@ class ScriptedTradovate:
                 endpoint, request_id, *_ = [*text.split("\n"), "", ""]
                 reply: dict[str, object] = {"s": 200, "i": int(request_id)}
                 if endpoint == "user/syncrequest":
-                    reply["d"] = {"users": [{"id": 1}], "accounts": [{"id": 5, "name": "A5"}]}
+                    reply["d"] = self.sync_data
                 elif endpoint != "authorize":
                     reply = {"s": 404, "i": int(request_id), "d": f"Not found: {endpoint}"}
                 await ws.send_str("a" + json.dumps([reply]))
@@ -109,3 +112,8 @@ class ScriptedTradovate:
             beat.cancel()
             self.sockets.remove(ws)
         return ws
+
+
+def scripted_settings(server: ScriptedTradovate) -> BrokerSettings:
+    """Broker settings that point a real TradovateClient at ``server``."""
+    return BrokerSettings(rest_url=server.rest_url, username="u", password="pw-123456")

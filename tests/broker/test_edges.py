@@ -9,7 +9,6 @@ import pytest
 
 from server.broker import (
     AuthError,
-    BrokerSettings,
     CaptchaRequired,
     LockedOutError,
     ProtocolError,
@@ -19,11 +18,7 @@ from server.broker import (
 from server.broker.events import SyncEvent
 from server.simulator import Simulator
 from tests.broker.conftest import client_settings, eventually
-from tests.broker.scripted import ScriptedTradovate
-
-
-def scripted_settings(server: ScriptedTradovate) -> BrokerSettings:
-    return BrokerSettings(rest_url=server.rest_url, username="u", password="pw-123456")
+from tests.broker.scripted import ScriptedTradovate, scripted_settings
 
 
 async def test_undecodable_json_is_a_protocol_error() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from typing import Any
 
 import pytest
 
@@ -24,15 +25,15 @@ from server.broker.settings import BrokerSettings
 from server.broker.urls import DEMO_REST_URL, ws_url_from_rest
 
 
-def settings(**kw: object) -> BrokerSettings:
-    base: dict[str, object] = {
+def settings(**kw: Any) -> BrokerSettings:
+    base: dict[str, Any] = {
         "rest_url": "http://127.0.0.1:9/v1",
         "username": "alice",
         "password": "hunter2-very-secret",
         "secret": "api-secret-xyz",
     }
     base.update(kw)
-    return BrokerSettings(**base)  # type: ignore[arg-type]
+    return BrokerSettings(**base)
 
 
 def test_repr_hides_password_and_secret() -> None:

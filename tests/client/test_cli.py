@@ -32,7 +32,8 @@ async def test_positions_table(
     assert out[1].split() == ["DEMO1", "ESZ6", "2", "5012.25", "-137.50"]
     assert any(line.strip().startswith("DEMO2  DEADLINE_EXCEEDED") for line in out)
     (seen,) = peer.calls("GetPositions")
-    assert list(seen.request.selector.accounts) == ["DEMO1", "DEMO2"]  # type: ignore[attr-defined]
+    assert isinstance(seen.request, pb.GetPositionsRequest)
+    assert list(seen.request.selector.accounts) == ["DEMO1", "DEMO2"]
 
 
 async def test_orders_flags_reach_the_request(
@@ -83,8 +84,9 @@ async def test_snapshot_flags(
     assert await run_cli(*argv) == EXIT_PARTIAL
     assert "== BALANCES" in capsys.readouterr().out
     (seen,) = peer.calls("GetSnapshot")
-    assert seen.request.include_flat  # type: ignore[attr-defined]
-    assert seen.request.order_filter == pb.ORDER_FILTER_WORKING  # type: ignore[attr-defined]
+    assert isinstance(seen.request, pb.GetSnapshotRequest)
+    assert seen.request.include_flat
+    assert seen.request.order_filter == pb.ORDER_FILTER_WORKING
 
 
 async def test_api_key_from_the_environment(

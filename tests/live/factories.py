@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from decimal import Decimal
+from typing import Any
 
 from server.broker.events import ChangeType, Entity, EntityChange, SyncSnapshot
 from server.broker.schemas import (
@@ -111,17 +113,16 @@ def reference() -> tuple[list[Contract], list[ContractMaturity], list[Product]]:
     return contracts, maturities, products
 
 
-def snapshot(
-    *, reconnect: bool = False, **parts: tuple[object, ...] | list[object]
-) -> SyncSnapshot:
+def snapshot(*, reconnect: bool = False, **parts: Sequence[Entity]) -> SyncSnapshot:
+    """A snapshot holding the reference contracts, plus ``parts`` by SyncSnapshot field."""
     contracts, maturities, products = reference()
-    fields: dict[str, object] = {
+    fields: dict[str, Any] = {  # by SyncSnapshot field name; a wrong name fails here
         "contracts": tuple(contracts),
         "contract_maturities": tuple(maturities),
         "products": tuple(products),
     }
-    fields.update({k: tuple(v) for k, v in parts.items()})
-    return SyncSnapshot(reconnect=reconnect, **fields)  # type: ignore[arg-type]
+    fields.update({name: tuple(entities) for name, entities in parts.items()})
+    return SyncSnapshot(reconnect=reconnect, **fields)
 
 
 def change(entity_type: str, entity: Entity, kind: ChangeType = ChangeType.UPDATED) -> EntityChange:

@@ -103,6 +103,11 @@ def payload_bytes(update: pb.StreamUpdate) -> bytes:
     return data
 
 
+def reached(read: Callable[[], int], target: int) -> Callable[[], bool]:
+    """A check for ``until``: ``read()`` is at least ``target`` (bound now, not when called)."""
+    return lambda: read() >= target
+
+
 async def until(check: Callable[[], bool], step: float = 0.005) -> None:
     """Poll state owned by another component (simulator, gateway) until ``check`` holds."""
     async with asyncio.timeout(WAIT):

@@ -12,7 +12,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import cast
+from typing import Any, cast
 
 import pytest
 from tradovate_gateway.v1 import trading_pb2 as pb
@@ -25,7 +25,7 @@ from server.simulator import SimConfig
 from tests.live.streaming import WAIT, Ledger, SlowReader, is_delta
 from tests.support.stack import Stack, running_stack
 
-FAST = {
+FAST: dict[str, Any] = {
     "ws_reconnect_initial_s": 0.02,
     "ws_reconnect_max_s": 0.2,
     "ws_reconnect_stable_s": 0.05,

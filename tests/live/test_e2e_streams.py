@@ -22,13 +22,14 @@ from tests.live.streaming import (
     assert_chained,
     entity_key,
     payload_bytes,
+    reached,
     until,
 )
 from tests.support.stack import Stack, running_stack
 
 # Frozen prices (no random walk) and fast reconnects, so every test is deterministic.
-FROZEN = {"price_interval": 0.0}
-FAST = {
+FROZEN: dict[str, Any] = {"price_interval": 0.0}
+FAST: dict[str, Any] = {
     "ws_reconnect_initial_s": 0.02,
     "ws_reconnect_max_s": 0.2,
     "ws_reconnect_stable_s": 0.05,
@@ -48,15 +49,15 @@ def live_of(stack: Stack) -> LiveService:
 
 
 def sim_config(accounts: int = 2) -> SimConfig:
-    return SimConfig(accounts=accounts, seed=7, **FROZEN)  # type: ignore[arg-type]
+    return SimConfig(accounts=accounts, seed=7, **FROZEN)
 
 
 def request(
-    *accounts: int, kinds: list[int] | None = None, **kwargs: Any
+    *accounts: int, kinds: list[pb.UpdateKind.ValueType] | None = None, **kwargs: Any
 ) -> pb.StreamUpdatesRequest:
     return pb.StreamUpdatesRequest(
         selector=pb.AccountSelector(accounts=[str(a) for a in accounts]),
-        kinds=kinds or [],  # type: ignore[arg-type]
+        kinds=kinds or [],
         **kwargs,
     )
 
@@ -119,8 +120,8 @@ def sim_final(stack: Stack) -> dict[tuple[str, int], dict[str, Any]]:
     return final
 
 
-def status_name(value: int) -> str:
-    return pb.OrderStatus.Name(value).removeprefix("ORDER_STATUS_").replace("_", "").lower()  # type: ignore[arg-type]
+def status_name(value: pb.OrderStatus.ValueType) -> str:
+    return pb.OrderStatus.Name(value).removeprefix("ORDER_STATUS_").replace("_", "").lower()
 
 
 def mismatches(
@@ -228,7 +229,7 @@ async def test_no_gap_and_no_duplicate_across_ten_socket_drops() -> None:
             await converge(stack, sub, accounts)
             assert control.drop_sockets("user") >= 1
             control.random_activity(4)  # while the gateway is disconnected
-            await until(lambda n=drop + 1: service.resyncs >= n)  # type: ignore[misc]
+            await until(reached(lambda: service.resyncs, drop + 1))
         control.random_activity(4)
         await converge(stack, sub, accounts)
         assert service.resyncs == 10
@@ -374,7 +375,7 @@ async def test_slow_consumer_is_ended_and_does_not_delay_the_others() -> None:
                 control.place_order(account, "MESZ6", "Buy", 1, price=price)
             # One delta per new order (its version arrives with it and is coalesced).
             wanted = before + len(accounts)
-            await until(lambda n=wanted: service.hub.sequence >= n)  # type: ignore[misc]
+            await until(reached(lambda: service.hub.sequence, wanted))
             await fast.reach(service.hub.sequence)
             if service.hub.slow_consumers_ended:
                 break

@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any, cast
 
 import pytest
+from google.protobuf.message import Message
 from tradovate_gateway.v1 import trading_pb2 as pb
 
 from server.convert import TRADOVATE_FIGURES
@@ -22,7 +23,7 @@ from server.simulator import SimConfig
 from tests.live.streaming import WAIT, Subscriber, until
 from tests.support.stack import Stack, running_stack
 
-FAST = {
+FAST: dict[str, Any] = {
     "ws_reconnect_initial_s": 0.02,
     "ws_reconnect_max_s": 0.2,
     "ws_reconnect_stable_s": 0.05,
@@ -72,14 +73,15 @@ def calls(stack: Stack, *names: str) -> int:
     return sum(n for endpoint, n in counted.items() if endpoint.lower() in names)
 
 
-async def balances(stack: Stack, policy: int) -> pb.GetBalancesResponse:
+async def balances(stack: Stack, policy: pb.ReadPolicy.ValueType) -> pb.GetBalancesResponse:
     return await stack.stub.GetBalances(pb.GetBalancesRequest(read_policy=policy), timeout=5)
 
 
 def figures(balance: pb.Balance) -> dict[str, str | None]:
     """Tradovate's figures of a balance, as text (None: unset)."""
+    message: Message = balance  # HasField by a name known only at run time
     return {
-        name: getattr(balance, name).value if balance.HasField(name) else None
+        name: getattr(balance, name).value if message.HasField(name) else None
         for name in TRADOVATE_FIGURES
     }
 
@@ -223,6 +225,7 @@ async def test_refresh_follows_changes_coalesced_and_keeps_the_last_good_figure(
         reply = await balances(stack, pb.READ_POLICY_FRESH)
         b = next(a for a in reply.accounts if a.meta.account_id == account).balance
         assert b.HasField("open_pnl") and list(b.unknown_figures) == []
+        assert good.snapshot_as_of is not None
         assert b.tradovate_pnl_time.ToNanoseconds() == round(good.snapshot_as_of * 1e6) * 1000
 
 

@@ -26,6 +26,10 @@ class OneSnapshotSync:
         self.closed = asyncio.Event()
         self.sink: Callable[[list[SyncEvent]], None] | None = None
 
+    @property
+    def connected(self) -> bool:
+        return self.sink is not None
+
     def deliver_to(
         self,
         sink: Callable[[list[SyncEvent]], None],
@@ -68,8 +72,9 @@ class ScriptedMarket:
 
     async def quotes(self) -> AsyncIterator[Quote]:
         await self.closed.wait()
-        return
-        yield
+        none: list[Quote] = []  # the scripted market sends no quote
+        for quote in none:
+            yield quote
 
     async def aclose(self) -> None:
         self.closed.set()
@@ -91,7 +96,9 @@ async def test_an_unresolvable_contract_blocks_no_other_subscription() -> None:
         await service.aclose()
 
 
-async def test_a_frame_that_fails_to_apply_takes_the_live_state_out_of_service() -> None:
+async def test_a_frame_that_fails_to_apply_takes_the_live_state_out_of_service(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A bug while applying a frame leaves state half-applied: the service stops serving
     live (reads fall back) until the resync's snapshot; the failure goes to the socket."""
     service = LiveService(LiveSettings(), status_of=account_status)
@@ -105,12 +112,12 @@ async def test_a_frame_that_fails_to_apply_takes_the_live_state_out_of_service()
         def broken(events: object) -> int:
             raise ValueError("a bug while applying")
 
-        service.views.apply_all = broken  # type: ignore[method-assign]
+        monkeypatch.setattr(service.views, "apply_all", broken)
         with pytest.raises(ValueError):
             feed.sink([change])  # UserSync logs it and schedules the resync
         assert not service.healthy
         assert "applying upstream events failed" in service.down_reason
-        del service.views.apply_all  # the fix: the resync's snapshot applies again
+        monkeypatch.undo()  # the fix: the resync's snapshot applies again
         feed.sink([f.snapshot(accounts=[f.account(1)])])
         assert service.healthy
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from google.protobuf import duration_pb2
@@ -23,7 +24,7 @@ from tests.live.streaming import Ledger
 ACCOUNTS = [StreamAccount(1, "DEMO1"), StreamAccount(2, "DEMO2")]
 
 
-def setup(**hub_args: int) -> tuple[LiveViews, LiveStreams]:
+def setup(**hub_args: Any) -> tuple[LiveViews, LiveStreams]:
     hub = StreamHub(epoch="ep", **hub_args)
     views = LiveViews(LiveState(), hub, pnl_interval=0.0)
     views.healthy = True
@@ -61,8 +62,8 @@ class Reader:
         return out
 
 
-def request(**kwargs: object) -> pb.StreamUpdatesRequest:
-    return pb.StreamUpdatesRequest(**kwargs)  # type: ignore[arg-type]
+def request(**kwargs: Any) -> pb.StreamUpdatesRequest:
+    return pb.StreamUpdatesRequest(**kwargs)
 
 
 def move(views: LiveViews, net_pos: int, account_id: int = 1, position_id: int = 100) -> None:

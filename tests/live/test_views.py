@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator, Sequence
 from decimal import Decimal
 
 import msgspec
 from tradovate_gateway.v1 import trading_pb2 as pb
 
 from server.api.status import account_status
-from server.broker.events import ChangeType
+from server.broker.events import ChangeType, Entity, SyncSnapshot
 from server.broker.schemas import TradeDate
 from server.live.hub import StreamHub
 from server.live.state import LiveState
@@ -28,7 +29,7 @@ class Recorder:
         self._seen.extend(pb.StreamUpdate.FromString(d.body) for d in self._sub.take())
         return self._seen
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[pb.StreamUpdate]:
         return iter(self._pull())
 
     def __len__(self) -> int:
@@ -51,8 +52,8 @@ def make(pnl_interval: float = 0.0) -> tuple[LiveViews, StreamHub, Recorder]:
     return views, hub, Recorder(hub)
 
 
-def base_snapshot(reconnect: bool = False, **overrides: object) -> object:
-    parts: dict[str, object] = {
+def base_snapshot(reconnect: bool = False, **overrides: Sequence[Entity]) -> SyncSnapshot:
+    parts: dict[str, Sequence[Entity]] = {
         "accounts": [f.account(1), f.account(2)],
         "positions": [f.position(100, 1, 2, "5000.25"), f.position(101, 2, 0, None)],
         "orders": [f.order(200, 1)],
@@ -62,7 +63,7 @@ def base_snapshot(reconnect: bool = False, **overrides: object) -> object:
         "margin_snapshots": [f.margin(1)],
     }
     parts.update(overrides)
-    return f.snapshot(reconnect=reconnect, **parts)  # type: ignore[arg-type]
+    return f.snapshot(reconnect=reconnect, **parts)
 
 
 def kinds(updates: list[pb.StreamUpdate]) -> list[str]:
@@ -71,7 +72,7 @@ def kinds(updates: list[pb.StreamUpdate]) -> list[str]:
 
 async def test_first_snapshot_publishes_every_view_once_in_order() -> None:
     views, _hub, got = make()
-    count = views.apply(base_snapshot())  # type: ignore[arg-type]
+    count = views.apply(base_snapshot())
     assert count == 7
     entity_updates = [u for u in got if u.WhichOneof("payload") != "pnl"]
     assert kinds(entity_updates) == [
@@ -97,7 +98,7 @@ async def test_first_snapshot_publishes_every_view_once_in_order() -> None:
 
 async def test_changes_publish_only_real_changes() -> None:
     views, _hub, got = make()
-    views.apply(base_snapshot())  # type: ignore[arg-type]
+    views.apply(base_snapshot())
     got.clear()
     assert views.apply(f.change("position", f.position(100, 1, 2, "5000.25"))) == 0
     assert views.apply(f.change("position", f.position(100, 1, 3, "5001"))) == 1
@@ -113,7 +114,7 @@ async def test_changes_publish_only_real_changes() -> None:
 
 async def test_changes_that_arrive_together_publish_each_view_once_with_final_state() -> None:
     views, hub, got = make()
-    views.apply(base_snapshot())  # type: ignore[arg-type]
+    views.apply(base_snapshot())
     got.clear()
     # One trading action as one upstream frame: the order, its version and a fill, and the
     # position and cash balance they move.
@@ -153,16 +154,16 @@ async def test_changes_that_arrive_together_publish_each_view_once_with_final_st
 
 async def test_resync_diffs_against_what_was_held() -> None:
     views, _hub, got = make()
-    views.apply(base_snapshot())  # type: ignore[arg-type]
+    views.apply(base_snapshot())
     got.clear()
-    assert views.apply(base_snapshot(reconnect=True)) == 0  # type: ignore[arg-type]
+    assert views.apply(base_snapshot(reconnect=True)) == 0
     assert got == []
     changed = base_snapshot(
         reconnect=True,
         positions=[f.position(100, 1, 1, "5000.25")],  # 101 is gone, 100 changed
         orders=[f.order(200, 1, "Filled")],
     )
-    assert views.apply(changed) == 3  # type: ignore[arg-type]
+    assert views.apply(changed) == 3
     updates = [u for u in got if u.WhichOneof("payload") != "pnl"]
     assert [(u.WhichOneof("payload"), u.account_id) for u in updates] == [
         ("order", 1),
@@ -181,7 +182,7 @@ async def test_pnl_matches_hand_computed_values() -> None:
                 f.position(100, 1, 2, "5000.25"),
                 f.position(102, 1, -3, "18000.5", contract_id=f.NQ_CONTRACT),
             ]
-        )  # type: ignore[arg-type]
+        )
     )
     got.clear()
     views.on_quote(f.quote(f.ES_CONTRACT, "5010.75"))
@@ -221,7 +222,7 @@ async def test_pnl_matches_hand_computed_values() -> None:
 
 async def test_pnl_is_throttled_per_account_and_latest_wins() -> None:
     views, _hub, got = make(pnl_interval=0.05)
-    views.apply(base_snapshot())  # type: ignore[arg-type]
+    views.apply(base_snapshot())
     await asyncio.sleep(0.06)
     got.clear()
     for tick in range(10):
@@ -236,7 +237,7 @@ async def test_pnl_is_throttled_per_account_and_latest_wins() -> None:
 async def test_open_contracts_follow_positions() -> None:
     seen: list[frozenset[int]] = []
     views = LiveViews(LiveState(), StreamHub(), on_contracts=seen.append)
-    views.apply(base_snapshot())  # type: ignore[arg-type]
+    views.apply(base_snapshot())
     views.apply(f.change("position", f.position(102, 2, 1, "18000", contract_id=f.NQ_CONTRACT)))
     views.apply(f.change("position", f.position(100, 1, 0, None)))
     assert seen == [
@@ -247,7 +248,7 @@ async def test_open_contracts_follow_positions() -> None:
 
 
 async def test_contracts_missing_from_sync_data_are_resolved_and_views_refreshed() -> None:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Mapping
 
     from server.broker.schemas import ContractInfo
     from server.live.service import LiveService, LiveSettings
@@ -272,7 +273,7 @@ async def test_contracts_missing_from_sync_data_are_resolved_and_views_refreshed
     )
     recorder = Recorder(service.hub)
     service._spawn(service._run_contract_lookups(lookup), "test-lookups")
-    service.handle(base_snapshot(positions=[f.position(150, 1, 2, "70.5", contract_id=9999)]))  # type: ignore[arg-type]
+    service.handle(base_snapshot(positions=[f.position(150, 1, 2, "70.5", contract_id=9999)]))
     before = [u.position.position for u in recorder if u.WhichOneof("payload") == "position"]
     assert before[0].symbol == ""
     for _ in range(100):
@@ -299,7 +300,7 @@ async def test_service_applies_a_batch_in_order_publishing_each_run_of_changes_o
     recorder = Recorder(service.hub)
     service.handle_all(
         [
-            base_snapshot(),  # type: ignore[list-item]
+            base_snapshot(),
             f.change("orderVersion", f.version(300, 200, qty=5)),
             f.change("fill", f.fill(401, 200, qty=2)),
             SyncStatus(False, "dropped"),

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from typing import cast
+from typing import Any, cast
 
 import pytest
 from tradovate_gateway.v1 import trading_pb2 as pb
+from tradovate_gateway.v1 import trading_pb2_grpc as pb_grpc
 
 from client.cli import main as cli_main
 from client.client import TradingClient
@@ -15,10 +16,10 @@ from client.watch import StreamGapError, Watch, watch_request
 from server.live.components import LiveParts
 from server.live.hub import EndReason
 from server.simulator import SimConfig
-from tests.live.streaming import WAIT, assert_chained, is_delta, until
+from tests.live.streaming import WAIT, assert_chained, is_delta, reached, until
 from tests.support.stack import running_stack
 
-FAST = {
+FAST: dict[str, Any] = {
     "ws_reconnect_initial_s": 0.02,
     "ws_reconnect_max_s": 0.2,
     "ws_reconnect_stable_s": 0.05,
@@ -54,7 +55,7 @@ async def test_watch_resumes_by_itself_without_gaps_or_duplicates() -> None:
                 # The server ends every stream (as on upstream loss); watch resumes.
                 service.hub.end_all(EndReason.UPSTREAM_LOST, "test")
                 control.random_activity(3)
-                await until(lambda n=round_ + 1: watch.reconnects >= n)  # type: ignore[misc]
+                await until(reached(lambda: watch.reconnects, round_ + 1))
             control.random_activity(3)
             await until(lambda: watch.last_sequence == service.hub.sequence)
             await watch.aclose()
@@ -128,10 +129,12 @@ def unit_watch(*, strict: bool = False) -> Watch:
         resume_after_sequence=0,
         resume_epoch="",
     )
-    return Watch(None, (), request, stall_after=1.0, retry_policy=RetryPolicy(), strict=strict)  # type: ignore[arg-type]
+    # These tests feed the watch by hand: its stub is never called.
+    stub = cast("pb_grpc.TradingServiceAsyncStub", None)
+    return Watch(stub, (), request, stall_after=1.0, retry_policy=RetryPolicy(), strict=strict)
 
 
-def delta(sequence: int, previous: int, epoch: str = "e", **fields: int) -> pb.StreamUpdate:
+def delta(sequence: int, previous: int, epoch: str = "e", **fields: Any) -> pb.StreamUpdate:
     return pb.StreamUpdate(
         sequence=sequence, previous_sequence=previous, epoch=epoch, pnl=pb.PnlUpdate(), **fields
     )

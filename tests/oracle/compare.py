@@ -8,7 +8,7 @@ within double residue, so a wrong engine figure fails as well as a wrong gateway
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -58,7 +58,11 @@ def _text(message: Any, field: str) -> str | None:
 
 def sources(reads: Reads, expected: pb.Source.ValueType) -> Iterator[Mismatch]:
     """Every account answered OK, from the source the policy promises."""
-    parts = [*reads.balances.accounts, *reads.positions.accounts, *reads.orders.accounts]
+    parts: list[pb.AccountBalance | pb.AccountPositions | pb.AccountOrders] = [
+        *reads.balances.accounts,
+        *reads.positions.accounts,
+        *reads.orders.accounts,
+    ]
     for part in parts:
         meta = part.meta
         if meta.status.code != 0:
@@ -223,7 +227,7 @@ def orders_across(live: Reads, upstream: Reads) -> Iterator[Mismatch]:
                     yield account_id, f"order {order_id} {field}: LIVE {a}, UPSTREAM {b}"
 
 
-def rounded_strings(reads: Reads, figures: Sequence[str]) -> Iterator[Mismatch]:
+def rounded_strings(reads: Reads, figures: Iterable[str]) -> Iterator[Mismatch]:
     """Money at most 2 decimal places, averages at most 8: no float residue in any string."""
     for part in reads.balances.accounts:
         for field in figures:

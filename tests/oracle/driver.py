@@ -67,8 +67,8 @@ def drive_seed(sim: Simulator, market: Market, seed: int, account_id: int) -> li
             working.append(order_id)
             done.append(f"stop {action} {qty} {contract['name']} @ {stop}")
         elif roll < 0.88:
-            away = rng.randint(-2, 6)  # negative: marketable, fills at the touch
-            price = last - away * tick if action == "Buy" else last + (away + 1) * tick
+            ticks = rng.randint(-2, 6)  # negative: marketable, fills at the touch
+            price = last - ticks * tick if action == "Buy" else last + (ticks + 1) * tick
             price = max(price, tick)
             order_id = control.place_order(
                 account_id, contract["name"], action, qty, price=str(price)

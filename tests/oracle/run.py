@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from tradovate_gateway.v1 import trading_pb2 as pb
@@ -93,7 +93,7 @@ class Outcome:
         return ""
 
 
-CHECKS = {
+CHECKS: dict[str, Callable[[Round], Iterable[Mismatch]]] = {
     "sources": lambda r: [
         _tag(path, m)
         for path, reads in r.paths.items()

@@ -53,15 +53,15 @@ async def send_raw(
     """Send ``payload`` as the request bytes; the call's error (fails when it succeeds)."""
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         if streaming:
-            call = channel.unary_stream(method, request_serializer=None)(
-                payload, metadata=metadata, timeout=5
-            )
+            stream: grpc.aio.UnaryStreamMultiCallable[bytes, bytes]
+            stream = channel.unary_stream(method, request_serializer=None)
+            call = stream(payload, metadata=metadata, timeout=5)
             async for _ in call:
                 pass
         else:
-            await channel.unary_unary(method, request_serializer=None)(
-                payload, metadata=metadata, timeout=5
-            )
+            unary: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]
+            unary = channel.unary_unary(method, request_serializer=None)
+            await unary(payload, metadata=metadata, timeout=5)
     return caught.value
 
 

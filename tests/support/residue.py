@@ -58,8 +58,8 @@ def _holds_decimal(descriptor: Descriptor) -> bool:
 
 def decimal_strings(message: Message, path: str = "") -> Iterator[tuple[str, str]]:
     """(path, text) of every Decimal set anywhere in ``message``."""
-    if message.DESCRIPTOR.full_name == DECIMAL:
-        yield path or ".", message.value  # type: ignore[attr-defined]
+    if isinstance(message, pb.Decimal):
+        yield path or ".", message.value
         return
     for fd, value in message.ListFields():
         if fd.message_type is None or not _holds_decimal(fd.message_type):
