@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 from tradovate_gateway.v1 import trading_pb2 as pb
 
 from client.board import WatchBoard
@@ -44,7 +45,7 @@ def board_with(accounts: int, positions: int, orders: int) -> WatchBoard:
                         limit_price=d("21298.75"),
                         status=pb.ORDER_STATUS_WORKING,
                         working=True,
-                        updated_time={"seconds": 1_790_000_000},
+                        updated_time=Timestamp(seconds=1_790_000_000),
                     )
                     for i in range(orders)
                 ]
