@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from server.auth.scoping import check_selection, narrow
-from server.broker.deadline import Deadline
+from server.deadline import Deadline
 from server.broker.errors import BrokerError, UpstreamTimeout
 from server.broker.schemas import Account
 from server.errors import AccountsNotFound, InvalidRequest

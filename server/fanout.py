@@ -39,7 +39,7 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, 
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-from server.broker.deadline import Deadline
+from server.deadline import Deadline
 from server.broker.errors import (
     AuthError,
     BrokerClosed,

@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Protocol, TypeVar
 
 from server.broker import enums
-from server.broker.deadline import Deadline
+from server.deadline import Deadline
 from server.broker.errors import BrokerError
 from server.broker.schemas import (
     Account,

@@ -28,7 +28,7 @@ from server.api.servicer import DeadlinePolicy, StreamHandler, TradingServicer
 from server.api.status import account_status
 from server.auth.keys import load_keyring
 from server.broker import AuthError, BrokerError, BrokerSettings, CaptchaRequired, TradovateClient
-from server.broker.deadline import Deadline
+from server.deadline import Deadline
 from server.broker.schemas import Account
 from server.cache import Cache, CacheWatch, RedisCache, build_cache
 from server.config import GatewaySettings

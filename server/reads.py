@@ -30,7 +30,7 @@ from typing import Any, Generic, Protocol, TypeVar, cast
 
 from server.accounts import AccountDirectory
 from server.auth.scoping import narrow
-from server.broker.deadline import Deadline
+from server.deadline import Deadline
 from server.broker.errors import LockedOutError, PenaltyError, RateLimitedError, UpstreamTimeout
 from server.broker.schemas import Account
 from server.errors import NotReady, ShuttingDown

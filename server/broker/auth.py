@@ -19,7 +19,7 @@ from typing import Any, Final
 
 import msgspec
 
-from server.broker.deadline import Deadline
+from server.deadline import Deadline
 from server.broker.errors import (
     TOKEN_SETTING,
     AuthError,

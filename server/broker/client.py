@@ -18,7 +18,7 @@ import aiohttp
 
 from server.broker.auth import TokenManager
 from server.broker.contracts import ContractCatalog
-from server.broker.deadline import Deadline
+from server.deadline import Deadline
 from server.broker.errors import BrokerClosed
 from server.broker.http import TradovateHttp
 from server.broker.limiter import Circuit, RateGate, TokenBucket

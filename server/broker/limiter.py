@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Final
 
-from server.broker.deadline import Deadline
+from server.deadline import Deadline
 from server.broker.errors import (
     CaptchaRequired,
     LockedOutError,

@@ -22,7 +22,7 @@ import msgspec
 
 from server.broker.auth import TokenManager
 from server.broker.contracts import ContractCatalog
-from server.broker.deadline import Deadline
+from server.deadline import Deadline
 from server.broker.errors import BrokerClosed, BrokerError, NotFoundError, UpstreamTimeout
 from server.broker.frames import Event
 from server.broker.limiter import RateGate

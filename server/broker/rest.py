@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from server.broker.auth import TokenManager
-from server.broker.deadline import Deadline
+from server.deadline import Deadline
 from server.broker.errors import TOKEN_SETTING, AuthError, NotFoundError, ProtocolError
 from server.broker.frames import snippet
 from server.broker.http import TokenRejected, TradovateHttp

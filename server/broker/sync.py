@@ -25,7 +25,7 @@ import aiohttp
 
 from server.broker.auth import TokenManager
 from server.broker.contracts import ContractCatalog
-from server.broker.deadline import Deadline
+from server.deadline import Deadline
 from server.broker.errors import BrokerClosed
 from server.broker.events import EntityChange, SyncEvent, SyncStatus, utc_now
 from server.broker.frames import Event, Response, snippet

@@ -41,7 +41,7 @@ import aiohttp
 import msgspec
 
 from server.broker.auth import Token, TokenManager
-from server.broker.deadline import Deadline
+from server.deadline import Deadline
 from server.broker.errors import (
     BrokerClosed,
     BrokerError,

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from server.broker import errors
-from server.broker.deadline import Deadline
+from server.deadline import Deadline
 from server.broker.enums import ACCOUNT_TYPES, ORD_STATUSES, AccountType, OrdStatus, parse
 from server.broker.errors import (
     AuthError,

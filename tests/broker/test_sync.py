@@ -20,7 +20,7 @@ from server.broker import (
     TradovateClient,
     UpstreamUnavailable,
 )
-from server.broker.deadline import Deadline
+from server.deadline import Deadline
 from server.broker.events import EntityRef, SyncEvent
 from server.broker.schemas import Fill
 from server.broker.sync_codec import SNAPSHOT_COLLECTIONS, SYNC_ENTITY_TYPES

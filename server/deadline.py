@@ -1,4 +1,4 @@
-"""Deadline: the caller's time budget, passed down through every await of a call."""
+"""Deadline: the caller's time budget, one object passed down through every await of a call."""
 
 from __future__ import annotations
 
