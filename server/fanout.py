@@ -39,7 +39,6 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, 
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-from server.deadline import Deadline
 from server.broker.errors import (
     AuthError,
     BrokerClosed,
@@ -50,6 +49,7 @@ from server.broker.errors import (
     RateLimitedError,
     UpstreamTimeout,
 )
+from server.deadline import Deadline
 from server.records import Fetched, now_epoch
 
 logger = logging.getLogger(__name__)
@@ -63,8 +63,8 @@ MAX_JOIN_ROUNDS = 3
 
 T = TypeVar("T")
 
-Loader = Callable[[Sequence[int], float], Awaitable[Mapping[int, T]]]
-"""Fetch data for these accounts within ``timeout`` seconds; a value for every id."""
+Loader = Callable[[Sequence[int], Deadline], Awaitable[Mapping[int, T]]]
+"""Fetch data for these accounts by the Deadline; a value for every id."""
 
 Sink = Callable[[Mapping[int, Fetched[T]]], Awaitable[None]]
 """Receives what a fetch produced (e.g. to fill the cache); must not raise."""
@@ -363,7 +363,7 @@ class FanOut(Generic[T]):
                 on_start(started)
             try:
                 async with asyncio.timeout(left):
-                    result = await self._load(ids, left)
+                    result = await self._load(ids, deadline)
             except TimeoutError:
                 self._observe("UPSTREAM_TIMEOUT", started)
                 raise UpstreamTimeout(

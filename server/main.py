@@ -28,10 +28,10 @@ from server.api.servicer import DeadlinePolicy, StreamHandler, TradingServicer
 from server.api.status import account_status
 from server.auth.keys import load_keyring
 from server.broker import AuthError, BrokerError, BrokerSettings, CaptchaRequired, TradovateClient
-from server.deadline import Deadline
 from server.broker.schemas import Account
 from server.cache import Cache, CacheWatch, RedisCache, build_cache
 from server.config import GatewaySettings
+from server.deadline import Deadline
 from server.fanout import FanOut, FanOutSettings, Loader, UpstreamObserver, observed_call
 from server.heap import freeze_long_lived
 from server.live.components import build_live
@@ -424,7 +424,7 @@ class Gateway:
         misconfigured = 0
         while True:
             try:
-                await self.broker.start(timeout=self.settings.upstream_timeout_s)
+                await self.broker.start(deadline=Deadline.after(self.settings.upstream_timeout_s))
                 self.reads.not_ready_because(None)
                 return
             except (AuthError, CaptchaRequired):

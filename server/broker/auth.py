@@ -19,7 +19,6 @@ from typing import Any, Final
 
 import msgspec
 
-from server.deadline import Deadline
 from server.broker.errors import (
     TOKEN_SETTING,
     AuthError,
@@ -40,6 +39,7 @@ from server.broker.settings import (
     ENV_USERNAME,
     BrokerSettings,
 )
+from server.deadline import Deadline
 
 logger = logging.getLogger(__name__)
 

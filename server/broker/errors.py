@@ -7,6 +7,8 @@ Nothing else escapes the broker layer.
 
 from __future__ import annotations
 
+from server.deadline import Deadline
+
 
 class BrokerError(Exception):
     """Root of every error the broker layer raises."""
@@ -106,6 +108,14 @@ class BrokerClosed(BrokerError):
     """The client (or the socket) was closed, or never started."""
 
     reason = "BROKER_CLOSED"
+
+
+def left_before(deadline: Deadline, what: str) -> float:
+    """The seconds ``deadline`` has left for ``what``, or UpstreamTimeout if none are."""
+    left = deadline.remaining()
+    if left <= 0:
+        raise UpstreamTimeout(f"deadline passed before {what}")
+    return left
 
 
 #: AuthError.setting for a rejected access token (not a configuration problem).

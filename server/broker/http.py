@@ -15,7 +15,6 @@ from typing import Any, Final
 import aiohttp
 import msgspec
 
-from server.deadline import Deadline
 from server.broker.errors import (
     TOKEN_SETTING,
     AuthError,
@@ -26,10 +25,12 @@ from server.broker.errors import (
     ProtocolError,
     UpstreamTimeout,
     UpstreamUnavailable,
+    left_before,
 )
 from server.broker.frames import snippet
 from server.broker.limiter import RateGate, Serving, TokenBucket
 from server.broker.schemas import Penalty
+from server.deadline import Deadline
 
 logger = logging.getLogger(__name__)
 
@@ -182,7 +183,7 @@ class TradovateHttp:
             payload = _encoder.encode(body)
         params = {k: str(v) for k, v in query.items()} if query else None
         url = f"{self._base}/{path.lstrip('/')}"
-        left = deadline.check(f"calling {path}")
+        left = left_before(deadline, f"calling {path}")
         self.calls += 1
         try:
             async with asyncio.timeout(left):

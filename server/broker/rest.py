@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 import msgspec
 
 from server.broker.auth import TokenManager
-from server.deadline import Deadline
 from server.broker.errors import TOKEN_SETTING, AuthError, NotFoundError, ProtocolError
 from server.broker.frames import snippet
 from server.broker.http import TokenRejected, TradovateHttp
@@ -35,6 +34,7 @@ from server.broker.schemas import (
     Product,
 )
 from server.broker.settings import ENV_DEVICE_ID
+from server.deadline import Deadline
 
 logger = logging.getLogger(__name__)
 

@@ -41,7 +41,6 @@ import aiohttp
 import msgspec
 
 from server.broker.auth import Token, TokenManager
-from server.deadline import Deadline
 from server.broker.errors import (
     BrokerClosed,
     BrokerError,
@@ -54,6 +53,7 @@ from server.broker.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
     is_fatal,
+    left_before,
 )
 from server.broker.frames import (
     HEARTBEAT,
@@ -71,6 +71,7 @@ from server.broker.frames import (
 from server.broker.http import TokenRejected, find_penalty, penalty_wait
 from server.broker.limiter import RateGate, Serving
 from server.broker.settings import BrokerSettings
+from server.deadline import Deadline
 
 logger = logging.getLogger(__name__)
 
@@ -569,7 +570,7 @@ class TradovateSocket:
         else:
             text = encode_request(endpoint, request_id, query=query, body=body)
         try:
-            async with asyncio.timeout(deadline.check(endpoint)):
+            async with asyncio.timeout(left_before(deadline, endpoint)):
                 await conn.ws.send_str(text)
                 return await future
         except TimeoutError:

@@ -21,6 +21,7 @@ from server.broker.errors import NotFoundError
 from server.broker.events import EntityChange, SyncEvent, SyncSnapshot, SyncStatus
 from server.broker.schemas import ContractInfo, Quote
 from server.convert import StatusOf
+from server.deadline import Deadline
 from server.live.figures import FigureFetcher, FigureRefresher, RefreshSettings
 from server.live.hub import EndReason, StreamHub
 from server.live.source import LiveReadSource
@@ -37,7 +38,7 @@ class SyncFeed(Protocol):
     @property
     def connected(self) -> bool: ...
 
-    async def start(self, *, timeout: float | None = None) -> None: ...  # noqa: ASYNC109
+    async def start(self, *, deadline: Deadline | None = None) -> None: ...
 
     def deliver_to(
         self,
@@ -51,11 +52,11 @@ class SyncFeed(Protocol):
 class QuoteFeed(Protocol):
     """The market-data socket: ref-counted quote subscriptions and one quote stream."""
 
-    async def start(self, *, timeout: float | None = None) -> None: ...  # noqa: ASYNC109
+    async def start(self, *, deadline: Deadline | None = None) -> None: ...
 
-    async def subscribe(self, contract_id: int, *, timeout: float | None = None) -> None: ...  # noqa: ASYNC109
+    async def subscribe(self, contract_id: int, *, deadline: Deadline | None = None) -> None: ...
 
-    async def unsubscribe(self, contract_id: int, *, timeout: float | None = None) -> None: ...  # noqa: ASYNC109
+    async def unsubscribe(self, contract_id: int, *, deadline: Deadline | None = None) -> None: ...
 
     def quotes(self) -> AsyncIterator[Quote]: ...
 

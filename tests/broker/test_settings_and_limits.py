@@ -9,7 +9,6 @@ import time
 import pytest
 
 from server.broker import errors
-from server.deadline import Deadline
 from server.broker.enums import ACCOUNT_TYPES, ORD_STATUSES, AccountType, OrdStatus, parse
 from server.broker.errors import (
     AuthError,
@@ -22,6 +21,7 @@ from server.broker.errors import (
 from server.broker.limiter import RateGate, TokenBucket
 from server.broker.settings import BrokerSettings
 from server.broker.urls import DEMO_REST_URL, ws_url_from_rest
+from server.deadline import Deadline
 
 
 def settings(**kw: object) -> BrokerSettings:
