@@ -40,13 +40,8 @@ from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 from server.broker.errors import (
-    AuthError,
-    BrokerClosed,
+    NOT_ACCOUNT_SPECIFIC,
     BrokerError,
-    CaptchaRequired,
-    LockedOutError,
-    PenaltyError,
-    RateLimitedError,
     UpstreamTimeout,
 )
 from server.deadline import Deadline
@@ -70,18 +65,6 @@ Sink = Callable[[Mapping[int, Fetched[T]]], Awaitable[None]]
 """Receives what a fetch produced (e.g. to fill the cache); must not raise."""
 
 Outcome = Fetched[T] | BaseException
-
-# Failures that concern the whole login, not one account: retrying a failed batch per
-# account would only multiply calls against a rate limit or a dead session.
-NOT_ACCOUNT_SPECIFIC: tuple[type[BaseException], ...] = (
-    PenaltyError,
-    RateLimitedError,
-    LockedOutError,
-    AuthError,
-    CaptchaRequired,
-    BrokerClosed,
-    UpstreamTimeout,
-)
 
 
 class UpstreamObserver(Protocol):

@@ -14,10 +14,16 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from server.broker.answers import TokenRejected
 from server.broker.auth import TokenManager
-from server.broker.errors import TOKEN_SETTING, AuthError, NotFoundError, ProtocolError
+from server.broker.errors import (
+    TOKEN_SETTING,
+    AuthError,
+    NotFoundError,
+    ProtocolError,
+)
 from server.broker.frames import snippet
-from server.broker.http import TokenRejected, TradovateHttp
+from server.broker.http import TradovateHttp
 from server.broker.schemas import (
     Account,
     CashBalance,

@@ -40,20 +40,17 @@ from typing import Final, TypeVar
 import aiohttp
 import msgspec
 
+from server.broker.answers import TokenRejected, call_with_penalties, error_for_status
 from server.broker.auth import Token, TokenManager
 from server.broker.errors import (
     BrokerClosed,
     BrokerError,
-    CaptchaRequired,
-    LockedOutError,
-    NotFoundError,
-    PenaltyError,
     ProtocolError,
-    RateLimitedError,
     UpstreamTimeout,
     UpstreamUnavailable,
     is_fatal,
     left_before,
+    retry_after,
 )
 from server.broker.frames import (
     HEARTBEAT,
@@ -68,14 +65,12 @@ from server.broker.frames import (
     encode_request,
     snippet,
 )
-from server.broker.http import TokenRejected, find_penalty, penalty_wait
-from server.broker.limiter import RateGate, Serving
+from server.broker.limiter import RateGate
 from server.broker.settings import BrokerSettings
 from server.deadline import Deadline
 
 logger = logging.getLogger(__name__)
 
-_RETRY_AFTER_ERRORS: Final = (RateLimitedError, LockedOutError, PenaltyError, CaptchaRequired)
 _shutdown_decoder: Final = msgspec.json.Decoder(dict[str, object])
 
 
@@ -334,8 +329,8 @@ class TradovateSocket:
             if is_fatal(exc):
                 self.failure = exc
                 logger.error("%s socket stopped: %s", self.name, exc)
-            elif isinstance(exc, _RETRY_AFTER_ERRORS):
-                self._wait_at_least = exc.retry_after or 0.0
+            else:
+                self._wait_at_least = retry_after(exc) or 0.0
         except Exception as exc:  # a bug or an unexpected library error: log, then retry
             logger.exception("%s socket failed", self.name)
             reason = f"{type(exc).__name__}: {exc}"
@@ -524,33 +519,30 @@ class TradovateSocket:
         raw_body: str | None,
         deadline: Deadline,
     ) -> msgspec.Raw:
-        penalties = 0
-        sent_body = body
-        box = self._gate.penalties
-        held: Serving | None = None
-        try:
-            while True:
-                self._gate.check()
-                if held is None:
-                    await box.wait_turn(endpoint, deadline)
-                response = await self._exchange(
-                    conn, endpoint, query, sent_body, raw_body, deadline
+
+        async def send(ticket: str | None) -> msgspec.Raw:
+            sent = body
+            if ticket is not None and isinstance(body, dict):
+                sent = {**body, "p-ticket": ticket}
+            response = await self._exchange(conn, endpoint, query, sent, raw_body, deadline)
+            if response.status != 200:
+                raise error_for_status(
+                    response.status,
+                    endpoint,
+                    snippet(bytes(response.data)),
+                    token_sent=True,
+                    circuit=self._gate,
                 )
-                if response.status != 200:
-                    raise self._error(response, endpoint)
-                penalty = find_penalty(response.data)
-                if penalty is None:
-                    self._gate.record_success()
-                    return response.data
-                wait = penalty_wait(penalty, endpoint, deadline, penalties, 3, self._gate)
-                penalties += 1
-                held = box.hold(endpoint, wait, held)
-                await asyncio.sleep(wait)
-                if isinstance(body, dict) and penalty.ticket is not None:
-                    sent_body = {**body, "p-ticket": penalty.ticket}
-        finally:
-            if held is not None:
-                box.release(endpoint, held)
+            return response.data
+
+        return await call_with_penalties(
+            send,
+            endpoint,
+            deadline,
+            self._gate,
+            limit=self._settings.max_penalty_retries,
+            check=self._gate.check,
+        )
 
     async def _exchange(
         self,
@@ -579,17 +571,3 @@ class TradovateSocket:
             raise UpstreamUnavailable(f"{self.name} socket: send failed: {exc}") from None
         finally:
             conn.pending.pop(request_id, None)
-
-    def _error(self, response: Response, endpoint: str) -> BrokerError:
-        status, detail = response.status, snippet(bytes(response.data))
-        if status == 401:
-            return TokenRejected(endpoint, detail)
-        if status == 404:
-            return NotFoundError(f"Tradovate found nothing at {endpoint} (404): {detail}")
-        if status == 423:
-            return self._gate.trip_locked_out(endpoint)
-        if status == 429:
-            return self._gate.trip_rate_limited(endpoint)
-        if status >= 500:
-            return UpstreamUnavailable(f"Tradovate answered {status} on {endpoint}: {detail}")
-        return ProtocolError(f"Tradovate answered {status} on {endpoint}: {detail}")
