@@ -96,9 +96,7 @@ class MarketData:
         if self._closed:
             raise BrokerClosed("market data is closed")
         self._socket.start()
-        await self._socket.wait_ready(
-            Deadline.given_or_after(deadline, self._settings.connect_timeout)
-        )
+        await self._socket.wait_ready(deadline)
 
     async def subscribe(self, contract_id: int, *, deadline: Deadline | None = None) -> None:
         """Add one reference to ``contract_id``'s quotes; the first one subscribes upstream.

@@ -114,9 +114,7 @@ class UserSync:
         if self._closed:
             raise BrokerClosed("the user-sync stream is closed")
         self._socket.start()
-        await self._socket.wait_ready(
-            Deadline.given_or_after(deadline, self._settings.connect_timeout)
-        )
+        await self._socket.wait_ready(deadline)
 
     async def events(self) -> AsyncIterator[SyncEvent]:
         """The stream: a SyncSnapshot first, then changes; ends on aclose().
