@@ -77,8 +77,8 @@ class LiveComponents(Protocol):
         """Called once the broker is logged in."""
         ...
 
-    async def wait_synced(self, timeout: float) -> bool:  # noqa: ASYNC109
-        """Until live state has its first snapshot (True), or ``timeout`` passes."""
+    async def wait_synced(self, deadline: Deadline) -> bool:
+        """Until live state has its first snapshot (True), or ``deadline`` passes."""
         ...
 
     async def drain(self) -> None:
@@ -462,7 +462,7 @@ class Gateway:
         if self.settings.gc_freeze:
             # What exists once the first snapshot is in (or the wait gave up) lives long.
             if self.live is not None:
-                await self.live.wait_synced(FREEZE_AFTER_SYNC_WAIT_S)
+                await self.live.wait_synced(Deadline.after(FREEZE_AFTER_SYNC_WAIT_S))
             freeze_long_lived()
 
     async def _probe_upstream(self) -> object:

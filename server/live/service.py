@@ -177,9 +177,9 @@ class LiveService:
             self._spawn(self._run_quotes(), "live-quotes")
             self._spawn(self._run_subscriptions(), "live-md-subscriptions")
 
-    async def wait_synced(self, timeout: float) -> bool:  # noqa: ASYNC109
+    async def wait_synced(self, deadline: Deadline) -> bool:
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(deadline.remaining()):
                 await self._synced.wait()
         return self._synced.is_set()
 
