@@ -19,6 +19,7 @@ import time
 from typing import Any, cast
 
 from server.config import load_settings
+from server.deadline import Deadline
 from server.demo import demo_settings
 from server.live.components import LiveParts
 from server.live.figures import FigureRefresher
@@ -63,7 +64,7 @@ async def measure(fills: int, burst: int) -> list[str]:
             await gateway.wait_ready(20)
             service = cast(LiveParts, gateway.live).service
             refresher = cast(FigureRefresher, service.figures)
-            await service.wait_synced(20)
+            await service.wait_synced(Deadline.after(20))
             accounts = sorted(service.state.accounts)
             await _until(lambda: all(refresher.get(a) is not None for a in accounts))
             settings = refresher.settings

@@ -17,9 +17,9 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from server.auth.scoping import check_selection, narrow
-from server.broker.deadline import Deadline
 from server.broker.errors import BrokerError, UpstreamTimeout
 from server.broker.schemas import Account
+from server.deadline import Deadline
 from server.errors import AccountsNotFound, InvalidRequest
 from server.observability.log_limit import LogLimiter
 from server.records import AccountList, Fetched, Policy, Source, now_epoch

@@ -39,17 +39,12 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, 
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-from server.broker.deadline import Deadline
 from server.broker.errors import (
-    AuthError,
-    BrokerClosed,
+    NOT_ACCOUNT_SPECIFIC,
     BrokerError,
-    CaptchaRequired,
-    LockedOutError,
-    PenaltyError,
-    RateLimitedError,
     UpstreamTimeout,
 )
+from server.deadline import Deadline
 from server.observability.tracing import UpstreamSpan, UpstreamTracer
 from server.records import Fetched, now_epoch
 
@@ -64,25 +59,13 @@ MAX_JOIN_ROUNDS = 3
 
 T = TypeVar("T")
 
-Loader = Callable[[Sequence[int], float], Awaitable[Mapping[int, T]]]
-"""Fetch data for these accounts within ``timeout`` seconds; a value for every id."""
+Loader = Callable[[Sequence[int], Deadline], Awaitable[Mapping[int, T]]]
+"""Fetch data for these accounts by the Deadline; a value for every id."""
 
 Sink = Callable[[Mapping[int, Fetched[T]]], Awaitable[None]]
 """Receives what a fetch produced (e.g. to fill the cache); must not raise."""
 
 Outcome = Fetched[T] | BaseException
-
-# Failures that concern the whole login, not one account: retrying a failed batch per
-# account would only multiply calls against a rate limit or a dead session.
-NOT_ACCOUNT_SPECIFIC: tuple[type[BaseException], ...] = (
-    PenaltyError,
-    RateLimitedError,
-    LockedOutError,
-    AuthError,
-    CaptchaRequired,
-    BrokerClosed,
-    UpstreamTimeout,
-)
 
 
 class UpstreamObserver(Protocol):
@@ -377,7 +360,7 @@ class FanOut(Generic[T]):
             span = tracer.upstream(self.endpoint, len(ids)) if tracer is not None else None
             try:
                 async with asyncio.timeout(left):
-                    result = await self._load(ids, left)
+                    result = await self._load(ids, deadline)
             except TimeoutError:
                 self._observe("UPSTREAM_TIMEOUT", started, span)
                 raise UpstreamTimeout(

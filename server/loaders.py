@@ -1,7 +1,8 @@
 """Upstream loaders: the broker calls behind each kind, joined into per-account records.
 
-Each loader takes account ids and the seconds left, makes as few broker calls as it can
-(``ldeps`` for many masters, chunked) and returns a record for every requested id.
+Each loader takes account ids and the caller's Deadline (passed on to the broker as is),
+makes as few broker calls as it can (``ldeps`` for many masters, chunked) and returns a
+record for every requested id.
 
 - positions: ``positions(ids)``, then ``contract_info`` for symbols and value per point;
 - orders: ``orders(ids)``, then versions and fills of those orders concurrently (chunked),
@@ -20,7 +21,6 @@ from decimal import Decimal
 from typing import Protocol, TypeVar
 
 from server.broker import enums
-from server.broker.deadline import Deadline
 from server.broker.errors import BrokerError
 from server.broker.schemas import (
     Account,
@@ -30,6 +30,7 @@ from server.broker.schemas import (
     OrderVersion,
     Position,
 )
+from server.deadline import Deadline
 from server.errors import GatewayError
 from server.records import (
     BalanceData,
@@ -59,48 +60,48 @@ class ContractLike(Protocol):
 class BrokerReads(Protocol):
     """The part of the broker façade the read path uses (server.broker.TradovateClient)."""
 
-    async def accounts(self, *, timeout: float | None = None) -> list[Account]: ...  # noqa: ASYNC109
+    async def accounts(self, *, deadline: Deadline | None = None) -> list[Account]: ...
 
     async def positions(
         self,
         account_ids: Sequence[int],
         *,
-        timeout: float | None = None,  # noqa: ASYNC109
+        deadline: Deadline | None = None,
     ) -> list[Position]: ...
 
     async def orders(
         self,
         account_ids: Sequence[int],
         *,
-        timeout: float | None = None,  # noqa: ASYNC109
+        deadline: Deadline | None = None,
     ) -> list[Order]: ...
 
     async def order_versions(
         self,
         order_ids: Sequence[int],
         *,
-        timeout: float | None = None,  # noqa: ASYNC109
+        deadline: Deadline | None = None,
     ) -> list[OrderVersion]: ...
 
     async def fills(
         self,
         order_ids: Sequence[int],
         *,
-        timeout: float | None = None,  # noqa: ASYNC109
+        deadline: Deadline | None = None,
     ) -> list[Fill]: ...
 
     async def cash_balance_snapshot(
         self,
         account_id: int,
         *,
-        timeout: float | None = None,  # noqa: ASYNC109
+        deadline: Deadline | None = None,
     ) -> CashBalanceSnapshot: ...
 
     async def contract_info(
         self,
         contract_ids: Sequence[int],
         *,
-        timeout: float | None = None,  # noqa: ASYNC109
+        deadline: Deadline | None = None,
     ) -> Mapping[int, ContractLike]: ...
 
 
@@ -149,13 +150,12 @@ class Loaders:
         self._terminal_max = terminal_cache_size
 
     async def accounts(self, deadline: Deadline) -> list[Account]:
-        return await self._broker.accounts(timeout=deadline.check("account/list"))
+        return await self._broker.accounts(deadline=deadline)
 
     async def positions(
-        self, account_ids: Sequence[int], seconds: float
+        self, account_ids: Sequence[int], deadline: Deadline
     ) -> dict[int, PositionsData]:
-        deadline = Deadline.after(seconds)
-        rows = await self._broker.positions(account_ids, timeout=seconds)
+        rows = await self._broker.positions(account_ids, deadline=deadline)
         contracts = await self._contracts({p.contract_id for p in rows}, deadline)
         by_account: dict[int, list[Position]] = {a: [] for a in account_ids}
         for row in rows:
@@ -166,9 +166,8 @@ class Loaders:
             for account_id, items in by_account.items()
         }
 
-    async def orders(self, account_ids: Sequence[int], seconds: float) -> dict[int, OrdersData]:
-        deadline = Deadline.after(seconds)
-        orders = await self._broker.orders(account_ids, timeout=seconds)
+    async def orders(self, account_ids: Sequence[int], deadline: Deadline) -> dict[int, OrdersData]:
+        orders = await self._broker.orders(account_ids, deadline=deadline)
         needed = [o.id for o in orders if o.id not in self._terminal]
         contract_ids = {o.contract_id for o in orders if o.contract_id is not None}
         async with _owned() as group:
@@ -188,14 +187,12 @@ class Loaders:
             for account_id, details in by_account.items()
         }
 
-    async def balances(self, account_ids: Sequence[int], seconds: float) -> dict[int, BalanceData]:
-        deadline = Deadline.after(seconds)
-
+    async def balances(
+        self, account_ids: Sequence[int], deadline: Deadline
+    ) -> dict[int, BalanceData]:
         async def one(account_id: int) -> BalanceData:
             snapshot = await self._bounded(
-                lambda: self._broker.cash_balance_snapshot(
-                    account_id, timeout=deadline.check("cashBalance/getcashbalancesnapshot")
-                )
+                lambda: self._broker.cash_balance_snapshot(account_id, deadline=deadline)
             )
             if snapshot.error_text:
                 raise BalanceUnavailable(f"Tradovate: {snapshot.error_text}")
@@ -219,8 +216,8 @@ class Loaders:
     ) -> list[R]:
         """``call`` each chunk concurrently (bounded); the first failure cancels the rest.
 
-        ``call`` runs once a slot is free, so a timeout it takes from the deadline is what
-        is left then, not what was left when the chunk was queued.
+        ``call`` runs once a slot is free and passes the Deadline itself, so each chunk
+        gets what is left when it runs, not what was left when it was queued.
         """
 
         async def run(chunk: Sequence[int]) -> R:
@@ -256,9 +253,7 @@ class Loaders:
     ) -> dict[int, OrderVersion]:
         chunks = await self._each(
             _ldeps_chunks(order_ids, self._chunk),
-            lambda chunk: self._broker.order_versions(
-                chunk, timeout=deadline.check("orderVersion/ldeps")
-            ),
+            lambda chunk: self._broker.order_versions(chunk, deadline=deadline),
         )
         latest: dict[int, OrderVersion] = {}
         for chunk in chunks:
@@ -271,7 +266,7 @@ class Loaders:
     async def _fills(self, order_ids: Sequence[int], deadline: Deadline) -> dict[int, list[Fill]]:
         chunks = await self._each(
             _ldeps_chunks(order_ids, self._chunk),
-            lambda chunk: self._broker.fills(chunk, timeout=deadline.check("fill/ldeps")),
+            lambda chunk: self._broker.fills(chunk, deadline=deadline),
         )
         grouped: dict[int, list[Fill]] = {}
         for chunk in chunks:
@@ -285,9 +280,7 @@ class Loaders:
         if not contract_ids:
             return {}
         infos = await self._bounded(
-            lambda: self._broker.contract_info(
-                sorted(contract_ids), timeout=deadline.check("contract/items")
-            )
+            lambda: self._broker.contract_info(sorted(contract_ids), deadline=deadline)
         )
         return {
             cid: ContractRef(

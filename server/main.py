@@ -28,10 +28,10 @@ from server.api.servicer import DeadlinePolicy, StreamHandler, TradingServicer
 from server.api.status import account_status
 from server.auth.keys import load_keyring
 from server.broker import AuthError, BrokerError, BrokerSettings, CaptchaRequired, TradovateClient
-from server.broker.deadline import Deadline
 from server.broker.schemas import Account
 from server.cache import Cache, CacheWatch, RedisCache, build_cache
 from server.config import GatewaySettings
+from server.deadline import Deadline
 from server.fanout import FanOut, FanOutSettings, Loader, UpstreamObserver, observed_call
 from server.heap import freeze_long_lived
 from server.live.components import build_live
@@ -78,8 +78,8 @@ class LiveComponents(Protocol):
         """Called once the broker is logged in."""
         ...
 
-    async def wait_synced(self, timeout: float) -> bool:  # noqa: ASYNC109
-        """Until live state has its first snapshot (True), or ``timeout`` passes."""
+    async def wait_synced(self, deadline: Deadline) -> bool:
+        """Until live state has its first snapshot (True), or ``deadline`` passes."""
         ...
 
     async def drain(self) -> None:
@@ -437,7 +437,7 @@ class Gateway:
         misconfigured = 0
         while True:
             try:
-                await self.broker.start(timeout=self.settings.upstream_timeout_s)
+                await self.broker.start(deadline=Deadline.after(self.settings.upstream_timeout_s))
                 self.reads.not_ready_because(None)
                 return
             except (AuthError, CaptchaRequired):
@@ -475,7 +475,7 @@ class Gateway:
         if self.settings.gc_freeze:
             # What exists once the first snapshot is in (or the wait gave up) lives long.
             if self.live is not None:
-                await self.live.wait_synced(FREEZE_AFTER_SYNC_WAIT_S)
+                await self.live.wait_synced(Deadline.after(FREEZE_AFTER_SYNC_WAIT_S))
             freeze_long_lived()
 
     async def _probe_upstream(self) -> object:

@@ -20,7 +20,7 @@ from tradovate_gateway.v1 import trading_pb2_grpc as pb_grpc
 from server import convert
 from server.api.encoded import ResponseEncoder
 from server.api.status import abort_for, account_status, classify
-from server.broker.deadline import Deadline
+from server.deadline import Deadline
 from server.errors import DeadlineExpired, InvalidRequest
 from server.observability.metrics import Metrics
 from server.reads import ReadService

@@ -19,7 +19,7 @@ from typing import Any, Final
 
 import msgspec
 
-from server.broker.deadline import Deadline
+from server.broker.answers import TokenRejected
 from server.broker.errors import (
     TOKEN_SETTING,
     AuthError,
@@ -29,7 +29,7 @@ from server.broker.errors import (
     UpstreamTimeout,
     is_fatal,
 )
-from server.broker.http import TokenRejected, TradovateHttp
+from server.broker.http import TradovateHttp
 from server.broker.schemas import AccessToken
 from server.broker.settings import (
     ENV_APP_ID,
@@ -40,6 +40,7 @@ from server.broker.settings import (
     ENV_USERNAME,
     BrokerSettings,
 )
+from server.deadline import Deadline
 
 logger = logging.getLogger(__name__)
 

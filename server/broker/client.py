@@ -1,7 +1,7 @@
 """TradovateClient: the broker façade. One login, one HTTP session, two sockets.
 
-Every REST method takes ``timeout`` (seconds left of the caller's deadline; ``None``
-means ``settings.request_timeout``) and returns structs from schemas.py or raises a
+Every REST method takes the caller's ``deadline`` (server/deadline.py; ``None`` means
+``settings.request_timeout`` from now) and returns structs from schemas.py or raises a
 BrokerError. ``user_sync()`` and ``market_data()`` each return the client's one instance.
 """
 
@@ -19,7 +19,6 @@ import aiohttp
 
 from server.broker.auth import TokenManager
 from server.broker.contracts import ContractCatalog
-from server.broker.deadline import Deadline
 from server.broker.errors import BrokerClosed
 from server.broker.http import RequestHook, TradovateHttp
 from server.broker.limiter import Circuit, RateGate, TokenBucket
@@ -41,6 +40,7 @@ from server.broker.schemas import (
 from server.broker.settings import BrokerSettings
 from server.broker.stats import SocketStats, UpstreamStats
 from server.broker.sync import UserSync
+from server.deadline import Deadline
 
 logger = logging.getLogger(__name__)
 
@@ -108,15 +108,14 @@ class TradovateClient:
     ) -> None:
         await self.aclose()
 
-    async def start(self, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
+    async def start(self, *, deadline: Deadline | None = None) -> None:
         """Log in (once) and start renewing the token. May be retried after a failure."""
         async with self._start_lock:
             if self._closed:
                 raise BrokerClosed("the Tradovate client is closed")
             if self._parts is None:
                 self._parts = _Parts(self.settings, self._request_hook)
-            deadline = Deadline.resolve(timeout, self.settings.request_timeout)
-            await self._parts.auth.start(deadline)
+            await self._parts.auth.start(self._deadline(deadline))
 
     async def aclose(self) -> None:
         """Close both sockets, the renewal task, the catalog and the HTTP session."""
@@ -205,8 +204,8 @@ class TradovateClient:
             sockets=tuple(sockets),
         )
 
-    def _deadline(self, timeout: float | None) -> Deadline:
-        return Deadline.resolve(timeout, self.settings.request_timeout)
+    def _deadline(self, deadline: Deadline | None) -> Deadline:
+        return Deadline.given_or_after(deadline, self.settings.request_timeout)
 
     # -- streams -------------------------------------------------------------------------
 
@@ -238,80 +237,80 @@ class TradovateClient:
 
     # -- REST ----------------------------------------------------------------------------
 
-    async def accounts(self, *, timeout: float | None = None) -> list[Account]:  # noqa: ASYNC109
-        return await self._live().rest.accounts(deadline=self._deadline(timeout))
+    async def accounts(self, *, deadline: Deadline | None = None) -> list[Account]:
+        return await self._live().rest.accounts(deadline=self._deadline(deadline))
 
     async def positions(
         self,
         account_ids: Sequence[int],
         *,
-        timeout: float | None = None,  # noqa: ASYNC109
+        deadline: Deadline | None = None,
     ) -> list[Position]:
-        return await self._live().rest.positions(account_ids, deadline=self._deadline(timeout))
+        return await self._live().rest.positions(account_ids, deadline=self._deadline(deadline))
 
     async def orders(
         self,
         account_ids: Sequence[int],
         *,
-        timeout: float | None = None,  # noqa: ASYNC109
+        deadline: Deadline | None = None,
     ) -> list[Order]:
-        return await self._live().rest.orders(account_ids, deadline=self._deadline(timeout))
+        return await self._live().rest.orders(account_ids, deadline=self._deadline(deadline))
 
     async def order_versions(
         self,
         order_ids: Sequence[int],
         *,
-        timeout: float | None = None,  # noqa: ASYNC109
+        deadline: Deadline | None = None,
     ) -> list[OrderVersion]:
         rest = self._live().rest
-        return await rest.order_versions(order_ids, deadline=self._deadline(timeout))
+        return await rest.order_versions(order_ids, deadline=self._deadline(deadline))
 
     async def fills(
         self,
         order_ids: Sequence[int],
         *,
-        timeout: float | None = None,  # noqa: ASYNC109
+        deadline: Deadline | None = None,
     ) -> list[Fill]:
-        return await self._live().rest.fills(order_ids, deadline=self._deadline(timeout))
+        return await self._live().rest.fills(order_ids, deadline=self._deadline(deadline))
 
     async def cash_balances(
         self,
         account_ids: Sequence[int],
         *,
-        timeout: float | None = None,  # noqa: ASYNC109
+        deadline: Deadline | None = None,
     ) -> list[CashBalance]:
         rest = self._live().rest
-        return await rest.cash_balances(account_ids, deadline=self._deadline(timeout))
+        return await rest.cash_balances(account_ids, deadline=self._deadline(deadline))
 
     async def cash_balance_snapshot(
         self,
         account_id: int,
         *,
-        timeout: float | None = None,  # noqa: ASYNC109
+        deadline: Deadline | None = None,
     ) -> CashBalanceSnapshot:
         rest = self._live().rest
-        return await rest.cash_balance_snapshot(account_id, deadline=self._deadline(timeout))
+        return await rest.cash_balance_snapshot(account_id, deadline=self._deadline(deadline))
 
     async def margin_snapshots(
         self,
         account_ids: Sequence[int],
         *,
-        timeout: float | None = None,  # noqa: ASYNC109
+        deadline: Deadline | None = None,
     ) -> list[MarginSnapshot]:
         rest = self._live().rest
-        return await rest.margin_snapshots(account_ids, deadline=self._deadline(timeout))
+        return await rest.margin_snapshots(account_ids, deadline=self._deadline(deadline))
 
     async def contract_info(
         self,
         contract_ids: Sequence[int],
         *,
-        timeout: float | None = None,  # noqa: ASYNC109
+        deadline: Deadline | None = None,
     ) -> dict[int, ContractInfo]:
         """contract → contractMaturity → product, cached in memory for good.
 
         Ids Tradovate does not know are left out of the result.
         """
-        return await self._live().catalog.resolve(contract_ids, self._deadline(timeout))
+        return await self._live().catalog.resolve(contract_ids, self._deadline(deadline))
 
     async def place_order(
         self,
@@ -324,7 +323,7 @@ class TradovateClient:
         price: Decimal | None = None,
         stop_price: Decimal | None = None,
         *,
-        timeout: float | None = None,  # noqa: ASYNC109
+        deadline: Deadline | None = None,
     ) -> PlaceOrderResult:
         """``action``: Buy|Sell; ``order_type``: Market|Limit|Stop|StopLimit|… (enums.py)."""
         return await self._live().rest.place_order(
@@ -336,13 +335,13 @@ class TradovateClient:
             order_type,
             price,
             stop_price,
-            deadline=self._deadline(timeout),
+            deadline=self._deadline(deadline),
         )
 
     async def cancel_order(
         self,
         order_id: int,
         *,
-        timeout: float | None = None,  # noqa: ASYNC109
+        deadline: Deadline | None = None,
     ) -> CommandResult:
-        return await self._live().rest.cancel_order(order_id, deadline=self._deadline(timeout))
+        return await self._live().rest.cancel_order(order_id, deadline=self._deadline(deadline))

@@ -14,10 +14,10 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 
-from server.broker.deadline import Deadline
 from server.broker.errors import BrokerClosed, UpstreamTimeout
 from server.broker.rest import TradovateRest, unique
 from server.broker.schemas import Contract, ContractInfo, ContractMaturity, Product
+from server.deadline import Deadline
 
 logger = logging.getLogger(__name__)
 

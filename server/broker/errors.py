@@ -3,9 +3,23 @@
 Every class carries an UPPER_SNAKE ``reason`` that the API layer passes on unchanged,
 and a message a person can read. Messages never contain passwords, secrets or tokens.
 Nothing else escapes the broker layer.
+
+Beside the classes, what an error means for whoever sees it: ``is_fatal`` (stop for
+good), ``retry_after`` (how long every call now waits) and ``NOT_ACCOUNT_SPECIFIC``
+(failures of the whole login, not of one account). answers.py turns Tradovate's answers
+into these errors (``error_for_status``), for REST and socket requests alike.
+
+    BrokerError
+    ├── AuthError ── answers.TokenRejected (a dead token; same reason)
+    ├── CaptchaRequired, PenaltyError, RateLimitedError, LockedOutError   (retry_after)
+    ├── NotFoundError, ProtocolError
+    ├── UpstreamUnavailable, UpstreamTimeout
+    └── BrokerClosed
 """
 
 from __future__ import annotations
+
+from server.deadline import Deadline
 
 
 class BrokerError(Exception):
@@ -108,11 +122,16 @@ class BrokerClosed(BrokerError):
     reason = "BROKER_CLOSED"
 
 
+def left_before(deadline: Deadline, what: str) -> float:
+    """The seconds ``deadline`` has left for ``what``, or UpstreamTimeout if none are."""
+    left = deadline.remaining()
+    if left <= 0:
+        raise UpstreamTimeout(f"deadline passed before {what}")
+    return left
+
+
 #: AuthError.setting for a rejected access token (not a configuration problem).
 TOKEN_SETTING = "access token"
-
-#: Errors after which retrying on our own makes things worse: stop and report.
-FATAL_ERRORS: tuple[type[BrokerError], ...] = (AuthError, CaptchaRequired)
 
 
 def is_fatal(exc: BaseException) -> bool:
@@ -124,3 +143,23 @@ def is_fatal(exc: BaseException) -> bool:
     if isinstance(exc, CaptchaRequired):
         return exc.retry_after is None
     return isinstance(exc, AuthError) and exc.setting != TOKEN_SETTING
+
+
+def retry_after(exc: BaseException) -> float | None:
+    """The seconds an error says every call waits (a circuit or a penalty), or None."""
+    if isinstance(exc, RateLimitedError | LockedOutError | PenaltyError | CaptchaRequired):
+        return exc.retry_after
+    return None
+
+
+#: Failures that concern the whole login, not one account: retrying a failed batch per
+#: account would only multiply calls against a rate limit or a dead session.
+NOT_ACCOUNT_SPECIFIC: tuple[type[BaseException], ...] = (
+    PenaltyError,
+    RateLimitedError,
+    LockedOutError,
+    AuthError,
+    CaptchaRequired,
+    BrokerClosed,
+    UpstreamTimeout,
+)

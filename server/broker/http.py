@@ -1,8 +1,8 @@
-"""TradovateHttp: one aiohttp session, the limiter, penalties, and status → typed errors.
+"""TradovateHttp: one aiohttp session behind the limiter, penalties and status → errors.
 
 Returns response bodies as bytes; rest.py and auth.py decode them. Every call runs
-inside the caller's Deadline. p-tickets are sat out and the request re-sent with the
-ticket when the wait fits the deadline; otherwise PenaltyError says when to retry.
+inside the caller's Deadline. p-tickets go through penalties.call_with_penalties and a
+non-200 status through errors.error_for_status, the same as socket requests.
 
 ``request_hook`` (optional, generic: the gateway's tracing uses it) is told of every
 request sent, its method and path, and then of its outcome: the HTTP status, or the
@@ -19,80 +19,23 @@ from typing import Any, Final
 import aiohttp
 import msgspec
 
-from server.broker.deadline import Deadline
+from server.broker.answers import call_with_penalties, error_for_status
 from server.broker.errors import (
-    TOKEN_SETTING,
-    AuthError,
-    BrokerError,
-    CaptchaRequired,
-    NotFoundError,
-    PenaltyError,
-    ProtocolError,
     UpstreamTimeout,
     UpstreamUnavailable,
+    left_before,
 )
 from server.broker.frames import snippet
-from server.broker.limiter import RateGate, Serving, TokenBucket
-from server.broker.schemas import Penalty
+from server.broker.limiter import RateGate, TokenBucket
+from server.deadline import Deadline
 
 logger = logging.getLogger(__name__)
 
 _encoder: Final = msgspec.json.Encoder(decimal_format="number")
-_penalty_decoder: Final = msgspec.json.Decoder(Penalty, strict=False)
-_PENALTY_SCAN: Final = 4096
 
 #: Told (method, path) when a request is sent; returns what to tell its outcome: the HTTP
 #: status (int) or the reason (str) of the error that kept it from getting one.
 RequestHook = Callable[[str, str], Callable[[int | str], None]]
-
-
-class TokenRejected(AuthError):
-    """401 on a call made with a bearer token: the token is dead or lacks permission."""
-
-    def __init__(self, where: str, detail: str = "") -> None:
-        text = f"Tradovate rejected the access token on {where} (401)"
-        super().__init__(TOKEN_SETTING, f"{text}: {detail}" if detail else text)
-
-
-def find_penalty(data: bytes | msgspec.Raw) -> Penalty | None:
-    """The ``{"p-ticket", "p-time", "p-captcha"}`` body Tradovate sends instead of a result."""
-    raw = bytes(data)
-    if len(raw) > _PENALTY_SCAN or b'"p-' not in raw or raw.lstrip()[:1] != b"{":
-        return None
-    try:
-        penalty = _penalty_decoder.decode(raw)
-    except (msgspec.DecodeError, UnicodeDecodeError):
-        return None
-    if penalty.ticket is None and penalty.time is None and not penalty.captcha:
-        return None
-    return penalty
-
-
-def penalty_wait(
-    penalty: Penalty,
-    where: str,
-    deadline: Deadline,
-    seen: int,
-    limit: int,
-    gate: RateGate,
-    *,
-    fatal_captcha: bool = False,
-) -> float:
-    """Seconds to sit a penalty out, or the typed error when we should not.
-
-    A captcha opens the gate's captcha circuit (every call stops); with ``fatal_captcha``
-    (login) the error carries no retry_after, so the caller stops for good. A ticket that
-    cannot be sat out keeps other calls away from ``where`` until its time has passed.
-    """
-    if penalty.captcha:
-        error = gate.trip_captcha(where)
-        raise CaptchaRequired(error.message) if fatal_captcha else error
-    wait = max(0.0, penalty.time if penalty.time is not None else 1.0)
-    if seen >= limit or wait > deadline.remaining():
-        gate.penalties.mark(where, wait)
-        raise PenaltyError(wait, f"Tradovate time penalty on {where}: retry after {wait:.1f} s")
-    logger.warning("Tradovate time penalty on %s: waiting %.1f s, then re-sending", where, wait)
-    return wait
 
 
 class TradovateHttp:
@@ -109,11 +52,11 @@ class TradovateHttp:
         request_hook: RequestHook | None = None,
     ) -> None:
         self._session = session
-        self._hook = request_hook
         self._base = base_url.rstrip("/")
         self._limiter = limiter
         self._gate = gate
         self._max_penalties = max_penalty_retries
+        self._hook = request_hook
         self.calls = 0
 
     async def call(
@@ -135,44 +78,28 @@ class TradovateHttp:
         no hedge) goes there before its time.
         """
         where = path.split("?", 1)[0]
-        box = self._gate.penalties
-        sent_body = body
-        penalties = 0
-        held: Serving | None = None
-        try:
-            while True:
-                if gated:
-                    self._gate.check()
-                else:
-                    self._gate.check_captcha()
-                if held is None:
-                    await box.wait_turn(where, deadline)
-                if gated:
-                    await self._limiter.acquire(deadline)
-                status, data = await self._send(method, path, token, query, sent_body, deadline)
-                if status != 200:
-                    raise self._error(status, data, where, has_token=token is not None)
-                penalty = find_penalty(data)
-                if penalty is None:
-                    self._gate.record_success()
-                    return data
-                wait = penalty_wait(
-                    penalty,
-                    where,
-                    deadline,
-                    penalties,
-                    self._max_penalties,
-                    self._gate,
-                    fatal_captcha=fatal_captcha,
+
+        async def send(ticket: str | None) -> bytes:
+            sent = body
+            if ticket is not None and method != "GET":
+                sent = {**(body or {}), "p-ticket": ticket}
+            status, data = await self._send(method, path, token, query, sent, deadline)
+            if status != 200:
+                raise error_for_status(
+                    status, where, snippet(data), token_sent=token is not None, circuit=self._gate
                 )
-                penalties += 1
-                held = box.hold(where, wait, held)
-                await asyncio.sleep(wait)
-                if method != "GET" and penalty.ticket is not None:
-                    sent_body = {**(body or {}), "p-ticket": penalty.ticket}
-        finally:
-            if held is not None:
-                box.release(where, held)
+            return data
+
+        return await call_with_penalties(
+            send,
+            where,
+            deadline,
+            self._gate,
+            limit=self._max_penalties,
+            check=self._gate.check if gated else self._gate.check_captcha,
+            admit=self._limiter.acquire if gated else None,
+            fatal_captcha=fatal_captcha,
+        )
 
     async def _send(
         self,
@@ -192,7 +119,7 @@ class TradovateHttp:
             payload = _encoder.encode(body)
         params = {k: str(v) for k, v in query.items()} if query else None
         url = f"{self._base}/{path.lstrip('/')}"
-        left = deadline.check(f"calling {path}")
+        left = left_before(deadline, f"calling {path}")
         self.calls += 1
         done = self._hook(method, path.split("?", 1)[0]) if self._hook is not None else None
         outcome: int | str = "CANCELLED"
@@ -217,18 +144,3 @@ class TradovateHttp:
         finally:
             if done is not None:
                 done(outcome)
-
-    def _error(self, status: int, data: bytes, where: str, *, has_token: bool) -> BrokerError:
-        if status == 401 and has_token:
-            return TokenRejected(where, snippet(data))
-        if status == 401:
-            return AuthError("credentials", f"Tradovate answered 401 on {where}")
-        if status == 404:
-            return NotFoundError(f"Tradovate found nothing at {where} (404)")
-        if status == 423:
-            return self._gate.trip_locked_out(where)
-        if status == 429:
-            return self._gate.trip_rate_limited(where)
-        if status >= 500:
-            return UpstreamUnavailable(f"Tradovate answered {status} on {where}")
-        return ProtocolError(f"Tradovate answered {status} on {where}: {snippet(data)}")

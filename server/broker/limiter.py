@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass
 from typing import Final
 
-from server.broker.deadline import Deadline
 from server.broker.errors import (
     CaptchaRequired,
     LockedOutError,
@@ -21,6 +20,7 @@ from server.broker.errors import (
     RateLimitedError,
     UpstreamTimeout,
 )
+from server.deadline import Deadline
 
 logger = logging.getLogger(__name__)
 

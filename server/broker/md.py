@@ -22,13 +22,13 @@ import msgspec
 
 from server.broker.auth import TokenManager
 from server.broker.contracts import ContractCatalog
-from server.broker.deadline import Deadline
 from server.broker.errors import BrokerClosed, BrokerError, NotFoundError, UpstreamTimeout
 from server.broker.frames import Event
 from server.broker.limiter import RateGate
 from server.broker.schemas import Quote
 from server.broker.settings import BrokerSettings
 from server.broker.ws import TradovateSocket, consume
+from server.deadline import Deadline
 
 logger = logging.getLogger(__name__)
 
@@ -92,20 +92,20 @@ class MarketData:
         """contract id → number of subscribers."""
         return dict(self._refs)
 
-    async def start(self, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
+    async def start(self, *, deadline: Deadline | None = None) -> None:
         if self._closed:
             raise BrokerClosed("market data is closed")
         self._socket.start()
-        await self._socket.wait_ready(Deadline.resolve(timeout, self._settings.connect_timeout))
+        await self._socket.wait_ready(deadline)
 
-    async def subscribe(self, contract_id: int, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
+    async def subscribe(self, contract_id: int, *, deadline: Deadline | None = None) -> None:
         """Add one reference to ``contract_id``'s quotes; the first one subscribes upstream.
 
         While the socket is down the subscription is recorded and sent on reconnect.
         """
         if self._closed:
             raise BrokerClosed("market data is closed")
-        deadline = Deadline.resolve(timeout, self._settings.request_timeout)
+        deadline = Deadline.given_or_after(deadline, self._settings.request_timeout)
         try:
             async with asyncio.timeout(deadline.remaining()), self._lock(contract_id):
                 if self._refs.get(contract_id, 0) == 0:
@@ -122,9 +122,9 @@ class MarketData:
         except TimeoutError:
             raise UpstreamTimeout(f"subscribing to contract {contract_id} timed out") from None
 
-    async def unsubscribe(self, contract_id: int, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
+    async def unsubscribe(self, contract_id: int, *, deadline: Deadline | None = None) -> None:
         """Drop one reference; the last one unsubscribes upstream (failures only logged)."""
-        deadline = Deadline.resolve(timeout, self._settings.request_timeout)
+        deadline = Deadline.given_or_after(deadline, self._settings.request_timeout)
         try:
             async with asyncio.timeout(deadline.remaining()), self._lock(contract_id):
                 refs = self._refs.get(contract_id, 0)

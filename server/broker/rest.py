@@ -14,11 +14,16 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from server.broker.answers import TokenRejected
 from server.broker.auth import TokenManager
-from server.broker.deadline import Deadline
-from server.broker.errors import TOKEN_SETTING, AuthError, NotFoundError, ProtocolError
+from server.broker.errors import (
+    TOKEN_SETTING,
+    AuthError,
+    NotFoundError,
+    ProtocolError,
+)
 from server.broker.frames import snippet
-from server.broker.http import TokenRejected, TradovateHttp
+from server.broker.http import TradovateHttp
 from server.broker.schemas import (
     Account,
     CashBalance,
@@ -35,6 +40,7 @@ from server.broker.schemas import (
     Product,
 )
 from server.broker.settings import ENV_DEVICE_ID
+from server.deadline import Deadline
 
 logger = logging.getLogger(__name__)
 

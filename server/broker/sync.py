@@ -25,7 +25,6 @@ import aiohttp
 
 from server.broker.auth import TokenManager
 from server.broker.contracts import ContractCatalog
-from server.broker.deadline import Deadline
 from server.broker.errors import BrokerClosed
 from server.broker.events import EntityChange, SyncEvent, SyncStatus, utc_now
 from server.broker.frames import Event, Response, snippet
@@ -39,6 +38,7 @@ from server.broker.sync_codec import (
     decode_sync_part,
 )
 from server.broker.ws import TradovateSocket, consume
+from server.deadline import Deadline
 
 logger = logging.getLogger(__name__)
 
@@ -109,12 +109,12 @@ class UserSync:
     def socket(self) -> TradovateSocket:
         return self._socket
 
-    async def start(self, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
+    async def start(self, *, deadline: Deadline | None = None) -> None:
         """Connect and sync; returns once the first snapshot is queued (or raises why not)."""
         if self._closed:
             raise BrokerClosed("the user-sync stream is closed")
         self._socket.start()
-        await self._socket.wait_ready(Deadline.resolve(timeout, self._settings.connect_timeout))
+        await self._socket.wait_ready(deadline)
 
     async def events(self) -> AsyncIterator[SyncEvent]:
         """The stream: a SyncSnapshot first, then changes; ends on aclose().

@@ -4,14 +4,7 @@ Per connection: wait for ``o``, ``authorize`` with the current token, send ``[]`
 ``heartbeat_interval``, correlate requests by id through a future map, then hand over to
 ``on_ready`` (syncrequest, resubscribe). Every pending future fails when the connection
 ends, and a silent server (no frame for ``server_silence_timeout``) counts as dead.
-Reconnects back off exponentially with jitter. A connection that authorized and finished
-``on_ready`` (synced) resets the back-off, so a drop of a healthy socket costs one short
-wait (at most ``reconnect_initial``) and a resync, however many drops came before. Against
-a server that drops us right after each sync, more than ``reconnect_flap_limit`` such drops
-within ``reconnect_flap_window`` count as flapping: from then on the back-off grows again
-(up to ``reconnect_max``) until a connection stays up ``reconnect_stable_after``. With the
-default 30 s ceiling that bounds the syncrequests a flapping server can draw to 2-4 a
-minute (Tradovate allows 300 an hour). A ``shutdown`` event is logged with its
+Reconnects back off as ws_backoff.py says. A ``shutdown`` event is logged with its
 reasonCode and reconnected after a back-off.
 
 After a token renewal the socket re-authorizes on the open connection (``authorize`` with
@@ -21,7 +14,9 @@ one", so re-authorizing keeps the socket, its sync and its subscriptions, with n
 while never relying on the old token. If Tradovate refuses the re-authorization, the socket
 reconnects with the new token instead. After a fresh login (a new session) it reconnects.
 
-Nothing raised while reading a frame escapes the reader: a bad frame is logged and skipped.
+The parts: ws_connection.py (one connection: state, requests, heartbeat), ws_reader.py
+(frames in, answers and events out), ws_backoff.py (reconnect delays). Nothing raised
+while reading a frame escapes the reader: a bad frame is logged and skipped.
 """
 
 from __future__ import annotations
@@ -29,107 +24,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import itertools
 import logging
-import random
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Final, TypeVar
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 import msgspec
 
+from server.broker.answers import TokenRejected, call_with_penalties, error_for_status
 from server.broker.auth import Token, TokenManager
-from server.broker.deadline import Deadline
 from server.broker.errors import (
     BrokerClosed,
     BrokerError,
-    CaptchaRequired,
-    LockedOutError,
-    NotFoundError,
-    PenaltyError,
-    ProtocolError,
-    RateLimitedError,
     UpstreamTimeout,
     UpstreamUnavailable,
     is_fatal,
+    retry_after,
 )
-from server.broker.frames import (
-    HEARTBEAT,
-    BadMessage,
-    CloseFrame,
-    DataFrame,
-    Event,
-    OpenFrame,
-    Response,
-    decode_frame,
-    encode_authorize,
-    encode_request,
-    snippet,
-)
-from server.broker.http import TokenRejected, find_penalty, penalty_wait
-from server.broker.limiter import RateGate, Serving
+from server.broker.frames import Event, Response, snippet
+from server.broker.limiter import RateGate
 from server.broker.settings import BrokerSettings
+from server.broker.ws_backoff import Backoff, Ended
+from server.broker.ws_connection import Connection, consume
+from server.broker.ws_reader import FrameReader
+from server.deadline import Deadline
+
+__all__ = ["TradovateSocket", "consume"]
 
 logger = logging.getLogger(__name__)
-
-_RETRY_AFTER_ERRORS: Final = (RateLimitedError, LockedOutError, PenaltyError, CaptchaRequired)
-_shutdown_decoder: Final = msgspec.json.Decoder(dict[str, object])
-
-
-_Item = TypeVar("_Item")
-
-
-async def consume(
-    queue: asyncio.Queue[_Item | None], socket: TradovateSocket
-) -> AsyncIterator[_Item]:
-    """Yield a socket consumer's queue until its end marker (None).
-
-    Ends quietly after aclose(); raises the error that stopped the socket for good.
-    """
-    while True:
-        item = await queue.get()
-        if item is None:
-            if socket.failure is not None:
-                raise socket.failure
-            return
-        yield item
-
-
-class _Connection:
-    """State that lives and dies with one WebSocket connection."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse, source: Token, token: str) -> None:
-        loop = asyncio.get_running_loop()
-        self.ws = ws
-        self.source = source
-        self.token = token
-        self.ids: Iterator[int] = itertools.count()
-        self.pending: dict[int, asyncio.Future[Response]] = {}
-        self.opened: asyncio.Future[None] = loop.create_future()
-        self.stopped: asyncio.Future[str] = loop.create_future()
-        self.authorized = False
-        self.was_ready = False  # authorized and set up by on_ready
-        self.immediate = False  # reconnect without back-off (planned rotation)
-        self.retry_after = 0.0
-        self.ready_at: float | None = None  # monotonic time it became ready
-        self.reauthorizing: asyncio.Task[None] | None = None
-
-    def stop(self, reason: str, *, immediate: bool = False, retry_after: float = 0.0) -> None:
-        if not self.stopped.done():
-            self.immediate = immediate
-            self.retry_after = retry_after
-            self.stopped.set_result(reason)
-
-    def fail_pending(self, reason: str) -> None:
-        for future in self.pending.values():
-            if not future.done():
-                future.set_exception(UpstreamUnavailable(reason))
-        self.pending.clear()
-        if not self.opened.done():
-            self.opened.set_exception(UpstreamUnavailable(reason))
-            self.opened.exception()  # nobody may be waiting any more
 
 
 class TradovateSocket:
@@ -159,11 +81,10 @@ class TradovateSocket:
         self._settings = settings
         self._token_for = token_for
         self._on_ready = on_ready
-        self._on_event = on_event
         self._on_down = on_down
-        self._on_stray = on_stray
-        self._on_frame_end = on_frame_end
-        self._conn: _Connection | None = None
+        self._reader = FrameReader(name, on_event, on_stray, on_frame_end)
+        self._backoff = Backoff(name, settings)
+        self._conn: Connection | None = None
         self._run_task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self._closing = False
@@ -171,19 +92,29 @@ class TradovateSocket:
         self.last_error: BrokerError | None = None
         self.connects = 0
         self.reauthorizations = 0
-        self.bad_frames = 0
-        self._flap_drops: deque[float] = deque()  # when recent ready connections dropped
-        self.flapping = False
-        self._wait_at_least = 0.0  # a penalty or circuit met before any connection existed
-        # Monotonic times, for metrics: when the current connection became ready (None
-        # while down) and when the last data frame arrived (None before the first).
+        # Monotonic time, for metrics: when the current connection became ready (None
+        # while down). The reader keeps when the last data frame arrived.
         self.connected_since: float | None = None
-        self.last_frame_at: float | None = None
         auth.add_listener(self._on_new_token)
 
     @property
     def connected(self) -> bool:
         return self._ready.is_set()
+
+    @property
+    def bad_frames(self) -> int:
+        """Frames and messages skipped because they could not be read or handled."""
+        return self._reader.bad_frames
+
+    @property
+    def last_frame_at(self) -> float | None:
+        """Monotonic time of the last data frame read (None before the first)."""
+        return self._reader.last_frame_at
+
+    @property
+    def flapping(self) -> bool:
+        """Drops right after syncing came too often: the back-off grows until one stays up."""
+        return self._backoff.flapping
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -193,8 +124,12 @@ class TradovateSocket:
         if self._run_task is None:
             self._run_task = asyncio.create_task(self._run(), name=f"tradovate-{self.name}")
 
-    async def wait_ready(self, deadline: Deadline) -> None:
-        """Until connected and set up; raises the reason if that cannot happen in time."""
+    async def wait_ready(self, deadline: Deadline | None = None) -> None:
+        """Until connected and set up; raises the reason if that cannot happen in time.
+
+        ``None``: within ``connect_timeout`` from now.
+        """
+        deadline = Deadline.given_or_after(deadline, self._settings.connect_timeout)
         if self._run_task is None:
             raise BrokerClosed(f"the {self.name} socket is not started")
         ready = asyncio.ensure_future(self._ready.wait())
@@ -246,7 +181,7 @@ class TradovateSocket:
             self._reauthorize(conn, token, fresh), name=f"tradovate-{self.name}-reauthorize"
         )
 
-    async def _reauthorize(self, conn: _Connection, token: Token, fresh: str) -> None:
+    async def _reauthorize(self, conn: Connection, token: Token, fresh: str) -> None:
         """``authorize`` the open connection with a renewed token; reconnect if refused."""
         deadline = Deadline.after(self._settings.request_timeout)
         try:
@@ -266,67 +201,31 @@ class TradovateSocket:
             logger.warning("%s socket: re-authorization failed for now: %s", self.name, exc)
             return
         conn.token = fresh
-        conn.source = token
+        conn.login = token
         self.reauthorizations += 1
         logger.info("%s socket: re-authorized with the renewed token; connection kept", self.name)
 
     # -- the reconnect loop --------------------------------------------------------------
 
     async def _run(self) -> None:
-        attempt = 0
-        s = self._settings
         while not self._closing:
             was_ready, reason, conn = await self._connect_once()
             if self._closing or self.failure is not None:
                 break
             if was_ready:
                 self._on_down(reason)
-            if conn is not None and conn.ready_at is not None and self._reset_backoff(conn):
-                attempt = 0
-            if conn is not None and conn.immediate and was_ready:
-                delay = 0.0
-            else:
-                ceiling = min(s.reconnect_max, s.reconnect_initial * 2 ** min(attempt, 16))
-                delay = random.uniform(ceiling / 2, ceiling)
-                attempt += 1
+            ended = None
             if conn is not None:
-                delay = max(delay, conn.retry_after)
-            delay, self._wait_at_least = max(delay, self._wait_at_least), 0.0
+                ended = Ended(was_ready, conn.ready_at, conn.immediate, conn.retry_after)
+            delay = self._backoff.next_delay(ended)
             logger.warning("%s socket down (%s); reconnecting in %.2f s", self.name, reason, delay)
             await asyncio.sleep(delay)
         if self.failure is not None:
             self._on_down(f"stopped: {self.failure}")
 
-    def _reset_backoff(self, conn: _Connection) -> bool:
-        """May a connection that was ready reset the back-off? Not while flapping."""
-        s = self._settings
-        now = time.monotonic()
-        assert conn.ready_at is not None
-        if now - conn.ready_at >= s.reconnect_stable_after:
-            self._flap_drops.clear()
-            if self.flapping:
-                logger.info("%s socket: stable again; back-off reset", self.name)
-            self.flapping = False
-            return True
-        drops = self._flap_drops
-        drops.append(now)
-        while drops and drops[0] < now - s.reconnect_flap_window:
-            drops.popleft()
-        if not self.flapping and len(drops) > s.reconnect_flap_limit:
-            self.flapping = True
-            logger.error(
-                "%s socket: %d drops right after syncing within %.0f s; backing off until "
-                "a connection stays up %.0f s",
-                self.name,
-                len(drops),
-                s.reconnect_flap_window,
-                s.reconnect_stable_after,
-            )
-        return not self.flapping
-
-    async def _connect_once(self) -> tuple[bool, str, _Connection | None]:
+    async def _connect_once(self) -> tuple[bool, str, Connection | None]:
         """One connection from dial to close: (was it ever ready, why it ended, its state)."""
-        holder: list[_Connection] = []
+        holder: list[Connection] = []
         try:
             reason = await self._session_once(holder)
         except asyncio.CancelledError:
@@ -337,8 +236,8 @@ class TradovateSocket:
             if is_fatal(exc):
                 self.failure = exc
                 logger.error("%s socket stopped: %s", self.name, exc)
-            elif isinstance(exc, _RETRY_AFTER_ERRORS):
-                self._wait_at_least = exc.retry_after or 0.0
+            else:
+                self._backoff.wait_at_least = retry_after(exc) or 0.0
         except Exception as exc:  # a bug or an unexpected library error: log, then retry
             logger.exception("%s socket failed", self.name)
             reason = f"{type(exc).__name__}: {exc}"
@@ -346,10 +245,10 @@ class TradovateSocket:
         self._ready.clear()
         return conn is not None and conn.was_ready, reason, conn
 
-    async def _session_once(self, holder: list[_Connection]) -> str:
+    async def _session_once(self, holder: list[Connection]) -> str:
         s = self._settings
         deadline = Deadline.after(s.connect_timeout)
-        source = await self._auth.token(deadline)
+        login = await self._auth.token(deadline)
         try:
             async with asyncio.timeout(deadline.remaining()):
                 ws = await self._session.ws_connect(
@@ -363,22 +262,25 @@ class TradovateSocket:
             raise UpstreamTimeout(f"{self.name} socket: connect timed out") from None
         except (aiohttp.ClientError, OSError) as exc:
             raise UpstreamUnavailable(f"{self.name} socket: cannot connect: {exc}") from None
-        conn = _Connection(ws, source, self._token_for(source))
+        conn = Connection(ws, login, self._token_for(login))
         holder.append(conn)
         self._conn = conn
-        reader = asyncio.create_task(self._read(conn), name=f"tradovate-{self.name}-reader")
+        reader = asyncio.create_task(
+            self._reader.read(conn, s.server_silence_timeout), name=f"tradovate-{self.name}-reader"
+        )
         beat: asyncio.Task[None] | None = None
         try:
             async with asyncio.timeout(deadline.remaining()):
                 await asyncio.shield(conn.opened)
-            beat = asyncio.create_task(self._heartbeat(conn), name=f"tradovate-{self.name}-beat")
+            beat = asyncio.create_task(
+                conn.heartbeat(s.heartbeat_interval), name=f"tradovate-{self.name}-beat"
+            )
             await self._authorize(conn, deadline)
             await self._on_ready()
             self.connects += 1
             self.last_error = None
             conn.was_ready = True
-            conn.ready_at = time.monotonic()
-            self.connected_since = time.monotonic()
+            conn.ready_at = self.connected_since = time.monotonic()
             self._ready.set()
             return await conn.stopped
         except TimeoutError:
@@ -397,111 +299,14 @@ class TradovateSocket:
             with contextlib.suppress(Exception):  # the peer may be gone already
                 await ws.close()
 
-    async def _authorize(self, conn: _Connection, deadline: Deadline) -> None:
+    async def _authorize(self, conn: Connection, deadline: Deadline) -> None:
         try:
             await self._request(conn, "authorize", None, None, conn.token, deadline)
         except TokenRejected as exc:
             # Renew (or, if Tradovate says the token is dead, log in) before the next try.
-            await self._auth.after_rejection(conn.source, deadline)
+            await self._auth.after_rejection(conn.login, deadline)
             raise UpstreamUnavailable(f"{self.name} socket: authorization refused: {exc}") from None
         conn.authorized = True
-
-    # -- reading -------------------------------------------------------------------------
-
-    async def _read(self, conn: _Connection) -> None:
-        silence = self._settings.server_silence_timeout
-        ws = conn.ws
-        try:
-            while not conn.stopped.done():
-                try:
-                    msg = await ws.receive(timeout=silence)
-                except TimeoutError:
-                    conn.stop(f"no frame from Tradovate for {silence:.1f} s")
-                    return
-                if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
-                    self._on_frame(conn, msg.data, dt.datetime.now(dt.UTC))
-                elif msg.type == aiohttp.WSMsgType.ERROR:
-                    conn.stop(f"socket error: {ws.exception()}")
-                elif msg.type in (
-                    aiohttp.WSMsgType.CLOSE,
-                    aiohttp.WSMsgType.CLOSING,
-                    aiohttp.WSMsgType.CLOSED,
-                ):
-                    conn.stop(f"closed by Tradovate (code {ws.close_code})")
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            logger.exception("%s socket reader failed", self.name)
-            conn.stop(f"reader failed: {exc}")
-        finally:
-            conn.fail_pending(f"{self.name} socket closed")
-
-    def _on_frame(self, conn: _Connection, data: str | bytes, received_at: dt.datetime) -> None:
-        """Handle one frame read at ``received_at``; never raises."""
-        try:
-            frame = decode_frame(data)
-            if isinstance(frame, DataFrame):
-                self.last_frame_at = time.monotonic()
-                try:
-                    for message in frame.messages:
-                        self._on_message(conn, message, received_at)
-                finally:
-                    if self._on_frame_end is not None:
-                        self._on_frame_end()
-            elif isinstance(frame, OpenFrame):
-                if not conn.opened.done():
-                    conn.opened.set_result(None)
-            elif isinstance(frame, CloseFrame):
-                conn.stop(f"close frame {frame.code} {frame.reason}".strip())
-        except ProtocolError as exc:
-            self.bad_frames += 1
-            logger.warning("%s socket: bad frame skipped: %s", self.name, exc)
-        except Exception:
-            self.bad_frames += 1
-            logger.exception("%s socket: frame handling failed: %s", self.name, snippet(data))
-
-    def _on_message(self, conn: _Connection, message: object, received_at: dt.datetime) -> None:
-        try:
-            if isinstance(message, Response):
-                future = conn.pending.pop(message.request_id, None)
-                if future is not None and not future.done():
-                    future.set_result(message)
-                elif self._on_stray is not None:
-                    self._on_stray(message)
-            elif isinstance(message, Event):
-                if message.kind == "shutdown":
-                    self._on_shutdown(conn, message)
-                else:
-                    self._on_event(message, received_at)
-            elif isinstance(message, BadMessage):
-                self.bad_frames += 1
-                logger.warning("%s socket: bad message skipped (%s)", self.name, message.error)
-        except Exception:
-            self.bad_frames += 1
-            logger.exception("%s socket: message handling failed", self.name)
-
-    def _on_shutdown(self, conn: _Connection, event: Event) -> None:
-        try:
-            detail = _shutdown_decoder.decode(event.data)
-        except (msgspec.DecodeError, UnicodeDecodeError):
-            detail = {}
-        code = detail.get("reasonCode", "unknown")
-        logger.warning(
-            "%s socket: Tradovate shutdown event, reasonCode=%s: %s",
-            self.name,
-            code,
-            snippet(bytes(event.data)),
-        )
-        conn.stop(f"shutdown by Tradovate (reasonCode {code})")
-
-    async def _heartbeat(self, conn: _Connection) -> None:
-        interval = self._settings.heartbeat_interval
-        while not conn.stopped.done():
-            await asyncio.sleep(interval)
-            try:
-                await conn.ws.send_str(HEARTBEAT)
-            except (aiohttp.ClientError, ConnectionError, RuntimeError) as exc:
-                conn.stop(f"heartbeat failed: {exc}")
 
     # -- requests ------------------------------------------------------------------------
 
@@ -523,79 +328,34 @@ class TradovateSocket:
 
     async def _request(
         self,
-        conn: _Connection,
+        conn: Connection,
         endpoint: str,
         query: str | None,
         body: object,
         raw_body: str | None,
         deadline: Deadline,
     ) -> msgspec.Raw:
-        penalties = 0
-        sent_body = body
-        box = self._gate.penalties
-        held: Serving | None = None
-        try:
-            while True:
-                self._gate.check()
-                if held is None:
-                    await box.wait_turn(endpoint, deadline)
-                response = await self._exchange(
-                    conn, endpoint, query, sent_body, raw_body, deadline
+
+        async def send(ticket: str | None) -> msgspec.Raw:
+            sent = body
+            if ticket is not None and isinstance(body, dict):
+                sent = {**body, "p-ticket": ticket}
+            response = await conn.exchange(endpoint, query, sent, raw_body, deadline, self.name)
+            if response.status != 200:
+                raise error_for_status(
+                    response.status,
+                    endpoint,
+                    snippet(bytes(response.data)),
+                    token_sent=True,
+                    circuit=self._gate,
                 )
-                if response.status != 200:
-                    raise self._error(response, endpoint)
-                penalty = find_penalty(response.data)
-                if penalty is None:
-                    self._gate.record_success()
-                    return response.data
-                wait = penalty_wait(penalty, endpoint, deadline, penalties, 3, self._gate)
-                penalties += 1
-                held = box.hold(endpoint, wait, held)
-                await asyncio.sleep(wait)
-                if isinstance(body, dict) and penalty.ticket is not None:
-                    sent_body = {**body, "p-ticket": penalty.ticket}
-        finally:
-            if held is not None:
-                box.release(endpoint, held)
+            return response.data
 
-    async def _exchange(
-        self,
-        conn: _Connection,
-        endpoint: str,
-        query: str | None,
-        body: object,
-        raw_body: str | None,
-        deadline: Deadline,
-    ) -> Response:
-        """One request on ``conn`` and its response (any status)."""
-        request_id = next(conn.ids)
-        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
-        conn.pending[request_id] = future
-        if raw_body is not None:
-            text = encode_authorize(request_id, raw_body)
-        else:
-            text = encode_request(endpoint, request_id, query=query, body=body)
-        try:
-            async with asyncio.timeout(deadline.check(endpoint)):
-                await conn.ws.send_str(text)
-                return await future
-        except TimeoutError:
-            raise UpstreamTimeout(f"no answer to {endpoint} within the deadline") from None
-        except (aiohttp.ClientError, ConnectionError, RuntimeError) as exc:
-            raise UpstreamUnavailable(f"{self.name} socket: send failed: {exc}") from None
-        finally:
-            conn.pending.pop(request_id, None)
-
-    def _error(self, response: Response, endpoint: str) -> BrokerError:
-        status, detail = response.status, snippet(bytes(response.data))
-        if status == 401:
-            return TokenRejected(endpoint, detail)
-        if status == 404:
-            return NotFoundError(f"Tradovate found nothing at {endpoint} (404): {detail}")
-        if status == 423:
-            return self._gate.trip_locked_out(endpoint)
-        if status == 429:
-            return self._gate.trip_rate_limited(endpoint)
-        if status >= 500:
-            return UpstreamUnavailable(f"Tradovate answered {status} on {endpoint}: {detail}")
-        return ProtocolError(f"Tradovate answered {status} on {endpoint}: {detail}")
+        return await call_with_penalties(
+            send,
+            endpoint,
+            deadline,
+            self._gate,
+            limit=self._settings.max_penalty_retries,
+            check=self._gate.check,
+        )

@@ -17,6 +17,7 @@ from server.broker.client import TradovateClient
 from server.broker.schemas import ContractInfo
 from server.config import GatewaySettings
 from server.convert import StatusOf
+from server.deadline import Deadline
 from server.live.figures import RefreshSettings
 from server.live.handler import LiveStreamHandler
 from server.live.resolve import LiveAccountResolver
@@ -93,15 +94,15 @@ class LiveParts:
         market = self._client.market_data() if self._with_market_data else None
         self.service.start(self._client.user_sync(), market)
 
-    async def wait_synced(self, timeout: float) -> bool:  # noqa: ASYNC109
-        return await self.service.wait_synced(timeout)
+    async def wait_synced(self, deadline: Deadline) -> bool:
+        return await self.service.wait_synced(deadline)
 
     async def drain(self) -> None:
         """End every stream (UNAVAILABLE, resumable) and give them time to say so."""
         ended = self.service.drain()
         if ended:
             logger.info("ending %d streams for shutdown (UNAVAILABLE, resumable)", ended)
-            if not await self.service.hub.wait_idle(self._drain_timeout):
+            if not await self.service.hub.wait_idle(Deadline.after(self._drain_timeout)):
                 logger.warning(
                     "%d streams still open after the drain", self.service.hub.stream_count
                 )

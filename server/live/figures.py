@@ -35,6 +35,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from server.broker.schemas import CashBalanceSnapshot, MarginSnapshot
+from server.deadline import Deadline
 
 logger = logging.getLogger(__name__)
 
@@ -50,14 +51,14 @@ class FigureFetcher(Protocol):
         self,
         account_ids: Sequence[int],
         *,
-        timeout: float | None = None,  # noqa: ASYNC109
+        deadline: Deadline | None = None,
     ) -> list[MarginSnapshot]: ...
 
     async def cash_balance_snapshot(
         self,
         account_id: int,
         *,
-        timeout: float | None = None,  # noqa: ASYNC109
+        deadline: Deadline | None = None,
     ) -> CashBalanceSnapshot: ...
 
 
@@ -212,7 +213,7 @@ class FigureRefresher:
             async with self._gate:
                 await self._paced()
                 found = await self._fetcher.margin_snapshots(
-                    account_ids, timeout=self.settings.timeout
+                    account_ids, deadline=Deadline.after(self.settings.timeout)
                 )
         except Exception as exc:
             logger.warning("margin snapshots of %s: fetch failed (%s)", account_ids, exc)
@@ -240,7 +241,7 @@ class FigureRefresher:
             async with self._gate:
                 await self._paced()
                 snapshot = await self._fetcher.cash_balance_snapshot(
-                    account_id, timeout=self.settings.timeout
+                    account_id, deadline=Deadline.after(self.settings.timeout)
                 )
         except Exception as exc:
             logger.warning("cash-balance snapshot of %d: fetch failed (%s)", account_id, exc)

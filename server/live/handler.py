@@ -18,8 +18,8 @@ import grpc
 from tradovate_gateway.v1 import trading_pb2 as pb
 
 from server.auth.principal import current_scope
-from server.broker.deadline import Deadline
 from server.broker.schemas import Account
+from server.deadline import Deadline
 from server.live.errors import StreamError
 from server.live.streams import LiveStreams, StreamAccount
 

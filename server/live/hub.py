@@ -22,6 +22,7 @@ from typing import Any
 from tradovate_gateway.v1 import trading_pb2 as pb
 
 from server.convert import Fields, epoch_ns_fields
+from server.deadline import Deadline
 from server.errors import ShuttingDown
 from server.live.errors import StreamLimitReached
 from server.live.queue import NO_MERGES, ConflatingQueue, Delta, Merge
@@ -318,10 +319,10 @@ class StreamHub:
             sub.end(reason, detail)
         return len(subs)
 
-    async def wait_idle(self, timeout: float) -> bool:  # noqa: ASYNC109
-        """Until no stream is open (or ``timeout`` passes); True when none is."""
+    async def wait_idle(self, deadline: Deadline) -> bool:
+        """Until no stream is open (or ``deadline`` passes); True when none is."""
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(deadline.remaining()):
                 await self._idle.wait()
         except TimeoutError:
             return False

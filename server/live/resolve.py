@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 from server.accounts import Ref, parse_selector, select
 from server.auth.scoping import narrow
-from server.broker.deadline import Deadline
 from server.broker.schemas import Account
+from server.deadline import Deadline
 from server.live.errors import LiveNotReady
 from server.live.state import LiveState
 

@@ -21,6 +21,7 @@ from server.broker.errors import NotFoundError
 from server.broker.events import EntityChange, SyncEvent, SyncSnapshot, SyncStatus
 from server.broker.schemas import ContractInfo, Quote
 from server.convert import StatusOf
+from server.deadline import Deadline
 from server.live.figures import FigureFetcher, FigureRefresher, RefreshSettings
 from server.live.hub import EndReason, StreamHub
 from server.live.source import LiveReadSource
@@ -38,7 +39,7 @@ class SyncFeed(Protocol):
     @property
     def connected(self) -> bool: ...
 
-    async def start(self, *, timeout: float | None = None) -> None: ...  # noqa: ASYNC109
+    async def start(self, *, deadline: Deadline | None = None) -> None: ...
 
     def deliver_to(
         self,
@@ -52,11 +53,11 @@ class SyncFeed(Protocol):
 class QuoteFeed(Protocol):
     """The market-data socket: ref-counted quote subscriptions and one quote stream."""
 
-    async def start(self, *, timeout: float | None = None) -> None: ...  # noqa: ASYNC109
+    async def start(self, *, deadline: Deadline | None = None) -> None: ...
 
-    async def subscribe(self, contract_id: int, *, timeout: float | None = None) -> None: ...  # noqa: ASYNC109
+    async def subscribe(self, contract_id: int, *, deadline: Deadline | None = None) -> None: ...
 
-    async def unsubscribe(self, contract_id: int, *, timeout: float | None = None) -> None: ...  # noqa: ASYNC109
+    async def unsubscribe(self, contract_id: int, *, deadline: Deadline | None = None) -> None: ...
 
     def quotes(self) -> AsyncIterator[Quote]: ...
 
@@ -198,9 +199,9 @@ class LiveService:
             self._spawn(self._run_quotes(), "live-quotes")
             self._spawn(self._run_subscriptions(), "live-md-subscriptions")
 
-    async def wait_synced(self, timeout: float) -> bool:  # noqa: ASYNC109
+    async def wait_synced(self, deadline: Deadline) -> bool:
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(deadline.remaining()):
                 await self._synced.wait()
         return self._synced.is_set()
 

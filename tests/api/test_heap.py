@@ -8,6 +8,7 @@ from typing import cast
 
 import pytest
 
+from server.deadline import Deadline
 from server.live.components import LiveParts
 from tests.support.stack import running_stack
 from tests.support.waiting import eventually
@@ -28,7 +29,7 @@ async def test_the_heap_is_frozen_after_the_first_live_snapshot() -> None:
             await eventually(frozen)
             # It waited for the snapshot: the live state's tables are frozen (in no
             # collected generation), not only the objects made at start-up.
-            assert await live.wait_synced(0)
+            assert await live.wait_synced(Deadline.after(0))
             positions = cast(LiveParts, live).service.state.positions
             assert positions and gc.is_tracked(positions)
             assert not any(o is positions for o in gc.get_objects())
@@ -40,6 +41,6 @@ async def test_nothing_is_frozen_when_turned_off() -> None:
     async with running_stack(accounts=3) as stack:
         live = stack.gateway.live
         assert live is not None
-        assert await live.wait_synced(10)
+        assert await live.wait_synced(Deadline.after(10))
         await asyncio.sleep(0.3)  # when it is on, the freeze follows the snapshot at once
         assert gc.get_freeze_count() == 0

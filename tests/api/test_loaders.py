@@ -14,6 +14,7 @@ import pytest
 
 from server.broker.errors import UpstreamUnavailable
 from server.broker.schemas import Account, CashBalanceSnapshot, Fill, Order, OrderVersion, Position
+from server.deadline import Deadline
 from server.loaders import ContractLike, Loaders
 from tests.support.waiting import eventually
 
@@ -34,7 +35,7 @@ class CountingBroker:
         self,
         account_id: int,
         *,
-        timeout: float | None = None,  # noqa: ASYNC109
+        deadline: Deadline | None = None,
     ) -> CashBalanceSnapshot:
         self.running += 1
         self.most = max(self.most, self.running)
@@ -49,14 +50,14 @@ class CountingBroker:
         finally:
             self.running -= 1
 
-    async def accounts(self, *, timeout: float | None = None) -> list[Account]:  # noqa: ASYNC109
+    async def accounts(self, *, deadline: Deadline | None = None) -> list[Account]:
         raise NotImplementedError
 
     async def positions(
         self,
         account_ids: Sequence[int],
         *,
-        timeout: float | None = None,  # noqa: ASYNC109
+        deadline: Deadline | None = None,
     ) -> list[Position]:
         raise NotImplementedError
 
@@ -64,7 +65,7 @@ class CountingBroker:
         self,
         account_ids: Sequence[int],
         *,
-        timeout: float | None = None,  # noqa: ASYNC109
+        deadline: Deadline | None = None,
     ) -> list[Order]:
         raise NotImplementedError
 
@@ -72,7 +73,7 @@ class CountingBroker:
         self,
         order_ids: Sequence[int],
         *,
-        timeout: float | None = None,  # noqa: ASYNC109
+        deadline: Deadline | None = None,
     ) -> list[OrderVersion]:
         raise NotImplementedError
 
@@ -80,7 +81,7 @@ class CountingBroker:
         self,
         order_ids: Sequence[int],
         *,
-        timeout: float | None = None,  # noqa: ASYNC109
+        deadline: Deadline | None = None,
     ) -> list[Fill]:
         raise NotImplementedError
 
@@ -88,7 +89,7 @@ class CountingBroker:
         self,
         contract_ids: Sequence[int],
         *,
-        timeout: float | None = None,  # noqa: ASYNC109
+        deadline: Deadline | None = None,
     ) -> Mapping[int, ContractLike]:
         raise NotImplementedError
 
@@ -96,7 +97,7 @@ class CountingBroker:
 async def test_inner_calls_stay_within_the_fanout_concurrency() -> None:
     broker = CountingBroker()
     loaders = Loaders(broker, chunk_size=50, terminal_cache_size=0, concurrency=2)
-    load = asyncio.ensure_future(loaders.balances(list(range(1, 9)), 5.0))
+    load = asyncio.ensure_future(loaders.balances(list(range(1, 9)), Deadline.after(5.0)))
 
     async def two_running() -> bool:
         return broker.running >= 2
@@ -114,6 +115,6 @@ async def test_a_failed_inner_call_cancels_its_siblings_and_keeps_its_type() -> 
     broker = CountingBroker(failing=3)
     loaders = Loaders(broker, chunk_size=50, terminal_cache_size=0, concurrency=8)
     with pytest.raises(UpstreamUnavailable):
-        await loaders.balances([1, 2, 3, 4], 5.0)
+        await loaders.balances([1, 2, 3, 4], Deadline.after(5.0))
     assert broker.running == 0  # nothing left running unowned
     assert broker.cancelled == 3

@@ -17,6 +17,7 @@ from server.broker import (
     UpstreamTimeout,
 )
 from server.broker.errors import is_fatal
+from server.deadline import Deadline
 from server.simulator import Simulator
 from tests.broker.conftest import ClientFactory, eventually
 
@@ -47,7 +48,7 @@ async def test_penalty_longer_than_the_deadline_fails_at_once(
     sim.control.penalize("position/deps", count=1, p_time=3.0)
     started = time.monotonic()
     with pytest.raises(PenaltyError) as info:
-        await client.positions([account], timeout=1.0)
+        await client.positions([account], deadline=Deadline.after(1.0))
     assert time.monotonic() - started < 0.9  # did not sleep into the deadline
     assert 2.0 <= info.value.retry_after <= 3.0
     assert info.value.reason == "BROKER_PENALTY"
@@ -125,7 +126,7 @@ async def test_client_bucket_fails_fast_when_the_slot_is_past_the_deadline(
     sim.control.reset_counters()
     started = time.monotonic()
     with pytest.raises(UpstreamTimeout):
-        await client.accounts(timeout=0.2)
+        await client.accounts(deadline=Deadline.after(0.2))
     assert time.monotonic() - started < 0.5  # the next slot is ~1 s away: no waiting for it
     assert sim.control.counters()["total"] == 0
 
@@ -142,7 +143,7 @@ async def test_no_other_call_goes_to_an_endpoint_sitting_out_a_ticket(
     others = [asyncio.create_task(client.positions([account])) for _ in range(3)]
     started = time.monotonic()
     with pytest.raises(PenaltyError) as short:  # cannot wait that long: fails at once
-        await client.positions([account], timeout=0.3)
+        await client.positions([account], deadline=Deadline.after(0.3))
     assert time.monotonic() - started < 0.2
     assert 0.3 <= short.value.retry_after <= 1.0
     await asyncio.sleep(0.5)

@@ -13,6 +13,7 @@ import os
 import pytest
 
 from server.broker import BrokerSettings, SyncSnapshot, TradovateClient
+from server.deadline import Deadline
 
 pytestmark = [
     pytest.mark.live,
@@ -38,11 +39,11 @@ async def test_live_read_and_sync() -> None:
             infos = await client.contract_info(contract_ids)
             assert all(info.tick_size > 0 for info in infos.values())
         sync = client.user_sync()
-        await sync.start(timeout=20)
+        await sync.start(deadline=Deadline.after(20))
         events = sync.events()
         first = await asyncio.wait_for(anext(events), timeout=20)
         assert isinstance(first, SyncSnapshot)
         assert {a.id for a in first.accounts} >= set(ids)
         md = client.market_data()
-        await md.start(timeout=20)
+        await md.start(deadline=Deadline.after(20))
         assert md.connected

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from server.broker import BrokerSettings, EntityChange, SyncSnapshot, TradovateClient, UserSync
 from server.broker.events import SyncEvent
 from server.broker.schemas import Account
+from server.deadline import Deadline
 from tests.broker.scripted import ScriptedTradovate
 
 
@@ -67,7 +68,7 @@ async def harness() -> AsyncIterator[Harness]:
             # This checks the frame reader; the resync that undecodable props trigger is
             # covered by tests/broker/test_sync.py.
             sync.resync_on_bad_props = False
-            await sync.start(timeout=10)
+            await sync.start(deadline=Deadline.after(10))
             h = Harness(server, sync)
             first = await h.next_event()
             assert isinstance(first, SyncSnapshot) and first.accounts[0].id == 5

@@ -17,6 +17,7 @@ import msgspec
 import pytest
 
 from server.broker import AuthError, CaptchaRequired, TradovateClient
+from server.broker.answers import find_penalty
 from server.broker.enums import (
     ACCOUNT_TYPES,
     ACTIONS,
@@ -40,7 +41,6 @@ from server.broker.frames import (
     Response,
     decode_frame,
 )
-from server.broker.http import find_penalty
 from server.broker.schemas import CashBalance, Fill, Order, Position, TradeDate
 from server.broker.sync_codec import decode_props, decode_snapshot
 from tests.broker.scripted import ScriptedTradovate, scripted_settings

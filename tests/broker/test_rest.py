@@ -16,6 +16,7 @@ from server.broker import (
     UpstreamUnavailable,
 )
 from server.broker.schemas import Account, Position
+from server.deadline import Deadline
 from server.simulator import Simulator
 from tests.broker.conftest import ClientFactory, client_settings
 
@@ -41,7 +42,7 @@ async def test_accounts_and_one_vs_many_masters(sim: Simulator, client: Tradovat
     balances = await client.cash_balances(ids)
     assert {b.account_id for b in balances} == set(ids)
     assert await client.positions([]) == []
-    assert await client.orders([], timeout=0.001) == []
+    assert await client.orders([], deadline=Deadline.after(0.001)) == []
 
     counted = calls(sim)
     assert counted.get("position/deps") == 1
@@ -121,7 +122,7 @@ async def test_deadline_maps_to_upstream_timeout(sim: Simulator, client: Tradova
     sim.control.set_latency(ms=2000, endpoint="account/list")
     started = time.monotonic()
     with pytest.raises(UpstreamTimeout):
-        await client.accounts(timeout=0.2)
+        await client.accounts(deadline=Deadline.after(0.2))
     assert time.monotonic() - started < 1.5
     sim.control.clear_latency()
     assert await client.accounts()
@@ -142,7 +143,7 @@ async def test_404_5xx_and_refused_connections_are_typed(
 
     closed = TradovateClient(client_settings(sim, rest_url="http://127.0.0.1:9/v1"))
     with pytest.raises(UpstreamUnavailable):
-        await closed.start(timeout=2)
+        await closed.start(deadline=Deadline.after(2))
     await closed.aclose()
     with pytest.raises(BrokerClosed):
         await closed.accounts()

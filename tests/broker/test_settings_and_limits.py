@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from server.broker import errors
-from server.broker.deadline import Deadline
 from server.broker.enums import ACCOUNT_TYPES, ORD_STATUSES, AccountType, OrdStatus, parse
 from server.broker.errors import (
     AuthError,
@@ -23,6 +22,7 @@ from server.broker.errors import (
 from server.broker.limiter import RateGate, TokenBucket
 from server.broker.settings import BrokerSettings
 from server.broker.urls import DEMO_REST_URL, ws_url_from_rest
+from server.deadline import Deadline
 
 
 def settings(**kw: Any) -> BrokerSettings:

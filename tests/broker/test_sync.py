@@ -20,10 +20,10 @@ from server.broker import (
     TradovateClient,
     UpstreamUnavailable,
 )
-from server.broker.deadline import Deadline
 from server.broker.events import EntityRef, SyncEvent
 from server.broker.schemas import Fill
 from server.broker.sync_codec import SNAPSHOT_COLLECTIONS, SYNC_ENTITY_TYPES
+from server.deadline import Deadline
 from server.simulator import Simulator
 from tests.broker.conftest import ClientFactory, SimFactory, eventually
 

@@ -21,6 +21,7 @@ import grpc
 from tradovate_gateway.v1 import trading_pb2 as pb
 from tradovate_gateway.v1 import trading_pb2_grpc as pb_grpc
 
+from server.deadline import Deadline
 from server.live.components import LiveParts
 from server.simulator import SimConfig
 from tests.live.streaming import WAIT, Subscriber, until
@@ -71,7 +72,7 @@ async def test_fractional_averages_are_the_same_rounded_strings_on_every_path(
     async with running_stack(sim_config=config, redis_url=redis_url, pnl_interval_ms=0) as stack:
         control = stack.sim.control
         live = cast(LiveParts, stack.gateway.live).service
-        assert await live.wait_synced(WAIT)
+        assert await live.wait_synced(Deadline.after(WAIT))
         account = control.account_ids()[0]
         held = await stack.stub.GetPositions(
             pb.GetPositionsRequest(
@@ -240,7 +241,7 @@ async def test_random_trading_gives_live_and_upstream_the_same_strings(redis_url
     async with running_stack(sim_config=config, redis_url=redis_url, pnl_interval_ms=0) as stack:
         control = stack.sim.control
         live = cast(LiveParts, stack.gateway.live).service
-        assert await live.wait_synced(WAIT)
+        assert await live.wait_synced(Deadline.after(WAIT))
         subscriber = Subscriber(stack.stub, pb.StreamUpdatesRequest())
         try:
             await subscriber.wait_for(

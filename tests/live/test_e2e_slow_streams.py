@@ -19,6 +19,7 @@ from tradovate_gateway.v1 import trading_pb2 as pb
 
 from client.channel import DEFAULT_STREAM_WINDOW
 from client.client import TradingClient
+from server.deadline import Deadline
 from server.live.components import LiveParts
 from server.live.service import LiveService
 from server.simulator import SimConfig
@@ -51,7 +52,7 @@ async def loaded_stack(queue_capacity: int) -> AsyncIterator[tuple[Stack, list[f
         sim_config=config, live_queue_capacity=queue_capacity, **FAST
     ) as stack:
         service = service_of(stack)
-        assert await service.wait_synced(WAIT)
+        assert await service.wait_synced(Deadline.after(WAIT))
         decisions: list[float] = []
         loop = asyncio.get_running_loop()
 

@@ -13,6 +13,7 @@ from grpc_health.v1 import health_pb2
 from tradovate_gateway.v1 import trading_pb2 as pb
 from tradovate_gateway.v1 import trading_pb2_grpc as pb_grpc
 
+from server.deadline import Deadline
 from server.live.components import LiveParts
 from server.live.service import LiveService
 from server.simulator import SimConfig
@@ -65,7 +66,7 @@ def request(
 async def synced(stack: Stack) -> LiveService:
     """Live state has its snapshot and the background refresh its first figures."""
     service = live_of(stack)
-    assert await service.wait_synced(WAIT)
+    assert await service.wait_synced(Deadline.after(WAIT))
     await until(lambda: figures_fetched(service))
     return service
 

@@ -16,6 +16,7 @@ from google.protobuf.message import Message
 from tradovate_gateway.v1 import trading_pb2 as pb
 
 from server.convert import TRADOVATE_FIGURES
+from server.deadline import Deadline
 from server.live.components import LiveParts
 from server.live.figures import FigureRefresher
 from server.live.service import LiveService
@@ -52,7 +53,7 @@ def refresher_of(stack: Stack) -> FigureRefresher:
 async def fetched(stack: Stack) -> LiveService:
     """Synced, and the background refresh answered (well or not) for every account."""
     service = live_of(stack)
-    assert await service.wait_synced(WAIT)
+    assert await service.wait_synced(Deadline.after(WAIT))
     refresher = refresher_of(stack)
 
     def answered(account_id: int) -> bool:
@@ -259,7 +260,7 @@ async def test_the_stream_carries_tradovates_figures_once_fetched() -> None:
     sim_config = config(accounts=2, sync_margin_snapshots="empty")
     async with running_stack(sim_config=sim_config, **FAST) as stack:
         service = live_of(stack)
-        assert await service.wait_synced(WAIT)
+        assert await service.wait_synced(Deadline.after(WAIT))
         ids = sorted(service.state.accounts)
         sub = Subscriber(stack.stub, pb.StreamUpdatesRequest(kinds=[pb.UPDATE_KIND_BALANCES]))
         try:

@@ -9,8 +9,8 @@ import pytest
 from tradovate_gateway.v1 import trading_pb2 as pb
 
 from server.auth.principal import Principal, Scope, acting_as
-from server.broker.deadline import Deadline
 from server.broker.schemas import Account
+from server.deadline import Deadline
 from server.live.handler import LiveStreamHandler
 from server.live.streams import LiveStreams, StreamAccount
 

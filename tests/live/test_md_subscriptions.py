@@ -12,6 +12,7 @@ from server.api.status import account_status
 from server.broker.errors import NotFoundError, UpstreamTimeout
 from server.broker.events import SyncEvent
 from server.broker.schemas import Quote
+from server.deadline import Deadline
 from server.live.service import LiveService, LiveSettings
 from tests.live import factories as f
 from tests.live.streaming import until
@@ -37,7 +38,7 @@ class OneSnapshotSync:
     ) -> None:
         self.sink = sink
 
-    async def start(self, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
+    async def start(self, *, deadline: Deadline | None = None) -> None:
         positions = [
             f.position(1, 1, 1, "10", UNKNOWN),
             f.position(2, 1, 1, "5000", f.ES_CONTRACT),
@@ -57,17 +58,17 @@ class ScriptedMarket:
         self.attempts: Counter[int] = Counter()
         self.closed = asyncio.Event()
 
-    async def start(self, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
+    async def start(self, *, deadline: Deadline | None = None) -> None:
         return None
 
-    async def subscribe(self, contract_id: int, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
+    async def subscribe(self, contract_id: int, *, deadline: Deadline | None = None) -> None:
         self.attempts[contract_id] += 1
         if contract_id == UNKNOWN:
             raise NotFoundError(f"Tradovate knows no contract {contract_id}")
         if contract_id == f.NQ_CONTRACT and self.attempts[contract_id] <= 2:
             raise UpstreamTimeout("md/subscribeQuote timed out")
 
-    async def unsubscribe(self, contract_id: int, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
+    async def unsubscribe(self, contract_id: int, *, deadline: Deadline | None = None) -> None:
         return None
 
     async def quotes(self) -> AsyncIterator[Quote]:

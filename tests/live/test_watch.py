@@ -13,6 +13,7 @@ from client.cli import main as cli_main
 from client.client import TradingClient
 from client.retry import RetryPolicy
 from client.watch import StreamGapError, Watch, watch_request
+from server.deadline import Deadline
 from server.live.components import LiveParts
 from server.live.hub import EndReason
 from server.simulator import SimConfig
@@ -34,7 +35,7 @@ def config() -> SimConfig:
 async def test_watch_resumes_by_itself_without_gaps_or_duplicates() -> None:
     async with running_stack(sim_config=config(), **FAST) as stack:
         service = cast(LiveParts, stack.gateway.live).service
-        assert await service.wait_synced(WAIT)
+        assert await service.wait_synced(Deadline.after(WAIT))
         control = stack.sim.control
         got: list[pb.StreamUpdate] = []
         async with TradingClient(stack.address) as client:
@@ -74,7 +75,7 @@ async def test_watch_resumes_by_itself_without_gaps_or_duplicates() -> None:
 async def test_watch_resyncs_when_the_buffer_no_longer_covers_it() -> None:
     async with running_stack(sim_config=config(), live_replay_capacity=5, **FAST) as stack:
         service = cast(LiveParts, stack.gateway.live).service
-        assert await service.wait_synced(WAIT)
+        assert await service.wait_synced(Deadline.after(WAIT))
         control = stack.sim.control
         account = control.account_ids()[0]
         async with TradingClient(stack.address) as client:
@@ -104,7 +105,7 @@ async def test_cli_watch_renders_positions_orders_and_pnl(
 ) -> None:
     async with running_stack(sim_config=config(), **FAST) as stack:
         service = cast(LiveParts, stack.gateway.live).service
-        assert await service.wait_synced(WAIT)
+        assert await service.wait_synced(Deadline.after(WAIT))
         control = stack.sim.control
         account = control.account_ids()[0]
         order = control.place_order(account, "ESZ6", "Buy", 1, price=control.price("ESZ6") - 25)
