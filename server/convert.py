@@ -22,7 +22,7 @@ from tradovate_gateway.v1 import trading_pb2 as pb
 from server import rounding
 from server.broker import enums
 from server.broker.schemas import Account, Position, TradeDate
-from server.records import (
+from server.reads.records import (
     AccountList,
     AccountRead,
     BalanceData,

@@ -19,7 +19,6 @@ from typing import Any, Protocol, Self, TypeVar
 import grpc
 from grpc_health.v1.health import aio as health_aio
 
-from server.accounts import AccountDirectory
 from server.api.auth import ApiKeyAuth, build_auth
 from server.api.calls import CallWrapper
 from server.api.health import SERVICE_CACHE, HealthMonitor
@@ -32,16 +31,17 @@ from server.broker.deadline import Deadline
 from server.broker.schemas import Account
 from server.cache import Cache, CacheWatch, RedisCache, build_cache
 from server.config import GatewaySettings
-from server.fanout import FanOut, FanOutSettings, Loader, UpstreamObserver, observed_call
 from server.heap import freeze_long_lived
 from server.live.components import build_live
-from server.loaders import Loaders
 from server.login_problem import login_problem
 from server.observability.access_log import AccessLog
 from server.observability.metrics import Metrics, MetricsServer
-from server.readcache import ReadCache
-from server.reads import KindReader, LiveSource, ReadService
-from server.records import Fetched, Kind
+from server.reads.accounts import AccountDirectory
+from server.reads.fanout import FanOut, FanOutSettings, Loader, UpstreamObserver, observed_call
+from server.reads.loaders import Loaders
+from server.reads.readcache import ReadCache
+from server.reads.records import Fetched, Kind
+from server.reads.service import KindReader, LiveSource, ReadService
 from server.setting_error import SettingError
 
 logger = logging.getLogger(__name__)

@@ -31,7 +31,7 @@ from server.broker.schemas import (
     Position,
 )
 from server.errors import GatewayError
-from server.records import (
+from server.reads.records import (
     BalanceData,
     ContractRef,
     OrderDetail,

@@ -28,15 +28,15 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, Generic, Protocol, TypeVar, cast
 
-from server.accounts import AccountDirectory
 from server.auth.scoping import narrow
 from server.broker.deadline import Deadline
 from server.broker.errors import LockedOutError, PenaltyError, RateLimitedError, UpstreamTimeout
 from server.broker.schemas import Account
 from server.errors import NotReady, ShuttingDown
-from server.fanout import FanOut
-from server.readcache import ReadCache
-from server.records import (
+from server.reads.accounts import AccountDirectory
+from server.reads.fanout import FanOut
+from server.reads.readcache import ReadCache
+from server.reads.records import (
     AccountList,
     AccountRead,
     BalanceData,

@@ -50,7 +50,7 @@ from server.broker.errors import (
     RateLimitedError,
     UpstreamTimeout,
 )
-from server.records import Fetched, now_epoch
+from server.reads.records import Fetched, now_epoch
 
 logger = logging.getLogger(__name__)
 
