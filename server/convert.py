@@ -124,11 +124,6 @@ def timestamp_fields(value: dt.datetime | None) -> Fields | None:
     return {"seconds": delta.days * 86_400 + delta.seconds, "nanos": delta.microseconds * 1000}
 
 
-def timestamp(value: dt.datetime | None) -> Timestamp | None:
-    fields = timestamp_fields(value)
-    return None if fields is None else Timestamp(**fields)
-
-
 def epoch_fields(seconds: float) -> Fields:
     """Epoch seconds (time.time()) to the microsecond."""
     micros = round(seconds * 1_000_000)
@@ -389,10 +384,6 @@ def meta_fields(read: AccountRead[Any], status_of: StatusOf) -> Fields:
         "source": SOURCES[read.source] if read.source else pb.SOURCE_UNSPECIFIED,
         "as_of": epoch_fields(read.as_of) if read.as_of is not None else None,
     }
-
-
-def meta(read: AccountRead[Any], status_of: StatusOf) -> pb.AccountMeta:
-    return pb.AccountMeta(**meta_fields(read, status_of))
 
 
 # ---------------------------------------------------------------- per-account parts
