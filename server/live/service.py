@@ -27,6 +27,7 @@ from server.live.source import LiveReadSource
 from server.live.state import LiveState
 from server.live.streams import LiveStreams, StreamSettings
 from server.live.views import LiveViews
+from server.tasks import TaskSet
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ class LiveService:
             status_of=status_of,
         )
         self.source = LiveReadSource(self.views, self.hub)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet("live", logger)
         self._synced = asyncio.Event()
         self._md_wanted: frozenset[int] = frozenset()
         self._md_subscribed: set[int] = set()
@@ -195,24 +196,14 @@ class LiveService:
         if self._loss_timer is not None:
             self._loss_timer.cancel()
         self.views.close()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        await self._tasks.aclose()
         if self._sync is not None:
             await self._sync.aclose()
         if self._market is not None:
             await self._market.aclose()
 
     def _spawn(self, coro: Coroutine[object, object, None], name: str) -> None:
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("live task %s failed", task.get_name(), exc_info=task.exception())
+        self._tasks.spawn(coro, name)
 
     # ------------------------------------------------------------------ sync socket
     async def _run_sync(self, sync: SyncFeed) -> None:

@@ -51,6 +51,7 @@ from server.broker.errors import (
     UpstreamTimeout,
 )
 from server.reads.records import Fetched, now_epoch
+from server.tasks import TaskSet
 
 logger = logging.getLogger(__name__)
 
@@ -177,7 +178,7 @@ class FanOut(Generic[T]):
         # When each in-flight fetch gives up (its starter's deadline, monotonic seconds).
         self._pending_until: dict[int, float] = {}
         self._isolated_until: dict[int, float] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet("fan-out", logger)
         self._latency = LatencyWindow(settings.latency_window)
         self._closed = False
 
@@ -258,11 +259,7 @@ class FanOut(Generic[T]):
 
     async def aclose(self) -> None:
         self._closed = True
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.aclose()
 
     # ---------------------------------------------------------------- scheduling
     def _start(
@@ -285,12 +282,10 @@ class FanOut(Generic[T]):
         groups = [together[i : i + size] for i in range(0, len(together), size)]
         groups += [[a] for a in alone]
         for group in groups:
-            task = loop.create_task(
+            self._tasks.spawn(
                 self._run_group(group, {a: futures[a] for a in group}, deadline),
                 name=f"fanout:{self.endpoint}:{group[0]}+{len(group) - 1}",
             )
-            self._tasks.add(task)
-            task.add_done_callback(self._task_done)
         return futures
 
     def _forget(self, account_id: int, fut: asyncio.Future[Fetched[T]]) -> None:
@@ -299,11 +294,6 @@ class FanOut(Generic[T]):
             self._pending_until.pop(account_id, None)
         if not fut.cancelled():
             fut.exception()  # mark retrieved: a request may have stopped waiting
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("fan-out task %s failed", task.get_name(), exc_info=task.exception())
 
     # ---------------------------------------------------------------- one group
     async def _run_group(
