@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Final, TextIO
 
 from server.config import GatewaySettings
-from server.main import FatalStartupError, Gateway
+from server.login import FatalStartupError
+from server.main import Gateway
 from server.runner import StopSignals
 from server.setting_error import SettingError
 from server.sim_settings import simulator_values

@@ -28,7 +28,8 @@ from tradovate_gateway.v1 import trading_pb2 as pb
 from tradovate_gateway.v1 import trading_pb2_grpc as pb_grpc
 
 from server.config import GatewaySettings, explicit_settings
-from server.main import Gateway, LiveFactory
+from server.live_subsystem import LiveFactory
+from server.main import Gateway
 from server.sim_settings import simulator_values
 from server.simulator import SimConfig, Simulator
 from tests.support.residue import CheckingChannel
