@@ -20,7 +20,7 @@ from typing import Any, cast
 
 from server.config import load_settings
 from server.demo import demo_settings
-from server.live.components import LiveParts
+from server.live.components import BrokerLiveSubsystem
 from server.live.figures import FigureRefresher
 from server.main import Gateway
 from server.runner import run
@@ -61,7 +61,7 @@ async def measure(fills: int, burst: int) -> list[str]:
         )
         async with Gateway(demo_settings(base, sim)) as gateway:
             await gateway.wait_ready(20)
-            service = cast(LiveParts, gateway.live).service
+            service = cast(BrokerLiveSubsystem, gateway.live).service
             refresher = cast(FigureRefresher, service.figures)
             await service.wait_synced(20)
             accounts = sorted(service.state.accounts)

@@ -14,14 +14,14 @@ from server.api.servicer import StreamHandler
 from server.broker import TradovateClient
 from server.config import GatewaySettings
 from server.observability.metrics import Metrics
-from server.reads.service import LiveSource
+from server.reads.service import LiveReads
 
 
-class LiveComponents(Protocol):
+class LiveSubsystem(Protocol):
     """The seam for server/live: live state for reads and the StreamUpdates handler."""
 
     @property
-    def source(self) -> LiveSource | None: ...
+    def reads(self) -> LiveReads | None: ...
 
     @property
     def streams(self) -> StreamHandler | None: ...
@@ -46,4 +46,4 @@ class LiveComponents(Protocol):
     async def aclose(self) -> None: ...
 
 
-LiveFactory = Callable[[TradovateClient, GatewaySettings, Metrics], LiveComponents]
+LiveFactory = Callable[[TradovateClient, GatewaySettings, Metrics], LiveSubsystem]

@@ -32,7 +32,7 @@ from server.cache import Cache, CacheWatch, RedisCache, build_cache
 from server.config import GatewaySettings
 from server.heap import freeze_long_lived
 from server.live.components import build_live
-from server.live_subsystem import LiveComponents, LiveFactory
+from server.live_subsystem import LiveFactory, LiveSubsystem
 from server.login import FatalStartupError, broker_settings, log_in_with_retries
 from server.observability.access_log import AccessLog
 from server.observability.metrics import Metrics, MetricsServer
@@ -99,10 +99,10 @@ class Gateway:
             else None
         )
         self.broker = TradovateClient(broker_settings(s))
-        self.live: LiveComponents | None = (
+        self.live: LiveSubsystem | None = (
             self._live_factory(self.broker, s, self.metrics) if self._live_factory else None
         )
-        live_source = self.live.source if self.live else None
+        live_reads = self.live.reads if self.live else None
         self.health_servicer = health_aio.HealthServicer()
         self.health = HealthMonitor(
             self.health_servicer,
@@ -119,7 +119,7 @@ class Gateway:
             s,
             broker=self.broker,
             cache=self.cache,
-            live=live_source,
+            live=live_reads,
             observer=_Observers(self.metrics, self.health),
             cache_observer=self.metrics,
         )

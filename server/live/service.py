@@ -23,7 +23,7 @@ from server.broker.schemas import ContractInfo, Quote
 from server.convert import StatusOf
 from server.live.figures import FigureFetcher, FigureRefresher, RefreshSettings
 from server.live.hub import EndReason, StreamHub
-from server.live.source import LiveReadSource
+from server.live.source import LiveViewReads
 from server.live.state import LiveState
 from server.live.streams import LiveStreams, StreamSettings
 from server.live.views import LiveViews
@@ -140,7 +140,7 @@ class LiveService:
             StreamSettings(s.heartbeat_default, s.heartbeat_min, s.heartbeat_max),
             status_of=status_of,
         )
-        self.source = LiveReadSource(self.views, self.hub)
+        self.reads = LiveViewReads(self.views, self.hub)
         self._tasks = TaskSet("live", logger)
         self._synced = asyncio.Event()
         self._md_wanted: frozenset[int] = frozenset()
@@ -254,7 +254,7 @@ class LiveService:
             if self.figures is not None:
                 self.figures.forget(self.state.accounts)
                 self.figures.mark(self.state.accounts)
-            self.source.synced_at = event.received_at.timestamp()
+            self.reads.synced_at = event.received_at.timestamp()
             if event.reconnect:
                 self.resyncs += 1
             if self._loss_timer is not None:

@@ -1,4 +1,4 @@
-"""The live state as a read source for the unary RPCs (server/reads/service.py ``LiveSource``).
+"""The live state read by the unary RPCs: implements server/reads/service.py ``LiveReads``.
 
 While the sync socket is connected and its snapshot applied, GetPositions, GetOrders,
 GetBalances and GetSnapshot answer from memory with source LIVE and no upstream call
@@ -40,8 +40,8 @@ def _awaiting_refresh(data: BalanceData) -> bool:
     return NOT_FETCHED_YET in data.unknown.values()
 
 
-class LiveReadSource:
-    """Implements server.reads.service.LiveSource over the live views."""
+class LiveViewReads:
+    """Implements server.reads.service.LiveReads over the live views."""
 
     def __init__(self, views: LiveViews, hub: StreamHub) -> None:
         self._views = views

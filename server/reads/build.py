@@ -22,7 +22,7 @@ from server.reads.fanout import FanOut, FanOutSettings, Loader, UpstreamObserver
 from server.reads.loaders import Loaders
 from server.reads.readcache import CacheObserver, ReadCache
 from server.reads.records import BalanceData, Fetched, Kind, OrdersData, PositionsData
-from server.reads.service import KindReader, LiveSource, ReadService
+from server.reads.service import KindReader, LiveReads, ReadService
 
 T = TypeVar("T")
 
@@ -46,7 +46,7 @@ class ReadPath:
         *,
         broker: TradovateClient,
         cache: Cache,
-        live: LiveSource | None,
+        live: LiveReads | None,
         observer: UpstreamObserver,
         cache_observer: CacheObserver,
     ) -> ReadPath:

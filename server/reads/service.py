@@ -63,7 +63,7 @@ STALE_ALLOWED_AFTER: tuple[type[BaseException], ...] = (
 )
 
 
-class LiveSource(Protocol):
+class LiveReads(Protocol):
     """Live state kept from Tradovate's user-sync socket (server/live; None until then).
 
     Consulted first by FRESH and CACHED reads while ``healthy``. Each method returns the
@@ -91,7 +91,7 @@ class KindReader(Generic[T]):
         kind: Kind,
         fanout: FanOut[T],
         cache: ReadCache,
-        live: LiveSource | None = None,
+        live: LiveReads | None = None,
     ) -> None:
         self.kind = kind
         self.fanout = fanout
@@ -174,7 +174,7 @@ class ReadService:
         positions: KindReader[PositionsData],
         orders: KindReader[OrdersData],
         balances: KindReader[BalanceData],
-        live: LiveSource | None = None,
+        live: LiveReads | None = None,
     ) -> None:
         self.directory = directory
         self.positions_reader = positions
