@@ -1,6 +1,6 @@
 """Quick check: how fast live state refetches Tradovate's figures after a fill, at what cost.
 
-    .venv/bin/python -m bench.figures_refresh [--fills 40] [--burst 50]
+    .venv/bin/python -m bench.tools.figures_refresh [--fills 40] [--burst 50]
 
 Simulator and gateway run in this process (4 accounts, the demo's seed, frozen prices,
 the sync snapshot without margin snapshots). Prints:

@@ -1,6 +1,6 @@
 """Malformed request bytes against a running gateway: the codes they get, the log they cost.
 
-    python -m bench.malformed [--per-method 40] [--seed 16] [--calls 2000]
+    python -m bench.tools.malformed [--per-method 40] [--seed 16] [--calls 2000]
 
 Starts the simulator and the gateway in this process (live state off, no API keys), then
 sends, to every TradingService and Health method, ``--per-method`` seeded random byte
