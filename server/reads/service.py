@@ -259,7 +259,7 @@ class ReadService:
         orders: Policy,
         balances: Policy,
     ) -> Snapshot:
-        """All three parts for the same accounts, fetched concurrently."""
+        """All three kinds for the same accounts, fetched concurrently."""
         self._check()
         accounts = await self.directory.resolve(entries, deadline)
         got_positions, got_orders, got_balances = await asyncio.gather(
