@@ -46,24 +46,20 @@ READY_TIMEOUT_S = 120.0
 
 
 def settings_values(args: argparse.Namespace, creds: dict[str, Any]) -> dict[str, Any]:
-    from pydantic import SecretStr
+    from server.sim_settings import simulator_values
 
     return {
         "listen": "127.0.0.1:0",
         "metrics_port": 0,
         "upstream_rate_per_second": 0,
         "live_enabled": not args.no_live,
-        "tradovate_env": "demo",
-        "tradovate_url": args.rest_url,
-        "tradovate_ws_url": args.ws_url,
-        "tradovate_md_url": args.md_url,
-        "tradovate_username": creds["name"],
-        "tradovate_password": SecretStr(str(creds["password"])),
-        "tradovate_app_id": str(creds["appId"]),
-        "tradovate_app_version": str(creds["appVersion"]),
-        "tradovate_cid": str(creds["cid"]),
-        "tradovate_secret": SecretStr(str(creds["sec"])),
-        "tradovate_device_id": "bench",
+        **simulator_values(
+            rest_url=args.rest_url,
+            ws_url=args.ws_url,
+            md_url=args.md_url,
+            credentials=creds,
+            device_id="bench",
+        ),
         "redis_url": "",
     }
 

@@ -22,7 +22,7 @@ from tradovate_gateway.v1 import trading_pb2 as pb
 from server import rounding
 from server.broker import enums
 from server.broker.schemas import Account, Position, TradeDate
-from server.records import (
+from server.reads.records import (
     AccountList,
     AccountRead,
     BalanceData,
@@ -122,11 +122,6 @@ def timestamp_fields(value: dt.datetime | None) -> Fields | None:
         return None
     delta = (value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)) - _EPOCH
     return {"seconds": delta.days * 86_400 + delta.seconds, "nanos": delta.microseconds * 1000}
-
-
-def timestamp(value: dt.datetime | None) -> Timestamp | None:
-    fields = timestamp_fields(value)
-    return None if fields is None else Timestamp(**fields)
 
 
 def epoch_fields(seconds: float) -> Fields:
@@ -389,10 +384,6 @@ def meta_fields(read: AccountRead[Any], status_of: StatusOf) -> Fields:
         "source": SOURCES[read.source] if read.source else pb.SOURCE_UNSPECIFIED,
         "as_of": epoch_fields(read.as_of) if read.as_of is not None else None,
     }
-
-
-def meta(read: AccountRead[Any], status_of: StatusOf) -> pb.AccountMeta:
-    return pb.AccountMeta(**meta_fields(read, status_of))
 
 
 # ---------------------------------------------------------------- per-account parts

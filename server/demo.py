@@ -16,13 +16,13 @@ import sys
 from dataclasses import dataclass
 from typing import Final, TextIO
 
-from pydantic import SecretStr
-
 from server.config import GatewaySettings
-from server.main import FatalStartupError, Gateway
+from server.login import FatalStartupError
+from server.main import Gateway
 from server.observability.tracing import tracing_from_env
 from server.runner import StopSignals
 from server.setting_error import SettingError
+from server.sim_settings import simulator_values
 from server.simulator import SimConfig, Simulator
 from server.version import version
 
@@ -44,22 +44,14 @@ class DemoOptions:
 
 def demo_settings(settings: GatewaySettings, sim: Simulator) -> GatewaySettings:
     """The gateway's settings pointed at a running simulator."""
-    credentials = sim.credentials
-    return settings.model_copy(
-        update={
-            "tradovate_env": "demo",
-            "tradovate_url": sim.rest_url,
-            "tradovate_ws_url": sim.ws_url,
-            "tradovate_md_url": sim.md_ws_url,
-            "tradovate_username": str(credentials["name"]),
-            "tradovate_password": SecretStr(str(credentials["password"])),
-            "tradovate_app_id": str(credentials.get("appId", "trading-gateway")),
-            "tradovate_app_version": str(credentials.get("appVersion", "1.0")),
-            "tradovate_cid": str(credentials.get("cid", "0")),
-            "tradovate_secret": SecretStr(str(credentials.get("sec", ""))),
-            "tradovate_device_id": "trading-gateway-demo",
-        }
+    values = simulator_values(
+        rest_url=sim.rest_url,
+        ws_url=sim.ws_url,
+        md_url=sim.md_ws_url,
+        credentials=sim.credentials,
+        device_id="trading-gateway-demo",
     )
+    return settings.model_copy(update=values)
 
 
 def runnable(command: str) -> str:

@@ -12,113 +12,41 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any, Protocol, Self, TypeVar
+from typing import Any, Self
 
 import grpc
 from grpc_health.v1.health import aio as health_aio
 
-from server.accounts import AccountDirectory
 from server.api.auth import ApiKeyAuth, build_auth
 from server.api.calls import CallWrapper
 from server.api.health import SERVICE_CACHE, HealthMonitor
 from server.api.server import build_server
-from server.api.servicer import DeadlinePolicy, StreamHandler, TradingServicer
+from server.api.servicer import DeadlinePolicy, TradingServicer
 from server.api.status import account_status
 from server.auth.keys import load_keyring
-from server.broker import AuthError, BrokerError, BrokerSettings, CaptchaRequired, TradovateClient
-from server.broker.schemas import Account
+from server.broker import AuthError, BrokerError, CaptchaRequired, TradovateClient
 from server.cache import Cache, CacheWatch, RedisCache, build_cache
 from server.config import GatewaySettings
 from server.deadline import Deadline
-from server.fanout import FanOut, FanOutSettings, Loader, UpstreamObserver, observed_call
 from server.heap import freeze_long_lived
 from server.live.components import build_live
-from server.loaders import Loaders
-from server.login_problem import login_problem
+from server.live_subsystem import LiveFactory, LiveSubsystem
+from server.login import FatalStartupError, broker_settings, log_in_with_retries
 from server.observability.access_log import AccessLog
 from server.observability.metrics import Metrics, MetricsServer
 from server.observability.tracing import Tracing
-from server.readcache import ReadCache
-from server.reads import KindReader, LiveSource, ReadService
-from server.records import Fetched, Kind
+from server.reads.build import ReadPath
+from server.reads.fanout import UpstreamObserver
 from server.setting_error import SettingError
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
-LOGIN_RETRY_INITIAL = 1.0
-LOGIN_RETRY_MAX = 30.0
-# Login attempts in a row answered, but not as Tradovate (a wrong TRADOVATE_URL), before
-# start-up stops: a few, so one bad answer from a proxy does not end it.
-LOGIN_MISCONFIGURED_ATTEMPTS = 3
 # How long a health PING of Redis (start-up, then every GATEWAY_CACHE_PING_INTERVAL_S) waits.
 CACHE_PING_TIMEOUT_S = 1.0
 # How long to wait for live state's first snapshot before freezing the heap anyway.
 FREEZE_AFTER_SYNC_WAIT_S = 60.0
-
-
-class LiveComponents(Protocol):
-    """The seam for server/live: live state for reads and the StreamUpdates handler."""
-
-    @property
-    def source(self) -> LiveSource | None: ...
-
-    @property
-    def streams(self) -> StreamHandler | None: ...
-
-    @property
-    def healthy(self) -> bool:
-        """True while the user-sync socket is connected and its state is applied."""
-        ...
-
-    async def start(self) -> None:
-        """Called once the broker is logged in."""
-        ...
-
-    async def wait_synced(self, deadline: Deadline) -> bool:
-        """Until live state has its first snapshot (True), or ``deadline`` passes."""
-        ...
-
-    async def drain(self) -> None:
-        """End open streams with a resumable status (before the server stops)."""
-        ...
-
-    async def aclose(self) -> None: ...
-
-
-LiveFactory = Callable[[TradovateClient, GatewaySettings, Metrics], LiveComponents]
-
-
-class FatalStartupError(RuntimeError):
-    """The gateway cannot work with this configuration (bad credentials, captcha)."""
-
-
-def broker_settings(settings: GatewaySettings) -> BrokerSettings:
-    password = settings.tradovate_password
-    secret = settings.tradovate_secret
-    cid = settings.tradovate_cid or "0"
-    return BrokerSettings(
-        rest_url=settings.rest_url,
-        ws_url=settings.tradovate_ws_url or "",
-        md_ws_url=settings.md_ws_url,
-        username=settings.tradovate_username or "",
-        password=password.get_secret_value() if password else "",
-        app_id=settings.tradovate_app_id or "trading-gateway",
-        app_version=settings.tradovate_app_version or "1.0",
-        cid=int(cid) if cid.isdigit() else cid,
-        secret=secret.get_secret_value() if secret else "",
-        device_id=settings.tradovate_device_id,
-        request_timeout=settings.upstream_timeout_s,
-        rate_per_second=settings.upstream_rate_per_second,
-        rate_burst=settings.upstream_rate_burst,
-        rate_limited_backoff=settings.upstream_rate_limited_backoff_s,
-        reconnect_initial=settings.ws_reconnect_initial_s,
-        reconnect_max=settings.ws_reconnect_max_s,
-        reconnect_stable_after=settings.ws_reconnect_stable_s,
-    )
 
 
 class _Observers:
@@ -179,27 +107,10 @@ class Gateway:
             request_hook=self.tracing.http if self.tracing is not None else None,
         )
         self.metrics.watch_upstream(self.broker.stats)
-        self.live: LiveComponents | None = (
+        self.live: LiveSubsystem | None = (
             self._live_factory(self.broker, s, self.metrics) if self._live_factory else None
         )
-        live_source = self.live.source if self.live else None
-        ttls = {kind: s.ttl_for(kind.value) for kind in Kind}
-        self.read_cache = ReadCache(
-            self.cache,
-            env=s.tradovate_env,
-            ttls=ttls,
-            # No read waits longer than this. The store gives up at 80% of it by itself,
-            # so it still sees its own timeouts (and opens its circuit) first.
-            timeout=s.cache_timeout_ms / 1000,
-            observer=self.metrics,
-            stale_window=s.stale_window_s,
-        )
-        self.loaders = Loaders(
-            self.broker,
-            chunk_size=s.batch_size,
-            terminal_cache_size=s.terminal_order_cache_size,
-            concurrency=s.fanout_concurrency,
-        )
+        live_reads = self.live.reads if self.live else None
         self.health_servicer = health_aio.HealthServicer()
         self.health = HealthMonitor(
             self.health_servicer,
@@ -212,17 +123,19 @@ class Gateway:
             live_healthy=self._live_healthy,
             circuit=self.broker.circuit,
         )
-        observer = _Observers(self.metrics, self.health)
-        limiter = asyncio.Semaphore(s.fanout_concurrency)
-        self.positions_fanout = self._fanout(
-            Kind.POSITIONS, self.loaders.positions, limiter, observer
+        self.read_path = ReadPath.build(
+            s,
+            broker=self.broker,
+            cache=self.cache,
+            live=live_reads,
+            observer=_Observers(self.metrics, self.health),
+            cache_observer=self.metrics,
+            tracer=self.tracing,
         )
-        self.orders_fanout = self._fanout(Kind.ORDERS, self.loaders.orders, limiter, observer)
-        # No batch form upstream for balances: one call per account (bounded and shared).
-        self.balances_fanout = self._fanout(
-            Kind.BALANCES, self.loaders.balances, limiter, observer, batch_size=1
-        )
-        self._build_reads(live_source, observer)
+        self.read_cache = self.read_path.read_cache
+        self.directory = self.read_path.directory
+        self.positions_fanout = self.read_path.positions_fanout
+        self.reads = self.read_path.service
         self.servicer = TradingServicer(
             self.reads,
             deadlines=DeadlinePolicy(
@@ -261,32 +174,6 @@ class Gateway:
             max_peers=s.auth_tracked_peers,
         )
 
-    def _build_reads(self, live_source: LiveSource | None, observer: UpstreamObserver) -> None:
-        s = self.settings
-
-        async def load_accounts(deadline: Deadline) -> list[Account]:
-            return await observed_call(
-                observer, "accounts", self.loaders.accounts(deadline), self.tracing
-            )
-
-        self.directory = AccountDirectory(
-            load_accounts,
-            ttl=s.ttl_accounts_s,
-            max_per_request=s.max_accounts_per_request,
-            refresh_timeout=s.upstream_timeout_s,
-            cache_read=self.read_cache.get_accounts,
-            cache_write=self.read_cache.put_accounts,
-        )
-        self.reads = ReadService(
-            self.directory,
-            positions=KindReader(
-                Kind.POSITIONS, self.positions_fanout, self.read_cache, live_source
-            ),
-            orders=KindReader(Kind.ORDERS, self.orders_fanout, self.read_cache, live_source),
-            balances=KindReader(Kind.BALANCES, self.balances_fanout, self.read_cache, live_source),
-            live=live_source,
-        )
-
     def _cache_changed(self, healthy: bool) -> None:
         # Called by the cache (built before the health monitor, but only ever calls later).
         self.health.cache_changed(healthy)
@@ -313,39 +200,6 @@ class Gateway:
 
     def _live_healthy(self) -> bool:
         return self.live is not None and self.live.healthy
-
-    def _fanout(
-        self,
-        kind: Kind,
-        load: Loader[T],
-        limiter: asyncio.Semaphore,
-        observer: UpstreamObserver,
-        *,
-        batch_size: int | None = None,
-    ) -> FanOut[T]:
-        s = self.settings
-        settings = FanOutSettings(
-            batch_size=batch_size or s.batch_size,
-            hedge_min=s.hedge_min_ms / 1000,
-            hedge_initial=s.hedge_initial_ms / 1000,
-            hedge_factor=s.hedge_factor,
-            cooldown=s.isolation_cooldown_s,
-        )
-
-        async def sink(entries: Mapping[int, Fetched[T]]) -> None:
-            await self.read_cache.put_many(kind, entries)
-
-        return FanOut(
-            kind.value,
-            load,
-            settings=settings,
-            limiter=limiter,
-            concurrency=s.fanout_concurrency,
-            observer=observer,
-            sink=sink,
-            held_back=lambda: self.broker.penalized_for,
-            tracer=self.tracing,
-        )
 
     # ---------------------------------------------------------------- lifecycle
     @property
@@ -410,7 +264,7 @@ class Gateway:
 
     async def _login(self) -> None:
         try:
-            await self._log_in_with_retries()
+            await log_in_with_retries(self.broker, self.settings, self.reads.not_ready_because)
             await self._after_login()
         except (AuthError, CaptchaRequired) as exc:
             logger.error("Tradovate login failed for good: %s", exc)
@@ -425,38 +279,6 @@ class Gateway:
     def _fail(self, exc: FatalStartupError) -> None:
         if not self.failed.done():
             self.failed.set_exception(exc)
-
-    async def _log_in_with_retries(self) -> None:
-        """Log in, retrying what looks transient (server/login_problem.py).
-
-        A URL that answers, but not as Tradovate, ends start-up after
-        LOGIN_MISCONFIGURED_ATTEMPTS attempts in a row; one that does not answer is
-        retried for as long as it takes, and callers are told why they wait.
-        """
-        delay = LOGIN_RETRY_INITIAL
-        misconfigured = 0
-        while True:
-            try:
-                await self.broker.start(deadline=Deadline.after(self.settings.upstream_timeout_s))
-                self.reads.not_ready_because(None)
-                return
-            except (AuthError, CaptchaRequired):
-                raise
-            except BrokerError as exc:
-                problem = login_problem(self.settings, exc)
-                misconfigured = misconfigured + 1 if problem.misconfigured else 0
-                if misconfigured >= LOGIN_MISCONFIGURED_ATTEMPTS:
-                    raise FatalStartupError(
-                        f"{problem.message} (after {misconfigured} attempts)"
-                    ) from None
-                self.reads.not_ready_because(problem.message)
-                # A penalty, 429 or 423 says how long to stay away; honour it.
-                wait = max(delay, getattr(exc, "retry_after", None) or 0.0)
-                logger.warning(
-                    "Tradovate login failed: %s; next try in %.0f s", problem.message, wait
-                )
-                await asyncio.sleep(wait)
-                delay = min(delay * 2, LOGIN_RETRY_MAX)
 
     async def _after_login(self) -> None:
         self.read_cache.set_user(self.broker.user_id)
@@ -512,10 +334,7 @@ class Gateway:
             steps.append(lambda: server.stop(grace))
         steps += [
             self._close_reads,
-            self.positions_fanout.aclose,
-            self.orders_fanout.aclose,
-            self.balances_fanout.aclose,
-            self.directory.aclose,
+            self.read_path.aclose,
             self.health.aclose,
         ]
         if self.live is not None:

@@ -13,7 +13,7 @@ using it are registered without a response serializer (server/api/server.py).
 A part is keyed by its content: the account, source, as_of, the request's options and
 the msgpack encoding of the record (the same bytes the cache stores). When a read
 returns the very same record object as last time (a cache hit decoded once, see
-server/readcache.py) the part is found without encoding anything. Parts of accounts
+server/reads/readcache.py) the part is found without encoding anything. Parts of accounts
 that failed are built per call: their status goes through ``status_of``, which counts
 the error.
 """
@@ -31,7 +31,7 @@ from tradovate_gateway.v1 import trading_pb2 as pb
 
 from server import convert
 from server.broker.schemas import Account
-from server.records import AccountRead, BalanceData, OrdersData, PositionsData, Snapshot
+from server.reads.records import AccountRead, BalanceData, OrdersData, PositionsData, Snapshot
 from server.wire import varint
 
 logger = logging.getLogger(__name__)

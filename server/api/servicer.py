@@ -23,8 +23,8 @@ from server.api.status import abort_for, account_status, classify
 from server.deadline import Deadline
 from server.errors import DeadlineExpired, InvalidRequest
 from server.observability.metrics import Metrics
-from server.reads import ReadService
-from server.records import Policy
+from server.reads.records import Policy
+from server.reads.service import ReadService
 
 logger = logging.getLogger(__name__)
 

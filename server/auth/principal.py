@@ -1,7 +1,7 @@
 """Who is calling: the authenticated key's name and scope, for the duration of one call.
 
 The call wrapper (server/api/calls.py) sets ``principal_var`` for each call it lets
-through; account selection (server/accounts.py, server/live/resolve.py) reads the scope
+through; account selection (server/reads/accounts.py, server/live/resolve.py) reads the scope
 with ``current_scope()``. No principal (auth off, or an exempt service) means no limit.
 This module imports neither grpc nor the protos: the read path depends on it.
 """
@@ -28,7 +28,7 @@ class Named(Protocol):
 
 
 def _is_id(entry: str) -> bool:
-    # The selector's own rule (server/accounts.py): an entry starting with a digit is an id.
+    # The selector's own rule (server/reads/accounts.py): an entry starting with a digit is an id.
     return entry.isascii() and entry.isdigit()
 
 

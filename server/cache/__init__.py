@@ -13,7 +13,6 @@ from server.cache.redis_store import (
     DEFAULT_PING_TIMEOUT,
     RedisCache,
 )
-from server.cache.singleflight import SingleFlight
 from server.cache.watch import CacheWatch
 
 __all__ = [
@@ -22,7 +21,6 @@ __all__ = [
     "CacheWatch",
     "MemoryCache",
     "RedisCache",
-    "SingleFlight",
     "StateCallback",
     "build_cache",
     "cache_key",

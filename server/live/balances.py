@@ -22,7 +22,7 @@ from decimal import Decimal
 from server.broker.schemas import CashBalance, CashBalanceSnapshot, MarginSnapshot
 from server.live.figures import NOT_FETCHED_YET, AccountFigures
 from server.live.pnl import AccountPnl, usd_cash_row
-from server.records import BalanceData, MarkFigures
+from server.reads.records import BalanceData, MarkFigures
 
 ZERO = Decimal(0)
 

@@ -1,7 +1,7 @@
-"""The live parts as the composition root sees them (server/main.py ``LiveComponents``).
+"""The live subsystem over one broker client (implements server/live_subsystem.py).
 
-``build_live`` is the ``LiveFactory``: it builds the live state, hub and read source at
-once (the read path needs the source while it is wired), and starts consuming the
+``build_live`` is the ``LiveFactory``: it builds the live state, hub and live reads at
+once (the read path needs the reads while it is wired), and starts consuming the
 broker's sync and market-data sockets only once the broker has logged in.
 
 ``status_of`` (how a stream's per-account condition becomes an AccountStatus) is the one
@@ -22,7 +22,7 @@ from server.live.figures import RefreshSettings
 from server.live.handler import LiveStreamHandler
 from server.live.resolve import LiveAccountResolver
 from server.live.service import LiveService, LiveSettings
-from server.live.source import LiveReadSource
+from server.live.source import LiveViewReads
 from server.observability.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -48,8 +48,8 @@ def live_settings(settings: GatewaySettings) -> LiveSettings:
     )
 
 
-class LiveParts:
-    """Live state, streams and their lifecycle for one broker client."""
+class BrokerLiveSubsystem:
+    """The ``LiveSubsystem``: live state, streams and their lifecycle for one broker client."""
 
     def __init__(
         self,
@@ -79,8 +79,8 @@ class LiveParts:
         self._drain_timeout = min(settings.grace_s, 2.0)
 
     @property
-    def source(self) -> LiveReadSource:
-        return self.service.source
+    def reads(self) -> LiveViewReads:
+        return self.service.reads
 
     @property
     def streams(self) -> LiveStreamHandler:
@@ -123,5 +123,5 @@ def build_live(
     metrics: Metrics,
     *,
     status_of: StatusOf,
-) -> LiveParts:
-    return LiveParts(client, settings, metrics, status_of=status_of)
+) -> BrokerLiveSubsystem:
+    return BrokerLiveSubsystem(client, settings, metrics, status_of=status_of)

@@ -29,7 +29,7 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class AccountResolver(Protocol):
-    """server.accounts.AccountDirectory: the unary RPCs' selector resolution."""
+    """server.reads.accounts.AccountDirectory: the unary RPCs' selector resolution."""
 
     async def resolve(self, entries: Sequence[str], deadline: Deadline) -> list[Account]: ...
 

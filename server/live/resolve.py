@@ -1,6 +1,6 @@
 """Selector resolution against the live account list: no upstream call, same rules.
 
-Entries are validated by the gateway's own parser (server/accounts.py), unknown accounts
+Entries are validated by the gateway's own parser (server/reads/accounts.py), unknown accounts
 fail the whole call with NOT_FOUND, and an empty selector means every active account,
 exactly as in the unary RPCs.
 """
@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from server.accounts import Ref, parse_selector, select
 from server.auth.scoping import narrow
 from server.broker.schemas import Account
 from server.deadline import Deadline
 from server.live.errors import LiveNotReady
 from server.live.state import LiveState
+from server.reads.accounts import Ref, parse_selector, select
 
 
 class LiveAccountResolver:

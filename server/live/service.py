@@ -24,11 +24,12 @@ from server.convert import StatusOf
 from server.deadline import Deadline
 from server.live.figures import FigureFetcher, FigureRefresher, RefreshSettings
 from server.live.hub import EndReason, StreamHub
-from server.live.source import LiveReadSource
+from server.live.source import LiveViewReads
 from server.live.state import LiveState
 from server.live.stats import StreamStats
 from server.live.streams import LiveStreams, StreamSettings
 from server.live.views import LiveViews
+from server.tasks import TaskSet
 
 logger = logging.getLogger(__name__)
 
@@ -141,8 +142,8 @@ class LiveService:
             StreamSettings(s.heartbeat_default, s.heartbeat_min, s.heartbeat_max),
             status_of=status_of,
         )
-        self.source = LiveReadSource(self.views, self.hub)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.reads = LiveViewReads(self.views, self.hub)
+        self._tasks = TaskSet("live", logger)
         self._synced = asyncio.Event()
         self._md_wanted: frozenset[int] = frozenset()
         self._md_subscribed: set[int] = set()
@@ -218,24 +219,14 @@ class LiveService:
         if self._loss_timer is not None:
             self._loss_timer.cancel()
         self.views.close()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        await self._tasks.aclose()
         if self._sync is not None:
             await self._sync.aclose()
         if self._market is not None:
             await self._market.aclose()
 
     def _spawn(self, coro: Coroutine[object, object, None], name: str) -> None:
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("live task %s failed", task.get_name(), exc_info=task.exception())
+        self._tasks.spawn(coro, name)
 
     # ------------------------------------------------------------------ sync socket
     async def _run_sync(self, sync: SyncFeed) -> None:
@@ -286,7 +277,7 @@ class LiveService:
             if self.figures is not None:
                 self.figures.forget(self.state.accounts)
                 self.figures.mark(self.state.accounts)
-            self.source.synced_at = event.received_at.timestamp()
+            self.reads.synced_at = event.received_at.timestamp()
             if event.reconnect:
                 self.resyncs += 1
             if self._loss_timer is not None:

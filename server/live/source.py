@@ -1,4 +1,4 @@
-"""The live state as a read source for the unary RPCs (server/reads.py ``LiveSource``).
+"""The live state read by the unary RPCs: implements server/reads/service.py ``LiveReads``.
 
 While the sync socket is connected and its snapshot applied, GetPositions, GetOrders,
 GetBalances and GetSnapshot answer from memory with source LIVE and no upstream call
@@ -21,7 +21,7 @@ from server.broker.schemas import Account
 from server.live.figures import NOT_FETCHED_YET
 from server.live.hub import StreamHub
 from server.live.views import LiveViews
-from server.records import (
+from server.reads.records import (
     BalanceData,
     ContractRef,
     Fetched,
@@ -40,8 +40,8 @@ def _awaiting_refresh(data: BalanceData) -> bool:
     return NOT_FETCHED_YET in data.unknown.values()
 
 
-class LiveReadSource:
-    """Implements server.reads.LiveSource over the live views."""
+class LiveViewReads:
+    """Implements server.reads.service.LiveReads over the live views."""
 
     def __init__(self, views: LiveViews, hub: StreamHub) -> None:
         self._views = views

@@ -45,7 +45,7 @@ from server.live.pnl import (
     position_pnl,
 )
 from server.live.state import ACCOUNTS, BALANCES, ORDERS, POSITIONS, LiveState, Touch
-from server.records import BalanceData, ContractRef, OrderDetail
+from server.reads.records import BalanceData, ContractRef, OrderDetail
 
 logger = logging.getLogger(__name__)
 

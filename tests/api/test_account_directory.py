@@ -6,12 +6,12 @@ import asyncio
 
 import pytest
 
-from server.accounts import AccountDirectory, Ref, parse_selector, select
 from server.broker.errors import UpstreamTimeout, UpstreamUnavailable
 from server.broker.schemas import Account
 from server.deadline import Deadline
 from server.errors import AccountsNotFound, InvalidRequest
-from server.records import Policy
+from server.reads.accounts import AccountDirectory, Ref, parse_selector, select
+from server.reads.records import Policy
 
 pytestmark = pytest.mark.timeout(30)
 

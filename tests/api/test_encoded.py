@@ -12,7 +12,7 @@ from server.api.encoded import PartCache, ResponseEncoder, field, timestamp_fiel
 from server.api.status import account_status
 from server.broker.errors import UpstreamTimeout
 from server.broker.schemas import Account, CashBalanceSnapshot, Order, Position
-from server.records import (
+from server.reads.records import (
     AccountRead,
     BalanceData,
     ContractRef,

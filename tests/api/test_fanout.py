@@ -293,7 +293,7 @@ async def test_a_batch_queued_for_a_slot_is_not_hedged_for_the_wait(
         control = stack.sim.control
         control.set_latency(ms=70, endpoint="position/ldeps")
         control.reset_counters()
-        caplog.set_level(logging.DEBUG, logger="server.fanout")
+        caplog.set_level(logging.DEBUG, logger="server.reads")
         requests = [
             stack.stub.GetPositions(
                 pb.GetPositionsRequest(

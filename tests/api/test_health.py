@@ -11,7 +11,8 @@ from pydantic import SecretStr
 from tradovate_gateway.v1 import trading_pb2 as pb
 from tradovate_gateway.v1 import trading_pb2_grpc as pb_grpc
 
-from server.main import FatalStartupError, Gateway
+from server.login import FatalStartupError
+from server.main import Gateway
 from server.simulator import SimConfig, Simulator
 from tests.support.stack import Stack, running_gateway, running_stack, settings_for
 from tests.support.waiting import eventually

@@ -9,7 +9,7 @@ from typing import cast
 import pytest
 
 from server.deadline import Deadline
-from server.live.components import LiveParts
+from server.live.components import BrokerLiveSubsystem
 from tests.support.stack import running_stack
 from tests.support.waiting import eventually
 
@@ -30,7 +30,7 @@ async def test_the_heap_is_frozen_after_the_first_live_snapshot() -> None:
             # It waited for the snapshot: the live state's tables are frozen (in no
             # collected generation), not only the objects made at start-up.
             assert await live.wait_synced(Deadline.after(0))
-            positions = cast(LiveParts, live).service.state.positions
+            positions = cast(BrokerLiveSubsystem, live).service.state.positions
             assert positions and gc.is_tracked(positions)
             assert not any(o is positions for o in gc.get_objects())
     finally:

@@ -15,7 +15,7 @@ import pytest
 from server.broker.errors import UpstreamUnavailable
 from server.broker.schemas import Account, CashBalanceSnapshot, Fill, Order, OrderVersion, Position
 from server.deadline import Deadline
-from server.loaders import ContractLike, Loaders
+from server.reads.loaders import ContractLike, Loaders
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(30)

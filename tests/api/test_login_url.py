@@ -19,7 +19,7 @@ from aiohttp import web
 from tradovate_gateway.v1 import trading_pb2 as pb
 from tradovate_gateway.v1 import trading_pb2_grpc as pb_grpc
 
-from server.main import LOGIN_MISCONFIGURED_ATTEMPTS, FatalStartupError
+from server.login import LOGIN_MISCONFIGURED_ATTEMPTS, FatalStartupError
 from server.simulator import SimConfig, Simulator
 from tests.conftest import free_port
 from tests.support.stack import running_gateway, settings_for
@@ -29,7 +29,7 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 
 @pytest.fixture(autouse=True)
 def _quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("server.main.LOGIN_RETRY_INITIAL", 0.1)
+    monkeypatch.setattr("server.login.LOGIN_RETRY_INITIAL", 0.1)
 
 
 @pytest.fixture

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from server import convert, loaders
+from server import convert
 from server.broker import enums
 from server.broker.schemas import Order
+from server.reads import loaders
 
 
 def _order(status: str) -> Order:

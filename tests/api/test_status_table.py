@@ -14,7 +14,7 @@ from google.rpc import error_details_pb2
 from server.api.status import abort_for, account_status, classify, rich_status
 from server.broker import errors as broker
 from server.errors import AccountsNotFound, DeadlineExpired, InvalidRequest, NotReady
-from server.loaders import BalanceUnavailable
+from server.reads.loaders import BalanceUnavailable
 
 Code = grpc.StatusCode
 

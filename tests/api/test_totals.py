@@ -9,7 +9,7 @@ from tradovate_gateway.v1 import trading_pb2 as pb
 from server import convert
 from server.broker.errors import UpstreamTimeout
 from server.broker.schemas import Account, CashBalanceSnapshot
-from server.records import AccountRead, BalanceData, MarkFigures, Source
+from server.reads.records import AccountRead, BalanceData, MarkFigures, Source
 
 ALICE = Account(id=11, name="ALICE", active=True)
 BOB = Account(id=22, name="BOB", active=True)

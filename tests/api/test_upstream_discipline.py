@@ -98,7 +98,7 @@ async def test_account_list_failures_during_a_circuit_are_logged_once(
     async with running_stack(accounts=2, live_enabled=False) as stack:
         await stack.account_ids()
         stack.sim.control.burst_429(1, endpoint="account/list")
-        caplog.set_level(logging.INFO, logger="server.accounts")
+        caplog.set_level(logging.INFO, logger="server.reads.accounts")
         codes = []
         for _ in range(30):
             with pytest.raises(grpc.aio.AioRpcError) as info:

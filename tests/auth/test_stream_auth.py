@@ -11,7 +11,7 @@ from tradovate_gateway.v1 import trading_pb2 as pb
 from tradovate_gateway.v1 import trading_pb2_grpc as pb_grpc
 
 from server.deadline import Deadline
-from server.live.components import LiveParts
+from server.live.components import BrokerLiveSubsystem
 from server.simulator import SimConfig
 from tests.auth.conftest import IDS, IN_SCOPE, NAMES, Keys, error_info
 from tests.support.stack import Stack, running_stack
@@ -22,7 +22,9 @@ SIM = SimConfig(accounts=4, seed=7, price_interval=0.0)
 
 async def synced(stack: Stack) -> Stack:
     """Streams open once live state has synced (before that they are UNAVAILABLE)."""
-    assert await cast(LiveParts, stack.gateway.live).service.wait_synced(Deadline.after(WAIT))
+    assert await cast(BrokerLiveSubsystem, stack.gateway.live).service.wait_synced(
+        Deadline.after(WAIT)
+    )
     return stack
 
 

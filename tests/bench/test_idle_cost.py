@@ -1,8 +1,8 @@
-"""bench.idle_cost replays real simulator frames through the gateway's own path."""
+"""bench.tools.idle_cost replays real simulator frames through the gateway's own path."""
 
 from __future__ import annotations
 
-from bench.idle_cost import GapResult, capture, frame_changes, render, replay, synced_service
+from bench.tools.idle_cost import GapResult, capture, frame_changes, render, replay, synced_service
 from server.simulator import SimConfig, Simulator
 
 

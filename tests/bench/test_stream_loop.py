@@ -1,8 +1,8 @@
-"""bench.stream_loop times the stream's own loop over every published delta."""
+"""bench.tools.stream_loop times the stream's own loop over every published delta."""
 
 from __future__ import annotations
 
-from bench.stream_loop import measure
+from bench.tools.stream_loop import measure
 
 
 async def test_every_round_pulls_its_whole_batch_through_the_session() -> None:

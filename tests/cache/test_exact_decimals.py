@@ -15,8 +15,8 @@ from tradovate_gateway.v1 import trading_pb2 as pb
 from server import convert
 from server.broker.schemas import Account, CashBalanceSnapshot, Fill, Order, OrderVersion, Position
 from server.cache import Cache, MemoryCache, RedisCache
-from server.readcache import DECODERS, encode
-from server.records import (
+from server.reads.readcache import DECODERS, encode
+from server.reads.records import (
     BalanceData,
     ContractRef,
     Fetched,

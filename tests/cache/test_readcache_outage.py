@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from server.cache import RedisCache
-from server.readcache import ReadCache
-from server.records import Fetched, Kind, PositionsData, now_epoch
+from server.reads.readcache import ReadCache
+from server.reads.records import Fetched, Kind, PositionsData, now_epoch
 from tests.conftest import RedisServer
 
 TIMEOUT = 0.1

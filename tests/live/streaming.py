@@ -12,7 +12,7 @@ from tradovate_gateway.v1 import trading_pb2_grpc as pb_grpc
 
 from client.errors import from_rpc_error
 from server.deadline import Deadline
-from server.live.components import LiveParts
+from server.live.components import BrokerLiveSubsystem
 from server.live.queue import Delta
 from server.live.service import LiveService
 from tests.support.stack import Stack
@@ -283,6 +283,6 @@ class SlowReader:
 
 async def live_synced(stack: Stack, within: float = 10.0) -> LiveService:
     """The stack's live service, once it has its first snapshot (streams open only then)."""
-    service = cast(LiveParts, stack.gateway.live).service
+    service = cast(BrokerLiveSubsystem, stack.gateway.live).service
     assert await service.wait_synced(Deadline.after(within)), "live state never synced"
     return service

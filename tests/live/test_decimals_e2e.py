@@ -22,7 +22,7 @@ from tradovate_gateway.v1 import trading_pb2 as pb
 from tradovate_gateway.v1 import trading_pb2_grpc as pb_grpc
 
 from server.deadline import Deadline
-from server.live.components import LiveParts
+from server.live.components import BrokerLiveSubsystem
 from server.simulator import SimConfig
 from tests.live.streaming import WAIT, Subscriber, until
 from tests.support.residue import WIRE, CheckingChannel, decimal_strings
@@ -71,7 +71,7 @@ async def test_fractional_averages_are_the_same_rounded_strings_on_every_path(
     config = SimConfig(accounts=2, seed=7, price_interval=0.0)
     async with running_stack(sim_config=config, redis_url=redis_url, pnl_interval_ms=0) as stack:
         control = stack.sim.control
-        live = cast(LiveParts, stack.gateway.live).service
+        live = cast(BrokerLiveSubsystem, stack.gateway.live).service
         assert await live.wait_synced(Deadline.after(WAIT))
         account = control.account_ids()[0]
         held = await stack.stub.GetPositions(
@@ -240,7 +240,7 @@ async def test_random_trading_gives_live_and_upstream_the_same_strings(redis_url
     config = SimConfig(accounts=3, seed=11, price_interval=0.0)
     async with running_stack(sim_config=config, redis_url=redis_url, pnl_interval_ms=0) as stack:
         control = stack.sim.control
-        live = cast(LiveParts, stack.gateway.live).service
+        live = cast(BrokerLiveSubsystem, stack.gateway.live).service
         assert await live.wait_synced(Deadline.after(WAIT))
         subscriber = Subscriber(stack.stub, pb.StreamUpdatesRequest())
         try:

@@ -20,7 +20,7 @@ from tradovate_gateway.v1 import trading_pb2 as pb
 from client.channel import DEFAULT_STREAM_WINDOW
 from client.client import TradingClient
 from server.deadline import Deadline
-from server.live.components import LiveParts
+from server.live.components import BrokerLiveSubsystem
 from server.live.service import LiveService
 from server.simulator import SimConfig
 from tests.live.streaming import WAIT, Ledger, SlowReader, is_delta
@@ -40,7 +40,7 @@ RUN = 6.0
 
 
 def service_of(stack: Stack) -> LiveService:
-    return cast(LiveParts, stack.gateway.live).service
+    return cast(BrokerLiveSubsystem, stack.gateway.live).service
 
 
 @asynccontextmanager

@@ -14,7 +14,7 @@ from tradovate_gateway.v1 import trading_pb2 as pb
 from tradovate_gateway.v1 import trading_pb2_grpc as pb_grpc
 
 from server.deadline import Deadline
-from server.live.components import LiveParts
+from server.live.components import BrokerLiveSubsystem
 from server.live.service import LiveService
 from server.simulator import SimConfig
 from tests.live.streaming import (
@@ -45,8 +45,8 @@ ENTITY_KINDS = [
 
 
 def live_of(stack: Stack) -> LiveService:
-    parts = cast(LiveParts, stack.gateway.live)
-    return parts.service
+    live = cast(BrokerLiveSubsystem, stack.gateway.live)
+    return live.service
 
 
 def sim_config(accounts: int = 2) -> SimConfig:

@@ -17,7 +17,7 @@ from tradovate_gateway.v1 import trading_pb2 as pb
 
 from server.convert import TRADOVATE_FIGURES
 from server.deadline import Deadline
-from server.live.components import LiveParts
+from server.live.components import BrokerLiveSubsystem
 from server.live.figures import FigureRefresher
 from server.live.service import LiveService
 from server.simulator import SimConfig
@@ -41,7 +41,7 @@ def config(accounts: int = 4, **extra: Any) -> SimConfig:
 
 
 def live_of(stack: Stack) -> LiveService:
-    return cast(LiveParts, stack.gateway.live).service
+    return cast(BrokerLiveSubsystem, stack.gateway.live).service
 
 
 def refresher_of(stack: Stack) -> FigureRefresher:

@@ -14,7 +14,7 @@ from client.client import TradingClient
 from client.retry import RetryPolicy
 from client.watch import StreamGapError, Watch, watch_request
 from server.deadline import Deadline
-from server.live.components import LiveParts
+from server.live.components import BrokerLiveSubsystem
 from server.live.hub import EndReason
 from server.simulator import SimConfig
 from tests.live.streaming import WAIT, assert_chained, is_delta, reached, until
@@ -34,7 +34,7 @@ def config() -> SimConfig:
 
 async def test_watch_resumes_by_itself_without_gaps_or_duplicates() -> None:
     async with running_stack(sim_config=config(), **FAST) as stack:
-        service = cast(LiveParts, stack.gateway.live).service
+        service = cast(BrokerLiveSubsystem, stack.gateway.live).service
         assert await service.wait_synced(Deadline.after(WAIT))
         control = stack.sim.control
         got: list[pb.StreamUpdate] = []
@@ -74,7 +74,7 @@ async def test_watch_resumes_by_itself_without_gaps_or_duplicates() -> None:
 
 async def test_watch_resyncs_when_the_buffer_no_longer_covers_it() -> None:
     async with running_stack(sim_config=config(), live_replay_capacity=5, **FAST) as stack:
-        service = cast(LiveParts, stack.gateway.live).service
+        service = cast(BrokerLiveSubsystem, stack.gateway.live).service
         assert await service.wait_synced(Deadline.after(WAIT))
         control = stack.sim.control
         account = control.account_ids()[0]
@@ -104,7 +104,7 @@ async def test_cli_watch_renders_positions_orders_and_pnl(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     async with running_stack(sim_config=config(), **FAST) as stack:
-        service = cast(LiveParts, stack.gateway.live).service
+        service = cast(BrokerLiveSubsystem, stack.gateway.live).service
         assert await service.wait_synced(Deadline.after(WAIT))
         control = stack.sim.control
         account = control.account_ids()[0]

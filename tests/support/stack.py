@@ -24,13 +24,14 @@ from typing import Any, cast
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from pydantic import SecretStr
 from tradovate_gateway.v1 import trading_pb2 as pb
 from tradovate_gateway.v1 import trading_pb2_grpc as pb_grpc
 
 from server.config import GatewaySettings, explicit_settings
-from server.main import Gateway, LiveFactory
+from server.live_subsystem import LiveFactory
+from server.main import Gateway
 from server.observability.tracing import Tracing
+from server.sim_settings import simulator_values
 from server.simulator import SimConfig, Simulator
 from tests.support.residue import CheckingChannel
 from tests.support.secret_scan import register_secret
@@ -58,17 +59,13 @@ def settings_for(sim: Simulator, redis_url: str | None = None, **overrides: Any)
     register_secret(str(creds["password"]), str(creds["sec"]))  # the log scan's list
     values: dict[str, Any] = {
         **DEFAULTS,
-        "tradovate_env": "demo",
-        "tradovate_url": sim.rest_url,
-        "tradovate_ws_url": sim.ws_url,
-        "tradovate_md_url": sim.md_ws_url,
-        "tradovate_username": creds["name"],
-        "tradovate_password": SecretStr(str(creds["password"])),
-        "tradovate_app_id": str(creds["appId"]),
-        "tradovate_app_version": str(creds["appVersion"]),
-        "tradovate_cid": str(creds["cid"]),
-        "tradovate_secret": SecretStr(str(creds["sec"])),
-        "tradovate_device_id": "tests",
+        **simulator_values(
+            rest_url=sim.rest_url,
+            ws_url=sim.ws_url,
+            md_url=sim.md_ws_url,
+            credentials=creds,
+            device_id="tests",
+        ),
         "redis_url": redis_url or "",
         **overrides,
     }

@@ -1,6 +1,6 @@
 """Quick check: how fast live state refetches Tradovate's figures after a fill, at what cost.
 
-    .venv/bin/python -m bench.figures_refresh [--fills 40] [--burst 50]
+    .venv/bin/python -m bench.tools.figures_refresh [--fills 40] [--burst 50]
 
 Simulator and gateway run in this process (4 accounts, the demo's seed, frozen prices,
 the sync snapshot without margin snapshots). Prints:
@@ -21,7 +21,7 @@ from typing import Any, cast
 from server.config import load_settings
 from server.deadline import Deadline
 from server.demo import demo_settings
-from server.live.components import LiveParts
+from server.live.components import BrokerLiveSubsystem
 from server.live.figures import FigureRefresher
 from server.main import Gateway
 from server.runner import run
@@ -62,7 +62,7 @@ async def measure(fills: int, burst: int) -> list[str]:
         )
         async with Gateway(demo_settings(base, sim)) as gateway:
             await gateway.wait_ready(20)
-            service = cast(LiveParts, gateway.live).service
+            service = cast(BrokerLiveSubsystem, gateway.live).service
             refresher = cast(FigureRefresher, service.figures)
             await service.wait_synced(Deadline.after(20))
             accounts = sorted(service.state.accounts)

@@ -28,15 +28,15 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, Generic, Protocol, TypeVar, cast
 
-from server.accounts import AccountDirectory
 from server.auth.scoping import narrow
 from server.broker.errors import LockedOutError, PenaltyError, RateLimitedError, UpstreamTimeout
 from server.broker.schemas import Account
 from server.deadline import Deadline
 from server.errors import NotReady, ShuttingDown
-from server.fanout import FanOut
-from server.readcache import ReadCache
-from server.records import (
+from server.reads.accounts import AccountDirectory
+from server.reads.fanout import FanOut
+from server.reads.readcache import ReadCache
+from server.reads.records import (
     AccountList,
     AccountRead,
     BalanceData,
@@ -63,7 +63,7 @@ STALE_ALLOWED_AFTER: tuple[type[BaseException], ...] = (
 )
 
 
-class LiveSource(Protocol):
+class LiveReads(Protocol):
     """Live state kept from Tradovate's user-sync socket (server/live; None until then).
 
     Consulted first by FRESH and CACHED reads while ``healthy``. Each method returns the
@@ -91,7 +91,7 @@ class KindReader(Generic[T]):
         kind: Kind,
         fanout: FanOut[T],
         cache: ReadCache,
-        live: LiveSource | None = None,
+        live: LiveReads | None = None,
     ) -> None:
         self.kind = kind
         self.fanout = fanout
@@ -174,7 +174,7 @@ class ReadService:
         positions: KindReader[PositionsData],
         orders: KindReader[OrdersData],
         balances: KindReader[BalanceData],
-        live: LiveSource | None = None,
+        live: LiveReads | None = None,
     ) -> None:
         self.directory = directory
         self.positions_reader = positions
@@ -259,7 +259,7 @@ class ReadService:
         orders: Policy,
         balances: Policy,
     ) -> Snapshot:
-        """All three parts for the same accounts, fetched concurrently."""
+        """All three kinds for the same accounts, fetched concurrently."""
         self._check()
         accounts = await self.directory.resolve(entries, deadline)
         got_positions, got_orders, got_balances = await asyncio.gather(

@@ -32,7 +32,7 @@ from server.broker.schemas import (
 )
 from server.deadline import Deadline
 from server.errors import GatewayError
-from server.records import (
+from server.reads.records import (
     BalanceData,
     ContractRef,
     OrderDetail,

@@ -1,6 +1,6 @@
 """Malformed request bytes against a running gateway: the codes they get, the log they cost.
 
-    python -m bench.malformed [--per-method 40] [--seed 16] [--calls 2000]
+    python -m bench.tools.malformed [--per-method 40] [--seed 16] [--calls 2000]
 
 Starts the simulator and the gateway in this process (live state off, no API keys), then
 sends, to every TradingService and Health method, ``--per-method`` seeded random byte
@@ -30,11 +30,11 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2
-from pydantic import SecretStr
 from tradovate_gateway.v1 import trading_pb2 as pb
 
 from server.config import explicit_settings
 from server.main import Gateway
+from server.sim_settings import simulator_values
 from server.simulator import SimConfig, Simulator
 
 CRAFTED = (
@@ -116,23 +116,20 @@ async def run(per_method: int, seed: int, calls: int = 0) -> dict[str, Any]:
     root.addHandler(recorder)
     root.setLevel(logging.DEBUG)
     async with Simulator(SimConfig(accounts=4, seed=7)).running(host="127.0.0.1", port=0) as sim:
-        creds = sim.credentials
         settings = explicit_settings(
             listen="127.0.0.1:0",
             metrics_port=0,
             access_log=False,
             live_enabled=False,
             gc_freeze=False,
-            tradovate_url=sim.rest_url,
-            tradovate_ws_url=sim.ws_url,
-            tradovate_md_url=sim.md_ws_url,
-            tradovate_username=creds["name"],
-            tradovate_password=SecretStr(str(creds["password"])),
-            tradovate_app_id=str(creds["appId"]),
-            tradovate_cid=str(creds["cid"]),
-            tradovate_secret=SecretStr(str(creds["sec"])),
-            tradovate_device_id="bench",
             redis_url="",
+            **simulator_values(
+                rest_url=sim.rest_url,
+                ws_url=sim.ws_url,
+                md_url=sim.md_ws_url,
+                credentials=sim.credentials,
+                device_id="bench",
+            ),
         )
         async with Gateway(settings) as gateway:
             await gateway.wait_ready(20)

@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import math
 import statistics
 import time
 from collections import deque
@@ -40,13 +39,14 @@ from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 from server.broker.errors import (
-    NOT_ACCOUNT_SPECIFIC,
     BrokerError,
     UpstreamTimeout,
 )
 from server.deadline import Deadline
 from server.observability.tracing import UpstreamSpan, UpstreamTracer
-from server.records import Fetched, now_epoch
+from server.reads.group_fetch import GroupFetch
+from server.reads.records import Fetched
+from server.tasks import TaskSet
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ class FanOut(Generic[T]):
         # When each in-flight fetch gives up (its starter's deadline, monotonic seconds).
         self._pending_until: dict[int, float] = {}
         self._isolated_until: dict[int, float] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet("fan-out", logger)
         self._latency = LatencyWindow(settings.latency_window)
         self._closed = False
 
@@ -252,11 +252,7 @@ class FanOut(Generic[T]):
 
     async def aclose(self) -> None:
         self._closed = True
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.aclose()
 
     # ---------------------------------------------------------------- scheduling
     def _start(
@@ -279,12 +275,10 @@ class FanOut(Generic[T]):
         groups = [together[i : i + size] for i in range(0, len(together), size)]
         groups += [[a] for a in alone]
         for group in groups:
-            task = loop.create_task(
+            self._tasks.spawn(
                 self._run_group(group, {a: futures[a] for a in group}, deadline),
                 name=f"fanout:{self.endpoint}:{group[0]}+{len(group) - 1}",
             )
-            self._tasks.add(task)
-            task.add_done_callback(self._task_done)
         return futures
 
     def _forget(self, account_id: int, fut: asyncio.Future[Fetched[T]]) -> None:
@@ -294,11 +288,6 @@ class FanOut(Generic[T]):
         if not fut.cancelled():
             fut.exception()  # mark retrieved: a request may have stopped waiting
 
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("fan-out task %s failed", task.get_name(), exc_info=task.exception())
-
     # ---------------------------------------------------------------- one group
     async def _run_group(
         self,
@@ -306,7 +295,7 @@ class FanOut(Generic[T]):
         futures: dict[int, asyncio.Future[Fetched[T]]],
         deadline: Deadline,
     ) -> None:
-        run = _GroupRun(self, ids, futures, deadline)
+        run = GroupFetch(self, ids, futures, deadline)
         try:
             await run.execute()
         finally:
@@ -386,167 +375,6 @@ class FanOut(Generic[T]):
         if span is not None:
             span.end(outcome)
         return elapsed
-
-
-class _GroupRun(Generic[T]):
-    """The life of one group: a batch call, then maybe per-account hedges or retries."""
-
-    def __init__(
-        self,
-        owner: FanOut[T],
-        ids: list[int],
-        futures: dict[int, asyncio.Future[Fetched[T]]],
-        deadline: Deadline,
-    ) -> None:
-        self.owner = owner
-        self.ids = ids
-        self.unresolved = dict(futures)
-        self.deadline = deadline
-        self.fetched: dict[int, Fetched[T]] = {}
-        self.troubled: set[int] = set()
-        self.errors: dict[int, BaseException] = {}
-        self.singles: dict[asyncio.Task[Mapping[int, T]], int] = {}
-        self.single_started: dict[int, float] = {}
-        self.batch: asyncio.Task[Mapping[int, T]] | None = None
-        # When the batch's upstream call started (it may first wait for a limiter slot).
-        self.batch_started: float | None = None
-        # The end of the last p-ticket seen while the batch was pending: no hedge before it.
-        self.held_until = 0.0
-        self.hedge_delay = owner.hedge_delay()
-
-    def _spawn(
-        self, ids: Sequence[int], on_start: Callable[[float], None] | None = None
-    ) -> asyncio.Task[Mapping[int, T]]:
-        return asyncio.get_running_loop().create_task(self.owner.call(ids, self.deadline, on_start))
-
-    def _batch_started(self, at: float) -> None:
-        self.batch_started = at
-
-    def _hedge_at(self) -> float:
-        """When to hedge the batch: its own call's start plus the delay (never earlier)."""
-        if len(self.ids) <= 1:
-            return math.inf
-        if self.batch_started is None:
-            return time.monotonic() + self.hedge_delay  # not started: look again later
-        return max(self.batch_started, self.held_until) + self.hedge_delay
-
-    def _held_back(self) -> bool:
-        """Upstream has us sitting out a p-ticket: put the hedge off until after it."""
-        left = self.owner.held_back()
-        if left <= 0:
-            return False
-        self.held_until = max(self.held_until, time.monotonic() + left)
-        return True
-
-    def _resolve(self, account_id: int, value: T, as_of: float) -> None:
-        fut = self.unresolved.pop(account_id, None)
-        if fut is not None and not fut.done():
-            fetched = Fetched(data=value, as_of=as_of)
-            self.fetched[account_id] = fetched
-            fut.set_result(fetched)
-
-    def _fail(self, account_id: int, exc: BaseException) -> None:
-        fut = self.unresolved.pop(account_id, None)
-        if not isinstance(exc, NOT_ACCOUNT_SPECIFIC) or isinstance(exc, UpstreamTimeout):
-            self.troubled.add(account_id)
-        if fut is not None and not fut.done():
-            fut.set_exception(exc)
-
-    def _start_singles(self) -> None:
-        now = time.monotonic()
-        for account_id in list(self.unresolved):
-            if account_id not in self.single_started:
-                self.single_started[account_id] = now
-                self.singles[self._spawn([account_id])] = account_id
-
-    async def execute(self) -> None:
-        self.batch = self._spawn(self.ids, self._batch_started)
-        single = len(self.ids) <= 1
-        while self.unresolved:
-            waiting: set[asyncio.Task[Mapping[int, T]]] = set(self.singles)
-            if not self.batch.done():
-                waiting.add(self.batch)
-            if not waiting:
-                return
-            left = self.deadline.remaining()
-            timeout = left
-            hedge_pending = not single and not self.single_started and not self.batch.done()
-            if hedge_pending:
-                timeout = min(left, max(0.0, self._hedge_at() - time.monotonic()))
-            done, _ = await asyncio.wait(
-                waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-            if not done:
-                if not hedge_pending or self.deadline.remaining() <= 0:
-                    return
-                if self.batch_started is None or time.monotonic() < self._hedge_at():
-                    continue  # still queued for a slot, or woke early: not slow yet
-                if self._held_back():
-                    continue  # sitting out a penalty, not slow: no extra calls
-                logger.debug(
-                    "%s: batch of %d pending after %.0f ms; hedging per account",
-                    self.owner.endpoint,
-                    len(self.ids),
-                    self.hedge_delay * 1000,
-                )
-                self._start_singles()
-                continue
-            for task in done:
-                if task is self.batch:
-                    self._batch_done(task)
-                else:
-                    self._single_done(task, self.singles.pop(task))
-
-    def _batch_done(self, task: asyncio.Task[Mapping[int, T]]) -> None:
-        exc = task.exception()
-        if exc is None:
-            as_of = now_epoch()
-            result = task.result()
-            for account_id in list(self.unresolved):
-                if account_id in result:
-                    self._resolve(account_id, result[account_id], as_of)
-            return
-        if len(self.ids) == 1 or isinstance(exc, NOT_ACCOUNT_SPECIFIC):
-            for account_id in list(self.unresolved):
-                self._fail(account_id, self.errors.get(account_id, exc))
-            return
-        logger.info(
-            "%s: batch of %d failed (%s); retrying per account",
-            self.owner.endpoint,
-            len(self.ids),
-            getattr(exc, "reason", type(exc).__name__),
-        )
-        for account_id, error in list(self.errors.items()):
-            self._fail(account_id, error)
-        self._start_singles()
-
-    def _single_done(self, task: asyncio.Task[Mapping[int, T]], account_id: int) -> None:
-        exc = task.exception()
-        elapsed = time.monotonic() - self.single_started[account_id]
-        if exc is None:
-            result = task.result()
-            if account_id in result:
-                self._resolve(account_id, result[account_id], now_epoch())
-            if elapsed > self.hedge_delay:
-                self.troubled.add(account_id)
-            return
-        self.errors[account_id] = exc
-        # While the batch may still answer for this account, keep waiting for it.
-        if self.batch is None or self.batch.done():
-            self._fail(account_id, exc)
-
-    async def cleanup(self) -> None:
-        tasks = [t for t in [self.batch, *self.singles] if t is not None]
-        for task in tasks:
-            if not task.done():
-                task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-        for account_id in list(self.unresolved):
-            error = self.errors.get(account_id) or UpstreamTimeout(
-                f"Tradovate did not answer for account {account_id} before the deadline"
-            )
-            self._fail(account_id, error)
 
 
 def _outcome(account_id: int, fut: asyncio.Future[Fetched[T]]) -> Outcome[T]:

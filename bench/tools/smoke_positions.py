@@ -1,6 +1,6 @@
 """Quick check: GetPositions for 4 accounts with 250 ms of injected upstream latency.
 
-    .venv/bin/python -m bench.smoke_positions [--calls 10] [--latency-ms 250] [--live]
+    .venv/bin/python -m bench.tools.smoke_positions [--calls 10] [--latency-ms 250] [--live]
 
 Simulator and gateway run in this process; the client runs in a child process (as a
 real caller would), sequentially, one call at a time. Prints medians for:
@@ -85,7 +85,7 @@ async def measure(calls: int, latency_ms: float, live: bool) -> list[str]:
             child = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "bench.smoke_positions",
+                "bench.tools.smoke_positions",
                 *args,
                 *(["--live"] if live else []),
                 stdout=asyncio.subprocess.PIPE,

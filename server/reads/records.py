@@ -121,7 +121,7 @@ def now_epoch() -> float:
 
 @dataclass(frozen=True, slots=True)
 class AccountRead(Generic[T]):
-    """One account's part of a multi-account answer: data or the error that replaced it."""
+    """One account's entry in a multi-account answer: data or the error that replaced it."""
 
     account: Account
     data: T | None = None
@@ -145,7 +145,7 @@ class AccountList:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """GetSnapshot: the selected accounts and each part, in the same account order."""
+    """GetSnapshot: the selected accounts, then their positions, orders and balances in order."""
 
     accounts: list[Account]
     positions: list[AccountRead[PositionsData]]

@@ -1,6 +1,6 @@
 """The per-delta cost of a stream's own loop: hub publish → queue → StreamSession.messages().
 
-    python -m bench.stream_loop [--batch 500] [--rounds 40] [--entities 50]
+    python -m bench.tools.stream_loop [--batch 500] [--rounds 40] [--entities 50]
 
 One subscriber over one account; each round publishes ``batch`` position deltas over
 ``entities`` positions (a queue large enough that nothing conflates), then times pulling

@@ -1,6 +1,6 @@
 """What an idle core costs a frame: the same work, back to back and after an idle gap.
 
-    python -m bench.idle_cost [--frames 200] [--gaps-ms 0,1,10,50] [--rounds 3]
+    python -m bench.tools.idle_cost [--frames 200] [--gaps-ms 0,1,10,50] [--rounds 3]
 
 The simulator runs in this process with no sockets: a recorder stands where a synced
 socket would, and each random trading action's props messages become one ``a[...]`` frame,

@@ -22,7 +22,7 @@ from server.broker.schemas import Account
 from server.deadline import Deadline
 from server.errors import AccountsNotFound, InvalidRequest
 from server.observability.log_limit import LogLimiter
-from server.records import AccountList, Fetched, Policy, Source, now_epoch
+from server.reads.records import AccountList, Fetched, Policy, Source, now_epoch
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The user-sync outage after each of N socket drops, with the production back-off.
 
-    .venv/bin/python -m bench.drop_outage [--drops 10]
+    .venv/bin/python -m bench.tools.drop_outage [--drops 10]
 
 Each drop is taken as soon as the socket is synced again (the simulator aborts the TCP
 connection); the outage is the time from the drop until the socket has re-synced. Uses

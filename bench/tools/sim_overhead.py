@@ -5,7 +5,7 @@ Starts `tradovate-sim` as its own process, logs in, then times N sequential
 Reports the round trip (median, p90, p99, max) and the simulator's own CPU per call,
 read from /proc/<pid>/stat, which is the part the simulator adds on top of the client.
 
-    .venv/bin/python bench/sim_overhead.py --calls 5000 --accounts 4
+    .venv/bin/python bench/tools/sim_overhead.py --calls 5000 --accounts 4
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Where a gateway path spends its time: pyinstrument on the gateway's event-loop thread
 while a separate client process loads one RPC.
 
-    python -m bench.profile_gateway --path live --rpc GetPositions --accounts 4 --seconds 5
+    python -m bench.tools.profile_gateway --path live --rpc GetPositions --accounts 4 --seconds 5
 
 Starts the simulator and one gateway (live, or cache-only for ``--path cache``) in their own
 processes exactly as ``python -m bench`` does, primes the path, starts the profiler

@@ -24,7 +24,7 @@ import msgspec
 
 from server.broker.schemas import Account
 from server.cache import Cache, cache_key
-from server.records import BalanceData, Fetched, Kind, OrdersData, PositionsData, now_epoch
+from server.reads.records import BalanceData, Fetched, Kind, OrdersData, PositionsData, now_epoch
 
 logger = logging.getLogger(__name__)
 

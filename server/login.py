@@ -1,0 +1,90 @@
+"""Logging in to Tradovate at start-up: the broker's settings, retries, and what is fatal.
+
+``log_in_with_retries`` keeps trying what looks transient (server/login_problem.py says
+which), telling the read path why callers wait; a URL that answers, but not as Tradovate,
+ends start-up after ``LOGIN_MISCONFIGURED_ATTEMPTS`` attempts in a row, and so do bad
+credentials or a captcha (``FatalStartupError``, or the broker's own error).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from server.broker import AuthError, BrokerError, BrokerSettings, CaptchaRequired, TradovateClient
+from server.config import GatewaySettings
+from server.deadline import Deadline
+from server.login_problem import login_problem
+
+logger = logging.getLogger(__name__)
+
+LOGIN_RETRY_INITIAL = 1.0
+LOGIN_RETRY_MAX = 30.0
+# Login attempts in a row answered, but not as Tradovate (a wrong TRADOVATE_URL), before
+# start-up stops: a few, so one bad answer from a proxy does not end it.
+LOGIN_MISCONFIGURED_ATTEMPTS = 3
+
+
+class FatalStartupError(RuntimeError):
+    """The gateway cannot work with this configuration (bad credentials, captcha)."""
+
+
+def broker_settings(settings: GatewaySettings) -> BrokerSettings:
+    password = settings.tradovate_password
+    secret = settings.tradovate_secret
+    cid = settings.tradovate_cid or "0"
+    return BrokerSettings(
+        rest_url=settings.rest_url,
+        ws_url=settings.tradovate_ws_url or "",
+        md_ws_url=settings.md_ws_url,
+        username=settings.tradovate_username or "",
+        password=password.get_secret_value() if password else "",
+        app_id=settings.tradovate_app_id or "trading-gateway",
+        app_version=settings.tradovate_app_version or "1.0",
+        cid=int(cid) if cid.isdigit() else cid,
+        secret=secret.get_secret_value() if secret else "",
+        device_id=settings.tradovate_device_id,
+        request_timeout=settings.upstream_timeout_s,
+        rate_per_second=settings.upstream_rate_per_second,
+        rate_burst=settings.upstream_rate_burst,
+        rate_limited_backoff=settings.upstream_rate_limited_backoff_s,
+        reconnect_initial=settings.ws_reconnect_initial_s,
+        reconnect_max=settings.ws_reconnect_max_s,
+        reconnect_stable_after=settings.ws_reconnect_stable_s,
+    )
+
+
+async def log_in_with_retries(
+    broker: TradovateClient,
+    settings: GatewaySettings,
+    waiting_because: Callable[[str | None], None],
+) -> None:
+    """Log in, retrying what looks transient; ``waiting_because`` hears why callers wait.
+
+    A URL that answers, but not as Tradovate, ends start-up after
+    LOGIN_MISCONFIGURED_ATTEMPTS attempts in a row; one that does not answer is
+    retried for as long as it takes, and callers are told why they wait.
+    """
+    delay = LOGIN_RETRY_INITIAL
+    misconfigured = 0
+    while True:
+        try:
+            await broker.start(deadline=Deadline.after(settings.upstream_timeout_s))
+            waiting_because(None)
+            return
+        except (AuthError, CaptchaRequired):
+            raise
+        except BrokerError as exc:
+            problem = login_problem(settings, exc)
+            misconfigured = misconfigured + 1 if problem.misconfigured else 0
+            if misconfigured >= LOGIN_MISCONFIGURED_ATTEMPTS:
+                raise FatalStartupError(
+                    f"{problem.message} (after {misconfigured} attempts)"
+                ) from None
+            waiting_because(problem.message)
+            # A penalty, 429 or 423 says how long to stay away; honour it.
+            wait = max(delay, getattr(exc, "retry_after", None) or 0.0)
+            logger.warning("Tradovate login failed: %s; next try in %.0f s", problem.message, wait)
+            await asyncio.sleep(wait)
+            delay = min(delay * 2, LOGIN_RETRY_MAX)
