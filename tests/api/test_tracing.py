@@ -158,7 +158,7 @@ def test_off_means_the_tracer_is_never_built_or_imported() -> None:
     code = (
         "import sys\n"
         "from server.observability.tracing import tracing_from_env\n"
-        "import server.main, server.api.calls, server.fanout\n"
+        "import server.main, server.api.calls, server.reads.fanout\n"
         "assert tracing_from_env({}, version='x') is None\n"
         "print([m for m in ('server.observability.otel', 'opentelemetry.sdk.trace',"
         " 'opentelemetry.propagate') if m in sys.modules])\n"
