@@ -24,8 +24,9 @@ from server.api.auth import ApiKeyAuth, build_auth
 from server.api.calls import CallWrapper
 from server.api.health import SERVICE_CACHE, HealthMonitor
 from server.api.server import build_server
-from server.api.servicer import DeadlinePolicy, StreamHandler, TradingServicer
+from server.api.servicer import DeadlinePolicy, TradingServicer
 from server.api.status import account_status
+from server.api.stream_handler import AccountResolver, LiveStreamHandler, StreamSessions
 from server.auth.keys import load_keyring
 from server.broker import AuthError, BrokerError, BrokerSettings, CaptchaRequired, TradovateClient
 from server.broker.deadline import Deadline
@@ -60,13 +61,17 @@ FREEZE_AFTER_SYNC_WAIT_S = 60.0
 
 
 class LiveComponents(Protocol):
-    """The seam for server/live: live state for reads and the StreamUpdates handler."""
+    """The seam for server/live: live state for reads, and stream sessions with the
+    resolver of their selectors (server/api/stream_handler.py runs them over grpc)."""
 
     @property
     def source(self) -> LiveSource | None: ...
 
     @property
-    def streams(self) -> StreamHandler | None: ...
+    def streams(self) -> StreamSessions: ...
+
+    @property
+    def resolver(self) -> AccountResolver: ...
 
     @property
     def healthy(self) -> bool:
@@ -223,7 +228,9 @@ class Gateway:
                 margin=s.deadline_margin_ms / 1000,
             ),
             metrics=self.metrics,
-            streams=self.live.streams if self.live else None,
+            streams=(
+                LiveStreamHandler(self.live.streams, self.live.resolver) if self.live else None
+            ),
         )
         self.auth = self._build_auth()
         self.access_log = AccessLog() if s.access_log else None

@@ -15,10 +15,10 @@ from tradovate_gateway.v1 import trading_pb2_grpc as pb_grpc
 
 from server.api.reflection import ReflectionServicer, add_reflection, gateway_index
 from server.api.servicer import TradingServicer
+from server.api.stream_handler import raw_stream_handler
 from server.api.wrapping import Wrap, WrappingRegistrar
 from server.auth.tls import server_credentials
 from server.config import GatewaySettings, split_address
-from server.live.handler import raw_stream_handler
 from server.setting_error import SettingError
 
 logger = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ def add_trading_service(
 ) -> None:
     """The generated registration, except that some methods write the bytes they produce.
 
-    The live hub serializes each delta once for all subscribers (server/live/handler.py);
+    The live hub serializes each delta once for all subscribers (server/api/stream_handler.py);
     the read RPCs reuse per-account parts serialized once (server/api/encoded.py).
     """
     capture = _HandlerCapture()

@@ -18,10 +18,10 @@ from server.broker.schemas import ContractInfo
 from server.config import GatewaySettings
 from server.convert import StatusOf
 from server.live.figures import RefreshSettings
-from server.live.handler import LiveStreamHandler
 from server.live.resolve import LiveAccountResolver
 from server.live.service import LiveService, LiveSettings
 from server.live.source import LiveReadSource
+from server.live.streams import LiveStreams
 from server.observability.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -67,11 +67,8 @@ class LiveParts:
             figure_fetcher=client,
             status_of=status_of,
         )
-        self.handler = LiveStreamHandler(
-            self.service.streams,
-            LiveAccountResolver(
-                self.service.state, max_per_request=settings.max_accounts_per_request
-            ),
+        self.resolver = LiveAccountResolver(
+            self.service.state, max_per_request=settings.max_accounts_per_request
         )
         self._with_market_data = settings.live_market_data
         self._drain_timeout = min(settings.grace_s, 2.0)
@@ -81,8 +78,8 @@ class LiveParts:
         return self.service.source
 
     @property
-    def streams(self) -> LiveStreamHandler:
-        return self.handler
+    def streams(self) -> LiveStreams:
+        return self.service.streams
 
     @property
     def healthy(self) -> bool:
