@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections import deque
 from typing import NamedTuple
 
+from server.live.kinds import UpdateKind
 from server.wire import varint
 
-#: An entity key: (UpdateKind value, entity id). Latest state per key wins on conflation.
-EntityKey = tuple[int, int]
+#: An entity key: (kind, entity id). Latest state per key wins on conflation.
+EntityKey = tuple[UpdateKind, int]
 
 
 class Delta(NamedTuple):
@@ -26,7 +27,7 @@ class Delta(NamedTuple):
 
     sequence: int
     account_id: int
-    kind: int
+    kind: UpdateKind
     entity_id: int
     event_time_ns: int
     body: bytes

@@ -13,8 +13,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from tradovate_gateway.v1 import trading_pb2 as pb
-
 from server.broker.events import ChangeType, EntityChange, EntityRef, SyncSnapshot
 from server.broker.schemas import (
     Account,
@@ -29,13 +27,14 @@ from server.broker.schemas import (
     Position,
     Product,
 )
+from server.live.kinds import UpdateKind
 
 logger = logging.getLogger(__name__)
 
-POSITIONS = pb.UPDATE_KIND_POSITIONS
-ORDERS = pb.UPDATE_KIND_ORDERS
-BALANCES = pb.UPDATE_KIND_BALANCES
-ACCOUNTS = pb.UPDATE_KIND_ACCOUNTS
+POSITIONS = UpdateKind.POSITIONS
+ORDERS = UpdateKind.ORDERS
+BALANCES = UpdateKind.BALANCES
+ACCOUNTS = UpdateKind.ACCOUNTS
 
 
 class Touch(NamedTuple):
@@ -44,7 +43,7 @@ class Touch(NamedTuple):
     A named tuple: touches are dict keys on every applied change, and a tuple hashes and
     compares in C (a frozen dataclass does both in Python)."""
 
-    kind: int
+    kind: UpdateKind
     account_id: int
     entity_id: int
 

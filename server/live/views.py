@@ -36,6 +36,7 @@ from server.broker.schemas import (
 from server.live.balances import live_balance
 from server.live.figures import AccountFigures
 from server.live.hub import StreamHub
+from server.live.kinds import UpdateKind
 from server.live.open_positions import OpenPositions
 from server.live.pnl import (
     AccountPnl,
@@ -49,10 +50,10 @@ from server.records import BalanceData, ContractRef, OrderDetail
 
 logger = logging.getLogger(__name__)
 
-PNL = pb.UPDATE_KIND_PNL
+PNL = UpdateKind.PNL
 
 # Publication order inside one batch of touches.
-_RANK: dict[int, int] = {ACCOUNTS: 0, ORDERS: 1, POSITIONS: 2, BALANCES: 3}
+_RANK: dict[UpdateKind, int] = {ACCOUNTS: 0, ORDERS: 1, POSITIONS: 2, BALANCES: 3}
 
 PositionInputs = tuple[Position, str, ContractRef | None]
 OrderInputs = tuple[OrderDetail, str, ContractRef | None]
@@ -586,7 +587,7 @@ class LiveViews:
         return self._account_proto(view) if view is not None else None
 
     # ------------------------------------------------------------------ snapshots
-    def account_snapshot(self, account_id: int, kinds: frozenset[int]) -> pb.AccountSnapshot:
+    def account_snapshot(self, account_id: int, kinds: frozenset[UpdateKind]) -> pb.AccountSnapshot:
         """One account's part of a stream snapshot (PNL implies positions and balance)."""
         out = pb.AccountSnapshot()
         account = self.account(account_id)
@@ -613,7 +614,7 @@ class LiveViews:
     # ------------------------------------------------------------------ publishing
     def _publish(
         self,
-        kind: int,
+        kind: UpdateKind,
         account_id: int,
         entity_id: int,
         payload: convert.Fields,
