@@ -22,6 +22,7 @@ from tradovate_gateway.v1 import trading_pb2 as pb
 from server import rounding
 from server.broker import enums
 from server.broker.schemas import Account, Position, TradeDate
+from server.mark import position_open_pnl
 from server.records import (
     AccountList,
     AccountRead,
@@ -410,7 +411,7 @@ def positions_part(
             for p in read.data.positions
             if include_flat or p.net_pos != 0
         ]
-        if read.data.last_prices:
+        if read.source is Source.LIVE:  # the gateway's mark is LIVE data only
             shown = [p for p in read.data.positions if include_flat or p.net_pos != 0]
             for fields, p in zip(items, shown, strict=True):
                 add_open_pnl(fields, p, contracts.get(p.contract_id), read.data.last_prices)
@@ -423,16 +424,13 @@ def add_open_pnl(
     contract: ContractRef | None,
     last_prices: Mapping[int, Decimal],
 ) -> None:
-    """Last price and open PnL, (last - net_price) * value_per_point * net_pos, when known."""
+    """Last price and open PnL (server/mark.py's rule), each when known."""
     last = last_prices.get(value.contract_id)
-    if last is None:
-        return
-    fields["last_price"] = price_fields(last, contract.tick_size if contract else None)
-    vpp = contract.value_per_point if contract else None
-    if value.net_pos == 0:
-        fields["open_pnl"] = money_fields(Decimal(0))
-    elif vpp is not None and value.net_price is not None:
-        fields["open_pnl"] = money_fields((last - value.net_price) * vpp * value.net_pos)
+    if last is not None:
+        fields["last_price"] = price_fields(last, contract.tick_size if contract else None)
+    pnl = position_open_pnl(value, last, contract.value_per_point if contract else None)
+    if pnl is not None:
+        fields["open_pnl"] = money_fields(pnl)
 
 
 def order_selector(order_filter: int, statuses: Iterable[int]) -> Callable[[Fields], bool]:
