@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass
 from decimal import Decimal
 
-from google.protobuf.message import Message
 from tradovate_gateway.v1 import trading_pb2 as pb
 
 from server import convert
@@ -34,6 +32,7 @@ from server.broker.schemas import (
     Quote,
 )
 from server.live.balances import live_balance
+from server.live.entity_views import EntityKind, EntityViews
 from server.live.figures import AccountFigures
 from server.live.hub import StreamHub
 from server.live.kinds import UpdateKind
@@ -54,6 +53,8 @@ PNL = UpdateKind.PNL
 
 # Publication order inside one batch of touches.
 _RANK: dict[UpdateKind, int] = {ACCOUNTS: 0, ORDERS: 1, POSITIONS: 2, BALANCES: 3}
+# The kinds whose change can move the account's PnL update.
+_MOVES_PNL = frozenset({POSITIONS, BALANCES})
 
 PositionInputs = tuple[Position, str, ContractRef | None]
 OrderInputs = tuple[OrderDetail, str, ContractRef | None]
@@ -63,24 +64,31 @@ BalanceInputs = tuple[
 FiguresOf = Callable[[int], AccountFigures | None]
 
 
-@dataclass(slots=True)
-class _PositionView:
-    account_id: int
-    inputs: PositionInputs
-    proto: pb.Position | None = None
-
-
-@dataclass(slots=True)
-class _OrderView:
-    account_id: int
-    inputs: OrderInputs
-    proto: pb.Order | None = None
-
-
-@dataclass(slots=True)
-class _AccountView:
-    inputs: Account
-    proto: pb.Account | None = None
+#: The entity views, one row per kind (server/live/entity_views.py refreshes them all).
+POSITION_VIEWS: EntityKind[PositionInputs, pb.Position] = EntityKind(
+    POSITIONS,
+    "position",
+    "timestamp",
+    account_of=lambda inputs: inputs[0].account_id,
+    fields_of=lambda inputs: convert.position_fields(*inputs),
+    proto_of=lambda inputs: convert.position(*inputs),
+)
+ORDER_VIEWS: EntityKind[OrderInputs, pb.Order] = EntityKind(
+    ORDERS,
+    "order",
+    "updated_time",
+    account_of=lambda inputs: inputs[0].order.account_id,
+    fields_of=lambda inputs: convert.order_fields(*inputs),
+    proto_of=lambda inputs: convert.order(*inputs),
+)
+ACCOUNT_VIEWS: EntityKind[Account, pb.Account] = EntityKind(
+    ACCOUNTS,
+    "account",
+    "timestamp",
+    account_of=lambda account: account.id,
+    fields_of=convert.account_fields,
+    proto_of=convert.account,
+)
 
 
 class LiveViews:
@@ -102,9 +110,14 @@ class LiveViews:
         self.prices = PriceBook()
         self.healthy = False
         self._on_unknown_contracts = on_unknown_contracts
-        self._accounts: dict[int, _AccountView] = {}
-        self._positions: dict[int, _PositionView] = {}
-        self._orders: dict[int, _OrderView] = {}
+        self._accounts = EntityViews(ACCOUNT_VIEWS, self._account_inputs, self._publish)
+        self._positions = EntityViews(
+            POSITION_VIEWS,
+            self._position_inputs,
+            self._publish,
+            extra_fields=lambda inputs: self._pnl_fields(inputs[0]),
+        )
+        self._orders = EntityViews(ORDER_VIEWS, self._order_inputs, self._publish)
         self._balances: dict[int, BalanceInputs] = {}
         self._pnl_sent: dict[int, bytes] = {}
         self._open = OpenPositions(on_contracts)
@@ -202,17 +215,17 @@ class LiveViews:
         # A list keeps its (arrival) order; an unordered collection is ranked.
         for touch in touches if isinstance(touches, list) else _ranked(touches):
             if touch.kind == POSITIONS:
-                if self._refresh_position(touch, received_ns):
-                    published += 1
-                    pnl_accounts.add(touch.account_id)
+                changed = self._refresh_position(touch.entity_id, received_ns)
             elif touch.kind == ORDERS:
-                published += self._refresh_order(touch, received_ns)
+                changed = self._orders.refresh(touch.entity_id, received_ns)
             elif touch.kind == BALANCES:
-                if self._refresh_balance(touch.account_id, received_ns):
-                    published += 1
+                changed = self._refresh_balance(touch.account_id, received_ns)
+            else:
+                changed = self._refresh_account(touch.account_id, received_ns)
+            if changed:
+                published += 1
+                if touch.kind in _MOVES_PNL:
                     pnl_accounts.add(touch.account_id)
-            elif touch.kind == ACCOUNTS:
-                published += self._refresh_account(touch.account_id, received_ns)
         return published
 
     def close(self) -> None:
@@ -281,54 +294,15 @@ class LiveViews:
         account_id = position.account_id
         return (position, self.account_name(account_id), self.contract_ref(position.contract_id))
 
-    def _refresh_position(self, touch: Touch, received_ns: int) -> bool:
-        position = self.state.positions.get(touch.entity_id)
+    def _refresh_position(self, position_id: int, received_ns: int) -> bool:
+        position = self.state.positions.get(position_id)
         open_in = position.contract_id if position is not None and position.net_pos else None
-        self._open.track(touch.entity_id, open_in)
-        inputs = self._position_inputs(touch.entity_id)
-        old = self._positions.get(touch.entity_id)
-        if inputs is None:
-            if old is None:
-                return False
-            del self._positions[touch.entity_id]
-            gone = self._position_proto(old)
-            self._publish(
-                POSITIONS,
-                old.account_id,
-                touch.entity_id,
-                {"position": {"change": pb.CHANGE_TYPE_DELETED, "position": gone}},
-                received_ns,
-                _stamp_ns(gone, "timestamp"),
-            )
-            return True
-        if old is not None and old.inputs == inputs:
-            return False
-        position = self.state.positions[touch.entity_id]
-        self._positions[touch.entity_id] = _PositionView(position.account_id, inputs)
-        change = pb.CHANGE_TYPE_CREATED if old is None else pb.CHANGE_TYPE_UPDATED
-        # Published from field dicts in one constructor call; the view's own proto (for
-        # reads and snapshots) is made when first asked for.
-        fields = convert.position_fields(*inputs)
-        fields.update(self._pnl_fields(position))
-        self._publish(
-            POSITIONS,
-            position.account_id,
-            position.id,
-            {"position": {"change": change, "position": fields}},
-            received_ns,
-            convert.fields_ns(fields["timestamp"]),
-        )
-        return True
-
-    def _position_proto(self, view: _PositionView) -> pb.Position:
-        if view.proto is None:
-            view.proto = convert.position(*view.inputs)
-        return view.proto
+        self._open.track(position_id, open_in)
+        return self._positions.refresh(position_id, received_ns)
 
     def position(self, position_id: int) -> pb.Position:
         """The position's proto with its current open PnL and last price."""
-        view = self._positions[position_id]
-        base = self._position_proto(view)
+        base = self._positions.proto(self._positions.views[position_id])
         out = pb.Position()
         out.CopyFrom(base)
         position = self.state.positions.get(position_id)
@@ -372,49 +346,10 @@ class LiveViews:
         detail = OrderDetail(order=order, version=parts.version, fills=list(parts.fills))
         return (detail, self.account_name(order.account_id), self.contract_ref(order.contract_id))
 
-    def _refresh_order(self, touch: Touch, received_ns: int) -> int:
-        inputs = self._order_inputs(touch.entity_id)
-        old = self._orders.get(touch.entity_id)
-        if inputs is None:
-            if old is None:
-                return 0
-            del self._orders[touch.entity_id]
-            gone = self._order_proto(old)
-            self._publish(
-                ORDERS,
-                old.account_id,
-                touch.entity_id,
-                {"order": {"change": pb.CHANGE_TYPE_DELETED, "order": gone}},
-                received_ns,
-                _stamp_ns(gone, "updated_time"),
-            )
-            return 1
-        if old is not None and old.inputs == inputs:
-            return 0
-        account_id = self.state.orders[touch.entity_id].account_id
-        self._orders[touch.entity_id] = _OrderView(account_id, inputs)
-        change = pb.CHANGE_TYPE_CREATED if old is None else pb.CHANGE_TYPE_UPDATED
-        fields = convert.order_fields(*inputs)
-        self._publish(
-            ORDERS,
-            account_id,
-            touch.entity_id,
-            {"order": {"change": change, "order": fields}},
-            received_ns,
-            convert.fields_ns(fields["updated_time"]),
-        )
-        return 1
-
-    def _order_proto(self, view: _OrderView) -> pb.Order:
-        if view.proto is None:
-            view.proto = convert.order(*view.inputs)
-        return view.proto
-
     def orders_of(self, account_id: int) -> list[pb.Order]:
+        views = self._orders.views
         return [
-            self._order_proto(self._orders[i])
-            for i in self.state.order_ids_of(account_id)
-            if i in self._orders
+            self._orders.proto(views[i]) for i in self.state.order_ids_of(account_id) if i in views
         ]
 
     # ------------------------------------------------------------------ balances, pnl
@@ -544,47 +479,17 @@ class LiveViews:
         self._publish(PNL, account_id, account_id, {"pnl": update}, 0)
 
     # ------------------------------------------------------------------ accounts
-    def _refresh_account(self, account_id: int, received_ns: int) -> int:
-        account = self.state.accounts.get(account_id)
-        old = self._accounts.get(account_id)
-        if account is None:
-            if old is None:
-                return 0
-            del self._accounts[account_id]
+    def _refresh_account(self, account_id: int, received_ns: int) -> bool:
+        changed = self._accounts.refresh(account_id, received_ns)
+        if changed and account_id not in self.state.accounts:
             self._pnl_sent.pop(account_id, None)
-            gone = self._account_proto(old)
-            self._publish(
-                ACCOUNTS,
-                account_id,
-                account_id,
-                {"account": {"change": pb.CHANGE_TYPE_DELETED, "account": gone}},
-                received_ns,
-                _stamp_ns(gone, "timestamp"),
-            )
-            return 1
-        if old is not None and old.inputs == account:
-            return 0
-        self._accounts[account_id] = _AccountView(account)
-        change = pb.CHANGE_TYPE_CREATED if old is None else pb.CHANGE_TYPE_UPDATED
-        fields = convert.account_fields(account)
-        self._publish(
-            ACCOUNTS,
-            account_id,
-            account_id,
-            {"account": {"change": change, "account": fields}},
-            received_ns,
-            convert.fields_ns(fields["timestamp"]),
-        )
-        return 1
+        return changed
 
-    def _account_proto(self, view: _AccountView) -> pb.Account:
-        if view.proto is None:
-            view.proto = convert.account(view.inputs)
-        return view.proto
+    def _account_inputs(self, account_id: int) -> Account | None:
+        return self.state.accounts.get(account_id)
 
     def account(self, account_id: int) -> pb.Account | None:
-        view = self._accounts.get(account_id)
-        return self._account_proto(view) if view is not None else None
+        return self._accounts.get(account_id)
 
     # ------------------------------------------------------------------ snapshots
     def account_snapshot(self, account_id: int, kinds: frozenset[UpdateKind]) -> pb.AccountSnapshot:
@@ -643,8 +548,3 @@ def _ranked(touches: Collection[Touch]) -> list[Touch]:
     if len(touches) < 2:
         return list(touches)
     return sorted(touches, key=lambda t: (_RANK[t.kind], t.account_id, t.entity_id))
-
-
-def _stamp_ns(message: Message, field: str) -> int:
-    """A Timestamp field's epoch nanoseconds; 0 when unset."""
-    return getattr(message, field).ToNanoseconds() if message.HasField(field) else 0
