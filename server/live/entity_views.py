@@ -17,7 +17,9 @@ from google.protobuf.message import Message
 from tradovate_gateway.v1 import trading_pb2 as pb
 
 from server import convert
+from server.broker.schemas import Account, Position
 from server.live.kinds import UpdateKind
+from server.records import ContractRef, OrderDetail
 
 Inputs = TypeVar("Inputs")
 Proto = TypeVar("Proto", bound=Message)
@@ -115,6 +117,37 @@ class EntityViews(Generic[Inputs, Proto]):
     def get(self, entity_id: int) -> Proto | None:
         view = self.views.get(entity_id)
         return self.proto(view) if view is not None else None
+
+
+PositionInputs = tuple[Position, str, ContractRef | None]
+OrderInputs = tuple[OrderDetail, str, ContractRef | None]
+
+
+#: The table: one row per kind of entity view.
+POSITION_VIEWS: EntityKind[PositionInputs, pb.Position] = EntityKind(
+    UpdateKind.POSITIONS,
+    "position",
+    "timestamp",
+    account_of=lambda inputs: inputs[0].account_id,
+    fields_of=lambda inputs: convert.position_fields(*inputs),
+    proto_of=lambda inputs: convert.position(*inputs),
+)
+ORDER_VIEWS: EntityKind[OrderInputs, pb.Order] = EntityKind(
+    UpdateKind.ORDERS,
+    "order",
+    "updated_time",
+    account_of=lambda inputs: inputs[0].order.account_id,
+    fields_of=lambda inputs: convert.order_fields(*inputs),
+    proto_of=lambda inputs: convert.order(*inputs),
+)
+ACCOUNT_VIEWS: EntityKind[Account, pb.Account] = EntityKind(
+    UpdateKind.ACCOUNTS,
+    "account",
+    "timestamp",
+    account_of=lambda account: account.id,
+    fields_of=convert.account_fields,
+    proto_of=convert.account,
+)
 
 
 def _stamp_ns(message: Message, field: str) -> int:

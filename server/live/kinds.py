@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
+from typing import NamedTuple
 
 
 class UpdateKind(enum.IntEnum):
@@ -20,6 +21,17 @@ class UpdateKind(enum.IntEnum):
 
 
 ALL_KINDS: frozenset[UpdateKind] = frozenset(UpdateKind)
+
+
+class Touch(NamedTuple):
+    """A view that may have changed: kind, account and entity id (the account for balances).
+
+    A named tuple: touches are dict keys on every applied change, and a tuple hashes and
+    compares in C (a frozen dataclass does both in Python)."""
+
+    kind: UpdateKind
+    account_id: int
+    entity_id: int
 
 
 def unknown_kinds(values: Iterable[int]) -> list[int]:

@@ -200,7 +200,7 @@ class LiveReadSource:
                 continue
             ref = known.get(contract_id)
             if ref is None:
-                ref = self._views.contract_ref(contract_id)
+                ref = self._state.contract_ref(contract_id)
                 if ref is None:
                     continue
                 if ref.value_per_point is not None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Iterable
-from decimal import Decimal
 
 from tradovate_gateway.v1 import trading_pb2 as pb
 
@@ -26,26 +25,30 @@ from server import convert
 from server.broker.events import EntityChange, SyncSnapshot
 from server.broker.schemas import (
     Account,
-    CashBalance,
-    MarginSnapshot,
     Position,
     Quote,
 )
-from server.live.balances import live_balance
-from server.live.entity_views import EntityKind, EntityViews
+from server.live.balance_views import BalanceViews, FiguresOf
+from server.live.entity_views import (
+    ACCOUNT_VIEWS,
+    ORDER_VIEWS,
+    POSITION_VIEWS,
+    EntityViews,
+    OrderInputs,
+    PositionInputs,
+)
 from server.live.figures import AccountFigures
 from server.live.hub import StreamHub
-from server.live.kinds import UpdateKind
+from server.live.kinds import Touch, UpdateKind
 from server.live.open_positions import OpenPositions
 from server.live.pnl import (
     AccountPnl,
     PriceBook,
     Throttle,
-    account_pnl,
     position_pnl,
 )
-from server.live.state import ACCOUNTS, BALANCES, ORDERS, POSITIONS, LiveState, Touch
-from server.records import BalanceData, ContractRef, OrderDetail
+from server.live.state import ACCOUNTS, BALANCES, ORDERS, POSITIONS, LiveState
+from server.records import BalanceData, OrderDetail
 
 logger = logging.getLogger(__name__)
 
@@ -55,40 +58,6 @@ PNL = UpdateKind.PNL
 _RANK: dict[UpdateKind, int] = {ACCOUNTS: 0, ORDERS: 1, POSITIONS: 2, BALANCES: 3}
 # The kinds whose change can move the account's PnL update.
 _MOVES_PNL = frozenset({POSITIONS, BALANCES})
-
-PositionInputs = tuple[Position, str, ContractRef | None]
-OrderInputs = tuple[OrderDetail, str, ContractRef | None]
-BalanceInputs = tuple[
-    Account, tuple[CashBalance, ...], MarginSnapshot | None, AccountFigures | None
-]
-FiguresOf = Callable[[int], AccountFigures | None]
-
-
-#: The entity views, one row per kind (server/live/entity_views.py refreshes them all).
-POSITION_VIEWS: EntityKind[PositionInputs, pb.Position] = EntityKind(
-    POSITIONS,
-    "position",
-    "timestamp",
-    account_of=lambda inputs: inputs[0].account_id,
-    fields_of=lambda inputs: convert.position_fields(*inputs),
-    proto_of=lambda inputs: convert.position(*inputs),
-)
-ORDER_VIEWS: EntityKind[OrderInputs, pb.Order] = EntityKind(
-    ORDERS,
-    "order",
-    "updated_time",
-    account_of=lambda inputs: inputs[0].order.account_id,
-    fields_of=lambda inputs: convert.order_fields(*inputs),
-    proto_of=lambda inputs: convert.order(*inputs),
-)
-ACCOUNT_VIEWS: EntityKind[Account, pb.Account] = EntityKind(
-    ACCOUNTS,
-    "account",
-    "timestamp",
-    account_of=lambda account: account.id,
-    fields_of=convert.account_fields,
-    proto_of=convert.account,
-)
 
 
 class LiveViews:
@@ -105,7 +74,6 @@ class LiveViews:
         figures: FiguresOf | None = None,
     ) -> None:
         self.state = state
-        self._figures: FiguresOf = figures or _no_figures
         self.hub = hub
         self.prices = PriceBook()
         self.healthy = False
@@ -118,15 +86,13 @@ class LiveViews:
             extra_fields=lambda inputs: self._pnl_fields(inputs[0]),
         )
         self._orders = EntityViews(ORDER_VIEWS, self._order_inputs, self._publish)
-        self._balances: dict[int, BalanceInputs] = {}
-        self._pnl_sent: dict[int, bytes] = {}
+        self._balances = BalanceViews(state, self.prices, figures or _no_figures, self._publish)
         self._open = OpenPositions(on_contracts)
-        self._throttle = Throttle(pnl_interval, self._publish_pnl)
+        self._throttle = Throttle(pnl_interval, self._balances.publish_pnl)
         self.last_change_ns = 0
         # Per account: bumped whenever anything its views are made of may have changed
         # (every touch goes through refresh()), so reads can reuse what they built.
         self._generations: dict[int, int] = {}
-        self._pnl_memo: dict[int, AccountPnl] | None = None  # set while a refresh runs
 
     # ------------------------------------------------------------------ inputs
     @property
@@ -195,7 +161,7 @@ class LiveViews:
         pnl_accounts: set[int] = set()
         # Nothing changes state while a refresh runs: an account's PnL, wanted by its
         # balance and by its PnL update, is computed once.
-        self._pnl_memo = {}
+        self._balances.memo = {}
         try:
             published = self._refresh_touches(touches, received_ns, pnl_accounts)
             if published and received_ns:
@@ -205,7 +171,7 @@ class LiveViews:
             for account_id in sorted(pnl_accounts):
                 self._throttle.mark(account_id)
         finally:
-            self._pnl_memo = None
+            self._balances.memo = None
         return published
 
     def _refresh_touches(
@@ -219,7 +185,7 @@ class LiveViews:
             elif touch.kind == ORDERS:
                 changed = self._orders.refresh(touch.entity_id, received_ns)
             elif touch.kind == BALANCES:
-                changed = self._refresh_balance(touch.account_id, received_ns)
+                changed = self._balances.refresh(touch.account_id, received_ns)
             else:
                 changed = self._refresh_account(touch.account_id, received_ns)
             if changed:
@@ -246,43 +212,6 @@ class LiveViews:
         if unknown:
             self._on_unknown_contracts(unknown)
 
-    # ------------------------------------------------------------------ lookups
-    def account_name(self, account_id: int) -> str:
-        account = self.state.accounts.get(account_id)
-        return account.name if account is not None else ""
-
-    def contract_ref(self, contract_id: int | None) -> ContractRef | None:
-        if contract_id is None:
-            return None
-        contract = self.state.contracts.get(contract_id)
-        if contract is None:
-            info = self.state.contract_infos.get(contract_id)
-            if info is None:
-                return None
-            return ContractRef(
-                symbol=info.symbol, value_per_point=info.value_per_point, tick_size=info.tick_size
-            )
-        product = self.state.product_of(contract_id)
-        return ContractRef(
-            symbol=contract.name,
-            value_per_point=product.value_per_point if product is not None else None,
-            tick_size=product.tick_size if product is not None else None,
-        )
-
-    def value_per_point(self, contract_id: int) -> Decimal | None:
-        product = self.state.product_of(contract_id)
-        if product is not None:
-            return product.value_per_point
-        info = self.state.contract_infos.get(contract_id)
-        return info.value_per_point if info is not None else None
-
-    def tick_size(self, contract_id: int) -> Decimal | None:
-        product = self.state.product_of(contract_id)
-        if product is not None:
-            return product.tick_size
-        info = self.state.contract_infos.get(contract_id)
-        return info.tick_size if info is not None else None
-
     def has_account(self, account_id: int) -> bool:
         return account_id in self.state.accounts
 
@@ -292,7 +221,11 @@ class LiveViews:
         if position is None:
             return None
         account_id = position.account_id
-        return (position, self.account_name(account_id), self.contract_ref(position.contract_id))
+        return (
+            position,
+            self.state.account_name(account_id),
+            self.state.contract_ref(position.contract_id),
+        )
 
     def _refresh_position(self, position_id: int, received_ns: int) -> bool:
         position = self.state.positions.get(position_id)
@@ -319,11 +252,11 @@ class LiveViews:
         row = position_pnl(
             position,
             self.prices.last.get(position.contract_id),
-            self.value_per_point(position.contract_id),
+            self.state.value_per_point(position.contract_id),
         )
         return {
             "last_price": convert.price_fields(
-                row.last_price, self.tick_size(position.contract_id)
+                row.last_price, self.state.tick_size(position.contract_id)
             ),
             "open_pnl": convert.money_fields(row.open_pnl),
         }
@@ -344,7 +277,11 @@ class LiveViews:
             return None
         order = parts.order
         detail = OrderDetail(order=order, version=parts.version, fills=list(parts.fills))
-        return (detail, self.account_name(order.account_id), self.contract_ref(order.contract_id))
+        return (
+            detail,
+            self.state.account_name(order.account_id),
+            self.state.contract_ref(order.contract_id),
+        )
 
     def orders_of(self, account_id: int) -> list[pb.Order]:
         views = self._orders.views
@@ -353,136 +290,26 @@ class LiveViews:
         ]
 
     # ------------------------------------------------------------------ balances, pnl
-    def _balance_inputs(self, account_id: int) -> BalanceInputs | None:
-        account = self.state.accounts.get(account_id)
-        if account is None:
-            return None
-        return (
-            account,
-            tuple(self.state.cash_of(account_id)),
-            self.state.margins.get(account_id),
-            self._figures(account_id),
-        )
-
     def figures_changed(self, account_ids: Iterable[int]) -> int:
         """The background refresh fetched these accounts' figures: publish their balances."""
         touches = [Touch(BALANCES, a, a) for a in account_ids if a in self.state.accounts]
         # No socket frame behind them: their deltas have no received_time.
         return self.refresh(touches, 0) if touches else 0
 
-    def _refresh_balance(self, account_id: int, received_ns: int) -> bool:
-        inputs = self._balance_inputs(account_id)
-        old = self._balances.get(account_id)
-        if inputs is None:
-            self._balances.pop(account_id, None)
-            return False
-        if old == inputs:
-            return False
-        self._balances[account_id] = inputs
-        fields = self._balance_fields(account_id)
-        if fields is None:
-            return False
-        payload = {"balance": {"balance": fields}}
-        self._publish(BALANCES, account_id, account_id, payload, received_ns)
-        return True
-
     def pnl(self, account_id: int) -> AccountPnl:
-        memo = self._pnl_memo
-        found = memo.get(account_id) if memo is not None else None
-        if found is None:
-            found = account_pnl(
-                self.state.positions_of(account_id),
-                self.state.cash_of(account_id),
-                self.prices.last.get,
-                self.value_per_point,
-            )
-            if memo is not None:
-                memo[account_id] = found
-        return found
+        return self._balances.pnl(account_id)
 
     def balance_data(self, account_id: int) -> BalanceData | None:
-        """The account's balance in the read records' shape: Tradovate's figures, with the
-        gateway's mark-to-market apart (server/live/balances.py)."""
-        if account_id not in self.state.accounts:
-            return None
-        return live_balance(
-            self.state.cash_of(account_id),
-            self.state.margins.get(account_id),
-            self._figures(account_id),
-            self.pnl(account_id),
-            self.mark_time(account_id),
-        )
-
-    def mark_time(self, account_id: int) -> float | None:
-        """When the account's mark was true: its newest quote (None with no open position)."""
-        changed = self.prices.changed_at
-        times = [
-            changed[p.contract_id]
-            for p in self.state.positions_of(account_id)
-            if p.net_pos and p.contract_id in changed
-        ]
-        return max(times) if times else None
+        return self._balances.balance_data(account_id)
 
     def balance(self, account_id: int) -> pb.Balance | None:
-        fields = self._balance_fields(account_id)
-        return None if fields is None else pb.Balance(**fields)
-
-    def _balance_fields(self, account_id: int) -> convert.Fields | None:
-        account = self.state.accounts.get(account_id)
-        data = self.balance_data(account_id)
-        if account is None or data is None:
-            return None
-        return convert.balance_fields(data, account)
-
-    def pnl_update(self, account_id: int) -> pb.PnlUpdate:
-        pnl = self.pnl(account_id)
-        money = convert.money_fields
-        positions = []
-        for row in pnl.positions:
-            ref = self.contract_ref(row.position.contract_id)
-            positions.append(
-                {
-                    "position_id": row.position.id,
-                    "contract_id": row.position.contract_id,
-                    "symbol": ref.symbol if ref is not None else "",
-                    "net_pos": row.position.net_pos,
-                    "last_price": convert.price_fields(
-                        row.last_price, ref.tick_size if ref is not None else None
-                    ),
-                    "open_pnl": money(row.open_pnl),
-                }
-            )
-        fields: convert.Fields = {
-            "account_id": account_id,
-            "account_name": self.account_name(account_id),
-            "realized_pnl": money(pnl.realized_pnl),
-            "open_pnl": money(pnl.open_pnl) if pnl.complete else None,
-            "total_pnl": money(pnl.total_pnl) if pnl.complete else None,
-            "mark_open_pnl": money(pnl.open_pnl) if pnl.complete else None,
-            "mark_total_pnl": money(pnl.total_pnl) if pnl.complete else None,
-            "positions": positions,
-        }
-        marked = self.mark_time(account_id)
-        if marked is not None:
-            fields["mark_time"] = convert.epoch_fields(marked)
-        return pb.PnlUpdate(**fields)
-
-    def _publish_pnl(self, account_id: int) -> None:
-        if account_id not in self.state.accounts:
-            return
-        update = self.pnl_update(account_id)
-        encoded = update.SerializeToString(deterministic=True)
-        if self._pnl_sent.get(account_id) == encoded:
-            return
-        self._pnl_sent[account_id] = encoded
-        # Paced and caused by many quotes: an event time (now), but no received_time.
-        self._publish(PNL, account_id, account_id, {"pnl": update}, 0)
+        return self._balances.balance(account_id)
 
     # ------------------------------------------------------------------ accounts
     def _refresh_account(self, account_id: int, received_ns: int) -> bool:
         changed = self._accounts.refresh(account_id, received_ns)
         if changed and account_id not in self.state.accounts:
-            self._pnl_sent.pop(account_id, None)
+            self._balances.forget(account_id)
         return changed
 
     def _account_inputs(self, account_id: int) -> Account | None:
@@ -499,7 +326,9 @@ class LiveViews:
         if account is not None:
             out.account.CopyFrom(account)
         meta = pb.AccountMeta(
-            account_id=account_id, account_name=self.account_name(account_id), source=pb.SOURCE_LIVE
+            account_id=account_id,
+            account_name=self.state.account_name(account_id),
+            source=pb.SOURCE_LIVE,
         )
         if self.last_change_ns:
             meta.as_of.FromNanoseconds(self.last_change_ns)
