@@ -8,7 +8,7 @@ framed as its repeated field, plus the small per-call fields (totals, server_tim
 
 This relies on protobuf's wire format: a message is the concatenation of its fields,
 and an embedded (or repeated) message field is ``tag, varint length, bytes``. The RPCs
-using it are registered without a response serializer (server/api/server.py).
+using it return these bytes (see server/api/wrapping.py ``without_response_serializer``).
 
 A part is keyed by its content: the account, source, as_of, the request's options and
 the msgpack encoding of the record (the same bytes the cache stores). When a read

@@ -2,8 +2,8 @@
 
 server/live owns the state, the hub and the sessions and knows no grpc; this module is
 where a session meets a grpc call. It writes the session's serialized ``StreamUpdate``
-bytes with ``context.write`` (see server/api/server.py for why the method has no
-response serializer). Writing from this one loop, rather than yielding through the call
+bytes with ``context.write`` (see server/api/wrapping.py
+``without_response_serializer``). Writing from this one loop, rather than yielding through the call
 wrapper's and the servicer's generators, keeps each message one generator step from the
 socket. Errors are typed (server/live/errors.py, server/errors.py) and mapped to statuses
 by the servicer through server/api/status.py.
@@ -12,7 +12,7 @@ by the servicer through server/api/status.py.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol, cast
 
 import grpc
@@ -90,14 +90,3 @@ class LiveStreamHandler:
             if context.cancelled() or context.done():
                 return  # the caller is gone: there is nobody to tell why
             raise
-
-
-def raw_stream_handler(
-    behavior: Callable[[pb.StreamUpdatesRequest, Context], Awaitable[None]],
-) -> grpc.RpcMethodHandler[pb.StreamUpdatesRequest, bytes]:
-    """A StreamUpdates method handler whose ``context.write`` sends bytes unchanged."""
-    return grpc.unary_stream_rpc_method_handler(
-        behavior,
-        request_deserializer=pb.StreamUpdatesRequest.FromString,
-        response_serializer=None,
-    )
