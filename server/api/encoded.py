@@ -32,20 +32,35 @@ from tradovate_gateway.v1 import trading_pb2 as pb
 from server import convert
 from server.broker.schemas import Account
 from server.records import AccountRead, BalanceData, OrdersData, PositionsData, Snapshot
-from server.wire import varint
+from server.wire import number, shared_number, tag, varint
 
 logger = logging.getLogger(__name__)
 
 _ENCODER: Final = msgspec.msgpack.Encoder()
 
-# Field numbers in trading.proto.
-ACCOUNTS_FIELD: Final = 1  # Get*Response.accounts
-META_FIELD: Final = 1  # AccountPositions / AccountOrders / AccountBalance.meta
-TOTALS_FIELD: Final = 2  # GetBalancesResponse / GetSnapshotResponse.totals
-SNAPSHOT_ACCOUNT: Final = 1  # AccountSnapshot.account
-SNAPSHOT_POSITIONS: Final = 2
-SNAPSHOT_ORDERS: Final = 3
-SNAPSHOT_BALANCE: Final = 4
+# Field numbers, from the descriptors (server/wire.py).
+_RESPONSES: Final = (
+    pb.GetPositionsResponse.DESCRIPTOR,
+    pb.GetOrdersResponse.DESCRIPTOR,
+    pb.GetBalancesResponse.DESCRIPTOR,
+    pb.GetSnapshotResponse.DESCRIPTOR,
+)
+_PARTS: Final = (
+    pb.AccountPositions.DESCRIPTOR,
+    pb.AccountOrders.DESCRIPTOR,
+    pb.AccountBalance.DESCRIPTOR,
+)
+_SNAPSHOT: Final = pb.AccountSnapshot.DESCRIPTOR
+ACCOUNTS_FIELD: Final = shared_number(_RESPONSES, "accounts")
+META_FIELD: Final = shared_number(_PARTS, "meta")
+TOTALS_FIELD: Final = shared_number(_RESPONSES[2:], "totals")
+SNAPSHOT_ACCOUNT: Final = number(_SNAPSHOT, "account")
+SNAPSHOT_POSITIONS: Final = number(_SNAPSHOT, "positions")
+SNAPSHOT_ORDERS: Final = number(_SNAPSHOT, "orders")
+SNAPSHOT_BALANCE: Final = number(_SNAPSHOT, "balance")
+# server_time follows accounts, or accounts and totals.
+TIME_FIELD: Final = shared_number(_RESPONSES[:2], "server_time")
+TIME_AFTER_TOTALS: Final = shared_number(_RESPONSES[2:], "server_time")
 
 
 def field(number: int, payload: bytes) -> bytes:
@@ -226,7 +241,7 @@ class ResponseEncoder:
         include_flat: bool,
     ) -> bytes:
         parts = (self._positions(r, status_of, include_flat) for r in reads)
-        return _join(parts, timestamp_field(2))
+        return _join(parts, timestamp_field(TIME_FIELD))
 
     def orders(
         self,
@@ -240,13 +255,13 @@ class ResponseEncoder:
         keep = convert.order_selector(order_filter, wanted)
         options = (order_filter, wanted)
         parts = (self._orders(r, status_of, options, keep) for r in reads)
-        return _join(parts, timestamp_field(2))
+        return _join(parts, timestamp_field(TIME_FIELD))
 
     def balances(
         self, reads: Sequence[AccountRead[BalanceData]], status_of: convert.StatusOf
     ) -> bytes:
         parts = (self._balance(r, status_of) for r in reads)
-        return _join(parts, self._totals(reads, "balances") + timestamp_field(3))
+        return _join(parts, self._totals(reads, "balances") + timestamp_field(TIME_AFTER_TOTALS))
 
     def snapshot(
         self,
@@ -267,7 +282,9 @@ class ResponseEncoder:
                 snap.accounts, snap.positions, snap.orders, snap.balances, strict=True
             )
         )
-        return _join(parts, self._totals(snap.balances, "snapshot") + timestamp_field(3))
+        return _join(
+            parts, self._totals(snap.balances, "snapshot") + timestamp_field(TIME_AFTER_TOTALS)
+        )
 
 
 def _same_records(old: tuple[object, ...], new: tuple[object, ...]) -> bool:
@@ -279,7 +296,7 @@ def _no_meta() -> bytes:
 
 
 def _join(parts: Iterable[bytes], tail: bytes) -> bytes:
-    """The repeated ``accounts`` field (number 1) from serialized parts, then ``tail``."""
+    """The repeated ``accounts`` field from serialized parts, then ``tail``."""
     chunks: list[bytes] = []
     for part in parts:
         chunks.append(_ACCOUNTS_TAG)
@@ -289,4 +306,4 @@ def _join(parts: Iterable[bytes], tail: bytes) -> bytes:
     return b"".join(chunks)
 
 
-_ACCOUNTS_TAG: Final = varint(ACCOUNTS_FIELD << 3 | 2)
+_ACCOUNTS_TAG: Final = tag(_RESPONSES[0], "accounts")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from server import convert
+from server import convert, wire
 from server.api.encoded import PartCache, ResponseEncoder, field, timestamp_field
 from server.api.status import account_status
 from server.broker.errors import UpstreamTimeout
@@ -182,3 +183,17 @@ def test_totals_follow_the_records_they_sum() -> None:
     assert totals[0].cash.value == "1000"
     assert totals[2].cash.value == "2500"
     assert totals[2].accounts_failed == 1
+
+
+def test_hand_written_tags_are_the_descriptor_fields_the_parser_reads() -> None:
+    update = pb.StreamUpdate.DESCRIPTOR
+    body = wire.tag(update, "previous_sequence") + varint(7)
+    body += wire.tag(update, "epoch") + varint(2) + b"e1"
+    assert pb.StreamUpdate.FromString(body) == pb.StreamUpdate(previous_sequence=7, epoch="e1")
+
+
+def test_a_field_numbered_differently_across_responses_is_refused() -> None:
+    responses = (pb.GetPositionsResponse.DESCRIPTOR, pb.GetBalancesResponse.DESCRIPTOR)
+    assert wire.shared_number(responses, "accounts") == 1
+    with pytest.raises(ValueError, match="different numbers: \\[2, 3\\]"):
+        wire.shared_number(responses, "server_time")
