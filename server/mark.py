@@ -1,4 +1,4 @@
-"""THE open-PnL rule of one position, shared by reads (server/convert.py) and streams
+"""THE open-PnL rule of one position, shared by reads (server/convert/) and streams
 (server/live/pnl.py), so the two never disagree.
 
 Open PnL is ``(last - netPrice) * valuePerPoint * netPos`` (tradovate-api.md §5): the

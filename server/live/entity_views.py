@@ -2,7 +2,7 @@
 
 Each kind of entity is a row of ``EntityKind``: its update kind, its field in the
 ``StreamUpdate`` payload, the field that holds its own time, and how its inputs become
-field dicts and a proto (server/convert.py). ``EntityViews`` keeps one kind's current
+field dicts and a proto (server/convert/). ``EntityViews`` keeps one kind's current
 views by entity id and publishes what really changed: a view whose inputs compare equal
 publishes nothing; a gone entity publishes DELETED with its last proto.
 """

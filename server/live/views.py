@@ -3,7 +3,7 @@
 A view is recomputed for every entity a change touches; it is published only when the
 inputs it is built from really changed (structs compare by value). So a resync that
 brings the same state again publishes nothing, and one that brings changes publishes
-exactly those. Each change is converted once, to the field dicts of server/convert.py,
+exactly those. Each change is converted once, to the field dicts of server/convert/,
 which the hub builds into a StreamUpdate and serializes once. A view's own proto, for
 reads and snapshots, is made when first asked for after a change.
 

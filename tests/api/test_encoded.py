@@ -23,6 +23,7 @@ from server.records import (
     Source,
 )
 from server.wire import varint
+from tests.support import responses
 
 ALICE = Account(id=11, name="ALICE", active=True)
 BOB = Account(id=22, name="BOB", active=True)
@@ -87,7 +88,7 @@ def test_positions_orders_and_balances_match_convert() -> None:
         got = pb.GetPositionsResponse.FromString(
             encoder.positions(pos, status_of, include_flat=False)  # type: ignore[arg-type]
         )
-        want = convert.positions_response(pos, status_of, include_flat=False)  # type: ignore[arg-type]
+        want = responses.positions_response(pos, status_of, include_flat=False)  # type: ignore[arg-type]
         assert got.HasField("server_time")
         got.ClearField("server_time")
         want.ClearField("server_time")
@@ -98,7 +99,7 @@ def test_positions_orders_and_balances_match_convert() -> None:
         got_o = pb.GetOrdersResponse.FromString(
             encoder.orders(ords, status_of, order_filter=pb.ORDER_FILTER_ALL, statuses=())  # type: ignore[arg-type]
         )
-        want_o = convert.orders_response(
+        want_o = responses.orders_response(
             ords,  # type: ignore[arg-type]
             status_of,
             order_filter=pb.ORDER_FILTER_ALL,
@@ -111,7 +112,7 @@ def test_positions_orders_and_balances_match_convert() -> None:
 
         bals = reads_of(balance("1000"))
         got_b = pb.GetBalancesResponse.FromString(encoder.balances(bals, status_of))  # type: ignore[arg-type]
-        want_b = convert.balances_response(bals, status_of)  # type: ignore[arg-type]
+        want_b = responses.balances_response(bals, status_of)  # type: ignore[arg-type]
         assert without_time(got_b) == without_time(want_b)
         assert got_b.accounts[0].HasField("balance")
         assert not got_b.accounts[1].HasField("balance")
@@ -128,7 +129,7 @@ def test_snapshot_matches_convert() -> None:
     got = pb.GetSnapshotResponse.FromString(
         encoder.snapshot(snap, status_of, include_flat=True, order_filter=pb.ORDER_FILTER_WORKING)
     )
-    want = convert.snapshot_response(
+    want = responses.snapshot_response(
         snap, status_of, include_flat=True, order_filter=pb.ORDER_FILTER_WORKING
     )
     assert without_time(got) == without_time(want)
@@ -167,7 +168,7 @@ def test_a_new_fetch_of_the_same_content_gets_its_own_meta() -> None:
         got = pb.GetPositionsResponse.FromString(
             encoder.positions(reads, status_of, include_flat=True)
         )
-        want = convert.positions_response(reads, status_of, include_flat=True)
+        want = responses.positions_response(reads, status_of, include_flat=True)
         assert got.accounts == want.accounts
         assert got.accounts[0].meta.as_of.seconds == int(reads[0].as_of or 0)
 
