@@ -71,7 +71,7 @@ class BalanceViews:
         if fields is None:
             return False
         payload = {"balance": {"balance": fields}}
-        self._publish(UpdateKind.BALANCES, account_id, account_id, payload, received_ns)
+        self._publish(UpdateKind.BALANCES, account_id, account_id, payload, received_ns, 0)
         return True
 
     def pnl(self, account_id: int) -> AccountPnl:
@@ -164,4 +164,4 @@ class BalanceViews:
             return
         self._pnl_sent[account_id] = encoded
         # Paced and caused by many quotes: an event time (now), but no received_time.
-        self._publish(UpdateKind.PNL, account_id, account_id, {"pnl": update}, 0)
+        self._publish(UpdateKind.PNL, account_id, account_id, {"pnl": update}, 0, 0)

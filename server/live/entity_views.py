@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, TypeVar
 
 from google.protobuf.message import Message
 from tradovate_gateway.v1 import trading_pb2 as pb
@@ -25,18 +25,9 @@ Inputs = TypeVar("Inputs")
 Proto = TypeVar("Proto", bound=Message)
 
 
-class Publish(Protocol):
-    """server/live/views.py ``LiveViews._publish``."""
-
-    def __call__(
-        self,
-        kind: UpdateKind,
-        account_id: int,
-        entity_id: int,
-        payload: convert.Fields,
-        received_ns: int,
-        event_ns: int = 0,
-    ) -> None: ...
+#: server/live/views.py ``LiveViews._publish``: (kind, account id, entity id, payload,
+#: received_ns, event_ns).
+Publish = Callable[[UpdateKind, int, int, convert.Fields, int, int], None]
 
 
 @dataclass(frozen=True, slots=True)

@@ -283,25 +283,11 @@ class LiveState:
         self.cash_balances[cash.id] = cash
         self._cash_by_account.setdefault(cash.account_id, set()).add(cash.id)
 
-    def drop_position(self, position: Position) -> None:
-        self.positions.pop(position.id, None)
-        self._positions_by_account.get(position.account_id, set()).discard(position.id)
-
-    def drop_order(self, order: Order) -> None:
-        self.orders.pop(order.id, None)
-        self._orders_by_account.get(order.account_id, set()).discard(order.id)
-
-    def drop_version(self, version: OrderVersion) -> None:
-        self.versions.pop(version.id, None)
-        self._versions_by_order.get(version.order_id, set()).discard(version.id)
-
-    def drop_fill(self, fill: Fill) -> None:
-        self.fills.pop(fill.id, None)
-        self._fills_by_order.get(fill.order_id, set()).discard(fill.id)
-
-    def drop_cash(self, cash: CashBalance) -> None:
-        self.cash_balances.pop(cash.id, None)
-        self._cash_by_account.get(cash.account_id, set()).discard(cash.id)
+    def drop(self, entity_type: str, entity: Any) -> None:
+        """Remove an entity that an index files under its owner (``_INDEXED``)."""
+        entities, index, owner = _INDEXED[entity_type]
+        getattr(self, entities).pop(entity.id, None)
+        getattr(self, index).get(getattr(entity, owner), set()).discard(entity.id)
 
     def _put_reference(
         self,
@@ -337,3 +323,13 @@ class LiveState:
     def touch_order(self, order_id: int) -> set[Touch]:
         order = self.orders.get(order_id)
         return {Touch(ORDERS, order.account_id, order_id)} if order is not None else set()
+
+
+#: Entity type → (its table, the index that files it, the owner field the index uses).
+_INDEXED: dict[str, tuple[str, str, str]] = {
+    "position": ("positions", "_positions_by_account", "account_id"),
+    "order": ("orders", "_orders_by_account", "account_id"),
+    "orderVersion": ("versions", "_versions_by_order", "order_id"),
+    "fill": ("fills", "_fills_by_order", "order_id"),
+    "cashBalance": ("cash_balances", "_cash_by_account", "account_id"),
+}

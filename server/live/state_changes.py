@@ -11,18 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from server.broker.schemas import (
-    Account,
-    CashBalance,
-    Contract,
-    ContractMaturity,
-    Fill,
-    MarginSnapshot,
-    Order,
-    OrderVersion,
-    Position,
-    Product,
-)
+from server.broker import schemas
 from server.live.kinds import Touch, UpdateKind
 
 if TYPE_CHECKING:
@@ -37,7 +26,7 @@ ACCOUNTS = UpdateKind.ACCOUNTS
 
 
 def _on_account(state: LiveState, entity: Any, deleted: bool) -> set[Touch]:
-    account: Account = entity
+    account: schemas.Account = entity
     if deleted:
         state.accounts.pop(account.id, None)
     else:
@@ -50,57 +39,57 @@ def _on_account(state: LiveState, entity: Any, deleted: bool) -> set[Touch]:
 
 
 def _on_position(state: LiveState, entity: Any, deleted: bool) -> set[Touch]:
-    position: Position = entity
+    position: schemas.Position = entity
     old = state.positions.get(position.id)
     touched = {Touch(POSITIONS, position.account_id, position.id)}
     if old is not None and old.account_id != position.account_id:
         touched.add(Touch(POSITIONS, old.account_id, position.id))
     if deleted:
-        state.drop_position(position)
+        state.drop("position", position)
     else:
         state.put_position(position)
     return touched
 
 
 def _on_order(state: LiveState, entity: Any, deleted: bool) -> set[Touch]:
-    order: Order = entity
+    order: schemas.Order = entity
     touched = {Touch(ORDERS, order.account_id, order.id)}
     if deleted:
-        state.drop_order(order)
+        state.drop("order", order)
     else:
         state.put_order(order)
     return touched
 
 
 def _on_version(state: LiveState, entity: Any, deleted: bool) -> set[Touch]:
-    version: OrderVersion = entity
+    version: schemas.OrderVersion = entity
     if deleted:
-        state.drop_version(version)
+        state.drop("orderVersion", version)
     else:
         state.put_version(version)
     return state.touch_order(version.order_id)
 
 
 def _on_fill(state: LiveState, entity: Any, deleted: bool) -> set[Touch]:
-    fill: Fill = entity
+    fill: schemas.Fill = entity
     if deleted:
-        state.drop_fill(fill)
+        state.drop("fill", fill)
     else:
         state.put_fill(fill)
     return state.touch_order(fill.order_id)
 
 
 def _on_cash(state: LiveState, entity: Any, deleted: bool) -> set[Touch]:
-    cash: CashBalance = entity
+    cash: schemas.CashBalance = entity
     if deleted:
-        state.drop_cash(cash)
+        state.drop("cashBalance", cash)
     else:
         state.put_cash(cash)
     return {Touch(BALANCES, cash.account_id, cash.account_id)}
 
 
 def _on_margin(state: LiveState, entity: Any, deleted: bool) -> set[Touch]:
-    margin: MarginSnapshot = entity
+    margin: schemas.MarginSnapshot = entity
     if deleted:
         state.margins.pop(margin.id, None)
     else:
@@ -109,7 +98,7 @@ def _on_margin(state: LiveState, entity: Any, deleted: bool) -> set[Touch]:
 
 
 def _on_contract(state: LiveState, entity: Any, deleted: bool) -> set[Touch]:
-    contract: Contract = entity
+    contract: schemas.Contract = entity
     if deleted:
         state.contracts.pop(contract.id, None)
         return state.touch_contracts({contract.id})
@@ -117,7 +106,7 @@ def _on_contract(state: LiveState, entity: Any, deleted: bool) -> set[Touch]:
 
 
 def _on_maturity(state: LiveState, entity: Any, deleted: bool) -> set[Touch]:
-    maturity: ContractMaturity = entity
+    maturity: schemas.ContractMaturity = entity
     if deleted:
         state.maturities.pop(maturity.id, None)
     else:
@@ -127,7 +116,7 @@ def _on_maturity(state: LiveState, entity: Any, deleted: bool) -> set[Touch]:
 
 
 def _on_product(state: LiveState, entity: Any, deleted: bool) -> set[Touch]:
-    product: Product = entity
+    product: schemas.Product = entity
     if deleted:
         state.products.pop(product.id, None)
     else:
