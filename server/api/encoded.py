@@ -23,9 +23,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import msgspec
+from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from tradovate_gateway.v1 import trading_pb2 as pb
 
@@ -148,6 +149,19 @@ def _meta(read: AccountRead[Any], status_of: convert.StatusOf) -> Callable[[], b
     return build
 
 
+class _PartKind(NamedTuple):
+    """A kind of per-account part: its cache tag, message and repeated items field."""
+
+    tag: str
+    message: Callable[..., Message]
+    items: str
+
+
+_POSITIONS: Final = _PartKind("p", pb.AccountPositions, "positions")
+_ORDERS: Final = _PartKind("o", pb.AccountOrders, "orders")
+_BALANCE: Final = _PartKind("b", pb.AccountBalance, "balance")
+
+
 class ResponseEncoder:
     """Serialized Get{Positions,Orders,Balances,Snapshot} responses."""
 
@@ -160,21 +174,10 @@ class ResponseEncoder:
     def _positions(
         self, read: AccountRead[PositionsData], status_of: convert.StatusOf, include_flat: bool
     ) -> bytes:
-        if read.error is None and read.data is not None:
-            slot = ("p", read.account.id, include_flat)
-            head = _head(read, include_flat)
-            found = self.cache.reused(slot, read.data, head)
-            if found is not None:
-                return found
+        def fields() -> convert.Fields:
+            return convert.positions_part(read, status_of, include_flat=include_flat)
 
-            def body() -> bytes:
-                fields = convert.positions_part(read, status_of, include_flat=include_flat)
-                return pb.AccountPositions(positions=fields["positions"]).SerializeToString()
-
-            body_head = ("p", read.account, include_flat)
-            return self.cache.part(slot, read.data, head, body_head, body, _meta(read, status_of))
-        fields = convert.positions_part(read, status_of, include_flat=include_flat)
-        return pb.AccountPositions(**fields).SerializeToString()
+        return self._part(_POSITIONS, read, (include_flat,), status_of, fields)
 
     def _orders(
         self,
@@ -183,38 +186,41 @@ class ResponseEncoder:
         options: tuple[int, tuple[int, ...]],
         keep: Callable[[convert.Fields], bool],
     ) -> bytes:
-        if read.error is None and read.data is not None:
-            slot = ("o", read.account.id, options)
-            head = _head(read, options)
-            found = self.cache.reused(slot, read.data, head)
-            if found is not None:
-                return found
+        def fields() -> convert.Fields:
+            return convert.orders_part(read, status_of, keep)
 
-            def body() -> bytes:
-                fields = convert.orders_part(read, status_of, keep)
-                return pb.AccountOrders(orders=fields["orders"]).SerializeToString()
-
-            body_head = ("o", read.account, options)
-            return self.cache.part(slot, read.data, head, body_head, body, _meta(read, status_of))
-        fields = convert.orders_part(read, status_of, keep)
-        return pb.AccountOrders(**fields).SerializeToString()
+        return self._part(_ORDERS, read, (options,), status_of, fields)
 
     def _balance(self, read: AccountRead[BalanceData], status_of: convert.StatusOf) -> bytes:
+        def fields() -> convert.Fields:
+            return convert.balance_part(read, status_of)
+
+        return self._part(_BALANCE, read, (), status_of, fields)
+
+    def _part(
+        self,
+        kind: _PartKind,
+        read: AccountRead[Any],
+        options: tuple[Hashable, ...],
+        status_of: convert.StatusOf,
+        fields: Callable[[], convert.Fields],
+    ) -> bytes:
+        """One account's part: reused while its record and options are the same; its
+        meta (status, source, as_of) is serialized apart, so it alone is rebuilt."""
         if read.error is None and read.data is not None:
-            slot = ("b", read.account.id)
-            head = _head(read)
+            slot = (kind.tag, read.account.id, *options)
+            head = _head(read, *options)
             found = self.cache.reused(slot, read.data, head)
             if found is not None:
                 return found
 
             def body() -> bytes:
-                fields = convert.balance_part(read, status_of)
-                return pb.AccountBalance(balance=fields["balance"]).SerializeToString()
+                items = {kind.items: fields()[kind.items]}
+                return kind.message(**items).SerializeToString()
 
-            body_head = ("b", read.account)
+            body_head = (kind.tag, read.account, *options)
             return self.cache.part(slot, read.data, head, body_head, body, _meta(read, status_of))
-        fields = convert.balance_part(read, status_of)
-        return pb.AccountBalance(**fields).SerializeToString()
+        return kind.message(**fields()).SerializeToString()
 
     def _account(self, account: Account) -> bytes:
         def build() -> bytes:
