@@ -15,20 +15,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from server.broker import schemas
 from server.broker.events import ChangeType, EntityChange, EntityRef, SyncSnapshot
-from server.broker.schemas import (
-    Account,
-    CashBalance,
-    Contract,
-    ContractInfo,
-    ContractMaturity,
-    Fill,
-    MarginSnapshot,
-    Order,
-    OrderVersion,
-    Position,
-    Product,
-)
 from server.live.kinds import Touch, UpdateKind
 from server.live.state_changes import HANDLERS
 from server.records import ContractRef
@@ -45,27 +33,27 @@ ACCOUNTS = UpdateKind.ACCOUNTS
 class OrderParts:
     """Everything an Order view is made of: the order, its latest version, its fills."""
 
-    order: Order
-    version: OrderVersion | None
-    fills: tuple[Fill, ...]
+    order: schemas.Order
+    version: schemas.OrderVersion | None
+    fills: tuple[schemas.Fill, ...]
 
 
 class LiveState:
     """Entities keyed by id, with per-account and per-contract indexes."""
 
     def __init__(self) -> None:
-        self.accounts: dict[int, Account] = {}
-        self.positions: dict[int, Position] = {}
-        self.orders: dict[int, Order] = {}
-        self.versions: dict[int, OrderVersion] = {}
-        self.fills: dict[int, Fill] = {}
-        self.cash_balances: dict[int, CashBalance] = {}
-        self.margins: dict[int, MarginSnapshot] = {}
-        self.contracts: dict[int, Contract] = {}
-        self.maturities: dict[int, ContractMaturity] = {}
-        self.products: dict[int, Product] = {}
+        self.accounts: dict[int, schemas.Account] = {}
+        self.positions: dict[int, schemas.Position] = {}
+        self.orders: dict[int, schemas.Order] = {}
+        self.versions: dict[int, schemas.OrderVersion] = {}
+        self.fills: dict[int, schemas.Fill] = {}
+        self.cash_balances: dict[int, schemas.CashBalance] = {}
+        self.margins: dict[int, schemas.MarginSnapshot] = {}
+        self.contracts: dict[int, schemas.Contract] = {}
+        self.maturities: dict[int, schemas.ContractMaturity] = {}
+        self.products: dict[int, schemas.Product] = {}
         # Contracts the sync data did not describe, resolved over REST (symbol, value/point).
-        self.contract_infos: dict[int, ContractInfo] = {}
+        self.contract_infos: dict[int, schemas.ContractInfo] = {}
         self.user_ids: tuple[int, ...] = ()
         self.synced = False
         self._positions_by_account: dict[int, set[int]] = {}
@@ -75,14 +63,14 @@ class LiveState:
         self._fills_by_order: dict[int, set[int]] = {}
 
     # ------------------------------------------------------------------ reads
-    def positions_of(self, account_id: int) -> list[Position]:
+    def positions_of(self, account_id: int) -> list[schemas.Position]:
         ids = self._positions_by_account.get(account_id, ())
         return [self.positions[i] for i in sorted(ids)]
 
     def order_ids_of(self, account_id: int) -> list[int]:
         return sorted(self._orders_by_account.get(account_id, ()))
 
-    def cash_of(self, account_id: int) -> list[CashBalance]:
+    def cash_of(self, account_id: int) -> list[schemas.CashBalance]:
         ids = self._cash_by_account.get(account_id, ())
         return [self.cash_balances[i] for i in sorted(ids)]
 
@@ -96,7 +84,7 @@ class LiveState:
         fills = tuple(self.fills[i] for i in sorted(fill_ids))
         return OrderParts(order=order, version=version, fills=fills)
 
-    def product_of(self, contract_id: int) -> Product | None:
+    def product_of(self, contract_id: int) -> schemas.Product | None:
         contract = self.contracts.get(contract_id)
         if contract is None or contract.contract_maturity_id is None:
             return None
@@ -211,15 +199,15 @@ class LiveState:
 
     def add_reference(
         self,
-        contracts: Iterable[Contract],
-        maturities: Iterable[ContractMaturity],
-        products: Iterable[Product],
+        contracts: Iterable[schemas.Contract],
+        maturities: Iterable[schemas.ContractMaturity],
+        products: Iterable[schemas.Product],
     ) -> set[Touch]:
         """Contracts learned elsewhere (REST): touches the positions and orders that use them."""
         ids = self._put_reference(contracts, maturities, products)
         return self.touch_contracts(ids)
 
-    def add_contract_infos(self, infos: Iterable[ContractInfo]) -> set[Touch]:
+    def add_contract_infos(self, infos: Iterable[schemas.ContractInfo]) -> set[Touch]:
         """Contracts resolved over REST: touches the positions and orders that use them."""
         ids: set[int] = set()
         for info in infos:
@@ -254,32 +242,32 @@ class LiveState:
         ):
             table.clear()
 
-    def put_account(self, account: Account) -> None:
+    def put_account(self, account: schemas.Account) -> None:
         self.accounts[account.id] = account
 
-    def put_position(self, position: Position) -> None:
+    def put_position(self, position: schemas.Position) -> None:
         old = self.positions.get(position.id)
         if old is not None and old.account_id != position.account_id:
             self._positions_by_account.get(old.account_id, set()).discard(position.id)
         self.positions[position.id] = position
         self._positions_by_account.setdefault(position.account_id, set()).add(position.id)
 
-    def put_order(self, order: Order) -> None:
+    def put_order(self, order: schemas.Order) -> None:
         old = self.orders.get(order.id)
         if old is not None and old.account_id != order.account_id:
             self._orders_by_account.get(old.account_id, set()).discard(order.id)
         self.orders[order.id] = order
         self._orders_by_account.setdefault(order.account_id, set()).add(order.id)
 
-    def put_version(self, version: OrderVersion) -> None:
+    def put_version(self, version: schemas.OrderVersion) -> None:
         self.versions[version.id] = version
         self._versions_by_order.setdefault(version.order_id, set()).add(version.id)
 
-    def put_fill(self, fill: Fill) -> None:
+    def put_fill(self, fill: schemas.Fill) -> None:
         self.fills[fill.id] = fill
         self._fills_by_order.setdefault(fill.order_id, set()).add(fill.id)
 
-    def put_cash(self, cash: CashBalance) -> None:
+    def put_cash(self, cash: schemas.CashBalance) -> None:
         self.cash_balances[cash.id] = cash
         self._cash_by_account.setdefault(cash.account_id, set()).add(cash.id)
 
@@ -291,9 +279,9 @@ class LiveState:
 
     def _put_reference(
         self,
-        contracts: Iterable[Contract],
-        maturities: Iterable[ContractMaturity],
-        products: Iterable[Product],
+        contracts: Iterable[schemas.Contract],
+        maturities: Iterable[schemas.ContractMaturity],
+        products: Iterable[schemas.Product],
     ) -> set[int]:
         ids: set[int] = set()
         for contract in contracts:
