@@ -10,7 +10,7 @@ module knows broker structs only, never protos.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -271,6 +271,13 @@ class LiveState:
         self.cash_balances[cash.id] = cash
         self._cash_by_account.setdefault(cash.account_id, set()).add(cash.id)
 
+    def store(self, entity_type: str, entity: Any, deleted: bool) -> None:
+        """Put an indexed entity (``_INDEXED``), or drop it when the change deleted it."""
+        if deleted:
+            self.drop(entity_type, entity)
+        else:
+            _PUTS[entity_type](self, entity)
+
     def drop(self, entity_type: str, entity: Any) -> None:
         """Remove an entity that an index files under its owner (``_INDEXED``)."""
         entities, index, owner = _INDEXED[entity_type]
@@ -320,4 +327,12 @@ _INDEXED: dict[str, tuple[str, str, str]] = {
     "orderVersion": ("versions", "_versions_by_order", "order_id"),
     "fill": ("fills", "_fills_by_order", "order_id"),
     "cashBalance": ("cash_balances", "_cash_by_account", "account_id"),
+}
+
+_PUTS: dict[str, Callable[[LiveState, Any], None]] = {
+    "position": LiveState.put_position,
+    "order": LiveState.put_order,
+    "orderVersion": LiveState.put_version,
+    "fill": LiveState.put_fill,
+    "cashBalance": LiveState.put_cash,
 }

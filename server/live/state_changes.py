@@ -44,47 +44,31 @@ def _on_position(state: LiveState, entity: Any, deleted: bool) -> set[Touch]:
     touched = {Touch(POSITIONS, position.account_id, position.id)}
     if old is not None and old.account_id != position.account_id:
         touched.add(Touch(POSITIONS, old.account_id, position.id))
-    if deleted:
-        state.drop("position", position)
-    else:
-        state.put_position(position)
+    state.store("position", position, deleted)
     return touched
 
 
 def _on_order(state: LiveState, entity: Any, deleted: bool) -> set[Touch]:
     order: schemas.Order = entity
-    touched = {Touch(ORDERS, order.account_id, order.id)}
-    if deleted:
-        state.drop("order", order)
-    else:
-        state.put_order(order)
-    return touched
+    state.store("order", order, deleted)
+    return {Touch(ORDERS, order.account_id, order.id)}
 
 
 def _on_version(state: LiveState, entity: Any, deleted: bool) -> set[Touch]:
     version: schemas.OrderVersion = entity
-    if deleted:
-        state.drop("orderVersion", version)
-    else:
-        state.put_version(version)
+    state.store("orderVersion", version, deleted)
     return state.touch_order(version.order_id)
 
 
 def _on_fill(state: LiveState, entity: Any, deleted: bool) -> set[Touch]:
     fill: schemas.Fill = entity
-    if deleted:
-        state.drop("fill", fill)
-    else:
-        state.put_fill(fill)
+    state.store("fill", fill, deleted)
     return state.touch_order(fill.order_id)
 
 
 def _on_cash(state: LiveState, entity: Any, deleted: bool) -> set[Touch]:
     cash: schemas.CashBalance = entity
-    if deleted:
-        state.drop("cashBalance", cash)
-    else:
-        state.put_cash(cash)
+    state.store("cashBalance", cash, deleted)
     return {Touch(BALANCES, cash.account_id, cash.account_id)}
 
 
