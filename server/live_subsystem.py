@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from server.api.servicer import StreamHandler
+from server.api.stream_handler import AccountResolver, StreamSessions
 from server.broker import TradovateClient
 from server.config import GatewaySettings
 from server.deadline import Deadline
@@ -25,7 +25,10 @@ class LiveSubsystem(Protocol):
     def reads(self) -> LiveReads | None: ...
 
     @property
-    def streams(self) -> StreamHandler | None: ...
+    def streams(self) -> StreamSessions: ...
+
+    @property
+    def resolver(self) -> AccountResolver: ...
 
     @property
     def healthy(self) -> bool:

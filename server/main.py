@@ -25,6 +25,7 @@ from server.api.health import SERVICE_CACHE, HealthMonitor
 from server.api.server import build_server
 from server.api.servicer import DeadlinePolicy, TradingServicer
 from server.api.status import account_status
+from server.api.stream_handler import LiveStreamHandler
 from server.auth.keys import load_keyring
 from server.broker import AuthError, BrokerError, CaptchaRequired, TradovateClient
 from server.cache import Cache, CacheWatch, RedisCache, build_cache
@@ -144,7 +145,9 @@ class Gateway:
                 margin=s.deadline_margin_ms / 1000,
             ),
             metrics=self.metrics,
-            streams=self.live.streams if self.live else None,
+            streams=(
+                LiveStreamHandler(self.live.streams, self.live.resolver) if self.live else None
+            ),
         )
         self.auth = self._build_auth()
         self.access_log = AccessLog() if s.access_log else None

@@ -21,6 +21,7 @@ from tradovate_gateway.v1 import trading_pb2 as pb
 
 from server.api.status import account_status
 from server.live.hub import StreamHub
+from server.live.kinds import UpdateKind
 from server.live.streams import LiveStreams, StreamAccount, StreamSettings
 
 
@@ -33,7 +34,7 @@ class SyncedViews:
     def has_account(self, account_id: int) -> bool:
         return False
 
-    def account_snapshot(self, account_id: int, kinds: frozenset[int]) -> pb.AccountSnapshot:
+    def account_snapshot(self, account_id: int, kinds: frozenset[UpdateKind]) -> pb.AccountSnapshot:
         raise AssertionError("no snapshot is asked for")
 
 
@@ -56,7 +57,7 @@ async def measure(batch: int, rounds: int, entities: int) -> list[float]:
     for _ in range(rounds):
         for n, payload in enumerate(payloads):
             hub.publish(
-                account_id=1, kind=pb.UPDATE_KIND_POSITIONS, entity_id=n % entities, payload=payload
+                account_id=1, kind=UpdateKind.POSITIONS, entity_id=n % entities, payload=payload
             )
         began = time.perf_counter_ns()
         for _ in range(batch):

@@ -8,7 +8,7 @@ framed as its repeated field, plus the small per-call fields (totals, server_tim
 
 This relies on protobuf's wire format: a message is the concatenation of its fields,
 and an embedded (or repeated) message field is ``tag, varint length, bytes``. The RPCs
-using it are registered without a response serializer (server/api/server.py).
+using it return these bytes (see server/api/wrapping.py ``without_response_serializer``).
 
 A part is keyed by its content: the account, source, as_of, the request's options and
 the msgpack encoding of the record (the same bytes the cache stores). When a read
@@ -23,29 +23,45 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import msgspec
+from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from tradovate_gateway.v1 import trading_pb2 as pb
 
 from server import convert
 from server.broker.schemas import Account
 from server.reads.records import AccountRead, BalanceData, OrdersData, PositionsData, Snapshot
-from server.wire import varint
+from server.wire import number, shared_number, tag, varint
 
 logger = logging.getLogger(__name__)
 
 _ENCODER: Final = msgspec.msgpack.Encoder()
 
-# Field numbers in trading.proto.
-ACCOUNTS_FIELD: Final = 1  # Get*Response.accounts
-META_FIELD: Final = 1  # AccountPositions / AccountOrders / AccountBalance.meta
-TOTALS_FIELD: Final = 2  # GetBalancesResponse / GetSnapshotResponse.totals
-SNAPSHOT_ACCOUNT: Final = 1  # AccountSnapshot.account
-SNAPSHOT_POSITIONS: Final = 2
-SNAPSHOT_ORDERS: Final = 3
-SNAPSHOT_BALANCE: Final = 4
+# Field numbers, from the descriptors (server/wire.py).
+_RESPONSES: Final = (
+    pb.GetPositionsResponse.DESCRIPTOR,
+    pb.GetOrdersResponse.DESCRIPTOR,
+    pb.GetBalancesResponse.DESCRIPTOR,
+    pb.GetSnapshotResponse.DESCRIPTOR,
+)
+_PARTS: Final = (
+    pb.AccountPositions.DESCRIPTOR,
+    pb.AccountOrders.DESCRIPTOR,
+    pb.AccountBalance.DESCRIPTOR,
+)
+_SNAPSHOT: Final = pb.AccountSnapshot.DESCRIPTOR
+ACCOUNTS_FIELD: Final = shared_number(_RESPONSES, "accounts")
+META_FIELD: Final = shared_number(_PARTS, "meta")
+TOTALS_FIELD: Final = shared_number(_RESPONSES[2:], "totals")
+SNAPSHOT_ACCOUNT: Final = number(_SNAPSHOT, "account")
+SNAPSHOT_POSITIONS: Final = number(_SNAPSHOT, "positions")
+SNAPSHOT_ORDERS: Final = number(_SNAPSHOT, "orders")
+SNAPSHOT_BALANCE: Final = number(_SNAPSHOT, "balance")
+# server_time follows accounts, or accounts and totals.
+TIME_FIELD: Final = shared_number(_RESPONSES[:2], "server_time")
+TIME_AFTER_TOTALS: Final = shared_number(_RESPONSES[2:], "server_time")
 
 
 def field(number: int, payload: bytes) -> bytes:
@@ -133,6 +149,19 @@ def _meta(read: AccountRead[Any], status_of: convert.StatusOf) -> Callable[[], b
     return build
 
 
+class _PartKind(NamedTuple):
+    """A kind of per-account part: its cache tag, message and repeated items field."""
+
+    tag: str
+    message: Callable[..., Message]
+    items: str
+
+
+_POSITIONS: Final = _PartKind("p", pb.AccountPositions, "positions")
+_ORDERS: Final = _PartKind("o", pb.AccountOrders, "orders")
+_BALANCE: Final = _PartKind("b", pb.AccountBalance, "balance")
+
+
 class ResponseEncoder:
     """Serialized Get{Positions,Orders,Balances,Snapshot} responses."""
 
@@ -145,21 +174,10 @@ class ResponseEncoder:
     def _positions(
         self, read: AccountRead[PositionsData], status_of: convert.StatusOf, include_flat: bool
     ) -> bytes:
-        if read.error is None and read.data is not None:
-            slot = ("p", read.account.id, include_flat)
-            head = _head(read, include_flat)
-            found = self.cache.reused(slot, read.data, head)
-            if found is not None:
-                return found
+        def fields() -> convert.Fields:
+            return convert.positions_part(read, status_of, include_flat=include_flat)
 
-            def body() -> bytes:
-                fields = convert.positions_part(read, status_of, include_flat=include_flat)
-                return pb.AccountPositions(positions=fields["positions"]).SerializeToString()
-
-            body_head = ("p", read.account, include_flat)
-            return self.cache.part(slot, read.data, head, body_head, body, _meta(read, status_of))
-        fields = convert.positions_part(read, status_of, include_flat=include_flat)
-        return pb.AccountPositions(**fields).SerializeToString()
+        return self._part(_POSITIONS, read, (include_flat,), status_of, fields)
 
     def _orders(
         self,
@@ -168,38 +186,41 @@ class ResponseEncoder:
         options: tuple[int, tuple[int, ...]],
         keep: Callable[[convert.Fields], bool],
     ) -> bytes:
-        if read.error is None and read.data is not None:
-            slot = ("o", read.account.id, options)
-            head = _head(read, options)
-            found = self.cache.reused(slot, read.data, head)
-            if found is not None:
-                return found
+        def fields() -> convert.Fields:
+            return convert.orders_part(read, status_of, keep)
 
-            def body() -> bytes:
-                fields = convert.orders_part(read, status_of, keep)
-                return pb.AccountOrders(orders=fields["orders"]).SerializeToString()
-
-            body_head = ("o", read.account, options)
-            return self.cache.part(slot, read.data, head, body_head, body, _meta(read, status_of))
-        fields = convert.orders_part(read, status_of, keep)
-        return pb.AccountOrders(**fields).SerializeToString()
+        return self._part(_ORDERS, read, (options,), status_of, fields)
 
     def _balance(self, read: AccountRead[BalanceData], status_of: convert.StatusOf) -> bytes:
+        def fields() -> convert.Fields:
+            return convert.balance_part(read, status_of)
+
+        return self._part(_BALANCE, read, (), status_of, fields)
+
+    def _part(
+        self,
+        kind: _PartKind,
+        read: AccountRead[Any],
+        options: tuple[Hashable, ...],
+        status_of: convert.StatusOf,
+        fields: Callable[[], convert.Fields],
+    ) -> bytes:
+        """One account's part: reused while its record and options are the same; its
+        meta (status, source, as_of) is serialized apart, so it alone is rebuilt."""
         if read.error is None and read.data is not None:
-            slot = ("b", read.account.id)
-            head = _head(read)
+            slot = (kind.tag, read.account.id, *options)
+            head = _head(read, *options)
             found = self.cache.reused(slot, read.data, head)
             if found is not None:
                 return found
 
             def body() -> bytes:
-                fields = convert.balance_part(read, status_of)
-                return pb.AccountBalance(balance=fields["balance"]).SerializeToString()
+                items = {kind.items: fields()[kind.items]}
+                return kind.message(**items).SerializeToString()
 
-            body_head = ("b", read.account)
+            body_head = (kind.tag, read.account, *options)
             return self.cache.part(slot, read.data, head, body_head, body, _meta(read, status_of))
-        fields = convert.balance_part(read, status_of)
-        return pb.AccountBalance(**fields).SerializeToString()
+        return kind.message(**fields()).SerializeToString()
 
     def _account(self, account: Account) -> bytes:
         def build() -> bytes:
@@ -226,7 +247,7 @@ class ResponseEncoder:
         include_flat: bool,
     ) -> bytes:
         parts = (self._positions(r, status_of, include_flat) for r in reads)
-        return _join(parts, timestamp_field(2))
+        return _join(parts, timestamp_field(TIME_FIELD))
 
     def orders(
         self,
@@ -240,13 +261,13 @@ class ResponseEncoder:
         keep = convert.order_selector(order_filter, wanted)
         options = (order_filter, wanted)
         parts = (self._orders(r, status_of, options, keep) for r in reads)
-        return _join(parts, timestamp_field(2))
+        return _join(parts, timestamp_field(TIME_FIELD))
 
     def balances(
         self, reads: Sequence[AccountRead[BalanceData]], status_of: convert.StatusOf
     ) -> bytes:
         parts = (self._balance(r, status_of) for r in reads)
-        return _join(parts, self._totals(reads, "balances") + timestamp_field(3))
+        return _join(parts, self._totals(reads, "balances") + timestamp_field(TIME_AFTER_TOTALS))
 
     def snapshot(
         self,
@@ -267,7 +288,9 @@ class ResponseEncoder:
                 snap.accounts, snap.positions, snap.orders, snap.balances, strict=True
             )
         )
-        return _join(parts, self._totals(snap.balances, "snapshot") + timestamp_field(3))
+        return _join(
+            parts, self._totals(snap.balances, "snapshot") + timestamp_field(TIME_AFTER_TOTALS)
+        )
 
 
 def _same_records(old: tuple[object, ...], new: tuple[object, ...]) -> bool:
@@ -279,7 +302,7 @@ def _no_meta() -> bytes:
 
 
 def _join(parts: Iterable[bytes], tail: bytes) -> bytes:
-    """The repeated ``accounts`` field (number 1) from serialized parts, then ``tail``."""
+    """The repeated ``accounts`` field from serialized parts, then ``tail``."""
     chunks: list[bytes] = []
     for part in parts:
         chunks.append(_ACCOUNTS_TAG)
@@ -289,4 +312,4 @@ def _join(parts: Iterable[bytes], tail: bytes) -> bytes:
     return b"".join(chunks)
 
 
-_ACCOUNTS_TAG: Final = varint(ACCOUNTS_FIELD << 3 | 2)
+_ACCOUNTS_TAG: Final = tag(_RESPONSES[0], "accounts")

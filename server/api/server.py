@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import logging
 import socket
+import typing
 from typing import Any, Final
 
 import grpc
@@ -15,10 +16,9 @@ from tradovate_gateway.v1 import trading_pb2_grpc as pb_grpc
 
 from server.api.reflection import ReflectionServicer, add_reflection, gateway_index
 from server.api.servicer import TradingServicer
-from server.api.wrapping import Wrap, WrappingRegistrar
+from server.api.wrapping import Wrap, WrappingRegistrar, without_response_serializer
 from server.auth.tls import server_credentials
 from server.config import GatewaySettings, split_address
-from server.live.handler import raw_stream_handler
 from server.setting_error import SettingError
 
 logger = logging.getLogger(__name__)
@@ -95,33 +95,28 @@ class _HandlerCapture:
         self.handlers = dict(handlers)
 
 
-# Unary reads whose methods return their response already serialized (server/api/encoded.py).
-RAW_UNARY: Final = ("GetPositions", "GetOrders", "GetBalances", "GetSnapshot")
-
-
-def raw_unary_handler(handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
-    """The same unary handler without a response serializer: it writes the bytes returned."""
-    return grpc.unary_unary_rpc_method_handler(
-        handler.unary_unary,  # type: ignore[arg-type]
-        request_deserializer=handler.request_deserializer,
-        response_serializer=None,
-    )
+def serialized_by_servicer(servicer_type: type) -> frozenset[str]:
+    """The TradingService methods whose implementation hands grpc bytes it serialized:
+    a unary one annotated ``-> bytes``, a streaming one ``-> None`` (it writes with
+    ``context.write``). See server/api/wrapping.py ``without_response_serializer``."""
+    names: set[str] = set()
+    for method in pb.DESCRIPTOR.services_by_name["TradingService"].methods:
+        returns = typing.get_type_hints(getattr(servicer_type, method.name)).get("return")
+        if returns is bytes or (method.server_streaming and returns is type(None)):
+            names.add(method.name)
+    return frozenset(names)
 
 
 def add_trading_service(
     servicer: TradingServicer, server: grpc.aio.Server | WrappingRegistrar
 ) -> None:
-    """The generated registration, except that some methods write the bytes they produce.
-
-    The live hub serializes each delta once for all subscribers (server/live/handler.py);
-    the read RPCs reuse per-account parts serialized once (server/api/encoded.py).
-    """
+    """The generated registration, except that the methods that serialize their own
+    responses (``serialized_by_servicer``) are registered without a serializer."""
     capture = _HandlerCapture()
     pb_grpc.add_TradingServiceServicer_to_server(servicer, capture)  # type: ignore[arg-type]
     handlers = capture.handlers
-    handlers["StreamUpdates"] = raw_stream_handler(servicer.StreamUpdates)
-    for name in RAW_UNARY:
-        handlers[name] = raw_unary_handler(handlers[name])
+    for name in serialized_by_servicer(type(servicer)):
+        handlers[name] = without_response_serializer(handlers[name])
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler(TRADING_SERVICE, handlers),)
     )

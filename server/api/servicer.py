@@ -42,8 +42,8 @@ POLICIES: Final = {
 class StreamHandler(Protocol):
     """The StreamUpdates implementation (server/live); None until it exists.
 
-    It writes serialized StreamUpdate messages with ``context.write``: deltas are encoded
-    once for every subscriber, so the method is registered without a response serializer.
+    It writes serialized StreamUpdate messages with ``context.write`` (see
+    server/api/wrapping.py ``without_response_serializer``).
     """
 
     async def stream(self, request: pb.StreamUpdatesRequest, context: Context) -> None: ...
@@ -146,8 +146,8 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
         )
         return convert.list_accounts_response(listing)
 
-    # GetPositions, GetOrders, GetBalances and GetSnapshot return their response already
-    # serialized (server/api/encoded.py); they are registered without a serializer.
+    # A method annotated ``-> bytes`` returns its response serialized (server/api/
+    # encoded.py); server/api/server.py reads the annotation (``serialized_by_servicer``).
     @rpc
     async def GetPositions(  # type: ignore[override]
         self, request: pb.GetPositionsRequest, context: Context
@@ -219,7 +219,7 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
             order_filter=request.order_filter,
         )
 
-    # Writes pre-serialized StreamUpdate bytes (registered without a serializer).
+    # Returns None: it writes serialized StreamUpdate bytes (``serialized_by_servicer``).
     @rpc
     async def StreamUpdates(  # type: ignore[override]
         self, request: pb.StreamUpdatesRequest, context: Context

@@ -218,7 +218,7 @@ OK_STATUS: Final = pb.AccountStatus(code=0)
 def account_status(exc: BaseException | None) -> pb.AccountStatus:
     """The per-account status inside a multi-account response or a stream's subscription.
 
-    This is the ``status_of`` the composition root injects into server/convert.py's
+    This is the ``status_of`` the composition root injects into server/convert/'s
     builders and into server/live/streams.py.
     """
     if exc is None:

@@ -42,14 +42,43 @@ def with_behavior(
     With ``raw_requests`` it has no request deserializer: the wrapped behavior receives
     the request bytes (or a stream of them) and parses them itself.
     """
+    deserializer = None if raw_requests else handler.request_deserializer
+    return _rebuilt(handler, wrap, deserializer, handler.response_serializer)
+
+
+def without_response_serializer(handler: Handler) -> Handler:
+    """The same handler, sending the bytes its behavior returns (or writes) as they are.
+
+    This is the one place the gateway registers methods without a response serializer,
+    and why: their responses are serialized before grpc sees them, once for many calls.
+    A read's response is assembled from per-account parts kept serialized
+    (server/api/encoded.py); a stream's delta is serialized once by the live hub for
+    every subscriber and written as is (server/api/stream_handler.py). Which methods do
+    this is read from the servicer's annotations (server/api/server.py
+    ``serialized_by_servicer``): a unary method that returns ``bytes``, a streaming one
+    that returns ``None`` because it writes with ``context.write``.
+    """
+    return _rebuilt(handler, _same, handler.request_deserializer, None)
+
+
+def _same(behavior: Behavior) -> Behavior:
+    return behavior
+
+
+def _rebuilt(
+    handler: Handler,
+    wrap: Callable[[Behavior], Behavior],
+    request_deserializer: Callable[[bytes], Any] | None,
+    response_serializer: Callable[[Any], bytes] | None,
+) -> Handler:
     for attribute, make in _KINDS:
         behavior = getattr(handler, attribute)
         if behavior is not None:
             make_handler = cast("Callable[..., Handler]", make)
             return make_handler(
                 wrap(behavior),
-                request_deserializer=None if raw_requests else handler.request_deserializer,
-                response_serializer=handler.response_serializer,
+                request_deserializer=request_deserializer,
+                response_serializer=response_serializer,
             )
     return handler
 

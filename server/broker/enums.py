@@ -37,7 +37,7 @@ class OrdStatus(StrEnum):
     WORKING = "Working"
 
 
-# The one source of truth for order life-cycle classes (convert.py maps them to protos).
+# The one source of truth for order life-cycle classes (server/convert/ maps them to protos).
 WORKING_ORD_STATUSES: Final = frozenset(
     {
         OrdStatus.PENDING_NEW,

@@ -19,10 +19,10 @@ from server.config import GatewaySettings
 from server.convert import StatusOf
 from server.deadline import Deadline
 from server.live.figures import RefreshSettings
-from server.live.handler import LiveStreamHandler
 from server.live.resolve import LiveAccountResolver
 from server.live.service import LiveService, LiveSettings
 from server.live.source import LiveViewReads
+from server.live.streams import LiveStreams
 from server.observability.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -68,11 +68,8 @@ class BrokerLiveSubsystem:
             figure_fetcher=client,
             status_of=status_of,
         )
-        self.handler = LiveStreamHandler(
-            self.service.streams,
-            LiveAccountResolver(
-                self.service.state, max_per_request=settings.max_accounts_per_request
-            ),
+        self.resolver = LiveAccountResolver(
+            self.service.state, max_per_request=settings.max_accounts_per_request
         )
         metrics.watch_streams(self.service.stats)
         self._with_market_data = settings.live_market_data
@@ -83,8 +80,8 @@ class BrokerLiveSubsystem:
         return self.service.reads
 
     @property
-    def streams(self) -> LiveStreamHandler:
-        return self.handler
+    def streams(self) -> LiveStreams:
+        return self.service.streams
 
     @property
     def healthy(self) -> bool:

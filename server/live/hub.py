@@ -25,19 +25,10 @@ from server.convert import Fields, epoch_ns_fields
 from server.deadline import Deadline
 from server.errors import ShuttingDown
 from server.live.errors import StreamLimitReached
+from server.live.kinds import ALL_KINDS, UpdateKind
 from server.live.queue import NO_MERGES, ConflatingQueue, Delta, Merge
 
 logger = logging.getLogger(__name__)
-
-ALL_KINDS: frozenset[int] = frozenset(
-    {
-        pb.UPDATE_KIND_POSITIONS,
-        pb.UPDATE_KIND_ORDERS,
-        pb.UPDATE_KIND_BALANCES,
-        pb.UPDATE_KIND_PNL,
-        pb.UPDATE_KIND_ACCOUNTS,
-    }
-)
 
 
 class EndReason(enum.Enum):
@@ -66,7 +57,7 @@ class Subscription:
         self,
         hub: StreamHub,
         accounts: frozenset[int] | None,
-        kinds: frozenset[int],
+        kinds: frozenset[UpdateKind],
         capacity: int,
     ) -> None:
         self._hub = hub
@@ -180,7 +171,7 @@ class StreamHub:
         self,
         *,
         account_id: int,
-        kind: int,
+        kind: UpdateKind,
         entity_id: int,
         payload: Mapping[str, Any],
         event_ns: int = 0,
@@ -229,7 +220,9 @@ class StreamHub:
     def draining(self) -> bool:
         return self._draining
 
-    def subscribe(self, accounts: Iterable[int] | None, kinds: Iterable[int]) -> Subscription:
+    def subscribe(
+        self, accounts: Iterable[int] | None, kinds: Iterable[UpdateKind]
+    ) -> Subscription:
         """Register a stream; ``accounts=None`` follows every account, present and future."""
         if self._draining:
             raise ShuttingDown("the gateway is shutting down and takes no new streams")

@@ -1,8 +1,8 @@
 """The gateway's mark-to-market: last prices from market data, open PnL per position, throttling.
 
-Open PnL of a position is ``(last - netPrice) * valuePerPoint * netPos`` (tradovate-api.md
-§5); an account's total is its open PnL plus the realized PnL of its cash balances. These
-are the gateway's figures (``mark_*`` on the wire), never Tradovate's open PnL.
+Open PnL of a position follows the one rule in server/mark.py; an account's total is its
+open PnL plus the realized PnL of its cash balances. These are the gateway's figures
+(``mark_*`` on the wire), never Tradovate's open PnL.
 Everything is Decimal: a price never passes through a float.
 """
 
@@ -16,17 +16,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from server.broker.schemas import CashBalance, Position, Quote
+from server.mark import ZERO, position_open_pnl
 
 logger = logging.getLogger(__name__)
 
-ZERO = Decimal(0)
-
 #: Quote entries tried for the last price, best first.
 _PRICE_ENTRIES = ("Trade", "SettlementPrice")
-
-
-def open_pnl(last: Decimal, net_price: Decimal, value_per_point: Decimal, net_pos: int) -> Decimal:
-    return (last - net_price) * value_per_point * net_pos
 
 
 def quote_price(quote: Quote) -> Decimal | None:
@@ -85,13 +80,7 @@ class AccountPnl:
 def position_pnl(
     position: Position, last: Decimal | None, value_per_point: Decimal | None
 ) -> PositionPnl:
-    if position.net_pos == 0:
-        return PositionPnl(position, last, ZERO)
-    if last is None or value_per_point is None or position.net_price is None:
-        return PositionPnl(position, last, None)
-    return PositionPnl(
-        position, last, open_pnl(last, position.net_price, value_per_point, position.net_pos)
-    )
+    return PositionPnl(position, last, position_open_pnl(position, last, value_per_point))
 
 
 def account_pnl(

@@ -7,12 +7,15 @@ its memory is bounded by ``capacity`` whatever the size of the stream's backlog.
 from __future__ import annotations
 
 from collections import deque
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
-from server.wire import varint
+from tradovate_gateway.v1 import trading_pb2 as pb
 
-#: An entity key: (UpdateKind value, entity id). Latest state per key wins on conflation.
-EntityKey = tuple[int, int]
+from server.live.kinds import UpdateKind
+from server.wire import tag, varint
+
+#: An entity key: (kind, entity id). Latest state per key wins on conflation.
+EntityKey = tuple[UpdateKind, int]
 
 
 class Delta(NamedTuple):
@@ -26,7 +29,7 @@ class Delta(NamedTuple):
 
     sequence: int
     account_id: int
-    kind: int
+    kind: UpdateKind
     entity_id: int
     event_time_ns: int
     body: bytes
@@ -130,11 +133,10 @@ class ConflatingQueue:
         self._merges = merges
 
 
-# StreamUpdate.previous_sequence is field 2, wire type 0 (varint): tag byte 0x10;
-# merged_count is field 8 (0x40) and merged_from_sequence field 9 (0x48).
-_PREVIOUS_SEQUENCE_TAG = b"\x10"
-_MERGED_COUNT_TAG = b"\x40"
-_MERGED_FROM_TAG = b"\x48"
+_UPDATE: Final = pb.StreamUpdate.DESCRIPTOR
+_PREVIOUS_SEQUENCE_TAG: Final = tag(_UPDATE, "previous_sequence")
+_MERGED_COUNT_TAG: Final = tag(_UPDATE, "merged_count")
+_MERGED_FROM_TAG: Final = tag(_UPDATE, "merged_from_sequence")
 
 
 def chained(body: bytes, previous_sequence: int) -> bytes:

@@ -18,7 +18,7 @@ from server.reads.accounts import Ref, parse_selector, select
 
 
 class LiveAccountResolver:
-    """Implements server/live/handler.AccountResolver over the synced accounts."""
+    """Implements server/api/stream_handler.AccountResolver over the synced accounts."""
 
     def __init__(self, state: LiveState, *, max_per_request: int) -> None:
         self._state = state

@@ -13,17 +13,17 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from server.broker.errors import NotFoundError
 from server.broker.events import EntityChange, SyncEvent, SyncSnapshot, SyncStatus
-from server.broker.schemas import ContractInfo, Quote
+from server.broker.schemas import ContractInfo
 from server.convert import StatusOf
 from server.deadline import Deadline
 from server.live.figures import FigureFetcher, FigureRefresher, RefreshSettings
 from server.live.hub import EndReason, StreamHub
+from server.live.md_subscriptions import QuoteFeed, QuoteSubscriptions
 from server.live.source import LiveViewReads
 from server.live.state import LiveState
 from server.live.stats import StreamStats
@@ -47,20 +47,6 @@ class SyncFeed(Protocol):
         sink: Callable[[list[SyncEvent]], None],
         on_end: Callable[[BaseException | None], None],
     ) -> None: ...
-
-    async def aclose(self) -> None: ...
-
-
-class QuoteFeed(Protocol):
-    """The market-data socket: ref-counted quote subscriptions and one quote stream."""
-
-    async def start(self, *, deadline: Deadline | None = None) -> None: ...
-
-    async def subscribe(self, contract_id: int, *, deadline: Deadline | None = None) -> None: ...
-
-    async def unsubscribe(self, contract_id: int, *, deadline: Deadline | None = None) -> None: ...
-
-    def quotes(self) -> AsyncIterator[Quote]: ...
 
     async def aclose(self) -> None: ...
 
@@ -145,12 +131,11 @@ class LiveService:
         self.reads = LiveViewReads(self.views, self.hub)
         self._tasks = TaskSet("live", logger)
         self._synced = asyncio.Event()
-        self._md_wanted: frozenset[int] = frozenset()
-        self._md_subscribed: set[int] = set()
-        self._md_changed = asyncio.Event()
-        self._md_retry_at: dict[int, float] = {}  # loop time before which not to retry
-        self._md_failures: dict[int, int] = {}
-        self.md_unresolvable: set[int] = set()  # contracts md said do not exist (for now)
+        self._quote_subscriptions = QuoteSubscriptions(
+            retry_delay=s.retry_delay,
+            retry_delay_max=s.retry_delay_max,
+            not_found_retry=s.not_found_retry,
+        )
         self._loss_timer: asyncio.TimerHandle | None = None
         self._started = False
         self._closed = False
@@ -198,7 +183,7 @@ class LiveService:
             self._spawn(self.figures.run(), "live-figures")
         if market is not None:
             self._spawn(self._run_quotes(), "live-quotes")
-            self._spawn(self._run_subscriptions(), "live-md-subscriptions")
+            self._spawn(self._quote_subscriptions.run(market), "live-md-subscriptions")
 
     async def wait_synced(self, deadline: Deadline) -> bool:
         with contextlib.suppress(TimeoutError):
@@ -360,8 +345,7 @@ class LiveService:
 
     # ------------------------------------------------------------------ market data
     def _contracts_changed(self, contracts: frozenset[int]) -> None:
-        self._md_wanted = contracts
-        self._md_changed.set()
+        self._quote_subscriptions.want(contracts)
 
     async def _run_quotes(self) -> None:
         assert self._market is not None
@@ -372,86 +356,12 @@ class LiveService:
                 # not be the last trade): refetch once the quotes go quiet.
                 self.figures.prices_moved(self.views.holders(quote.contract_id))
 
-    async def _run_subscriptions(self) -> None:
-        """Keep md subscriptions equal to the contracts with open positions.
-
-        Contracts are handled one by one: one that fails never blocks the others. A contract
-        md cannot resolve (NotFoundError) is retried only every ``not_found_retry`` seconds;
-        other failures back off per contract from ``retry_delay`` to ``retry_delay_max``.
-        """
-        market = self._market
-        assert market is not None
-        started = False
-        while True:
-            wait = self._next_md_retry()
-            try:
-                async with asyncio.timeout(wait):
-                    await self._md_changed.wait()
-            except TimeoutError:
-                pass  # a retry is due
-            self._md_changed.clear()
-            if not started:
-                started = True
-                try:
-                    await market.start()
-                except Exception as exc:  # it keeps connecting; subscriptions are kept
-                    logger.warning("market data: first connect failed (%s); still trying", exc)
-            await self._update_subscriptions(market)
-
-    async def _update_subscriptions(self, market: QuoteFeed) -> None:
-        wanted = self._md_wanted
-        pending = (wanted - self._md_subscribed) | (self._md_subscribed - wanted)
-        for contract_id in set(self._md_retry_at) - pending:
-            self._forget_md_failure(contract_id)
-        now = asyncio.get_running_loop().time()
-        for contract_id in sorted(pending):
-            if self._md_retry_at.get(contract_id, now) > now:
-                continue
-            subscribe = contract_id in wanted
-            try:
-                if subscribe:
-                    await market.subscribe(contract_id)
-                else:
-                    await market.unsubscribe(contract_id)
-            except NotFoundError as exc:
-                self._md_failed(contract_id, exc, self.settings.not_found_retry)
-                if subscribe:
-                    self.md_unresolvable.add(contract_id)
-                continue
-            except Exception as exc:
-                failures = self._md_failures.get(contract_id, 0) + 1
-                self._md_failures[contract_id] = failures
-                delay = self.settings.retry_delay * 2 ** min(failures - 1, 16)
-                self._md_failed(contract_id, exc, min(delay, self.settings.retry_delay_max))
-                continue
-            self._forget_md_failure(contract_id)
-            if subscribe:
-                self._md_subscribed.add(contract_id)
-            else:
-                self._md_subscribed.discard(contract_id)
-
-    def _md_failed(self, contract_id: int, exc: Exception, delay: float) -> None:
-        logger.warning(
-            "market data: updating the subscription of contract %d failed (%s); retrying in %.0fs",
-            contract_id,
-            exc,
-            delay,
-        )
-        self._md_retry_at[contract_id] = asyncio.get_running_loop().time() + delay
-
-    def _forget_md_failure(self, contract_id: int) -> None:
-        self._md_retry_at.pop(contract_id, None)
-        self._md_failures.pop(contract_id, None)
-        self.md_unresolvable.discard(contract_id)
-
-    def _next_md_retry(self) -> float | None:
-        """Seconds until the earliest due retry (None: nothing to retry)."""
-        if not self._md_retry_at:
-            return None
-        now = asyncio.get_running_loop().time()
-        return max(min(self._md_retry_at.values()) - now, 0.0)
-
     @property
     def market_contracts(self) -> frozenset[int]:
         """The contracts with a market-data subscription right now."""
-        return frozenset(self._md_subscribed)
+        return self._quote_subscriptions.subscribed
+
+    @property
+    def md_unresolvable(self) -> set[int]:
+        """The contracts market data said do not exist (for now)."""
+        return self._quote_subscriptions.unresolvable

@@ -10,10 +10,10 @@ snapshot when nothing happened since.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import msgspec
 
@@ -31,6 +31,7 @@ from server.reads.records import (
 )
 
 _ENCODER: Final = msgspec.msgpack.Encoder()
+R = TypeVar("R")
 
 
 def _awaiting_refresh(data: BalanceData) -> bool:
@@ -79,8 +80,20 @@ class LiveViewReads:
         return Fetched(list(self._state.accounts.values()), self.synced_at)
 
     def positions(self, account_ids: Sequence[int]) -> Mapping[int, Fetched[PositionsData]]:
-        out: dict[int, Fetched[PositionsData]] = {}
-        memos = self._positions_memo
+        return self._records(account_ids, self._positions_memo, self._positions_record)
+
+    def orders(self, account_ids: Sequence[int]) -> Mapping[int, Fetched[OrdersData]]:
+        return self._records(account_ids, self._orders_memo, self._orders_record)
+
+    def _records(
+        self,
+        account_ids: Sequence[int],
+        memos: dict[int, _Memo],
+        build: Callable[[int], tuple[R, Iterable[int | None]]],
+    ) -> dict[int, Fetched[R]]:
+        """Each known account's record: the memo's while nothing it was built from
+        changed, else ``build``'s (the record and the contracts whose prices it holds)."""
+        out: dict[int, Fetched[R]] = {}
         for account_id in account_ids:
             if account_id not in self._state.accounts:
                 continue
@@ -88,55 +101,46 @@ class LiveViewReads:
             if memo is not None and self._still(memo, account_id):
                 out[account_id] = Fetched(memo.record, self._as_of(account_id))
                 continue
-            positions = self._state.positions_of(account_id)
-            contracts = self._contracts(p.contract_id for p in positions)
-            last = self._views.prices.last
-            prices = {c: last[c] for c in contracts if c in last}
-            data = self._last_positions.get(account_id)
-            if (
-                data is None
-                or not _same(data.positions, positions)
-                or not _same_refs(data.contracts, contracts)
-                or not _same_prices(data.last_prices, prices)
-            ):
-                data = PositionsData(positions=positions, contracts=contracts, last_prices=prices)
-                self._last_positions[account_id] = data
-            memos[account_id] = self._memo(account_id, data, contracts)
+            data, priced = build(account_id)
+            memos[account_id] = self._memo(account_id, data, priced)
             out[account_id] = Fetched(data, self._as_of(account_id))
         return out
 
-    def orders(self, account_ids: Sequence[int]) -> Mapping[int, Fetched[OrdersData]]:
-        out: dict[int, Fetched[OrdersData]] = {}
-        memos = self._orders_memo
-        for account_id in account_ids:
-            if account_id not in self._state.accounts:
-                continue
-            memo = memos.get(account_id)
-            if memo is not None and self._still(memo, account_id):
-                out[account_id] = Fetched(memo.record, self._as_of(account_id))
-                continue
-            details: list[OrderDetail] = []
-            for order_id in self._state.order_ids_of(account_id):
-                parts = self._state.order_parts(order_id)
-                if parts is not None:
-                    details.append(
-                        OrderDetail(
-                            order=parts.order, version=parts.version, fills=list(parts.fills)
-                        )
-                    )
-            contracts = self._contracts(d.order.contract_id for d in details)
-            data = self._last_orders.get(account_id)
-            if (
-                data is None
-                or len(data.orders) != len(details)
-                or not all(map(_same_detail, data.orders, details))
-                or not _same_refs(data.contracts, contracts)
-            ):
-                data = OrdersData(orders=details, contracts=contracts)
-                self._last_orders[account_id] = data
-            memos[account_id] = self._memo(account_id, data, ())
-            out[account_id] = Fetched(data, self._as_of(account_id))
-        return out
+    def _positions_record(self, account_id: int) -> tuple[PositionsData, Iterable[int | None]]:
+        positions = self._state.positions_of(account_id)
+        contracts = self._contracts(p.contract_id for p in positions)
+        last = self._views.prices.last
+        prices = {c: last[c] for c in contracts if c in last}
+        data = self._last_positions.get(account_id)
+        if (
+            data is None
+            or not _same(data.positions, positions)
+            or not _same_refs(data.contracts, contracts)
+            or not _same_prices(data.last_prices, prices)
+        ):
+            data = PositionsData(positions=positions, contracts=contracts, last_prices=prices)
+            self._last_positions[account_id] = data
+        return data, contracts
+
+    def _orders_record(self, account_id: int) -> tuple[OrdersData, Iterable[int | None]]:
+        details: list[OrderDetail] = []
+        for order_id in self._state.order_ids_of(account_id):
+            parts = self._state.order_parts(order_id)
+            if parts is not None:
+                details.append(
+                    OrderDetail(order=parts.order, version=parts.version, fills=list(parts.fills))
+                )
+        contracts = self._contracts(d.order.contract_id for d in details)
+        data = self._last_orders.get(account_id)
+        if (
+            data is None
+            or len(data.orders) != len(details)
+            or not all(map(_same_detail, data.orders, details))
+            or not _same_refs(data.contracts, contracts)
+        ):
+            data = OrdersData(orders=details, contracts=contracts)
+            self._last_orders[account_id] = data
+        return data, ()
 
     def balances(self, account_ids: Sequence[int]) -> Mapping[int, Fetched[BalanceData]]:
         out: dict[int, Fetched[BalanceData]] = {}
@@ -200,7 +204,7 @@ class LiveViewReads:
                 continue
             ref = known.get(contract_id)
             if ref is None:
-                ref = self._views.contract_ref(contract_id)
+                ref = self._state.contract_ref(contract_id)
                 if ref is None:
                     continue
                 if ref.value_per_point is not None:

@@ -3,77 +3,57 @@
 ``apply_snapshot`` and ``apply_change`` return the entity keys whose view may have
 changed (``Touch``). The view layer (server/live/views.py) recomputes those views and
 keeps only the ones that really changed, so a resync that brings nothing new emits
-nothing. This module knows broker structs only, never protos.
+nothing. How each entity type's change applies is server/live/state_changes.py. This
+module knows broker structs only, never protos.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from decimal import Decimal
+from typing import Any
 
-from tradovate_gateway.v1 import trading_pb2 as pb
-
+from server.broker import schemas
 from server.broker.events import ChangeType, EntityChange, EntityRef, SyncSnapshot
-from server.broker.schemas import (
-    Account,
-    CashBalance,
-    Contract,
-    ContractInfo,
-    ContractMaturity,
-    Fill,
-    MarginSnapshot,
-    Order,
-    OrderVersion,
-    Position,
-    Product,
-)
+from server.live.kinds import Touch, UpdateKind
+from server.live.state_changes import HANDLERS
+from server.reads.records import ContractRef
 
 logger = logging.getLogger(__name__)
 
-POSITIONS = pb.UPDATE_KIND_POSITIONS
-ORDERS = pb.UPDATE_KIND_ORDERS
-BALANCES = pb.UPDATE_KIND_BALANCES
-ACCOUNTS = pb.UPDATE_KIND_ACCOUNTS
-
-
-class Touch(NamedTuple):
-    """A view that may have changed: kind, account and entity id (the account for balances).
-
-    A named tuple: touches are dict keys on every applied change, and a tuple hashes and
-    compares in C (a frozen dataclass does both in Python)."""
-
-    kind: int
-    account_id: int
-    entity_id: int
+POSITIONS = UpdateKind.POSITIONS
+ORDERS = UpdateKind.ORDERS
+BALANCES = UpdateKind.BALANCES
+ACCOUNTS = UpdateKind.ACCOUNTS
 
 
 @dataclass(frozen=True, slots=True)
 class OrderParts:
     """Everything an Order view is made of: the order, its latest version, its fills."""
 
-    order: Order
-    version: OrderVersion | None
-    fills: tuple[Fill, ...]
+    order: schemas.Order
+    version: schemas.OrderVersion | None
+    fills: tuple[schemas.Fill, ...]
 
 
 class LiveState:
     """Entities keyed by id, with per-account and per-contract indexes."""
 
     def __init__(self) -> None:
-        self.accounts: dict[int, Account] = {}
-        self.positions: dict[int, Position] = {}
-        self.orders: dict[int, Order] = {}
-        self.versions: dict[int, OrderVersion] = {}
-        self.fills: dict[int, Fill] = {}
-        self.cash_balances: dict[int, CashBalance] = {}
-        self.margins: dict[int, MarginSnapshot] = {}
-        self.contracts: dict[int, Contract] = {}
-        self.maturities: dict[int, ContractMaturity] = {}
-        self.products: dict[int, Product] = {}
+        self.accounts: dict[int, schemas.Account] = {}
+        self.positions: dict[int, schemas.Position] = {}
+        self.orders: dict[int, schemas.Order] = {}
+        self.versions: dict[int, schemas.OrderVersion] = {}
+        self.fills: dict[int, schemas.Fill] = {}
+        self.cash_balances: dict[int, schemas.CashBalance] = {}
+        self.margins: dict[int, schemas.MarginSnapshot] = {}
+        self.contracts: dict[int, schemas.Contract] = {}
+        self.maturities: dict[int, schemas.ContractMaturity] = {}
+        self.products: dict[int, schemas.Product] = {}
         # Contracts the sync data did not describe, resolved over REST (symbol, value/point).
-        self.contract_infos: dict[int, ContractInfo] = {}
+        self.contract_infos: dict[int, schemas.ContractInfo] = {}
         self.user_ids: tuple[int, ...] = ()
         self.synced = False
         self._positions_by_account: dict[int, set[int]] = {}
@@ -83,14 +63,14 @@ class LiveState:
         self._fills_by_order: dict[int, set[int]] = {}
 
     # ------------------------------------------------------------------ reads
-    def positions_of(self, account_id: int) -> list[Position]:
+    def positions_of(self, account_id: int) -> list[schemas.Position]:
         ids = self._positions_by_account.get(account_id, ())
         return [self.positions[i] for i in sorted(ids)]
 
     def order_ids_of(self, account_id: int) -> list[int]:
         return sorted(self._orders_by_account.get(account_id, ()))
 
-    def cash_of(self, account_id: int) -> list[CashBalance]:
+    def cash_of(self, account_id: int) -> list[schemas.CashBalance]:
         ids = self._cash_by_account.get(account_id, ())
         return [self.cash_balances[i] for i in sorted(ids)]
 
@@ -104,7 +84,7 @@ class LiveState:
         fills = tuple(self.fills[i] for i in sorted(fill_ids))
         return OrderParts(order=order, version=version, fills=fills)
 
-    def product_of(self, contract_id: int) -> Product | None:
+    def product_of(self, contract_id: int) -> schemas.Product | None:
         contract = self.contracts.get(contract_id)
         if contract is None or contract.contract_maturity_id is None:
             return None
@@ -112,6 +92,42 @@ class LiveState:
         if maturity is None:
             return None
         return self.products.get(maturity.product_id)
+
+    def account_name(self, account_id: int) -> str:
+        account = self.accounts.get(account_id)
+        return account.name if account is not None else ""
+
+    def contract_ref(self, contract_id: int | None) -> ContractRef | None:
+        if contract_id is None:
+            return None
+        contract = self.contracts.get(contract_id)
+        if contract is None:
+            info = self.contract_infos.get(contract_id)
+            if info is None:
+                return None
+            return ContractRef(
+                symbol=info.symbol, value_per_point=info.value_per_point, tick_size=info.tick_size
+            )
+        product = self.product_of(contract_id)
+        return ContractRef(
+            symbol=contract.name,
+            value_per_point=product.value_per_point if product is not None else None,
+            tick_size=product.tick_size if product is not None else None,
+        )
+
+    def value_per_point(self, contract_id: int) -> Decimal | None:
+        product = self.product_of(contract_id)
+        if product is not None:
+            return product.value_per_point
+        info = self.contract_infos.get(contract_id)
+        return info.value_per_point if info is not None else None
+
+    def tick_size(self, contract_id: int) -> Decimal | None:
+        product = self.product_of(contract_id)
+        if product is not None:
+            return product.tick_size
+        info = self.contract_infos.get(contract_id)
+        return info.tick_size if info is not None else None
 
     def all_touches(self) -> Iterator[Touch]:
         """Every view the state can produce (used to diff a resync)."""
@@ -133,17 +149,17 @@ class LiveState:
         touched = set(self.all_touches())
         self._clear()
         for account in snapshot.accounts:
-            self._put_account(account)
+            self.put_account(account)
         for position in snapshot.positions:
-            self._put_position(position)
+            self.put_position(position)
         for order in snapshot.orders:
-            self._put_order(order)
+            self.put_order(order)
         for version in snapshot.order_versions:
-            self._put_version(version)
+            self.put_version(version)
         for fill in snapshot.fills:
-            self._put_fill(fill)
+            self.put_fill(fill)
         for cash in snapshot.cash_balances:
-            self._put_cash(cash)
+            self.put_cash(cash)
         for margin in snapshot.margin_snapshots:
             self.margins[margin.id] = margin
         self._put_reference(snapshot.contracts, snapshot.contract_maturities, snapshot.products)
@@ -153,7 +169,7 @@ class LiveState:
         return touched
 
     def apply_change(self, change: EntityChange) -> set[Touch]:
-        handler = _HANDLERS.get(change.entity_type)
+        handler = HANDLERS.get(change.entity_type)
         if handler is None:
             return set()
         deleted = change.change is ChangeType.DELETED
@@ -183,21 +199,21 @@ class LiveState:
 
     def add_reference(
         self,
-        contracts: Iterable[Contract],
-        maturities: Iterable[ContractMaturity],
-        products: Iterable[Product],
+        contracts: Iterable[schemas.Contract],
+        maturities: Iterable[schemas.ContractMaturity],
+        products: Iterable[schemas.Product],
     ) -> set[Touch]:
         """Contracts learned elsewhere (REST): touches the positions and orders that use them."""
         ids = self._put_reference(contracts, maturities, products)
-        return self._touch_contracts(ids)
+        return self.touch_contracts(ids)
 
-    def add_contract_infos(self, infos: Iterable[ContractInfo]) -> set[Touch]:
+    def add_contract_infos(self, infos: Iterable[schemas.ContractInfo]) -> set[Touch]:
         """Contracts resolved over REST: touches the positions and orders that use them."""
         ids: set[int] = set()
         for info in infos:
             self.contract_infos[info.contract_id] = info
             ids.add(info.contract_id)
-        return self._touch_contracts(ids)
+        return self.touch_contracts(ids)
 
     def unknown_contracts(self, contract_ids: Iterable[int | None]) -> set[int]:
         """Those of ``contract_ids`` with neither sync data nor a REST answer."""
@@ -207,7 +223,8 @@ class LiveState:
             if c is not None and c not in self.contracts and c not in self.contract_infos
         }
 
-    # ------------------------------------------------------------------ internals
+    # ------------------------------------------------------------------ writes used by changes
+    # (server/live/state_changes.py)
     def _clear(self) -> None:
         for table in (
             self.accounts,
@@ -225,40 +242,53 @@ class LiveState:
         ):
             table.clear()
 
-    def _put_account(self, account: Account) -> None:
+    def put_account(self, account: schemas.Account) -> None:
         self.accounts[account.id] = account
 
-    def _put_position(self, position: Position) -> None:
+    def put_position(self, position: schemas.Position) -> None:
         old = self.positions.get(position.id)
         if old is not None and old.account_id != position.account_id:
             self._positions_by_account.get(old.account_id, set()).discard(position.id)
         self.positions[position.id] = position
         self._positions_by_account.setdefault(position.account_id, set()).add(position.id)
 
-    def _put_order(self, order: Order) -> None:
+    def put_order(self, order: schemas.Order) -> None:
         old = self.orders.get(order.id)
         if old is not None and old.account_id != order.account_id:
             self._orders_by_account.get(old.account_id, set()).discard(order.id)
         self.orders[order.id] = order
         self._orders_by_account.setdefault(order.account_id, set()).add(order.id)
 
-    def _put_version(self, version: OrderVersion) -> None:
+    def put_version(self, version: schemas.OrderVersion) -> None:
         self.versions[version.id] = version
         self._versions_by_order.setdefault(version.order_id, set()).add(version.id)
 
-    def _put_fill(self, fill: Fill) -> None:
+    def put_fill(self, fill: schemas.Fill) -> None:
         self.fills[fill.id] = fill
         self._fills_by_order.setdefault(fill.order_id, set()).add(fill.id)
 
-    def _put_cash(self, cash: CashBalance) -> None:
+    def put_cash(self, cash: schemas.CashBalance) -> None:
         self.cash_balances[cash.id] = cash
         self._cash_by_account.setdefault(cash.account_id, set()).add(cash.id)
 
+    def store(self, entity_type: str, entity: Any, deleted: bool) -> None:
+        """Put an indexed entity (``_INDEXED``), or drop it when the change deleted it."""
+        if deleted:
+            self.drop(entity_type, entity)
+        else:
+            _PUTS[entity_type](self, entity)
+
+    def drop(self, entity_type: str, entity: Any) -> None:
+        """Remove an entity that an index files under its owner (``_INDEXED``)."""
+        entities, index, owner = _INDEXED[entity_type]
+        getattr(self, entities).pop(entity.id, None)
+        getattr(self, index).get(getattr(entity, owner), set()).discard(entity.id)
+
     def _put_reference(
         self,
-        contracts: Iterable[Contract],
-        maturities: Iterable[ContractMaturity],
-        products: Iterable[Product],
+        contracts: Iterable[schemas.Contract],
+        maturities: Iterable[schemas.ContractMaturity],
+        products: Iterable[schemas.Product],
     ) -> set[int]:
         ids: set[int] = set()
         for contract in contracts:
@@ -270,7 +300,7 @@ class LiveState:
             self.products[product.id] = product
         return ids
 
-    def _touch_contracts(self, contract_ids: set[int]) -> set[Touch]:
+    def touch_contracts(self, contract_ids: set[int]) -> set[Touch]:
         if not contract_ids:
             return set()
         touched = {
@@ -285,126 +315,24 @@ class LiveState:
         )
         return touched
 
-    def _touch_order(self, order_id: int) -> set[Touch]:
+    def touch_order(self, order_id: int) -> set[Touch]:
         order = self.orders.get(order_id)
         return {Touch(ORDERS, order.account_id, order_id)} if order is not None else set()
 
 
-def _on_account(state: LiveState, entity: Any, deleted: bool) -> set[Touch]:
-    account: Account = entity
-    if deleted:
-        state.accounts.pop(account.id, None)
-    else:
-        state._put_account(account)
-    touched = {Touch(ACCOUNTS, account.id, account.id), Touch(BALANCES, account.id, account.id)}
-    # Views carry the account's name: refresh them all.
-    touched.update(Touch(POSITIONS, account.id, p.id) for p in state.positions_of(account.id))
-    touched.update(Touch(ORDERS, account.id, i) for i in state.order_ids_of(account.id))
-    return touched
+#: Entity type → (its table, the index that files it, the owner field the index uses).
+_INDEXED: dict[str, tuple[str, str, str]] = {
+    "position": ("positions", "_positions_by_account", "account_id"),
+    "order": ("orders", "_orders_by_account", "account_id"),
+    "orderVersion": ("versions", "_versions_by_order", "order_id"),
+    "fill": ("fills", "_fills_by_order", "order_id"),
+    "cashBalance": ("cash_balances", "_cash_by_account", "account_id"),
+}
 
-
-def _on_position(state: LiveState, entity: Any, deleted: bool) -> set[Touch]:
-    position: Position = entity
-    old = state.positions.get(position.id)
-    touched = {Touch(POSITIONS, position.account_id, position.id)}
-    if old is not None and old.account_id != position.account_id:
-        touched.add(Touch(POSITIONS, old.account_id, position.id))
-    if deleted:
-        state.positions.pop(position.id, None)
-        state._positions_by_account.get(position.account_id, set()).discard(position.id)
-    else:
-        state._put_position(position)
-    return touched
-
-
-def _on_order(state: LiveState, entity: Any, deleted: bool) -> set[Touch]:
-    order: Order = entity
-    touched = {Touch(ORDERS, order.account_id, order.id)}
-    if deleted:
-        state.orders.pop(order.id, None)
-        state._orders_by_account.get(order.account_id, set()).discard(order.id)
-    else:
-        state._put_order(order)
-    return touched
-
-
-def _on_version(state: LiveState, entity: Any, deleted: bool) -> set[Touch]:
-    version: OrderVersion = entity
-    if deleted:
-        state.versions.pop(version.id, None)
-        state._versions_by_order.get(version.order_id, set()).discard(version.id)
-    else:
-        state._put_version(version)
-    return state._touch_order(version.order_id)
-
-
-def _on_fill(state: LiveState, entity: Any, deleted: bool) -> set[Touch]:
-    fill: Fill = entity
-    if deleted:
-        state.fills.pop(fill.id, None)
-        state._fills_by_order.get(fill.order_id, set()).discard(fill.id)
-    else:
-        state._put_fill(fill)
-    return state._touch_order(fill.order_id)
-
-
-def _on_cash(state: LiveState, entity: Any, deleted: bool) -> set[Touch]:
-    cash: CashBalance = entity
-    if deleted:
-        state.cash_balances.pop(cash.id, None)
-        state._cash_by_account.get(cash.account_id, set()).discard(cash.id)
-    else:
-        state._put_cash(cash)
-    return {Touch(BALANCES, cash.account_id, cash.account_id)}
-
-
-def _on_margin(state: LiveState, entity: Any, deleted: bool) -> set[Touch]:
-    margin: MarginSnapshot = entity
-    if deleted:
-        state.margins.pop(margin.id, None)
-    else:
-        state.margins[margin.id] = margin
-    return {Touch(BALANCES, margin.id, margin.id)}
-
-
-def _on_contract(state: LiveState, entity: Any, deleted: bool) -> set[Touch]:
-    contract: Contract = entity
-    if deleted:
-        state.contracts.pop(contract.id, None)
-        return state._touch_contracts({contract.id})
-    return state.add_reference([contract], (), ())
-
-
-def _on_maturity(state: LiveState, entity: Any, deleted: bool) -> set[Touch]:
-    maturity: ContractMaturity = entity
-    if deleted:
-        state.maturities.pop(maturity.id, None)
-    else:
-        state.maturities[maturity.id] = maturity
-    ids = {c.id for c in state.contracts.values() if c.contract_maturity_id == maturity.id}
-    return state._touch_contracts(ids)
-
-
-def _on_product(state: LiveState, entity: Any, deleted: bool) -> set[Touch]:
-    product: Product = entity
-    if deleted:
-        state.products.pop(product.id, None)
-    else:
-        state.products[product.id] = product
-    maturity_ids = {m.id for m in state.maturities.values() if m.product_id == product.id}
-    ids = {c.id for c in state.contracts.values() if c.contract_maturity_id in maturity_ids}
-    return state._touch_contracts(ids)
-
-
-_HANDLERS = {
-    "account": _on_account,
-    "position": _on_position,
-    "order": _on_order,
-    "orderVersion": _on_version,
-    "fill": _on_fill,
-    "cashBalance": _on_cash,
-    "marginSnapshot": _on_margin,
-    "contract": _on_contract,
-    "contractMaturity": _on_maturity,
-    "product": _on_product,
+_PUTS: dict[str, Callable[[LiveState, Any], None]] = {
+    "position": LiveState.put_position,
+    "order": LiveState.put_order,
+    "orderVersion": LiveState.put_version,
+    "fill": LiveState.put_fill,
+    "cashBalance": LiveState.put_cash,
 }

@@ -38,7 +38,8 @@ from server.live.errors import (
     StreamDrained,
     UpstreamLost,
 )
-from server.live.hub import ALL_KINDS, EndReason, StreamHub, Subscription
+from server.live.hub import EndReason, StreamHub, Subscription
+from server.live.kinds import UpdateKind, from_wire, unknown_kinds
 from server.live.queue import chained, marked
 
 logger = logging.getLogger(__name__)
@@ -73,7 +74,9 @@ class SnapshotViews(Protocol):
 
     def has_account(self, account_id: int) -> bool: ...
 
-    def account_snapshot(self, account_id: int, kinds: frozenset[int]) -> pb.AccountSnapshot: ...
+    def account_snapshot(
+        self, account_id: int, kinds: frozenset[UpdateKind]
+    ) -> pb.AccountSnapshot: ...
 
 
 class LiveStreams:
@@ -158,14 +161,13 @@ class LiveStreams:
         return min(max(asked, s.heartbeat_min), s.heartbeat_max)
 
 
-def _kinds(request: pb.StreamUpdatesRequest) -> frozenset[int]:
-    kinds = frozenset(request.kinds)
-    unknown = kinds - ALL_KINDS
+def _kinds(request: pb.StreamUpdatesRequest) -> frozenset[UpdateKind]:
+    unknown = unknown_kinds(request.kinds)
     if unknown:
         raise InvalidRequest(
-            f"unknown update kinds: {sorted(unknown)}", field="kinds", reason="INVALID_KIND"
+            f"unknown update kinds: {unknown}", field="kinds", reason="INVALID_KIND"
         )
-    return kinds or ALL_KINDS
+    return from_wire(request.kinds)
 
 
 def _timestamp(ns: int) -> timestamp_pb2.Timestamp:
@@ -213,7 +215,7 @@ class StreamSession:
         self._opening = self._opening_messages(with_snapshot, sub.kinds)
 
     # ------------------------------------------------------------------ opening
-    def _opening_messages(self, with_snapshot: bool, kinds: frozenset[int]) -> list[bytes]:
+    def _opening_messages(self, with_snapshot: bool, kinds: frozenset[UpdateKind]) -> list[bytes]:
         now = _timestamp(time.time_ns())
         epoch = self._hub.epoch
         seq = self.start_sequence

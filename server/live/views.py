@@ -3,7 +3,7 @@
 A view is recomputed for every entity a change touches; it is published only when the
 inputs it is built from really changed (structs compare by value). So a resync that
 brings the same state again publishes nothing, and one that brings changes publishes
-exactly those. Each change is converted once, to the field dicts of server/convert.py,
+exactly those. Each change is converted once, to the field dicts of server/convert/,
 which the hub builds into a StreamUpdate and serializes once. A view's own proto, for
 reads and snapshots, is made when first asked for after a change.
 
@@ -18,68 +18,46 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass
-from decimal import Decimal
 
-from google.protobuf.message import Message
 from tradovate_gateway.v1 import trading_pb2 as pb
 
 from server import convert
 from server.broker.events import EntityChange, SyncSnapshot
 from server.broker.schemas import (
     Account,
-    CashBalance,
-    MarginSnapshot,
     Position,
     Quote,
 )
-from server.live.balances import live_balance
+from server.live.balance_views import BalanceViews, FiguresOf
+from server.live.entity_views import (
+    ACCOUNT_VIEWS,
+    ORDER_VIEWS,
+    POSITION_VIEWS,
+    EntityViews,
+    OrderInputs,
+    PositionInputs,
+)
 from server.live.figures import AccountFigures
 from server.live.hub import StreamHub
+from server.live.kinds import Touch, UpdateKind
 from server.live.open_positions import OpenPositions
 from server.live.pnl import (
     AccountPnl,
     PriceBook,
     Throttle,
-    account_pnl,
     position_pnl,
 )
-from server.live.state import ACCOUNTS, BALANCES, ORDERS, POSITIONS, LiveState, Touch
-from server.reads.records import BalanceData, ContractRef, OrderDetail
+from server.live.state import ACCOUNTS, BALANCES, ORDERS, POSITIONS, LiveState
+from server.reads.records import BalanceData, OrderDetail
 
 logger = logging.getLogger(__name__)
 
-PNL = pb.UPDATE_KIND_PNL
+PNL = UpdateKind.PNL
 
 # Publication order inside one batch of touches.
-_RANK: dict[int, int] = {ACCOUNTS: 0, ORDERS: 1, POSITIONS: 2, BALANCES: 3}
-
-PositionInputs = tuple[Position, str, ContractRef | None]
-OrderInputs = tuple[OrderDetail, str, ContractRef | None]
-BalanceInputs = tuple[
-    Account, tuple[CashBalance, ...], MarginSnapshot | None, AccountFigures | None
-]
-FiguresOf = Callable[[int], AccountFigures | None]
-
-
-@dataclass(slots=True)
-class _PositionView:
-    account_id: int
-    inputs: PositionInputs
-    proto: pb.Position | None = None
-
-
-@dataclass(slots=True)
-class _OrderView:
-    account_id: int
-    inputs: OrderInputs
-    proto: pb.Order | None = None
-
-
-@dataclass(slots=True)
-class _AccountView:
-    inputs: Account
-    proto: pb.Account | None = None
+_RANK: dict[UpdateKind, int] = {ACCOUNTS: 0, ORDERS: 1, POSITIONS: 2, BALANCES: 3}
+# The kinds whose change can move the account's PnL update.
+_MOVES_PNL = frozenset({POSITIONS, BALANCES})
 
 
 class LiveViews:
@@ -96,23 +74,25 @@ class LiveViews:
         figures: FiguresOf | None = None,
     ) -> None:
         self.state = state
-        self._figures: FiguresOf = figures or _no_figures
         self.hub = hub
         self.prices = PriceBook()
         self.healthy = False
         self._on_unknown_contracts = on_unknown_contracts
-        self._accounts: dict[int, _AccountView] = {}
-        self._positions: dict[int, _PositionView] = {}
-        self._orders: dict[int, _OrderView] = {}
-        self._balances: dict[int, BalanceInputs] = {}
-        self._pnl_sent: dict[int, bytes] = {}
+        self._accounts = EntityViews(ACCOUNT_VIEWS, self._account_inputs, self._publish)
+        self._positions = EntityViews(
+            POSITION_VIEWS,
+            self._position_inputs,
+            self._publish,
+            extra_fields=lambda inputs: self._pnl_fields(inputs[0]),
+        )
+        self._orders = EntityViews(ORDER_VIEWS, self._order_inputs, self._publish)
+        self._balances = BalanceViews(state, self.prices, figures or _no_figures, self._publish)
         self._open = OpenPositions(on_contracts)
-        self._throttle = Throttle(pnl_interval, self._publish_pnl)
+        self._throttle = Throttle(pnl_interval, self._balances.publish_pnl)
         self.last_change_ns = 0
         # Per account: bumped whenever anything its views are made of may have changed
         # (every touch goes through refresh()), so reads can reuse what they built.
         self._generations: dict[int, int] = {}
-        self._pnl_memo: dict[int, AccountPnl] | None = None  # set while a refresh runs
 
     # ------------------------------------------------------------------ inputs
     @property
@@ -181,7 +161,7 @@ class LiveViews:
         pnl_accounts: set[int] = set()
         # Nothing changes state while a refresh runs: an account's PnL, wanted by its
         # balance and by its PnL update, is computed once.
-        self._pnl_memo = {}
+        self._balances.memo = {}
         try:
             published = self._refresh_touches(touches, received_ns, pnl_accounts)
             if published and received_ns:
@@ -191,7 +171,7 @@ class LiveViews:
             for account_id in sorted(pnl_accounts):
                 self._throttle.mark(account_id)
         finally:
-            self._pnl_memo = None
+            self._balances.memo = None
         return published
 
     def _refresh_touches(
@@ -201,17 +181,17 @@ class LiveViews:
         # A list keeps its (arrival) order; an unordered collection is ranked.
         for touch in touches if isinstance(touches, list) else _ranked(touches):
             if touch.kind == POSITIONS:
-                if self._refresh_position(touch, received_ns):
-                    published += 1
-                    pnl_accounts.add(touch.account_id)
+                changed = self._refresh_position(touch.entity_id, received_ns)
             elif touch.kind == ORDERS:
-                published += self._refresh_order(touch, received_ns)
+                changed = self._orders.refresh(touch.entity_id, received_ns)
             elif touch.kind == BALANCES:
-                if self._refresh_balance(touch.account_id, received_ns):
-                    published += 1
+                changed = self._balances.refresh(touch.account_id, received_ns)
+            else:
+                changed = self._refresh_account(touch.account_id, received_ns)
+            if changed:
+                published += 1
+                if touch.kind in _MOVES_PNL:
                     pnl_accounts.add(touch.account_id)
-            elif touch.kind == ACCOUNTS:
-                published += self._refresh_account(touch.account_id, received_ns)
         return published
 
     def close(self) -> None:
@@ -232,43 +212,6 @@ class LiveViews:
         if unknown:
             self._on_unknown_contracts(unknown)
 
-    # ------------------------------------------------------------------ lookups
-    def account_name(self, account_id: int) -> str:
-        account = self.state.accounts.get(account_id)
-        return account.name if account is not None else ""
-
-    def contract_ref(self, contract_id: int | None) -> ContractRef | None:
-        if contract_id is None:
-            return None
-        contract = self.state.contracts.get(contract_id)
-        if contract is None:
-            info = self.state.contract_infos.get(contract_id)
-            if info is None:
-                return None
-            return ContractRef(
-                symbol=info.symbol, value_per_point=info.value_per_point, tick_size=info.tick_size
-            )
-        product = self.state.product_of(contract_id)
-        return ContractRef(
-            symbol=contract.name,
-            value_per_point=product.value_per_point if product is not None else None,
-            tick_size=product.tick_size if product is not None else None,
-        )
-
-    def value_per_point(self, contract_id: int) -> Decimal | None:
-        product = self.state.product_of(contract_id)
-        if product is not None:
-            return product.value_per_point
-        info = self.state.contract_infos.get(contract_id)
-        return info.value_per_point if info is not None else None
-
-    def tick_size(self, contract_id: int) -> Decimal | None:
-        product = self.state.product_of(contract_id)
-        if product is not None:
-            return product.tick_size
-        info = self.state.contract_infos.get(contract_id)
-        return info.tick_size if info is not None else None
-
     def has_account(self, account_id: int) -> bool:
         return account_id in self.state.accounts
 
@@ -278,56 +221,21 @@ class LiveViews:
         if position is None:
             return None
         account_id = position.account_id
-        return (position, self.account_name(account_id), self.contract_ref(position.contract_id))
-
-    def _refresh_position(self, touch: Touch, received_ns: int) -> bool:
-        position = self.state.positions.get(touch.entity_id)
-        open_in = position.contract_id if position is not None and position.net_pos else None
-        self._open.track(touch.entity_id, open_in)
-        inputs = self._position_inputs(touch.entity_id)
-        old = self._positions.get(touch.entity_id)
-        if inputs is None:
-            if old is None:
-                return False
-            del self._positions[touch.entity_id]
-            gone = self._position_proto(old)
-            self._publish(
-                POSITIONS,
-                old.account_id,
-                touch.entity_id,
-                {"position": {"change": pb.CHANGE_TYPE_DELETED, "position": gone}},
-                received_ns,
-                _stamp_ns(gone, "timestamp"),
-            )
-            return True
-        if old is not None and old.inputs == inputs:
-            return False
-        position = self.state.positions[touch.entity_id]
-        self._positions[touch.entity_id] = _PositionView(position.account_id, inputs)
-        change = pb.CHANGE_TYPE_CREATED if old is None else pb.CHANGE_TYPE_UPDATED
-        # Published from field dicts in one constructor call; the view's own proto (for
-        # reads and snapshots) is made when first asked for.
-        fields = convert.position_fields(*inputs)
-        fields.update(self._pnl_fields(position))
-        self._publish(
-            POSITIONS,
-            position.account_id,
-            position.id,
-            {"position": {"change": change, "position": fields}},
-            received_ns,
-            convert.fields_ns(fields["timestamp"]),
+        return (
+            position,
+            self.state.account_name(account_id),
+            self.state.contract_ref(position.contract_id),
         )
-        return True
 
-    def _position_proto(self, view: _PositionView) -> pb.Position:
-        if view.proto is None:
-            view.proto = convert.position(*view.inputs)
-        return view.proto
+    def _refresh_position(self, position_id: int, received_ns: int) -> bool:
+        position = self.state.positions.get(position_id)
+        open_in = position.contract_id if position is not None and position.net_pos else None
+        self._open.track(position_id, open_in)
+        return self._positions.refresh(position_id, received_ns)
 
     def position(self, position_id: int) -> pb.Position:
         """The position's proto with its current open PnL and last price."""
-        view = self._positions[position_id]
-        base = self._position_proto(view)
+        base = self._positions.proto(self._positions.views[position_id])
         out = pb.Position()
         out.CopyFrom(base)
         position = self.state.positions.get(position_id)
@@ -344,11 +252,11 @@ class LiveViews:
         row = position_pnl(
             position,
             self.prices.last.get(position.contract_id),
-            self.value_per_point(position.contract_id),
+            self.state.value_per_point(position.contract_id),
         )
         return {
             "last_price": convert.price_fields(
-                row.last_price, self.tick_size(position.contract_id)
+                row.last_price, self.state.tick_size(position.contract_id)
             ),
             "open_pnl": convert.money_fields(row.open_pnl),
         }
@@ -369,231 +277,58 @@ class LiveViews:
             return None
         order = parts.order
         detail = OrderDetail(order=order, version=parts.version, fills=list(parts.fills))
-        return (detail, self.account_name(order.account_id), self.contract_ref(order.contract_id))
-
-    def _refresh_order(self, touch: Touch, received_ns: int) -> int:
-        inputs = self._order_inputs(touch.entity_id)
-        old = self._orders.get(touch.entity_id)
-        if inputs is None:
-            if old is None:
-                return 0
-            del self._orders[touch.entity_id]
-            gone = self._order_proto(old)
-            self._publish(
-                ORDERS,
-                old.account_id,
-                touch.entity_id,
-                {"order": {"change": pb.CHANGE_TYPE_DELETED, "order": gone}},
-                received_ns,
-                _stamp_ns(gone, "updated_time"),
-            )
-            return 1
-        if old is not None and old.inputs == inputs:
-            return 0
-        account_id = self.state.orders[touch.entity_id].account_id
-        self._orders[touch.entity_id] = _OrderView(account_id, inputs)
-        change = pb.CHANGE_TYPE_CREATED if old is None else pb.CHANGE_TYPE_UPDATED
-        fields = convert.order_fields(*inputs)
-        self._publish(
-            ORDERS,
-            account_id,
-            touch.entity_id,
-            {"order": {"change": change, "order": fields}},
-            received_ns,
-            convert.fields_ns(fields["updated_time"]),
+        return (
+            detail,
+            self.state.account_name(order.account_id),
+            self.state.contract_ref(order.contract_id),
         )
-        return 1
-
-    def _order_proto(self, view: _OrderView) -> pb.Order:
-        if view.proto is None:
-            view.proto = convert.order(*view.inputs)
-        return view.proto
 
     def orders_of(self, account_id: int) -> list[pb.Order]:
+        views = self._orders.views
         return [
-            self._order_proto(self._orders[i])
-            for i in self.state.order_ids_of(account_id)
-            if i in self._orders
+            self._orders.proto(views[i]) for i in self.state.order_ids_of(account_id) if i in views
         ]
 
     # ------------------------------------------------------------------ balances, pnl
-    def _balance_inputs(self, account_id: int) -> BalanceInputs | None:
-        account = self.state.accounts.get(account_id)
-        if account is None:
-            return None
-        return (
-            account,
-            tuple(self.state.cash_of(account_id)),
-            self.state.margins.get(account_id),
-            self._figures(account_id),
-        )
-
     def figures_changed(self, account_ids: Iterable[int]) -> int:
         """The background refresh fetched these accounts' figures: publish their balances."""
         touches = [Touch(BALANCES, a, a) for a in account_ids if a in self.state.accounts]
         # No socket frame behind them: their deltas have no received_time.
         return self.refresh(touches, 0) if touches else 0
 
-    def _refresh_balance(self, account_id: int, received_ns: int) -> bool:
-        inputs = self._balance_inputs(account_id)
-        old = self._balances.get(account_id)
-        if inputs is None:
-            self._balances.pop(account_id, None)
-            return False
-        if old == inputs:
-            return False
-        self._balances[account_id] = inputs
-        fields = self._balance_fields(account_id)
-        if fields is None:
-            return False
-        payload = {"balance": {"balance": fields}}
-        self._publish(BALANCES, account_id, account_id, payload, received_ns)
-        return True
-
     def pnl(self, account_id: int) -> AccountPnl:
-        memo = self._pnl_memo
-        found = memo.get(account_id) if memo is not None else None
-        if found is None:
-            found = account_pnl(
-                self.state.positions_of(account_id),
-                self.state.cash_of(account_id),
-                self.prices.last.get,
-                self.value_per_point,
-            )
-            if memo is not None:
-                memo[account_id] = found
-        return found
+        return self._balances.pnl(account_id)
 
     def balance_data(self, account_id: int) -> BalanceData | None:
-        """The account's balance in the read records' shape: Tradovate's figures, with the
-        gateway's mark-to-market apart (server/live/balances.py)."""
-        if account_id not in self.state.accounts:
-            return None
-        return live_balance(
-            self.state.cash_of(account_id),
-            self.state.margins.get(account_id),
-            self._figures(account_id),
-            self.pnl(account_id),
-            self.mark_time(account_id),
-        )
-
-    def mark_time(self, account_id: int) -> float | None:
-        """When the account's mark was true: its newest quote (None with no open position)."""
-        changed = self.prices.changed_at
-        times = [
-            changed[p.contract_id]
-            for p in self.state.positions_of(account_id)
-            if p.net_pos and p.contract_id in changed
-        ]
-        return max(times) if times else None
+        return self._balances.balance_data(account_id)
 
     def balance(self, account_id: int) -> pb.Balance | None:
-        fields = self._balance_fields(account_id)
-        return None if fields is None else pb.Balance(**fields)
-
-    def _balance_fields(self, account_id: int) -> convert.Fields | None:
-        account = self.state.accounts.get(account_id)
-        data = self.balance_data(account_id)
-        if account is None or data is None:
-            return None
-        return convert.balance_fields(data, account)
-
-    def pnl_update(self, account_id: int) -> pb.PnlUpdate:
-        pnl = self.pnl(account_id)
-        money = convert.money_fields
-        positions = []
-        for row in pnl.positions:
-            ref = self.contract_ref(row.position.contract_id)
-            positions.append(
-                {
-                    "position_id": row.position.id,
-                    "contract_id": row.position.contract_id,
-                    "symbol": ref.symbol if ref is not None else "",
-                    "net_pos": row.position.net_pos,
-                    "last_price": convert.price_fields(
-                        row.last_price, ref.tick_size if ref is not None else None
-                    ),
-                    "open_pnl": money(row.open_pnl),
-                }
-            )
-        fields: convert.Fields = {
-            "account_id": account_id,
-            "account_name": self.account_name(account_id),
-            "realized_pnl": money(pnl.realized_pnl),
-            "open_pnl": money(pnl.open_pnl) if pnl.complete else None,
-            "total_pnl": money(pnl.total_pnl) if pnl.complete else None,
-            "mark_open_pnl": money(pnl.open_pnl) if pnl.complete else None,
-            "mark_total_pnl": money(pnl.total_pnl) if pnl.complete else None,
-            "positions": positions,
-        }
-        marked = self.mark_time(account_id)
-        if marked is not None:
-            fields["mark_time"] = convert.epoch_fields(marked)
-        return pb.PnlUpdate(**fields)
-
-    def _publish_pnl(self, account_id: int) -> None:
-        if account_id not in self.state.accounts:
-            return
-        update = self.pnl_update(account_id)
-        encoded = update.SerializeToString(deterministic=True)
-        if self._pnl_sent.get(account_id) == encoded:
-            return
-        self._pnl_sent[account_id] = encoded
-        # Paced and caused by many quotes: an event time (now), but no received_time.
-        self._publish(PNL, account_id, account_id, {"pnl": update}, 0)
+        return self._balances.balance(account_id)
 
     # ------------------------------------------------------------------ accounts
-    def _refresh_account(self, account_id: int, received_ns: int) -> int:
-        account = self.state.accounts.get(account_id)
-        old = self._accounts.get(account_id)
-        if account is None:
-            if old is None:
-                return 0
-            del self._accounts[account_id]
-            self._pnl_sent.pop(account_id, None)
-            gone = self._account_proto(old)
-            self._publish(
-                ACCOUNTS,
-                account_id,
-                account_id,
-                {"account": {"change": pb.CHANGE_TYPE_DELETED, "account": gone}},
-                received_ns,
-                _stamp_ns(gone, "timestamp"),
-            )
-            return 1
-        if old is not None and old.inputs == account:
-            return 0
-        self._accounts[account_id] = _AccountView(account)
-        change = pb.CHANGE_TYPE_CREATED if old is None else pb.CHANGE_TYPE_UPDATED
-        fields = convert.account_fields(account)
-        self._publish(
-            ACCOUNTS,
-            account_id,
-            account_id,
-            {"account": {"change": change, "account": fields}},
-            received_ns,
-            convert.fields_ns(fields["timestamp"]),
-        )
-        return 1
+    def _refresh_account(self, account_id: int, received_ns: int) -> bool:
+        changed = self._accounts.refresh(account_id, received_ns)
+        if changed and account_id not in self.state.accounts:
+            self._balances.forget(account_id)
+        return changed
 
-    def _account_proto(self, view: _AccountView) -> pb.Account:
-        if view.proto is None:
-            view.proto = convert.account(view.inputs)
-        return view.proto
+    def _account_inputs(self, account_id: int) -> Account | None:
+        return self.state.accounts.get(account_id)
 
     def account(self, account_id: int) -> pb.Account | None:
-        view = self._accounts.get(account_id)
-        return self._account_proto(view) if view is not None else None
+        return self._accounts.get(account_id)
 
     # ------------------------------------------------------------------ snapshots
-    def account_snapshot(self, account_id: int, kinds: frozenset[int]) -> pb.AccountSnapshot:
+    def account_snapshot(self, account_id: int, kinds: frozenset[UpdateKind]) -> pb.AccountSnapshot:
         """One account's part of a stream snapshot (PNL implies positions and balance)."""
         out = pb.AccountSnapshot()
         account = self.account(account_id)
         if account is not None:
             out.account.CopyFrom(account)
         meta = pb.AccountMeta(
-            account_id=account_id, account_name=self.account_name(account_id), source=pb.SOURCE_LIVE
+            account_id=account_id,
+            account_name=self.state.account_name(account_id),
+            source=pb.SOURCE_LIVE,
         )
         if self.last_change_ns:
             meta.as_of.FromNanoseconds(self.last_change_ns)
@@ -613,7 +348,7 @@ class LiveViews:
     # ------------------------------------------------------------------ publishing
     def _publish(
         self,
-        kind: int,
+        kind: UpdateKind,
         account_id: int,
         entity_id: int,
         payload: convert.Fields,
@@ -642,8 +377,3 @@ def _ranked(touches: Collection[Touch]) -> list[Touch]:
     if len(touches) < 2:
         return list(touches)
     return sorted(touches, key=lambda t: (_RANK[t.kind], t.account_id, t.entity_id))
-
-
-def _stamp_ns(message: Message, field: str) -> int:
-    """A Timestamp field's epoch nanoseconds; 0 when unset."""
-    return getattr(message, field).ToNanoseconds() if message.HasField(field) else 0

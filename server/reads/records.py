@@ -1,7 +1,7 @@
 """What a read produces per account: the broker structs it joined, where they came from, when.
 
 These are the values the fan-out fetches, the cache stores (msgspec msgpack) and
-convert.py turns into protos. They hold broker structs but know nothing of gRPC.
+server/convert/ turns into protos. They hold broker structs but know nothing of gRPC.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ class BalanceData(msgspec.Struct, frozen=True, kw_only=True):
 
     ``pnl_as_of`` and ``margin_as_of`` (epoch seconds) are when Tradovate's open PnL / net
     liquidation / total PnL and its margins were true. ``unknown`` names figures that are
-    not known and why (figure → UPPER_SNAKE reason); convert.py also lists every other
+    not known and why (figure → UPPER_SNAKE reason); server/convert/ also lists every other
     unset Tradovate figure as NOT_REPORTED, so none is ever unset silently."""
 
     snapshot: CashBalanceSnapshot

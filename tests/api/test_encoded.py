@@ -5,9 +5,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import TypeVar
 
+import pytest
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from server import convert
+from server import convert, wire
 from server.api.encoded import PartCache, ResponseEncoder, field, timestamp_field
 from server.api.status import account_status
 from server.broker.errors import UpstreamTimeout
@@ -23,6 +24,7 @@ from server.reads.records import (
     Source,
 )
 from server.wire import varint
+from tests.support import responses
 
 ALICE = Account(id=11, name="ALICE", active=True)
 BOB = Account(id=22, name="BOB", active=True)
@@ -88,7 +90,7 @@ def test_positions_orders_and_balances_match_convert() -> None:
         got = pb.GetPositionsResponse.FromString(
             encoder.positions(pos, status_of, include_flat=False)
         )
-        want = convert.positions_response(pos, status_of, include_flat=False)
+        want = responses.positions_response(pos, status_of, include_flat=False)
         assert got.HasField("server_time")
         got.ClearField("server_time")
         want.ClearField("server_time")
@@ -99,7 +101,7 @@ def test_positions_orders_and_balances_match_convert() -> None:
         got_o = pb.GetOrdersResponse.FromString(
             encoder.orders(ords, status_of, order_filter=pb.ORDER_FILTER_ALL, statuses=())
         )
-        want_o = convert.orders_response(
+        want_o = responses.orders_response(
             ords,
             status_of,
             order_filter=pb.ORDER_FILTER_ALL,
@@ -112,7 +114,7 @@ def test_positions_orders_and_balances_match_convert() -> None:
 
         bals = reads_of(balance("1000"))
         got_b = pb.GetBalancesResponse.FromString(encoder.balances(bals, status_of))
-        want_b = convert.balances_response(bals, status_of)
+        want_b = responses.balances_response(bals, status_of)
         assert without_time(got_b) == without_time(want_b)
         assert got_b.accounts[0].HasField("balance")
         assert not got_b.accounts[1].HasField("balance")
@@ -129,7 +131,7 @@ def test_snapshot_matches_convert() -> None:
     got = pb.GetSnapshotResponse.FromString(
         encoder.snapshot(snap, status_of, include_flat=True, order_filter=pb.ORDER_FILTER_WORKING)
     )
-    want = convert.snapshot_response(
+    want = responses.snapshot_response(
         snap, status_of, include_flat=True, order_filter=pb.ORDER_FILTER_WORKING
     )
     assert without_time(got) == without_time(want)
@@ -168,7 +170,7 @@ def test_a_new_fetch_of_the_same_content_gets_its_own_meta() -> None:
         got = pb.GetPositionsResponse.FromString(
             encoder.positions(reads, status_of, include_flat=True)
         )
-        want = convert.positions_response(reads, status_of, include_flat=True)
+        want = responses.positions_response(reads, status_of, include_flat=True)
         assert got.accounts == want.accounts
         assert got.accounts[0].meta.as_of.seconds == int(reads[0].as_of or 0)
 
@@ -184,3 +186,17 @@ def test_totals_follow_the_records_they_sum() -> None:
     assert totals[0].cash.value == "1000"
     assert totals[2].cash.value == "2500"
     assert totals[2].accounts_failed == 1
+
+
+def test_hand_written_tags_are_the_descriptor_fields_the_parser_reads() -> None:
+    update = pb.StreamUpdate.DESCRIPTOR
+    body = wire.tag(update, "previous_sequence") + varint(7)
+    body += wire.tag(update, "epoch") + varint(2) + b"e1"
+    assert pb.StreamUpdate.FromString(body) == pb.StreamUpdate(previous_sequence=7, epoch="e1")
+
+
+def test_a_field_numbered_differently_across_responses_is_refused() -> None:
+    responses = (pb.GetPositionsResponse.DESCRIPTOR, pb.GetBalancesResponse.DESCRIPTOR)
+    assert wire.shared_number(responses, "accounts") == 1
+    with pytest.raises(ValueError, match="different numbers: \\[2, 3\\]"):
+        wire.shared_number(responses, "server_time")

@@ -10,11 +10,12 @@ from tradovate_gateway.v1 import trading_pb2 as pb
 from server.errors import ShuttingDown
 from server.live.errors import StreamLimitReached
 from server.live.hub import EndReason, StreamHub
+from server.live.kinds import UpdateKind
 from server.live.queue import ConflatingQueue, Delta, Merge, chained, marked
 
-POS = pb.UPDATE_KIND_POSITIONS
-ORD = pb.UPDATE_KIND_ORDERS
-PNL = pb.UPDATE_KIND_PNL
+POS = UpdateKind.POSITIONS
+ORD = UpdateKind.ORDERS
+PNL = UpdateKind.PNL
 
 
 def position_update(position_id: int, net_pos: int) -> pb.PositionUpdate:
@@ -23,7 +24,9 @@ def position_update(position_id: int, net_pos: int) -> pb.PositionUpdate:
     )
 
 
-def publish(hub: StreamHub, account_id: int, kind: int, entity_id: int, value: int = 0) -> Delta:
+def publish(
+    hub: StreamHub, account_id: int, kind: UpdateKind, entity_id: int, value: int = 0
+) -> Delta:
     return hub.publish(
         account_id=account_id,
         kind=kind,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from server.broker.events import ChangeType, EntityRef
-from server.live.state import ACCOUNTS, BALANCES, ORDERS, POSITIONS, LiveState, Touch
+from server.live.kinds import Touch
+from server.live.state import ACCOUNTS, BALANCES, ORDERS, POSITIONS, LiveState
 from tests.live import factories as f
 
 

@@ -15,6 +15,7 @@ from server.api.status import account_status
 from server.errors import InvalidRequest
 from server.live.errors import LiveNotReady, SlowConsumer, StreamDrained, StreamLimitReached
 from server.live.hub import StreamHub
+from server.live.kinds import UpdateKind
 from server.live.state import LiveState
 from server.live.streams import LiveStreams, StreamAccount, StreamSession, StreamSettings
 from server.live.views import LiveViews
@@ -198,9 +199,9 @@ async def test_a_filtered_stream_names_the_delta_it_saw_last_and_beats_at_zero()
     assert [a.account_id for a in beat.heartbeat.accounts] == [2]
     assert beat.server_time.ToNanoseconds() > 0
     update = {"position": pb.PositionUpdate(change=pb.CHANGE_TYPE_UPDATED)}
-    hub.publish(account_id=1, kind=pb.UPDATE_KIND_POSITIONS, entity_id=10, payload=update)
-    hub.publish(account_id=2, kind=pb.UPDATE_KIND_POSITIONS, entity_id=20, payload=update)
-    hub.publish(account_id=2, kind=pb.UPDATE_KIND_POSITIONS, entity_id=21, payload=update)
+    hub.publish(account_id=1, kind=UpdateKind.POSITIONS, entity_id=10, payload=update)
+    hub.publish(account_id=2, kind=UpdateKind.POSITIONS, entity_id=20, payload=update)
+    hub.publish(account_id=2, kind=UpdateKind.POSITIONS, entity_id=21, payload=update)
     deltas: list[pb.StreamUpdate] = []
     while len(deltas) < 2:
         message = await reader.next()
@@ -351,7 +352,7 @@ async def test_a_resume_point_stays_below_merged_deltas_the_ended_stream_never_s
         position = pb.PositionUpdate(position=pb.Position(id=entity_id, net_pos=hub.sequence))
         hub.publish(
             account_id=1,
-            kind=pb.UPDATE_KIND_POSITIONS,
+            kind=UpdateKind.POSITIONS,
             entity_id=entity_id,
             payload={"position": position},
         )

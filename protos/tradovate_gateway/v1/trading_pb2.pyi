@@ -561,7 +561,8 @@ class Position(_message.Message):
         """The gateway's own mark-to-market, not Tradovate's (Tradovate reports no open PnL
         per position): (last_price - net_price) * value_per_point * net_pos, from the last
         quote the gateway received. Set only on LIVE reads and streams, when a last price
-        is known. Sums to Balance.mark_open_pnl, not to Balance.open_pnl.
+        is known, and 0 for a flat position even without one (reads and streams alike).
+        Sums to Balance.mark_open_pnl, not to Balance.open_pnl.
         Money: computed from the exact figures, then rounded to cents (see Decimal).
         """
 

@@ -1,17 +1,18 @@
-"""The StreamUpdates handler the servicer delegates to: resolve the selector, run a session.
+"""StreamUpdates' gRPC plumbing: resolve the selector, run a live session, write its bytes.
 
-It writes serialized ``StreamUpdate`` bytes with ``context.write``: the method is
-registered with no response serializer (see ``raw_stream_handler``), so a delta serialized
-once by the hub goes to every subscriber as is. Writing from this one loop, rather than
-yielding through the call wrapper's and the servicer's generators, keeps each message one
-generator step from the socket. Errors are typed (server/live/errors.py, server/errors.py)
-and mapped to statuses by the servicer through server/api/status.py.
+server/live owns the state, the hub and the sessions and knows no grpc; this module is
+where a session meets a grpc call. It writes the session's serialized ``StreamUpdate``
+bytes with ``context.write`` (see server/api/wrapping.py
+``without_response_serializer``). Writing from this one loop, rather than yielding through the call
+wrapper's and the servicer's generators, keeps each message one generator step from the
+socket. Errors are typed (server/live/errors.py, server/errors.py) and mapped to statuses
+by the servicer through server/api/status.py.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol, cast
 
 import grpc
@@ -21,7 +22,7 @@ from server.auth.principal import current_scope
 from server.broker.schemas import Account
 from server.deadline import Deadline
 from server.live.errors import StreamError
-from server.live.streams import LiveStreams, StreamAccount
+from server.live.streams import StreamAccount
 
 logger = logging.getLogger(__name__)
 
@@ -34,11 +35,31 @@ class AccountResolver(Protocol):
     async def resolve(self, entries: Sequence[str], deadline: Deadline) -> list[Account]: ...
 
 
+class StreamSession(Protocol):
+    """server.live.streams.StreamSession: one stream's serialized messages."""
+
+    def messages(self) -> AsyncIterator[bytes]: ...
+
+    def close(self) -> None: ...
+
+
+class StreamSessions(Protocol):
+    """server.live.streams.LiveStreams: opens one stream's session."""
+
+    def open(
+        self,
+        request: pb.StreamUpdatesRequest,
+        accounts: Sequence[StreamAccount],
+        *,
+        follow_new_accounts: bool = False,
+    ) -> StreamSession: ...
+
+
 class LiveStreamHandler:
     """Runs StreamUpdates calls over the live streams."""
 
     def __init__(
-        self, streams: LiveStreams, resolver: AccountResolver, *, resolve_timeout: float = 5.0
+        self, streams: StreamSessions, resolver: AccountResolver, *, resolve_timeout: float = 5.0
     ) -> None:
         self._streams = streams
         self._resolver = resolver
@@ -69,14 +90,3 @@ class LiveStreamHandler:
             if context.cancelled() or context.done():
                 return  # the caller is gone: there is nobody to tell why
             raise
-
-
-def raw_stream_handler(
-    behavior: Callable[[pb.StreamUpdatesRequest, Context], Awaitable[None]],
-) -> grpc.RpcMethodHandler[pb.StreamUpdatesRequest, bytes]:
-    """A StreamUpdates method handler whose ``context.write`` sends bytes unchanged."""
-    return grpc.unary_stream_rpc_method_handler(
-        behavior,
-        request_deserializer=pb.StreamUpdatesRequest.FromString,
-        response_serializer=None,
-    )

@@ -8,11 +8,11 @@ from typing import Any, cast
 import pytest
 from tradovate_gateway.v1 import trading_pb2 as pb
 
+from server.api.stream_handler import LiveStreamHandler
 from server.auth.principal import Principal, Scope, acting_as
 from server.broker.schemas import Account
 from server.deadline import Deadline
-from server.live.handler import LiveStreamHandler
-from server.live.streams import LiveStreams, StreamAccount
+from server.live.streams import StreamAccount
 
 
 class _Session:
@@ -58,7 +58,7 @@ class _Context:
 
 async def _follows(principal: Principal | None, entries: list[str]) -> bool:
     streams = _Streams()
-    handler = LiveStreamHandler(cast(LiveStreams, streams), _Resolver())
+    handler = LiveStreamHandler(streams, _Resolver())
     request = pb.StreamUpdatesRequest(selector=pb.AccountSelector(accounts=entries))
     context = _Context()
     with acting_as(principal):
