@@ -1,4 +1,4 @@
-"""The gateway in its own process, built by its own composition root (server.main.Gateway).
+"""The gateway in its own process, built by its own composition root (server/main.py).
 
 Two run side by side against the same simulator:
 

@@ -1,6 +1,6 @@
 """The simulator in its own process, with a small control API for the bench.
 
-Child: ``python -m bench.sim_proc --accounts N`` runs ``server.simulator.Simulator`` with one
+Child: ``python -m bench.sim_proc --accounts N`` runs the simulator's ``Simulator`` with one
 addition made here, in the bench: an aiohttp middleware on its REST app that records every
 upstream call (endpoint, start, end; CLOCK_MONOTONIC), i.e. what each call cost as the
 upstream saw it, injected latency included. It also serves a control API on its own port:

@@ -1,4 +1,6 @@
-"""`python -m client.healthcheck [HOST:PORT]`: exit 0 when the gateway's gRPC health says SERVING.
+"""The gateway's health probe: exit 0 when its gRPC health says SERVING.
+
+    python -m client.healthcheck [HOST:PORT] [--live] [--service NAME] [--timeout S]
 
 Readiness (the default): it asks the standard grpc.health.v1 service (the overall status,
 or `--service NAME`), prints the status, and exits 1 for anything else, including no

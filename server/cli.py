@@ -2,8 +2,8 @@
 
 trading-gateway serve [--listen HOST:PORT] [--redis-url URL] [--metrics-port N] ...
 trading-gateway demo  [--listen HOST:PORT] [--duration SECONDS] [--accounts N] ...
-trading-gateway keys create --name NAME (--scope A,B | --all)       (server.auth.keys_cli)
-trading-gateway positions|orders|balances|accounts|pending|snapshot|watch ...  (client.cli)
+trading-gateway keys create --name NAME (--scope A,B | --all)       (server/auth/keys_cli.py)
+trading-gateway positions|orders|balances|accounts|pending|snapshot|watch ...  (client/cli.py)
 trading-gateway --version
 """
 

@@ -76,7 +76,7 @@ HealthCallback = Callable[[bool], None]
 #: Entity types whose change moves Tradovate's open PnL, net liquidation or total PnL.
 _FIGURE_INPUTS = frozenset({"cashBalance", "position"})
 ContractLookup = Callable[[Sequence[int]], Awaitable[Mapping[int, ContractInfo]]]
-"""server.broker.client.TradovateClient.contract_info: ids Tradovate does not know are left out."""
+"""TradovateClient.contract_info (server/broker/client.py): unknown ids are left out."""
 
 
 class LiveService:

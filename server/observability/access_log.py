@@ -3,8 +3,8 @@
 Formatting and writing a log record costs tens of microseconds, a tenth of a cached
 call. So a call only appends its facts (a tuple) here; a background task turns them into
 records every ``interval`` seconds (and at once when ``max_pending`` are waiting), through
-the ``server.api.access`` logger's usual handlers and formatters. Each record keeps the
-call's own end time and request id. Closing writes whatever is still pending.
+the ``server.api.access`` logger's usual handlers and formatters. Each record keeps
+the call's own end time and request id. Closing writes whatever is still pending.
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ class ContractLike(Protocol):
 
 
 class BrokerReads(Protocol):
-    """The part of the broker façade the read path uses (server.broker.TradovateClient)."""
+    """The part of the broker façade (TradovateClient) that the read path uses."""
 
     async def accounts(self, *, deadline: Deadline | None = None) -> list[Account]: ...
 

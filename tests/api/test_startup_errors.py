@@ -23,7 +23,7 @@ SECRET = "sec-never-shown-91c2"
 
 
 def serve(**env: str) -> subprocess.CompletedProcess[str]:
-    """Run `python -m server serve` with only these settings (and dummy credentials)."""
+    """`python -m server serve` with only these settings (and dummy credentials)."""
     base = {
         "PATH": os.environ.get("PATH", ""),
         "HOME": os.environ.get("HOME", "/tmp"),

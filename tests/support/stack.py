@@ -3,7 +3,7 @@
     async with running_stack(accounts=4) as stack:
         reply = await stack.stub.GetPositions(pb.GetPositionsRequest(), timeout=5)
         stack.sim.control.set_latency(ms=200)
-        stack.gateway            # server.main.Gateway (stack.gateway.address, .port, .metrics)
+        stack.gateway            # the Gateway (stack.gateway.address, .port, .metrics)
         stack.health             # grpc.health.v1 stub on the same channel
         stack.upstream_calls("position/ldeps")   # simulator call counter for one endpoint
 
