@@ -24,12 +24,13 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY . .
 # Binary wheels exist for every dependency (grpcio, hiredis, uvloop, msgspec, ...),
-# so no compiler is needed. A regular (non-editable) install puts server/, client/
-# and tradovate_gateway/ into the virtualenv's site-packages. constraints.txt pins every
+# so no compiler is needed. A regular (non-editable) install of the server extra puts
+# trading_gateway/ (server, client, simulator: setup.py maps the folders) and
+# tradovate_gateway/ into the virtualenv's site-packages. constraints.txt pins every
 # package to the versions make test and CI run.
 RUN pip install -c constraints.txt --upgrade pip \
- && pip install -c constraints.txt . \
- && python -c "from tradovate_gateway.v1 import trading_pb2_grpc; import server, client"
+ && pip install -c constraints.txt '.[server]' \
+ && python -c "from tradovate_gateway.v1 import trading_pb2_grpc; from trading_gateway import server, client"
 
 # ------------------------------------------------------------------------------ runtime
 FROM ${PYTHON_IMAGE} AS runtime

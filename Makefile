@@ -8,6 +8,9 @@ NODE_STAMP := node_modules/.installed
 
 .PHONY: demo test lint typecheck proto config-doc constraints bench bench-quick clean venv node
 
+# The editable install maps server/, client/ and simulator/ to trading_gateway.server,
+# trading_gateway.client and trading_gateway.simulator (setup.py); the plain install is the
+# client only, the server extra adds the gateway's dependencies.
 # Every Python package is pinned by constraints.txt (make constraints regenerates it), so a
 # fresh machine installs what CI and the image run.
 CONSTRAINTS := constraints.txt
@@ -16,8 +19,8 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip -c $(CONSTRAINTS)
 
-$(STAMP): pyproject.toml $(CONSTRAINTS) | $(BIN)/python
-	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e '.[dev,bench]'
+$(STAMP): pyproject.toml setup.py $(CONSTRAINTS) | $(BIN)/python
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e '.[server,dev,bench]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -57,7 +60,7 @@ constraints:
 	rm -rf build/constraints-venv
 	$(PY) -m venv build/constraints-venv
 	build/constraints-venv/bin/pip install --quiet --upgrade pip
-	build/constraints-venv/bin/pip install --quiet '.[dev,bench]'
+	build/constraints-venv/bin/pip install --quiet '.[server,dev,bench]'
 	{ echo "# Exact versions of every Python package (runtime, dev and bench extras), used by"; \
 	  echo "# make (venv), the Dockerfile and CI. Regenerate with make constraints."; \
 	  build/constraints-venv/bin/pip freeze --all --exclude-editable \

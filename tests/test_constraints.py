@@ -1,4 +1,4 @@
-"""constraints.txt pins every Python package the gateway and its dev/bench extras install.
+"""constraints.txt pins every Python package the gateway and its server/dev/bench extras install.
 
 make (venv), the Dockerfile and CI install with `-c constraints.txt`. A dependency added
 to pyproject.toml without re-pinning (`make constraints`) fails here, naming it.
@@ -48,7 +48,7 @@ def installed_closure(name: str, extras: frozenset[str]) -> set[str]:
 
 
 def test_every_dependency_is_pinned() -> None:
-    needed = installed_closure("trading-gateway", frozenset({"dev", "bench"}))
+    needed = installed_closure("trading-gateway", frozenset({"server", "dev", "bench"}))
     assert "grpcio" in needed and "pytest" in needed and "matplotlib" in needed
     unpinned = sorted(needed - set(pins()))
     assert not unpinned, f"not in constraints.txt (run `make constraints`): {unpinned}"
@@ -56,7 +56,7 @@ def test_every_dependency_is_pinned() -> None:
 
 def test_the_environment_runs_the_pinned_versions() -> None:
     """The venv was installed with the constraints (make venv re-installs when they change)."""
-    needed = installed_closure("trading-gateway", frozenset({"dev", "bench"}))
+    needed = installed_closure("trading-gateway", frozenset({"server", "dev", "bench"}))
     wrong = {
         name: (metadata.version(name), version)
         for name, version in pins().items()
