@@ -6,7 +6,8 @@
         balances = await client.get_balances(read_policy="cached")
         print(to_decimal(balances.totals.net_liquidation))
 
-The generated modules are re-exported: `from client import trading_pb2, trading_pb2_grpc`.
+The generated modules are re-exported:
+`from client import trading_pb2, trading_pb2_grpc`.
 """
 
 from __future__ import annotations
