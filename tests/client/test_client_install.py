@@ -71,6 +71,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The plain (client-only) wheel, built from a copy of the sources."""
     base = tmp_path_factory.mktemp("client-wheel")
     src = base / "src"
+    src.mkdir()
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for name in SOURCES:
         path = ROOT / name
