@@ -192,6 +192,23 @@ async def test_the_client_wheel_alone_calls_the_gateway(
     assert result["accounts"] == [a.name for a in direct.accounts]
     assert len(result["accounts"]) == 2
 
+    # The client's command reads; the server's says which install it needs, in one line.
+    bin_dir = python.parent
+    argv = [bin_dir / "trading-gateway-client", "accounts", "--address", stack.address]
+    table = await asyncio.to_thread(run, *argv, cwd=scratch)
+    assert all(name in table for name in result["accounts"])
+    server = await asyncio.to_thread(
+        subprocess.run,
+        [str(bin_dir / "trading-gateway"), "serve"],
+        cwd=scratch,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert server.returncode == 2
+    assert "pip install 'trading-gateway[server]'" in server.stderr
+    assert "Traceback" not in server.stderr
+
 
 @pytest.mark.slow
 async def test_pip_install_of_the_client_wheel_resolves_and_calls_the_gateway(
