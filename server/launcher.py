@@ -21,7 +21,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from server.cli import main as cli_main
     except ModuleNotFoundError as missing:
-        if missing.name is None or missing.name.partition(".")[0] in ("server", "client"):
+        own = __name__.partition(".")[0]  # a module of ours missing is a bug, not an extra
+        if missing.name is None or missing.name.partition(".")[0] == own:
             raise
         print(NEEDS_SERVER_EXTRA.format(name=missing.name), file=sys.stderr)
         return 2
