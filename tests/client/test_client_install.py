@@ -180,7 +180,7 @@ async def test_the_client_wheel_alone_calls_the_gateway(
 ) -> None:
     python = await asyncio.to_thread(fresh_venv, tmp_path / "venv")
     target = await asyncio.to_thread(site_packages, python)
-    pip = [sys.executable, "-m", "pip", "--python", python, "install", "--quiet"]
+    pip: list[str | Path] = [sys.executable, "-m", "pip", "--python", python, "install", "--quiet"]
     await asyncio.to_thread(run, *pip, "--no-deps", "--no-index", wheel, cwd=scratch)
     for name in requirement_closure(CLIENT_DEPENDENCIES):
         link_distribution(name, target)
@@ -194,7 +194,9 @@ async def test_the_client_wheel_alone_calls_the_gateway(
 
     # The client's command reads; the server's says which install it needs, in one line.
     bin_dir = python.parent
-    argv = [bin_dir / "trading-gateway-client", "accounts", "--address", stack.address]
+    argv: list[str | Path] = [
+        bin_dir / "trading-gateway-client", "accounts", "--address", stack.address
+    ]
     table = await asyncio.to_thread(run, *argv, cwd=scratch)
     assert all(name in table for name in result["accounts"])
     server = await asyncio.to_thread(
@@ -215,7 +217,7 @@ async def test_pip_install_of_the_client_wheel_resolves_and_calls_the_gateway(
     wheel: Path, stack: Stack, scratch: Path, tmp_path: Path
 ) -> None:
     python = await asyncio.to_thread(fresh_venv, tmp_path / "venv")
-    pip = [sys.executable, "-m", "pip", "--python", python, "install", "--quiet"]
+    pip: list[str | Path] = [sys.executable, "-m", "pip", "--python", python, "install", "--quiet"]
     await asyncio.to_thread(run, *pip, "-c", ROOT / "constraints.txt", wheel, cwd=scratch)
 
     result = await call_from(python, stack, scratch)
