@@ -57,11 +57,11 @@ EXPOSE 50051 9464
 # Liveness: healthy while the process answers gRPC health at all, whatever the status.
 # Before the login and during an upstream outage health says NOT_SERVING: that is not
 # ready (route no traffic), but restarting would not help and costs a login. Readiness is
-# the health status itself (`python -m client.healthcheck` without --live, or a gRPC
+# the health status itself (`python -m trading_gateway.client.healthcheck` without --live, or a gRPC
 # readiness probe on tradovate_gateway.v1.TradingService; deploy/kubernetes.md).
 # With TLS on, give the probe the same files: --tls-ca (and --tls-cert/--tls-key for mTLS).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "-m", "client.healthcheck", "127.0.0.1:50051", "--live", "--timeout", "3"]
+    CMD ["python", "-m", "trading_gateway.client.healthcheck", "127.0.0.1:50051", "--live", "--timeout", "3"]
 
 # Listening beyond loopback: serve refuses a non-loopback address with neither API keys
 # (GATEWAY_API_KEYS_FILE) nor TLS (GATEWAY_TLS_CERT_FILE/KEY_FILE) unless

@@ -69,7 +69,7 @@ constraints:
 
 ## Regenerate README's settings table and .env.example from server/config.py.
 config-doc: $(STAMP)
-	$(BIN)/python -m server.config_doc
+	$(BIN)/python -m trading_gateway.server.config_doc
 
 bench: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m bench

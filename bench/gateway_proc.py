@@ -46,7 +46,7 @@ READY_TIMEOUT_S = 120.0
 
 
 def settings_values(args: argparse.Namespace, creds: dict[str, Any]) -> dict[str, Any]:
-    from server.sim_settings import simulator_values
+    from trading_gateway.server.sim_settings import simulator_values
 
     return {
         "listen": "127.0.0.1:0",
@@ -66,7 +66,7 @@ def settings_values(args: argparse.Namespace, creds: dict[str, Any]) -> dict[str
 
 def with_api_key(values: dict[str, Any], key_sha256: str) -> dict[str, Any]:
     """Turn API-key auth on (as a production deployment would) when this gateway has it."""
-    from server.config import GatewaySettings
+    from trading_gateway.server.config import GatewaySettings
 
     if key_sha256 and "api_keys" in GatewaySettings.model_fields:
         entry = {"name": "bench", "sha256": key_sha256, "scope": "*"}
@@ -75,8 +75,8 @@ def with_api_key(values: dict[str, Any], key_sha256: str) -> dict[str, Any]:
 
 
 async def serve(args: argparse.Namespace, creds: dict[str, Any]) -> None:
-    from server.config import GatewaySettings
-    from server.main import Gateway
+    from trading_gateway.server.config import GatewaySettings
+    from trading_gateway.server.main import Gateway
 
     values = with_api_key(settings_values(args, creds), str(creds.get("bench_key_sha256", "")))
     settings = GatewaySettings.model_validate(values)
@@ -135,7 +135,7 @@ def main() -> None:
     # A crash of the gateway (e.g. a segfault) leaves its Python stacks here.
     fault_file = open(args.log_file + ".fault", "w")  # noqa: SIM115 - open for the process's life
     faulthandler.enable(fault_file, all_threads=True)
-    from server.runner import run
+    from trading_gateway.server.runner import run
 
     run(serve(args, creds))
 
@@ -202,9 +202,11 @@ async def start_gateway(
     config: BenchConfig, sim: SimHandle, workdir: Path, missing: dict[str, str]
 ) -> GatewayHandle | None:
     try:
-        import server.main  # noqa: F401
+        import trading_gateway.server.main  # noqa: F401
     except Exception as exc:  # an unbuildable gateway is reported, not fatal to the bench
-        missing["gateway"] = f"server.main is not importable ({type(exc).__name__}: {exc})"
+        missing["gateway"] = (
+            f"trading_gateway.server.main is not importable ({type(exc).__name__}: {exc})"
+        )
         return None
     try:
         live = await start_one("gateway", sim, workdir, live=True)

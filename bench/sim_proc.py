@@ -162,7 +162,7 @@ def build_control(sim: Any, recorder: CallRecorder) -> web.Application:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    from server.simulator import SimConfig, Simulator
+    from trading_gateway.simulator import SimConfig, Simulator
 
     recorder = CallRecorder()
 
@@ -290,9 +290,9 @@ class SimHandle:
 
 async def start_sim(config: BenchConfig, missing: dict[str, str]) -> SimHandle | None:
     try:
-        import server.simulator  # noqa: F401
+        import trading_gateway.simulator  # noqa: F401
     except ImportError as exc:
-        missing["simulator"] = f"server.simulator is not importable ({exc})"
+        missing["simulator"] = f"trading_gateway.simulator is not importable ({exc})"
         return None
     args = ["--accounts", str(config.sim_accounts)]
     child = await start_child("simulator", "bench.sim_proc", args, ready_timeout=180)

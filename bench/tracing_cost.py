@@ -7,12 +7,13 @@ Two measurements. ``--micro``: the call wrapper's own book-keeping per call
 best of 5 runs of that many calls, in ns per call: the cost tracing adds or does not add.
 Then end to end:
 
-The simulator and the real gateway (server.main.Gateway, live state off, in-memory cache)
-run in this process, with a grpc.aio client on a loopback channel. Each variant's gateway
-answers ``--calls`` sequential cached GetBalances calls per round; the variants interleave
-round by round, so drift in the host's noise touches all of them alike. Sampled spans go
-to a processor that drops them (the export itself runs off the call path in production:
-BatchSpanProcessor). Prints p50 and p90 µs per call for each variant, then one JSON line.
+The simulator and the real gateway (trading_gateway.server.main.Gateway, live state off, in-
+memory cache) run in this process, with a grpc.aio client on a loopback channel. Each
+variant's gateway answers ``--calls`` sequential cached GetBalances calls per round; the
+variants interleave round by round, so drift in the host's noise touches all of them alike.
+Sampled spans go to a processor that drops them (the export itself runs off the call path in
+production: BatchSpanProcessor). Prints p50 and p90 µs per call for each variant, then one
+JSON line.
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ from pydantic import SecretStr
 from tradovate_gateway.v1 import trading_pb2 as pb
 from tradovate_gateway.v1 import trading_pb2_grpc as pb_grpc
 
-from server.config import explicit_settings
-from server.main import Gateway
-from server.simulator import SimConfig, Simulator
+from trading_gateway.server.config import explicit_settings
+from trading_gateway.server.main import Gateway
+from trading_gateway.simulator import SimConfig, Simulator
 
 
 def _tracing(variant: str) -> Any:
@@ -41,7 +42,7 @@ def _tracing(variant: str) -> Any:
     from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
     from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
 
-    from server.observability.otel import OtelTracing
+    from trading_gateway.server.observability.otel import OtelTracing
 
     provider = TracerProvider(sampler=ALWAYS_ON if variant == "sampled" else ALWAYS_OFF)
     provider.add_span_processor(SpanProcessor())  # the base class: does nothing
@@ -69,8 +70,8 @@ class _Context:
 
 def micro(calls: int, variants: list[str]) -> dict[str, float]:
     """ns per call of the wrapper's start and end, per variant (best of 5)."""
-    from server.api import calls as api_calls
-    from server.observability.metrics import Metrics
+    from trading_gateway.server.api import calls as api_calls
+    from trading_gateway.server.observability.metrics import Metrics
 
     metadata = (("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),)
     method = "/tradovate_gateway.v1.TradingService/GetBalances"

@@ -11,8 +11,8 @@ from decimal import Decimal, InvalidOperation
 
 from tradovate_gateway.v1 import trading_pb2
 
-from client.render import NONE, clock, dec, format_table, status_line
-from client.values import enum_label
+from trading_gateway.client.render import NONE, clock, dec, format_table, status_line
+from trading_gateway.client.values import enum_label
 
 
 @dataclass

@@ -21,19 +21,19 @@ from typing import Final
 import grpc
 from google.protobuf.message import Message
 
-from client import render
-from client.channel import TlsConfig
-from client.client import DEFAULT_ADDRESS, TradingClient
-from client.errors import ClientError
-from client.exit_codes import (
+from trading_gateway.client import render
+from trading_gateway.client.channel import TlsConfig
+from trading_gateway.client.client import DEFAULT_ADDRESS, TradingClient
+from trading_gateway.client.errors import ClientError
+from trading_gateway.client.exit_codes import (
     EXIT_CALL_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_PARTIAL,
     EXIT_USAGE,
 )
-from client.exit_codes import HELP as EXIT_HELP
-from client.watch_cli import add_watch_parser, run_watch
+from trading_gateway.client.exit_codes import HELP as EXIT_HELP
+from trading_gateway.client.watch_cli import add_watch_parser, run_watch
 
 PROG: Final = "trading-gateway"
 ENV_ADDRESS: Final = "TRADING_GATEWAY_ADDRESS"

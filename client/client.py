@@ -21,11 +21,16 @@ import grpc
 from google.protobuf.message import Message
 from tradovate_gateway.v1 import trading_pb2, trading_pb2_grpc
 
-from client import values
-from client.channel import DEFAULT_STREAM_WINDOW, TlsConfig, auth_metadata, open_channel
-from client.errors import ClientError, from_rpc_error
-from client.retry import RetryPolicy
-from client.watch import Watch, watch_request
+from trading_gateway.client import values
+from trading_gateway.client.channel import (
+    DEFAULT_STREAM_WINDOW,
+    TlsConfig,
+    auth_metadata,
+    open_channel,
+)
+from trading_gateway.client.errors import ClientError, from_rpc_error
+from trading_gateway.client.retry import RetryPolicy
+from trading_gateway.client.watch import Watch, watch_request
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The gateway's health probe: exit 0 when its gRPC health says SERVING.
 
-    python -m client.healthcheck [HOST:PORT] [--live] [--service NAME] [--timeout S]
+    python -m trading_gateway.client.healthcheck [HOST:PORT] [--live] [--service NAME] [--timeout S]
 
 Readiness (the default): it asks the standard grpc.health.v1 service (the overall status,
 or `--service NAME`), prints the status, and exits 1 for anything else, including no
@@ -20,8 +20,8 @@ from typing import Final
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from client.channel import TlsConfig, open_channel
-from client.client import DEFAULT_ADDRESS
+from trading_gateway.client.channel import TlsConfig, open_channel
+from trading_gateway.client.client import DEFAULT_ADDRESS
 
 SERVING: Final = "SERVING"
 # No answer from the process: the only outcomes that fail the liveness check.
@@ -45,7 +45,9 @@ async def probe(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m client.healthcheck", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m trading_gateway.client.healthcheck", description=__doc__
+    )
     parser.add_argument("address", nargs="?", default=DEFAULT_ADDRESS, help="HOST:PORT")
     parser.add_argument("--service", default="", help="service name ('' = the whole server)")
     parser.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")

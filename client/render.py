@@ -9,7 +9,7 @@ from google.protobuf.message import Message
 from google.rpc import code_pb2
 from tradovate_gateway.v1 import trading_pb2
 
-from client.values import enum_label, to_datetime
+from trading_gateway.client.values import enum_label, to_datetime
 
 Row = Sequence[str]
 NONE = "-"

@@ -34,9 +34,9 @@ import grpc
 from google.protobuf import duration_pb2
 from tradovate_gateway.v1 import trading_pb2
 
-from client import values
-from client.errors import from_rpc_error
-from client.retry import RetryPolicy
+from trading_gateway.client import values
+from trading_gateway.client.errors import from_rpc_error
+from trading_gateway.client.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from tradovate_gateway.v1 import trading_pb2_grpc

@@ -19,17 +19,17 @@ from typing import TextIO
 
 from google.protobuf import json_format
 
-from client.board import WatchBoard
-from client.client import TradingClient
-from client.errors import ClientError
-from client.exit_codes import (
+from trading_gateway.client.board import WatchBoard
+from trading_gateway.client.client import TradingClient
+from trading_gateway.client.errors import ClientError
+from trading_gateway.client.exit_codes import (
     EXIT_CALL_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_PARTIAL,
     EXIT_USAGE,
 )
-from client.watch import KIND_NAMES
+from trading_gateway.client.watch import KIND_NAMES
 
 CLEAR = "\x1b[H\x1b[2J"
 

@@ -1,7 +1,7 @@
-"""`python -m server` is `trading-gateway`."""
+"""`python -m trading_gateway.server` is `trading-gateway`."""
 
 import sys
 
-from server.cli import main
+from trading_gateway.server.cli import main
 
 sys.exit(main())

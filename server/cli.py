@@ -18,8 +18,8 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
-from client.exit_codes import HELP as EXIT_HELP
-from server.config import (
+from trading_gateway.client.exit_codes import HELP as EXIT_HELP
+from trading_gateway.server.config import (
     SECRET_FIELDS,
     GatewaySettings,
     env_name,
@@ -27,8 +27,8 @@ from server.config import (
     load_settings,
     unknown_variables,
 )
-from server.observability.logging import configure_logging
-from server.setting_error import SettingError, masked_url
+from trading_gateway.server.observability.logging import configure_logging
+from trading_gateway.server.setting_error import SettingError, masked_url
 
 logger = logging.getLogger(__name__)
 
@@ -126,16 +126,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(USAGE, end="")
         return 0 if args_list else 2
     if args_list[0] in ("--version", "-V"):
-        from server.version import git_sha, version
+        from trading_gateway.server.version import git_sha, version
 
         print(f"{PROG} {version()} (git {git_sha()})")
         return 0
     if args_list[0] == "keys":
-        from server.auth.keys_cli import main as keys_main
+        from trading_gateway.server.auth.keys_cli import main as keys_main
 
         return keys_main(args_list[1:])
     if args_list[0] not in SERVER_COMMANDS:
-        from client.cli import main as client_main
+        from trading_gateway.client.cli import main as client_main
 
         return client_main(args_list)
     args = build_parser().parse_args(args_list)
@@ -150,23 +150,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_format, settings.log_level)
     for warning in unknown_variables(os.environ):
         logger.warning("%s", warning)
-    from server.auth.policy import config_problem, listen_refusal, listen_warnings
+    from trading_gateway.server.auth.policy import config_problem, listen_refusal, listen_warnings
 
     refusal = listen_refusal(settings) or config_problem(settings)
     if refusal is not None:
         return _fatal(refusal, json_lines=settings.log_format == "json")
     for warning in listen_warnings(settings):
         logger.warning("%s", warning)
-    from server.runner import run
+    from trading_gateway.server.runner import run
 
     if args.command == "serve":
-        from server.runner import serve
+        from trading_gateway.server.runner import serve
 
         try:
             return run(serve(settings))
         except SettingError as exc:  # a port in use, say: one line, no traceback
             return _fatal(str(exc), json_lines=settings.log_format == "json", setting=exc.setting)
-    from server.demo import DemoOptions, run_demo
+    from trading_gateway.server.demo import DemoOptions, run_demo
 
     options = DemoOptions(
         duration=args.duration,

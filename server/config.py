@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from server.broker.urls import MD_WS_URL, REST_URLS
+from trading_gateway.server.broker.urls import MD_WS_URL, REST_URLS
 
 MIB = 1024 * 1024
 REDIS_SCHEMES = ("redis", "rediss", "unix")

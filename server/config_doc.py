@@ -1,7 +1,7 @@
 """The settings reference, generated from server/config.py: README's table and .env.example.
 
-    python -m server.config_doc          # rewrite both (make config-doc)
-    python -m server.config_doc --check  # exit 1, naming each stale file
+    python -m trading_gateway.server.config_doc          # rewrite both (make config-doc)
+    python -m trading_gateway.server.config_doc --check  # exit 1, naming each stale file
 
 The settings, their sections (the ``# --- name ---`` comments in GatewaySettings), types,
 defaults and bounds come from server/config.py; the flag from server/cli.py; the meaning
@@ -23,8 +23,13 @@ from typing import Any, Final, Literal
 
 from pydantic.fields import FieldInfo
 
-from server.cli import FLAGS
-from server.config import SECRET_FIELDS, GatewaySettings, env_name, explicit_settings
+from trading_gateway.server.cli import FLAGS
+from trading_gateway.server.config import (
+    SECRET_FIELDS,
+    GatewaySettings,
+    env_name,
+    explicit_settings,
+)
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 README: Final = ROOT / "README.md"
@@ -283,7 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     check = args == ["--check"]
     if args and not check:
-        print("usage: python -m server.config_doc [--check]", file=sys.stderr)
+        print("usage: python -m trading_gateway.server.config_doc [--check]", file=sys.stderr)
         return 2
     missing = undocumented()
     if missing:

@@ -16,15 +16,15 @@ import sys
 from dataclasses import dataclass
 from typing import Final, TextIO
 
-from server.config import GatewaySettings
-from server.login import FatalStartupError
-from server.main import Gateway
-from server.observability.tracing import tracing_from_env
-from server.runner import StopSignals
-from server.setting_error import SettingError
-from server.sim_settings import simulator_values
-from server.simulator import SimConfig, Simulator
-from server.version import version
+from trading_gateway.server.config import GatewaySettings
+from trading_gateway.server.login import FatalStartupError
+from trading_gateway.server.main import Gateway
+from trading_gateway.server.observability.tracing import tracing_from_env
+from trading_gateway.server.runner import StopSignals
+from trading_gateway.server.setting_error import SettingError
+from trading_gateway.server.sim_settings import simulator_values
+from trading_gateway.server.version import version
+from trading_gateway.simulator import SimConfig, Simulator
 
 logger = logging.getLogger(__name__)
 

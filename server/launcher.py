@@ -19,7 +19,7 @@ NEEDS_SERVER_EXTRA = (
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        from server.cli import main as cli_main
+        from trading_gateway.server.cli import main as cli_main
     except ModuleNotFoundError as missing:
         own = __name__.partition(".")[0]  # a module of ours missing is a bug, not an extra
         if missing.name is None or missing.name.partition(".")[0] == own:

@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from server.api.stream_handler import AccountResolver, StreamSessions
-from server.broker import TradovateClient
-from server.config import GatewaySettings
-from server.deadline import Deadline
-from server.observability.metrics import Metrics
-from server.reads.service import LiveReads
+from trading_gateway.server.api.stream_handler import AccountResolver, StreamSessions
+from trading_gateway.server.broker import TradovateClient
+from trading_gateway.server.config import GatewaySettings
+from trading_gateway.server.deadline import Deadline
+from trading_gateway.server.observability.metrics import Metrics
+from trading_gateway.server.reads.service import LiveReads
 
 
 class LiveSubsystem(Protocol):

@@ -12,10 +12,16 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from server.broker import AuthError, BrokerError, BrokerSettings, CaptchaRequired, TradovateClient
-from server.config import GatewaySettings
-from server.deadline import Deadline
-from server.login_problem import login_problem
+from trading_gateway.server.broker import (
+    AuthError,
+    BrokerError,
+    BrokerSettings,
+    CaptchaRequired,
+    TradovateClient,
+)
+from trading_gateway.server.config import GatewaySettings
+from trading_gateway.server.deadline import Deadline
+from trading_gateway.server.login_problem import login_problem
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from server.broker.errors import (
+from trading_gateway.server.broker.errors import (
     BrokerError,
     LockedOutError,
     NotFoundError,
@@ -26,8 +26,8 @@ from server.broker.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from server.config import GatewaySettings
-from server.setting_error import masked_url
+from trading_gateway.server.config import GatewaySettings
+from trading_gateway.server.setting_error import masked_url
 
 LOGIN_PATH: Final = "auth/accesstokenrequest"
 EXAMPLE_URL: Final = "https://demo.tradovateapi.com/v1"

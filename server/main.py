@@ -19,28 +19,28 @@ from typing import Any, Self
 import grpc
 from grpc_health.v1.health import aio as health_aio
 
-from server.api.auth import ApiKeyAuth, build_auth
-from server.api.calls import CallWrapper
-from server.api.health import SERVICE_CACHE, HealthMonitor
-from server.api.server import build_server
-from server.api.servicer import DeadlinePolicy, TradingServicer
-from server.api.status import account_status
-from server.api.stream_handler import LiveStreamHandler
-from server.auth.keys import load_keyring
-from server.broker import AuthError, BrokerError, CaptchaRequired, TradovateClient
-from server.cache import Cache, CacheWatch, RedisCache, build_cache
-from server.config import GatewaySettings
-from server.deadline import Deadline
-from server.heap import freeze_long_lived
-from server.live.components import build_live
-from server.live_subsystem import LiveFactory, LiveSubsystem
-from server.login import FatalStartupError, broker_settings, log_in_with_retries
-from server.observability.access_log import AccessLog
-from server.observability.metrics import Metrics, MetricsServer
-from server.observability.tracing import Tracing
-from server.reads.build import ReadPath
-from server.reads.fanout import UpstreamObserver
-from server.setting_error import SettingError
+from trading_gateway.server.api.auth import ApiKeyAuth, build_auth
+from trading_gateway.server.api.calls import CallWrapper
+from trading_gateway.server.api.health import SERVICE_CACHE, HealthMonitor
+from trading_gateway.server.api.server import build_server
+from trading_gateway.server.api.servicer import DeadlinePolicy, TradingServicer
+from trading_gateway.server.api.status import account_status
+from trading_gateway.server.api.stream_handler import LiveStreamHandler
+from trading_gateway.server.auth.keys import load_keyring
+from trading_gateway.server.broker import AuthError, BrokerError, CaptchaRequired, TradovateClient
+from trading_gateway.server.cache import Cache, CacheWatch, RedisCache, build_cache
+from trading_gateway.server.config import GatewaySettings
+from trading_gateway.server.deadline import Deadline
+from trading_gateway.server.heap import freeze_long_lived
+from trading_gateway.server.live.components import build_live
+from trading_gateway.server.live_subsystem import LiveFactory, LiveSubsystem
+from trading_gateway.server.login import FatalStartupError, broker_settings, log_in_with_retries
+from trading_gateway.server.observability.access_log import AccessLog
+from trading_gateway.server.observability.metrics import Metrics, MetricsServer
+from trading_gateway.server.observability.tracing import Tracing
+from trading_gateway.server.reads.build import ReadPath
+from trading_gateway.server.reads.fanout import UpstreamObserver
+from trading_gateway.server.setting_error import SettingError
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from server.broker.schemas import Position
+from trading_gateway.server.broker.schemas import Position
 
 ZERO = Decimal(0)
 

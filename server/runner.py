@@ -9,11 +9,11 @@ import signal
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from server.config import GatewaySettings
-from server.main import Gateway
-from server.observability.tracing import tracing_from_env
-from server.setting_error import SettingError
-from server.version import version
+from trading_gateway.server.config import GatewaySettings
+from trading_gateway.server.main import Gateway
+from trading_gateway.server.observability.tracing import tracing_from_env
+from trading_gateway.server.setting_error import SettingError
+from trading_gateway.server.version import version
 
 logger = logging.getLogger(__name__)
 

@@ -125,8 +125,8 @@ def redis_url(redis_server: RedisServer) -> str:
 def secret_log_scan() -> Iterator[None]:
     import logging
 
-    from server.simulator import SimConfig
     from tests.support.secret_scan import SCAN, register_secret
+    from trading_gateway.simulator import SimConfig
 
     defaults = SimConfig()
     register_secret(defaults.password, "sim-secret")  # the simulator's login and API secret

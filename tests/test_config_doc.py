@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from server.config import GatewaySettings, explicit_settings, known_variables, unknown_variables
-from server.config_doc import (
+from trading_gateway.server.config import (
+    GatewaySettings,
+    explicit_settings,
+    known_variables,
+    unknown_variables,
+)
+from trading_gateway.server.config_doc import (
     ENV_EXAMPLE,
     README,
     env_example,
@@ -93,7 +98,7 @@ def test_known_and_foreign_variables_are_not_warned_about() -> None:
 
 
 def test_no_meaning_for_a_setting_that_is_gone() -> None:
-    from server.config_doc import MEANINGS
+    from trading_gateway.server.config_doc import MEANINGS
 
     stale = sorted(set(MEANINGS) - set(GatewaySettings.model_fields))
     assert not stale, f"MEANINGS names settings config.py no longer has: {stale}"

@@ -11,8 +11,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from server import rounding
 from tests.support.residue import decimal_strings, problems_in, residue
+from trading_gateway.server import rounding
 
 TICKS = [Decimal(t) for t in ("0.25", "0.1", "0.01", "0.005", "0.00005", "0.0001", "1", "5")]
 

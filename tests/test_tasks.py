@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from server.tasks import TaskSet
+from trading_gateway.server.tasks import TaskSet
 
 logger = logging.getLogger("tests.tasks")
 

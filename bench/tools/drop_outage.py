@@ -14,8 +14,8 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from server.broker import BrokerSettings, TradovateClient
-from server.simulator import SimConfig, Simulator
+from trading_gateway.server.broker import BrokerSettings, TradovateClient
+from trading_gateway.simulator import SimConfig, Simulator
 
 
 async def _until(check: Callable[[], bool], within: float) -> None:

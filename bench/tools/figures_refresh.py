@@ -18,14 +18,14 @@ import statistics
 import time
 from typing import Any, cast
 
-from server.config import load_settings
-from server.deadline import Deadline
-from server.demo import demo_settings
-from server.live.components import BrokerLiveSubsystem
-from server.live.figures import FigureRefresher
-from server.main import Gateway
-from server.runner import run
-from server.simulator import SimConfig, Simulator
+from trading_gateway.server.config import load_settings
+from trading_gateway.server.deadline import Deadline
+from trading_gateway.server.demo import demo_settings
+from trading_gateway.server.live.components import BrokerLiveSubsystem
+from trading_gateway.server.live.figures import FigureRefresher
+from trading_gateway.server.main import Gateway
+from trading_gateway.server.runner import run
+from trading_gateway.simulator import SimConfig, Simulator
 
 SNAPSHOT = "getcashbalancesnapshot"
 MARGIN = "marginsnapshot"

@@ -33,14 +33,14 @@ from dataclasses import dataclass, field
 from tradovate_gateway.v1 import trading_pb2
 
 from bench.floors.server import stamped_copy
-from server.api.status import account_status
-from server.broker.events import EntityChange
-from server.broker.frames import DataFrame, Event, Response, decode_frame
-from server.broker.sync_codec import decode_props, decode_snapshot
-from server.live.service import LiveService, LiveSettings
-from server.simulator import SimConfig, Simulator
-from server.simulator.frames import array_frame, response
-from server.simulator.sync import snapshot
+from trading_gateway.server.api.status import account_status
+from trading_gateway.server.broker.events import EntityChange
+from trading_gateway.server.broker.frames import DataFrame, Event, Response, decode_frame
+from trading_gateway.server.broker.sync_codec import decode_props, decode_snapshot
+from trading_gateway.server.live.service import LiveService, LiveSettings
+from trading_gateway.simulator import SimConfig, Simulator
+from trading_gateway.simulator.frames import array_frame, response
+from trading_gateway.simulator.sync import snapshot
 
 
 @dataclass(eq=False)

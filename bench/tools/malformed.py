@@ -32,10 +32,10 @@ from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from server.config import explicit_settings
-from server.main import Gateway
-from server.sim_settings import simulator_values
-from server.simulator import SimConfig, Simulator
+from trading_gateway.server.config import explicit_settings
+from trading_gateway.server.main import Gateway
+from trading_gateway.server.sim_settings import simulator_values
+from trading_gateway.simulator import SimConfig, Simulator
 
 CRAFTED = (
     b"\x0a\x06\xff\xfe\xc3\x28\xa0\xa1",  # invalid UTF-8 (string or nested message)

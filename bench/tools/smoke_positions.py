@@ -23,11 +23,11 @@ import grpc
 from tradovate_gateway.v1 import trading_pb2 as pb
 from tradovate_gateway.v1 import trading_pb2_grpc as pb_grpc
 
-from server.config import load_settings
-from server.demo import demo_settings
-from server.main import Gateway
-from server.runner import run
-from server.simulator import SimConfig, Simulator
+from trading_gateway.server.config import load_settings
+from trading_gateway.server.demo import demo_settings
+from trading_gateway.server.main import Gateway
+from trading_gateway.server.runner import run
+from trading_gateway.simulator import SimConfig, Simulator
 
 
 async def _timed(stub: Any, policy: pb.ReadPolicy.ValueType, calls: int) -> list[float]:

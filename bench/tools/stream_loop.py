@@ -19,10 +19,10 @@ import time
 
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from server.api.status import account_status
-from server.live.hub import StreamHub
-from server.live.kinds import UpdateKind
-from server.live.streams import LiveStreams, StreamAccount, StreamSettings
+from trading_gateway.server.api.status import account_status
+from trading_gateway.server.live.hub import StreamHub
+from trading_gateway.server.live.kinds import UpdateKind
+from trading_gateway.server.live.streams import LiveStreams, StreamAccount, StreamSettings
 
 
 class SyncedViews:

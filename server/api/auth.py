@@ -2,7 +2,7 @@
 
 Each call (except health and reflection, unless configured otherwise) must carry
 ``authorization: Bearer <key>``. The key is hashed and looked up in the KeyRing; the
-matching key's principal (name and scope) goes into ``server.auth.principal`` for
+matching key's principal (name and scope) goes into ``trading_gateway.server.auth.principal`` for
 account selection and the access log. Failures go through the status table:
 UNAUTHENTICATED (API_KEY_MISSING, API_KEY_MALFORMED, API_KEY_UNKNOWN), and, for a peer
 that failed too often, RESOURCE_EXHAUSTED with RetryInfo before any key is checked.
@@ -17,10 +17,10 @@ from __future__ import annotations
 import logging
 from typing import Any, Final
 
-from server.auth.errors import AuthenticationFailed, TooManyAuthFailures
-from server.auth.keys import KeyRing
-from server.auth.limiter import FailureLimiter, peer_host
-from server.auth.principal import Principal
+from trading_gateway.server.auth.errors import AuthenticationFailed, TooManyAuthFailures
+from trading_gateway.server.auth.keys import KeyRing
+from trading_gateway.server.auth.limiter import FailureLimiter, peer_host
+from trading_gateway.server.auth.principal import Principal
 
 logger = logging.getLogger(__name__)
 

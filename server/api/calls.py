@@ -22,17 +22,17 @@ from typing import Any, Final, cast
 
 import grpc
 
-from server.api.auth import ApiKeyAuth
-from server.api.parsing import RequestParsing, parsed_stream
-from server.api.status import abort_for, error_reason_var
-from server.api.wrapping import Handler, with_behavior
-from server.auth.errors import AuthenticationFailed, TooManyAuthFailures
-from server.auth.principal import current_principal, principal_var
-from server.errors import MalformedRequest
-from server.observability.access_log import AccessEntry, AccessLog
-from server.observability.logging import request_id_var, trace_id_var
-from server.observability.metrics import Metrics
-from server.observability.tracing import RpcSpan, Tracing
+from trading_gateway.server.api.auth import ApiKeyAuth
+from trading_gateway.server.api.parsing import RequestParsing, parsed_stream
+from trading_gateway.server.api.status import abort_for, error_reason_var
+from trading_gateway.server.api.wrapping import Handler, with_behavior
+from trading_gateway.server.auth.errors import AuthenticationFailed, TooManyAuthFailures
+from trading_gateway.server.auth.principal import current_principal, principal_var
+from trading_gateway.server.errors import MalformedRequest
+from trading_gateway.server.observability.access_log import AccessEntry, AccessLog
+from trading_gateway.server.observability.logging import request_id_var, trace_id_var
+from trading_gateway.server.observability.metrics import Metrics
+from trading_gateway.server.observability.tracing import RpcSpan, Tracing
 
 logger = logging.getLogger(__name__)
 

@@ -30,10 +30,16 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from server import convert
-from server.broker.schemas import Account
-from server.reads.records import AccountRead, BalanceData, OrdersData, PositionsData, Snapshot
-from server.wire import number, shared_number, tag, varint
+from trading_gateway.server import convert
+from trading_gateway.server.broker.schemas import Account
+from trading_gateway.server.reads.records import (
+    AccountRead,
+    BalanceData,
+    OrdersData,
+    PositionsData,
+    Snapshot,
+)
+from trading_gateway.server.wire import number, shared_number, tag, varint
 
 logger = logging.getLogger(__name__)
 

@@ -35,9 +35,9 @@ from typing import Final
 from grpc_health.v1 import health_pb2
 from grpc_health.v1.health import aio as health_aio
 
-from server.broker import Circuit
-from server.broker.errors import BrokerError
-from server.observability.metrics import CIRCUIT_REASONS, Metrics
+from trading_gateway.server.broker import Circuit
+from trading_gateway.server.broker.errors import BrokerError
+from trading_gateway.server.observability.metrics import CIRCUIT_REASONS, Metrics
 
 logger = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Final
 
-from server.auth.limiter import peer_host
-from server.errors import MalformedRequest
-from server.observability.metrics import Metrics
+from trading_gateway.server.auth.limiter import peer_host
+from trading_gateway.server.errors import MalformedRequest
+from trading_gateway.server.observability.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 

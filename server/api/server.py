@@ -14,12 +14,12 @@ from grpc_health.v1.health import aio as health_aio
 from tradovate_gateway.v1 import trading_pb2 as pb
 from tradovate_gateway.v1 import trading_pb2_grpc as pb_grpc
 
-from server.api.reflection import ReflectionServicer, add_reflection, gateway_index
-from server.api.servicer import TradingServicer
-from server.api.wrapping import Wrap, WrappingRegistrar, without_response_serializer
-from server.auth.tls import server_credentials
-from server.config import GatewaySettings, split_address
-from server.setting_error import SettingError
+from trading_gateway.server.api.reflection import ReflectionServicer, add_reflection, gateway_index
+from trading_gateway.server.api.servicer import TradingServicer
+from trading_gateway.server.api.wrapping import Wrap, WrappingRegistrar, without_response_serializer
+from trading_gateway.server.auth.tls import server_credentials
+from trading_gateway.server.config import GatewaySettings, split_address
+from trading_gateway.server.setting_error import SettingError
 
 logger = logging.getLogger(__name__)
 

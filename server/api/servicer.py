@@ -17,14 +17,14 @@ import grpc
 from tradovate_gateway.v1 import trading_pb2 as pb
 from tradovate_gateway.v1 import trading_pb2_grpc as pb_grpc
 
-from server import convert
-from server.api.encoded import ResponseEncoder
-from server.api.status import abort_for, account_status, classify
-from server.deadline import Deadline
-from server.errors import DeadlineExpired, InvalidRequest
-from server.observability.metrics import Metrics
-from server.reads.records import Policy
-from server.reads.service import ReadService
+from trading_gateway.server import convert
+from trading_gateway.server.api.encoded import ResponseEncoder
+from trading_gateway.server.api.status import abort_for, account_status, classify
+from trading_gateway.server.deadline import Deadline
+from trading_gateway.server.errors import DeadlineExpired, InvalidRequest
+from trading_gateway.server.observability.metrics import Metrics
+from trading_gateway.server.reads.records import Policy
+from trading_gateway.server.reads.service import ReadService
 
 logger = logging.getLogger(__name__)
 

@@ -22,9 +22,13 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from server.auth.errors import AccountNotInScope, AuthenticationFailed, TooManyAuthFailures
-from server.broker import errors as broker
-from server.errors import (
+from trading_gateway.server.auth.errors import (
+    AccountNotInScope,
+    AuthenticationFailed,
+    TooManyAuthFailures,
+)
+from trading_gateway.server.broker import errors as broker
+from trading_gateway.server.errors import (
     AccountsNotFound,
     DeadlineExpired,
     GatewayError,
@@ -32,13 +36,13 @@ from server.errors import (
     NotReady,
     ShuttingDown,
 )
-from server.live.errors import (
+from trading_gateway.server.live.errors import (
     AccountNotInLiveSync,
     LiveSyncDisconnected,
     SlowConsumer,
     StreamLimitReached,
 )
-from server.observability.logging import request_id_var
+from trading_gateway.server.observability.logging import request_id_var
 
 logger = logging.getLogger(__name__)
 

@@ -18,11 +18,11 @@ from typing import Any, Protocol, cast
 import grpc
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from server.auth.principal import current_scope
-from server.broker.schemas import Account
-from server.deadline import Deadline
-from server.live.errors import StreamError
-from server.live.streams import StreamAccount
+from trading_gateway.server.auth.principal import current_scope
+from trading_gateway.server.broker.schemas import Account
+from trading_gateway.server.deadline import Deadline
+from trading_gateway.server.live.errors import StreamError
+from trading_gateway.server.live.streams import StreamAccount
 
 logger = logging.getLogger(__name__)
 
@@ -30,13 +30,13 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class AccountResolver(Protocol):
-    """server.reads.accounts.AccountDirectory: the unary RPCs' selector resolution."""
+    """The unary RPCs' selector resolution (trading_gateway.server.reads.accounts)."""
 
     async def resolve(self, entries: Sequence[str], deadline: Deadline) -> list[Account]: ...
 
 
 class StreamSession(Protocol):
-    """server.live.streams.StreamSession: one stream's serialized messages."""
+    """trading_gateway.server.live.streams.StreamSession: one stream's serialized messages."""
 
     def messages(self) -> AsyncIterator[bytes]: ...
 
@@ -44,7 +44,7 @@ class StreamSession(Protocol):
 
 
 class StreamSessions(Protocol):
-    """server.live.streams.LiveStreams: opens one stream's session."""
+    """trading_gateway.server.live.streams.LiveStreams: opens one stream's session."""
 
     def open(
         self,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from server.errors import GatewayError
+from trading_gateway.server.errors import GatewayError
 
 
 class AuthenticationFailed(GatewayError):

@@ -25,8 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from server.auth.errors import KeyFileError
-from server.auth.principal import ALL, Principal, Scope
+from trading_gateway.server.auth.errors import KeyFileError
+from trading_gateway.server.auth.principal import ALL, Principal, Scope
 
 logger = logging.getLogger(__name__)
 

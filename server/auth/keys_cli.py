@@ -15,8 +15,8 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from server.auth.errors import KeyFileError
-from server.auth.keys import generate_key, hash_key, make_entry
+from trading_gateway.server.auth.errors import KeyFileError
+from trading_gateway.server.auth.keys import generate_key, hash_key, make_entry
 
 PROG = "trading-gateway keys"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 
-from server.config import GatewaySettings, split_address
+from trading_gateway.server.config import GatewaySettings, split_address
 
 logger = logging.getLogger(__name__)
 
@@ -62,9 +62,9 @@ def listen_warnings(settings: GatewaySettings) -> list[str]:
 
 def config_problem(settings: GatewaySettings) -> str | None:
     """Load the key file and TLS files once, so a bad path or entry fails before serving."""
-    from server.auth.errors import KeyFileError
-    from server.auth.keys import load_keyring
-    from server.auth.tls import TlsFileError, server_credentials
+    from trading_gateway.server.auth.errors import KeyFileError
+    from trading_gateway.server.auth.keys import load_keyring
+    from trading_gateway.server.auth.tls import TlsFileError, server_credentials
 
     try:
         load_keyring(settings.api_keys_file, settings.api_keys)

@@ -18,7 +18,7 @@ ALL: Final = "*"
 
 
 class Named(Protocol):
-    """Anything with an account id and name (server.broker.schemas.Account)."""
+    """Anything with an account id and name (trading_gateway.server.broker.schemas.Account)."""
 
     @property
     def id(self) -> int: ...

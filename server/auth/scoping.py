@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TypeVar
 
-from server.auth.errors import AccountNotInScope
-from server.auth.principal import Named, current_principal, current_scope
+from trading_gateway.server.auth.errors import AccountNotInScope
+from trading_gateway.server.auth.principal import Named, current_principal, current_scope
 
 A = TypeVar("A", bound=Named)
 

@@ -1,7 +1,7 @@
 """Tradovate broker layer: REST, user-sync WebSocket and market data. Knows nothing of gRPC."""
 
-from server.broker.client import TradovateClient
-from server.broker.errors import (
+from trading_gateway.server.broker.client import TradovateClient
+from trading_gateway.server.broker.errors import (
     AuthError,
     BrokerClosed,
     BrokerError,
@@ -14,18 +14,18 @@ from server.broker.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from server.broker.events import (
+from trading_gateway.server.broker.events import (
     ChangeType,
     EntityChange,
     SyncEvent,
     SyncSnapshot,
     SyncStatus,
 )
-from server.broker.limiter import Circuit
-from server.broker.md import MarketData
-from server.broker.schemas import ContractInfo
-from server.broker.settings import BrokerSettings
-from server.broker.sync import UserSync
+from trading_gateway.server.broker.limiter import Circuit
+from trading_gateway.server.broker.md import MarketData
+from trading_gateway.server.broker.schemas import ContractInfo
+from trading_gateway.server.broker.settings import BrokerSettings
+from trading_gateway.server.broker.sync import UserSync
 
 __all__ = [
     "AuthError",

@@ -20,7 +20,7 @@ from typing import Final, Protocol, TypeVar
 
 import msgspec
 
-from server.broker.errors import (
+from trading_gateway.server.broker.errors import (
     TOKEN_SETTING,
     AuthError,
     BrokerError,
@@ -32,9 +32,9 @@ from server.broker.errors import (
     RateLimitedError,
     UpstreamUnavailable,
 )
-from server.broker.limiter import RateGate, Serving
-from server.broker.schemas import Penalty
-from server.deadline import Deadline
+from trading_gateway.server.broker.limiter import RateGate, Serving
+from trading_gateway.server.broker.schemas import Penalty
+from trading_gateway.server.deadline import Deadline
 
 logger = logging.getLogger(__name__)
 

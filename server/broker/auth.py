@@ -19,8 +19,8 @@ from typing import Any, Final
 
 import msgspec
 
-from server.broker.answers import TokenRejected
-from server.broker.errors import (
+from trading_gateway.server.broker.answers import TokenRejected
+from trading_gateway.server.broker.errors import (
     TOKEN_SETTING,
     AuthError,
     BrokerClosed,
@@ -29,9 +29,9 @@ from server.broker.errors import (
     UpstreamTimeout,
     is_fatal,
 )
-from server.broker.http import TradovateHttp
-from server.broker.schemas import AccessToken
-from server.broker.settings import (
+from trading_gateway.server.broker.http import TradovateHttp
+from trading_gateway.server.broker.schemas import AccessToken
+from trading_gateway.server.broker.settings import (
     ENV_APP_ID,
     ENV_CID,
     ENV_DEVICE_ID,
@@ -40,7 +40,7 @@ from server.broker.settings import (
     ENV_USERNAME,
     BrokerSettings,
 )
-from server.deadline import Deadline
+from trading_gateway.server.deadline import Deadline
 
 logger = logging.getLogger(__name__)
 

@@ -17,14 +17,14 @@ from types import TracebackType
 
 import aiohttp
 
-from server.broker.auth import TokenManager
-from server.broker.contracts import ContractCatalog
-from server.broker.errors import BrokerClosed
-from server.broker.http import RequestHook, TradovateHttp
-from server.broker.limiter import Circuit, RateGate, TokenBucket
-from server.broker.md import MarketData
-from server.broker.rest import TradovateRest
-from server.broker.schemas import (
+from trading_gateway.server.broker.auth import TokenManager
+from trading_gateway.server.broker.contracts import ContractCatalog
+from trading_gateway.server.broker.errors import BrokerClosed
+from trading_gateway.server.broker.http import RequestHook, TradovateHttp
+from trading_gateway.server.broker.limiter import Circuit, RateGate, TokenBucket
+from trading_gateway.server.broker.md import MarketData
+from trading_gateway.server.broker.rest import TradovateRest
+from trading_gateway.server.broker.schemas import (
     Account,
     CashBalance,
     CashBalanceSnapshot,
@@ -37,10 +37,10 @@ from server.broker.schemas import (
     PlaceOrderResult,
     Position,
 )
-from server.broker.settings import BrokerSettings
-from server.broker.stats import SocketStats, UpstreamStats
-from server.broker.sync import UserSync
-from server.deadline import Deadline
+from trading_gateway.server.broker.settings import BrokerSettings
+from trading_gateway.server.broker.stats import SocketStats, UpstreamStats
+from trading_gateway.server.broker.sync import UserSync
+from trading_gateway.server.deadline import Deadline
 
 logger = logging.getLogger(__name__)
 

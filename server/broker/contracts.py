@@ -14,10 +14,10 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 
-from server.broker.errors import BrokerClosed, UpstreamTimeout
-from server.broker.rest import TradovateRest, unique
-from server.broker.schemas import Contract, ContractInfo, ContractMaturity, Product
-from server.deadline import Deadline
+from trading_gateway.server.broker.errors import BrokerClosed, UpstreamTimeout
+from trading_gateway.server.broker.rest import TradovateRest, unique
+from trading_gateway.server.broker.schemas import Contract, ContractInfo, ContractMaturity, Product
+from trading_gateway.server.deadline import Deadline
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ into these errors (``error_for_status``), for REST and socket requests alike.
 
 from __future__ import annotations
 
-from server.deadline import Deadline
+from trading_gateway.server.deadline import Deadline
 
 
 class BrokerError(Exception):

@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from server.broker.schemas import (
+from trading_gateway.server.broker.schemas import (
     Account,
     CashBalance,
     Contract,

@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 
 import msgspec
 
-from server.broker.errors import ProtocolError
+from trading_gateway.server.broker.errors import ProtocolError
 
 HEARTBEAT: Final = "[]"
 _SNIPPET = 200

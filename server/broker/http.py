@@ -19,15 +19,15 @@ from typing import Any, Final
 import aiohttp
 import msgspec
 
-from server.broker.answers import call_with_penalties, error_for_status
-from server.broker.errors import (
+from trading_gateway.server.broker.answers import call_with_penalties, error_for_status
+from trading_gateway.server.broker.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
     left_before,
 )
-from server.broker.frames import snippet
-from server.broker.limiter import RateGate, TokenBucket
-from server.deadline import Deadline
+from trading_gateway.server.broker.frames import snippet
+from trading_gateway.server.broker.limiter import RateGate, TokenBucket
+from trading_gateway.server.deadline import Deadline
 
 logger = logging.getLogger(__name__)
 

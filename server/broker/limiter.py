@@ -13,14 +13,14 @@ import time
 from dataclasses import dataclass
 from typing import Final
 
-from server.broker.errors import (
+from trading_gateway.server.broker.errors import (
     CaptchaRequired,
     LockedOutError,
     PenaltyError,
     RateLimitedError,
     UpstreamTimeout,
 )
-from server.deadline import Deadline
+from trading_gateway.server.deadline import Deadline
 
 logger = logging.getLogger(__name__)
 

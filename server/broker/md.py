@@ -20,15 +20,20 @@ from typing import Final
 import aiohttp
 import msgspec
 
-from server.broker.auth import TokenManager
-from server.broker.contracts import ContractCatalog
-from server.broker.errors import BrokerClosed, BrokerError, NotFoundError, UpstreamTimeout
-from server.broker.frames import Event
-from server.broker.limiter import RateGate
-from server.broker.schemas import Quote
-from server.broker.settings import BrokerSettings
-from server.broker.ws import TradovateSocket, consume
-from server.deadline import Deadline
+from trading_gateway.server.broker.auth import TokenManager
+from trading_gateway.server.broker.contracts import ContractCatalog
+from trading_gateway.server.broker.errors import (
+    BrokerClosed,
+    BrokerError,
+    NotFoundError,
+    UpstreamTimeout,
+)
+from trading_gateway.server.broker.frames import Event
+from trading_gateway.server.broker.limiter import RateGate
+from trading_gateway.server.broker.schemas import Quote
+from trading_gateway.server.broker.settings import BrokerSettings
+from trading_gateway.server.broker.ws import TradovateSocket, consume
+from trading_gateway.server.deadline import Deadline
 
 logger = logging.getLogger(__name__)
 

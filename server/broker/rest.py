@@ -14,17 +14,17 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from server.broker.answers import TokenRejected
-from server.broker.auth import TokenManager
-from server.broker.errors import (
+from trading_gateway.server.broker.answers import TokenRejected
+from trading_gateway.server.broker.auth import TokenManager
+from trading_gateway.server.broker.errors import (
     TOKEN_SETTING,
     AuthError,
     NotFoundError,
     ProtocolError,
 )
-from server.broker.frames import snippet
-from server.broker.http import TradovateHttp
-from server.broker.schemas import (
+from trading_gateway.server.broker.frames import snippet
+from trading_gateway.server.broker.http import TradovateHttp
+from trading_gateway.server.broker.schemas import (
     Account,
     CashBalance,
     CashBalanceSnapshot,
@@ -39,8 +39,8 @@ from server.broker.schemas import (
     Position,
     Product,
 )
-from server.broker.settings import ENV_DEVICE_ID
-from server.deadline import Deadline
+from trading_gateway.server.broker.settings import ENV_DEVICE_ID
+from trading_gateway.server.deadline import Deadline
 
 logger = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from server.broker.errors import AuthError
-from server.broker.urls import MD_WS_URL, REST_URLS, ws_url_from_rest
+from trading_gateway.server.broker.errors import AuthError
+from trading_gateway.server.broker.urls import MD_WS_URL, REST_URLS, ws_url_from_rest
 
 #: Environment variable that holds each credential; error messages name these.
 ENV_USERNAME = "TRADOVATE_USERNAME"

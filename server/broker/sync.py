@@ -23,22 +23,22 @@ from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 
-from server.broker.auth import TokenManager
-from server.broker.contracts import ContractCatalog
-from server.broker.errors import BrokerClosed
-from server.broker.events import EntityChange, SyncEvent, SyncStatus, utc_now
-from server.broker.frames import Event, Response, snippet
-from server.broker.limiter import RateGate
-from server.broker.schemas import Contract, ContractMaturity, Product
-from server.broker.settings import BrokerSettings
-from server.broker.sync_codec import (
+from trading_gateway.server.broker.auth import TokenManager
+from trading_gateway.server.broker.contracts import ContractCatalog
+from trading_gateway.server.broker.errors import BrokerClosed
+from trading_gateway.server.broker.events import EntityChange, SyncEvent, SyncStatus, utc_now
+from trading_gateway.server.broker.frames import Event, Response, snippet
+from trading_gateway.server.broker.limiter import RateGate
+from trading_gateway.server.broker.schemas import Contract, ContractMaturity, Product
+from trading_gateway.server.broker.settings import BrokerSettings
+from trading_gateway.server.broker.sync_codec import (
     SYNC_ENTITY_TYPES,
     decode_props,
     decode_snapshot,
     decode_sync_part,
 )
-from server.broker.ws import TradovateSocket, consume
-from server.deadline import Deadline
+from trading_gateway.server.broker.ws import TradovateSocket, consume
+from trading_gateway.server.deadline import Deadline
 
 logger = logging.getLogger(__name__)
 

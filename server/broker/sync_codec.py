@@ -14,10 +14,16 @@ from typing import Any, Final, Union
 
 import msgspec
 
-from server.broker.errors import ProtocolError
-from server.broker.events import ChangeType, Entity, EntityChange, EntityRef, SyncSnapshot
-from server.broker.frames import snippet
-from server.broker.schemas import (
+from trading_gateway.server.broker.errors import ProtocolError
+from trading_gateway.server.broker.events import (
+    ChangeType,
+    Entity,
+    EntityChange,
+    EntityRef,
+    SyncSnapshot,
+)
+from trading_gateway.server.broker.frames import snippet
+from trading_gateway.server.broker.schemas import (
     Account,
     CashBalance,
     Contract,

@@ -31,9 +31,13 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 import msgspec
 
-from server.broker.answers import TokenRejected, call_with_penalties, error_for_status
-from server.broker.auth import Token, TokenManager
-from server.broker.errors import (
+from trading_gateway.server.broker.answers import (
+    TokenRejected,
+    call_with_penalties,
+    error_for_status,
+)
+from trading_gateway.server.broker.auth import Token, TokenManager
+from trading_gateway.server.broker.errors import (
     BrokerClosed,
     BrokerError,
     UpstreamTimeout,
@@ -41,13 +45,13 @@ from server.broker.errors import (
     is_fatal,
     retry_after,
 )
-from server.broker.frames import Event, Response, snippet
-from server.broker.limiter import RateGate
-from server.broker.settings import BrokerSettings
-from server.broker.ws_backoff import Backoff, Ended
-from server.broker.ws_connection import Connection, consume
-from server.broker.ws_reader import FrameReader
-from server.deadline import Deadline
+from trading_gateway.server.broker.frames import Event, Response, snippet
+from trading_gateway.server.broker.limiter import RateGate
+from trading_gateway.server.broker.settings import BrokerSettings
+from trading_gateway.server.broker.ws_backoff import Backoff, Ended
+from trading_gateway.server.broker.ws_connection import Connection, consume
+from trading_gateway.server.broker.ws_reader import FrameReader
+from trading_gateway.server.deadline import Deadline
 
 __all__ = ["TradovateSocket", "consume"]
 

@@ -19,7 +19,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from server.broker.settings import BrokerSettings
+from trading_gateway.server.broker.settings import BrokerSettings
 
 logger = logging.getLogger(__name__)
 

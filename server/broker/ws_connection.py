@@ -14,10 +14,20 @@ from typing import Protocol, TypeVar
 
 import aiohttp
 
-from server.broker.auth import Token
-from server.broker.errors import BrokerError, UpstreamTimeout, UpstreamUnavailable, left_before
-from server.broker.frames import HEARTBEAT, Response, encode_authorize, encode_request
-from server.deadline import Deadline
+from trading_gateway.server.broker.auth import Token
+from trading_gateway.server.broker.errors import (
+    BrokerError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    left_before,
+)
+from trading_gateway.server.broker.frames import (
+    HEARTBEAT,
+    Response,
+    encode_authorize,
+    encode_request,
+)
+from trading_gateway.server.deadline import Deadline
 
 _Item = TypeVar("_Item")
 

@@ -18,8 +18,8 @@ from typing import Final
 import aiohttp
 import msgspec
 
-from server.broker.errors import ProtocolError
-from server.broker.frames import (
+from trading_gateway.server.broker.errors import ProtocolError
+from trading_gateway.server.broker.frames import (
     BadMessage,
     CloseFrame,
     DataFrame,
@@ -29,7 +29,7 @@ from server.broker.frames import (
     decode_frame,
     snippet,
 )
-from server.broker.ws_connection import Connection
+from trading_gateway.server.broker.ws_connection import Connection
 
 logger = logging.getLogger(__name__)
 

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from server.cache.base import Cache, CacheCounters, StateCallback, cache_key, cache_keys
-from server.cache.memory_store import DEFAULT_MAX_ENTRIES, MemoryCache
-from server.cache.redis_store import (
+from trading_gateway.server.cache.base import (
+    Cache,
+    CacheCounters,
+    StateCallback,
+    cache_key,
+    cache_keys,
+)
+from trading_gateway.server.cache.memory_store import DEFAULT_MAX_ENTRIES, MemoryCache
+from trading_gateway.server.cache.redis_store import (
     DEFAULT_BACKOFF_INITIAL,
     DEFAULT_BACKOFF_MAX,
     DEFAULT_FAILURE_THRESHOLD,
@@ -13,7 +19,7 @@ from server.cache.redis_store import (
     DEFAULT_PING_TIMEOUT,
     RedisCache,
 )
-from server.cache.watch import CacheWatch
+from trading_gateway.server.cache.watch import CacheWatch
 
 __all__ = [
     "Cache",

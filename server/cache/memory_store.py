@@ -6,7 +6,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 
-from server.cache.base import Cache, CacheCounters, StateCallback
+from trading_gateway.server.cache.base import Cache, CacheCounters, StateCallback
 
 DEFAULT_MAX_ENTRIES = 10_000
 

@@ -23,7 +23,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from server.cache.base import Cache, CacheCounters, StateCallback
+from trading_gateway.server.cache.base import Cache, CacheCounters, StateCallback
 
 logger = logging.getLogger(__name__)
 

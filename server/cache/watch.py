@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from server.cache.base import Cache
+from trading_gateway.server.cache.base import Cache
 
 logger = logging.getLogger(__name__)
 

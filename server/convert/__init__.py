@@ -6,12 +6,12 @@ rule (server/rounding.py) in ``scalars``: ``money_fields`` for money, ``price_fi
 for prices. ``entities`` converts accounts, positions, orders and balances; ``parts``
 builds each account's part of a response and takes ``status_of``
 (server/api/status.account_status), so the one exception → status table stays in the API
-layer. Callers use ``server.convert`` as one namespace.
+layer. Callers use ``trading_gateway.server.convert`` as one namespace.
 """
 
 from __future__ import annotations
 
-from server.convert.entities import (
+from trading_gateway.server.convert.entities import (
     MARK_FIGURES,
     TRADOVATE_FIGURES,
     UNKNOWN_MESSAGES,
@@ -27,7 +27,7 @@ from server.convert.entities import (
     totals_fields,
     unknown_figures,
 )
-from server.convert.parts import (
+from trading_gateway.server.convert.parts import (
     StatusOf,
     add_open_pnl,
     balance_part,
@@ -38,7 +38,7 @@ from server.convert.parts import (
     pending_ids_response,
     positions_part,
 )
-from server.convert.scalars import (
+from trading_gateway.server.convert.scalars import (
     Fields,
     date_fields,
     epoch,
@@ -50,7 +50,7 @@ from server.convert.scalars import (
     price_fields,
     timestamp_fields,
 )
-from server.convert.tables import (
+from trading_gateway.server.convert.tables import (
     ACCOUNT_TYPES,
     ORDER_STATUSES,
     ORDER_TYPES,

@@ -8,10 +8,10 @@ from typing import Final
 
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from server import rounding
-from server.broker import enums
-from server.broker.schemas import Account, Position
-from server.convert.scalars import (
+from trading_gateway.server import rounding
+from trading_gateway.server.broker import enums
+from trading_gateway.server.broker.schemas import Account, Position
+from trading_gateway.server.convert.scalars import (
     Fields,
     date_fields,
     epoch_fields,
@@ -19,7 +19,7 @@ from server.convert.scalars import (
     price_fields,
     timestamp_fields,
 )
-from server.convert.tables import (
+from trading_gateway.server.convert.tables import (
     ACCOUNT_TYPES,
     SIDES,
     WORKING_STATUSES,
@@ -28,7 +28,7 @@ from server.convert.tables import (
     order_type,
     time_in_force,
 )
-from server.reads.records import (
+from trading_gateway.server.reads.records import (
     AccountRead,
     BalanceData,
     ContractRef,

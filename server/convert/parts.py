@@ -13,12 +13,23 @@ from typing import Any, TypeVar
 from google.protobuf.message import Message
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from server.broker.schemas import Position
-from server.convert.entities import account_fields, balance_fields, order_fields, position_fields
-from server.convert.scalars import Fields, epoch_fields, money_fields, now, price_fields
-from server.convert.tables import SOURCES, WORKING_STATUSES, order_status
-from server.mark import position_open_pnl
-from server.reads.records import (
+from trading_gateway.server.broker.schemas import Position
+from trading_gateway.server.convert.entities import (
+    account_fields,
+    balance_fields,
+    order_fields,
+    position_fields,
+)
+from trading_gateway.server.convert.scalars import (
+    Fields,
+    epoch_fields,
+    money_fields,
+    now,
+    price_fields,
+)
+from trading_gateway.server.convert.tables import SOURCES, WORKING_STATUSES, order_status
+from trading_gateway.server.mark import position_open_pnl
+from trading_gateway.server.reads.records import (
     AccountList,
     AccountRead,
     BalanceData,

@@ -9,8 +9,8 @@ from typing import Any, Final
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from server import rounding
-from server.broker.schemas import TradeDate
+from trading_gateway.server import rounding
+from trading_gateway.server.broker.schemas import TradeDate
 
 # ---------------------------------------------------------------- scalars
 #

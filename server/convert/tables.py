@@ -7,8 +7,8 @@ from typing import Final, TypeVar
 
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from server.broker import enums
-from server.reads.records import (
+from trading_gateway.server.broker import enums
+from trading_gateway.server.reads.records import (
     Source,
 )
 

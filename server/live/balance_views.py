@@ -13,15 +13,15 @@ from collections.abc import Callable
 
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from server import convert
-from server.broker.schemas import Account, CashBalance, MarginSnapshot
-from server.live.balances import live_balance
-from server.live.entity_views import Publish
-from server.live.figures import AccountFigures
-from server.live.kinds import UpdateKind
-from server.live.pnl import AccountPnl, PriceBook, account_pnl
-from server.live.state import LiveState
-from server.reads.records import BalanceData
+from trading_gateway.server import convert
+from trading_gateway.server.broker.schemas import Account, CashBalance, MarginSnapshot
+from trading_gateway.server.live.balances import live_balance
+from trading_gateway.server.live.entity_views import Publish
+from trading_gateway.server.live.figures import AccountFigures
+from trading_gateway.server.live.kinds import UpdateKind
+from trading_gateway.server.live.pnl import AccountPnl, PriceBook, account_pnl
+from trading_gateway.server.live.state import LiveState
+from trading_gateway.server.reads.records import BalanceData
 
 BalanceInputs = tuple[
     Account, tuple[CashBalance, ...], MarginSnapshot | None, AccountFigures | None

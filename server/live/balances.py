@@ -19,10 +19,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from decimal import Decimal
 
-from server.broker.schemas import CashBalance, CashBalanceSnapshot, MarginSnapshot
-from server.live.figures import NOT_FETCHED_YET, AccountFigures
-from server.live.pnl import AccountPnl, usd_cash_row
-from server.reads.records import BalanceData, MarkFigures
+from trading_gateway.server.broker.schemas import CashBalance, CashBalanceSnapshot, MarginSnapshot
+from trading_gateway.server.live.figures import NOT_FETCHED_YET, AccountFigures
+from trading_gateway.server.live.pnl import AccountPnl, usd_cash_row
+from trading_gateway.server.reads.records import BalanceData, MarkFigures
 
 ZERO = Decimal(0)
 

@@ -13,17 +13,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from server.broker.client import TradovateClient
-from server.broker.schemas import ContractInfo
-from server.config import GatewaySettings
-from server.convert import StatusOf
-from server.deadline import Deadline
-from server.live.figures import RefreshSettings
-from server.live.resolve import LiveAccountResolver
-from server.live.service import LiveService, LiveSettings
-from server.live.source import LiveViewReads
-from server.live.streams import LiveStreams
-from server.observability.metrics import Metrics
+from trading_gateway.server.broker.client import TradovateClient
+from trading_gateway.server.broker.schemas import ContractInfo
+from trading_gateway.server.config import GatewaySettings
+from trading_gateway.server.convert import StatusOf
+from trading_gateway.server.deadline import Deadline
+from trading_gateway.server.live.figures import RefreshSettings
+from trading_gateway.server.live.resolve import LiveAccountResolver
+from trading_gateway.server.live.service import LiveService, LiveSettings
+from trading_gateway.server.live.source import LiveViewReads
+from trading_gateway.server.live.streams import LiveStreams
+from trading_gateway.server.observability.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 

@@ -16,10 +16,10 @@ from typing import Generic, TypeVar
 from google.protobuf.message import Message
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from server import convert
-from server.broker.schemas import Account, Position
-from server.live.kinds import UpdateKind
-from server.reads.records import ContractRef, OrderDetail
+from trading_gateway.server import convert
+from trading_gateway.server.broker.schemas import Account, Position
+from trading_gateway.server.live.kinds import UpdateKind
+from trading_gateway.server.reads.records import ContractRef, OrderDetail
 
 Inputs = TypeVar("Inputs")
 Proto = TypeVar("Proto", bound=Message)

@@ -8,7 +8,7 @@ injected ``status_of`` (server/api/status.account_status) turns them into Accoun
 
 from __future__ import annotations
 
-from server.errors import GatewayError
+from trading_gateway.server.errors import GatewayError
 
 
 def resume_hint(sequence: int, epoch: str) -> str:

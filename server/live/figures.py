@@ -34,8 +34,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from server.broker.schemas import CashBalanceSnapshot, MarginSnapshot
-from server.deadline import Deadline
+from trading_gateway.server.broker.schemas import CashBalanceSnapshot, MarginSnapshot
+from trading_gateway.server.deadline import Deadline
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ FETCH_FAILED = "FETCH_FAILED"
 
 
 class FigureFetcher(Protocol):
-    """The broker façade's two calls (server.broker.client.TradovateClient)."""
+    """The broker façade's two calls (trading_gateway.server.broker.client.TradovateClient)."""
 
     async def margin_snapshots(
         self,

@@ -21,12 +21,12 @@ from typing import Any
 
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from server.convert import Fields, epoch_ns_fields
-from server.deadline import Deadline
-from server.errors import ShuttingDown
-from server.live.errors import StreamLimitReached
-from server.live.kinds import ALL_KINDS, UpdateKind
-from server.live.queue import NO_MERGES, ConflatingQueue, Delta, Merge
+from trading_gateway.server.convert import Fields, epoch_ns_fields
+from trading_gateway.server.deadline import Deadline
+from trading_gateway.server.errors import ShuttingDown
+from trading_gateway.server.live.errors import StreamLimitReached
+from trading_gateway.server.live.kinds import ALL_KINDS, UpdateKind
+from trading_gateway.server.live.queue import NO_MERGES, ConflatingQueue, Delta, Merge
 
 logger = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Protocol
 
-from server.broker.errors import NotFoundError
-from server.broker.schemas import Quote
-from server.deadline import Deadline
+from trading_gateway.server.broker.errors import NotFoundError
+from trading_gateway.server.broker.schemas import Quote
+from trading_gateway.server.deadline import Deadline
 
 logger = logging.getLogger(__name__)
 

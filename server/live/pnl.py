@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from server.broker.schemas import CashBalance, Position, Quote
-from server.mark import ZERO, position_open_pnl
+from trading_gateway.server.broker.schemas import CashBalance, Position, Quote
+from trading_gateway.server.mark import ZERO, position_open_pnl
 
 logger = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from typing import Final, NamedTuple
 
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from server.live.kinds import UpdateKind
-from server.wire import tag, varint
+from trading_gateway.server.live.kinds import UpdateKind
+from trading_gateway.server.wire import tag, varint
 
 #: An entity key: (kind, entity id). Latest state per key wins on conflation.
 EntityKey = tuple[UpdateKind, int]

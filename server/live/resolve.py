@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from server.auth.scoping import narrow
-from server.broker.schemas import Account
-from server.deadline import Deadline
-from server.live.errors import LiveNotReady
-from server.live.state import LiveState
-from server.reads.accounts import Ref, parse_selector, select
+from trading_gateway.server.auth.scoping import narrow
+from trading_gateway.server.broker.schemas import Account
+from trading_gateway.server.deadline import Deadline
+from trading_gateway.server.live.errors import LiveNotReady
+from trading_gateway.server.live.state import LiveState
+from trading_gateway.server.reads.accounts import Ref, parse_selector, select
 
 
 class LiveAccountResolver:

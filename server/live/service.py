@@ -17,25 +17,25 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from server.broker.events import EntityChange, SyncEvent, SyncSnapshot, SyncStatus
-from server.broker.schemas import ContractInfo
-from server.convert import StatusOf
-from server.deadline import Deadline
-from server.live.figures import FigureFetcher, FigureRefresher, RefreshSettings
-from server.live.hub import EndReason, StreamHub
-from server.live.md_subscriptions import QuoteFeed, QuoteSubscriptions
-from server.live.source import LiveViewReads
-from server.live.state import LiveState
-from server.live.stats import StreamStats
-from server.live.streams import LiveStreams, StreamSettings
-from server.live.views import LiveViews
-from server.tasks import TaskSet
+from trading_gateway.server.broker.events import EntityChange, SyncEvent, SyncSnapshot, SyncStatus
+from trading_gateway.server.broker.schemas import ContractInfo
+from trading_gateway.server.convert import StatusOf
+from trading_gateway.server.deadline import Deadline
+from trading_gateway.server.live.figures import FigureFetcher, FigureRefresher, RefreshSettings
+from trading_gateway.server.live.hub import EndReason, StreamHub
+from trading_gateway.server.live.md_subscriptions import QuoteFeed, QuoteSubscriptions
+from trading_gateway.server.live.source import LiveViewReads
+from trading_gateway.server.live.state import LiveState
+from trading_gateway.server.live.stats import StreamStats
+from trading_gateway.server.live.streams import LiveStreams, StreamSettings
+from trading_gateway.server.live.views import LiveViews
+from trading_gateway.server.tasks import TaskSet
 
 logger = logging.getLogger(__name__)
 
 
 class SyncFeed(Protocol):
-    """server.broker.sync.UserSync, as the live state uses it."""
+    """trading_gateway.server.broker.sync.UserSync, as the live state uses it."""
 
     @property
     def connected(self) -> bool: ...

@@ -17,11 +17,11 @@ from typing import Any, Final, TypeVar
 
 import msgspec
 
-from server.broker.schemas import Account
-from server.live.figures import NOT_FETCHED_YET
-from server.live.hub import StreamHub
-from server.live.views import LiveViews
-from server.reads.records import (
+from trading_gateway.server.broker.schemas import Account
+from trading_gateway.server.live.figures import NOT_FETCHED_YET
+from trading_gateway.server.live.hub import StreamHub
+from trading_gateway.server.live.views import LiveViews
+from trading_gateway.server.reads.records import (
     BalanceData,
     ContractRef,
     Fetched,
@@ -42,7 +42,7 @@ def _awaiting_refresh(data: BalanceData) -> bool:
 
 
 class LiveViewReads:
-    """Implements server.reads.service.LiveReads over the live views."""
+    """Implements trading_gateway.server.reads.service.LiveReads over the live views."""
 
     def __init__(self, views: LiveViews, hub: StreamHub) -> None:
         self._views = views

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from server.broker import schemas
-from server.broker.events import ChangeType, EntityChange, EntityRef, SyncSnapshot
-from server.live.kinds import Touch, UpdateKind
-from server.live.state_changes import HANDLERS
-from server.reads.records import ContractRef
+from trading_gateway.server.broker import schemas
+from trading_gateway.server.broker.events import ChangeType, EntityChange, EntityRef, SyncSnapshot
+from trading_gateway.server.live.kinds import Touch, UpdateKind
+from trading_gateway.server.live.state_changes import HANDLERS
+from trading_gateway.server.reads.records import ContractRef
 
 logger = logging.getLogger(__name__)
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from server.broker import schemas
-from server.live.kinds import Touch, UpdateKind
+from trading_gateway.server.broker import schemas
+from trading_gateway.server.live.kinds import Touch, UpdateKind
 
 if TYPE_CHECKING:
-    from server.live.state import LiveState
+    from trading_gateway.server.live.state import LiveState
 
 Handler = Callable[["LiveState", Any, bool], set[Touch]]
 

@@ -27,9 +27,9 @@ from typing import Protocol
 from google.protobuf import timestamp_pb2
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from server.convert import Fields, StatusOf, epoch_ns_fields
-from server.errors import InvalidRequest
-from server.live.errors import (
+from trading_gateway.server.convert import Fields, StatusOf, epoch_ns_fields
+from trading_gateway.server.errors import InvalidRequest
+from trading_gateway.server.live.errors import (
     AccountCondition,
     AccountNotInLiveSync,
     LiveNotReady,
@@ -38,9 +38,9 @@ from server.live.errors import (
     StreamDrained,
     UpstreamLost,
 )
-from server.live.hub import EndReason, StreamHub, Subscription
-from server.live.kinds import UpdateKind, from_wire, unknown_kinds
-from server.live.queue import chained, marked
+from trading_gateway.server.live.hub import EndReason, StreamHub, Subscription
+from trading_gateway.server.live.kinds import UpdateKind, from_wire, unknown_kinds
+from trading_gateway.server.live.queue import chained, marked
 
 logger = logging.getLogger(__name__)
 

@@ -21,15 +21,15 @@ from collections.abc import Callable, Collection, Iterable
 
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from server import convert
-from server.broker.events import EntityChange, SyncSnapshot
-from server.broker.schemas import (
+from trading_gateway.server import convert
+from trading_gateway.server.broker.events import EntityChange, SyncSnapshot
+from trading_gateway.server.broker.schemas import (
     Account,
     Position,
     Quote,
 )
-from server.live.balance_views import BalanceViews, FiguresOf
-from server.live.entity_views import (
+from trading_gateway.server.live.balance_views import BalanceViews, FiguresOf
+from trading_gateway.server.live.entity_views import (
     ACCOUNT_VIEWS,
     ORDER_VIEWS,
     POSITION_VIEWS,
@@ -37,18 +37,18 @@ from server.live.entity_views import (
     OrderInputs,
     PositionInputs,
 )
-from server.live.figures import AccountFigures
-from server.live.hub import StreamHub
-from server.live.kinds import Touch, UpdateKind
-from server.live.open_positions import OpenPositions
-from server.live.pnl import (
+from trading_gateway.server.live.figures import AccountFigures
+from trading_gateway.server.live.hub import StreamHub
+from trading_gateway.server.live.kinds import Touch, UpdateKind
+from trading_gateway.server.live.open_positions import OpenPositions
+from trading_gateway.server.live.pnl import (
     AccountPnl,
     PriceBook,
     Throttle,
     position_pnl,
 )
-from server.live.state import ACCOUNTS, BALANCES, ORDERS, POSITIONS, LiveState
-from server.reads.records import BalanceData, OrderDetail
+from trading_gateway.server.live.state import ACCOUNTS, BALANCES, ORDERS, POSITIONS, LiveState
+from trading_gateway.server.reads.records import BalanceData, OrderDetail
 
 logger = logging.getLogger(__name__)
 

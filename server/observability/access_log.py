@@ -3,7 +3,7 @@
 Formatting and writing a log record costs tens of microseconds, a tenth of a cached
 call. So a call only appends its facts (a tuple) here; a background task turns them into
 records every ``interval`` seconds (and at once when ``max_pending`` are waiting), through
-the ``server.api.access`` logger's usual handlers and formatters. Each record keeps
+the ``trading_gateway.server.api.access`` logger's usual handlers and formatters. Each record keeps
 the call's own end time and request id. Closing writes whatever is still pending.
 """
 
@@ -13,11 +13,11 @@ import asyncio
 import logging
 from typing import Final, NamedTuple
 
-from server.observability.logging import json_logging
+from trading_gateway.server.observability.logging import json_logging
 
 logger = logging.getLogger(__name__)
 
-ACCESS_LOGGER: Final = "server.api.access"
+ACCESS_LOGGER: Final = "trading_gateway.server.api.access"
 
 
 class AccessEntry(NamedTuple):

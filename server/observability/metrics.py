@@ -36,12 +36,12 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from server.broker.stats import UpstreamStats
-from server.live.stats import StreamStats
-from server.version import git_sha, version
+from trading_gateway.server.broker.stats import UpstreamStats
+from trading_gateway.server.live.stats import StreamStats
+from trading_gateway.server.version import git_sha, version
 
 if TYPE_CHECKING:
-    from server.broker import Circuit
+    from trading_gateway.server.broker import Circuit
 
 logger = logging.getLogger(__name__)
 

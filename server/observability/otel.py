@@ -22,8 +22,8 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from server.observability.logging import trace_id_var
-from server.setting_error import SettingError
+from trading_gateway.server.observability.logging import trace_id_var
+from trading_gateway.server.setting_error import SettingError
 
 INSTRUMENTATION: Final = "trading-gateway"
 # The gRPC codes that mean the server failed (OpenTelemetry's gRPC conventions); the

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
-from server.setting_error import SettingError
+from trading_gateway.server.setting_error import SettingError
 
 EXPORTERS: Final = ("otlp", "console")
 _ENDPOINTS: Final = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -88,6 +88,6 @@ def tracing_from_env(environ: Mapping[str, str], *, version: str) -> Tracing | N
     choice = tracing_choice(environ)
     if choice is None:
         return None
-    from server.observability.otel import build_tracing  # only when tracing is on
+    from trading_gateway.server.observability.otel import build_tracing  # only when tracing is on
 
     return build_tracing(choice.exporter, environ, version=version)

@@ -16,13 +16,13 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from server.auth.scoping import check_selection, narrow
-from server.broker.errors import BrokerError, UpstreamTimeout
-from server.broker.schemas import Account
-from server.deadline import Deadline
-from server.errors import AccountsNotFound, InvalidRequest
-from server.observability.log_limit import LogLimiter
-from server.reads.records import AccountList, Fetched, Policy, Source, now_epoch
+from trading_gateway.server.auth.scoping import check_selection, narrow
+from trading_gateway.server.broker.errors import BrokerError, UpstreamTimeout
+from trading_gateway.server.broker.schemas import Account
+from trading_gateway.server.deadline import Deadline
+from trading_gateway.server.errors import AccountsNotFound, InvalidRequest
+from trading_gateway.server.observability.log_limit import LogLimiter
+from trading_gateway.server.reads.records import AccountList, Fetched, Policy, Source, now_epoch
 
 logger = logging.getLogger(__name__)
 

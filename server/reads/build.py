@@ -12,18 +12,30 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from server.broker import TradovateClient
-from server.broker.schemas import Account
-from server.cache import Cache
-from server.config import GatewaySettings
-from server.deadline import Deadline
-from server.observability.tracing import UpstreamTracer
-from server.reads.accounts import AccountDirectory
-from server.reads.fanout import FanOut, FanOutSettings, Loader, UpstreamObserver, observed_call
-from server.reads.loaders import Loaders
-from server.reads.readcache import CacheObserver, ReadCache
-from server.reads.records import BalanceData, Fetched, Kind, OrdersData, PositionsData
-from server.reads.service import KindReader, LiveReads, ReadService
+from trading_gateway.server.broker import TradovateClient
+from trading_gateway.server.broker.schemas import Account
+from trading_gateway.server.cache import Cache
+from trading_gateway.server.config import GatewaySettings
+from trading_gateway.server.deadline import Deadline
+from trading_gateway.server.observability.tracing import UpstreamTracer
+from trading_gateway.server.reads.accounts import AccountDirectory
+from trading_gateway.server.reads.fanout import (
+    FanOut,
+    FanOutSettings,
+    Loader,
+    UpstreamObserver,
+    observed_call,
+)
+from trading_gateway.server.reads.loaders import Loaders
+from trading_gateway.server.reads.readcache import CacheObserver, ReadCache
+from trading_gateway.server.reads.records import (
+    BalanceData,
+    Fetched,
+    Kind,
+    OrdersData,
+    PositionsData,
+)
+from trading_gateway.server.reads.service import KindReader, LiveReads, ReadService
 
 T = TypeVar("T")
 

@@ -38,15 +38,15 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, 
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-from server.broker.errors import (
+from trading_gateway.server.broker.errors import (
     BrokerError,
     UpstreamTimeout,
 )
-from server.deadline import Deadline
-from server.observability.tracing import UpstreamSpan, UpstreamTracer
-from server.reads.group_fetch import GroupFetch
-from server.reads.records import Fetched
-from server.tasks import TaskSet
+from trading_gateway.server.deadline import Deadline
+from trading_gateway.server.observability.tracing import UpstreamSpan, UpstreamTracer
+from trading_gateway.server.reads.group_fetch import GroupFetch
+from trading_gateway.server.reads.records import Fetched
+from trading_gateway.server.tasks import TaskSet
 
 logger = logging.getLogger(__name__)
 

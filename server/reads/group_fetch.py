@@ -14,12 +14,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from server.broker.errors import NOT_ACCOUNT_SPECIFIC, UpstreamTimeout
-from server.deadline import Deadline
-from server.reads.records import Fetched, now_epoch
+from trading_gateway.server.broker.errors import NOT_ACCOUNT_SPECIFIC, UpstreamTimeout
+from trading_gateway.server.deadline import Deadline
+from trading_gateway.server.reads.records import Fetched, now_epoch
 
 if TYPE_CHECKING:
-    from server.reads.fanout import FanOut
+    from trading_gateway.server.reads.fanout import FanOut
 
 logger = logging.getLogger(__name__)
 

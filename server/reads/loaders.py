@@ -20,9 +20,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from decimal import Decimal
 from typing import Protocol, TypeVar
 
-from server.broker import enums
-from server.broker.errors import BrokerError
-from server.broker.schemas import (
+from trading_gateway.server.broker import enums
+from trading_gateway.server.broker.errors import BrokerError
+from trading_gateway.server.broker.schemas import (
     Account,
     CashBalanceSnapshot,
     Fill,
@@ -30,9 +30,9 @@ from server.broker.schemas import (
     OrderVersion,
     Position,
 )
-from server.deadline import Deadline
-from server.errors import GatewayError
-from server.reads.records import (
+from trading_gateway.server.deadline import Deadline
+from trading_gateway.server.errors import GatewayError
+from trading_gateway.server.reads.records import (
     BalanceData,
     ContractRef,
     OrderDetail,

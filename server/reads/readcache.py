@@ -22,9 +22,16 @@ from typing import Any, Final, Protocol, TypeVar
 
 import msgspec
 
-from server.broker.schemas import Account
-from server.cache import Cache, cache_key
-from server.reads.records import BalanceData, Fetched, Kind, OrdersData, PositionsData, now_epoch
+from trading_gateway.server.broker.schemas import Account
+from trading_gateway.server.cache import Cache, cache_key
+from trading_gateway.server.reads.records import (
+    BalanceData,
+    Fetched,
+    Kind,
+    OrdersData,
+    PositionsData,
+    now_epoch,
+)
 
 logger = logging.getLogger(__name__)
 

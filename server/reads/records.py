@@ -14,7 +14,7 @@ from typing import Generic, TypeVar
 
 import msgspec
 
-from server.broker.schemas import (
+from trading_gateway.server.broker.schemas import (
     Account,
     CashBalanceSnapshot,
     Fill,

@@ -28,15 +28,20 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, Generic, Protocol, TypeVar, cast
 
-from server.auth.scoping import narrow
-from server.broker.errors import LockedOutError, PenaltyError, RateLimitedError, UpstreamTimeout
-from server.broker.schemas import Account
-from server.deadline import Deadline
-from server.errors import NotReady, ShuttingDown
-from server.reads.accounts import AccountDirectory
-from server.reads.fanout import FanOut
-from server.reads.readcache import ReadCache
-from server.reads.records import (
+from trading_gateway.server.auth.scoping import narrow
+from trading_gateway.server.broker.errors import (
+    LockedOutError,
+    PenaltyError,
+    RateLimitedError,
+    UpstreamTimeout,
+)
+from trading_gateway.server.broker.schemas import Account
+from trading_gateway.server.deadline import Deadline
+from trading_gateway.server.errors import NotReady, ShuttingDown
+from trading_gateway.server.reads.accounts import AccountDirectory
+from trading_gateway.server.reads.fanout import FanOut
+from trading_gateway.server.reads.readcache import ReadCache
+from trading_gateway.server.reads.records import (
     AccountList,
     AccountRead,
     BalanceData,

@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from server.observability.access_log import ACCESS_LOGGER, AccessEntry, AccessLog
 from tests.live.streaming import until
+from trading_gateway.server.observability.access_log import ACCESS_LOGGER, AccessEntry, AccessLog
 
 
 def entry(n: int, ended: float = 1_700_000_000.25) -> AccessEntry:

@@ -6,12 +6,12 @@ import asyncio
 
 import pytest
 
-from server.broker.errors import UpstreamTimeout, UpstreamUnavailable
-from server.broker.schemas import Account
-from server.deadline import Deadline
-from server.errors import AccountsNotFound, InvalidRequest
-from server.reads.accounts import AccountDirectory, Ref, parse_selector, select
-from server.reads.records import Policy
+from trading_gateway.server.broker.errors import UpstreamTimeout, UpstreamUnavailable
+from trading_gateway.server.broker.schemas import Account
+from trading_gateway.server.deadline import Deadline
+from trading_gateway.server.errors import AccountsNotFound, InvalidRequest
+from trading_gateway.server.reads.accounts import AccountDirectory, Ref, parse_selector, select
+from trading_gateway.server.reads.records import Policy
 
 pytestmark = pytest.mark.timeout(30)
 

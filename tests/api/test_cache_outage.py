@@ -215,7 +215,7 @@ async def test_cache_health_turns_within_seconds_with_live_state_on(
 async def test_start_up_reports_a_redis_url_that_points_at_nothing(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="server")
+    caplog.set_level(logging.INFO, logger="trading_gateway.server")
     url = f"redis://127.0.0.1:{free_port()}/0"
     async with running_stack(accounts=2, redis_url=url, live_enabled=False) as stack:
         # Started degraded: logged in and serving, the cache reported down.
@@ -235,7 +235,7 @@ async def test_start_up_reports_a_redis_url_that_points_at_nothing(
 async def test_start_up_says_redis_answers(
     redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="server.main")
+    caplog.set_level(logging.INFO, logger="trading_gateway.server.main")
     async with running_stack(accounts=1, redis_url=redis_server.url, live_enabled=False):
         pass
     lines = [r.getMessage() for r in caplog.records if "REDIS_URL" in r.getMessage()]

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from server.config import GatewaySettings, load_settings
-from server.simulator import SimConfig, Simulator
 from tests.api.test_grpcurl import grpcurl
 from tests.conftest import free_port
+from trading_gateway.server.config import GatewaySettings, load_settings
+from trading_gateway.simulator import SimConfig, Simulator
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -8,12 +8,13 @@ from typing import TypeVar
 import pytest
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from server import convert, wire
-from server.api.encoded import PartCache, ResponseEncoder, field, timestamp_field
-from server.api.status import account_status
-from server.broker.errors import UpstreamTimeout
-from server.broker.schemas import Account, CashBalanceSnapshot, Order, Position
-from server.reads.records import (
+from tests.support import responses
+from trading_gateway.server import convert, wire
+from trading_gateway.server.api.encoded import PartCache, ResponseEncoder, field, timestamp_field
+from trading_gateway.server.api.status import account_status
+from trading_gateway.server.broker.errors import UpstreamTimeout
+from trading_gateway.server.broker.schemas import Account, CashBalanceSnapshot, Order, Position
+from trading_gateway.server.reads.records import (
     AccountRead,
     BalanceData,
     ContractRef,
@@ -23,8 +24,7 @@ from server.reads.records import (
     Snapshot,
     Source,
 )
-from server.wire import varint
-from tests.support import responses
+from trading_gateway.server.wire import varint
 
 ALICE = Account(id=11, name="ALICE", active=True)
 BOB = Account(id=22, name="BOB", active=True)

@@ -176,8 +176,8 @@ async def test_an_unreachable_account_list_is_unavailable_for_list_accounts() ->
 
 
 async def test_without_any_account_list_reads_fail_unavailable() -> None:
-    from server.simulator import SimConfig, Simulator
     from tests.support.stack import running_gateway, settings_for
+    from trading_gateway.simulator import SimConfig, Simulator
 
     async with Simulator(SimConfig(accounts=2, seed=7)).running() as sim:
         sim.control.set_error_rate(1.0, status=503, endpoint="account/list")
@@ -293,7 +293,7 @@ async def test_a_batch_queued_for_a_slot_is_not_hedged_for_the_wait(
         control = stack.sim.control
         control.set_latency(ms=70, endpoint="position/ldeps")
         control.reset_counters()
-        caplog.set_level(logging.DEBUG, logger="server.reads")
+        caplog.set_level(logging.DEBUG, logger="trading_gateway.server.reads")
         requests = [
             stack.stub.GetPositions(
                 pb.GetPositionsRequest(

@@ -11,11 +11,11 @@ from pydantic import SecretStr
 from tradovate_gateway.v1 import trading_pb2 as pb
 from tradovate_gateway.v1 import trading_pb2_grpc as pb_grpc
 
-from server.login import FatalStartupError
-from server.main import Gateway
-from server.simulator import SimConfig, Simulator
 from tests.support.stack import Stack, running_gateway, running_stack, settings_for
 from tests.support.waiting import eventually
+from trading_gateway.server.login import FatalStartupError
+from trading_gateway.server.main import Gateway
+from trading_gateway.simulator import SimConfig, Simulator
 
 pytestmark = pytest.mark.timeout(60)
 

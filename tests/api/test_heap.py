@@ -8,10 +8,10 @@ from typing import cast
 
 import pytest
 
-from server.deadline import Deadline
-from server.live.components import BrokerLiveSubsystem
 from tests.support.stack import running_stack
 from tests.support.waiting import eventually
+from trading_gateway.server.deadline import Deadline
+from trading_gateway.server.live.components import BrokerLiveSubsystem
 
 pytestmark = pytest.mark.timeout(60)
 

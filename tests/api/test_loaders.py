@@ -12,11 +12,18 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 
-from server.broker.errors import UpstreamUnavailable
-from server.broker.schemas import Account, CashBalanceSnapshot, Fill, Order, OrderVersion, Position
-from server.deadline import Deadline
-from server.reads.loaders import ContractLike, Loaders
 from tests.support.waiting import eventually
+from trading_gateway.server.broker.errors import UpstreamUnavailable
+from trading_gateway.server.broker.schemas import (
+    Account,
+    CashBalanceSnapshot,
+    Fill,
+    Order,
+    OrderVersion,
+    Position,
+)
+from trading_gateway.server.deadline import Deadline
+from trading_gateway.server.reads.loaders import ContractLike, Loaders
 
 pytestmark = pytest.mark.timeout(30)
 

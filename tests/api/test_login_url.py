@@ -19,17 +19,17 @@ from aiohttp import web
 from tradovate_gateway.v1 import trading_pb2 as pb
 from tradovate_gateway.v1 import trading_pb2_grpc as pb_grpc
 
-from server.login import LOGIN_MISCONFIGURED_ATTEMPTS, FatalStartupError
-from server.simulator import SimConfig, Simulator
 from tests.conftest import free_port
 from tests.support.stack import running_gateway, settings_for
+from trading_gateway.server.login import LOGIN_MISCONFIGURED_ATTEMPTS, FatalStartupError
+from trading_gateway.simulator import SimConfig, Simulator
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
 def _quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("server.login.LOGIN_RETRY_INITIAL", 0.1)
+    monkeypatch.setattr("trading_gateway.server.login.LOGIN_RETRY_INITIAL", 0.1)
 
 
 @pytest.fixture
@@ -129,7 +129,7 @@ async def test_serve_exits_2_naming_the_url(sim: Simulator) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "server",
+        "trading_gateway.server",
         "serve",
         env=env,
         cwd=REPO,

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from client import ClientError, TradingClient
-from server.observability.logging import configure_logging, undo_json_hooks
 from tests.support.stack import running_stack
+from trading_gateway.client import ClientError, TradingClient
+from trading_gateway.server.observability.logging import configure_logging, undo_json_hooks
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -58,7 +58,7 @@ async def test_access_lines_carry_peer_key_code_reason_and_duration(
     error = caught.value
     assert error.reason == "ACCOUNT_NOT_FOUND"
     assert len(error.request_id) == 32  # the gateway's own id, from the trailers
-    access = [e for e in entries(json_log) if e["logger"] == "server.api.access"]
+    access = [e for e in entries(json_log) if e["logger"] == "trading_gateway.server.api.access"]
     (line,) = [e for e in access if e.get("request_id") == error.request_id]
     assert line["rpc"] == "GetPositions"
     assert line["code"] == "NOT_FOUND"
@@ -86,7 +86,7 @@ def test_warnings_and_uncaught_exceptions_are_json_lines() -> None:
     # A fresh interpreter: an uncaught exception ends it.
     code = (
         "import warnings, threading\n"
-        "from server.observability.logging import configure_logging\n"
+        "from trading_gateway.server.observability.logging import configure_logging\n"
         "configure_logging('json', 'INFO')\n"
         "warnings.warn('old thing', DeprecationWarning, stacklevel=1)\n"
         "t = threading.Thread(target=lambda: 1 / 0, name='worker'); t.start(); t.join()\n"

@@ -22,7 +22,6 @@ from grpc_reflection.v1alpha import reflection_pb2
 from prometheus_client import generate_latest
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from server.api.parsing import PeerLogGate
 from tests.auth.conftest import error_info
 from tests.support.raw_calls import (
     CRAFTED,
@@ -33,6 +32,7 @@ from tests.support.raw_calls import (
     trading_methods,
 )
 from tests.support.stack import Stack
+from trading_gateway.server.api.parsing import PeerLogGate
 
 HEALTH = "/grpc.health.v1.Health/"
 REFLECTION = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
@@ -96,7 +96,7 @@ async def test_every_method_answers_invalid_argument(
     )
     assert_no_traceback(caplog.records)
     # One peer host, one log line in the interval, however many bad requests it sent.
-    lines = [r for r in caplog.records if r.name == "server.api.parsing"]
+    lines = [r for r in caplog.records if r.name == "trading_gateway.server.api.parsing"]
     assert len(lines) == 1, [r.getMessage() for r in lines]
     assert lines[0].levelno == logging.WARNING
     assert "127.0.0.1" in lines[0].getMessage()

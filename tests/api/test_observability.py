@@ -15,10 +15,10 @@ import pytest
 from google.rpc import error_details_pb2
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from server.observability.logging import configure_logging, undo_json_hooks
 from tests.conftest import free_port
 from tests.support.stack import Stack, running_stack
 from tests.support.waiting import eventually
+from trading_gateway.server.observability.logging import configure_logging, undo_json_hooks
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -97,7 +97,7 @@ async def test_access_log_lines_are_json_with_the_request_id(json_log: io.String
             pb.GetBalancesRequest(), metadata=(("x-request-id", "trace-7"),), timeout=5
         )
     entries = [json.loads(line) for line in json_log.getvalue().splitlines()]
-    access = [e for e in entries if e["logger"] == "server.api.access"]
+    access = [e for e in entries if e["logger"] == "trading_gateway.server.api.access"]
     mine = [e for e in access if e.get("request_id") == "trace-7"]
     assert len(mine) == 1
     assert mine[0]["rpc"] == "GetBalances"

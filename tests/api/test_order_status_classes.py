@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from server import convert
-from server.broker import enums
-from server.broker.schemas import Order
-from server.reads import loaders
+from trading_gateway.server import convert
+from trading_gateway.server.broker import enums
+from trading_gateway.server.broker.schemas import Order
+from trading_gateway.server.reads import loaders
 
 
 def _order(status: str) -> Order:

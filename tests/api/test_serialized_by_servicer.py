@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from server.api.server import serialized_by_servicer
-from server.api.servicer import TradingServicer
+from trading_gateway.server.api.server import serialized_by_servicer
+from trading_gateway.server.api.servicer import TradingServicer
 
 
 class _Servicer(TradingServicer):

@@ -23,7 +23,7 @@ SECRET = "sec-never-shown-91c2"
 
 
 def serve(**env: str) -> subprocess.CompletedProcess[str]:
-    """`python -m server serve` with only these settings (and dummy credentials)."""
+    """`python -m trading_gateway.server serve` with only these settings (and dummy credentials)."""
     base = {
         "PATH": os.environ.get("PATH", ""),
         "HOME": os.environ.get("HOME", "/tmp"),
@@ -38,7 +38,7 @@ def serve(**env: str) -> subprocess.CompletedProcess[str]:
         "GATEWAY_METRICS_PORT": "0",
     }
     return subprocess.run(
-        [sys.executable, "-m", "server", "serve"],
+        [sys.executable, "-m", "trading_gateway.server", "serve"],
         env={**base, **env},
         cwd=REPO,
         capture_output=True,
@@ -106,7 +106,7 @@ def test_missing_credentials_are_named() -> None:
 
 def test_an_invalid_listen_flag() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "server", "serve", "--listen", "nowhere"],
+        [sys.executable, "-m", "trading_gateway.server", "serve", "--listen", "nowhere"],
         env={"PATH": os.environ.get("PATH", ""), "GATEWAY_METRICS_PORT": "0"},
         cwd=REPO,
         capture_output=True,
@@ -119,7 +119,7 @@ def test_an_invalid_listen_flag() -> None:
 
 def test_a_free_port_is_not_refused() -> None:
     """The bind check refuses only what is taken."""
-    from server.api.server import check_bindable
+    from trading_gateway.server.api.server import check_bindable
 
     check_bindable(f"127.0.0.1:{free_port()}")
     check_bindable("127.0.0.1:0")

@@ -11,10 +11,15 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 
-from server.api.status import abort_for, account_status, classify, rich_status
-from server.broker import errors as broker
-from server.errors import AccountsNotFound, DeadlineExpired, InvalidRequest, NotReady
-from server.reads.loaders import BalanceUnavailable
+from trading_gateway.server.api.status import abort_for, account_status, classify, rich_status
+from trading_gateway.server.broker import errors as broker
+from trading_gateway.server.errors import (
+    AccountsNotFound,
+    DeadlineExpired,
+    InvalidRequest,
+    NotReady,
+)
+from trading_gateway.server.reads.loaders import BalanceUnavailable
 
 Code = grpc.StatusCode
 

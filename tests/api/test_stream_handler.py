@@ -8,11 +8,11 @@ from typing import Any, cast
 import pytest
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from server.api.stream_handler import LiveStreamHandler
-from server.auth.principal import Principal, Scope, acting_as
-from server.broker.schemas import Account
-from server.deadline import Deadline
-from server.live.streams import StreamAccount
+from trading_gateway.server.api.stream_handler import LiveStreamHandler
+from trading_gateway.server.auth.principal import Principal, Scope, acting_as
+from trading_gateway.server.broker.schemas import Account
+from trading_gateway.server.deadline import Deadline
+from trading_gateway.server.live.streams import StreamAccount
 
 
 class _Session:

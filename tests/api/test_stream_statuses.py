@@ -11,13 +11,13 @@ import asyncio
 import grpc
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from server.api.status import TABLE, account_status, rule_for
-from server.live.errors import AccountNotInLiveSync, LiveSyncDisconnected
-from server.live.hub import StreamHub
-from server.live.state import LiveState
-from server.live.streams import LiveStreams, StreamAccount
-from server.live.views import LiveViews
 from tests.live import factories as f
+from trading_gateway.server.api.status import TABLE, account_status, rule_for
+from trading_gateway.server.live.errors import AccountNotInLiveSync, LiveSyncDisconnected
+from trading_gateway.server.live.hub import StreamHub
+from trading_gateway.server.live.state import LiveState
+from trading_gateway.server.live.streams import LiveStreams, StreamAccount
+from trading_gateway.server.live.views import LiveViews
 
 Code = grpc.StatusCode
 

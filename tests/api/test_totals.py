@@ -6,10 +6,10 @@ from decimal import Decimal
 
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from server import convert
-from server.broker.errors import UpstreamTimeout
-from server.broker.schemas import Account, CashBalanceSnapshot
-from server.reads.records import AccountRead, BalanceData, MarkFigures, Source
+from trading_gateway.server import convert
+from trading_gateway.server.broker.errors import UpstreamTimeout
+from trading_gateway.server.broker.schemas import Account, CashBalanceSnapshot
+from trading_gateway.server.reads.records import AccountRead, BalanceData, MarkFigures, Source
 
 ALICE = Account(id=11, name="ALICE", active=True)
 BOB = Account(id=22, name="BOB", active=True)

@@ -16,11 +16,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from server.observability.logging import configure_logging, undo_json_hooks
-from server.observability.otel import tracing_with
-from server.observability.tracing import tracing_choice, tracing_from_env
-from server.setting_error import SettingError
 from tests.support.stack import running_stack
+from trading_gateway.server.observability.logging import configure_logging, undo_json_hooks
+from trading_gateway.server.observability.otel import tracing_with
+from trading_gateway.server.observability.tracing import tracing_choice, tracing_from_env
+from trading_gateway.server.setting_error import SettingError
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -157,10 +157,11 @@ def test_off_means_the_tracer_is_never_built_or_imported() -> None:
     # parts of OpenTelemetry's metrics API on its own; the tracing SDK is ours to load.)
     code = (
         "import sys\n"
-        "from server.observability.tracing import tracing_from_env\n"
-        "import server.main, server.api.calls, server.reads.fanout\n"
+        "from trading_gateway.server.observability.tracing import tracing_from_env\n"
+        "import trading_gateway.server.main, trading_gateway.server.api.calls\n"
+        "import trading_gateway.server.reads.fanout\n"
         "assert tracing_from_env({}, version='x') is None\n"
-        "print([m for m in ('server.observability.otel', 'opentelemetry.sdk.trace',"
+        "print([m for m in ('trading_gateway.server.observability.otel', 'opentelemetry.sdk.trace',"
         " 'opentelemetry.propagate') if m in sys.modules])\n"
     )
     out = subprocess.run(

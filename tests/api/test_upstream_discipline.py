@@ -98,7 +98,7 @@ async def test_account_list_failures_during_a_circuit_are_logged_once(
     async with running_stack(accounts=2, live_enabled=False) as stack:
         await stack.account_ids()
         stack.sim.control.burst_429(1, endpoint="account/list")
-        caplog.set_level(logging.INFO, logger="server.reads.accounts")
+        caplog.set_level(logging.INFO, logger="trading_gateway.server.reads.accounts")
         codes = []
         for _ in range(30):
             with pytest.raises(grpc.aio.AioRpcError) as info:
@@ -110,7 +110,7 @@ async def test_account_list_failures_during_a_circuit_are_logged_once(
         lines = [r for r in caplog.records if "account list refresh failed" in r.getMessage()]
         assert len(lines) == 1
         assert stack.sim.control.counters()["calls"].get("account/list") == 2  # login's + 429
-        caplog.set_level(logging.INFO, logger="server")
+        caplog.set_level(logging.INFO, logger="trading_gateway.server")
         before = len(caplog.records)
         upstream = pb.READ_POLICY_UPSTREAM
         for _ in range(30):

@@ -13,10 +13,10 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from server.auth.keys import generate_key, make_entry
-from server.simulator.world import ACCOUNT_ID_BASE
 from tests.auth.certs import Pki, make_pki
 from tests.support.secret_scan import register_secret
+from trading_gateway.server.auth.keys import generate_key, make_entry
+from trading_gateway.simulator.world import ACCOUNT_ID_BASE
 
 # The simulator's accounts (SimConfig(accounts=4)): ids 101001..101004, names DEMO<id>.
 IDS = [ACCOUNT_ID_BASE + i for i in range(1, 5)]

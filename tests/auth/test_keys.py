@@ -8,8 +8,9 @@ import pathlib
 
 import pytest
 
-from server.auth.errors import KeyFileError
-from server.auth.keys import (
+from tests.support.secret_scan import register_secret
+from trading_gateway.server.auth.errors import KeyFileError
+from trading_gateway.server.auth.keys import (
     KEY_PREFIX,
     KeyRing,
     generate_key,
@@ -18,11 +19,10 @@ from server.auth.keys import (
     make_entry,
     parse_keys,
 )
-from server.auth.principal import Principal, Scope, acting_as, current_scope
-from server.auth.scoping import check_selection, narrow
-from server.broker.schemas import Account
-from server.cli import main as gateway_main
-from tests.support.secret_scan import register_secret
+from trading_gateway.server.auth.principal import Principal, Scope, acting_as, current_scope
+from trading_gateway.server.auth.scoping import check_selection, narrow
+from trading_gateway.server.broker.schemas import Account
+from trading_gateway.server.cli import main as gateway_main
 
 HASH = "ab" * 32
 

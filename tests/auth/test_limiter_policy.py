@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from server.auth.limiter import FailureLimiter, peer_host
-from server.auth.policy import is_loopback, listen_refusal, listen_warnings
-from server.cli import main as gateway_main
-from server.config import explicit_settings, load_settings
+from trading_gateway.server.auth.limiter import FailureLimiter, peer_host
+from trading_gateway.server.auth.policy import is_loopback, listen_refusal, listen_warnings
+from trading_gateway.server.cli import main as gateway_main
+from trading_gateway.server.config import explicit_settings, load_settings
 
 
 class Clock:

@@ -27,7 +27,7 @@ async def test_the_key_check_comes_first(keys: Keys, caplog: pytest.LogCaptureFi
             error = await send_raw(stack.channel, method, payload, streaming)
             assert error.code() == grpc.StatusCode.UNAUTHENTICATED, method
             assert error_info(error).reason == "API_KEY_MISSING"
-        assert not [r for r in caplog.records if r.name == "server.api.parsing"]
+        assert not [r for r in caplog.records if r.name == "trading_gateway.server.api.parsing"]
         # With a valid key, the same bytes are a parse error.
         method = f"/{TRADING.full_name}/GetPositions"
         error = await send_raw(

@@ -10,11 +10,11 @@ import pytest
 from tradovate_gateway.v1 import trading_pb2 as pb
 from tradovate_gateway.v1 import trading_pb2_grpc as pb_grpc
 
-from server.deadline import Deadline
-from server.live.components import BrokerLiveSubsystem
-from server.simulator import SimConfig
 from tests.auth.conftest import IDS, IN_SCOPE, NAMES, Keys, error_info
 from tests.support.stack import Stack, running_stack
+from trading_gateway.server.deadline import Deadline
+from trading_gateway.server.live.components import BrokerLiveSubsystem
+from trading_gateway.simulator import SimConfig
 
 WAIT = 20.0
 SIM = SimConfig(accounts=4, seed=7, price_interval=0.0)

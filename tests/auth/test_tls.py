@@ -13,16 +13,16 @@ from grpc_health.v1 import health_pb2
 from tradovate_gateway.v1 import trading_pb2 as pb
 from tradovate_gateway.v1 import trading_pb2_grpc as pb_grpc
 
-from client.channel import TlsConfig
-from client.cli import main as client_main
-from client.client import TradingClient
-from client.errors import ClientError
-from client.healthcheck import probe
-from server.auth.keys import generate_key
 from tests.auth.certs import Pki
 from tests.auth.conftest import IDS, IN_SCOPE, Keys
 from tests.support.secret_scan import register_secret
 from tests.support.stack import running_stack
+from trading_gateway.client.channel import TlsConfig
+from trading_gateway.client.cli import main as client_main
+from trading_gateway.client.client import TradingClient
+from trading_gateway.client.errors import ClientError
+from trading_gateway.client.healthcheck import probe
+from trading_gateway.server.auth.keys import generate_key
 
 
 def tls_settings(pki: Pki, *, mutual: bool = False) -> dict[str, Any]:

@@ -12,10 +12,10 @@ from grpc_reflection.v1alpha import reflection_pb2
 from prometheus_client import generate_latest
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from server.auth.keys import generate_key
 from tests.auth.conftest import IDS, IN_SCOPE, NAMES, Keys, error_info, retry_info
 from tests.support.secret_scan import register_secret
 from tests.support.stack import Stack, running_stack
+from trading_gateway.server.auth.keys import generate_key
 
 
 def selector(*entries: object) -> pb.AccountSelector:
@@ -248,14 +248,16 @@ async def test_inline_keys_from_the_settings_work_like_the_file(keys: Keys) -> N
 async def test_access_log_and_metrics_name_the_key_never_the_key_itself(
     keys: Keys, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="server.api.access")
+    caplog.set_level(logging.INFO, logger="trading_gateway.server.api.access")
     async with running_stack(accounts=2, api_keys_file=str(keys.file), access_log=True) as stack:
         await stack.stub.ListAccounts(
             pb.ListAccountsRequest(), metadata=keys.metadata(keys.scoped_key), timeout=5
         )
         await fails(stack.stub.ListAccounts(pb.ListAccountsRequest(), timeout=5))
         metrics = generate_latest(stack.gateway.metrics.registry).decode()
-    lines = [r.getMessage() for r in caplog.records if r.name == "server.api.access"]
+    lines = [
+        r.getMessage() for r in caplog.records if r.name == "trading_gateway.server.api.access"
+    ]
     assert any("ListAccounts OK" in line and "key=risk-scoped" in line for line in lines), lines
     assert any("ListAccounts UNAUTHENTICATED" in line and "key=-" in line for line in lines), lines
     assert all(keys.scoped_key not in line for line in lines)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bench.tools.idle_cost import GapResult, capture, frame_changes, render, replay, synced_service
-from server.simulator import SimConfig, Simulator
+from trading_gateway.simulator import SimConfig, Simulator
 
 
 async def test_captured_frames_rebuild_the_simulators_positions() -> None:

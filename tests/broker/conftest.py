@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from server.broker import BrokerSettings, TradovateClient
-from server.simulator import SimConfig, Simulator
+from trading_gateway.server.broker import BrokerSettings, TradovateClient
+from trading_gateway.simulator import SimConfig, Simulator
 
 #: Fast reconnects and short deadlines so failure paths finish quickly in tests.
 FAST: dict[str, Any] = {

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import WSMsgType, web
 
-from server.broker import BrokerSettings
+from trading_gateway.server.broker import BrokerSettings
 
 
 class ScriptedTradovate:

@@ -10,13 +10,13 @@ import time
 
 import pytest
 
-from server.broker.answers import (
+from trading_gateway.server.broker.answers import (
     TokenRejected,
     call_with_penalties,
     error_for_status,
     find_penalty,
 )
-from server.broker.errors import (
+from trading_gateway.server.broker.errors import (
     NOT_ACCOUNT_SPECIFIC,
     TOKEN_SETTING,
     AuthError,
@@ -32,10 +32,10 @@ from server.broker.errors import (
     is_fatal,
     retry_after,
 )
-from server.broker.limiter import RateGate
-from server.broker.settings import BrokerSettings
-from server.broker.ws_backoff import Backoff, Ended
-from server.deadline import Deadline
+from trading_gateway.server.broker.limiter import RateGate
+from trading_gateway.server.broker.settings import BrokerSettings
+from trading_gateway.server.broker.ws_backoff import Backoff, Ended
+from trading_gateway.server.deadline import Deadline
 
 RESULT = b'{"id":1}'
 TICKET = b'{"p-ticket":"T-1","p-time":0.01}'

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from server.broker import (
+from tests.broker.conftest import ClientFactory, SimFactory, client_settings, eventually
+from trading_gateway.server.broker import (
     AuthError,
     CaptchaRequired,
     EntityChange,
@@ -18,9 +19,8 @@ from server.broker import (
     SyncStatus,
     TradovateClient,
 )
-from server.broker.events import SyncEvent
-from server.simulator import Simulator
-from tests.broker.conftest import ClientFactory, SimFactory, client_settings, eventually
+from trading_gateway.server.broker.events import SyncEvent
+from trading_gateway.simulator import Simulator
 
 
 def calls(sim: Simulator, endpoint: str) -> int:

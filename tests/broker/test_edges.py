@@ -7,7 +7,9 @@ import logging
 
 import pytest
 
-from server.broker import (
+from tests.broker.conftest import client_settings, eventually
+from tests.broker.scripted import ScriptedTradovate, scripted_settings
+from trading_gateway.server.broker import (
     AuthError,
     CaptchaRequired,
     LockedOutError,
@@ -15,10 +17,8 @@ from server.broker import (
     SyncStatus,
     TradovateClient,
 )
-from server.broker.events import SyncEvent
-from server.simulator import Simulator
-from tests.broker.conftest import client_settings, eventually
-from tests.broker.scripted import ScriptedTradovate, scripted_settings
+from trading_gateway.server.broker.events import SyncEvent
+from trading_gateway.simulator import Simulator
 
 
 async def test_undecodable_json_is_a_protocol_error() -> None:

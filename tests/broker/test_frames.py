@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.broker.errors import ProtocolError
-from server.broker.frames import (
+from trading_gateway.server.broker.errors import ProtocolError
+from trading_gateway.server.broker.frames import (
     BadMessage,
     CloseFrame,
     DataFrame,

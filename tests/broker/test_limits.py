@@ -8,7 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from server.broker import (
+from tests.broker.conftest import ClientFactory, eventually
+from trading_gateway.server.broker import (
     CaptchaRequired,
     LockedOutError,
     PenaltyError,
@@ -16,10 +17,9 @@ from server.broker import (
     TradovateClient,
     UpstreamTimeout,
 )
-from server.broker.errors import is_fatal
-from server.deadline import Deadline
-from server.simulator import Simulator
-from tests.broker.conftest import ClientFactory, eventually
+from trading_gateway.server.broker.errors import is_fatal
+from trading_gateway.server.deadline import Deadline
+from trading_gateway.simulator import Simulator
 
 
 def calls(sim: Simulator, endpoint: str) -> int:

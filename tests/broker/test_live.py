@@ -12,8 +12,8 @@ import os
 
 import pytest
 
-from server.broker import BrokerSettings, SyncSnapshot, TradovateClient
-from server.deadline import Deadline
+from trading_gateway.server.broker import BrokerSettings, SyncSnapshot, TradovateClient
+from trading_gateway.server.deadline import Deadline
 
 pytestmark = [
     pytest.mark.live,

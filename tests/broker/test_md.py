@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from server.broker import MarketData, NotFoundError, TradovateClient
-from server.broker.schemas import Quote
-from server.simulator import Simulator
 from tests.broker.conftest import eventually
+from trading_gateway.server.broker import MarketData, NotFoundError, TradovateClient
+from trading_gateway.server.broker.schemas import Quote
+from trading_gateway.simulator import Simulator
 
 
 def subscriptions(sim: Simulator) -> int:

@@ -10,11 +10,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from server.broker import BrokerSettings, EntityChange, SyncSnapshot, TradovateClient, UserSync
-from server.broker.events import SyncEvent
-from server.broker.schemas import Account
-from server.deadline import Deadline
 from tests.broker.scripted import ScriptedTradovate
+from trading_gateway.server.broker import (
+    BrokerSettings,
+    EntityChange,
+    SyncSnapshot,
+    TradovateClient,
+    UserSync,
+)
+from trading_gateway.server.broker.events import SyncEvent
+from trading_gateway.server.broker.schemas import Account
+from trading_gateway.server.deadline import Deadline
 
 
 class Harness:

@@ -16,9 +16,11 @@ from decimal import Decimal
 import msgspec
 import pytest
 
-from server.broker import AuthError, CaptchaRequired, TradovateClient
-from server.broker.answers import find_penalty
-from server.broker.enums import (
+from tests.broker.scripted import ScriptedTradovate, scripted_settings
+from tests.support.recorded import recorded_names, rest_body, ws_frame
+from trading_gateway.server.broker import AuthError, CaptchaRequired, TradovateClient
+from trading_gateway.server.broker.answers import find_penalty
+from trading_gateway.server.broker.enums import (
     ACCOUNT_TYPES,
     ACTIONS,
     ORD_STATUSES,
@@ -31,8 +33,14 @@ from server.broker.enums import (
     TimeInForce,
     parse,
 )
-from server.broker.events import ChangeType, EntityChange, EntityRef, SyncEvent, SyncSnapshot
-from server.broker.frames import (
+from trading_gateway.server.broker.events import (
+    ChangeType,
+    EntityChange,
+    EntityRef,
+    SyncEvent,
+    SyncSnapshot,
+)
+from trading_gateway.server.broker.frames import (
     CloseFrame,
     DataFrame,
     Event,
@@ -41,10 +49,8 @@ from server.broker.frames import (
     Response,
     decode_frame,
 )
-from server.broker.schemas import CashBalance, Fill, Order, Position, TradeDate
-from server.broker.sync_codec import decode_props, decode_snapshot
-from tests.broker.scripted import ScriptedTradovate, scripted_settings
-from tests.support.recorded import recorded_names, rest_body, ws_frame
+from trading_gateway.server.broker.schemas import CashBalance, Fill, Order, Position, TradeDate
+from trading_gateway.server.broker.sync_codec import decode_props, decode_snapshot
 
 RECEIVED = dt.datetime(2024, 4, 25, 14, 45, 1, tzinfo=dt.UTC)
 APRIL_25 = TradeDate(year=2024, month=4, day=25)

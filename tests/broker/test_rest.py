@@ -8,17 +8,17 @@ from decimal import Decimal
 
 import pytest
 
-from server.broker import (
+from tests.broker.conftest import ClientFactory, client_settings
+from trading_gateway.server.broker import (
     BrokerClosed,
     NotFoundError,
     TradovateClient,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from server.broker.schemas import Account, Position
-from server.deadline import Deadline
-from server.simulator import Simulator
-from tests.broker.conftest import ClientFactory, client_settings
+from trading_gateway.server.broker.schemas import Account, Position
+from trading_gateway.server.deadline import Deadline
+from trading_gateway.simulator import Simulator
 
 
 def calls(sim: Simulator) -> dict[str, int]:

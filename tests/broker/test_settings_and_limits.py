@@ -9,9 +9,15 @@ from typing import Any
 
 import pytest
 
-from server.broker import errors
-from server.broker.enums import ACCOUNT_TYPES, ORD_STATUSES, AccountType, OrdStatus, parse
-from server.broker.errors import (
+from trading_gateway.server.broker import errors
+from trading_gateway.server.broker.enums import (
+    ACCOUNT_TYPES,
+    ORD_STATUSES,
+    AccountType,
+    OrdStatus,
+    parse,
+)
+from trading_gateway.server.broker.errors import (
     AuthError,
     BrokerError,
     LockedOutError,
@@ -19,10 +25,10 @@ from server.broker.errors import (
     UpstreamTimeout,
     is_fatal,
 )
-from server.broker.limiter import RateGate, TokenBucket
-from server.broker.settings import BrokerSettings
-from server.broker.urls import DEMO_REST_URL, ws_url_from_rest
-from server.deadline import Deadline
+from trading_gateway.server.broker.limiter import RateGate, TokenBucket
+from trading_gateway.server.broker.settings import BrokerSettings
+from trading_gateway.server.broker.urls import DEMO_REST_URL, ws_url_from_rest
+from trading_gateway.server.deadline import Deadline
 
 
 def settings(**kw: Any) -> BrokerSettings:

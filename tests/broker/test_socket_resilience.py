@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from server.broker import SyncSnapshot, TradovateClient, UserSync
-from server.simulator import Simulator
 from tests.broker.conftest import ClientFactory, SimFactory, eventually
+from trading_gateway.server.broker import SyncSnapshot, TradovateClient, UserSync
+from trading_gateway.simulator import Simulator
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -115,7 +115,7 @@ async def test_a_penalized_renewal_is_sat_out_before_the_token_expires(
     first = manager.current
     assert first is not None
     sim.control.penalize("auth/renewaccesstoken", count=1, p_time=2.0)
-    caplog.set_level(logging.WARNING, logger="server.broker.auth")
+    caplog.set_level(logging.WARNING, logger="trading_gateway.server.broker.auth")
     await eventually(lambda: manager.renewals == 1, within=10.0)
     renewed = manager.current
     assert renewed is not None and renewed is not first

@@ -12,7 +12,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from server.broker import (
+from tests.broker.conftest import ClientFactory, SimFactory, eventually
+from trading_gateway.server.broker import (
     ChangeType,
     EntityChange,
     SyncSnapshot,
@@ -20,12 +21,11 @@ from server.broker import (
     TradovateClient,
     UpstreamUnavailable,
 )
-from server.broker.events import EntityRef, SyncEvent
-from server.broker.schemas import Fill
-from server.broker.sync_codec import SNAPSHOT_COLLECTIONS, SYNC_ENTITY_TYPES
-from server.deadline import Deadline
-from server.simulator import Simulator
-from tests.broker.conftest import ClientFactory, SimFactory, eventually
+from trading_gateway.server.broker.events import EntityRef, SyncEvent
+from trading_gateway.server.broker.schemas import Fill
+from trading_gateway.server.broker.sync_codec import SNAPSHOT_COLLECTIONS, SYNC_ENTITY_TYPES
+from trading_gateway.server.deadline import Deadline
+from trading_gateway.simulator import Simulator
 
 
 class Model:
@@ -154,7 +154,7 @@ async def test_socket_dropped_mid_stream_resyncs_with_nothing_missed(
 async def test_shutdown_event_is_logged_and_reconnected(
     sim: Simulator, client: TradovateClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="server.broker.ws")
+    caplog.set_level(logging.WARNING, logger="trading_gateway.server.broker.ws")
     async with consuming(client) as model:
         sim.control.send_shutdown("ConnectionQuotaReached", kind="user")
         await eventually(lambda: sum(isinstance(e, SyncSnapshot) for e in model.events) == 2)
@@ -266,7 +266,7 @@ async def test_undecodable_props_trigger_one_rate_limited_resync(
             "e": "props",
             "d": {"entityType": "order", "eventType": "Updated", "entity": {"id": order or 5}},
         }
-        with caplog.at_level(logging.WARNING, logger="server.broker.sync"):
+        with caplog.at_level(logging.WARNING, logger="trading_gateway.server.broker.sync"):
             _push_user(sim, bad)
             await eventually(
                 lambda: any(
@@ -352,7 +352,7 @@ async def test_a_sink_that_fails_gets_a_resync_and_nothing_is_lost(
 
     sync.deliver_to(sink, lambda error: None)
     await sync.start()
-    with caplog.at_level(logging.WARNING, logger="server.broker.sync"):
+    with caplog.at_level(logging.WARNING, logger="trading_gateway.server.broker.sync"):
         sim.control.random_activity(3)
         # The failed frame was not applied; the resync's snapshot brings the state back.
         await eventually(lambda: sync.bad_props_resyncs == 1)

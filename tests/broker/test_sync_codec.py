@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.broker.errors import ProtocolError
-from server.broker.events import ChangeType, EntityRef
-from server.broker.schemas import CashBalance, Position
-from server.broker.sync_codec import (
+from trading_gateway.server.broker.errors import ProtocolError
+from trading_gateway.server.broker.events import ChangeType, EntityRef
+from trading_gateway.server.broker.schemas import CashBalance, Position
+from trading_gateway.server.broker.sync_codec import (
     ENTITY_STRUCTS,
     _decode_props_leniently,
     decode_props,

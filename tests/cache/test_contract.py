@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from server.cache import Cache, MemoryCache, RedisCache, build_cache
+from trading_gateway.server.cache import Cache, MemoryCache, RedisCache, build_cache
 
 
 @pytest.fixture(params=["memory", "redis"])

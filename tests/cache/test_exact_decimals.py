@@ -12,11 +12,18 @@ import pytest
 from google.protobuf.message import Message
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from server import convert
-from server.broker.schemas import Account, CashBalanceSnapshot, Fill, Order, OrderVersion, Position
-from server.cache import Cache, MemoryCache, RedisCache
-from server.reads.readcache import DECODERS, encode
-from server.reads.records import (
+from trading_gateway.server import convert
+from trading_gateway.server.broker.schemas import (
+    Account,
+    CashBalanceSnapshot,
+    Fill,
+    Order,
+    OrderVersion,
+    Position,
+)
+from trading_gateway.server.cache import Cache, MemoryCache, RedisCache
+from trading_gateway.server.reads.readcache import DECODERS, encode
+from trading_gateway.server.reads.records import (
     BalanceData,
     ContractRef,
     Fetched,

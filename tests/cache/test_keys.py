@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from server.cache import cache_key, cache_keys
-from server.cache.redis_store import redact_url
+from trading_gateway.server.cache import cache_key, cache_keys
+from trading_gateway.server.cache.redis_store import redact_url
 
 
 def test_key_layout() -> None:

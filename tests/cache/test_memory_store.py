@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.cache import MemoryCache
+from trading_gateway.server.cache import MemoryCache
 
 
 class FakeClock:

@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from server.cache import RedisCache
-from server.reads.readcache import ReadCache
-from server.reads.records import Fetched, Kind, PositionsData, now_epoch
 from tests.conftest import RedisServer
+from trading_gateway.server.cache import RedisCache
+from trading_gateway.server.reads.readcache import ReadCache
+from trading_gateway.server.reads.records import Fetched, Kind, PositionsData, now_epoch
 
 TIMEOUT = 0.1
 TTL = 0.5

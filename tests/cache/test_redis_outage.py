@@ -11,13 +11,13 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from server.cache import RedisCache
 from tests.conftest import RedisServer, free_port
+from trading_gateway.server.cache import RedisCache
 
 # Hang guard for a single cache call. The store's own budget is op_timeout (0.2 s here);
 # without it a dead or stopped Redis would block a call for the OS TCP timeout.
 CALL_BOUND = 3.0
-LOGGER = "server.cache.redis_store"
+LOGGER = "trading_gateway.server.cache.redis_store"
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from client.board import WatchBoard
+from trading_gateway.client.board import WatchBoard
 
 
 def d(text: str) -> pb.Decimal:

@@ -10,10 +10,10 @@ import grpc
 import pytest
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from client import ClientError, cli
-from client.exit_codes import EXIT_PARTIAL
 from tests.client.conftest import ScriptedPeer, rich_status
 from tests.conftest import free_port
+from trading_gateway.client import ClientError, cli
+from trading_gateway.client.exit_codes import EXIT_PARTIAL
 
 
 async def run_cli(*argv: str) -> int:

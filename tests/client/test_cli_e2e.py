@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from client import TradingClient, cli
-from client.errors import InvalidArgumentError
 from tests.support.stack import Stack, running_stack
+from trading_gateway.client import TradingClient, cli
+from trading_gateway.client.errors import InvalidArgumentError
 
 
 @pytest.fixture

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from client import cli
-from client.exit_codes import EXIT_OK, EXIT_PARTIAL
-from server.simulator import SimConfig
-from server.version import version
 from tests.support.stack import running_stack
+from trading_gateway.client import cli
+from trading_gateway.client.exit_codes import EXIT_OK, EXIT_PARTIAL
+from trading_gateway.server.version import version
+from trading_gateway.simulator import SimConfig
 
 pytestmark = pytest.mark.timeout(90)
 

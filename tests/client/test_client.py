@@ -9,7 +9,10 @@ import grpc
 import pytest
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from client import (
+from tests.client import samples
+from tests.client.conftest import ScriptedPeer, rich_status
+from tests.conftest import free_port
+from trading_gateway.client import (
     AuthenticationError,
     ClientError,
     DeadlineExceededError,
@@ -22,9 +25,6 @@ from client import (
     TradingClient,
     UnavailableError,
 )
-from tests.client import samples
-from tests.client.conftest import ScriptedPeer, rich_status
-from tests.conftest import free_port
 
 FAST = RetryPolicy(retries=3, initial_backoff=0.01, max_backoff=0.05)
 

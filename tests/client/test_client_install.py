@@ -195,7 +195,10 @@ async def test_the_client_wheel_alone_calls_the_gateway(
     # The client's command reads; the server's says which install it needs, in one line.
     bin_dir = python.parent
     argv: list[str | Path] = [
-        bin_dir / "trading-gateway-client", "accounts", "--address", stack.address
+        bin_dir / "trading-gateway-client",
+        "accounts",
+        "--address",
+        stack.address,
     ]
     table = await asyncio.to_thread(run, *argv, cwd=scratch)
     assert all(name in table for name in result["accounts"])

@@ -1,4 +1,4 @@
-"""`python -m client.healthcheck` against a real grpc.aio health service."""
+"""`python -m trading_gateway.client.healthcheck` against a real grpc.aio health service."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from client import healthcheck
 from tests.conftest import free_port
+from trading_gateway.client import healthcheck
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from google.protobuf import json_format
 from google.rpc import code_pb2
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from client import render
 from tests.client import samples
+from trading_gateway.client import render
 
 
 def test_format_table_aligns_columns() -> None:

@@ -9,7 +9,7 @@ import pytest
 from google.protobuf import timestamp_pb2
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from client import account_entries, to_datetime, to_decimal, trading_pb2
+from trading_gateway.client import account_entries, to_datetime, to_decimal, trading_pb2
 
 
 def test_reexports_generated_modules() -> None:

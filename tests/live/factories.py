@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from server.broker.events import ChangeType, Entity, EntityChange, SyncSnapshot
-from server.broker.schemas import (
+from trading_gateway.server.broker.events import ChangeType, Entity, EntityChange, SyncSnapshot
+from trading_gateway.server.broker.schemas import (
     Account,
     CashBalance,
     Contract,

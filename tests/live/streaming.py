@@ -10,12 +10,12 @@ import grpc
 from tradovate_gateway.v1 import trading_pb2 as pb
 from tradovate_gateway.v1 import trading_pb2_grpc as pb_grpc
 
-from client.errors import from_rpc_error
-from server.deadline import Deadline
-from server.live.components import BrokerLiveSubsystem
-from server.live.queue import Delta
-from server.live.service import LiveService
 from tests.support.stack import Stack
+from trading_gateway.client.errors import from_rpc_error
+from trading_gateway.server.deadline import Deadline
+from trading_gateway.server.live.components import BrokerLiveSubsystem
+from trading_gateway.server.live.queue import Delta
+from trading_gateway.server.live.service import LiveService
 
 DELTAS = frozenset({"position", "order", "balance", "pnl", "account"})
 WAIT = 20.0

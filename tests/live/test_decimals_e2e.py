@@ -21,12 +21,12 @@ import grpc
 from tradovate_gateway.v1 import trading_pb2 as pb
 from tradovate_gateway.v1 import trading_pb2_grpc as pb_grpc
 
-from server.deadline import Deadline
-from server.live.components import BrokerLiveSubsystem
-from server.simulator import SimConfig
 from tests.live.streaming import WAIT, Subscriber, until
 from tests.support.residue import WIRE, CheckingChannel, decimal_strings
 from tests.support.stack import Stack, running_gateway, running_stack, settings_for
+from trading_gateway.server.deadline import Deadline
+from trading_gateway.server.live.components import BrokerLiveSubsystem
+from trading_gateway.simulator import SimConfig
 
 LIVE = pb.READ_POLICY_FRESH
 UPSTREAM = pb.READ_POLICY_UPSTREAM

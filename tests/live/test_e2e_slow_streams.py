@@ -17,14 +17,14 @@ from typing import Any, cast
 import pytest
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from client.channel import DEFAULT_STREAM_WINDOW
-from client.client import TradingClient
-from server.deadline import Deadline
-from server.live.components import BrokerLiveSubsystem
-from server.live.service import LiveService
-from server.simulator import SimConfig
 from tests.live.streaming import WAIT, Ledger, SlowReader, is_delta
 from tests.support.stack import Stack, running_stack
+from trading_gateway.client.channel import DEFAULT_STREAM_WINDOW
+from trading_gateway.client.client import TradingClient
+from trading_gateway.server.deadline import Deadline
+from trading_gateway.server.live.components import BrokerLiveSubsystem
+from trading_gateway.server.live.service import LiveService
+from trading_gateway.simulator import SimConfig
 
 FAST: dict[str, Any] = {
     "ws_reconnect_initial_s": 0.02,

@@ -13,10 +13,6 @@ from grpc_health.v1 import health_pb2
 from tradovate_gateway.v1 import trading_pb2 as pb
 from tradovate_gateway.v1 import trading_pb2_grpc as pb_grpc
 
-from server.deadline import Deadline
-from server.live.components import BrokerLiveSubsystem
-from server.live.service import LiveService
-from server.simulator import SimConfig
 from tests.live.streaming import (
     WAIT,
     Subscriber,
@@ -27,6 +23,10 @@ from tests.live.streaming import (
     until,
 )
 from tests.support.stack import Stack, running_stack
+from trading_gateway.server.deadline import Deadline
+from trading_gateway.server.live.components import BrokerLiveSubsystem
+from trading_gateway.server.live.service import LiveService
+from trading_gateway.simulator import SimConfig
 
 # Frozen prices (no random walk) and fast reconnects, so every test is deterministic.
 FROZEN: dict[str, Any] = {"price_interval": 0.0}

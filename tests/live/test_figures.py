@@ -15,14 +15,14 @@ import pytest
 from google.protobuf.message import Message
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from server.convert import TRADOVATE_FIGURES
-from server.deadline import Deadline
-from server.live.components import BrokerLiveSubsystem
-from server.live.figures import FigureRefresher
-from server.live.service import LiveService
-from server.simulator import SimConfig
 from tests.live.streaming import WAIT, Subscriber, until
 from tests.support.stack import Stack, running_stack
+from trading_gateway.server.convert import TRADOVATE_FIGURES
+from trading_gateway.server.deadline import Deadline
+from trading_gateway.server.live.components import BrokerLiveSubsystem
+from trading_gateway.server.live.figures import FigureRefresher
+from trading_gateway.server.live.service import LiveService
+from trading_gateway.simulator import SimConfig
 
 FAST: dict[str, Any] = {
     "ws_reconnect_initial_s": 0.02,

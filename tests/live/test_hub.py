@@ -7,11 +7,11 @@ import asyncio
 import pytest
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from server.errors import ShuttingDown
-from server.live.errors import StreamLimitReached
-from server.live.hub import EndReason, StreamHub
-from server.live.kinds import UpdateKind
-from server.live.queue import ConflatingQueue, Delta, Merge, chained, marked
+from trading_gateway.server.errors import ShuttingDown
+from trading_gateway.server.live.errors import StreamLimitReached
+from trading_gateway.server.live.hub import EndReason, StreamHub
+from trading_gateway.server.live.kinds import UpdateKind
+from trading_gateway.server.live.queue import ConflatingQueue, Delta, Merge, chained, marked
 
 POS = UpdateKind.POSITIONS
 ORD = UpdateKind.ORDERS

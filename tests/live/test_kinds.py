@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from server.live.kinds import ALL_KINDS, UpdateKind, from_wire, unknown_kinds
+from trading_gateway.server.live.kinds import ALL_KINDS, UpdateKind, from_wire, unknown_kinds
 
 WIRE = pb.DESCRIPTOR.enum_types_by_name["UpdateKind"]
 

@@ -8,14 +8,14 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from server.api.status import account_status
-from server.broker.errors import NotFoundError, UpstreamTimeout
-from server.broker.events import SyncEvent
-from server.broker.schemas import Quote
-from server.deadline import Deadline
-from server.live.service import LiveService, LiveSettings
 from tests.live import factories as f
 from tests.live.streaming import until
+from trading_gateway.server.api.status import account_status
+from trading_gateway.server.broker.errors import NotFoundError, UpstreamTimeout
+from trading_gateway.server.broker.events import SyncEvent
+from trading_gateway.server.broker.schemas import Quote
+from trading_gateway.server.deadline import Deadline
+from trading_gateway.server.live.service import LiveService, LiveSettings
 
 UNKNOWN = 1000  # sorts before the good contracts: the old loop stopped at it every time
 

@@ -7,16 +7,16 @@ from decimal import Decimal
 
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from server import convert
-from server.api.status import account_status
-from server.live.hub import StreamHub
-from server.live.kinds import UpdateKind
-from server.live.source import LiveViewReads
-from server.live.state import LiveState
-from server.live.views import LiveViews
-from server.mark import position_open_pnl
-from server.reads.records import AccountRead, Source
 from tests.live import factories as f
+from trading_gateway.server import convert
+from trading_gateway.server.api.status import account_status
+from trading_gateway.server.live.hub import StreamHub
+from trading_gateway.server.live.kinds import UpdateKind
+from trading_gateway.server.live.source import LiveViewReads
+from trading_gateway.server.live.state import LiveState
+from trading_gateway.server.live.views import LiveViews
+from trading_gateway.server.mark import position_open_pnl
+from trading_gateway.server.reads.records import AccountRead, Source
 
 
 def _live(*positions: object) -> tuple[LiveViews, LiveViewReads, list[pb.StreamUpdate]]:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from server.broker.events import ChangeType, EntityRef
-from server.live.kinds import Touch
-from server.live.state import ACCOUNTS, BALANCES, ORDERS, POSITIONS, LiveState
 from tests.live import factories as f
+from trading_gateway.server.broker.events import ChangeType, EntityRef
+from trading_gateway.server.live.kinds import Touch
+from trading_gateway.server.live.state import ACCOUNTS, BALANCES, ORDERS, POSITIONS, LiveState
 
 
 def base_state() -> LiveState:

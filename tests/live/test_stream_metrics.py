@@ -7,11 +7,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from server.simulator import SimConfig
-from server.version import version
 from tests.conftest import free_port
 from tests.live.streaming import Subscriber, live_synced
 from tests.support.stack import running_stack
+from trading_gateway.server.version import version
+from trading_gateway.simulator import SimConfig
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -11,16 +11,26 @@ from google.protobuf import duration_pb2
 from google.rpc import code_pb2
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from server.api.status import account_status
-from server.errors import InvalidRequest
-from server.live.errors import LiveNotReady, SlowConsumer, StreamDrained, StreamLimitReached
-from server.live.hub import StreamHub
-from server.live.kinds import UpdateKind
-from server.live.state import LiveState
-from server.live.streams import LiveStreams, StreamAccount, StreamSession, StreamSettings
-from server.live.views import LiveViews
 from tests.live import factories as f
 from tests.live.streaming import Ledger
+from trading_gateway.server.api.status import account_status
+from trading_gateway.server.errors import InvalidRequest
+from trading_gateway.server.live.errors import (
+    LiveNotReady,
+    SlowConsumer,
+    StreamDrained,
+    StreamLimitReached,
+)
+from trading_gateway.server.live.hub import StreamHub
+from trading_gateway.server.live.kinds import UpdateKind
+from trading_gateway.server.live.state import LiveState
+from trading_gateway.server.live.streams import (
+    LiveStreams,
+    StreamAccount,
+    StreamSession,
+    StreamSettings,
+)
+from trading_gateway.server.live.views import LiveViews
 
 ACCOUNTS = [StreamAccount(1, "DEMO1"), StreamAccount(2, "DEMO2")]
 

@@ -9,13 +9,13 @@ from decimal import Decimal
 import msgspec
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from server.api.status import account_status
-from server.broker.events import ChangeType, Entity, SyncSnapshot
-from server.broker.schemas import TradeDate
-from server.live.hub import StreamHub
-from server.live.state import LiveState
-from server.live.views import LiveViews
 from tests.live import factories as f
+from trading_gateway.server.api.status import account_status
+from trading_gateway.server.broker.events import ChangeType, Entity, SyncSnapshot
+from trading_gateway.server.broker.schemas import TradeDate
+from trading_gateway.server.live.hub import StreamHub
+from trading_gateway.server.live.state import LiveState
+from trading_gateway.server.live.views import LiveViews
 
 
 class Recorder:
@@ -250,8 +250,8 @@ async def test_open_contracts_follow_positions() -> None:
 async def test_contracts_missing_from_sync_data_are_resolved_and_views_refreshed() -> None:
     from collections.abc import Mapping
 
-    from server.broker.schemas import ContractInfo
-    from server.live.service import LiveService, LiveSettings
+    from trading_gateway.server.broker.schemas import ContractInfo
+    from trading_gateway.server.live.service import LiveService, LiveSettings
 
     asked: list[list[int]] = []
 
@@ -293,8 +293,8 @@ async def test_contracts_missing_from_sync_data_are_resolved_and_views_refreshed
 
 
 async def test_service_applies_a_batch_in_order_publishing_each_run_of_changes_once() -> None:
-    from server.broker.events import SyncStatus
-    from server.live.service import LiveService, LiveSettings
+    from trading_gateway.server.broker.events import SyncStatus
+    from trading_gateway.server.live.service import LiveService, LiveSettings
 
     service = LiveService(LiveSettings(pnl_interval=0.0), status_of=account_status)
     recorder = Recorder(service.hub)

@@ -9,16 +9,16 @@ import pytest
 from tradovate_gateway.v1 import trading_pb2 as pb
 from tradovate_gateway.v1 import trading_pb2_grpc as pb_grpc
 
-from client.cli import main as cli_main
-from client.client import TradingClient
-from client.retry import RetryPolicy
-from client.watch import StreamGapError, Watch, watch_request
-from server.deadline import Deadline
-from server.live.components import BrokerLiveSubsystem
-from server.live.hub import EndReason
-from server.simulator import SimConfig
 from tests.live.streaming import WAIT, assert_chained, is_delta, reached, until
 from tests.support.stack import running_stack
+from trading_gateway.client.cli import main as cli_main
+from trading_gateway.client.client import TradingClient
+from trading_gateway.client.retry import RetryPolicy
+from trading_gateway.client.watch import StreamGapError, Watch, watch_request
+from trading_gateway.server.deadline import Deadline
+from trading_gateway.server.live.components import BrokerLiveSubsystem
+from trading_gateway.server.live.hub import EndReason
+from trading_gateway.simulator import SimConfig
 
 FAST: dict[str, Any] = {
     "ws_reconnect_initial_s": 0.02,

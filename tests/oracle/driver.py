@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from server.simulator import Simulator
+from trading_gateway.simulator import Simulator
 
 #: Products whose doubles carry residue (non-dyadic ticks or values), plus round ones.
 PRODUCTS = ("CL", "MCL", "NG", "6E", "ZN", "MES", "ES", "RTY", "SI", "MYM")

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from server.simulator import SimConfig
 from tests.oracle import compare
 from tests.oracle.compare import Ledger, Mismatch, Reads
 from tests.oracle.driver import Market, drive_seed
 from tests.support.stack import Stack, running_stack
+from trading_gateway.simulator import SimConfig
 
 WORLD_SEED = 15
 SETTLE_S = 10.0

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 import pytest
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from server.demo import DemoOptions
-from server.simulator import SimConfig
 from tests.oracle import compare
 from tests.oracle.compare import Reads
 from tests.oracle.run import read, settle
 from tests.support.stack import running_stack
+from trading_gateway.server.demo import DemoOptions
+from trading_gateway.simulator import SimConfig
 
 ACTIVE_S = 2.0  # the demo's own background life: random walk and random activity
 EXTRA_ACTIONS = 40  # plus a burst of random trading, so every account has traded

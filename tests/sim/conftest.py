@@ -8,8 +8,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from server.simulator import SimConfig, Simulator
 from tests.sim.helpers import login
+from trading_gateway.simulator import SimConfig, Simulator
 
 
 def config(**overrides: Any) -> SimConfig:

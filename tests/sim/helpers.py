@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 
-from server.simulator import Simulator
+from trading_gateway.simulator import Simulator
 
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 WAIT = 5.0

@@ -8,9 +8,9 @@ from typing import Any
 
 import aiohttp
 
-from server.simulator import Simulator
 from tests.sim.conftest import config
 from tests.sim.helpers import ISO_MS, TOKEN_FIELDS, bearer, get, login, open_socket
+from trading_gateway.simulator import Simulator
 
 
 async def _token_request(

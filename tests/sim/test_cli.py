@@ -23,7 +23,7 @@ def _command() -> list[str]:
     script = shutil.which("tradovate-sim") or str(Path(sys.executable).parent / "tradovate-sim")
     if os.path.exists(script):
         return [script]
-    return [sys.executable, "-m", "server.simulator.cli"]
+    return [sys.executable, "-m", "trading_gateway.simulator.cli"]
 
 
 async def test_help_documents_every_option() -> None:

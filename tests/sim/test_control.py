@@ -9,8 +9,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from server.simulator import Simulator
 from tests.sim.helpers import get, login, open_socket, post
+from trading_gateway.simulator import Simulator
 
 Token = dict[str, Any]
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import aiohttp
 
-from server.simulator import Simulator
-from server.simulator.figures import exact_text
 from tests.sim.helpers import get, post
+from trading_gateway.simulator import Simulator
+from trading_gateway.simulator.figures import exact_text
 
 Token = dict[str, Any]
 CENT = Decimal("0.01")

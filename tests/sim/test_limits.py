@@ -7,8 +7,8 @@ from typing import Any
 
 import aiohttp
 
-from server.simulator import Simulator
 from tests.sim.helpers import bearer, get, open_socket, post
+from trading_gateway.simulator import Simulator
 
 Token = dict[str, Any]
 

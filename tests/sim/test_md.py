@@ -8,9 +8,9 @@ from urllib.parse import urlparse
 
 import aiohttp
 
-from server.simulator import Simulator
 from tests.sim.conftest import config
 from tests.sim.helpers import ISO_MS, login, open_socket
+from trading_gateway.simulator import Simulator
 
 Token = dict[str, Any]
 ENTRIES = {

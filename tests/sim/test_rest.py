@@ -9,8 +9,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from server.simulator import Simulator
 from tests.sim.helpers import ISO_MS, ORD_STATUS, ORDER_TYPES, REQUIRED, bearer, get, post
+from trading_gateway.simulator import Simulator
 
 Token = dict[str, Any]
 CONTRACT_NAME = re.compile(r"^[A-Z0-9]{1,3}[FGHJKMNQUVXZ]\d$")

@@ -6,9 +6,9 @@ from typing import Any
 
 import aiohttp
 
-from server.simulator import Simulator
 from tests.sim.conftest import config
 from tests.sim.helpers import REQUIRED, SYNC_KEYS, entities, get, login, open_socket
+from trading_gateway.simulator import Simulator
 
 Token = dict[str, Any]
 REST_COLLECTIONS = {

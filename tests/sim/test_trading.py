@@ -7,8 +7,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from server.simulator import Simulator
 from tests.sim.helpers import get, post
+from trading_gateway.simulator import Simulator
 
 Token = dict[str, Any]
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from server.convert import (
+from trading_gateway.server.convert import (
     StatusOf,
     account_fields,
     balance_part,
@@ -19,7 +19,13 @@ from server.convert import (
     positions_part,
     totals_fields,
 )
-from server.reads.records import AccountRead, BalanceData, OrdersData, PositionsData, Snapshot
+from trading_gateway.server.reads.records import (
+    AccountRead,
+    BalanceData,
+    OrdersData,
+    PositionsData,
+    Snapshot,
+)
 
 
 def positions_response(

@@ -8,7 +8,7 @@
         stack.upstream_calls("position/ldeps")   # simulator call counter for one endpoint
 
 Everything is real: the simulator over HTTP/WebSocket on free loopback ports, the
-gateway built by the composition root (server.main.Gateway) on port 0, the cache
+gateway built by the composition root (trading_gateway.server.main.Gateway) on port 0, the cache
 in memory unless ``redis_url`` is given, live state on (as in production; pass
 ``live_enabled=False`` to exercise the cache/upstream read path). Keyword overrides go
 to GatewaySettings (e.g. ``ttl_positions_s=0.2``, ``hedge_min_ms=20``). Metrics, the
@@ -27,14 +27,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tradovate_gateway.v1 import trading_pb2 as pb
 from tradovate_gateway.v1 import trading_pb2_grpc as pb_grpc
 
-from server.config import GatewaySettings, explicit_settings
-from server.live_subsystem import LiveFactory
-from server.main import Gateway
-from server.observability.tracing import Tracing
-from server.sim_settings import simulator_values
-from server.simulator import SimConfig, Simulator
 from tests.support.residue import CheckingChannel
 from tests.support.secret_scan import register_secret
+from trading_gateway.server.config import GatewaySettings, explicit_settings
+from trading_gateway.server.live_subsystem import LiveFactory
+from trading_gateway.server.main import Gateway
+from trading_gateway.server.observability.tracing import Tracing
+from trading_gateway.server.sim_settings import simulator_values
+from trading_gateway.simulator import SimConfig, Simulator
 
 READY_TIMEOUT = 20.0
 

@@ -9,9 +9,9 @@ import time
 
 import msgspec
 
-from server.simulator.api import Admitted, Call, Reply, Route, admit, execute
-from server.simulator.core import SimCore
-from server.simulator.frames import (
+from trading_gateway.simulator.api import Admitted, Call, Reply, Route, admit, execute
+from trading_gateway.simulator.core import SimCore
+from trading_gateway.simulator.frames import (
     CLIENT_HEARTBEAT,
     FrameError,
     WsRequest,
@@ -19,7 +19,7 @@ from server.simulator.frames import (
     parse_request,
     response,
 )
-from server.simulator.sockets import Conn
+from trading_gateway.simulator.sockets import Conn
 
 logger = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ import random
 import time
 from fractions import Fraction
 
-from server.simulator.core import SimCore
-from server.simulator.md import publish_quotes
-from server.simulator.orders import EngineError
+from trading_gateway.simulator.core import SimCore
+from trading_gateway.simulator.md import publish_quotes
+from trading_gateway.simulator.orders import EngineError
 
 logger = logging.getLogger(__name__)
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import msgspec
 
-from server.simulator.api import BadRequest, Call, NotFound, Reply, Route
-from server.simulator.catalog import ContractSpec
-from server.simulator.core import SimCore
-from server.simulator.frames import event
+from trading_gateway.simulator.api import BadRequest, Call, NotFound, Reply, Route
+from trading_gateway.simulator.catalog import ContractSpec
+from trading_gateway.simulator.core import SimCore
+from trading_gateway.simulator.frames import event
 
 _encode = msgspec.json.encode
 

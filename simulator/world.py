@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from server.simulator.catalog import ContractSpec, build_contracts, static_entities
-from server.simulator.clock import iso, today
-from server.simulator.config import SimConfig
-from server.simulator.engine import TradingEngine
-from server.simulator.market import Market
-from server.simulator.store import Store
+from trading_gateway.simulator.catalog import ContractSpec, build_contracts, static_entities
+from trading_gateway.simulator.clock import iso, today
+from trading_gateway.simulator.config import SimConfig
+from trading_gateway.simulator.engine import TradingEngine
+from trading_gateway.simulator.market import Market
+from trading_gateway.simulator.store import Store
 
 ACCOUNT_ID_BASE = 101_000
 CASH_ID_BASE = 5_200_000

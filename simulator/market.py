@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from server.simulator.catalog import ContractSpec
-from server.simulator.clock import iso
+from trading_gateway.simulator.catalog import ContractSpec
+from trading_gateway.simulator.clock import iso
 
 REVERSION_BAND_TICKS = 120
 

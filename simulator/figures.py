@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from server.simulator.positions import CashState, PositionState
+from trading_gateway.simulator.positions import CashState, PositionState
 
 #: The snapshot's fields in Tradovate's order (tradovate-api.md, CashBalanceSnapshot).
 SNAPSHOT_FIELDS = (

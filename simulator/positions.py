@@ -3,7 +3,7 @@ double-based Tradovate keeps it.
 
 The doubles are what the wire carries, so averages show residue such as 71.63333333333334
 and money such as 529.99999999998, as Tradovate's JSON does. The exact values are the
-ledger's truth (``server/simulator/ledger.py``): the oracle tests round them and compare.
+ledger's truth (``simulator/ledger.py``): the oracle tests round them and compare.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from server.simulator.clock import iso, trade_date
+from trading_gateway.simulator.clock import iso, trade_date
 
 
 def price_out(value: Fraction) -> float:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.simulator.engine import TradingEngine
-from server.simulator.figures import exact_text
-from server.simulator.positions import price_out
+from trading_gateway.simulator.engine import TradingEngine
+from trading_gateway.simulator.figures import exact_text
+from trading_gateway.simulator.positions import price_out
 
 
 def account_ledger(engine: TradingEngine, account_id: int) -> dict[str, Any]:

@@ -12,12 +12,12 @@ from contextlib import contextmanager
 from fractions import Fraction
 from typing import Any
 
-from server.simulator.catalog import USD_CURRENCY_ID, ContractSpec
-from server.simulator.clock import iso
-from server.simulator.events import CREATED, DELETED, UPDATED, ChangeBatch
-from server.simulator.figures import AccountFigures, account_figures
-from server.simulator.market import Market
-from server.simulator.orders import (
+from trading_gateway.simulator.catalog import USD_CURRENCY_ID, ContractSpec
+from trading_gateway.simulator.clock import iso
+from trading_gateway.simulator.events import CREATED, DELETED, UPDATED, ChangeBatch
+from trading_gateway.simulator.figures import AccountFigures, account_figures
+from trading_gateway.simulator.market import Market
+from trading_gateway.simulator.orders import (
     ACTIONS,
     ALL_ORDER_TYPES,
     ORDER_TYPES,
@@ -26,8 +26,8 @@ from server.simulator.orders import (
     OrderState,
     fill_entity,
 )
-from server.simulator.positions import CashState, PositionState, money_out
-from server.simulator.store import Entity, Store
+from trading_gateway.simulator.positions import CashState, PositionState, money_out
+from trading_gateway.simulator.store import Entity, Store
 
 logger = logging.getLogger(__name__)
 

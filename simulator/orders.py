@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from server.simulator.clock import iso, trade_date
-from server.simulator.positions import price_out
+from trading_gateway.simulator.clock import iso, trade_date
+from trading_gateway.simulator.positions import price_out
 
 ORDER_TYPES = frozenset({"Market", "Limit", "Stop", "StopLimit"})
 ALL_ORDER_TYPES = ORDER_TYPES | {

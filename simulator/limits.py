@@ -8,7 +8,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from server.simulator.config import EndpointLimit
+from trading_gateway.simulator.config import EndpointLimit
 
 BUCKETS = 60
 

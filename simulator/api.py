@@ -14,9 +14,9 @@ from typing import Any
 
 import msgspec
 
-from server.simulator.core import SimCore
-from server.simulator.limits import Ticket, penalty_body
-from server.simulator.sessions import Session
+from trading_gateway.simulator.core import SimCore
+from trading_gateway.simulator.limits import Ticket, penalty_body
+from trading_gateway.simulator.sessions import Session
 
 NO_ACCOUNTS: tuple[int, ...] = ()
 

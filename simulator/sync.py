@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from server.simulator.api import NO_ACCOUNTS, BadRequest, Call, Reply, Route
-from server.simulator.core import SimCore
-from server.simulator.entity_routes import parse_int
-from server.simulator.store import (
+from trading_gateway.simulator.api import NO_ACCOUNTS, BadRequest, Call, Reply, Route
+from trading_gateway.simulator.core import SimCore
+from trading_gateway.simulator.entity_routes import parse_int
+from trading_gateway.simulator.store import (
     ACCOUNT_FIELD,
     ACCOUNT_KEYED,
     ACCOUNT_SCOPED,

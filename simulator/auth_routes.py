@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from server.simulator.api import BadRequest, Call, Reply, Route
-from server.simulator.clock import iso
-from server.simulator.core import SimCore
-from server.simulator.sessions import Session
+from trading_gateway.simulator.api import BadRequest, Call, Reply, Route
+from trading_gateway.simulator.clock import iso
+from trading_gateway.simulator.core import SimCore
+from trading_gateway.simulator.sessions import Session
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from server.simulator.store import Entity
+from trading_gateway.simulator.store import Entity
 
 CREATED = "Created"
 UPDATED = "Updated"

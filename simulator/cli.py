@@ -14,8 +14,8 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from server.simulator.app import Simulator
-from server.simulator.config import (
+from trading_gateway.simulator.app import Simulator
+from trading_gateway.simulator.config import (
     DEFAULT_USER_LIMITS,
     PROPS_ARRAY_MODES,
     SYNC_MARGIN_MODES,

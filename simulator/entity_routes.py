@@ -5,9 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from server.simulator.api import NO_ACCOUNTS, BadRequest, Call, NotFound, Reply, Route
-from server.simulator.core import SimCore
-from server.simulator.store import ACCOUNT_SCOPED, COLLECTIONS, MASTER_FIELDS, NAMED, Entity
+from trading_gateway.simulator.api import NO_ACCOUNTS, BadRequest, Call, NotFound, Reply, Route
+from trading_gateway.simulator.core import SimCore
+from trading_gateway.simulator.store import (
+    ACCOUNT_SCOPED,
+    COLLECTIONS,
+    MASTER_FIELDS,
+    NAMED,
+    Entity,
+)
 
 SUGGESTIBLE = frozenset({"contract", "product"})
 

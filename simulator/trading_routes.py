@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from server.simulator.api import NO_ACCOUNTS, BadRequest, Call, NotFound, Reply, Route
-from server.simulator.core import SimCore
-from server.simulator.entity_routes import parse_int
-from server.simulator.orders import EngineError
+from trading_gateway.simulator.api import NO_ACCOUNTS, BadRequest, Call, NotFound, Reply, Route
+from trading_gateway.simulator.core import SimCore
+from trading_gateway.simulator.entity_routes import parse_int
+from trading_gateway.simulator.orders import EngineError
 
 
 def _body(call: Call) -> dict[str, Any]:

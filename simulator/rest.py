@@ -8,9 +8,9 @@ import logging
 import msgspec
 from aiohttp import web
 
-from server.simulator.api import Call, Reply, Route, admit, client_key, execute
-from server.simulator.core import SimCore
-from server.simulator.frames import normalize_endpoint
+from trading_gateway.simulator.api import Call, Reply, Route, admit, client_key, execute
+from trading_gateway.simulator.core import SimCore
+from trading_gateway.simulator.frames import normalize_endpoint
 
 logger = logging.getLogger(__name__)
 

@@ -9,18 +9,18 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from server.simulator.config import SimConfig
-from server.simulator.engine import TradingEngine
-from server.simulator.events import EventHub
-from server.simulator.faults import Faults
-from server.simulator.limits import EndpointLimiter, UserLimiter
-from server.simulator.market import Market
-from server.simulator.sessions import Sessions
-from server.simulator.store import Store
-from server.simulator.world import World, build_world, seeded
+from trading_gateway.simulator.config import SimConfig
+from trading_gateway.simulator.engine import TradingEngine
+from trading_gateway.simulator.events import EventHub
+from trading_gateway.simulator.faults import Faults
+from trading_gateway.simulator.limits import EndpointLimiter, UserLimiter
+from trading_gateway.simulator.market import Market
+from trading_gateway.simulator.sessions import Sessions
+from trading_gateway.simulator.store import Store
+from trading_gateway.simulator.world import World, build_world, seeded
 
 if TYPE_CHECKING:
-    from server.simulator.sockets import Conn
+    from trading_gateway.simulator.sockets import Conn
 
 
 @dataclass(slots=True)

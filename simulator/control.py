@@ -9,17 +9,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from server.simulator.activity import Drivers, market_step, move_price
-from server.simulator.catalog import ContractSpec
-from server.simulator.config import EndpointLimit
-from server.simulator.core import SimCore
-from server.simulator.faults import TimeoutRule
-from server.simulator.frames import event, normalize_endpoint
-from server.simulator.ledger import account_ledger
-from server.simulator.orders import EngineError
-from server.simulator.sessions import Session
-from server.simulator.sockets import Conn
-from server.simulator.trading_routes import parse_price
+from trading_gateway.simulator.activity import Drivers, market_step, move_price
+from trading_gateway.simulator.catalog import ContractSpec
+from trading_gateway.simulator.config import EndpointLimit
+from trading_gateway.simulator.core import SimCore
+from trading_gateway.simulator.faults import TimeoutRule
+from trading_gateway.simulator.frames import event, normalize_endpoint
+from trading_gateway.simulator.ledger import account_ledger
+from trading_gateway.simulator.orders import EngineError
+from trading_gateway.simulator.sessions import Session
+from trading_gateway.simulator.sockets import Conn
+from trading_gateway.simulator.trading_routes import parse_price
 
 logger = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from server.simulator.api import client_key
-from server.simulator.core import SimCore
-from server.simulator.frames import HEARTBEAT, OPEN, array_frame, close_frame
-from server.simulator.sessions import Session
+from trading_gateway.simulator.api import client_key
+from trading_gateway.simulator.core import SimCore
+from trading_gateway.simulator.frames import HEARTBEAT, OPEN, array_frame, close_frame
+from trading_gateway.simulator.sessions import Session
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from server.simulator.control import Control
+from trading_gateway.simulator.control import Control
 
 logger = logging.getLogger(__name__)
 

@@ -15,22 +15,22 @@ from typing import Any
 
 from aiohttp import web
 
-from server.simulator.activity import Drivers, RandomTrader
-from server.simulator.admin import AdminApi
-from server.simulator.api import Route
-from server.simulator.auth_routes import auth_routes
-from server.simulator.config import SimConfig
-from server.simulator.control import Control
-from server.simulator.core import SimCore, build_core
-from server.simulator.entity_routes import entity_routes
-from server.simulator.md import md_routes
-from server.simulator.rest import RestHandler
-from server.simulator.sessions import ACCESS, MD
-from server.simulator.sockets import serve_socket
-from server.simulator.sync import sync_routes
-from server.simulator.trading_routes import trading_routes
-from server.simulator.world import seeded
-from server.simulator.ws import SocketEndpoint
+from trading_gateway.simulator.activity import Drivers, RandomTrader
+from trading_gateway.simulator.admin import AdminApi
+from trading_gateway.simulator.api import Route
+from trading_gateway.simulator.auth_routes import auth_routes
+from trading_gateway.simulator.config import SimConfig
+from trading_gateway.simulator.control import Control
+from trading_gateway.simulator.core import SimCore, build_core
+from trading_gateway.simulator.entity_routes import entity_routes
+from trading_gateway.simulator.md import md_routes
+from trading_gateway.simulator.rest import RestHandler
+from trading_gateway.simulator.sessions import ACCESS, MD
+from trading_gateway.simulator.sockets import serve_socket
+from trading_gateway.simulator.sync import sync_routes
+from trading_gateway.simulator.trading_routes import trading_routes
+from trading_gateway.simulator.world import seeded
+from trading_gateway.simulator.ws import SocketEndpoint
 
 logger = logging.getLogger(__name__)
 
