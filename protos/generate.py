@@ -60,6 +60,10 @@ def generate(out_dir: pathlib.Path = HERE) -> None:
             "--include_imports",
             "--include_source_info",
             "tradovate_gateway/v1/trading.proto",
+            # The error details the gateway puts in its statuses (ErrorInfo, BadRequest,
+            # RetryInfo): served by reflection too, so grpcurl decodes them.
+            "google/rpc/error_details.proto",
+            "google/rpc/status.proto",
         ]
     )
 

@@ -85,6 +85,19 @@ async def test_errors_show_code_and_message(api_stack: Stack) -> None:
     assert "NOSUCH1" in err
 
 
+async def test_error_details_are_decoded_through_reflection(api_stack: Stack) -> None:
+    body = json.dumps({"selector": {"accounts": [""]}})
+    code, _, err = await grpcurl(
+        "-plaintext", "-d", body, api_stack.address, f"{SERVICE}/GetPositions"
+    )
+    assert code != 0
+    assert "InvalidArgument" in err
+    # Reflection serves google/rpc/error_details.proto, so grpcurl prints the details.
+    assert "is not recognized" not in err
+    assert '"reason":"EMPTY_ACCOUNT"' in err.replace(" ", "")
+    assert "field_violations" in err
+
+
 async def test_health_check(api_stack: Stack) -> None:
     body = json.dumps({"service": SERVICE})
     code, out, err = await grpcurl(
