@@ -162,7 +162,7 @@ class WatchBoard:
                 held = totals[i]
                 totals[i] = None if number is None or held is None else held + number
             rows.append([board.name or str(board.account_id), *cells])
-        rows.append([f"TOTAL ({len(rows)})", *(NONE if t is None else str(t) for t in totals)])
+        rows.append([f"TOTAL ({len(rows)})", *(NONE if t is None else _text(t) for t in totals)])
         return format_table(
             ["ACCOUNT", "CASH", "OPEN PNL", "REALIZED", "TOTAL PNL"], rows, right={1, 2, 3, 4}
         )
@@ -240,6 +240,11 @@ def _cut(lines: list[str], room: int) -> list[str]:
         return []
     kept = room - 1
     return [*lines[:kept], f"+{len(lines) - kept} more"]
+
+
+def _text(value: Decimal) -> str:
+    """A sum written like the gateway writes decimals: no exponent, no trailing zeros."""
+    return format(value.normalize(), "f") if value else "0"
 
 
 def _number(value: trading_pb2.Decimal | None) -> Decimal | None:

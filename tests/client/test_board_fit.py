@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from tradovate_gateway.v1 import trading_pb2 as pb
@@ -65,6 +67,10 @@ def board_with(accounts: int, positions: int, orders: int) -> WatchBoard:
     return board
 
 
+def text(value: Decimal) -> str:
+    return format(value.normalize(), "f")
+
+
 @pytest.mark.parametrize(("accounts", "positions", "orders"), [(40, 3, 5), (4, 20, 20), (2, 1, 1)])
 def test_the_board_fits_80_by_24(accounts: int, positions: int, orders: int) -> None:
     board = board_with(accounts, positions, orders)
@@ -74,13 +80,14 @@ def test_the_board_fits_80_by_24(accounts: int, positions: int, orders: int) -> 
     assert lines[0].startswith("sequence 7  epoch e1  live")
     total = next(line for line in lines if line.startswith("TOTAL"))
     # Every account counted, and the sums exact: cash 50375.00 and total PnL -8940.25 each.
+    # Written the way the gateway writes decimals: no trailing zeros.
     assert total.split() == [
         "TOTAL",
         f"({accounts})",
-        str(50375 * accounts) + ".00",
-        f"{-9315.25 * accounts:.2f}",
+        text(Decimal("50375.00") * accounts),
+        text(Decimal("-9315.25") * accounts),
         str(375 * accounts),
-        f"{-8940.25 * accounts:.2f}",
+        text(Decimal("-8940.25") * accounts),
     ]
     shown_everything = accounts + accounts * positions + accounts * orders + 8 <= 23
     assert any("more" in line for line in lines) is not shown_everything
