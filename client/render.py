@@ -237,9 +237,10 @@ def _balance_cells(b: trading_pb2.Balance | trading_pb2.BalanceTotals) -> tuple[
 def balances_text(
     parts: Sequence[trading_pb2.AccountBalance], totals: trading_pb2.BalanceTotals
 ) -> str:
+    # Short headers: with Tradovate-sized figures the table fits 80 columns.
     headers = [
-        *("ACCOUNT", "CCY", "CASH", "NET LIQ", "OPEN PNL", "REALIZED PNL"),
-        *("INIT MARGIN", "MAINT MARGIN"),
+        *("ACCOUNT", "CCY", "CASH", "NET LIQ", "OPEN PNL", "REALIZED"),
+        *("INIT MRG", "MAINT MRG"),
     ]
     rows = [
         (account_label(part.meta), part.balance.currency or NONE, *_balance_cells(part.balance))
