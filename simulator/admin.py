@@ -18,7 +18,18 @@ from trading_gateway.simulator.control import Control
 logger = logging.getLogger(__name__)
 
 READ_ONLY = frozenset(
-    {"counters", "event_log", "last_seq", "account_ids", "accounts", "contracts", "price", "ledger"}
+    {
+        "counters",
+        "event_log",
+        "last_seq",
+        "account_ids",
+        "accounts",
+        "contracts",
+        "price",
+        "ledger",
+        "users",
+        "user_counters",
+    }
 )
 HIDDEN = frozenset({"close_session_sockets"})
 

@@ -109,6 +109,9 @@ def admit(core: SimCore, call: Call, route: Route) -> Reply | Admitted:
     user_key = f"user:{call.session.user_id}" if call.session else f"ip:{call.client}"
     if not core.user_limits.allow(user_key, now):
         return Reply(429)
+    # One per-IP budget for every user calling from this client subnet.
+    if core.ip_limits.limits and not core.ip_limits.allow(call.client, now):
+        return Reply(429)
     ticket_id = _take_ticket(call)
     try:
         params = route.parse(core, call)
@@ -117,6 +120,9 @@ def admit(core: SimCore, call: Call, route: Route) -> Reply | Admitted:
     except NotFound as exc:
         return Reply(404, error=str(exc))
     accounts = route.accounts(core, params)
+    if core.several_users and call.session is not None:
+        # Faults on another user's accounts never touch this call (the route hides them).
+        accounts = [a for a in accounts if core.sees(call.session, a)]
     limiter = core.endpoint_limits
     endpoint = call.endpoint
     fingerprint = _fingerprint(call)

@@ -62,8 +62,9 @@ class Simulator:
         self.port = 0
         self.md_port = 0
         logger.info(
-            "simulator built: %d accounts, seed %d, in %.3f s",
-            self.config.accounts,
+            "simulator built: %d users, %d accounts, seed %d, in %.3f s",
+            len(self.config.all_users()),
+            self.config.total_accounts,
             self.config.seed,
             time.perf_counter() - started,
         )
@@ -164,9 +165,15 @@ class Simulator:
 
     @property
     def credentials(self) -> dict[str, Any]:
+        """The login body of the first (default) user."""
+        return self.credentials_for(self.config.all_users()[0].name)
+
+    def credentials_for(self, name: str) -> dict[str, Any]:
+        """The login body of the user called `name` (KeyError if there is none)."""
+        user = {u.name: u for u in self.config.all_users()}[name]
         return {
-            "name": self.config.user_name,
-            "password": self.config.password,
+            "name": user.name,
+            "password": user.password,
             "appId": APP_ID,
             "appVersion": "1.0",
             "cid": 8,

@@ -19,14 +19,15 @@ PASSWORD_EXPIRES = "2099-12-31T00:00:00.000Z"
 
 
 def token_response(core: SimCore, session: Session) -> dict[str, Any]:
+    user = core.user_of(session)
     return {
         "accessToken": session.access_token,
         "mdAccessToken": session.md_token,
         "expirationTime": iso(session.expires),
         "passwordExpirationTime": PASSWORD_EXPIRES,
         "userStatus": "Active",
-        "userId": core.user["id"],
-        "name": core.user["name"],
+        "userId": user["id"],
+        "name": user["name"],
         "hasLive": False,
     }
 
@@ -40,10 +41,14 @@ def _parse_login(core: SimCore, call: Call) -> dict[str, Any]:
 def _run_login(core: SimCore, call: Call, body: dict[str, Any]) -> Reply:
     # appId, appVersion, deviceId, cid (number or string) and sec are accepted as sent.
     name, password = body.get("name"), body.get("password")
-    if name != core.config.user_name or password != core.config.password:
+    # Each user has its own password: one user's password never opens another user.
+    known = core.world.passwords.get(name) if isinstance(name, str) else None
+    if known is None or password != known[0]:
         logger.info("login refused for user name of length %d", len(str(name or "")))
         return Reply(200, {"errorText": BAD_CREDENTIALS})
-    session = core.sessions.login(core.user["id"])
+    user_id = known[1]
+    core.logins[user_id] += 1
+    session = core.sessions.login(user_id)
     return Reply(200, token_response(core, session))
 
 
@@ -54,7 +59,7 @@ def _run_renew(core: SimCore, call: Call, params: Any) -> Reply:
 
 
 def _run_me(core: SimCore, call: Call, params: Any) -> Reply:
-    user = core.user
+    user = core.user_of(call.session)
     return Reply(
         200,
         {

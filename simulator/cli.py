@@ -21,6 +21,7 @@ from trading_gateway.simulator.config import (
     SYNC_MARGIN_MODES,
     SimConfig,
     default_endpoint_limits,
+    numbered_users,
 )
 
 logger = logging.getLogger(__name__)
@@ -53,6 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
     world.add_argument("--seed", type=int, default=1, help="random seed: same seed, same world")
     world.add_argument("--user", default="sim-user", help="login name (default sim-user)")
     world.add_argument("--password", default="sim-pass", help="login password (default sim-pass)")
+    world.add_argument(
+        "--users",
+        type=int,
+        default=0,
+        help="serve N users, USER-1..USER-N with passwords PASSWORD-1..PASSWORD-N, each with "
+        "--accounts accounts (default 0: the one user --user)",
+    )
     auth = p.add_argument_group("auth and sockets")
     auth.add_argument(
         "--token-ttl",
@@ -132,6 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="COUNT/WINDOW_S",
         help="user-level limit, repeatable (e.g. 5000/3600); replaces the generous defaults",
     )
+    faults.add_argument(
+        "--ip-limit",
+        type=_user_limit,
+        action="append",
+        default=[],
+        metavar="COUNT/WINDOW_S",
+        help="per-IP limit over every user's calls, repeatable (e.g. 20000/3600); none by default",
+    )
     p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     p.add_argument("--no-uvloop", action="store_true", help="use the default asyncio event loop")
     return p  # fmt: skip
@@ -158,6 +174,10 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         error_status=args.error_status,
         endpoint_limits={} if args.no_endpoint_limits else default_endpoint_limits(),
         user_limits=tuple(args.user_limit) if args.user_limit else DEFAULT_USER_LIMITS,
+        ip_limits=tuple(args.ip_limit),
+        users=numbered_users(args.users, args.accounts, args.user, args.password)
+        if args.users > 0
+        else (),
     )
 
 
@@ -173,8 +193,9 @@ async def serve(config: SimConfig, host: str, port: int, md_port: int) -> None:
             "ws_url": sim.ws_url,
             "md_ws_url": sim.md_ws_url,
             "admin_url": sim.admin_url,
-            "user": config.user_name,
-            "accounts": config.accounts,
+            "user": config.all_users()[0].name,
+            "accounts": config.total_accounts,
+            "users": [u.name for u in config.all_users()],
         }
         print(json.dumps(ready), flush=True)
         await stop.wait()

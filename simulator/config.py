@@ -44,6 +44,29 @@ DEFAULT_USER_LIMITS: tuple[tuple[int, float], ...] = (
 
 
 @dataclass(frozen=True, kw_only=True)
+class SimUser:
+    """One Tradovate user of a several-user simulator: its login and how many accounts it owns.
+
+    ``user_id`` 0 means "assigned": the config's ``user_id`` plus the user's position."""
+
+    name: str
+    password: str
+    accounts: int = 4
+    user_id: int = 0
+
+
+def numbered_users(
+    count: int, accounts: int, name: str = "sim-user", password: str = "sim-pass"
+) -> tuple[SimUser, ...]:
+    """``count`` users: ``{name}-1`` with password ``{password}-1`` and so on, each with
+    ``accounts`` accounts."""
+    return tuple(
+        SimUser(name=f"{name}-{n}", password=f"{password}-{n}", accounts=accounts)
+        for n in range(1, count + 1)
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
 class SimConfig:
     """Everything the simulator needs at start-up. All fields have defaults.
 
@@ -55,6 +78,9 @@ class SimConfig:
     user_name: str = "sim-user"
     password: str = "sim-pass"
     user_id: int = 2_604_017
+    # Several users in one simulator; empty means the one user above (user_name, password,
+    # accounts). See all_users().
+    users: tuple[SimUser, ...] = ()
     # Auth.
     token_ttl: float = 80 * 60.0
     max_sessions: int = 2
@@ -70,9 +96,11 @@ class SimConfig:
     # The user/syncrequest snapshot's marginSnapshots: "include" (the store's), or "null" /
     # "empty" as some Tradovate sessions send (clients must fetch margins over REST).
     sync_margin_snapshots: str = "include"
-    # Rate limits.
+    # Rate limits. user_limits apply per user; ip_limits (none by default) to every call from one
+    # client subnet, whichever user makes it.
     endpoint_limits: Mapping[str, EndpointLimit] = field(default_factory=default_endpoint_limits)
     user_limits: tuple[tuple[int, float], ...] = DEFAULT_USER_LIMITS
+    ip_limits: tuple[tuple[int, float], ...] = ()
     # Faults at start-up (the same as calling sim.control right after start).
     latency_ms: float = 0.0
     jitter_ms: float = 0.0
@@ -97,3 +125,44 @@ class SimConfig:
             raise ValueError("heartbeat_interval and client_timeout must be positive")
         if not 0.0 <= self.error_rate <= 1.0:
             raise ValueError("error_rate must be within [0, 1]")
+        self._check_users()
+
+    def _check_users(self) -> None:
+        names: set[str] = set()
+        ids: set[int] = set()
+        for user in self.all_users():
+            if not user.name or not user.password:
+                raise ValueError(f"user {user.name!r}: name and password must not be empty")
+            if user.accounts < 1:
+                raise ValueError(f"user {user.name!r}: accounts must be at least 1")
+            if user.name in names:
+                raise ValueError(f"user {user.name!r} is declared twice")
+            if user.user_id in ids:
+                raise ValueError(f"user {user.name!r}: user id {user.user_id} is taken")
+            names.add(user.name)
+            ids.add(user.user_id)
+
+    def all_users(self) -> tuple[SimUser, ...]:
+        """Every user with its id filled in; the first is the default user."""
+        if not self.users:
+            return (
+                SimUser(
+                    name=self.user_name,
+                    password=self.password,
+                    accounts=self.accounts,
+                    user_id=self.user_id,
+                ),
+            )
+        return tuple(
+            SimUser(
+                name=u.name,
+                password=u.password,
+                accounts=u.accounts,
+                user_id=u.user_id or self.user_id + index,
+            )
+            for index, u in enumerate(self.users)
+        )
+
+    @property
+    def total_accounts(self) -> int:
+        return sum(u.accounts for u in self.all_users())

@@ -7,6 +7,7 @@ same operations over HTTP. Unknown ids raise KeyError; bad arguments raise Value
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import Any
 
 from trading_gateway.simulator.activity import Drivers, market_step, move_price
@@ -123,10 +124,18 @@ class Control:
         self._core.user_limits.limits = pairs
         self._core.user_limits.reset()
 
+    def set_ip_limits(self, limits: list[list[float]]) -> None:
+        """Per-IP limits as [[count, window_s], ...], one budget over every user's calls from a
+        client subnet; overuse gets 429 with an empty body. [] turns them off."""
+        pairs = tuple((int(count), float(window)) for count, window in limits)
+        self._core.ip_limits.limits = pairs
+        self._core.ip_limits.reset()
+
     def reset_limits(self) -> None:
         """Forget every rate-limit window and outstanding p-ticket."""
         self._core.endpoint_limits.reset()
         self._core.user_limits.reset()
+        self._core.ip_limits.reset()
 
     # ---- sockets and sessions ---------------------------------------------------------------
 
@@ -278,6 +287,7 @@ class Control:
             "calls": calls,
             "total": sum(calls.values()),
             "sessions": core.sessions.count(),
+            "users": self.user_counters(),
             "sockets": {"user": len(core.user_conns), "md": len(core.md_conns)},
             "synced_sockets": len(core.hub.subscribers),
             "md_subscriptions": sum(len(s) for s in core.md_subscribers.values()),
@@ -285,8 +295,31 @@ class Control:
             "activity_actions": self._drivers.actions,
         }
 
+    def user_counters(self) -> dict[str, dict[str, int]]:
+        """Per user name: live sessions, successful logins (since the last reset) and accounts."""
+        core = self._core
+        active: Counter[int] = Counter(s.user_id for s in core.sessions.active())
+        return {
+            str(user["name"]): {
+                "user_id": int(user_id),
+                "sessions": active[user_id],
+                "logins": core.logins[user_id],
+                "accounts": len(core.accounts_of(user_id)),
+            }
+            for user_id, user in core.world.users.items()
+        }
+
+    def users(self) -> list[dict[str, Any]]:
+        """Every user: id, name and its account ids (passwords stay in the config)."""
+        core = self._core
+        return [
+            {"id": user_id, "name": user["name"], "accountIds": core.accounts_of(user_id)}
+            for user_id, user in core.world.users.items()
+        ]
+
     def reset_counters(self) -> None:
         self._core.calls.clear()
+        self._core.logins.clear()
 
     def event_log(self, since: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
         """Published props events with seq > since, oldest first."""

@@ -79,7 +79,7 @@ def _routes_for(entity_type: str) -> dict[str, Route]:
         return core.store.table(entity_type)
 
     def run_list(core: SimCore, call: Call, params: Any) -> Reply:
-        return Reply(200, table_of(core).values())
+        return Reply(200, core.visible(call.session, entity_type, table_of(core).values()))
 
     def list_accounts(core: SimCore, params: Any) -> Sequence[int]:
         return core.store.account_ids() if scoped else NO_ACCOUNTS
@@ -89,7 +89,7 @@ def _routes_for(entity_type: str) -> dict[str, Route]:
 
     def run_item(core: SimCore, call: Call, entity_id: int) -> Reply:
         entity = table_of(core).get(entity_id)
-        if entity is None:
+        if entity is None or not core.visible(call.session, entity_type, [entity]):
             raise NotFound(f"{entity_type} with id {entity_id} could not be found")
         return Reply(200, entity)
 
@@ -101,7 +101,7 @@ def _routes_for(entity_type: str) -> dict[str, Route]:
         return parse_ids(call.param("ids"), "ids")
 
     def run_items(core: SimCore, call: Call, ids: list[int]) -> Reply:
-        return Reply(200, table_of(core).items(ids))
+        return Reply(200, core.visible(call.session, entity_type, table_of(core).items(ids)))
 
     def items_accounts(core: SimCore, ids: list[int]) -> Sequence[int]:
         return _accounts_of(core, entity_type, table_of(core).items(ids))
@@ -113,7 +113,7 @@ def _routes_for(entity_type: str) -> dict[str, Route]:
         return parse_ids(call.param("masterids"), "masterids")
 
     def run_ldeps(core: SimCore, call: Call, masters: list[int]) -> Reply:
-        return Reply(200, table_of(core).ldeps(masters))
+        return Reply(200, core.visible(call.session, entity_type, table_of(core).ldeps(masters)))
 
     def deps_accounts(core: SimCore, masters: list[int]) -> Sequence[int]:
         return _master_accounts(core, entity_type, masters)
@@ -144,7 +144,7 @@ def _parse_find(core: SimCore, call: Call) -> str:
 def _find_runner(entity_type: str) -> Callable[[SimCore, Call, str], Reply]:
     def run(core: SimCore, call: Call, name: str) -> Reply:
         entity = core.store.table(entity_type).find(name)
-        if entity is None:
+        if entity is None or not core.visible(call.session, entity_type, [entity]):
             raise NotFound(f"{entity_type} {name} could not be found")
         return Reply(200, entity)
 

@@ -13,6 +13,7 @@ from typing import Any
 from trading_gateway.simulator.api import NO_ACCOUNTS, BadRequest, Call, Reply, Route
 from trading_gateway.simulator.core import SimCore
 from trading_gateway.simulator.entity_routes import parse_int
+from trading_gateway.simulator.sessions import Session
 from trading_gateway.simulator.store import (
     ACCOUNT_FIELD,
     ACCOUNT_KEYED,
@@ -74,15 +75,18 @@ def _sync_accounts(core: SimCore, params: SyncParams) -> Sequence[int]:
     return NO_ACCOUNTS if params.accounts is None else params.accounts
 
 
-def visible_accounts(core: SimCore, params: SyncParams) -> list[int] | None:
-    """None means every account of the user; else the accounts asked for that exist."""
-    user_id = core.user["id"]
+def visible_accounts(
+    core: SimCore, params: SyncParams, session: Session | None = None
+) -> list[int] | None:
+    """None means every account (the one user's); else the accounts asked for that exist and
+    belong to the caller's user. With several users, None becomes the user's own accounts."""
+    user_id = core.user_of(session)["id"]
     if params.users is not None and user_id not in params.users:
         return []
     if params.accounts is None:
-        return None
+        return core.accounts_of(user_id) if core.several_users else None
     accounts = core.store.accounts
-    return [a for a in params.accounts if accounts.get(a) is not None]
+    return [a for a in params.accounts if accounts.get(a) is not None and core.sees(session, a)]
 
 
 def _scoped(
@@ -101,7 +105,10 @@ def _scoped(
 
 
 def snapshot(
-    core: SimCore, accounts: list[int] | None, types: frozenset[str] | None
+    core: SimCore,
+    accounts: list[int] | None,
+    types: frozenset[str] | None,
+    session: Session | None = None,
 ) -> dict[str, list[Entity] | None]:
     """The SyncMessage: every collection, limited to `accounts` and `types` when given.
 
@@ -113,7 +120,7 @@ def snapshot(
     out: dict[str, list[Entity] | None] = {}
     for entity_type, plural in COLLECTIONS.items():
         if entity_type == "user":
-            out[plural] = [core.user] if accounts != [] else []
+            out[plural] = [core.user_of(session)] if accounts != [] else []
             continue
         if types is not None and entity_type not in types:
             continue
@@ -129,8 +136,8 @@ def snapshot(
 
 def _run_sync(core: SimCore, call: Call, params: SyncParams) -> Reply:
     conn = call.conn
-    accounts = visible_accounts(core, params)
-    data = snapshot(core, accounts, params.entity_types)
+    accounts = visible_accounts(core, params, call.session)
+    data = snapshot(core, accounts, params.entity_types, call.session)
     if conn is not None:
         conn.sync_accounts = None if accounts is None else frozenset(accounts)
         conn.sync_types = params.entity_types

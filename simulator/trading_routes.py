@@ -84,7 +84,11 @@ def _place_accounts(core: SimCore, params: PlaceParams) -> Sequence[int]:
 
 
 def _run_place(core: SimCore, call: Call, params: PlaceParams) -> Reply:
-    if params.account_id is None or core.store.accounts.get(params.account_id) is None:
+    if (
+        params.account_id is None
+        or core.store.accounts.get(params.account_id) is None
+        or not core.sees(call.session, params.account_id)
+    ):
         return Reply(200, {"failureReason": "Unauthorized", "failureText": "Unknown account"})
     contract = core.market.resolve(params.symbol)
     if contract is None:
@@ -120,6 +124,8 @@ def _order_accounts(core: SimCore, order_id: int) -> Sequence[int]:
 
 
 def _run_cancel(core: SimCore, call: Call, order_id: int) -> Reply:
+    if not core.sees(call.session, core.store.account_of_order(order_id)):
+        raise NotFound(f"order with id {order_id} could not be found")
     try:
         command_id = core.engine.cancel(order_id)
     except KeyError as exc:
@@ -134,7 +140,7 @@ def _parse_account_id(core: SimCore, call: Call) -> int:
 
 
 def _run_snapshot(core: SimCore, call: Call, account_id: int) -> Reply:
-    if account_id not in core.engine.cash:
+    if account_id not in core.engine.cash or not core.sees(call.session, account_id):
         return Reply(200, {"errorText": f"Account {account_id} not found"})
     return Reply(200, core.engine.cash_snapshot(account_id))
 

@@ -1,5 +1,5 @@
-"""The seeded initial state: one user, N accounts, each with cash, open positions, working
-orders, filled orders with fills (and sometimes a cancelled order).
+"""The seeded initial state: one user (or several), each with its accounts; each account with
+cash, open positions, working orders, filled orders with fills (sometimes a cancelled order).
 
 Everything is built through the engine, so fills, positions and cash agree from the start.
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 from trading_gateway.simulator.catalog import ContractSpec, build_contracts, static_entities
 from trading_gateway.simulator.clock import iso, today
-from trading_gateway.simulator.config import SimConfig
+from trading_gateway.simulator.config import SimConfig, SimUser
 from trading_gateway.simulator.engine import TradingEngine
 from trading_gateway.simulator.market import Market
 from trading_gateway.simulator.store import Store
@@ -35,7 +35,21 @@ class World:
     store: Store
     market: Market
     engine: TradingEngine
-    user: dict[str, Any]
+    user: dict[str, Any]  # the first (default) user
+    users: dict[int, dict[str, Any]]  # every user entity by id
+    passwords: dict[str, tuple[str, int]]  # login name -> (password, user id)
+    owners: dict[int, int]  # account id -> user id
+
+
+def user_entity(user: SimUser, stamp: str) -> dict[str, Any]:
+    return {
+        "id": user.user_id,
+        "name": user.name,
+        "timestamp": stamp,
+        "email": f"{user.name}@example.invalid",
+        "status": "Active",
+        "professional": False,
+    }
 
 
 def build_world(config: SimConfig) -> World:
@@ -49,20 +63,32 @@ def build_world(config: SimConfig) -> World:
         table = store.table(entity_type)
         for entity in entities:
             table.put(entity)
-    user = {
-        "id": config.user_id,
-        "name": config.user_name,
-        "timestamp": stamp,
-        "email": f"{config.user_name}@example.invalid",
-        "status": "Active",
-        "professional": False,
-    }
-    store.table("user").put(user)
     rng = seeded(config.seed, "init")
     fronts = market.front_contracts()
-    for index in range(config.accounts):
-        _seed_account(engine, rng, fronts, config.user_id, index, now)
-    return World(store=store, market=market, engine=engine, user=user)
+    users: dict[int, dict[str, Any]] = {}
+    passwords: dict[str, tuple[str, int]] = {}
+    owners: dict[int, int] = {}
+    index = 0  # account numbering runs on across users, so ids never collide
+    for sim_user in config.all_users():
+        entity = user_entity(sim_user, stamp)
+        store.table("user").put(entity)
+        users[sim_user.user_id] = entity
+        passwords[sim_user.name] = (sim_user.password, sim_user.user_id)
+        for _ in range(sim_user.accounts):
+            owners[_seed_account(engine, rng, fronts, sim_user.user_id, index, now)] = (
+                sim_user.user_id
+            )
+            index += 1
+    first = next(iter(users.values()))
+    return World(
+        store=store,
+        market=market,
+        engine=engine,
+        user=first,
+        users=users,
+        passwords=passwords,
+        owners=owners,
+    )
 
 
 def _seed_account(
@@ -72,7 +98,7 @@ def _seed_account(
     user_id: int,
     index: int,
     now: float,
-) -> None:
+) -> int:
     market = engine.market
     account_id = ACCOUNT_ID_BASE + index + 1
     account = {
@@ -110,6 +136,7 @@ def _seed_account(
         _far_order(engine, rng, rng.choice(fronts), account_id)
     if rng.random() < 0.5:
         engine.cancel(_far_order(engine, rng, rng.choice(fronts), account_id))
+    return account_id
 
 
 def _far_order(

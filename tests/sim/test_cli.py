@@ -16,6 +16,7 @@ FLAGS = (
     "--host", "--port", "--md-port", "--accounts", "--seed", "--token-ttl", "--heartbeat",
     "--client-timeout", "--price-interval", "--activity-rate", "--props-arrays", "--latency-ms",
     "--jitter-ms", "--error-rate", "--error-status", "--no-endpoint-limits", "--user-limit",
+    "--users", "--ip-limit",
 )  # fmt: skip
 
 
@@ -59,6 +60,33 @@ async def test_process_serves_and_stops_on_sigterm() -> None:
             assert counters["calls"]["account/list"] == 1
             async with http.ws_connect(ready["md_ws_url"]) as ws:
                 assert (await ws.receive_str()) == "o"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(proc.wait(), 30)
+    assert code == 0
+
+
+async def test_process_serves_several_users() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        *_command(), "--users", "3", "--accounts", "2", "--user", "desk", "--password", "pw",
+        "--price-interval", "0", "--log-level", "WARNING",
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        ready = json.loads(await asyncio.wait_for(proc.stdout.readline(), 30))
+        assert ready["users"] == ["desk-1", "desk-2", "desk-3"] and ready["accounts"] == 6
+        async with aiohttp.ClientSession() as http:
+            body = {"name": "desk-2", "password": "pw-2", "cid": "8", "sec": "x"}
+            async with http.post(f"{ready['rest_url']}/auth/accesstokenrequest", json=body) as r:
+                token = await r.json()
+            headers = {"Authorization": f"Bearer {token['accessToken']}"}
+            async with http.get(f"{ready['rest_url']}/account/list", headers=headers) as r:
+                listed = await r.json()
+            assert len(listed) == 2 and {a["userId"] for a in listed} == {token["userId"]}
+            async with http.get(f"{ready['admin_url']}/user_counters") as r:
+                users = (await r.json())["result"]
+            assert users["desk-2"]["sessions"] == 1 and users["desk-1"]["sessions"] == 0
     finally:
         proc.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(proc.wait(), 30)
