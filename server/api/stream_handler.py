@@ -67,7 +67,11 @@ class LiveStreamHandler:
 
     async def stream(self, request: pb.StreamUpdatesRequest, context: Context) -> None:
         entries = list(request.selector.accounts)
-        accounts = await self._resolver.resolve(entries, Deadline.after(self._resolve_timeout))
+        # The account list may take at most resolve_timeout, and never past the caller's
+        # own deadline (time_remaining() is None when the caller set none).
+        left = context.time_remaining()
+        budget = self._resolve_timeout if left is None else min(left, self._resolve_timeout)
+        accounts = await self._resolver.resolve(entries, Deadline.after(budget))
         # A scoped key's "all accounts" is the scope as resolved now: never follow
         # accounts created later (they may be outside it). An all-accounts key (scope
         # ``*``) or no scope at all does follow them.

@@ -88,10 +88,6 @@ def error_for_status(
     return ProtocolError(f"Tradovate answered {status} on {where}{said}")
 
 
-#: Errors after which retrying on our own makes things worse: stop and report.
-FATAL_ERRORS: tuple[type[BrokerError], ...] = (AuthError, CaptchaRequired)
-
-
 def find_penalty(data: bytes | msgspec.Raw) -> Penalty | None:
     """The ``{"p-ticket", "p-time", "p-captcha"}`` body Tradovate sends instead of a result."""
     raw = bytes(data)

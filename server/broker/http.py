@@ -1,8 +1,8 @@
 """TradovateHttp: one aiohttp session behind the limiter, penalties and status → errors.
 
 Returns response bodies as bytes; rest.py and auth.py decode them. Every call runs
-inside the caller's Deadline. p-tickets go through penalties.call_with_penalties and a
-non-200 status through errors.error_for_status, the same as socket requests.
+inside the caller's Deadline. p-tickets go through answers.call_with_penalties and a
+non-200 status through answers.error_for_status, the same as socket requests.
 
 ``request_hook`` (optional, generic: the gateway's tracing uses it) is told of every
 request sent, its method and path, and then of its outcome: the HTTP status, or the

@@ -24,11 +24,10 @@ from trading_gateway.server.live.figures import NOT_FETCHED_YET, AccountFigures
 from trading_gateway.server.live.pnl import AccountPnl, usd_cash_row
 from trading_gateway.server.reads.records import BalanceData, MarkFigures
 
-ZERO = Decimal(0)
-
 #: Why a figure is unknown.
 NO_USD_CASH_ROW = "NO_USD_CASH_ROW"
 NO_PRICE = "NO_PRICE"
+NOT_REPORTED = "NOT_REPORTED"
 
 CASH_FIGURES = ("cash", "realized_pnl", "week_realized_pnl")
 SNAPSHOT_FIGURES = ("open_pnl", "net_liquidation", "total_pnl")
@@ -85,7 +84,11 @@ def _cash_figures(
     """Cash, realized and week realized PnL: from one USD cash row, never a sum of currencies."""
     row = usd_cash_row(cash_rows)
     if row is not None:
-        return row.amount or ZERO, row.realized_pnl or ZERO, row.week_realized_pnl or ZERO
+        figures = (row.amount, row.realized_pnl, row.week_realized_pnl)
+        for figure, value in zip(CASH_FIGURES, figures, strict=True):
+            if value is None:  # a row that leaves a figure out: unknown, never 0
+                unknown[figure] = NOT_REPORTED
+        return figures
     if cash_rows:  # several currencies, none of them USD
         for figure in CASH_FIGURES:
             unknown[figure] = NO_USD_CASH_ROW

@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from trading_gateway.server.broker.errors import NOT_ACCOUNT_SPECIFIC
 from trading_gateway.server.broker.schemas import CashBalanceSnapshot, MarginSnapshot
 from trading_gateway.server.deadline import Deadline
 
@@ -217,11 +218,14 @@ class FigureRefresher:
                 )
         except Exception as exc:
             logger.warning("margin snapshots of %s: fetch failed (%s)", account_ids, exc)
-            if len(account_ids) > 1:
+            if len(account_ids) > 1 and not isinstance(exc, NOT_ACCOUNT_SPECIFIC):
                 # One account may be what fails the batch: the others still get theirs.
                 await asyncio.gather(*(self._margins([a]) for a in account_ids))
                 return
-            self._failed(account_ids[0], margin=True)
+            # A failure of the whole login (a circuit, a penalty, a closed session): one
+            # call per account would only add calls against it.
+            for account_id in account_ids:
+                self._failed(account_id, margin=True)
             return
         fetched_at = time.time()
         by_id = {m.id: m for m in found}

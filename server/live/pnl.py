@@ -68,13 +68,15 @@ class AccountPnl:
     """One account's PnL; ``complete`` is False when an open position has no price yet."""
 
     open_pnl: Decimal
-    realized_pnl: Decimal
+    #: Tradovate's realized PnL from the account's USD cash row; None when no row gives it
+    #: (unknown, never 0).
+    realized_pnl: Decimal | None
     positions: tuple[PositionPnl, ...]
     complete: bool
 
     @property
-    def total_pnl(self) -> Decimal:
-        return self.open_pnl + self.realized_pnl
+    def total_pnl(self) -> Decimal | None:
+        return None if self.realized_pnl is None else self.open_pnl + self.realized_pnl
 
 
 def position_pnl(
@@ -105,7 +107,7 @@ def account_pnl(
         else:
             total_open += row.open_pnl
     cash = usd_cash_row(cash_balances)
-    realized = (cash.realized_pnl or ZERO) if cash is not None else ZERO
+    realized = cash.realized_pnl if cash is not None else None
     return AccountPnl(total_open, realized, tuple(rows), complete)
 
 

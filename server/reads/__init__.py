@@ -7,5 +7,5 @@
 - ``readcache.py`` the TTL cache of records, with the gateway's own copy for outages.
 - ``records.py``   what a read produces per account: broker structs, source, time.
 
-It imports no grpc and no protos: ``convert.py`` turns its records into messages.
+It imports no grpc and no protos: ``server/convert/`` turns its records into messages.
 """

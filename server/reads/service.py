@@ -29,12 +29,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Generic, Protocol, TypeVar, cast
 
 from trading_gateway.server.auth.scoping import narrow
-from trading_gateway.server.broker.errors import (
-    LockedOutError,
-    PenaltyError,
-    RateLimitedError,
-    UpstreamTimeout,
-)
+from trading_gateway.server.broker.errors import LockedOutError, UpstreamTimeout, retry_after
 from trading_gateway.server.broker.schemas import Account
 from trading_gateway.server.deadline import Deadline
 from trading_gateway.server.errors import NotReady, ShuttingDown
@@ -58,14 +53,15 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Upstream failures that mean "slow or rate-limited", after which a CACHED read may be
-# answered stale. Others (an unknown account, bad credentials, a 5xx) are reported.
-STALE_ALLOWED_AFTER: tuple[type[BaseException], ...] = (
-    UpstreamTimeout,
-    RateLimitedError,
-    LockedOutError,
-    PenaltyError,
-)
+
+def stale_allowed_after(error: BaseException | None) -> bool:
+    """Upstream was slow or is holding every call back (a 429/423/captcha circuit or a
+    p-ticket: ``errors.retry_after``; a 423 lockout even when it names no time), so a
+    CACHED read may be answered stale. Other failures (an unknown account, bad
+    credentials, a 5xx, a captcha on login) are reported."""
+    if error is None:
+        return False
+    return isinstance(error, UpstreamTimeout | LockedOutError) or retry_after(error) is not None
 
 
 class LiveReads(Protocol):
@@ -151,9 +147,7 @@ class KindReader(Generic[T]):
     def _answer_stale(self, results: dict[int, AccountRead[T]]) -> None:
         """Replace slow or rate-limited failures with values within the stale window."""
         failed = [
-            account_id
-            for account_id, read in results.items()
-            if isinstance(read.error, STALE_ALLOWED_AFTER)
+            account_id for account_id, read in results.items() if stale_allowed_after(read.error)
         ]
         if not failed:
             return

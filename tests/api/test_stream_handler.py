@@ -41,16 +41,24 @@ class _Streams:
 
 
 class _Resolver:
+    def __init__(self) -> None:
+        self.deadlines: list[Deadline] = []
+
     async def resolve(self, entries: Sequence[str], deadline: Deadline) -> list[Account]:
+        self.deadlines.append(deadline)
         return []
 
 
 class _Context:
-    def __init__(self) -> None:
-        self.written: list[bytes] = []
-
     def add_done_callback(self, callback: Callable[[Any], None]) -> None:
         pass
+
+    def __init__(self, remaining: float | None = None) -> None:
+        self.written: list[bytes] = []
+        self.remaining = remaining  # None: the caller set no deadline
+
+    def time_remaining(self) -> float | None:
+        return self.remaining
 
     async def write(self, message: bytes) -> None:
         self.written.append(message)
@@ -82,3 +90,14 @@ async def test_only_unscoped_or_all_accounts_streams_follow_new_accounts(
     principal: Principal | None, entries: list[str], expected: bool
 ) -> None:
     assert await _follows(principal, entries) is expected
+
+
+@pytest.mark.parametrize(("remaining", "most"), [(None, 5.0), (0.25, 0.25), (60.0, 5.0)])
+async def test_the_account_list_waits_no_longer_than_the_caller_allows(
+    remaining: float | None, most: float
+) -> None:
+    resolver = _Resolver()
+    handler = LiveStreamHandler(_Streams(), resolver, resolve_timeout=5.0)
+    await handler.stream(pb.StreamUpdatesRequest(), cast(Any, _Context(remaining)))
+    (deadline,) = resolver.deadlines
+    assert most - 0.1 < deadline.remaining() <= most
