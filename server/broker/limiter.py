@@ -1,8 +1,9 @@
 """Rate-limit discipline: a client-side token bucket, the 429/423/captcha circuit, and
 the endpoints sitting out a p-ticket.
 
-All are shared by every REST call and socket request of one client, because
-Tradovate counts requests per user (429) and per IP (p-tickets), not per socket.
+The circuit and the p-tickets are shared by every REST call and socket request of one
+client, because Tradovate counts requests per user (429) and per IP (p-tickets), not per
+socket; the token bucket paces REST calls (socket requests are few: sync, subscriptions).
 """
 
 from __future__ import annotations
