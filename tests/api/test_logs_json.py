@@ -6,12 +6,10 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import logging
 import os
 import subprocess
 import sys
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,25 +18,9 @@ from tradovate_gateway.v1 import trading_pb2 as pb
 
 from tests.support.stack import running_stack
 from trading_gateway.client import ClientError, TradingClient
-from trading_gateway.server.observability.logging import configure_logging, undo_json_hooks
+from trading_gateway.server.observability.logging import configure_logging
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def json_log() -> Iterator[io.StringIO]:
-    root = logging.getLogger()
-    level = root.level
-    stream = io.StringIO()
-    configure_logging("json", "INFO", stream=stream)
-    try:
-        yield stream
-    finally:
-        for handler in list(root.handlers):
-            if handler.get_name() == "trading-gateway":
-                root.removeHandler(handler)
-        root.setLevel(level)
-        undo_json_hooks()
 
 
 def entries(stream: io.StringIO) -> list[dict[str, Any]]:

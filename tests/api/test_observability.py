@@ -6,8 +6,6 @@ import asyncio
 import gc
 import io
 import json
-import logging
-from collections.abc import Iterator
 
 import aiohttp
 import grpc
@@ -18,7 +16,6 @@ from tradovate_gateway.v1 import trading_pb2 as pb
 from tests.conftest import free_port
 from tests.support.stack import Stack, running_stack
 from tests.support.waiting import eventually
-from trading_gateway.server.observability.logging import configure_logging, undo_json_hooks
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -73,22 +70,6 @@ async def test_request_ids_are_echoed_or_generated(api_stack: Stack) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await failing
     assert ("x-request-id", "req-43") in tuple(caught.value.trailing_metadata() or ())
-
-
-@pytest.fixture
-def json_log() -> Iterator[io.StringIO]:
-    root = logging.getLogger()
-    level = root.level
-    stream = io.StringIO()
-    configure_logging("json", "INFO", stream=stream)
-    try:
-        yield stream
-    finally:
-        for handler in list(root.handlers):
-            if handler.get_name() == "trading-gateway":
-                root.removeHandler(handler)
-        root.setLevel(level)
-        undo_json_hooks()
 
 
 async def test_access_log_lines_are_json_with_the_request_id(json_log: io.StringIO) -> None:
