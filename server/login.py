@@ -19,6 +19,7 @@ from trading_gateway.server.broker import (
     CaptchaRequired,
     TradovateClient,
 )
+from trading_gateway.server.broker.errors import retry_after
 from trading_gateway.server.config import GatewaySettings
 from trading_gateway.server.deadline import Deadline
 from trading_gateway.server.login_problem import login_problem
@@ -90,7 +91,7 @@ async def log_in_with_retries(
                 ) from None
             waiting_because(problem.message)
             # A penalty, 429 or 423 says how long to stay away; honour it.
-            wait = max(delay, getattr(exc, "retry_after", None) or 0.0)
+            wait = max(delay, retry_after(exc) or 0.0)
             logger.warning("Tradovate login failed: %s; next try in %.0f s", problem.message, wait)
             await asyncio.sleep(wait)
             delay = min(delay * 2, LOGIN_RETRY_MAX)

@@ -28,6 +28,7 @@ from trading_gateway.server.broker.errors import (
     ProtocolError,
     UpstreamTimeout,
     is_fatal,
+    retry_after,
 )
 from trading_gateway.server.broker.http import TradovateHttp
 from trading_gateway.server.broker.schemas import AccessToken
@@ -242,21 +243,21 @@ class TokenManager:
         and the next call logs in again: that is logged as an error.
         """
         s = self._settings
-        retry_after = getattr(exc, "retry_after", None) or 0.0
+        wait_at_least = retry_after(exc) or 0.0
         left = token.left()
         if left > 0:
-            delay = max(0.2, min(60.0, left / 4), retry_after)
-            if retry_after > 0 and retry_after >= left - RENEW_GUARD:
+            delay = max(0.2, min(60.0, left / 4), wait_at_least)
+            if wait_at_least > 0 and wait_at_least >= left - RENEW_GUARD:
                 logger.error(
                     "token renewal must wait %.0f s (%s) but the token expires in %.0f s: "
                     "the next call after that logs in again",
-                    retry_after,
+                    wait_at_least,
                     exc.reason,
                     left,
                 )
         else:
             delay = max(
-                min(s.reconnect_max, s.reconnect_initial * 2 ** min(failures, 16)), retry_after
+                min(s.reconnect_max, s.reconnect_initial * 2 ** min(failures, 16)), wait_at_least
             )
         logger.warning("token refresh failed (%s); retrying in %.1f s", exc, delay)
         return delay
