@@ -364,10 +364,17 @@ class AccountSelector(_message.Message):
     @_builtins.property
     def accounts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Account names (e.g. "DEMO12345") or numeric account ids written as digits
-        (e.g. "1234567"). Empty selects every active account.
+        (e.g. "1234567"). Empty selects every active account of every login.
         An entry that starts with a digit must be all digits (an id); anything else
         is a name. Empty entries, duplicates, malformed entries or more entries than
         the server's limit get INVALID_ARGUMENT; unknown accounts get NOT_FOUND.
+
+        Many logins: an entry may name the login first, "login/name" or "login/id"
+        (e.g. "desk-a/DEMO12345"). A bare name or id that two logins both see is
+        ambiguous and gets INVALID_ARGUMENT (reason AMBIGUOUS_ACCOUNT) naming the
+        candidates as "login/name". An unknown login gets NOT_FOUND. An entry that
+        only a login that is not logged in could answer gets UNAVAILABLE (reason
+        LOGIN_UNAVAILABLE) naming that login.
         """
 
     def __init__(
@@ -430,9 +437,12 @@ class AccountMeta(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     SOURCE_FIELD_NUMBER: _builtins.int
     AS_OF_FIELD_NUMBER: _builtins.int
+    LOGIN_FIELD_NUMBER: _builtins.int
     account_id: _builtins.int
     account_name: _builtins.str
     source: Global___Source.ValueType
+    login: _builtins.str
+    """The gateway login (its configured name) whose Tradovate user sees this account."""
     @_builtins.property
     def status(self) -> Global___AccountStatus: ...
     @_builtins.property
@@ -447,14 +457,49 @@ class AccountMeta(_message.Message):
         status: Global___AccountStatus | None = ...,
         source: Global___Source.ValueType = ...,
         as_of: _timestamp_pb2.Timestamp | None = ...,
+        login: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "status", b"status"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "account_name", b"account_name", "as_of", b"as_of", "source", b"source", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "account_name", b"account_name", "as_of", b"as_of", "login", b"login", "source", b"source", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AccountMeta: _TypeAlias = AccountMeta  # noqa: Y015
+
+@_typing.final
+class LoginStatus(_message.Message):
+    """A login whose accounts a call could not list: it is not logged in (yet, or for
+    good: bad credentials), or its account list failed. Its accounts are missing
+    from the response, so totals leave out every figure (BalanceTotals.gaps).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOGIN_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    login: _builtins.str
+    """The login's configured name."""
+    @_builtins.property
+    def status(self) -> Global___AccountStatus:
+        """Why: UNAVAILABLE (reason LOGIN_UNAVAILABLE, NOT_LOGGED_IN, ...),
+        UNAUTHENTICATED (bad credentials), RESOURCE_EXHAUSTED (rate-limited), with
+        retry_after where known.
+        """
+
+    def __init__(
+        self,
+        *,
+        login: _builtins.str = ...,
+        status: Global___AccountStatus | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["status", b"status"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["login", b"login", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LoginStatus: _TypeAlias = LoginStatus  # noqa: Y015
 
 @_typing.final
 class Account(_message.Message):
@@ -469,6 +514,7 @@ class Account(_message.Message):
     MARGIN_ACCOUNT_TYPE_FIELD_NUMBER: _builtins.int
     LEGAL_STATUS_FIELD_NUMBER: _builtins.int
     TIMESTAMP_FIELD_NUMBER: _builtins.int
+    LOGIN_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     name: _builtins.str
     user_id: _builtins.int
@@ -478,6 +524,10 @@ class Account(_message.Message):
     margin_account_type: _builtins.str
     """Tradovate's marginAccountType and legalStatus, verbatim."""
     legal_status: _builtins.str
+    login: _builtins.str
+    """The gateway login (its configured name) whose Tradovate user sees this account.
+    Select it unambiguously as "login/name".
+    """
     @_builtins.property
     def timestamp(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -492,10 +542,11 @@ class Account(_message.Message):
         margin_account_type: _builtins.str = ...,
         legal_status: _builtins.str = ...,
         timestamp: _timestamp_pb2.Timestamp | None = ...,
+        login: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["timestamp", b"timestamp"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_type", b"account_type", "active", b"active", "id", b"id", "legal_status", b"legal_status", "margin_account_type", b"margin_account_type", "name", b"name", "readonly", b"readonly", "timestamp", b"timestamp", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_type", b"account_type", "active", b"active", "id", b"id", "legal_status", b"legal_status", "login", b"login", "margin_account_type", b"margin_account_type", "name", b"name", "readonly", b"readonly", "timestamp", b"timestamp", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1011,21 +1062,27 @@ class ListAccountsResponse(_message.Message):
     ACCOUNTS_FIELD_NUMBER: _builtins.int
     SOURCE_FIELD_NUMBER: _builtins.int
     AS_OF_FIELD_NUMBER: _builtins.int
+    UNAVAILABLE_LOGINS_FIELD_NUMBER: _builtins.int
     source: Global___Source.ValueType
     @_builtins.property
     def accounts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Account]: ...
     @_builtins.property
     def as_of(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def unavailable_logins(self) -> _containers.RepeatedCompositeFieldContainer[Global___LoginStatus]:
+        """Logins the selection covers whose accounts could not be listed (see LoginStatus)."""
+
     def __init__(
         self,
         *,
         accounts: _abc.Iterable[Global___Account] | None = ...,
         source: Global___Source.ValueType = ...,
         as_of: _timestamp_pb2.Timestamp | None = ...,
+        unavailable_logins: _abc.Iterable[Global___LoginStatus] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts", b"accounts", "as_of", b"as_of", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts", b"accounts", "as_of", b"as_of", "source", b"source", "unavailable_logins", b"unavailable_logins"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1089,19 +1146,25 @@ class GetPositionsResponse(_message.Message):
 
     ACCOUNTS_FIELD_NUMBER: _builtins.int
     SERVER_TIME_FIELD_NUMBER: _builtins.int
+    UNAVAILABLE_LOGINS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def accounts(self) -> _containers.RepeatedCompositeFieldContainer[Global___AccountPositions]: ...
     @_builtins.property
     def server_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def unavailable_logins(self) -> _containers.RepeatedCompositeFieldContainer[Global___LoginStatus]:
+        """Logins the selection covers whose accounts could not be listed (see LoginStatus)."""
+
     def __init__(
         self,
         *,
         accounts: _abc.Iterable[Global___AccountPositions] | None = ...,
         server_time: _timestamp_pb2.Timestamp | None = ...,
+        unavailable_logins: _abc.Iterable[Global___LoginStatus] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["server_time", b"server_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts", b"accounts", "server_time", b"server_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts", b"accounts", "server_time", b"server_time", "unavailable_logins", b"unavailable_logins"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1172,19 +1235,25 @@ class GetOrdersResponse(_message.Message):
 
     ACCOUNTS_FIELD_NUMBER: _builtins.int
     SERVER_TIME_FIELD_NUMBER: _builtins.int
+    UNAVAILABLE_LOGINS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def accounts(self) -> _containers.RepeatedCompositeFieldContainer[Global___AccountOrders]: ...
     @_builtins.property
     def server_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def unavailable_logins(self) -> _containers.RepeatedCompositeFieldContainer[Global___LoginStatus]:
+        """Logins the selection covers whose accounts could not be listed (see LoginStatus)."""
+
     def __init__(
         self,
         *,
         accounts: _abc.Iterable[Global___AccountOrders] | None = ...,
         server_time: _timestamp_pb2.Timestamp | None = ...,
+        unavailable_logins: _abc.Iterable[Global___LoginStatus] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["server_time", b"server_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts", b"accounts", "server_time", b"server_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts", b"accounts", "server_time", b"server_time", "unavailable_logins", b"unavailable_logins"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1244,19 +1313,25 @@ class ListPendingOrderIdsResponse(_message.Message):
 
     ACCOUNTS_FIELD_NUMBER: _builtins.int
     SERVER_TIME_FIELD_NUMBER: _builtins.int
+    UNAVAILABLE_LOGINS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def accounts(self) -> _containers.RepeatedCompositeFieldContainer[Global___AccountOrderIds]: ...
     @_builtins.property
     def server_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def unavailable_logins(self) -> _containers.RepeatedCompositeFieldContainer[Global___LoginStatus]:
+        """Logins the selection covers whose accounts could not be listed (see LoginStatus)."""
+
     def __init__(
         self,
         *,
         accounts: _abc.Iterable[Global___AccountOrderIds] | None = ...,
         server_time: _timestamp_pb2.Timestamp | None = ...,
+        unavailable_logins: _abc.Iterable[Global___LoginStatus] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["server_time", b"server_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts", b"accounts", "server_time", b"server_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts", b"accounts", "server_time", b"server_time", "unavailable_logins", b"unavailable_logins"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1319,22 +1394,28 @@ class GetBalancesResponse(_message.Message):
     ACCOUNTS_FIELD_NUMBER: _builtins.int
     TOTALS_FIELD_NUMBER: _builtins.int
     SERVER_TIME_FIELD_NUMBER: _builtins.int
+    UNAVAILABLE_LOGINS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def accounts(self) -> _containers.RepeatedCompositeFieldContainer[Global___AccountBalance]: ...
     @_builtins.property
     def totals(self) -> Global___BalanceTotals: ...
     @_builtins.property
     def server_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def unavailable_logins(self) -> _containers.RepeatedCompositeFieldContainer[Global___LoginStatus]:
+        """Logins the selection covers whose accounts could not be listed (see LoginStatus)."""
+
     def __init__(
         self,
         *,
         accounts: _abc.Iterable[Global___AccountBalance] | None = ...,
         totals: Global___BalanceTotals | None = ...,
         server_time: _timestamp_pb2.Timestamp | None = ...,
+        unavailable_logins: _abc.Iterable[Global___LoginStatus] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["server_time", b"server_time", "totals", b"totals"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts", b"accounts", "server_time", b"server_time", "totals", b"totals"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts", b"accounts", "server_time", b"server_time", "totals", b"totals", "unavailable_logins", b"unavailable_logins"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1409,22 +1490,28 @@ class GetSnapshotResponse(_message.Message):
     ACCOUNTS_FIELD_NUMBER: _builtins.int
     TOTALS_FIELD_NUMBER: _builtins.int
     SERVER_TIME_FIELD_NUMBER: _builtins.int
+    UNAVAILABLE_LOGINS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def accounts(self) -> _containers.RepeatedCompositeFieldContainer[Global___AccountSnapshot]: ...
     @_builtins.property
     def totals(self) -> Global___BalanceTotals: ...
     @_builtins.property
     def server_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def unavailable_logins(self) -> _containers.RepeatedCompositeFieldContainer[Global___LoginStatus]:
+        """Logins the selection covers whose accounts could not be listed (see LoginStatus)."""
+
     def __init__(
         self,
         *,
         accounts: _abc.Iterable[Global___AccountSnapshot] | None = ...,
         totals: Global___BalanceTotals | None = ...,
         server_time: _timestamp_pb2.Timestamp | None = ...,
+        unavailable_logins: _abc.Iterable[Global___LoginStatus] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["server_time", b"server_time", "totals", b"totals"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts", b"accounts", "server_time", b"server_time", "totals", b"totals"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts", b"accounts", "server_time", b"server_time", "totals", b"totals", "unavailable_logins", b"unavailable_logins"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1440,6 +1527,7 @@ class StreamUpdatesRequest(_message.Message):
     RESUME_AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
     RESUME_EPOCH_FIELD_NUMBER: _builtins.int
     HEARTBEAT_INTERVAL_FIELD_NUMBER: _builtins.int
+    RESUME_FROM_FIELD_NUMBER: _builtins.int
     with_snapshot: _builtins.bool
     """Start with a snapshot of the selected state (default true)."""
     resume_after_sequence: _builtins.int
@@ -1464,6 +1552,15 @@ class StreamUpdatesRequest(_message.Message):
     def heartbeat_interval(self) -> _duration_pb2.Duration:
         """Heartbeat interval; unset uses the server default. Clamped to the server's bounds."""
 
+    @_builtins.property
+    def resume_from(self) -> _containers.RepeatedCompositeFieldContainer[Global___StreamPosition]:
+        """Many logins: where to resume, one position per login (each login has its own
+        sequence space; see StreamUpdate.login). A login listed here resumes exactly
+        like resume_after_sequence/resume_epoch above; a login of the selection that is
+        not listed starts with its own fresh snapshot (when with_snapshot). The two
+        fields above stay for a stream whose accounts are all under one login.
+        """
+
     def __init__(
         self,
         *,
@@ -1473,16 +1570,45 @@ class StreamUpdatesRequest(_message.Message):
         resume_after_sequence: _builtins.int = ...,
         resume_epoch: _builtins.str = ...,
         heartbeat_interval: _duration_pb2.Duration | None = ...,
+        resume_from: _abc.Iterable[Global___StreamPosition] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_with_snapshot", b"_with_snapshot", "heartbeat_interval", b"heartbeat_interval", "selector", b"selector", "with_snapshot", b"with_snapshot"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_with_snapshot", b"_with_snapshot", "heartbeat_interval", b"heartbeat_interval", "kinds", b"kinds", "resume_after_sequence", b"resume_after_sequence", "resume_epoch", b"resume_epoch", "selector", b"selector", "with_snapshot", b"with_snapshot"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_with_snapshot", b"_with_snapshot", "heartbeat_interval", b"heartbeat_interval", "kinds", b"kinds", "resume_after_sequence", b"resume_after_sequence", "resume_epoch", b"resume_epoch", "resume_from", b"resume_from", "selector", b"selector", "with_snapshot", b"with_snapshot"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__with_snapshot: _TypeAlias = _typing.Literal["with_snapshot"]  # noqa: Y015
     _WhichOneofArgType__with_snapshot: _TypeAlias = _typing.Literal["_with_snapshot", b"_with_snapshot"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__with_snapshot) -> _WhichOneofReturnType__with_snapshot | None: ...
 
 Global___StreamUpdatesRequest: _TypeAlias = StreamUpdatesRequest  # noqa: Y015
+
+@_typing.final
+class StreamPosition(_message.Message):
+    """A position in one login's sequence space."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOGIN_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    login: _builtins.str
+    epoch: _builtins.str
+    sequence: _builtins.int
+    """The last sequence received for this login (or the one the end status named)."""
+    def __init__(
+        self,
+        *,
+        login: _builtins.str = ...,
+        epoch: _builtins.str = ...,
+        sequence: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "login", b"login", "sequence", b"sequence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamPosition: _TypeAlias = StreamPosition  # noqa: Y015
 
 @_typing.final
 class AccountSubscription(_message.Message):
@@ -1826,6 +1952,7 @@ class StreamUpdate(_message.Message):
     RECEIVED_TIME_FIELD_NUMBER: _builtins.int
     MERGED_COUNT_FIELD_NUMBER: _builtins.int
     MERGED_FROM_SEQUENCE_FIELD_NUMBER: _builtins.int
+    LOGIN_FIELD_NUMBER: _builtins.int
     SUBSCRIPTION_FIELD_NUMBER: _builtins.int
     SNAPSHOT_FIELD_NUMBER: _builtins.int
     SNAPSHOT_COMPLETE_FIELD_NUMBER: _builtins.int
@@ -1836,8 +1963,19 @@ class StreamUpdate(_message.Message):
     ACCOUNT_FIELD_NUMBER: _builtins.int
     HEARTBEAT_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
-    """Deltas: the gateway's sequence, strictly increasing. Other payloads repeat
-    the sequence the stream is at.
+    """Deltas: the login's sequence, strictly increasing. Other payloads repeat
+    the sequence the login's part of the stream is at.
+
+    Many logins. Each login has its own sequence space (its own epoch and
+    sequence), so sequence, previous_sequence, epoch and the chain contract below
+    hold per login: a subscriber keeps the last sequence per login (StreamUpdate.login)
+    and checks each delta's previous_sequence against that login's. A stream opens
+    with one SubscriptionStatus (login empty) naming every selected account with
+    its meta.login; then, for each login as soon as its live state is ready, that
+    login's snapshot chunks and its own SnapshotComplete (login set); then deltas
+    and per-login heartbeats as they happen. One login's outage never holds back
+    another's messages. A stream whose accounts are all under one login is
+    exactly the single-login stream (login set on every per-login message).
     """
     previous_sequence: _builtins.int
     """The sequence of the previous delta sent on this stream (or the snapshot's
@@ -1866,6 +2004,10 @@ class StreamUpdate(_message.Message):
     """
     merged_from_sequence: _builtins.int
     """The earliest sequence among the merged deltas; 0 when merged_count is 0."""
+    login: _builtins.str
+    """The login whose sequence space this message's sequence, previous_sequence and
+    epoch belong to. Empty only on the opening SubscriptionStatus.
+    """
     @_builtins.property
     def server_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -1911,6 +2053,7 @@ class StreamUpdate(_message.Message):
         received_time: _timestamp_pb2.Timestamp | None = ...,
         merged_count: _builtins.int = ...,
         merged_from_sequence: _builtins.int = ...,
+        login: _builtins.str = ...,
         subscription: Global___SubscriptionStatus | None = ...,
         snapshot: Global___SnapshotChunk | None = ...,
         snapshot_complete: Global___SnapshotComplete | None = ...,
@@ -1923,7 +2066,7 @@ class StreamUpdate(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "balance", b"balance", "event_time", b"event_time", "heartbeat", b"heartbeat", "order", b"order", "payload", b"payload", "pnl", b"pnl", "position", b"position", "received_time", b"received_time", "server_time", b"server_time", "snapshot", b"snapshot", "snapshot_complete", b"snapshot_complete", "subscription", b"subscription"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "account_id", b"account_id", "balance", b"balance", "epoch", b"epoch", "event_time", b"event_time", "heartbeat", b"heartbeat", "merged_count", b"merged_count", "merged_from_sequence", b"merged_from_sequence", "order", b"order", "payload", b"payload", "pnl", b"pnl", "position", b"position", "previous_sequence", b"previous_sequence", "received_time", b"received_time", "sequence", b"sequence", "server_time", b"server_time", "snapshot", b"snapshot", "snapshot_complete", b"snapshot_complete", "subscription", b"subscription"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "account_id", b"account_id", "balance", b"balance", "epoch", b"epoch", "event_time", b"event_time", "heartbeat", b"heartbeat", "login", b"login", "merged_count", b"merged_count", "merged_from_sequence", b"merged_from_sequence", "order", b"order", "payload", b"payload", "pnl", b"pnl", "position", b"position", "previous_sequence", b"previous_sequence", "received_time", b"received_time", "sequence", b"sequence", "server_time", b"server_time", "snapshot", b"snapshot", "snapshot_complete", b"snapshot_complete", "subscription", b"subscription"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["subscription", "snapshot", "snapshot_complete", "position", "order", "balance", "pnl", "account", "heartbeat"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
