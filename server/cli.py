@@ -2,7 +2,7 @@
 
 trading-gateway serve [--listen HOST:PORT] [--redis-url URL] [--metrics-port N] ...
 trading-gateway demo  [--listen HOST:PORT] [--duration SECONDS] [--accounts N] ...
-trading-gateway keys create --name NAME (--scope A,B | --all)       (server/auth/keys_cli.py)
+trading-gateway keys create|show|hash ...                           (server/auth/keys_cli.py)
 trading-gateway positions|orders|balances|accounts|pending|snapshot|watch ...  (client/cli.py)
 trading-gateway --version
 """
@@ -39,7 +39,8 @@ USAGE: Final = f"""usage: {PROG} COMMAND [options]
 server commands:
   serve       run the gateway against the configured Tradovate (TRADOVATE_* variables)
   demo        run a local simulator and the gateway on it; prints commands to try
-  keys        create API keys (`keys create --name NAME --scope A,B`); see docs/SECURITY.md
+  keys        create and show API keys (`keys create --name NAME --logins L --scope A,B`,
+              `keys show`); see docs/SECURITY.md
 
 client commands (talk to a running gateway; see `{PROG} COMMAND --help`):
   accounts    the accounts behind the gateway's login

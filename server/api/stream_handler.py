@@ -18,11 +18,12 @@ from typing import Any, Protocol, cast
 import grpc
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from trading_gateway.server.auth.principal import current_scope
+from trading_gateway.server.auth.scoping import follows_new_accounts
 from trading_gateway.server.broker.schemas import Account
 from trading_gateway.server.deadline import Deadline
 from trading_gateway.server.live.errors import StreamError
 from trading_gateway.server.live.streams import StreamAccount
+from trading_gateway.server.logins.spec import DEFAULT_LOGIN
 
 logger = logging.getLogger(__name__)
 
@@ -72,11 +73,10 @@ class LiveStreamHandler:
         left = context.time_remaining()
         budget = self._resolve_timeout if left is None else min(left, self._resolve_timeout)
         accounts = await self._resolver.resolve(entries, Deadline.after(budget))
-        # A scoped key's "all accounts" is the scope as resolved now: never follow
-        # accounts created later (they may be outside it). An all-accounts key (scope
-        # ``*``) or no scope at all does follow them.
-        scope = current_scope()
-        follow = not entries and (scope is None or scope.everything)
+        # "All accounts" follows accounts created later only when every account the
+        # login gains is in the key's scope (no key, "*", or the login in its logins);
+        # an account-scoped key gets its scope as resolved now (server/auth/scoping.py).
+        follow = not entries and follows_new_accounts(DEFAULT_LOGIN)
         session = self._streams.open(
             request, [StreamAccount(a.id, a.name) for a in accounts], follow_new_accounts=follow
         )
