@@ -35,6 +35,7 @@ from trading_gateway.server.heap import freeze_long_lived
 from trading_gateway.server.live.components import build_live
 from trading_gateway.server.live_subsystem import LiveFactory, LiveSubsystem
 from trading_gateway.server.login import FatalStartupError, broker_settings, log_in_with_retries
+from trading_gateway.server.logins.spec import DEFAULT_LOGIN
 from trading_gateway.server.observability.access_log import AccessLog
 from trading_gateway.server.observability.metrics import Metrics, MetricsServer
 from trading_gateway.server.observability.tracing import Tracing
@@ -167,6 +168,9 @@ class Gateway:
         if not keys:
             return None
         logger.info("API keys required: %d keys configured (%s)", len(keys), ", ".join(keys.names))
+        # The one login the TRADOVATE_* variables configure.
+        for warning in keys.unknown_logins([DEFAULT_LOGIN]):
+            logger.warning("%s", warning)
         return build_auth(
             keys,
             exempt_health_reflection=s.auth_exempt_health_reflection,

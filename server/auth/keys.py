@@ -26,7 +26,7 @@ import logging
 import pathlib
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -108,6 +108,24 @@ class KeyRing:
     @property
     def names(self) -> list[str]:
         return [e.name for e in self.entries]
+
+    def unknown_logins(self, configured: Iterable[str]) -> list[str]:
+        """One warning per key whose scope names logins not in ``configured`` (a typo, or a
+        login not added yet): the key sees no accounts of those logins until one is."""
+        known = set(configured)
+        warnings: list[str] = []
+        for entry in self.entries:
+            named = set(entry.logins)
+            named.update(login for login, _ in entry.scope.login_ids)
+            named.update(login for login, _ in entry.scope.login_names)
+            missing = sorted(named - known)
+            if missing:
+                warnings.append(
+                    f"API key {entry.name!r} is scoped to logins that are not configured: "
+                    f"{', '.join(missing)} (configured: {', '.join(sorted(known)) or 'none'}); "
+                    "it sees no accounts of those until such a login is added"
+                )
+        return warnings
 
     def authenticate(self, presented: str) -> Principal | None:
         """The principal for ``presented``, or None. Looks at every entry every time."""

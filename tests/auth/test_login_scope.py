@@ -5,6 +5,7 @@ PERMISSION_DENIED, whether or not the login exists."""
 
 from __future__ import annotations
 
+import logging
 import pathlib
 from collections.abc import AsyncIterator
 from typing import cast
@@ -91,3 +92,16 @@ async def test_an_unknown_account_is_not_found_only_inside_the_scope(
         await stack.stub.GetBalances(request, metadata=keys.metadata("desk-other"), timeout=10)
     assert outside.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert error_info(outside.value).metadata["accounts"] == f"{DEFAULT_LOGIN}/NOSUCH1"
+
+
+async def test_keys_scoped_to_logins_that_are_not_configured_are_warned_about(
+    keys: ScopedKeys, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="trading_gateway.server.main"):
+        async with running_stack(sim_config=SIM, api_keys_file=str(keys.file)):
+            pass
+    warned = [r.getMessage() for r in caplog.records if "not configured" in r.getMessage()]
+    assert len(warned) == 2, warned  # desk-other and mixed; desk-default's login exists
+    assert warned[0].startswith("API key 'desk-other' is scoped to logins that are not")
+    assert "other (configured: default)" in warned[0]
+    assert warned[1].startswith("API key 'mixed' ")

@@ -250,3 +250,22 @@ def test_keys_show_lists_each_keys_scope_without_secrets(
     file.write_text('[{"name": "k", "sha256": "' + HASH + '", "logins": ["BAD"]}]')
     assert gateway_main(["keys", "show", "--file", str(file)]) == 2
     assert "(k): logins entry 'BAD'" in capsys.readouterr().err
+
+
+def test_the_keyring_names_logins_no_configuration_has() -> None:
+    ring = KeyRing(
+        [
+            make_entry("ops", "tgk_" + "a" * 43, None),
+            make_entry("desk", "tgk_" + "b" * 43, ["z/1", "desk-b/X", "bare"], ["desk-a", "y"]),
+        ]
+    )
+    assert ring.unknown_logins(["desk-a", "desk-b", "z"]) == [
+        "API key 'desk' is scoped to logins that are not configured: y "
+        "(configured: desk-a, desk-b, z); it sees no accounts of those until such a login "
+        "is added"
+    ]
+    assert ring.unknown_logins(["desk-a", "desk-b", "y", "z"]) == []
+    assert ring.unknown_logins([]) == [
+        "API key 'desk' is scoped to logins that are not configured: desk-a, desk-b, y, z "
+        "(configured: none); it sees no accounts of those until such a login is added"
+    ]
