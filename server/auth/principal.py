@@ -92,13 +92,13 @@ class Scope:
     def allows(self, account: Named, login: str | None = None) -> bool:
         """May the key see ``account``? Its login is its own (LoginAccount), else ``login``,
         else DEFAULT_LOGIN (the one login of a single-login gateway)."""
-        if self.everything:
+        if self.everything or account.id in self.ids or account.name in self.names:
             return True
+        if not (self.logins or self.login_ids or self.login_names):
+            return False
         under = login_of(account, DEFAULT_LOGIN if login is None else login)
         return (
             under in self.logins
-            or account.id in self.ids
-            or account.name in self.names
             or (under, account.id) in self.login_ids
             or (under, account.name) in self.login_names
         )
