@@ -72,7 +72,8 @@ def _list(text: str | None) -> list[str]:
 
 
 def describe(entry: KeyEntry) -> str:
-    """What a key may see, in words: ``every account``, ``logins a, b; accounts x, y``."""
+    """What a key may see, in words: ``every account``, or
+    ``every account of logins a, b; accounts x, y``."""
     if entry.scope_text is None:
         return "every account"
     parts = []
