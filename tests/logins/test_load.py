@@ -262,6 +262,11 @@ def test_a_single_login_table(tmp_path: Path) -> None:
     )
 
 
+def test_a_login_key_that_is_not_tables(tmp_path: Path) -> None:
+    line = refusal(write(tmp_path, 'login = "desk-a"\n'))
+    assert line == "login is a string, not [[login]] tables; write each login as a [[login]] table"
+
+
 def test_an_unknown_top_level_table(tmp_path: Path) -> None:
     line = refusal(write(tmp_path, ONE.replace("[[login]]", "[[logins]]")))
     assert line == (
