@@ -38,7 +38,8 @@ SERVER_COMMANDS: Final = ("serve", "demo")
 USAGE: Final = f"""usage: {PROG} COMMAND [options]
 
 server commands:
-  serve       run the gateway against the configured Tradovate (TRADOVATE_* variables)
+  serve       run the gateway against the configured Tradovate (TRADOVATE_* variables,
+              or the logins file GATEWAY_LOGINS_FILE names)
   demo        run a local simulator and the gateway on it; prints commands to try
   keys        create API keys (`keys create --name NAME --scope A,B`); see docs/SECURITY.md
   logins      check a logins file (`logins check FILE`): its logins, never their secrets
