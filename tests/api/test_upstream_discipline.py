@@ -77,7 +77,7 @@ async def test_a_429_circuit_turns_upstream_not_serving_with_the_time_left() -> 
         assert await stack.health_status("") == SERVING
         scraped = stack.gateway.metrics.render().decode()
         left = re.search(
-            r'^tg_upstream_circuit_seconds\{reason="BROKER_RATE_LIMITED"\} (\S+)$',
+            r'^tg_upstream_circuit_seconds\{login="default",reason="BROKER_RATE_LIMITED"\} (\S+)$',
             scraped,
             re.MULTILINE,
         )
@@ -89,7 +89,8 @@ async def test_a_429_circuit_turns_upstream_not_serving_with_the_time_left() -> 
         print(f"\n429 circuit of 1.5 s: upstream NOT_SERVING for {closed:.2f} s")
         assert 1.0 <= closed <= 2.5
         scraped = stack.gateway.metrics.render().decode()
-        assert 'tg_upstream_circuit_seconds{reason="BROKER_RATE_LIMITED"} 0.0' in scraped
+        closed_circuit = 'tg_upstream_circuit_seconds{login="default",reason="BROKER_RATE_LIMITED"}'
+        assert f"{closed_circuit} 0.0" in scraped
 
 
 async def test_account_list_failures_during_a_circuit_are_logged_once(
