@@ -134,10 +134,10 @@ class LoginRuntime:
 
     def unavailable(self) -> BaseException | None:
         """None while ready; else why its accounts cannot be answered now."""
-        if self.state is LoginState.READY:
-            return None
         if self._closed:
             return LoginUnavailable([self.name], "it was removed from the gateway's logins")
+        if self.state is LoginState.READY:
+            return None
         if self.state is LoginState.FAILED:
             if isinstance(self.why, AuthError):
                 return LoginFailed(self.name, str(self.why))
