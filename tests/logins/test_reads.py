@@ -9,6 +9,8 @@ import pytest
 from tradovate_gateway.v1 import trading_pb2 as pb
 
 from tests.logins.stack import LoginsStack, login_spec, running_logins, selector
+from trading_gateway.server.deadline import Deadline
+from trading_gateway.server.logins import streams
 from trading_gateway.server.logins.health import login_service
 from trading_gateway.server.logins.spec import LoginSpec
 from trading_gateway.simulator import Simulator
@@ -199,3 +201,18 @@ async def test_list_accounts_and_pending_ids_with_entries_of_several_logins() ->
             (wanted[1], "desk-1"),
         ]
         assert not pending.unavailable_logins
+
+
+async def test_a_streams_selector_resolves_across_logins_and_every_login_has_live_state() -> None:
+    async with running_logins(users=2, accounts=2) as stack:
+        owned = stack.owned()
+        wanted = [f"desk-2/{min(owned['desk-2'])}", f"DEMO{min(owned['desk-1'])}"]
+        resolve = streams.resolver(stack.gateway.deployment)
+        found = await resolve(wanted, Deadline.after(5))
+        assert [(a.login, a.id) for a in found] == [
+            ("desk-2", min(owned["desk-2"])),
+            ("desk-1", min(owned["desk-1"])),
+        ]
+        sources = streams.live_sources(stack.gateway.deployment)()
+        assert list(sources) == ["desk-1", "desk-2"]
+        assert sources["desk-2"] is stack.gateway.logins["desk-2"].live
