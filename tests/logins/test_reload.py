@@ -129,3 +129,12 @@ async def test_sighup_reloads_the_logins_and_a_bad_file_changes_nothing(
             await asyncio.wait_for(reload.attempted.wait(), 5)
             assert list(gateway.logins) == ["desk-2"]
             await reload.aclose()
+
+
+async def test_a_reload_to_no_login_is_refused_and_changes_nothing() -> None:
+    async with running_logins(users=1, accounts=1, live_enabled=False) as stack:
+        with pytest.raises(SettingError, match="without a login"):
+            await stack.gateway.apply_logins([])
+        assert list(stack.gateway.logins) == ["desk-1"]
+        reply = await stack.stub.ListAccounts(pb.ListAccountsRequest(), timeout=5)
+        assert [a.login for a in reply.accounts] == ["desk-1"]
