@@ -10,13 +10,17 @@ Service names and what they mean:
   once with RESOURCE_EXHAUSTED and the seconds left, and another gateway on the same
   login and network would meet the same circuit, so taking this one out of rotation
   helps nobody. The standard health answer has no room for a reason: the reason and
-  the time left are in ``tg_upstream_circuit_seconds{login,reason}`` and the log.
+  the time left are in ``tg_upstream_circuit_seconds{reason}`` and the log.
 - ``tradovate_gateway.cache``: the TTL cache. NOT_SERVING here alone means "degraded":
   reads still succeed, straight from upstream. Redis is PINGed every few seconds
   (server/cache/watch.py), so this turns within seconds even when no read touches it;
   ``cache_changed`` publishes a change at once.
 - ``tradovate_gateway.live``: the user-sync socket (live state, streams). NOT_SERVING
   while it is down or turned off: reads fall back to the cache and upstream by themselves.
+- ``tradovate_gateway.login.<name>``: one per login, SERVING while that login is logged
+  in and Tradovate answers it. With several logins each login has its own monitor, and
+  server/logins/health.py publishes the services above over all of them (SERVING while at
+  least one login is; with one login, exactly that login's values).
 
 An outage is suspected after ``failure_threshold`` consecutive upstream failures of an
 outage kind (unreachable, timeout, bad answers, lost login) and confirmed by a probe
@@ -30,7 +34,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Final
+from typing import Final, Protocol
 
 from grpc_health.v1 import health_pb2
 from grpc_health.v1.health import aio as health_aio
@@ -72,6 +76,12 @@ CacheHealth = Callable[[], bool]
 CircuitState = Callable[[], Circuit | None]
 
 
+class Deployment(Protocol):
+    """The gateway-wide services over every login (server/logins/health.py)."""
+
+    async def publish(self) -> None: ...
+
+
 def _no_circuit() -> Circuit | None:
     return None
 
@@ -91,11 +101,21 @@ class HealthMonitor:
         failure_threshold: int,
         live_healthy: CacheHealth | None = None,
         circuit: CircuitState | None = None,
+        login: str | None = None,
+        login_service: str | None = None,
+        deployment: Deployment | None = None,
     ) -> None:
         self.servicer = servicer
+        # Many logins (server/logins/health.py): this monitor publishes its login's
+        # service, and the deployment publishes the gateway-wide ones from all monitors.
+        self._login_service = login_service
+        self._deployment = deployment
         self._circuit = circuit or _no_circuit
         self._circuit_reason: str | None = None
-        metrics.watch_circuit(self._circuit)
+        if login is None:
+            metrics.watch_circuit(self._circuit)
+        else:
+            metrics.watch_circuit(self._circuit, login=login)
         self._live_healthy = live_healthy
         self._probe = probe
         self._cache_healthy = cache_healthy
@@ -198,12 +218,30 @@ class HealthMonitor:
         self.upstream_up = True
         self._failures = 0
 
+    @property
+    def serving(self) -> bool:
+        """Logged in and Tradovate answers."""
+        return self.logged_in and self.upstream_up
+
+    @property
+    def callable_now(self) -> bool:
+        """Serving, and no 429/423/captcha circuit holds calls back."""
+        return self.serving and self._circuit() is None
+
+    @property
+    def live_up(self) -> bool:
+        return self._live_healthy is not None and self._live_healthy()
+
     async def publish(self) -> None:
         if self._closing:
             return
         upstream = self.logged_in and self.upstream_up
         circuit = self._note_circuit()
         callable_now = upstream and circuit is None
+        if self._deployment is not None:
+            await self._publish_login(upstream, circuit)
+            await self._deployment.publish()
+            return
         wanted = {
             SERVICE_OVERALL: SERVING if upstream else NOT_SERVING,
             SERVICE_TRADING: SERVING if upstream else NOT_SERVING,
@@ -211,10 +249,23 @@ class HealthMonitor:
             SERVICE_CACHE: SERVING if self.cache_up else NOT_SERVING,
             SERVICE_LIVE: SERVING if self._live_healthy and self._live_healthy() else NOT_SERVING,
         }
+        if self._login_service is not None:
+            wanted[self._login_service] = wanted[SERVICE_OVERALL]
         for service, status in wanted.items():
             if self._published.get(service) != status:
                 await self.servicer.set(service, status)
                 self._published[service] = status
+        self._set_up(circuit)
+
+    async def _publish_login(self, upstream: bool, circuit: Circuit | None) -> None:
+        if self._login_service is not None:
+            status = SERVING if upstream else NOT_SERVING
+            if self._published.get(self._login_service) != status:
+                await self.servicer.set(self._login_service, status)
+                self._published[self._login_service] = status
+        self._set_up(circuit)
+
+    def _set_up(self, circuit: Circuit | None) -> None:
         self._metrics.set_up("broker_login", self.logged_in)
         self._metrics.set_up("upstream", self.upstream_up and circuit is None)
         self._metrics.set_up("cache", self.cache_up)
