@@ -35,6 +35,7 @@ from trading_gateway.server.heap import freeze_long_lived
 from trading_gateway.server.live.components import build_live
 from trading_gateway.server.live_subsystem import LiveFactory, LiveSubsystem
 from trading_gateway.server.login import FatalStartupError, broker_settings, log_in_with_retries
+from trading_gateway.server.logins.spec import DEFAULT_LOGIN
 from trading_gateway.server.observability.access_log import AccessLog
 from trading_gateway.server.observability.metrics import Metrics, MetricsServer
 from trading_gateway.server.observability.tracing import Tracing
@@ -109,7 +110,9 @@ class Gateway:
         )
         self.metrics.watch_upstream(self.broker.stats)
         self.live: LiveSubsystem | None = (
-            self._live_factory(self.broker, s, self.metrics) if self._live_factory else None
+            self._live_factory(self.broker, s, self.metrics, DEFAULT_LOGIN)
+            if self._live_factory
+            else None
         )
         live_reads = self.live.reads if self.live else None
         self.health_servicer = health_aio.HealthServicer()

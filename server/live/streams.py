@@ -120,6 +120,7 @@ class LiveStreams:
             )
         fields: Fields = {
             "epoch": self.hub.epoch,
+            "login": self.hub.login,
             "heartbeat": {"accounts": activity, "upstream_healthy": version[1]},
         }
         body = pb.StreamUpdate(**fields).SerializeToString()
@@ -134,10 +135,13 @@ class LiveStreams:
         accounts: Sequence[StreamAccount],
         *,
         follow_new_accounts: bool = False,
+        announce: bool = True,
     ) -> StreamSession:
         """Start a session; raises StreamLimitReached, StreamDrained or LiveNotReady.
 
         ``follow_new_accounts`` (an empty selector) also streams accounts created later.
+        ``announce=False`` leaves out the opening SubscriptionStatus: a stream over many
+        logins sends one for all of them (``StreamSession.subscriptions``).
         """
         kinds = _kinds(request)
         heartbeat = self._heartbeat_interval(request)
@@ -146,7 +150,7 @@ class LiveStreams:
         wanted = None if follow_new_accounts else [a.account_id for a in accounts]
         sub = self.hub.subscribe(wanted, kinds)
         try:
-            return StreamSession(self, request, accounts, sub, heartbeat)
+            return StreamSession(self, request, accounts, sub, heartbeat, announce=announce)
         except BaseException:
             sub.close()
             raise
@@ -186,6 +190,8 @@ class StreamSession:
         accounts: Sequence[StreamAccount],
         sub: Subscription,
         heartbeat: float,
+        *,
+        announce: bool = True,
     ) -> None:
         self._hub = streams.hub
         self._views = streams.views
@@ -212,21 +218,37 @@ class StreamSession:
         self.start_sequence = request.resume_after_sequence if self.resumed else self._hub.sequence
         #: The sequence of the last delta this stream sent (or where it started).
         self.last_sequence = self.start_sequence
-        self._opening = self._opening_messages(with_snapshot, sub.kinds)
+        self._opening = self._opening_messages(with_snapshot, sub.kinds, announce=announce)
 
     # ------------------------------------------------------------------ opening
-    def _opening_messages(self, with_snapshot: bool, kinds: frozenset[UpdateKind]) -> list[bytes]:
+    @property
+    def login(self) -> str:
+        return self._hub.login
+
+    @property
+    def epoch(self) -> str:
+        return self._hub.epoch
+
+    def subscriptions(self) -> list[pb.AccountSubscription]:
+        """Each selected account as the opening SubscriptionStatus names it."""
+        return [pb.AccountSubscription(meta=self._meta(a)) for a in self._accounts]
+
+    def _opening_messages(
+        self, with_snapshot: bool, kinds: frozenset[UpdateKind], *, announce: bool
+    ) -> list[bytes]:
         now = _timestamp(time.time_ns())
         epoch = self._hub.epoch
+        login = self._hub.login
         seq = self.start_sequence
-        status = pb.SubscriptionStatus(
-            accounts=[pb.AccountSubscription(meta=self._meta(a)) for a in self._accounts]
-        )
-        out = [
-            pb.StreamUpdate(
-                sequence=seq, epoch=epoch, server_time=now, subscription=status
-            ).SerializeToString()
-        ]
+        out: list[bytes] = []
+        if announce:
+            # The one stream-wide message: its login stays empty (it names every account's).
+            status = pb.SubscriptionStatus(accounts=self.subscriptions())
+            out.append(
+                pb.StreamUpdate(
+                    sequence=seq, epoch=epoch, server_time=now, subscription=status
+                ).SerializeToString()
+            )
         if with_snapshot:
             for account in self._accounts:
                 if not self._views.has_account(account.account_id):
@@ -239,6 +261,7 @@ class StreamSession:
                     pb.StreamUpdate(
                         sequence=seq,
                         epoch=epoch,
+                        login=login,
                         server_time=now,
                         account_id=account.account_id,
                         snapshot=chunk,
@@ -247,7 +270,11 @@ class StreamSession:
         complete = pb.SnapshotComplete(sequence=seq, resync=self.resync)
         out.append(
             pb.StreamUpdate(
-                sequence=seq, epoch=epoch, server_time=now, snapshot_complete=complete
+                sequence=seq,
+                epoch=epoch,
+                login=login,
+                server_time=now,
+                snapshot_complete=complete,
             ).SerializeToString()
         )
         return out
@@ -256,6 +283,7 @@ class StreamSession:
         meta = pb.AccountMeta(
             account_id=account.account_id,
             account_name=account.account_name,
+            login=self._hub.login,
             source=pb.SOURCE_LIVE,
             status=self._status_of(self._condition(account)),
         )
