@@ -149,9 +149,15 @@ class Control:
             conns.extend(self._core.md_conns)
         return conns
 
-    def drop_sockets(self, kind: str = "all", abrupt: bool = True) -> int:
-        """Close every socket: abruptly (TCP reset, no frame) or with a c frame and close."""
+    def drop_sockets(self, kind: str = "all", abrupt: bool = True, user: str | None = None) -> int:
+        """Close every socket (or only the sockets of the user named ``user``): abruptly
+        (TCP reset, no frame) or with a c frame and close."""
         conns = self._conns(kind)
+        if user is not None:
+            user_ids = {i for i, u in self._core.world.users.items() if u["name"] == user}
+            if not user_ids:
+                raise KeyError(f"unknown user {user!r}")
+            conns = [c for c in conns if c.session is not None and c.session.user_id in user_ids]
         for conn in conns:
             if abrupt:
                 conn.abort()

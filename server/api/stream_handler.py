@@ -38,6 +38,20 @@ class AccountResolver(Protocol):
 class StreamSession(Protocol):
     """trading_gateway.server.live.streams.StreamSession: one stream's serialized messages."""
 
+    @property
+    def login(self) -> str: ...
+
+    @property
+    def epoch(self) -> str: ...
+
+    @property
+    def opened(self) -> bool: ...
+
+    @property
+    def resume_point(self) -> int: ...
+
+    def subscriptions(self) -> list[pb.AccountSubscription]: ...
+
     def messages(self) -> AsyncIterator[bytes]: ...
 
     def close(self) -> None: ...
@@ -52,6 +66,7 @@ class StreamSessions(Protocol):
         accounts: Sequence[StreamAccount],
         *,
         follow_new_accounts: bool = False,
+        announce: bool = True,
     ) -> StreamSession: ...
 
 

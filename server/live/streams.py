@@ -205,6 +205,9 @@ class StreamSession:
         self._told_healthy = streams.views.healthy
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
+        #: True once the opening messages (status, snapshot, SnapshotComplete) were taken
+        #: by the writer: from then on ``resume_point`` stands for what the subscriber has.
+        self.opened = False
         # Decide resume or snapshot now, in the same synchronous step as subscribe().
         resume_asked = request.resume_after_sequence > 0 or bool(request.resume_epoch)
         self.resumed = resume_asked and self._hub.replay(
@@ -308,6 +311,7 @@ class StreamSession:
             opening, self._opening = self._opening, []
             for message in opening:
                 yield message
+            self.opened = True
             self._schedule_heartbeat()
             previous = self.start_sequence
             while True:

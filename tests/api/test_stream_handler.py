@@ -16,6 +16,14 @@ from trading_gateway.server.live.streams import StreamAccount
 
 
 class _Session:
+    login = "default"
+    epoch = "e"
+    opened = False
+    resume_point = 0
+
+    def subscriptions(self) -> list[pb.AccountSubscription]:
+        return []
+
     def close(self) -> None:
         pass
 
@@ -35,6 +43,7 @@ class _Streams:
         accounts: Sequence[StreamAccount],
         *,
         follow_new_accounts: bool = False,
+        announce: bool = True,
     ) -> _Session:
         self.follow.append(follow_new_accounts)
         return _Session()
