@@ -12,10 +12,13 @@ import grpc
 from google.protobuf import duration_pb2
 from tradovate_gateway.v1 import trading_pb2 as pb
 
+from tests.live.factories import account, change, order, snapshot
 from tests.live.logins_stack import Logins, running_logins
 from tests.live.streaming import Subscriber, assert_chained, is_delta, until
 from trading_gateway.client.errors import from_rpc_error
 from trading_gateway.client.watch import parse_positions
+from trading_gateway.server.api.status import account_status
+from trading_gateway.server.live.service import LiveService, LiveSettings
 
 FAST: dict[str, Any] = {
     "ws_reconnect_initial_s": 0.02,
@@ -168,6 +171,27 @@ async def test_one_logins_socket_down_does_not_stall_the_others() -> None:
             async with asyncio.timeout(5):
                 await sub.wait_for(has_orders(login, placed))
         assert not logins.live(down).healthy
+        assert sub.error is None
+        await sub.close()
+
+
+async def test_a_login_not_ready_yet_joins_later_without_holding_back_the_others() -> None:
+    async with running_logins(users=2, **FAST) as logins:
+        late = LiveService(LiveSettings(), status_of=account_status, login="late")
+        logins.sources["late"] = late  # its sync socket has not delivered a snapshot yet
+        sub = Subscriber(logins.stub, every_account())
+        await sub.wait_for(lambda s: len(completes(s)) == 2)
+        for login in logins.names:
+            await sub.wait_for(has_orders(login, set(place(logins, login))))
+        assert "late" not in completes(sub)
+        # Now its state arrives: its own snapshot follows, then its deltas.
+        late.handle(snapshot(accounts=[account(900_001)]))
+        await sub.wait_for(lambda s: "late" in completes(s))
+        late.handle(change("order", order(77, 900_001)))
+        await sub.wait_for(has_orders("late", {77}))
+        done = completes(sub)["late"]
+        assert done.epoch == late.hub.epoch
+        assert_chained(of_login(sub.messages, "late"), done.snapshot_complete.sequence)
         assert sub.error is None
         await sub.close()
 
