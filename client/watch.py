@@ -93,8 +93,12 @@ class WatchStats:
         return (
             f"{self.delivered} deltas delivered, {self.merged} merged by the server, "
             f"{self.gaps} gaps, {self.duplicates} repeats dropped, {self.resyncs} resyncs, "
-            f"{self.reconnects} reconnects"
+            f"{self.reconnects} reconnects" + self._gaps_by_login()
         )
+
+    def _gaps_by_login(self) -> str:
+        named = [f"{login} {n}" for login, n in self.gaps_by_login.items() if login]
+        return f" (gaps by login: {', '.join(named)})" if named else ""
 
 
 class StreamGapError(Exception):
