@@ -25,7 +25,10 @@ from trading_gateway.server.api.health import SERVICE_CACHE, HealthMonitor
 from trading_gateway.server.api.server import build_server
 from trading_gateway.server.api.servicer import DeadlinePolicy, TradingServicer
 from trading_gateway.server.api.status import account_status
-from trading_gateway.server.api.stream_handler import LiveStreamHandler
+from trading_gateway.server.api.stream_across import (
+    AcrossLoginsStreamHandler,
+    one_login_resolver,
+)
 from trading_gateway.server.auth.keys import load_keyring
 from trading_gateway.server.broker import AuthError, BrokerError, CaptchaRequired, TradovateClient
 from trading_gateway.server.cache import Cache, CacheWatch, RedisCache, build_cache
@@ -148,9 +151,7 @@ class Gateway:
                 margin=s.deadline_margin_ms / 1000,
             ),
             metrics=self.metrics,
-            streams=(
-                LiveStreamHandler(self.live.streams, self.live.resolver) if self.live else None
-            ),
+            streams=self._stream_handler(self.live),
         )
         self.auth = self._build_auth()
         self.access_log = AccessLog() if s.access_log else None
@@ -162,6 +163,16 @@ class Gateway:
         self._login_task: asyncio.Task[None] | None = None
         self._serving = False
         self._stopped = False
+
+    def _stream_handler(self, live: LiveSubsystem | None) -> AcrossLoginsStreamHandler | None:
+        """StreamUpdates over the gateway's logins (one: the TRADOVATE_* shorthand's)."""
+        if live is None:
+            return None
+        return AcrossLoginsStreamHandler(
+            one_login_resolver(DEFAULT_LOGIN, live.resolver),
+            lambda: {DEFAULT_LOGIN: live},
+            status_of=account_status,
+        )
 
     def _build_auth(self) -> ApiKeyAuth | None:
         """API keys from the settings (KeyFileError when they are invalid); None: auth off."""

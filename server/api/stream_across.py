@@ -21,7 +21,7 @@ from typing import Any, cast
 import grpc
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from trading_gateway.server.api.stream_handler import Context
+from trading_gateway.server.api.stream_handler import AccountResolver, Context
 from trading_gateway.server.auth.principal import current_scope
 from trading_gateway.server.convert import StatusOf
 from trading_gateway.server.deadline import Deadline
@@ -48,6 +48,16 @@ LoginResolver = Callable[[Sequence[str], Deadline], Awaitable[Sequence[LoginAcco
 """Selector entries to accounts across every login (unknown or ambiguous ones raise)."""
 
 Position = tuple[str, int]
+
+
+def one_login_resolver(login: str, resolver: AccountResolver) -> LoginResolver:
+    """A login's own resolver (server/live/resolve.py) as a resolver across logins, for
+    a deployment of that one login."""
+
+    async def resolve(entries: Sequence[str], deadline: Deadline) -> Sequence[LoginAccount]:
+        return [LoginAccount(login, a) for a in await resolver.resolve(entries, deadline)]
+
+    return resolve
 
 
 def asked_positions(request: pb.StreamUpdatesRequest, logins: Sequence[str]) -> dict[str, Position]:
