@@ -185,7 +185,9 @@ class AcrossLoginsStreamHandler:
         except StreamError as error:
             if part.login not in self._sources() and not isinstance(error, LoginRemoved):
                 error = LoginRemoved(part.login)
-            position = part.position
+            # Everything the session yielded was written: it raises only when resumed.
+            sent = session.resume_point_after(session.last_sequence)
+            position = (session.epoch, sent) if session.opened else part.asked
             positions: Mapping[str, Position] = {part.login: position} if position else {}
             raise with_positions(error, part.login, positions) from None
         finally:

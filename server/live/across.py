@@ -8,10 +8,10 @@ login whose live state is not ready yet is opened when it is, without holding ba
 others.
 
 Every login has at most one message in hand at a time: the next one is asked for only
-after the writer took the last. So a login's session ``resume_point`` always stands for
-exactly what was written, and when one login's part ends (slow consumer, drain, upstream
-lost, login removed) the error names the resume position of every login of the stream
-(``with_positions``).
+after the writer took the last, and each login's part notes the sequence of the last
+message the writer took (``LoginPart.written``). So when one login's part ends (slow
+consumer, drain, upstream lost, login removed) the error names the exact resume position
+of every login of the stream (``with_positions``), never past a message not written.
 
 Bounded: nothing is queued here, so a subscriber that cannot keep up fills the per-login
 hub queues and is ended by them, as on a single-login stream.
@@ -55,7 +55,9 @@ class LoginSession(Protocol):
     def opened(self) -> bool: ...
 
     @property
-    def resume_point(self) -> int: ...
+    def last_sequence(self) -> int: ...
+
+    def resume_point_after(self, sent: int) -> int: ...
 
     def subscriptions(self) -> list[pb.AccountSubscription]: ...
 
@@ -102,13 +104,16 @@ class LoginPart:
     asked: tuple[str, int] | None = None
     session: LoginSession | None = None
     messages: AsyncGenerator[bytes, None] | None = field(default=None, repr=False)
+    #: The session's sequence as of the last message the writer took, once it took the
+    #: SnapshotComplete (None before: the subscriber has nothing of this login yet).
+    written: int | None = None
 
     @property
     def position(self) -> tuple[str, int] | None:
         """Where this login's part resumes: what the subscriber has of it."""
         session = self.session
-        if session is not None and session.opened:
-            return (session.epoch, session.resume_point)
+        if session is not None and self.written is not None:
+            return (session.epoch, session.resume_point_after(self.written))
         return self.asked
 
 
@@ -217,13 +222,19 @@ class MergedStream:
                 if not done:
                     self._check_removed()
                     continue
-                for step in done:
+                # In the order the steps were asked for: the login served longest ago
+                # goes first, so a busy login cannot starve the others.
+                for step in [s for s in steps if s in done]:
                     part = steps.pop(step)
                     if step.cancelled() or step.exception() is not None:
                         raise self._ended(part, step)
+                    # The session stands at the yield of this message: note where.
+                    session = part.session
+                    assert session is not None
+                    handed = session.last_sequence if session.opened else None
                     yield step.result()
-                    # Only now is the next message asked for: the login's resume point
-                    # never passes a message the writer has not taken.
+                    part.written = handed
+                    # Only now is the next message asked for.
                     steps[self._step(part)] = part
         finally:
             for step in steps:

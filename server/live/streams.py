@@ -205,8 +205,8 @@ class StreamSession:
         self._told_healthy = streams.views.healthy
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
-        #: True once the opening messages (status, snapshot, SnapshotComplete) were taken
-        #: by the writer: from then on ``resume_point`` stands for what the subscriber has.
+        #: True from the last opening message (SnapshotComplete) on: once the writer took
+        #: it, ``resume_point`` stands for what the subscriber has.
         self.opened = False
         # Decide resume or snapshot now, in the same synchronous step as subscribe().
         resume_asked = request.resume_after_sequence > 0 or bool(request.resume_epoch)
@@ -309,9 +309,10 @@ class StreamSession:
         sub = self._sub
         try:
             opening, self._opening = self._opening, []
-            for message in opening:
+            last = len(opening) - 1
+            for n, message in enumerate(opening):
+                self.opened = n == last
                 yield message
-            self.opened = True
             self._schedule_heartbeat()
             previous = self.start_sequence
             while True:
@@ -337,18 +338,20 @@ class StreamSession:
                             else chained(delta.body, previous)
                         )
                         merge = merges.get(delta.sequence)
-                        yield body if merge is None else marked(body, merge)
+                        # Set before the yield: a message in hand counts as sent.
                         previous = self.last_sequence = delta.sequence
+                        yield body if merge is None else marked(body, merge)
                     continue
                 for delta in batch:
                     # The body already names the delta just before it; a filtered
                     # stream, which skipped some, appends its own previous.
-                    yield (
+                    body = (
                         delta.body
                         if delta.sequence == previous + 1
                         else chained(delta.body, previous)
                     )
                     previous = self.last_sequence = delta.sequence
+                    yield body
         finally:
             self.close()
 
@@ -385,7 +388,11 @@ class StreamSession:
         """The sequence to resume after: the last delta sent, or just below the earliest
         delta merged into one that the stream ended before sending (in its queue, or in
         the batch in hand), since resuming must not pass a delta that was never sent."""
-        sent = self.last_sequence
+        return self.resume_point_after(self.last_sequence)
+
+    def resume_point_after(self, sent: int) -> int:
+        """``resume_point`` for a writer that took the deltas up to ``sent`` only (a
+        stream over several logins may hold this login's last message unwritten)."""
         floors = [m.first for seq, m in self._sub.merges_in_hand.items() if seq > sent]
         if self._sub.unsent_floor is not None:
             floors.append(self._sub.unsent_floor)

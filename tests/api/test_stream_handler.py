@@ -20,6 +20,10 @@ class _Session:
     epoch = "e"
     opened = False
     resume_point = 0
+    last_sequence = 0
+
+    def resume_point_after(self, sent: int) -> int:
+        return sent
 
     def subscriptions(self) -> list[pb.AccountSubscription]:
         return []
