@@ -12,7 +12,7 @@ by the servicer through server/api/status.py.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any, Protocol, cast
 
 import grpc
@@ -55,9 +55,14 @@ class StreamSession(Protocol):
 
     def resume_point_after(self, sent: int) -> int: ...
 
+    @property
+    def ready(self) -> bool: ...
+
+    def on_wake(self, callback: Callable[[], None]) -> None: ...
+
     def subscriptions(self) -> list[pb.AccountSubscription]: ...
 
-    def messages(self) -> AsyncIterator[bytes]: ...
+    def messages(self) -> AsyncGenerator[bytes, None]: ...
 
     def close(self) -> None: ...
 

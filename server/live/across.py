@@ -7,11 +7,13 @@ snapshot, SnapshotComplete, deltas and heartbeats as soon as that login yields t
 login whose live state is not ready yet is opened when it is, without holding back the
 others.
 
-Every login has at most one message in hand at a time: the next one is asked for only
-after the writer took the last, and each login's part notes the sequence of the last
-message the writer took (``LoginPart.written``). So when one login's part ends (slow
-consumer, drain, upstream lost, login removed) the error names the exact resume position
-of every login of the stream (``with_positions``), never past a message not written.
+One loop serves the logins round robin, stepping only a session that is ``ready`` (its
+next message needs no wait: no task and no task switch per message); when none is, it
+waits for any session's wake-up (``on_wake``). A session is stepped only when its message
+is about to be written, and each login's part notes the sequence of the last message the
+writer took (``LoginPart.written``). So when one login's part ends (slow consumer, drain,
+upstream lost, login removed) the error names the exact resume position of every login
+of the stream (``with_positions``), never past a message not written.
 
 Bounded: nothing is queued here, so a subscriber that cannot keep up fills the per-login
 hub queues and is ended by them, as on a single-login stream.
@@ -23,7 +25,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
+from collections import deque
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -57,11 +60,16 @@ class LoginSession(Protocol):
     @property
     def last_sequence(self) -> int: ...
 
+    @property
+    def ready(self) -> bool: ...
+
+    def on_wake(self, callback: Callable[[], None]) -> None: ...
+
     def resume_point_after(self, sent: int) -> int: ...
 
     def subscriptions(self) -> list[pb.AccountSubscription]: ...
 
-    def messages(self) -> AsyncIterator[bytes]: ...
+    def messages(self) -> AsyncGenerator[bytes, None]: ...
 
     def close(self) -> None: ...
 
@@ -107,6 +115,8 @@ class LoginPart:
     #: The session's sequence as of the last message the writer took, once it took the
     #: SnapshotComplete (None before: the subscriber has nothing of this login yet).
     written: int | None = None
+    #: Why this login's part could not open (it was removed while not ready yet).
+    failure: StreamError | None = None
 
     @property
     def position(self) -> tuple[str, int] | None:
@@ -134,6 +144,7 @@ class MergedStream:
         self._status_of = status_of
         self._follow = follow_new_accounts
         self._check_interval = check_interval
+        self._waker: asyncio.Future[None] | None = None
         self._closed = False
 
     def open(self) -> None:
@@ -191,64 +202,89 @@ class MergedStream:
         update.server_time.FromNanoseconds(time.time_ns())
         return update.SerializeToString()
 
-    async def _part_messages(self, part: LoginPart) -> AsyncGenerator[bytes, None]:
-        if part.session is None:
-            part.session = await self._when_ready(part)
-        async for message in part.session.messages():
-            yield message
-
-    async def _when_ready(self, part: LoginPart) -> LoginSession:
-        while True:
-            source = self._sources().get(part.login)
-            if source is None:
-                raise LoginRemoved(part.login)
-            with contextlib.suppress(LiveNotReady):
-                return self._open(source, part)
-            await source.wait_synced(Deadline.after(self._check_interval))
-
-    async def messages(self) -> AsyncIterator[bytes]:
+    # ------------------------------------------------------------------ running
+    async def messages(self) -> AsyncGenerator[bytes, None]:
         """The SubscriptionStatus, then every login's messages as they come. Ends by
         raising a StreamError naming every login's resume position."""
-        steps: dict[asyncio.Future[bytes], LoginPart] = {}
+        waiting: list[asyncio.Task[None]] = []
         try:
             yield self._status_message()
             for part in self._parts:
-                part.messages = self._part_messages(part)
-                steps[self._step(part)] = part
-            while steps:
-                done, _ = await asyncio.wait(
-                    steps, timeout=self._check_interval, return_when=asyncio.FIRST_COMPLETED
-                )
-                if not done:
-                    self._check_removed()
-                    continue
-                # In the order the steps were asked for: the login served longest ago
-                # goes first, so a busy login cannot starve the others.
-                for step in [s for s in steps if s in done]:
-                    part = steps.pop(step)
-                    if step.cancelled() or step.exception() is not None:
-                        raise self._ended(part, step)
+                if part.session is not None:
+                    self._start(part, part.session)
+                else:
+                    waiting.append(asyncio.create_task(self._open_when_ready(part)))
+            turn = deque(self._parts)
+            while True:
+                served = False
+                # Round robin: one message per ready login per pass, so a busy login
+                # cannot starve the others.
+                for _ in range(len(turn)):
+                    part = turn[0]
+                    turn.rotate(-1)
+                    if part.failure is not None:
+                        raise self._ended(part, part.failure)
+                    session, messages = part.session, part.messages
+                    if session is None or messages is None or not session.ready:
+                        continue
+                    try:
+                        message = await anext(messages)  # ready: it does not wait
+                    except StreamError as error:
+                        raise self._ended(part, error) from None
                     # The session stands at the yield of this message: note where.
-                    session = part.session
-                    assert session is not None
                     handed = session.last_sequence if session.opened else None
-                    yield step.result()
+                    yield message
                     part.written = handed
-                    # Only now is the next message asked for.
-                    steps[self._step(part)] = part
+                    served = True
+                if not served:
+                    await self._idle()
         finally:
-            for step in steps:
-                step.cancel()
-            if steps:
-                await asyncio.gather(*steps, return_exceptions=True)
+            for task in waiting:
+                task.cancel()
+            if waiting:
+                await asyncio.gather(*waiting, return_exceptions=True)
             for part in self._parts:
                 if part.messages is not None:
                     await part.messages.aclose()
             self.close()
 
-    def _step(self, part: LoginPart) -> asyncio.Future[bytes]:
-        assert part.messages is not None
-        return asyncio.ensure_future(anext(part.messages))
+    def _start(self, part: LoginPart, session: LoginSession) -> None:
+        part.session = session
+        part.messages = session.messages()
+        session.on_wake(self._wake)
+
+    async def _open_when_ready(self, part: LoginPart) -> None:
+        """Open a login that was not ready when the stream opened, once it is."""
+        try:
+            while True:
+                source = self._sources().get(part.login)
+                if source is None:
+                    raise LoginRemoved(part.login)
+                try:
+                    self._start(part, self._open(source, part))
+                    break
+                except LiveNotReady:
+                    await source.wait_synced(Deadline.after(self._check_interval))
+        except StreamError as error:
+            part.failure = error
+        self._wake()
+
+    def _wake(self) -> None:
+        waker = self._waker
+        if waker is not None and not waker.done():
+            waker.set_result(None)
+
+    async def _idle(self) -> None:
+        """Until a session may be ready (or the check interval passes: then, a removed
+        login ends the stream)."""
+        self._waker = asyncio.get_running_loop().create_future()
+        try:
+            async with asyncio.timeout(self._check_interval):
+                await self._waker
+        except TimeoutError:
+            self._check_removed()
+        finally:
+            self._waker = None
 
     def _check_removed(self) -> None:
         sources = self._sources()
@@ -256,19 +292,11 @@ class MergedStream:
             if part.login not in sources:
                 raise self._with_positions(LoginRemoved(part.login), part.login)
 
-    def _ended(self, part: LoginPart, step: asyncio.Future[bytes]) -> BaseException:
-        if step.cancelled():
-            return asyncio.CancelledError()
-        error = step.exception()
-        assert error is not None
-        if isinstance(error, StopAsyncIteration):
-            error = LiveNotReady(f"login {part.login}'s stream ended")
-        if isinstance(error, StreamError):
-            if part.login not in self._sources() and not isinstance(error, LoginRemoved):
-                # A removed login's streams are drained: say why.
-                error = LoginRemoved(part.login)
-            return self._with_positions(error, part.login)
-        return error
+    def _ended(self, part: LoginPart, error: StreamError) -> StreamError:
+        if part.login not in self._sources() and not isinstance(error, LoginRemoved):
+            # A removed login's streams are drained: say why.
+            error = LoginRemoved(part.login)
+        return self._with_positions(error, part.login)
 
     def _with_positions(self, error: StreamError, login: str) -> StreamError:
         return with_positions(error, login, self.positions())

@@ -49,6 +49,7 @@ class Subscription:
         "ended",
         "kinds",
         "merges_in_hand",
+        "on_wake",
         "queue",
         "unsent_floor",
     )
@@ -73,6 +74,9 @@ class Subscription:
         #: Set when ``end`` dropped the backlog: the earliest sequence a dropped delta
         #: stood for through a merge (None: no merge was dropped). See ``ConflatingQueue.clear``.
         self.unsent_floor: int | None = None
+        #: Called on every wake-up (a delta queued, the end, a heartbeat due): a stream
+        #: over several logins waits for any of its sessions this way.
+        self.on_wake: Callable[[], None] | None = None
 
     def matches(self, delta: Delta) -> bool:
         return delta.kind in self.kinds and (
@@ -101,6 +105,8 @@ class Subscription:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        if self.on_wake is not None:
+            self.on_wake()
 
     async def wait(self) -> None:
         """Until a delta is queued, the stream is ended, or ``wake`` is called."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -208,6 +208,8 @@ class StreamSession:
         #: True from the last opening message (SnapshotComplete) on: once the writer took
         #: it, ``resume_point`` stands for what the subscriber has.
         self.opened = False
+        #: The last sequence of the batch in hand (see ``ready``).
+        self._batch_end = 0
         # Decide resume or snapshot now, in the same synchronous step as subscribe().
         resume_asked = request.resume_after_sequence > 0 or bool(request.resume_epoch)
         self.resumed = resume_asked and self._hub.replay(
@@ -304,7 +306,7 @@ class StreamSession:
         return None
 
     # ------------------------------------------------------------------ running
-    async def messages(self) -> AsyncIterator[bytes]:
+    async def messages(self) -> AsyncGenerator[bytes, None]:
         """The stream's serialized StreamUpdate messages, until the server ends it."""
         sub = self._sub
         try:
@@ -328,6 +330,7 @@ class StreamSession:
                 if not batch:
                     await sub.wait()
                     continue
+                self._batch_end = batch[-1].sequence
                 merges = sub.merges_in_hand
                 if merges:
                     # A stream that fell behind: mark what each delta stands for.
@@ -354,6 +357,25 @@ class StreamSession:
                     yield body
         finally:
             self.close()
+
+    @property
+    def ready(self) -> bool:
+        """True when the next step of ``messages()`` yields (or raises) without waiting:
+        an opening message, the rest of the batch in hand, a queued delta, a heartbeat
+        due, or the end. A stream over several logins steps only ready sessions."""
+        sub = self._sub
+        return (
+            not self.opened
+            or self.last_sequence < self._batch_end
+            or len(sub.queue) > 0
+            or sub.ended is not None
+            or self._heartbeat_due
+            or self._views.healthy != self._told_healthy
+        )
+
+    def on_wake(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` whenever this session may have become ``ready``."""
+        self._sub.on_wake = callback
 
     def _schedule_heartbeat(self) -> None:
         if not self._closed:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any, cast
 
 import pytest
@@ -22,8 +22,13 @@ class _Session:
     resume_point = 0
     last_sequence = 0
 
+    ready = True
+
     def resume_point_after(self, sent: int) -> int:
         return sent
+
+    def on_wake(self, callback: Callable[[], None]) -> None:
+        pass
 
     def subscriptions(self) -> list[pb.AccountSubscription]:
         return []
@@ -31,7 +36,7 @@ class _Session:
     def close(self) -> None:
         pass
 
-    async def messages(self) -> AsyncIterator[bytes]:
+    async def messages(self) -> AsyncGenerator[bytes, None]:
         yield b"x"
 
 

@@ -1,6 +1,6 @@
 """MergedStream (server/live/across.py) driven by hand over two logins' live services:
 when one login's part ends, every login's resume position is exactly what the writer
-took, never a message still in hand."""
+took, never a message it did not write."""
 
 from __future__ import annotations
 
@@ -71,13 +71,13 @@ async def test_when_one_login_is_too_slow_every_position_is_what_was_written() -
     b.handle(change("order", order(21, 2)))
     for n in range(10):
         a.handle(change("order", order(100 + n, 1)))
-    await asyncio.sleep(0.05)  # both logins' next steps are done, neither written yet
+    await asyncio.sleep(0.05)  # the writer is paused while both logins move on
     with pytest.raises(SlowConsumer) as raised:
         async with asyncio.timeout(5):
             while True:
                 seen.append(pb.StreamUpdate.FromString(await anext(messages)))
-    # a's end came first (the login served longest ago goes first): b's delta 21 stayed
-    # in hand, unwritten, and b's position must not count it.
+    # a's end comes first in the round robin: b's delta 21 was never written, and b's
+    # position must not count it.
     assert 21 not in {u.order.order.id for u in seen if u.HasField("order")}
     named = parse_positions(raised.value.metadata["resume_from"])
     assert raised.value.metadata["login"] == "a"
