@@ -15,7 +15,7 @@ stream does not cover are ignored (a removed login's, say).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, cast
 
 import grpc
@@ -168,6 +168,8 @@ class AcrossLoginsStreamHandler:
             if context.cancelled() or context.done():
                 return  # the caller is gone: there is nobody to tell why
             raise
+        finally:
+            await messages.aclose()  # the sessions close now, not when collected
 
     def _open_one(self, part: LoginPart, follow: bool) -> LoginSession:
         source = self._sources().get(part.login)
@@ -176,7 +178,9 @@ class AcrossLoginsStreamHandler:
         part.session = source.streams.open(part.request, part.accounts, follow_new_accounts=follow)
         return part.session
 
-    async def _one_login(self, part: LoginPart, session: LoginSession) -> AsyncIterator[bytes]:
+    async def _one_login(
+        self, part: LoginPart, session: LoginSession
+    ) -> AsyncGenerator[bytes, None]:
         """A stream over one login: that login's stream as it always was, with
         ``resume_from`` and ``login`` added to its end status."""
         try:
