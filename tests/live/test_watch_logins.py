@@ -5,6 +5,7 @@ one message on its way)."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,6 +16,7 @@ from tradovate_gateway.v1 import trading_pb2 as pb
 from tests.live.logins_stack import Logins, running_logins
 from tests.live.streaming import assert_chained, is_delta, until
 from tests.live.test_e2e_logins_streams import FAST, place
+from trading_gateway.client.cli import main as cli_main
 from trading_gateway.client.client import TradingClient
 from trading_gateway.client.watch import StreamGapError, Watch
 from trading_gateway.server.live.hub import EndReason
@@ -171,3 +173,21 @@ async def test_a_strict_watch_names_the_login_of_a_gap(logins_fast: Logins) -> N
 async def logins_fast() -> AsyncIterator[Logins]:
     async with running_logins(**FAST) as logins:
         yield logins
+
+
+async def test_cli_watch_over_three_logins_shows_each_logins_sequence(
+    logins_fast: Logins, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logins = logins_fast
+    code = await asyncio.to_thread(
+        cli_main, ["watch", "--address", logins.address, "--duration", "1", "--plain"]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    status = out.splitlines()[0]
+    assert status.startswith("3 logins ") and status.endswith("live")
+    for login in logins.names:
+        shown = re.search(rf"\b{re.escape(login)}@(\d+)\b", status)
+        assert shown is not None and 0 < int(shown[1]) <= logins.live(login).hub.sequence
+        for account in logins.accounts(login):
+            assert f"DEMO{account}" in out
