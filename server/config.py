@@ -55,11 +55,21 @@ class GatewaySettings(BaseSettings):
     tradovate_cid: str | None = _env("TRADOVATE_CID")
     tradovate_secret: SecretStr | None = _env("TRADOVATE_SECRET")
     tradovate_device_id: str | None = _env("TRADOVATE_DEVICE_ID")
+    # Many logins: a TOML file of [[login]] entries (server/logins/load.py, README, Many
+    # logins). Unset: the one login the TRADOVATE_* variables above describe.
+    logins_file: str | None = None
     # Seconds allowed for one upstream HTTP call when the caller gives no deadline.
     upstream_timeout_s: float = Field(default=10.0, gt=0)
     # The broker client's own token bucket over every REST call (0 disables it).
     upstream_rate_per_second: float = Field(default=10.0, ge=0)
     upstream_rate_burst: int = Field(default=20, ge=1)
+    # One token bucket shared by every login's REST calls, for Tradovate's per-IP limit (0
+    # disables it). Unset: twice the per-login rate and burst (login.shared_ip_pacer), so
+    # one login alone never waits on it, whatever its own settings (0 there: none here
+    # either), and many logins behind one address stay within a bound (Tradovate
+    # publishes no per-IP figure: scale-out.md).
+    upstream_ip_rate_per_second: float | None = Field(default=None, ge=0)
+    upstream_ip_rate_burst: int | None = Field(default=None, ge=1)
     # After a 429 every upstream call stops this long (doubling per repeat, up to 1 h).
     upstream_rate_limited_backoff_s: float = Field(default=60.0, gt=0)
     # WebSocket reconnects: first back-off and ceiling. A connection that authorized and

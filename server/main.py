@@ -37,7 +37,12 @@ from trading_gateway.server.deadline import Deadline
 from trading_gateway.server.heap import freeze_long_lived
 from trading_gateway.server.live.components import build_live
 from trading_gateway.server.live_subsystem import LiveFactory, LiveSubsystem
-from trading_gateway.server.login import FatalStartupError, broker_settings, log_in_with_retries
+from trading_gateway.server.login import (
+    FatalStartupError,
+    broker_settings,
+    log_in_with_retries,
+    shared_ip_pacer,
+)
 from trading_gateway.server.logins.spec import DEFAULT_LOGIN
 from trading_gateway.server.observability.access_log import AccessLog
 from trading_gateway.server.observability.metrics import Metrics, MetricsServer
@@ -107,9 +112,12 @@ class Gateway:
             if self.cache.backend == "redis"
             else None
         )
+        self.ip_pacer = shared_ip_pacer(s)
+        self.metrics.watch_ip_budget(self.ip_pacer.stats)
         self.broker = TradovateClient(
             broker_settings(s),
             request_hook=self.tracing.http if self.tracing is not None else None,
+            ip_pacer=self.ip_pacer,
         )
         self.metrics.watch_upstream(self.broker.stats)
         self.live: LiveSubsystem | None = (
@@ -181,6 +189,9 @@ class Gateway:
         if not keys:
             return None
         logger.info("API keys required: %d keys configured (%s)", len(keys), ", ".join(keys.names))
+        # The one login the TRADOVATE_* variables configure.
+        for warning in keys.unknown_logins([DEFAULT_LOGIN]):
+            logger.warning("%s", warning)
         return build_auth(
             keys,
             exempt_health_reflection=s.auth_exempt_health_reflection,

@@ -10,7 +10,7 @@ Service names and what they mean:
   once with RESOURCE_EXHAUSTED and the seconds left, and another gateway on the same
   login and network would meet the same circuit, so taking this one out of rotation
   helps nobody. The standard health answer has no room for a reason: the reason and
-  the time left are in ``tg_upstream_circuit_seconds{reason}`` and the log.
+  the time left are in ``tg_upstream_circuit_seconds{login,reason}`` and the log.
 - ``tradovate_gateway.cache``: the TTL cache. NOT_SERVING here alone means "degraded":
   reads still succeed, straight from upstream. Redis is PINGed every few seconds
   (server/cache/watch.py), so this turns within seconds even when no read touches it;

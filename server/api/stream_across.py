@@ -22,7 +22,7 @@ import grpc
 from tradovate_gateway.v1 import trading_pb2 as pb
 
 from trading_gateway.server.api.stream_handler import AccountResolver, Context
-from trading_gateway.server.auth.principal import current_scope
+from trading_gateway.server.auth.scoping import follows_new_accounts
 from trading_gateway.server.convert import StatusOf
 from trading_gateway.server.deadline import Deadline
 from trading_gateway.server.errors import InvalidRequest
@@ -124,27 +124,33 @@ class AcrossLoginsStreamHandler:
         left = context.time_remaining()
         budget = self._resolve_timeout if left is None else min(left, self._resolve_timeout)
         selected = await self._resolve(entries, Deadline.after(budget))
-        # As on one login: only an unscoped or all-accounts caller follows new accounts.
-        scope = current_scope()
-        follow = not entries and (scope is None or scope.everything)
         by_login: dict[str, list[StreamAccount]] = {}
         for account in selected:
             by_login.setdefault(account.login, []).append(StreamAccount(account.id, account.name))
-        if follow:
-            for login in self._sources():
-                by_login.setdefault(login, [])
+        # "All accounts" follows the accounts a login gains later only where every one of
+        # them is in the key's scope (server/auth/scoping.py); elsewhere the scope as
+        # resolved now.
+        follows = {
+            login for login in self._sources() if not entries and follows_new_accounts(login)
+        }
+        for login in follows:
+            by_login.setdefault(login, [])
         if not by_login:
             raise LiveNotReady("no login is configured: there is nothing to stream")
         logins = list(by_login)
         asked = asked_positions(request, logins)
         parts = [
-            LoginPart(login, by_login[login], login_request(request, asked.get(login)))
+            LoginPart(
+                login,
+                by_login[login],
+                login_request(request, asked.get(login)),
+                asked=asked.get(login),
+                follow=login in follows,
+            )
             for login in logins
         ]
-        for part in parts:
-            part.asked = asked.get(part.login)
         if len(parts) == 1:
-            session = self._open_one(parts[0], follow)
+            session = self._open_one(parts[0])
             context.add_done_callback(cast(Any, lambda _context: session.close()))
             messages = self._one_login(parts[0], session)
         else:
@@ -152,7 +158,6 @@ class AcrossLoginsStreamHandler:
                 parts,
                 self._sources,
                 status_of=self._status_of,
-                follow_new_accounts=follow,
                 check_interval=self._check_interval,
             )
             merged.open()
@@ -171,11 +176,13 @@ class AcrossLoginsStreamHandler:
         finally:
             await messages.aclose()  # the sessions close now, not when collected
 
-    def _open_one(self, part: LoginPart, follow: bool) -> LoginSession:
+    def _open_one(self, part: LoginPart) -> LoginSession:
         source = self._sources().get(part.login)
         if source is None:
             raise LoginRemoved(part.login)
-        part.session = source.streams.open(part.request, part.accounts, follow_new_accounts=follow)
+        part.session = source.streams.open(
+            part.request, part.accounts, follow_new_accounts=part.follow
+        )
         return part.session
 
     async def _one_login(

@@ -110,6 +110,9 @@ class LoginPart:
     request: pb.StreamUpdatesRequest
     #: The resume position the caller asked for (epoch, sequence); None: fresh.
     asked: tuple[str, int] | None = None
+    #: Also stream the accounts this login gains later (an all-accounts stream whose
+    #: key covers the whole login).
+    follow: bool = False
     session: LoginSession | None = None
     messages: AsyncGenerator[bytes, None] | None = field(default=None, repr=False)
     #: The session's sequence as of the last message the writer took, once it took the
@@ -136,13 +139,11 @@ class MergedStream:
         sources: LoginSources,
         *,
         status_of: StatusOf,
-        follow_new_accounts: bool = False,
         check_interval: float = CHECK_INTERVAL,
     ) -> None:
         self._parts = list(parts)
         self._sources = sources
         self._status_of = status_of
-        self._follow = follow_new_accounts
         self._check_interval = check_interval
         self._waker: asyncio.Future[None] | None = None
         self._closed = False
@@ -165,7 +166,7 @@ class MergedStream:
 
     def _open(self, source: LoginStreamSource, part: LoginPart) -> LoginSession:
         return source.streams.open(
-            part.request, part.accounts, follow_new_accounts=self._follow, announce=False
+            part.request, part.accounts, follow_new_accounts=part.follow, announce=False
         )
 
     def positions(self) -> dict[str, tuple[str, int]]:

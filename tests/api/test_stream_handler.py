@@ -125,11 +125,16 @@ async def _follows(principal: Principal | None, entries: list[str]) -> bool:
         (None, [], True),
         (Principal("ops-all", Scope.all()), [], True),
         (Principal("risk", Scope.of(["DEMO1"])), [], False),
+        (Principal("desk", Scope.of([], logins=["default"])), [], True),
+        (Principal("desk", Scope.of(["DEMO1"], logins=["default"])), [], True),
+        (Principal("other", Scope.of([], logins=["other"])), [], False),
+        (Principal("risk", Scope.of(["default/DEMO1"])), [], False),
+        (Principal("desk", Scope.of([], logins=["default"])), ["1"], False),
         (Principal("ops-all", Scope.all()), ["1"], False),
         (None, ["1"], False),
     ],
 )
-async def test_only_unscoped_or_all_accounts_streams_follow_new_accounts(
+async def test_only_streams_whose_key_covers_the_login_follow_new_accounts(
     principal: Principal | None, entries: list[str], expected: bool
 ) -> None:
     assert await _follows(principal, entries) is expected
