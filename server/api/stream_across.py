@@ -22,7 +22,7 @@ import grpc
 from tradovate_gateway.v1 import trading_pb2 as pb
 
 from trading_gateway.server.api.stream_handler import AccountResolver, Context
-from trading_gateway.server.auth.scoping import follows_new_accounts
+from trading_gateway.server.auth.scoping import follows_new_accounts, visible_logins
 from trading_gateway.server.convert import StatusOf
 from trading_gateway.server.deadline import Deadline
 from trading_gateway.server.errors import InvalidRequest
@@ -136,7 +136,14 @@ class AcrossLoginsStreamHandler:
         for login in follows:
             by_login.setdefault(login, [])
         if not by_login:
-            raise LiveNotReady("no login is configured: there is nothing to stream")
+            # Nothing selected (a key whose scope holds no account here): an empty
+            # stream, over a login the key may hear about so that heartbeats flow, or over
+            # none at all (its SubscriptionStatus, then nothing).
+            sources = self._sources()
+            if not sources:
+                raise LiveNotReady("no login is configured: there is nothing to stream")
+            for login in visible_logins(sources)[:1]:
+                by_login[login] = []
         logins = list(by_login)
         asked = asked_positions(request, logins)
         parts = [
