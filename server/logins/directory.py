@@ -116,6 +116,8 @@ async def _selected(logins: Logins, entries: Sequence[str], deadline: Deadline) 
     parsed = parse_login_selector(entries, _limit(logins))
     unknown = [e.text for e in parsed if e.login is not None and e.login not in logins]
     if unknown:
+        # Scope first: a key learns no login's name it could not see (PERMISSION_DENIED).
+        check_selection([(text, None) for text in unknown])
         raise LoginsNotFound(unknown, list(logins))
     wanted: dict[str, list[Ref]] = {}
     for entry in parsed:

@@ -83,7 +83,8 @@ async def test_a_changed_login_is_replaced_and_a_removed_logins_stream_ends() ->
                 while await call.read() is not grpc.aio.EOF:
                     pass
         assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
-        assert "resume_after_sequence" in (ended.value.details() or "")
+        assert "LOGIN_REMOVED" in str(ended.value.trailing_metadata())
+        assert "resume_from=desk-1@" in (ended.value.details() or "")
         await wait_logins(gateway, ["desk-1"])
         reply = await stack.stub.GetPositions(
             pb.GetPositionsRequest(selector=selector(f"desk-1/{mine}")), timeout=5
