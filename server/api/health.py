@@ -17,6 +17,11 @@ Service names and what they mean:
   ``cache_changed`` publishes a change at once.
 - ``tradovate_gateway.live``: the user-sync socket (live state, streams). NOT_SERVING
   while it is down or turned off: reads fall back to the cache and upstream by themselves.
+- ``tradovate_gateway.process``: the process and its event loop answer. SERVING from the
+  moment the port is bound, before the login, through an upstream outage, an open
+  circuit or a Redis outage; NOT_SERVING only once shutdown begins. It is the liveness
+  target (a Kubernetes ``grpc:`` liveness probe): restarting a gateway that waits for
+  Tradovate cannot help and costs a login, so nothing upstream may turn it.
 
 An outage is suspected after ``failure_threshold`` consecutive upstream failures of an
 outage kind (unreachable, timeout, bad answers, lost login) and confirmed by a probe
@@ -46,12 +51,14 @@ SERVICE_TRADING: Final = "tradovate_gateway.v1.TradingService"
 SERVICE_UPSTREAM: Final = "tradovate_gateway.upstream"
 SERVICE_CACHE: Final = "tradovate_gateway.cache"
 SERVICE_LIVE: Final = "tradovate_gateway.live"
+SERVICE_PROCESS: Final = "tradovate_gateway.process"
 ALL_SERVICES: Final = (
     SERVICE_OVERALL,
     SERVICE_TRADING,
     SERVICE_UPSTREAM,
     SERVICE_CACHE,
     SERVICE_LIVE,
+    SERVICE_PROCESS,
 )
 
 SERVING: Final = health_pb2.HealthCheckResponse.SERVING
@@ -210,6 +217,7 @@ class HealthMonitor:
             SERVICE_UPSTREAM: SERVING if callable_now else NOT_SERVING,
             SERVICE_CACHE: SERVING if self.cache_up else NOT_SERVING,
             SERVICE_LIVE: SERVING if self._live_healthy and self._live_healthy() else NOT_SERVING,
+            SERVICE_PROCESS: SERVING,  # answering at all is the whole test (liveness)
         }
         for service, status in wanted.items():
             if self._published.get(service) != status:
