@@ -225,6 +225,8 @@ def test_the_pod_passes_the_gateways_start_up_checks(
     assert {login.entry.password_from.kind for login in logins} == {"env", "file"}
     assert all(login.spec.password for login in logins)
     assert settings.api_keys_file and settings.redis_url
+    # The kubelet's grpc probes send no API key: health must stay exempt from auth.
+    assert settings.auth_exempt_health_reflection is True
     assert settings.grace_s == 10
 
 
