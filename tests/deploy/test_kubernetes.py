@@ -149,6 +149,15 @@ def test_termination_grace_covers_the_pre_stop_and_the_drain() -> None:
     )
 
 
+def test_liveness_does_not_cut_a_drain_short() -> None:
+    """tradovate_gateway.process turns NOT_SERVING when SIGTERM starts the drain; the
+    liveness probe must not fail the container before the drain has had its time."""
+    pod = gateway()["spec"]["template"]["spec"]
+    liveness = container(gateway())["livenessProbe"]
+    tolerated = liveness["periodSeconds"] * liveness["failureThreshold"]
+    assert tolerated >= pod["terminationGracePeriodSeconds"]
+
+
 def test_runs_as_non_root_on_a_read_only_root() -> None:
     for deployment in (r for r in resources() if r["kind"] == "Deployment"):
         pod = deployment["spec"]["template"]["spec"]
