@@ -58,7 +58,8 @@ EXPOSE 50051 9464
 # Before the login and during an upstream outage health says NOT_SERVING: that is not
 # ready (route no traffic), but restarting would not help and costs a login. Readiness is
 # the health status itself (`python -m trading_gateway.client.healthcheck` without --live, or a gRPC
-# readiness probe on tradovate_gateway.v1.TradingService; deploy/kubernetes.md).
+# readiness probe on tradovate_gateway.v1.TradingService; deploy/kubernetes.md). A gRPC
+# liveness probe asks tradovate_gateway.process, SERVING whenever the process answers.
 # With TLS on, give the probe the same files: --tls-ca (and --tls-cert/--tls-key for mTLS).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-m", "trading_gateway.client.healthcheck", "127.0.0.1:50051", "--live", "--timeout", "3"]

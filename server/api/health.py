@@ -21,6 +21,11 @@ Service names and what they mean:
   in and Tradovate answers it. With several logins each login has its own monitor, and
   server/logins/health.py publishes the services above over all of them (SERVING while at
   least one login is; with one login, exactly that login's values).
+- ``tradovate_gateway.process``: the process and its event loop answer. SERVING from the
+  moment the port is bound, before the login, through an upstream outage, an open
+  circuit or a Redis outage; NOT_SERVING only once shutdown begins. It is the liveness
+  target (a Kubernetes ``grpc:`` liveness probe): restarting a gateway that waits for
+  Tradovate cannot help and costs a login, so nothing upstream may turn it.
 
 An outage is suspected after ``failure_threshold`` consecutive upstream failures of an
 outage kind (unreachable, timeout, bad answers, lost login) and confirmed by a probe
@@ -50,12 +55,14 @@ SERVICE_TRADING: Final = "tradovate_gateway.v1.TradingService"
 SERVICE_UPSTREAM: Final = "tradovate_gateway.upstream"
 SERVICE_CACHE: Final = "tradovate_gateway.cache"
 SERVICE_LIVE: Final = "tradovate_gateway.live"
+SERVICE_PROCESS: Final = "tradovate_gateway.process"
 ALL_SERVICES: Final = (
     SERVICE_OVERALL,
     SERVICE_TRADING,
     SERVICE_UPSTREAM,
     SERVICE_CACHE,
     SERVICE_LIVE,
+    SERVICE_PROCESS,
 )
 
 SERVING: Final = health_pb2.HealthCheckResponse.SERVING
@@ -248,6 +255,7 @@ class HealthMonitor:
             SERVICE_UPSTREAM: SERVING if callable_now else NOT_SERVING,
             SERVICE_CACHE: SERVING if self.cache_up else NOT_SERVING,
             SERVICE_LIVE: SERVING if self._live_healthy and self._live_healthy() else NOT_SERVING,
+            SERVICE_PROCESS: SERVING,  # answering at all is the whole test (liveness)
         }
         if self._login_service is not None:
             wanted[self._login_service] = wanted[SERVICE_OVERALL]

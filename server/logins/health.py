@@ -20,6 +20,7 @@ from trading_gateway.server.api.health import (
     SERVICE_CACHE,
     SERVICE_LIVE,
     SERVICE_OVERALL,
+    SERVICE_PROCESS,
     SERVICE_TRADING,
     SERVICE_UPSTREAM,
     SERVING,
@@ -77,6 +78,7 @@ class DeploymentHealth:
             SERVICE_UPSTREAM: any(m.callable_now for m in monitors),
             SERVICE_CACHE: self._cache_healthy(),
             SERVICE_LIVE: any(m.live_up for m in monitors),
+            SERVICE_PROCESS: True,  # answering at all is the whole test (liveness)
         }
         for service, up in wanted.items():
             await self._set(service, up)

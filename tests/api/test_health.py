@@ -24,6 +24,7 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 TRADING = "tradovate_gateway.v1.TradingService"
 UPSTREAM = "tradovate_gateway.upstream"
 CACHE = "tradovate_gateway.cache"
+PROCESS = "tradovate_gateway.process"
 
 
 async def _status(channel: grpc.aio.Channel, service: str) -> int:
@@ -54,6 +55,42 @@ async def test_not_serving_until_logged_in_then_serving() -> None:
                 assert await _status(channel, service) == SERVING
             reply = await stub.GetPositions(pb.GetPositionsRequest(), timeout=5)
             assert len(reply.accounts) == 2
+
+
+async def test_process_serves_before_login_through_an_outage_until_shutdown() -> None:
+    """The liveness target: only shutdown turns it, never the login or Tradovate."""
+    async with Simulator(SimConfig(accounts=1, seed=7)).running() as sim:
+        sim.control.set_timeout(endpoint="auth/accesstokenrequest")
+        settings = settings_for(sim, live_enabled=False, upstream_timeout_s=1.0)
+        async with (
+            running_gateway(settings, ready=False) as gateway,
+            grpc.aio.insecure_channel(gateway.address) as channel,
+        ):
+            assert await _status(channel, "") == NOT_SERVING
+            assert await _status(channel, PROCESS) == SERVING
+
+            sim.control.clear_faults()
+            await gateway.wait_ready(15)
+            sim.control.set_error_rate(1.0, status=503)
+            stub = pb_grpc.TradingServiceStub(channel)
+            for _ in range(3):  # failures trigger a probe, which confirms the outage
+                await stub.GetBalances(
+                    pb.GetBalancesRequest(read_policy=pb.READ_POLICY_UPSTREAM), timeout=5
+                )
+
+            async def outage() -> bool:
+                return bool(await _status(channel, "") == NOT_SERVING)
+
+            await eventually(outage, within=10)
+            assert await _status(channel, PROCESS) == SERVING
+
+            health = health_pb2_grpc.HealthStub(channel)
+            watch = health.Watch(health_pb2.HealthCheckRequest(service=PROCESS), timeout=10)
+            assert (await watch.read()).status == SERVING
+            stopping = asyncio.ensure_future(gateway.stop(grace=1))
+            assert (await watch.read()).status == NOT_SERVING
+            watch.cancel()
+            await stopping
 
 
 async def test_bad_credentials_are_fatal_and_say_which_setting() -> None:
