@@ -136,7 +136,7 @@ class TokenManager:
         self._listeners: list[Callable[[Token], None]] = []
         self.logins = 0
         self.renewals = 0
-        #: Tokens taken from the source (follower only).
+        #: Tokens taken from the source (a follower) or reused at start (a holder).
         self.adoptions = 0
 
     @property
@@ -152,11 +152,21 @@ class TokenManager:
         """Called (synchronously) with each new token after a renewal or a login."""
         self._listeners.append(listener)
 
-    async def start(self, deadline: Deadline) -> Token:
+    async def start(self, deadline: Deadline, *, reuse: SharedToken | None = None) -> Token:
+        """Log in, or (a follower) read the source; start renewing (not a follower).
+
+        ``reuse``: a token of this user's session another process obtained (a new holder
+        taking a login over): used and renewed instead of logging in, if it has more than
+        ``RENEW_GUARD`` seconds left. Followers ignore it and read their source.
+        """
         if self._source is not None:
             if self._token is None or not self._token.alive():
                 return await self._shared(self._adopt, deadline)
             return self._token
+        if self._token is None and reuse is not None and reuse.left() > RENEW_GUARD:
+            self.adoptions += 1
+            logger.info("reusing the session of user %s: no new login", reuse.user_id)
+            self._set(self._from_shared(reuse))
         if self._token is None:
             await self._shared(self._do_login, deadline)
         if self._renewal is None or self._renewal.done():

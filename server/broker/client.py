@@ -41,7 +41,7 @@ from trading_gateway.server.broker.schemas import (
 from trading_gateway.server.broker.settings import BrokerSettings
 from trading_gateway.server.broker.stats import SocketStats, UpstreamStats
 from trading_gateway.server.broker.sync import UserSync
-from trading_gateway.server.broker.token_source import TokenSource
+from trading_gateway.server.broker.token_source import SharedToken, TokenSource
 from trading_gateway.server.deadline import Deadline
 
 logger = logging.getLogger(__name__)
@@ -132,9 +132,13 @@ class TradovateClient:
     ) -> None:
         await self.aclose()
 
-    async def start(self, *, deadline: Deadline | None = None) -> None:
+    async def start(
+        self, *, deadline: Deadline | None = None, reuse: SharedToken | None = None
+    ) -> None:
         """Log in (once) and start renewing the token; a follower reads the shared token.
 
+        ``reuse``: a live token of this user's session that another process obtained (a
+        new holder taking over a login): renewed instead of logging in, so no new session.
         May be retried after a failure.
         """
         async with self._start_lock:
@@ -144,7 +148,7 @@ class TradovateClient:
                 self._parts = _Parts(
                     self.settings, self._request_hook, self.ip_pacer, self._token_source
                 )
-            await self._parts.auth.start(self._deadline(deadline))
+            await self._parts.auth.start(self._deadline(deadline), reuse=reuse)
 
     async def aclose(self) -> None:
         """Close both sockets, the renewal task, the catalog and the HTTP session."""

@@ -1,8 +1,10 @@
 """The shared Tradovate token in Redis: written by a login's holder, read by every replica.
 
-One hash per login at ``{prefix}login:{name}:token`` with two fields: ``sealed`` (the
-token, its login and the writer's fencing epoch, sealed by token_seal.py) and ``epoch``
-(the same epoch in the clear, for the write check below).
+One hash per login at ``{prefix}login:{<name>}:token`` (the prefix is ``tg:<deployment>:``;
+the braces are a Redis Cluster hash tag, so the key sits in the same slot as the login's
+lease and delta stream, lease.py) with two fields: ``sealed`` (the token, its login and the
+writer's fencing epoch, sealed by token_seal.py) and ``epoch`` (the same epoch in the
+clear, for the write check below).
 
 Guarantees:
 - ``write`` is one Lua script: it refuses a writer whose epoch is lower than the stored one
@@ -86,7 +88,7 @@ class TokenStore:
         self._clear = redis.register_script(_CLEAR)
 
     def key(self, login: str) -> str:
-        return f"{self._prefix}login:{login}:token"
+        return f"{self._prefix}login:{{{login}}}:token"
 
     async def write(self, login: str, token: SharedToken, epoch: int) -> bool:
         """Publish ``token`` for ``login`` as the holder with ``epoch``.

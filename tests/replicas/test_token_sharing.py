@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -18,7 +19,7 @@ from redis.asyncio import Redis
 from tests.broker.conftest import client_settings
 from tests.replicas.tokens import new_key
 from tests.support.secret_scan import register_secret
-from trading_gateway.server.broker import SharedTokenUnavailable, TradovateClient
+from trading_gateway.server.broker import SharedToken, SharedTokenUnavailable, TradovateClient
 from trading_gateway.server.broker.auth import Token
 from trading_gateway.server.replicas.token_seal import TokenSealer
 from trading_gateway.server.replicas.token_sharing import StoreTokenSource, TokenPublisher
@@ -50,11 +51,13 @@ class Rig:
     def store(self, key: bytes | None = None) -> TokenStore:
         return TokenStore(self.redis, TokenSealer(key or self.key), prefix="tg:share:")
 
-    async def holder(self, **overrides: Any) -> tuple[TradovateClient, TokenPublisher]:
+    async def holder(
+        self, epoch: int = EPOCH, reuse: SharedToken | None = None, **overrides: Any
+    ) -> tuple[TradovateClient, TokenPublisher]:
         client = TradovateClient(client_settings(self.sim, **overrides))
         self._stack.push_async_callback(client.aclose)
-        await client.start()
-        publisher = TokenPublisher(self.store(), LOGIN, EPOCH, retry_initial=0.05)
+        await client.start(reuse=reuse)
+        publisher = TokenPublisher(self.store(), LOGIN, epoch, retry_initial=0.05)
         self._stack.push_async_callback(publisher.aclose)
         manager = client.token_manager
         manager.add_listener(_register)
@@ -211,4 +214,41 @@ async def test_a_holder_closed_for_good_leaves_no_token_after_it_expires(
     follower = r.follower()
     with pytest.raises(SharedTokenUnavailable, match="no access token is published"):
         await follower.start()
+    assert r.logins_sent() == 1
+
+
+async def test_a_new_holder_reuses_the_shared_token_and_renews_it_without_a_login(
+    rig: Callable[..., Awaitable[Rig]],
+) -> None:
+    r = await rig(token_ttl=2.0)
+    fast_renewal: dict[str, Any] = {"renew_margin": 0.5, "renew_fraction": 0.25}
+    old, old_publisher = await r.holder(**fast_renewal)
+    await old_publisher.aclose()
+    await old.aclose()  # the holder dies; its session lives on at Tradovate
+    published = await r.store().read(LOGIN)
+    assert published is not None
+    new, publisher = await r.holder(EPOCH + 1, reuse=published.token, **fast_renewal)
+    assert new.token_manager.adoptions == 1
+    assert await new.accounts()
+    await asyncio.sleep(1.8)  # past the reused token's renewal time (1.5 s after issue)
+    assert new.token_manager.renewals >= 1
+    assert await publisher.published(5.0)
+    stored = await r.store().read(LOGIN)
+    current = new.token_manager.current
+    assert stored is not None
+    assert current is not None
+    assert (stored.epoch, stored.token.access_token) == (EPOCH + 1, current.access_token)
+    assert await new.accounts()
+    assert r.logins_sent() == 1
+    assert (r.user["logins"], r.user["sessions"]) == (1, 1)
+
+
+async def test_a_new_holder_logs_in_when_the_token_to_reuse_is_spent(
+    rig: Callable[..., Awaitable[Rig]],
+) -> None:
+    r = await rig()
+    spent = SharedToken("gone-token-value", None, 1, dt.datetime.now(dt.UTC))
+    holder, _ = await r.holder(reuse=spent)
+    assert holder.token_manager.adoptions == 0
+    assert await holder.accounts()
     assert r.logins_sent() == 1

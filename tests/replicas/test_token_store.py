@@ -52,7 +52,7 @@ async def test_a_written_token_reads_back_with_its_epoch_and_is_not_in_the_clear
     assert published is not None
     assert published.token == shared
     assert published.epoch == 5
-    raw = await redis.hgetall("tg:test:login:alpha:token")
+    raw = await redis.hgetall(store.key("alpha"))
     assert set(raw) == {b"epoch", b"sealed"}
     assert shared.access_token.encode() not in raw[b"sealed"]
 
@@ -101,7 +101,8 @@ async def test_clear_removes_only_the_holders_own_token(store: TokenStore) -> No
 
 async def test_a_value_altered_in_redis_is_refused(store: TokenStore, redis: Redis) -> None:
     await store.write("alpha", token(), 1)
-    name = "tg:test:login:alpha:token"
+    name = store.key("alpha")
+    assert name == "tg:test:login:{alpha}:token"
     stored = await redis.hget(name, "sealed")
     assert isinstance(stored, bytes)
     sealed = bytearray(stored)
@@ -113,7 +114,7 @@ async def test_a_value_altered_in_redis_is_refused(store: TokenStore, redis: Red
 
 async def test_a_clear_epoch_changed_in_redis_is_refused(store: TokenStore, redis: Redis) -> None:
     await store.write("alpha", token(), 1)
-    await redis.hset("tg:test:login:alpha:token", "epoch", "9")
+    await redis.hset(store.key("alpha"), "epoch", "9")
     with pytest.raises(TokenUnreadable, match="epoch in the clear"):
         await store.read("alpha")
 
@@ -122,7 +123,7 @@ async def test_another_logins_value_copied_under_this_login_is_refused(
     store: TokenStore, redis: Redis
 ) -> None:
     await store.write("beta", token(), 1)
-    await redis.copy("tg:test:login:beta:token", "tg:test:login:alpha:token")
+    await redis.copy(store.key("beta"), store.key("alpha"))
     with pytest.raises(TokenUnreadable, match="another login"):
         await store.read("alpha")
     assert await store.read("beta") is not None
