@@ -18,7 +18,9 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from trading_gateway.server.broker.errors import BrokerError
+__all__ = ["SharedToken", "SharedTokenUnavailable", "TokenSource"]
+
+from trading_gateway.server.broker.errors import SharedTokenUnavailable
 from trading_gateway.server.deadline import Deadline
 
 
@@ -35,16 +37,6 @@ class SharedToken:
     def left(self, now: dt.datetime | None = None) -> float:
         """Seconds until it expires (negative once it has)."""
         return (self.expires_at - (now or dt.datetime.now(dt.UTC))).total_seconds()
-
-
-class SharedTokenUnavailable(BrokerError):
-    """No usable shared token: none published, it expired, or the store failed or refused it.
-
-    Not fatal: the holder publishes a new token when it logs in or renews, and a store
-    that was down comes back. The message says which of these it was.
-    """
-
-    reason = "SHARED_TOKEN_UNAVAILABLE"
 
 
 class TokenSource(Protocol):

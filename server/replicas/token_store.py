@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Awaitable
-from typing import Final, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -42,6 +42,9 @@ from trading_gateway.server.replicas.token_errors import (
     TokenUnreadable,
 )
 from trading_gateway.server.replicas.token_seal import Published, TokenSealer
+
+if TYPE_CHECKING:
+    from trading_gateway.server.config import GatewaySettings
 
 T = TypeVar("T")
 
@@ -86,6 +89,16 @@ class TokenStore:
         self._timeout = timeout
         self._write = redis.register_script(_WRITE)
         self._clear = redis.register_script(_CLEAR)
+
+    @classmethod
+    def from_settings(cls, redis: Redis, settings: GatewaySettings, deployment: str) -> TokenStore:
+        """The store the settings describe (``TokenKeyMissing`` without a key or plaintext)."""
+        return cls(
+            redis,
+            TokenSealer.from_settings(settings),
+            prefix=f"tg:{deployment}:",
+            timeout=settings.token_store_timeout_ms / 1000,
+        )
 
     def key(self, login: str) -> str:
         return f"{self._prefix}login:{{{login}}}:token"

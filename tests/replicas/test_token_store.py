@@ -10,10 +10,12 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.conftest import RedisServer
-from tests.replicas.tokens import new_key, sealer, token
+from tests.replicas.tokens import key_text, new_key, sealer, token
+from trading_gateway.server.config import explicit_settings
 from trading_gateway.server.deadline import Deadline
 from trading_gateway.server.replicas.token_errors import (
     StaleHolder,
+    TokenKeyMissing,
     TokenStoreUnavailable,
     TokenUnreadable,
 )
@@ -190,3 +192,13 @@ async def test_a_paused_redis_times_out_within_the_bound_and_the_deadline(
         assert await store.read("alpha") is not None  # the same store works again
     finally:
         await client.aclose()
+
+
+async def test_the_store_the_settings_describe(redis: Redis, key: bytes) -> None:
+    settings = explicit_settings(token_key=key_text(key), token_store_timeout_ms=300)
+    store = TokenStore.from_settings(redis, settings, "prod")
+    assert store.key("alpha") == "tg:prod:login:{alpha}:token"
+    await store.write("alpha", token(), 1)
+    assert await TokenStore(redis, TokenSealer(key), prefix="tg:prod:").read("alpha") is not None
+    with pytest.raises(TokenKeyMissing, match="GATEWAY_TOKEN_KEY"):
+        TokenStore.from_settings(redis, explicit_settings(), "prod")
