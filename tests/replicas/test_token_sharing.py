@@ -13,14 +13,17 @@ import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import grpc
 import pytest
 from redis.asyncio import Redis
 
 from tests.broker.conftest import client_settings
 from tests.replicas.tokens import new_key
 from tests.support.secret_scan import register_secret
+from trading_gateway.server.api.status import classify
 from trading_gateway.server.broker import SharedToken, SharedTokenUnavailable, TradovateClient
 from trading_gateway.server.broker.auth import Token
+from trading_gateway.server.broker.errors import NOT_ACCOUNT_SPECIFIC
 from trading_gateway.server.replicas.token_seal import TokenSealer
 from trading_gateway.server.replicas.token_sharing import StoreTokenSource, TokenPublisher
 from trading_gateway.server.replicas.token_store import TokenStore
@@ -252,3 +255,28 @@ async def test_a_new_holder_logs_in_when_the_token_to_reuse_is_spent(
     assert holder.token_manager.adoptions == 0
     assert await holder.accounts()
     assert r.logins_sent() == 1
+
+
+async def test_concurrent_calls_rejected_together_share_one_reread(
+    rig: Callable[..., Awaitable[Rig]],
+) -> None:
+    r = await rig()
+    holder, publisher = await r.holder()
+    follower = r.follower()
+    await follower.start()
+    accounts = [a.id for a in await follower.accounts()]
+    r.sim.control.revoke_sessions()
+    await holder.accounts()  # the holder logs in again and publishes
+    assert await publisher.published(5.0)
+    results = await asyncio.gather(*(follower.positions(accounts) for _ in range(20)))
+    assert len(results) == 20
+    assert follower.token_manager.adoptions == 2
+    assert r.logins_sent() == 2
+
+
+def test_a_follower_without_a_token_is_unavailable_to_callers_not_internal() -> None:
+    found = classify(SharedTokenUnavailable("no access token is published for this login"))
+    assert found.code is grpc.StatusCode.UNAVAILABLE
+    assert found.reason == "SHARED_TOKEN_UNAVAILABLE"
+    assert "no access token is published" in found.message
+    assert isinstance(SharedTokenUnavailable("x"), NOT_ACCOUNT_SPECIFIC)
