@@ -115,6 +115,8 @@ async def test_followers_make_rest_calls_with_the_holders_token_and_open_no_sess
         assert stats.logged_in
         assert follower.user_id == holder.user_id
         assert follower.token_manager.adoptions == 1
+        assert follower.token_manager.follower
+    assert not holder.token_manager.follower
     assert (r.user["logins"], r.user["sessions"]) == (1, 1)
     assert r.logins_sent() == 1
 
