@@ -18,10 +18,11 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Protocol
 
-__all__ = ["SharedToken", "SharedTokenUnavailable", "TokenSource"]
-
 from trading_gateway.server.broker.errors import SharedTokenUnavailable
 from trading_gateway.server.deadline import Deadline
+
+#: SharedTokenUnavailable lives with the other broker errors (errors.py); re-exported here.
+__all__ = ["SharedToken", "SharedTokenUnavailable", "TokenSource"]
 
 
 @dataclass(frozen=True)
