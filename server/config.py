@@ -13,16 +13,26 @@ from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from trading_gateway.server.broker.urls import MD_WS_URL, REST_URLS
+from trading_gateway.server.replicas.token_keys import parse_key, parse_keys
 
 MIB = 1024 * 1024
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 # Settings whose values never appear in a message (a Redis URL is shown with its password
 # masked instead).
-SECRET_FIELDS = frozenset({"tradovate_password", "tradovate_secret", "api_keys"})
+SECRET_FIELDS = frozenset(
+    {"tradovate_password", "tradovate_secret", "api_keys", "token_key", "token_old_keys"}
+)
 
 
 def _env(name: str) -> Any:
@@ -189,6 +199,17 @@ class GatewaySettings(BaseSettings):
     # Listen beyond loopback without API keys or TLS (e.g. inside a container).
     allow_insecure: bool = False
 
+    # --- replicas: the shared Tradovate token (server/replicas/token_store.py) ---------
+    # Seals the token a login's holder shares with the other replicas through Redis
+    # (AES-256-GCM, bound to the login): base64 of 32 random bytes, the same on every
+    # replica. Older keys stay readable while a rotation rolls out.
+    token_key: SecretStr | None = None
+    token_old_keys: SecretStr | None = None
+    # Share the token unencrypted when no key is set (a trusted, private Redis only).
+    token_plaintext: bool = False
+    # The most one read or write of the shared token in Redis may take.
+    token_store_timeout_ms: float = Field(default=250.0, gt=0)
+
     @field_validator("listen")
     @classmethod
     def _check_listen(cls, value: str) -> str:
@@ -212,6 +233,26 @@ class GatewaySettings(BaseSettings):
             if port == -1 or port == 0:
                 raise ValueError("the port must be a number from 1 to 65535, e.g. :6379")
         return value
+
+    @field_validator("token_key", "token_old_keys")
+    @classmethod
+    def _check_token_keys(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is not None:
+            setting = env_name(info.field_name or "")
+            if info.field_name == "token_key":
+                parse_key(value.get_secret_value(), setting)
+            else:
+                parse_keys(value.get_secret_value(), setting)
+        return value
+
+    @model_validator(mode="after")
+    def _check_token_sharing(self) -> GatewaySettings:
+        if self.token_key is not None and self.token_plaintext:
+            raise ValueError(
+                "GATEWAY_TOKEN_KEY and GATEWAY_TOKEN_PLAINTEXT=true contradict each other: "
+                "keep the key (the token is encrypted) and unset GATEWAY_TOKEN_PLAINTEXT"
+            )
+        return self
 
     @field_validator("log_level")
     @classmethod

@@ -158,6 +158,16 @@ MEANINGS: Final[dict[str, str]] = {
     "tls_cert_file": "TLS certificate chain (PEM); with the key, the port is TLS",
     "tls_key_file": "TLS private key (PEM)",
     "tls_client_ca_file": "client CA (PEM): turns on mutual TLS (client certificates required)",
+    # replicas: the shared Tradovate token
+    "token_key": "base64 of 32 random bytes, the same on every replica: seals the Tradovate "
+    "token a login's holder shares through Redis (AES-256-GCM, bound to the login; never "
+    "logged). Unset: no token is shared unless `GATEWAY_TOKEN_PLAINTEXT=true`",
+    "token_old_keys": "comma-separated keys still accepted for reading while a new "
+    "`GATEWAY_TOKEN_KEY` rolls out (never logged)",
+    "token_plaintext": "share the token unencrypted when no key is set (only for a private, "
+    "trusted Redis); contradicts `GATEWAY_TOKEN_KEY`",
+    "token_store_timeout_ms": "the most one read or write of the shared token in Redis may "
+    "take; past it the call fails (`SHARED_TOKEN_UNAVAILABLE`), it never hangs",
     "allow_insecure": "listen beyond loopback without API keys or TLS (e.g. inside a container)",
 }
 

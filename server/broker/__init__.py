@@ -27,6 +27,11 @@ from trading_gateway.server.broker.pacing import IpPacer
 from trading_gateway.server.broker.schemas import ContractInfo
 from trading_gateway.server.broker.settings import BrokerSettings
 from trading_gateway.server.broker.sync import UserSync
+from trading_gateway.server.broker.token_source import (
+    SharedToken,
+    SharedTokenUnavailable,
+    TokenSource,
+)
 
 __all__ = [
     "AuthError",
@@ -45,9 +50,12 @@ __all__ = [
     "PenaltyError",
     "ProtocolError",
     "RateLimitedError",
+    "SharedToken",
+    "SharedTokenUnavailable",
     "SyncEvent",
     "SyncSnapshot",
     "SyncStatus",
+    "TokenSource",
     "TradovateClient",
     "UpstreamTimeout",
     "UpstreamUnavailable",

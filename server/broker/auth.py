@@ -5,6 +5,10 @@ and a user may hold only two, so the manager logs in only when no live token exi
 (at start, or after Tradovate declared the token dead); otherwise it renews. Renewal
 is scheduled from ``expirationTime`` and is single-flight: concurrent callers share one
 request. Tokens, passwords and secrets never reach a log line or an error message.
+
+Given a ``TokenSource`` (token_source.py) the manager is a follower: it takes the token
+another process published, re-reads it when it expires or Tradovate rejects it (401), and
+never logs in or renews, so it opens no session of its own.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Final
 
 import msgspec
@@ -40,6 +45,11 @@ from trading_gateway.server.broker.settings import (
     ENV_SECRET,
     ENV_USERNAME,
     BrokerSettings,
+)
+from trading_gateway.server.broker.token_source import (
+    SharedToken,
+    SharedTokenUnavailable,
+    TokenSource,
 )
 from trading_gateway.server.deadline import Deadline
 
@@ -106,11 +116,17 @@ def _setting_for(error_text: str) -> str:
 
 
 class TokenManager:
-    """Logs in once, renews before expiry, and tells listeners about every new token."""
+    """Logs in once, renews before expiry, and tells listeners about every new token.
 
-    def __init__(self, settings: BrokerSettings, http: TradovateHttp) -> None:
+    With ``source``: a follower that only reads the token its login's holder published.
+    """
+
+    def __init__(
+        self, settings: BrokerSettings, http: TradovateHttp, source: TokenSource | None = None
+    ) -> None:
         self._settings = settings
         self._http = http
+        self._source = source
         self._token: Token | None = None
         self._refresh: asyncio.Task[Token] | None = None
         self._renewal: asyncio.Task[None] | None = None
@@ -120,6 +136,13 @@ class TokenManager:
         self._listeners: list[Callable[[Token], None]] = []
         self.logins = 0
         self.renewals = 0
+        #: Tokens taken from the source (a follower) or reused at start (a holder).
+        self.adoptions = 0
+
+    @property
+    def follower(self) -> bool:
+        """True when tokens come from a TokenSource (no login, no renewal here)."""
+        return self._source is not None
 
     @property
     def current(self) -> Token | None:
@@ -129,7 +152,21 @@ class TokenManager:
         """Called (synchronously) with each new token after a renewal or a login."""
         self._listeners.append(listener)
 
-    async def start(self, deadline: Deadline) -> Token:
+    async def start(self, deadline: Deadline, *, reuse: SharedToken | None = None) -> Token:
+        """Log in, or (a follower) read the source; start renewing (not a follower).
+
+        ``reuse``: a token of this user's session another process obtained (a new holder
+        taking a login over): used and renewed instead of logging in, if it has more than
+        ``RENEW_GUARD`` seconds left. Followers ignore it and read their source.
+        """
+        if self._source is not None:
+            if self._token is None or not self._token.alive():
+                return await self._shared(self._adopt, deadline)
+            return self._token
+        if self._token is None and reuse is not None and reuse.left() > RENEW_GUARD:
+            self.adoptions += 1
+            logger.info("reusing the session of user %s: no new login", reuse.user_id)
+            self._set(self._from_shared(reuse))
         if self._token is None:
             await self._shared(self._do_login, deadline)
         if self._renewal is None or self._renewal.done():
@@ -148,6 +185,9 @@ class TokenManager:
             raise BrokerClosed("the Tradovate client is not started: call start() first")
         if token.alive():
             return token
+        if self._source is not None:
+            logger.info("the shared access token expired; reading the holder's newer one")
+            return await self._shared(self._adopt, deadline)
         logger.warning("the access token expired before it could be renewed; logging in again")
         return await self._shared(self._do_login, deadline)
 
@@ -162,6 +202,9 @@ class TokenManager:
         current = self._token
         if current is not None and current.access_token != rejected.access_token:
             return current
+        if self._source is not None:
+            # Never log in or renew: the holder does; read what it published since.
+            return await self._shared(partial(self._adopt, rejected), deadline)
         if self._refresh is not None and not self._refresh.done():
             return await self._shared(self._do_renew, deadline)  # joins the one in flight
         now = time.monotonic()
@@ -292,11 +335,51 @@ class TokenManager:
         logger.info("access token renewed")
         return self._install(response, previous=token)
 
+    # -- follower ------------------------------------------------------------------------
+
+    async def _adopt(self, rejected: Token | None = None) -> Token:
+        """Take the token the source holds now; refuse the one Tradovate just rejected."""
+        assert self._source is not None
+        shared = await self._source.read(Deadline.after(self._settings.request_timeout))
+        if shared is None:
+            raise SharedTokenUnavailable(
+                "no access token is published for this login: its holder has not logged in "
+                "yet, or the last token expired"
+            )
+        if rejected is not None and shared.access_token == rejected.access_token:
+            raise SharedTokenUnavailable(
+                "Tradovate rejected the shared access token (401) and the login's holder has "
+                "not published a newer one yet; this replica does not log in itself"
+            )
+        if shared.left() <= 0:
+            raise SharedTokenUnavailable(
+                f"the published access token expired at {shared.expires_at:%Y-%m-%d %H:%M:%S} "
+                "UTC and the login's holder has not published a newer one"
+            )
+        self.adoptions += 1
+        logger.info("using the access token published for user %s", shared.user_id)
+        return self._set(self._from_shared(shared))
+
+    @staticmethod
+    def _from_shared(shared: SharedToken) -> Token:
+        now_mono = time.monotonic()
+        return Token(
+            access_token=shared.access_token,
+            md_access_token=shared.md_access_token,
+            user_id=shared.user_id,
+            expires_at=shared.expires_at,
+            issued_mono=now_mono,
+            expires_mono=now_mono + shared.left(),
+            renewed=True,
+        )
+
     # -- login ---------------------------------------------------------------------------
 
     async def _do_login(self, *, force: bool = False) -> Token:
         if not force and self._token is not None and self._token.alive():
             return self._token  # never open a second session while ours is alive
+        if self._source is not None:
+            raise SharedTokenUnavailable("a follower never logs in: its login's holder does")
         s = self._settings
         body = {
             "name": s.username,
@@ -375,6 +458,10 @@ class TokenManager:
             expires_mono=now_mono + (expires - now_utc).total_seconds(),
             renewed=previous is not None,
         )
+        return self._set(token)
+
+    def _set(self, token: Token) -> Token:
+        """Make ``token`` current and tell every listener."""
         self._token = token
         self._failure = None
         for listener in list(self._listeners):

@@ -41,6 +41,7 @@ from trading_gateway.server.broker.schemas import (
 from trading_gateway.server.broker.settings import BrokerSettings
 from trading_gateway.server.broker.stats import SocketStats, UpstreamStats
 from trading_gateway.server.broker.sync import UserSync
+from trading_gateway.server.broker.token_source import SharedToken, TokenSource
 from trading_gateway.server.deadline import Deadline
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class _Parts:
         settings: BrokerSettings,
         request_hook: RequestHook | None,
         ip_pacer: IpPacer | None,
+        token_source: TokenSource | None,
     ) -> None:
         connector = aiohttp.TCPConnector(
             limit=settings.max_connections, keepalive_timeout=settings.keepalive_timeout
@@ -74,7 +76,7 @@ class _Parts:
             max_penalty_retries=settings.max_penalty_retries,
             request_hook=request_hook,
         )
-        self.auth = TokenManager(settings, self.http)
+        self.auth = TokenManager(settings, self.http, token_source)
         self.rest = TradovateRest(self.http, self.auth)
         self.catalog = ContractCatalog(
             self.rest, settings.request_timeout, unknown_ttl=settings.unknown_contract_ttl
@@ -90,16 +92,22 @@ class TradovateClient:
         *,
         request_hook: RequestHook | None = None,
         ip_pacer: IpPacer | None = None,
+        token_source: TokenSource | None = None,
     ) -> None:
         """``request_hook``: told of every REST request and its outcome (server/broker/http.py).
 
         ``ip_pacer``: the per-IP bucket shared by every login of the process (pacing.py);
         each REST call takes a token from this client's own bucket, then one from it. The
         429/423/captcha circuit and p-tickets stay this client's own.
+
+        ``token_source``: makes this client a follower (token_source.py): it uses the token
+        its login's holder published, re-reads it when expired or rejected, and never logs
+        in or renews, so it opens no Tradovate session.
         """
         self.settings = settings
         self._request_hook = request_hook
         self.ip_pacer = ip_pacer
+        self._token_source = token_source
         self._parts: _Parts | None = None
         self._sync: UserSync | None = None
         self._md: MarketData | None = None
@@ -124,14 +132,23 @@ class TradovateClient:
     ) -> None:
         await self.aclose()
 
-    async def start(self, *, deadline: Deadline | None = None) -> None:
-        """Log in (once) and start renewing the token. May be retried after a failure."""
+    async def start(
+        self, *, deadline: Deadline | None = None, reuse: SharedToken | None = None
+    ) -> None:
+        """Log in (once) and start renewing the token; a follower reads the shared token.
+
+        ``reuse``: a live token of this user's session that another process obtained (a
+        new holder taking over a login): renewed instead of logging in, so no new session.
+        May be retried after a failure.
+        """
         async with self._start_lock:
             if self._closed:
                 raise BrokerClosed("the Tradovate client is closed")
             if self._parts is None:
-                self._parts = _Parts(self.settings, self._request_hook, self.ip_pacer)
-            await self._parts.auth.start(self._deadline(deadline))
+                self._parts = _Parts(
+                    self.settings, self._request_hook, self.ip_pacer, self._token_source
+                )
+            await self._parts.auth.start(self._deadline(deadline), reuse=reuse)
 
     async def aclose(self) -> None:
         """Close both sockets, the renewal task, the catalog and the HTTP session."""

@@ -14,6 +14,7 @@ into these errors (``error_for_status``), for REST and socket requests alike.
     ├── CaptchaRequired, PenaltyError, RateLimitedError, LockedOutError   (retry_after)
     ├── NotFoundError, ProtocolError
     ├── UpstreamUnavailable, UpstreamTimeout
+    ├── SharedTokenUnavailable (a follower without a usable shared token: token_source.py)
     └── BrokerClosed
 """
 
@@ -116,6 +117,17 @@ class ProtocolError(BrokerError):
     reason = "BROKER_PROTOCOL_ERROR"
 
 
+class SharedTokenUnavailable(BrokerError):
+    """A follower has no usable shared token (token_source.py): none published, expired,
+    rejected with no newer one yet, or the store failed or refused the value.
+
+    Not fatal: the holder publishes a new token when it logs in or renews, and a store
+    that was down comes back. The message says which of these it was.
+    """
+
+    reason = "SHARED_TOKEN_UNAVAILABLE"
+
+
 class BrokerClosed(BrokerError):
     """The client (or the socket) was closed, or never started."""
 
@@ -162,4 +174,5 @@ NOT_ACCOUNT_SPECIFIC: tuple[type[BaseException], ...] = (
     CaptchaRequired,
     BrokerClosed,
     UpstreamTimeout,
+    SharedTokenUnavailable,
 )
