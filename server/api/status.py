@@ -105,6 +105,9 @@ TABLE: Final[dict[type[BaseException], Rule]] = {
         Code.UNAVAILABLE, "BROKER_PROTOCOL_ERROR", "unexpected answer from Tradovate: "
     ),
     broker.BrokerClosed: Rule(Code.UNAVAILABLE, "BROKER_CLOSED", "broker connection closed: "),
+    broker.SharedTokenUnavailable: Rule(
+        Code.UNAVAILABLE, "SHARED_TOKEN_UNAVAILABLE", "shared Tradovate token unavailable: "
+    ),
     broker.BrokerError: Rule(Code.UNAVAILABLE, "BROKER_ERROR", "Tradovate error: "),
     TimeoutError: Rule(Code.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED"),
 }
