@@ -3,6 +3,7 @@
 trading-gateway serve [--listen HOST:PORT] [--redis-url URL] [--metrics-port N] ...
 trading-gateway demo  [--listen HOST:PORT] [--duration SECONDS] [--accounts N] [--logins N] ...
 trading-gateway keys create --name NAME (--scope A,B | --all)       (server/auth/keys_cli.py)
+trading-gateway logins check [FILE]                                 (server/logins/check_cli.py)
 trading-gateway positions|orders|balances|accounts|pending|snapshot|watch ...  (client/cli.py)
 trading-gateway --version
 """
@@ -42,6 +43,7 @@ server commands:
   serve       run the gateway against the configured Tradovate (TRADOVATE_* variables)
   demo        run a local simulator and the gateway on it; prints commands to try
   keys        create API keys (`keys create --name NAME --scope A,B`); see docs/SECURITY.md
+  logins      check a logins file (`logins check FILE`): its logins, never their secrets
 
 client commands (talk to a running gateway; see `{PROG} COMMAND --help`):
   accounts    the accounts behind the gateway's login
@@ -92,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run against the configured Tradovate")
     _server_options(serve, default_listen=None)
     serve.add_argument("--redis-url", help="Redis cache (default: $REDIS_URL, else in-memory)")
+    serve.add_argument(
+        "--logins-file",
+        metavar="PATH",
+        help="TOML file of many Tradovate logins (default: $GATEWAY_LOGINS_FILE, else the "
+        "one TRADOVATE_* login)",
+    )
     demo = sub.add_parser("demo", help="run the simulator and the gateway together")
     _server_options(demo, default_listen=None)
     demo.add_argument(
@@ -156,6 +164,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from trading_gateway.server.auth.keys_cli import main as keys_main
 
         return keys_main(args_list[1:])
+    if args_list[0] == "logins":
+        from trading_gateway.server.logins.check_cli import main as logins_main
+
+        return logins_main(args_list[1:])
     if args_list[0] not in SERVER_COMMANDS:
         from trading_gateway.client.cli import main as client_main
 
@@ -163,14 +175,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(args_list)
     try:
         if args.command == "serve":
-            settings = _settings(args, redis_url=args.redis_url)
+            settings = _settings(args, redis_url=args.redis_url, logins_file=args.logins_file)
         else:
             # The demo uses memory unless told otherwise, whatever REDIS_URL says.
             settings = _settings(args, redis_url=args.redis_url or "", tradovate_env="demo")
     except ValidationError as exc:
         return _fatal(describe_invalid(exc), json_lines=_json_asked(args))
     configure_logging(settings.log_format, settings.log_level)
-    for warning in unknown_variables(os.environ):
+    from trading_gateway.server.logins.load import variables_named
+
+    named = variables_named(settings)  # a logins file's secret variables are not typos
+    for warning in unknown_variables({k: v for k, v in os.environ.items() if k not in named}):
         logger.warning("%s", warning)
     from trading_gateway.server.auth.policy import config_problem, listen_refusal, listen_warnings
 
@@ -249,6 +264,7 @@ FLAGS: Final = {
     "grace_s": "--grace",
     "redis_url": "--redis-url",
     "allow_insecure": "--allow-insecure",
+    "logins_file": "--logins-file",
 }
 
 

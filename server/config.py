@@ -55,6 +55,9 @@ class GatewaySettings(BaseSettings):
     tradovate_cid: str | None = _env("TRADOVATE_CID")
     tradovate_secret: SecretStr | None = _env("TRADOVATE_SECRET")
     tradovate_device_id: str | None = _env("TRADOVATE_DEVICE_ID")
+    # Many logins: a TOML file of [[login]] entries (server/logins/load.py, README, Many
+    # logins). Unset: the one login the TRADOVATE_* variables above describe.
+    logins_file: str | None = None
     # Seconds allowed for one upstream HTTP call when the caller gives no deadline.
     upstream_timeout_s: float = Field(default=10.0, gt=0)
     # The broker client's own token bucket over every REST call (0 disables it).

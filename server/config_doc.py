@@ -45,14 +45,18 @@ MEANINGS: Final[dict[str, str]] = {
     "tradovate_ws_url": "user-sync socket; unset: derived from `TRADOVATE_URL` (`/websocket`)",
     "tradovate_md_url": "market-data socket; unset: `wss://md.tradovateapi.com/v1/websocket` "
     "(set it too when `TRADOVATE_URL` points elsewhere)",
-    "tradovate_username": "the Tradovate login (required by `serve`)",
-    "tradovate_password": "the Tradovate password (required by `serve`; never logged)",
-    "tradovate_app_id": "your registered application's id (required by `serve`)",
+    "tradovate_username": "the Tradovate login (required by `serve` without a logins file)",
+    "tradovate_password": "the Tradovate password (required by `serve` without a logins file; "
+    "never logged)",
+    "tradovate_app_id": "your registered application's id (required by `serve` without a "
+    "logins file)",
     "tradovate_app_version": "your registered application's version",
-    "tradovate_cid": "API key id (required by `serve`)",
-    "tradovate_secret": "API key secret (required by `serve`; never logged)",
+    "tradovate_cid": "API key id (required by `serve` without a logins file)",
+    "tradovate_secret": "API key secret (required by `serve` without a logins file; never logged)",
     "tradovate_device_id": "stable device id; unset: sha256 of username, app id and cid "
     "(the same on every host and container)",
+    "logins_file": "TOML file of many Tradovate logins (README, Many logins); secrets stay in "
+    "the variables or files it names. Unset: the one `TRADOVATE_*` login",
     "upstream_timeout_s": "seconds one upstream HTTP call may take when the caller gives no "
     "deadline",
     "upstream_rate_per_second": "client-side token bucket over every REST call, calls per "

@@ -10,6 +10,7 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from trading_gateway.server.config import GatewaySettings
+from trading_gateway.server.logins.load import load_logins
 from trading_gateway.server.main import Gateway
 from trading_gateway.server.observability.tracing import tracing_from_env
 from trading_gateway.server.setting_error import SettingError
@@ -78,10 +79,12 @@ class StopSignals:
 async def serve(settings: GatewaySettings) -> int:
     """`trading-gateway serve`: run against the configured Tradovate until a signal.
 
-    A setting it cannot start with raises SettingError (the CLI prints it as one line).
+    A setting it cannot start with raises SettingError (the CLI prints it as one line):
+    a bad logins file, or without one a missing TRADOVATE_* credential.
     """
-    missing = settings.missing_credentials()
-    if missing:
+    if settings.logins_file:
+        load_logins(settings)  # each login's secrets resolve, or one SettingError line
+    elif missing := settings.missing_credentials():
         names = ", ".join(missing)
         raise SettingError(
             names,
