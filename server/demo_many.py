@@ -31,6 +31,7 @@ from trading_gateway.server.demo_logins import (
     numbered_names,
     write_logins_file,
 )
+from trading_gateway.server.logins.load import SHORTHAND_FIELDS
 from trading_gateway.server.sim_settings import simulator_urls
 from trading_gateway.simulator import SimConfig, Simulator
 from trading_gateway.simulator.config import SimUser
@@ -83,7 +84,9 @@ class Desks:
     def settings(self, settings: GatewaySettings, sim: Simulator) -> GatewaySettings:
         """``settings`` pointed at the simulator, with the logins file as their logins."""
         values = simulator_urls(rest_url=sim.rest_url, ws_url=sim.ws_url, md_url=sim.md_ws_url)
-        return settings.model_copy(update={**values, "logins_file": str(self.logins_file)})
+        # TRADOVATE_* credentials from the environment would be a second, unnamed login.
+        unset = dict.fromkeys(SHORTHAND_FIELDS)
+        return settings.model_copy(update={**values, **unset, "logins_file": str(self.logins_file)})
 
 
 def file_logins(sim: Simulator) -> list[FileLogin]:

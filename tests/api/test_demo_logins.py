@@ -12,6 +12,7 @@ import pytest
 
 from trading_gateway.server import demo_many
 from trading_gateway.server.cli import MAX_DEMO_LOGINS, build_parser
+from trading_gateway.server.config import explicit_settings
 from trading_gateway.server.demo_logins import (
     SECRET_ENV,
     FileLogin,
@@ -20,7 +21,9 @@ from trading_gateway.server.demo_logins import (
     write_logins_file,
 )
 from trading_gateway.server.demo_many import HEIGHT, WIDTH, DeskLogin, Desks, announce_lines
+from trading_gateway.server.logins.load import load_logins
 from trading_gateway.server.logins.spec import NAME_PATTERN
+from trading_gateway.server.sim_settings import simulator_urls
 
 PASSWORDS = ("pw-one-Zq8", "pw-two-Xr5", "pw-three-Kc1")
 
@@ -52,6 +55,29 @@ def test_the_logins_file_names_its_secrets_and_holds_none(tmp_path: Path) -> Non
         secret_file = Path(entry["password_file"])
         assert secret_file.read_text() == password + "\n"
         assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+
+
+def test_the_gateway_reads_the_file_the_demo_writes(tmp_path: Path) -> None:
+    path = write_logins_file(tmp_path, logins(), SECRET_ENV)
+    settings = explicit_settings(
+        **simulator_urls(
+            rest_url="http://127.0.0.1:9/v1", ws_url="ws://127.0.0.1:9/v1/websocket",
+            md_url="ws://127.0.0.1:10/v1/websocket",
+        ),
+        logins_file=str(path),
+    )  # fmt: skip
+    specs = load_logins(settings, {SECRET_ENV: "the-api-secret"})
+    assert [(s.name, s.username, s.password) for s in specs] == [
+        ("desk-1", "user-0", PASSWORDS[0]),
+        ("desk-2", "user-1", PASSWORDS[1]),
+        ("desk-3", "user-2", PASSWORDS[2]),
+    ]
+    assert {s.secret for s in specs} == {"the-api-secret"}
+    assert {(s.env, s.rest_url, s.ws_url) for s in specs} == {
+        ("demo", "http://127.0.0.1:9/v1", "ws://127.0.0.1:9/v1/websocket")
+    }
+    assert {(s.app_id, s.cid) for s in specs} == {("app", 8)}
+    assert specs[2].device_id == "demo-desk-3"
 
 
 def desks(count: int, accounts: int, folder: str) -> Desks:
