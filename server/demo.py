@@ -57,7 +57,8 @@ def demo_settings(settings: GatewaySettings, sim: Simulator) -> GatewaySettings:
         credentials=sim.credentials,
         device_id="trading-gateway-demo",
     )
-    return settings.model_copy(update=values)
+    # The one simulated login, whatever GATEWAY_LOGINS_FILE says (`--logins N` for more).
+    return settings.model_copy(update={**values, "logins_file": None})
 
 
 def runnable(command: str) -> str:
