@@ -17,6 +17,7 @@ than after a minute at 5 calls a second; everything else is as in bench/gateway_
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import math
 import time
@@ -56,11 +57,15 @@ class Side:
         return str(self.child.ready["address"])
 
 
-def require_logins_file() -> None:
+def require_many_logins() -> None:
+    """Skip where this checkout's gateway cannot hold several logins."""
     from trading_gateway.server.config import GatewaySettings
+    from trading_gateway.server.main import Gateway
 
     if "logins_file" not in GatewaySettings.model_fields:
         raise SkipScenario("this gateway has no logins file setting (GATEWAY_LOGINS_FILE)")
+    if "logins" not in inspect.signature(Gateway).parameters:
+        raise SkipScenario("this gateway holds one login only (Gateway takes no logins)")
 
 
 @asynccontextmanager
@@ -194,7 +199,7 @@ def log_ratio(rows: list[dict[str, Any]]) -> None:
 
 
 async def run(ctx: Context, out: ScenarioResult) -> None:
-    require_logins_file()
+    require_many_logins()
     config = ctx.config
     async with started(ctx) as (sim, sides):
         await sim.set_latency(config.logins_profile.mean_ms, config.logins_profile.jitter_ms)
