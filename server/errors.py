@@ -82,3 +82,49 @@ class ShuttingDown(GatewayError):
 
     def __init__(self, message: str = "the gateway is shutting down") -> None:
         super().__init__(message)
+
+
+class LoginsNotFound(GatewayError):
+    """A selector entry names a login ("login/name") the deployment does not have (NOT_FOUND)."""
+
+    reason = "LOGIN_NOT_FOUND"
+
+    def __init__(self, entries: Sequence[str], known: Sequence[str]) -> None:
+        super().__init__(
+            f"unknown login in {', '.join(repr(e) for e in entries[:20])}; "
+            f"this gateway's logins are: {', '.join(known) or 'none'}",
+            metadata={"entries": ",".join(entries[:100])},
+        )
+        self.entries = list(entries)
+
+
+class LoginUnavailable(GatewayError):
+    """A login is not logged in (yet, or its account list failed), so what only it can
+    answer is unavailable (UNAVAILABLE, retry soon)."""
+
+    reason = "LOGIN_UNAVAILABLE"
+
+    def __init__(self, logins: Sequence[str], why: str, *, entries: Sequence[str] = ()) -> None:
+        what = f"{', '.join(repr(e) for e in entries[:20])}: " if entries else ""
+        noun = "login" if len(logins) == 1 else "logins"
+        super().__init__(
+            f"{what}{noun} {', '.join(logins)} cannot answer now ({why})",
+            metadata={"logins": ",".join(logins)},
+        )
+        self.logins = list(logins)
+        self.retry_after = 1.0
+
+
+class LoginFailed(GatewayError):
+    """A login's Tradovate credentials were refused for good (UNAUTHENTICATED): its
+    accounts answer this until the logins file is fixed and reloaded."""
+
+    reason = "LOGIN_FAILED"
+
+    def __init__(self, login: str, why: str) -> None:
+        super().__init__(
+            f"login {login!r} cannot log in to Tradovate: {why}; fix its credentials in the "
+            "logins file and reload (SIGHUP)",
+            metadata={"login": login},
+        )
+        self.login = login

@@ -50,4 +50,6 @@ class LiveSubsystem(Protocol):
     async def aclose(self) -> None: ...
 
 
-LiveFactory = Callable[[TradovateClient, GatewaySettings, Metrics], LiveSubsystem]
+LiveFactory = Callable[[TradovateClient, GatewaySettings, Metrics, str], LiveSubsystem]
+"""``factory(broker, settings, metrics, login)``: the live subsystem of the login named
+``login`` (its streams' ``StreamUpdate.login`` and sequence space)."""

@@ -23,6 +23,7 @@ from trading_gateway.server.broker.errors import retry_after
 from trading_gateway.server.config import GatewaySettings
 from trading_gateway.server.deadline import Deadline
 from trading_gateway.server.login_problem import login_problem
+from trading_gateway.server.logins.spec import LoginSpec
 
 logger = logging.getLogger(__name__)
 
@@ -37,21 +38,20 @@ class FatalStartupError(RuntimeError):
     """The gateway cannot work with this configuration (bad credentials, captcha)."""
 
 
-def broker_settings(settings: GatewaySettings) -> BrokerSettings:
-    password = settings.tradovate_password
-    secret = settings.tradovate_secret
-    cid = settings.tradovate_cid or "0"
+def broker_settings(spec: LoginSpec, settings: GatewaySettings) -> BrokerSettings:
+    """One login's broker client settings: who and where from ``spec``; how (timeouts,
+    rate, reconnects) from the gateway's settings, the same for every login."""
     return BrokerSettings(
-        rest_url=settings.rest_url,
-        ws_url=settings.tradovate_ws_url or "",
-        md_ws_url=settings.md_ws_url,
-        username=settings.tradovate_username or "",
-        password=password.get_secret_value() if password else "",
-        app_id=settings.tradovate_app_id or "trading-gateway",
-        app_version=settings.tradovate_app_version or "1.0",
-        cid=int(cid) if cid.isdigit() else cid,
-        secret=secret.get_secret_value() if secret else "",
-        device_id=settings.tradovate_device_id,
+        rest_url=spec.rest_url,
+        ws_url=spec.ws_url,
+        md_ws_url=spec.md_ws_url,
+        username=spec.username,
+        password=spec.password,
+        app_id=spec.app_id,
+        app_version=spec.app_version,
+        cid=spec.cid,
+        secret=spec.secret,
+        device_id=spec.device_id,
         request_timeout=settings.upstream_timeout_s,
         rate_per_second=settings.upstream_rate_per_second,
         rate_burst=settings.upstream_rate_burst,

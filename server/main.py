@@ -1,10 +1,12 @@
 """The composition root: build every object, start them, and stop them in order.
 
-``Gateway`` owns the broker client, the cache, the read path, the gRPC server (with
-health and reflection) and the metrics endpoint. Start-up binds the port first (health
-NOT_SERVING), then logs in to Tradovate in the background and flips to SERVING.
-Shutdown: health NOT_SERVING → drain live streams → ``server.stop(grace)`` → fan-outs,
-live state, broker sockets and HTTP session, cache, metrics endpoint.
+``Gateway`` owns the logins (server/logins: one ``LoginRuntime`` each, with its broker
+client, live state, read path and health), the shared cache, the reads across logins,
+the gRPC server (with health and reflection) and the metrics endpoint. Start-up binds
+the port first (health NOT_SERVING), then logs every login in to Tradovate in the
+background; the gateway is SERVING while at least one login is.
+Shutdown: health NOT_SERVING → drain every login's streams → ``server.stop(grace)`` →
+each login's fan-outs, live state, broker sockets and HTTP session → cache → metrics.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -27,19 +29,28 @@ from trading_gateway.server.api.servicer import DeadlinePolicy, TradingServicer
 from trading_gateway.server.api.status import account_status
 from trading_gateway.server.api.stream_handler import LiveStreamHandler
 from trading_gateway.server.auth.keys import load_keyring
-from trading_gateway.server.broker import AuthError, BrokerError, CaptchaRequired, TradovateClient
-from trading_gateway.server.cache import Cache, CacheWatch, RedisCache, build_cache
+from trading_gateway.server.broker import TradovateClient
+from trading_gateway.server.cache import Cache, CacheWatch, build_cache
+from trading_gateway.server.cache.announce import announce_cache
 from trading_gateway.server.config import GatewaySettings
 from trading_gateway.server.deadline import Deadline
 from trading_gateway.server.heap import freeze_long_lived
 from trading_gateway.server.live.components import build_live
 from trading_gateway.server.live_subsystem import LiveFactory, LiveSubsystem
-from trading_gateway.server.login import FatalStartupError, broker_settings, log_in_with_retries
+from trading_gateway.server.login import FatalStartupError
+from trading_gateway.server.logins.deployment import Deployment, LoginChanges
+from trading_gateway.server.logins.health import DeploymentHealth
+from trading_gateway.server.logins.load import load_logins
+from trading_gateway.server.logins.reads import DeploymentReads
+from trading_gateway.server.logins.runtime import LoginRuntime
+from trading_gateway.server.logins.spec import LoginSpec
 from trading_gateway.server.observability.access_log import AccessLog
 from trading_gateway.server.observability.metrics import Metrics, MetricsServer
 from trading_gateway.server.observability.tracing import Tracing
+from trading_gateway.server.reads.accounts import AccountDirectory
 from trading_gateway.server.reads.build import ReadPath
-from trading_gateway.server.reads.fanout import UpstreamObserver
+from trading_gateway.server.reads.fanout import FanOut
+from trading_gateway.server.reads.records import PositionsData
 from trading_gateway.server.setting_error import SettingError
 
 logger = logging.getLogger(__name__)
@@ -50,24 +61,18 @@ CACHE_PING_TIMEOUT_S = 1.0
 FREEZE_AFTER_SYNC_WAIT_S = 60.0
 
 
-class _Observers:
-    """Fans each upstream-call outcome out to metrics and the health monitor."""
-
-    def __init__(self, *observers: UpstreamObserver) -> None:
-        self._observers = observers
-
-    def upstream_call(self, endpoint: str, outcome: str, seconds: float) -> None:
-        for observer in self._observers:
-            observer.upstream_call(endpoint, outcome, seconds)
-
-
 class Gateway:
-    """One running gateway. ``async with Gateway(settings) as gw:`` starts and stops it."""
+    """One running gateway. ``async with Gateway(settings) as gw:`` starts and stops it.
+
+    ``logins``: the Tradovate logins to run (tests); None reads them with
+    ``load_logins(settings)`` (the ``TRADOVATE_*`` shorthand: one login, "default").
+    """
 
     def __init__(
         self,
         settings: GatewaySettings,
         *,
+        logins: Sequence[LoginSpec] | None = None,
         live_factory: LiveFactory | None = None,
         metrics_optional: bool = False,
         tracing: Tracing | None = None,
@@ -86,10 +91,16 @@ class Gateway:
             if settings.live_enabled
             else None
         )
-        self._build()
+        specs = list(logins) if logins is not None else load_logins(settings)
+        if not specs:
+            raise SettingError("logins", "[]", "the gateway needs at least one login", "add one")
+        # One login at start (the TRADOVATE_* shorthand): bad credentials end the process,
+        # as they always have. With several, a failed login marks only its own accounts.
+        self._fatal_login_failure = len(specs) == 1
+        self._build(specs)
 
     # ---------------------------------------------------------------- wiring
-    def _build(self) -> None:
+    def _build(self, specs: Sequence[LoginSpec]) -> None:
         s = self.settings
         self.cache: Cache = build_cache(
             s.redis_url,
@@ -103,40 +114,16 @@ class Gateway:
             if self.cache.backend == "redis"
             else None
         )
-        self.broker = TradovateClient(
-            broker_settings(s),
-            request_hook=self.tracing.http if self.tracing is not None else None,
-        )
-        self.metrics.watch_upstream(self.broker.stats)
-        self.live: LiveSubsystem | None = (
-            self._live_factory(self.broker, s, self.metrics) if self._live_factory else None
-        )
-        live_reads = self.live.reads if self.live else None
         self.health_servicer = health_aio.HealthServicer()
-        self.health = HealthMonitor(
+        self.deployment_health = DeploymentHealth(
             self.health_servicer,
-            probe=self._probe_upstream,
+            monitors=lambda: [runtime.health for runtime in self.deployment],
             cache_healthy=lambda: self.cache.healthy,
-            metrics=self.metrics,
-            interval=s.health_interval_s,
-            probe_interval=s.upstream_probe_interval_s,
-            failure_threshold=s.upstream_failure_threshold,
-            live_healthy=self._live_healthy,
-            circuit=self.broker.circuit,
         )
-        self.read_path = ReadPath.build(
-            s,
-            broker=self.broker,
-            cache=self.cache,
-            live=live_reads,
-            observer=_Observers(self.metrics, self.health),
-            cache_observer=self.metrics,
-            tracer=self.tracing,
-        )
-        self.read_cache = self.read_path.read_cache
-        self.directory = self.read_path.directory
-        self.positions_fanout = self.read_path.positions_fanout
-        self.reads = self.read_path.service
+        self.deployment = Deployment(specs, self._runtime, self.deployment_health)
+        first = self.deployment.first
+        self.metrics.watch_upstream(first.broker.stats)
+        self.reads = DeploymentReads(lambda: self.deployment.logins)
         self.servicer = TradingServicer(
             self.reads,
             deadlines=DeadlinePolicy(
@@ -146,7 +133,7 @@ class Gateway:
             ),
             metrics=self.metrics,
             streams=(
-                LiveStreamHandler(self.live.streams, self.live.resolver) if self.live else None
+                LiveStreamHandler(first.live.streams, first.live.resolver) if first.live else None
             ),
         )
         self.auth = self._build_auth()
@@ -156,9 +143,81 @@ class Gateway:
         )
         self.server: grpc.aio.Server | None = None
         self.metrics_server: MetricsServer | None = None
-        self._login_task: asyncio.Task[None] | None = None
+        self._freeze_task: asyncio.Task[None] | None = None
         self._serving = False
         self._stopped = False
+
+    def _runtime(self, spec: LoginSpec) -> LoginRuntime:
+        return LoginRuntime(
+            spec,
+            self.settings,
+            cache=self.cache,
+            metrics=self.metrics,
+            health=self.deployment_health,
+            live_factory=self._live_factory,
+            tracing=self.tracing,
+            on_ready=self._login_ready,
+            on_failed=self._login_failed,
+        )
+
+    # ---------------------------------------------------------------- logins
+    @property
+    def logins(self) -> Mapping[str, LoginRuntime]:
+        """The deployment's logins now, by name, in order (a reload changes it)."""
+        return self.deployment.logins
+
+    # The first login's parts, under the names the single-login gateway had (its live
+    # state serves StreamUpdates).
+    @property
+    def broker(self) -> TradovateClient:
+        return self.deployment.first.broker
+
+    @property
+    def live(self) -> LiveSubsystem | None:
+        return self.deployment.first.live
+
+    @property
+    def health(self) -> HealthMonitor:
+        return self.deployment.first.health
+
+    @property
+    def read_path(self) -> ReadPath:
+        return self.deployment.first.read_path
+
+    @property
+    def directory(self) -> AccountDirectory:
+        return self.read_path.directory
+
+    @property
+    def positions_fanout(self) -> FanOut[PositionsData]:
+        return self.read_path.positions_fanout
+
+    async def apply_logins(self, specs: Sequence[LoginSpec]) -> LoginChanges:
+        """Make the deployment ``specs``: start new logins, close removed ones (their
+        streams end), replace changed ones; the others go on untouched."""
+        self._fatal_login_failure = False
+        changes = await self.deployment.apply(specs)
+        logger.info("logins reloaded: %s", changes)
+        return changes
+
+    def _login_ready(self, runtime: LoginRuntime) -> None:
+        if self.ready.is_set():
+            return
+        self.ready.set()
+        if self.settings.gc_freeze:
+            self._freeze_task = asyncio.get_running_loop().create_task(
+                self._freeze_after_sync(runtime), name="gc-freeze"
+            )
+
+    def _login_failed(self, runtime: LoginRuntime, exc: FatalStartupError) -> None:
+        if self._fatal_login_failure:
+            self._fail(exc)
+
+    async def _freeze_after_sync(self, runtime: LoginRuntime) -> None:
+        # What exists once the first snapshot is in (or the wait gave up) lives long.
+        if runtime.live is not None:
+            await runtime.live.wait_synced(Deadline.after(FREEZE_AFTER_SYNC_WAIT_S))
+        freeze_long_lived()
 
     def _build_auth(self) -> ApiKeyAuth | None:
         """API keys from the settings (KeyFileError when they are invalid); None: auth off."""
@@ -178,31 +237,9 @@ class Gateway:
         )
 
     def _cache_changed(self, healthy: bool) -> None:
-        # Called by the cache (built before the health monitor, but only ever calls later).
-        self.health.cache_changed(healthy)
-
-    async def _check_cache(self) -> None:
-        """Say once what the cache is; a Redis that does not answer is degraded, not fatal."""
-        cache = self.cache
-        if not isinstance(cache, RedisCache):
-            logger.info("cache: in process memory (REDIS_URL is not set)")
-            return
-        failure = await cache.check(CACHE_PING_TIMEOUT_S, announce=False)
-        if failure is None:
-            logger.info("cache: Redis at %s (REDIS_URL) answers PING", cache.where)
-            return
-        logger.warning(
-            "cache: Redis at %s (REDIS_URL) does not answer (%s); starting without it: "
-            "reads go upstream and health %s is NOT_SERVING until Redis answers "
-            "(PINGed every %g s). Check REDIS_URL and that Redis is running.",
-            cache.where,
-            failure,
-            SERVICE_CACHE,
-            self.settings.cache_ping_interval_s,
-        )
-
-    def _live_healthy(self) -> bool:
-        return self.live is not None and self.live.healthy
+        # Called by the cache (built before the health monitors, but only ever calls later).
+        for runtime in self.deployment:
+            runtime.health.cache_changed(healthy)
 
     # ---------------------------------------------------------------- lifecycle
     @property
@@ -226,8 +263,13 @@ class Gateway:
         await self._start_metrics()
         if self.access_log is not None:
             self.access_log.start()
-        await self._check_cache()
-        await self.health.start()
+        await announce_cache(
+            self.cache,
+            ping_timeout=CACHE_PING_TIMEOUT_S,
+            ping_interval=self.settings.cache_ping_interval_s,
+            health_service=SERVICE_CACHE,
+        )
+        await self.deployment_health.publish()  # NOT_SERVING until a login is ready
         if self.cache_watch is not None:
             self.cache_watch.start()
         await server.start()
@@ -242,7 +284,7 @@ class Gateway:
         )
         if warning := s.md_url_warning():
             logger.warning("%s", warning)
-        self._login_task = asyncio.get_running_loop().create_task(self._login(), name="login")
+        await self.deployment.start()
 
     async def _start_metrics(self) -> None:
         port = self.settings.metrics_port
@@ -265,48 +307,9 @@ class Gateway:
             return
         self.metrics_server = metrics_server
 
-    async def _login(self) -> None:
-        try:
-            await log_in_with_retries(self.broker, self.settings, self.reads.not_ready_because)
-            await self._after_login()
-        except (AuthError, CaptchaRequired) as exc:
-            logger.error("Tradovate login failed for good: %s", exc)
-            self._fail(FatalStartupError(str(exc)))
-        except FatalStartupError as exc:
-            logger.error("Tradovate login failed for good: %s", exc)
-            self._fail(exc)
-        except Exception as exc:  # a bug: say so instead of never becoming ready
-            logger.exception("gateway start-up failed")
-            self._fail(FatalStartupError(f"start-up failed: {exc!r}"))
-
     def _fail(self, exc: FatalStartupError) -> None:
         if not self.failed.done():
             self.failed.set_exception(exc)
-
-    async def _after_login(self) -> None:
-        self.read_cache.set_user(self.broker.user_id)
-        try:
-            accounts = await self.directory.refresh(
-                Deadline.after(self.settings.upstream_timeout_s)
-            )
-            logger.info("logged in to Tradovate: %d accounts", len(accounts))
-        except BrokerError as exc:
-            logger.warning("logged in, but the account list failed for now: %s", exc)
-        if self.live is not None:
-            await self.live.start()
-        self.reads.mark_ready()
-        await self.health.set_logged_in(True)
-        self.ready.set()
-        if self.settings.gc_freeze:
-            # What exists once the first snapshot is in (or the wait gave up) lives long.
-            if self.live is not None:
-                await self.live.wait_synced(Deadline.after(FREEZE_AFTER_SYNC_WAIT_S))
-            freeze_long_lived()
-
-    async def _probe_upstream(self) -> object:
-        return await self.directory.refresh(
-            Deadline.after(min(2.0, self.settings.upstream_timeout_s))
-        )
 
     async def wait_ready(self, seconds: float) -> None:
         """Until logged in; raises the fatal start-up error if login cannot succeed."""
@@ -329,22 +332,17 @@ class Gateway:
             return
         self._stopped = True
         grace = self.settings.grace_s if grace is None else grace
-        steps: list[Callable[[], Awaitable[object]]] = [self.health.enter_shutdown]
-        if self.live is not None:
-            steps.append(self.live.drain)
+        runtimes = list(self.deployment)
+        steps: list[Callable[[], Awaitable[object]]] = [self.deployment_health.enter_shutdown]
+        steps += [runtime.drain for runtime in runtimes]
         if self.server is not None:
             server = self.server
             steps.append(lambda: server.stop(grace))
-        steps += [
-            self._close_reads,
-            self.read_path.aclose,
-            self.health.aclose,
-        ]
-        if self.live is not None:
-            steps.append(self.live.aclose)
+        steps.append(self._close_reads)
+        steps += [runtime.aclose for runtime in runtimes]
         if self.cache_watch is not None:
             steps.append(self.cache_watch.aclose)
-        steps += [self.broker.aclose, self.cache.aclose]
+        steps.append(self.cache.aclose)
         if self.metrics_server is not None:
             steps.append(self.metrics_server.aclose)
         if self.access_log is not None:
@@ -372,7 +370,7 @@ class Gateway:
 
     async def _close_reads(self) -> None:
         self.reads.mark_closing()
-        await _cancel(self._login_task)
+        await _cancel(self._freeze_task)
 
     async def __aenter__(self) -> Self:
         try:

@@ -35,6 +35,7 @@ from trading_gateway.server.broker.schemas import Account
 from trading_gateway.server.reads.records import (
     AccountRead,
     BalanceData,
+    LoginProblem,
     OrdersData,
     PositionsData,
     Snapshot,
@@ -68,6 +69,8 @@ SNAPSHOT_BALANCE: Final = number(_SNAPSHOT, "balance")
 # server_time follows accounts, or accounts and totals.
 TIME_FIELD: Final = shared_number(_RESPONSES[:2], "server_time")
 TIME_AFTER_TOTALS: Final = shared_number(_RESPONSES[2:], "server_time")
+UNAVAILABLE_FIELD: Final = shared_number(_RESPONSES[:2], "unavailable_logins")
+UNAVAILABLE_AFTER_TOTALS: Final = shared_number(_RESPONSES[2:], "unavailable_logins")
 
 
 def field(number: int, payload: bytes) -> bytes:
@@ -144,7 +147,7 @@ class PartCache:
 
 
 def _head(read: AccountRead[Any], *options: Any) -> tuple[Any, ...]:
-    return (read.account, read.source, read.as_of, *options)
+    return (read.account, read.source, read.as_of, read.login, *options)
 
 
 def _meta(read: AccountRead[Any], status_of: convert.StatusOf) -> Callable[[], bytes]:
@@ -214,7 +217,7 @@ class ResponseEncoder:
         """One account's part: reused while its record and options are the same; its
         meta (status, source, as_of) is serialized apart, so it alone is rebuilt."""
         if read.error is None and read.data is not None:
-            slot = (kind.tag, read.account.id, *options)
+            slot = (kind.tag, read.login, read.account.id, *options)
             head = _head(read, *options)
             found = self.cache.reused(slot, read.data, head)
             if found is not None:
@@ -228,19 +231,28 @@ class ResponseEncoder:
             return self.cache.part(slot, read.data, head, body_head, body, _meta(read, status_of))
         return kind.message(**fields()).SerializeToString()
 
-    def _account(self, account: Account) -> bytes:
+    def _account(self, account: Account, login: str) -> bytes:
         def build() -> bytes:
-            return pb.Account(**convert.account_fields(account)).SerializeToString()
+            fields = convert.account_fields(account)
+            fields["login"] = login
+            return pb.Account(**fields).SerializeToString()
 
-        return self.cache.part(("a", account.id), account, (account,), ("a",), build, _no_meta)
+        slot = ("a", login, account.id)
+        return self.cache.part(slot, account, (account, login), ("a", login), build, _no_meta)
 
-    def _totals(self, reads: Sequence[AccountRead[BalanceData]], slot: str) -> bytes:
+    def _totals(
+        self,
+        reads: Sequence[AccountRead[BalanceData]],
+        slot: str,
+        unavailable: Sequence[LoginProblem] = (),
+    ) -> bytes:
         """The totals field; the same as last time when every account's record is."""
-        records = tuple(r.data if r.ok else None for r in reads)
+        missing = tuple(p.login for p in unavailable)
+        records = (*(r.data if r.ok else None for r in reads), missing)
         last = self._last_totals.get(slot)
         if last is not None and _same_records(last[0], records):
             return last[1]
-        fields = convert.totals_fields(reads)
+        fields = convert.totals_fields(reads, missing)
         value = field(TOTALS_FIELD, pb.BalanceTotals(**fields).SerializeToString())
         self._last_totals[slot] = (records, value)
         return value
@@ -251,9 +263,11 @@ class ResponseEncoder:
         status_of: convert.StatusOf,
         *,
         include_flat: bool,
+        unavailable: Sequence[LoginProblem] = (),
     ) -> bytes:
         parts = (self._positions(r, status_of, include_flat) for r in reads)
-        return _join(parts, timestamp_field(TIME_FIELD))
+        tail = timestamp_field(TIME_FIELD) + _unavailable(UNAVAILABLE_FIELD, unavailable, status_of)
+        return _join(parts, tail)
 
     def orders(
         self,
@@ -262,18 +276,28 @@ class ResponseEncoder:
         *,
         order_filter: int,
         statuses: Iterable[int],
+        unavailable: Sequence[LoginProblem] = (),
     ) -> bytes:
         wanted = tuple(statuses)
         keep = convert.order_selector(order_filter, wanted)
         options = (order_filter, wanted)
         parts = (self._orders(r, status_of, options, keep) for r in reads)
-        return _join(parts, timestamp_field(TIME_FIELD))
+        tail = timestamp_field(TIME_FIELD) + _unavailable(UNAVAILABLE_FIELD, unavailable, status_of)
+        return _join(parts, tail)
 
     def balances(
-        self, reads: Sequence[AccountRead[BalanceData]], status_of: convert.StatusOf
+        self,
+        reads: Sequence[AccountRead[BalanceData]],
+        status_of: convert.StatusOf,
+        unavailable: Sequence[LoginProblem] = (),
     ) -> bytes:
         parts = (self._balance(r, status_of) for r in reads)
-        return _join(parts, self._totals(reads, "balances") + timestamp_field(TIME_AFTER_TOTALS))
+        tail = (
+            self._totals(reads, "balances", unavailable)
+            + timestamp_field(TIME_AFTER_TOTALS)
+            + _unavailable(UNAVAILABLE_AFTER_TOTALS, unavailable, status_of)
+        )
+        return _join(parts, tail)
 
     def snapshot(
         self,
@@ -286,21 +310,43 @@ class ResponseEncoder:
         keep = convert.order_selector(order_filter, ())
         options = (order_filter, ())
         parts = (
-            field(SNAPSHOT_ACCOUNT, self._account(acc))
+            field(SNAPSHOT_ACCOUNT, self._account(acc, login))
             + field(SNAPSHOT_POSITIONS, self._positions(pos, status_of, include_flat))
             + field(SNAPSHOT_ORDERS, self._orders(ords, status_of, options, keep))
             + field(SNAPSHOT_BALANCE, self._balance(bal, status_of))
-            for acc, pos, ords, bal in zip(
-                snap.accounts, snap.positions, snap.orders, snap.balances, strict=True
+            for acc, pos, ords, bal, login in zip(
+                snap.accounts,
+                snap.positions,
+                snap.orders,
+                snap.balances,
+                _logins(snap),
+                strict=True,
             )
         )
-        return _join(
-            parts, self._totals(snap.balances, "snapshot") + timestamp_field(TIME_AFTER_TOTALS)
+        tail = (
+            self._totals(snap.balances, "snapshot", snap.unavailable)
+            + timestamp_field(TIME_AFTER_TOTALS)
+            + _unavailable(UNAVAILABLE_AFTER_TOTALS, snap.unavailable, status_of)
         )
+        return _join(parts, tail)
 
 
 def _same_records(old: tuple[object, ...], new: tuple[object, ...]) -> bool:
     return len(old) == len(new) and all(a is b for a, b in zip(old, new, strict=True))
+
+
+def _logins(snap: Snapshot) -> Sequence[str]:
+    return snap.logins or [""] * len(snap.accounts)
+
+
+def _unavailable(
+    number: int, problems: Sequence[LoginProblem], status_of: convert.StatusOf
+) -> bytes:
+    """The repeated ``unavailable_logins`` field (nothing when every login answered)."""
+    return b"".join(
+        field(number, pb.LoginStatus(**fields).SerializeToString())
+        for fields in convert.login_statuses(problems, status_of)
+    )
 
 
 def _no_meta() -> bytes:

@@ -30,7 +30,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Final
+from typing import Final, Protocol
 
 from grpc_health.v1 import health_pb2
 from grpc_health.v1.health import aio as health_aio
@@ -72,6 +72,12 @@ CacheHealth = Callable[[], bool]
 CircuitState = Callable[[], Circuit | None]
 
 
+class Deployment(Protocol):
+    """The gateway-wide services over every login (server/logins/health.py)."""
+
+    async def publish(self) -> None: ...
+
+
 def _no_circuit() -> Circuit | None:
     return None
 
@@ -91,8 +97,14 @@ class HealthMonitor:
         failure_threshold: int,
         live_healthy: CacheHealth | None = None,
         circuit: CircuitState | None = None,
+        login_service: str | None = None,
+        deployment: Deployment | None = None,
     ) -> None:
         self.servicer = servicer
+        # Many logins (server/logins/health.py): this monitor publishes its login's
+        # service, and the deployment publishes the gateway-wide ones from all monitors.
+        self._login_service = login_service
+        self._deployment = deployment
         self._circuit = circuit or _no_circuit
         self._circuit_reason: str | None = None
         metrics.watch_circuit(self._circuit)
@@ -198,12 +210,30 @@ class HealthMonitor:
         self.upstream_up = True
         self._failures = 0
 
+    @property
+    def serving(self) -> bool:
+        """Logged in and Tradovate answers."""
+        return self.logged_in and self.upstream_up
+
+    @property
+    def callable_now(self) -> bool:
+        """Serving, and no 429/423/captcha circuit holds calls back."""
+        return self.serving and self._circuit() is None
+
+    @property
+    def live_up(self) -> bool:
+        return self._live_healthy is not None and self._live_healthy()
+
     async def publish(self) -> None:
         if self._closing:
             return
         upstream = self.logged_in and self.upstream_up
         circuit = self._note_circuit()
         callable_now = upstream and circuit is None
+        if self._deployment is not None:
+            await self._publish_login(upstream, circuit)
+            await self._deployment.publish()
+            return
         wanted = {
             SERVICE_OVERALL: SERVING if upstream else NOT_SERVING,
             SERVICE_TRADING: SERVING if upstream else NOT_SERVING,
@@ -211,10 +241,23 @@ class HealthMonitor:
             SERVICE_CACHE: SERVING if self.cache_up else NOT_SERVING,
             SERVICE_LIVE: SERVING if self._live_healthy and self._live_healthy() else NOT_SERVING,
         }
+        if self._login_service is not None:
+            wanted[self._login_service] = wanted[SERVICE_OVERALL]
         for service, status in wanted.items():
             if self._published.get(service) != status:
                 await self.servicer.set(service, status)
                 self._published[service] = status
+        self._set_up(circuit)
+
+    async def _publish_login(self, upstream: bool, circuit: Circuit | None) -> None:
+        if self._login_service is not None:
+            status = SERVING if upstream else NOT_SERVING
+            if self._published.get(self._login_service) != status:
+                await self.servicer.set(self._login_service, status)
+                self._published[self._login_service] = status
+        self._set_up(circuit)
+
+    def _set_up(self, circuit: Circuit | None) -> None:
         self._metrics.set_up("broker_login", self.logged_in)
         self._metrics.set_up("upstream", self.upstream_up and circuit is None)
         self._metrics.set_up("cache", self.cache_up)

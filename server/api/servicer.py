@@ -22,9 +22,9 @@ from trading_gateway.server.api.encoded import ResponseEncoder
 from trading_gateway.server.api.status import abort_for, account_status, classify
 from trading_gateway.server.deadline import Deadline
 from trading_gateway.server.errors import DeadlineExpired, InvalidRequest
+from trading_gateway.server.logins.reads import DeploymentReads
 from trading_gateway.server.observability.metrics import Metrics
 from trading_gateway.server.reads.records import Policy
-from trading_gateway.server.reads.service import ReadService
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def rpc(method: Callable[P, Awaitable[Resp]]) -> Callable[P, Awaitable[Resp]]:
 class TradingServicer(pb_grpc.TradingServiceServicer):
     def __init__(
         self,
-        reads: ReadService,
+        reads: DeploymentReads,
         *,
         deadlines: DeadlinePolicy,
         metrics: Metrics,
@@ -144,7 +144,7 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
             self._deadlines.budget(context),
             include_inactive=request.include_inactive,
         )
-        return convert.list_accounts_response(listing)
+        return convert.list_accounts_response(listing, self._status_of("ListAccounts"))
 
     # A method annotated ``-> bytes`` returns its response serialized (server/api/
     # encoded.py); server/api/server.py reads the annotation (``serialized_by_servicer``).
@@ -158,7 +158,10 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
             self._deadlines.budget(context),
         )
         return self._encoder.positions(
-            reads, self._status_of("GetPositions"), include_flat=request.include_flat
+            reads.reads,
+            self._status_of("GetPositions"),
+            include_flat=request.include_flat,
+            unavailable=reads.unavailable,
         )
 
     @rpc
@@ -172,10 +175,11 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
             self._deadlines.budget(context),
         )
         return self._encoder.orders(
-            reads,
+            reads.reads,
             self._status_of("GetOrders"),
             order_filter=request.filter,
             statuses=request.statuses,
+            unavailable=reads.unavailable,
         )
 
     @rpc
@@ -187,7 +191,9 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
             policy(request.read_policy, Policy.CACHED),
             self._deadlines.budget(context),
         )
-        return convert.pending_ids_response(reads, self._status_of("ListPendingOrderIds"))
+        return convert.pending_ids_response(
+            reads.reads, self._status_of("ListPendingOrderIds"), reads.unavailable
+        )
 
     @rpc
     async def GetBalances(  # type: ignore[override]
@@ -198,7 +204,9 @@ class TradingServicer(pb_grpc.TradingServiceServicer):
             policy(request.read_policy, Policy.CACHED),
             self._deadlines.budget(context),
         )
-        return self._encoder.balances(reads, self._status_of("GetBalances"))
+        return self._encoder.balances(
+            reads.reads, self._status_of("GetBalances"), reads.unavailable
+        )
 
     @rpc
     async def GetSnapshot(  # type: ignore[override]

@@ -33,6 +33,9 @@ from trading_gateway.server.errors import (
     DeadlineExpired,
     GatewayError,
     InvalidRequest,
+    LoginFailed,
+    LoginsNotFound,
+    LoginUnavailable,
     NotReady,
     ShuttingDown,
 )
@@ -65,6 +68,10 @@ TABLE: Final[dict[type[BaseException], Rule]] = {
     DeadlineExpired: Rule(Code.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED"),
     NotReady: Rule(Code.UNAVAILABLE, "GATEWAY_NOT_READY"),
     ShuttingDown: Rule(Code.UNAVAILABLE, "GATEWAY_SHUTTING_DOWN"),
+    # Many logins (server/logins): an unknown login, one that cannot answer, one refused.
+    LoginsNotFound: Rule(Code.NOT_FOUND, "LOGIN_NOT_FOUND"),
+    LoginUnavailable: Rule(Code.UNAVAILABLE, "LOGIN_UNAVAILABLE"),
+    LoginFailed: Rule(Code.UNAUTHENTICATED, "LOGIN_FAILED"),
     # Streams (server/live/errors.py); drain and upstream loss fall to UNAVAILABLE below.
     StreamLimitReached: Rule(Code.RESOURCE_EXHAUSTED, "STREAM_LIMIT_REACHED"),
     SlowConsumer: Rule(Code.RESOURCE_EXHAUSTED, "SLOW_CONSUMER"),

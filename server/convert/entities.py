@@ -195,7 +195,9 @@ def balance(data: BalanceData, owner: Account) -> pb.Balance:
 _TOTALLED: Final = tuple(n for n in TRADOVATE_FIGURES if n != "week_realized_pnl")
 
 
-def totals_fields(reads: Sequence[AccountRead[BalanceData]]) -> Fields:
+def totals_fields(
+    reads: Sequence[AccountRead[BalanceData]], missing_logins: Sequence[str] = ()
+) -> Fields:
     """Sums over the accounts whose status is OK (``accounts_included``).
 
     A total is set only when every included account knows the figure. Otherwise it is
@@ -204,7 +206,9 @@ def totals_fields(reads: Sequence[AccountRead[BalanceData]]) -> Fields:
     them (rounded to its currency, ``rounding.total``), so it equals the sum of the shown
     parts. Mark totals need a mark on every included account
     (LIVE): an included account without one (read from UPSTREAM or the cache) is a gap; with
-    no mark on any account the mark totals are absent, as they are on each account."""
+    no mark on any account the mark totals are absent, as they are on each account.
+    ``missing_logins`` (logins whose accounts could not be listed) leave every total
+    unset, each with a gap that names no account ids: their accounts are unknown."""
     ok = [(r.account.id, r.data) for r in reads if r.error is None and r.data is not None]
     fields: Fields = {"accounts_included": len(ok), "accounts_failed": len(reads) - len(ok)}
     gaps: list[Fields] = []
@@ -213,13 +217,20 @@ def totals_fields(reads: Sequence[AccountRead[BalanceData]]) -> Fields:
         values = [(a, getattr(d.snapshot, attribute), d.currency) for a, d in ok]
         fields[name] = _total(name, values, gaps)
     marks = [(a, d.mark, d.currency) for a, d in ok]
-    if any(m is not None for _, m, _ in marks):
+    any_mark = any(m is not None for _, m, _ in marks)
+    if any_mark:
         for name, attribute in MARK_FIGURES.items():
             values = [
                 (a, getattr(m, attribute) if m is not None else None, currency)
                 for a, m, currency in marks
             ]
             fields[name] = _total(name, values, gaps)
+    if missing_logins:
+        # Accounts of these logins are not in the answer at all: no total is whole.
+        for name in (*_TOTALLED, *(MARK_FIGURES if any_mark else ())):
+            if fields.get(name) is not None or not any(g["figure"] == name for g in gaps):
+                fields[name] = None
+                gaps.append({"figure": name, "account_ids": []})
     fields["gaps"] = gaps
     return fields
 

@@ -34,6 +34,7 @@ from trading_gateway.server.reads.records import (
     AccountRead,
     BalanceData,
     ContractRef,
+    LoginProblem,
     OrdersData,
     PositionsData,
     Source,
@@ -50,7 +51,13 @@ def meta_fields(read: AccountRead[Any], status_of: StatusOf) -> Fields:
         "status": status_of(read.error),
         "source": SOURCES[read.source] if read.source else pb.SOURCE_UNSPECIFIED,
         "as_of": epoch_fields(read.as_of) if read.as_of is not None else None,
+        "login": read.login,
     }
+
+
+def login_statuses(problems: Iterable[LoginProblem], status_of: StatusOf) -> list[Fields]:
+    """``unavailable_logins``: each login a call could not list, with why."""
+    return [{"login": p.login, "status": status_of(p.error)} for p in problems]
 
 
 # ---------------------------------------------------------------- per-account parts
@@ -133,17 +140,26 @@ def _build(message: type[M], fields: Fields) -> M:
     return message(**fields)
 
 
-def list_accounts_response(listing: AccountList) -> pb.ListAccountsResponse:
+def list_accounts_response(
+    listing: AccountList, status_of: StatusOf | None = None
+) -> pb.ListAccountsResponse:
+    accounts = [account_fields(a) for a in listing.accounts]
+    for fields, login in zip(accounts, listing.logins, strict=False):
+        fields["login"] = login
     fields = {
-        "accounts": [account_fields(a) for a in listing.accounts],
+        "accounts": accounts,
         "source": SOURCES[listing.source],
         "as_of": epoch_fields(listing.as_of),
     }
+    if listing.unavailable and status_of is not None:
+        fields["unavailable_logins"] = login_statuses(listing.unavailable, status_of)
     return _build(pb.ListAccountsResponse, fields)
 
 
 def pending_ids_response(
-    reads: Sequence[AccountRead[OrdersData]], status_of: StatusOf
+    reads: Sequence[AccountRead[OrdersData]],
+    status_of: StatusOf,
+    unavailable: Iterable[LoginProblem] = (),
 ) -> pb.ListPendingOrderIdsResponse:
     parts: list[Fields] = []
     for read in reads:
@@ -155,4 +171,7 @@ def pending_ids_response(
                 if order_status(d.order.ord_status) in WORKING_STATUSES
             )
         parts.append({"meta": meta_fields(read, status_of), "order_ids": ids})
-    return _build(pb.ListPendingOrderIdsResponse, {"accounts": parts, "server_time": now()})
+    fields: Fields = {"accounts": parts, "server_time": now()}
+    if missing := login_statuses(unavailable, status_of):
+        fields["unavailable_logins"] = missing
+    return _build(pb.ListPendingOrderIdsResponse, fields)

@@ -1,8 +1,9 @@
 """The live subsystem over one broker client (implements server/live_subsystem.py).
 
-``build_live`` is the ``LiveFactory``: it builds the live state, hub and live reads at
-once (the read path needs the reads while it is wired), and starts consuming the
-broker's sync and market-data sockets only once the broker has logged in.
+``build_live`` is the ``LiveFactory``: it builds one login's live state, hub and live
+reads at once (the read path needs the reads while it is wired; its streams stamp the
+login's name on every message), and starts consuming the broker's sync and market-data
+sockets only once the broker has logged in.
 
 ``status_of`` (how a stream's per-account condition becomes an AccountStatus) is the one
 status table's ``account_status``, passed in by server/main.py like the unary reads get it.
@@ -56,10 +57,12 @@ class BrokerLiveSubsystem:
         client: TradovateClient,
         settings: GatewaySettings,
         metrics: Metrics,
+        login: str,
         *,
         status_of: StatusOf,
     ) -> None:
         self._client = client
+        self.login = login
         self._metrics = metrics
         self.service = LiveService(
             live_settings(settings),
@@ -118,7 +121,8 @@ def build_live(
     client: TradovateClient,
     settings: GatewaySettings,
     metrics: Metrics,
+    login: str,
     *,
     status_of: StatusOf,
 ) -> BrokerLiveSubsystem:
-    return BrokerLiveSubsystem(client, settings, metrics, status_of=status_of)
+    return BrokerLiveSubsystem(client, settings, metrics, login, status_of=status_of)

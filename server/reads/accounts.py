@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from trading_gateway.server.auth.scoping import check_selection, narrow
 from trading_gateway.server.broker.errors import BrokerError, UpstreamTimeout
@@ -48,17 +49,26 @@ class Ref:
 
 def parse_selector(entries: Sequence[str], limit: int) -> list[Ref]:
     """Validate selector entries; INVALID_ARGUMENT for anything malformed."""
+    return parse_entries(entries, limit, parse_entry)
+
+
+E = TypeVar("E")
+
+
+def parse_entries(entries: Sequence[str], limit: int, parse: Callable[[str, str], E]) -> list[E]:
+    """The selector rules every entry form shares (the limit, no repeats), with ``parse``
+    (entry text, its field path) for each entry's own form."""
     if len(entries) > limit:
         raise InvalidRequest(
             f"a request may select at most {limit} accounts; this one selects {len(entries)}",
             field="selector.accounts",
             reason="TOO_MANY_ACCOUNTS",
         )
-    refs: list[Ref] = []
+    parsed: list[E] = []
     seen: set[str] = set()
     for index, text in enumerate(entries):
         where = f"selector.accounts[{index}]"
-        refs.append(_parse_entry(text, where))
+        parsed.append(parse(text, where))
         if text in seen:
             raise InvalidRequest(
                 f"{where}: {text!r} is selected more than once",
@@ -66,10 +76,10 @@ def parse_selector(entries: Sequence[str], limit: int) -> list[Ref]:
                 reason="DUPLICATE_ACCOUNT",
             )
         seen.add(text)
-    return refs
+    return parsed
 
 
-def _parse_entry(text: str, where: str) -> Ref:
+def parse_entry(text: str, where: str) -> Ref:
     if not text:
         raise InvalidRequest(f"{where} is empty", field=where, reason="EMPTY_ACCOUNT")
     if len(text) > MAX_ENTRY_LENGTH:
@@ -186,6 +196,10 @@ class AccountDirectory:
         self._failure_log = LogLimiter(FAILURE_LOG_INTERVAL)
 
     @property
+    def max_per_request(self) -> int:
+        return self._max
+
+    @property
     def known(self) -> list[Account]:
         return list(self._index.accounts) if self._index else []
 
@@ -214,6 +228,35 @@ class AccountDirectory:
             check_selection(known[0])
             return list(known[1])
         refs = parse_selector(entries, self._max)
+        index = await self._index_for(refs, deadline)
+        accounts = select(refs, index.find)
+        if len(index.resolved) < MAX_RESOLVED:
+            index.resolved[key] = (
+                [(r.text, a) for r, a in zip(refs, accounts, strict=True)],
+                accounts,
+            )
+        return list(accounts)
+
+    async def lookup(self, refs: Sequence[Ref], deadline: Deadline) -> list[Account | None]:
+        """The account each ref finds in this list (None where it finds none), with the
+        same one refresh for unknown entries that ``resolve`` does; no checks."""
+        index = await self._index_for(refs, deadline)
+        return [index.find(ref) for ref in refs]
+
+    async def active(self, deadline: Deadline) -> list[Account]:
+        """Every active account (the list an empty selector selects), not narrowed."""
+        index = await self._for_selection(deadline)
+        return list(index.active)
+
+    async def refresh(self, deadline: Deadline) -> list[Account]:
+        """Fetch the list from upstream now (also the upstream health probe)."""
+        index, _ = await self._get(Policy.UPSTREAM, deadline)
+        return index.accounts
+
+    # ---------------------------------------------------------------- internals
+    async def _index_for(self, refs: Sequence[Ref], deadline: Deadline) -> _Index:
+        """The list to find ``refs`` in: refreshed once (at most every few seconds) when
+        it does not know one of them."""
         index = await self._for_selection(deadline)
         missing = [r for r in refs if index.find(r) is None]
         if missing and time.monotonic() - self._last_miss_refresh >= MISS_REFRESH_INTERVAL:
@@ -228,20 +271,8 @@ class AccountDirectory:
                     [r.text for r in missing],
                     exc.reason,
                 )
-        accounts = select(refs, index.find)
-        if len(index.resolved) < MAX_RESOLVED:
-            index.resolved[key] = (
-                [(r.text, a) for r, a in zip(refs, accounts, strict=True)],
-                accounts,
-            )
-        return list(accounts)
+        return index
 
-    async def refresh(self, deadline: Deadline) -> list[Account]:
-        """Fetch the list from upstream now (also the upstream health probe)."""
-        index, _ = await self._get(Policy.UPSTREAM, deadline)
-        return index.accounts
-
-    # ---------------------------------------------------------------- internals
     async def _for_selection(self, deadline: Deadline) -> _Index:
         """Stale-while-revalidate: selection never waits for a list it already has.
 

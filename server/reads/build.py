@@ -63,7 +63,9 @@ class ReadPath:
         observer: UpstreamObserver,
         cache_observer: CacheObserver,
         tracer: UpstreamTracer | None = None,
+        login: str = "",
     ) -> ReadPath:
+        """``login`` names the gateway login these reads belong to (on every record)."""
         read_cache = ReadCache(
             cache,
             env=s.tradovate_env,
@@ -122,9 +124,9 @@ class ReadPath:
         )
         service = ReadService(
             directory,
-            positions=KindReader(Kind.POSITIONS, positions, read_cache, live),
-            orders=KindReader(Kind.ORDERS, orders, read_cache, live),
-            balances=KindReader(Kind.BALANCES, balances, read_cache, live),
+            positions=KindReader(Kind.POSITIONS, positions, read_cache, live, login=login),
+            orders=KindReader(Kind.ORDERS, orders, read_cache, live, login=login),
+            balances=KindReader(Kind.BALANCES, balances, read_cache, live, login=login),
             live=live,
         )
         return cls(read_cache, loaders, positions, orders, balances, directory, service)

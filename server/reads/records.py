@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Generic, TypeVar
 
@@ -128,6 +128,8 @@ class AccountRead(Generic[T]):
     error: BaseException | None = None
     source: Source | None = None
     as_of: float | None = None
+    #: The gateway login whose Tradovate user sees the account ("" before many logins).
+    login: str = ""
 
     @property
     def ok(self) -> bool:
@@ -141,6 +143,18 @@ class AccountList:
     accounts: list[Account]
     source: Source
     as_of: float
+    #: The login of each account, in the same order (empty: no login is named).
+    logins: list[str] = field(default_factory=list)
+    #: Logins the call covers whose accounts could not be listed, with why.
+    unavailable: list[LoginProblem] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class LoginProblem:
+    """A login whose accounts a call could not list, and the error that says why."""
+
+    login: str
+    error: BaseException
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,3 +165,14 @@ class Snapshot:
     positions: list[AccountRead[PositionsData]]
     orders: list[AccountRead[OrdersData]]
     balances: list[AccountRead[BalanceData]]
+    #: The login of each account, in the same order (empty: no login is named).
+    logins: list[str] = field(default_factory=list)
+    unavailable: list[LoginProblem] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Reads(Generic[T]):
+    """One kind's per-account reads across logins, and the logins that could not answer."""
+
+    reads: list[AccountRead[T]]
+    unavailable: list[LoginProblem] = field(default_factory=list)

@@ -93,8 +93,11 @@ class KindReader(Generic[T]):
         fanout: FanOut[T],
         cache: ReadCache,
         live: LiveReads | None = None,
+        *,
+        login: str = "",
     ) -> None:
         self.kind = kind
+        self.login = login
         self.fanout = fanout
         self._cache = cache
         self._live = live
@@ -116,18 +119,19 @@ class KindReader(Generic[T]):
         self, accounts: Sequence[Account], policy: Policy, deadline: Deadline
     ) -> list[AccountRead[T]]:
         results: dict[int, AccountRead[T]] = {}
+        login = self.login
         wanted = [a.id for a in accounts]
         by_id = {a.id: a for a in accounts}
         if policy is not Policy.UPSTREAM:
             for account_id, got in self._from_live(wanted).items():
                 results[account_id] = AccountRead(
-                    by_id[account_id], got.data, None, Source.LIVE, got.as_of
+                    by_id[account_id], got.data, None, Source.LIVE, got.as_of, login
                 )
         if policy is Policy.CACHED:
             missing = [a for a in wanted if a not in results]
             for account_id, got in (await self._cache.get_many(self.kind, missing)).items():
                 results[account_id] = AccountRead(
-                    by_id[account_id], got.data, None, Source.CACHE, got.as_of
+                    by_id[account_id], got.data, None, Source.CACHE, got.as_of, login
                 )
         missing = [a for a in wanted if a not in results]
         if missing:
@@ -135,10 +139,10 @@ class KindReader(Generic[T]):
             for account_id, outcome in outcomes.items():
                 account = by_id[account_id]
                 if isinstance(outcome, BaseException):
-                    results[account_id] = AccountRead(account, error=outcome)
+                    results[account_id] = AccountRead(account, error=outcome, login=login)
                 else:
                     results[account_id] = AccountRead(
-                        account, outcome.data, None, Source.UPSTREAM, outcome.as_of
+                        account, outcome.data, None, Source.UPSTREAM, outcome.as_of, login
                     )
             if policy is Policy.CACHED:
                 self._answer_stale(results)
@@ -154,7 +158,9 @@ class KindReader(Generic[T]):
         stale = self._cache.stale(self.kind, failed)
         for account_id, got in stale.items():
             read = results[account_id]
-            results[account_id] = AccountRead(read.account, got.data, None, Source.CACHE, got.as_of)
+            results[account_id] = AccountRead(
+                read.account, got.data, None, Source.CACHE, got.as_of, read.login
+            )
         if stale:
             logger.debug(
                 "%s: %d accounts answered stale (upstream slow or rate-limited)",
@@ -209,15 +215,25 @@ class ReadService:
         *,
         include_inactive: bool = False,
     ) -> AccountList:
-        self._check()
-        listing = self._live_accounts(policy)
-        if listing is None:
-            listing = await self.directory.listing(policy, deadline, include_inactive=True)
+        listing = await self.account_listing(policy, deadline)
         if entries:
             selected = await self.directory.resolve(entries, deadline)
             return AccountList(selected, listing.source, listing.as_of)
         accounts = narrow(a for a in listing.accounts if include_inactive or a.active)
         return AccountList(accounts, listing.source, listing.as_of)
+
+    async def account_listing(self, policy: Policy, deadline: Deadline) -> AccountList:
+        """Every account of the login, inactive ones too: live state's list, else the
+        directory's (NotReady before login, ShuttingDown while closing)."""
+        self._check()
+        listing = self._live_accounts(policy)
+        if listing is None:
+            listing = await self.directory.listing(policy, deadline, include_inactive=True)
+        return listing
+
+    def check(self) -> None:
+        """Raise NotReady (with the last login failure) or ShuttingDown, as reads do."""
+        self._check()
 
     def _live_accounts(self, policy: Policy) -> AccountList | None:
         live = self._live

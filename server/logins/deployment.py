@@ -1,0 +1,98 @@
+"""The deployment's logins: one ``LoginRuntime`` per spec, in order, and reloads.
+
+``apply(specs)`` makes the running set equal to ``specs``: a login whose spec is gone is
+taken out of the mapping first (so its ending streams can tell it was removed), drained
+and closed; a changed spec is closed and started again; a new one is started; the
+others are not touched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from trading_gateway.server.logins.health import DeploymentHealth
+from trading_gateway.server.logins.runtime import LoginRuntime
+from trading_gateway.server.logins.spec import LoginSpec
+
+
+@dataclass(frozen=True, slots=True)
+class LoginChanges:
+    """What a reload did, by login name."""
+
+    added: list[str]
+    removed: list[str]
+    replaced: list[str]
+
+    def __str__(self) -> str:
+        parts = [
+            f"{what} {', '.join(names)}"
+            for what, names in (
+                ("added", self.added),
+                ("removed", self.removed),
+                ("replaced", self.replaced),
+            )
+            if names
+        ]
+        return "; ".join(parts) or "no change"
+
+
+def plan_changes(current: Mapping[str, LoginRuntime], specs: Sequence[LoginSpec]) -> LoginChanges:
+    wanted = {spec.name: spec for spec in specs}
+    return LoginChanges(
+        added=[s.name for s in specs if s.name not in current],
+        removed=[name for name in current if name not in wanted],
+        replaced=[
+            name for name, rt in current.items() if name in wanted and rt.spec != wanted[name]
+        ],
+    )
+
+
+class Deployment:
+    """The running logins by name; ``build`` makes one runtime from a spec."""
+
+    def __init__(
+        self,
+        specs: Sequence[LoginSpec],
+        build: Callable[[LoginSpec], LoginRuntime],
+        health: DeploymentHealth,
+    ) -> None:
+        self._build = build
+        self._health = health
+        self._runtimes: dict[str, LoginRuntime] = {spec.name: build(spec) for spec in specs}
+
+    @property
+    def logins(self) -> Mapping[str, LoginRuntime]:
+        """The logins now, by name, in order (a read-only view that follows reloads)."""
+        return MappingProxyType(self._runtimes)
+
+    @property
+    def first(self) -> LoginRuntime:
+        return next(iter(self._runtimes.values()))
+
+    def __iter__(self) -> Iterator[LoginRuntime]:
+        return iter(list(self._runtimes.values()))
+
+    async def start(self) -> None:
+        for runtime in self:
+            await runtime.start()
+
+    async def apply(self, specs: Sequence[LoginSpec]) -> LoginChanges:
+        changes = plan_changes(self._runtimes, specs)
+        for name in changes.removed + changes.replaced:
+            runtime = self._runtimes.pop(name)  # out of the deployment before it drains
+            await runtime.drain()
+            await runtime.aclose()
+            if name in changes.removed:
+                await self._health.login_gone(name)
+        for spec in specs:
+            if spec.name not in self._runtimes:
+                runtime = self._build(spec)
+                self._runtimes[spec.name] = runtime
+                await runtime.start()
+        order = {spec.name: index for index, spec in enumerate(specs)}
+        items = sorted(self._runtimes.items(), key=lambda item: order[item[0]])
+        self._runtimes.clear()
+        self._runtimes.update(items)
+        return changes
