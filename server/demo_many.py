@@ -23,6 +23,7 @@ from typing import Final
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from trading_gateway.client.cli import ENV_ADDRESS
 from trading_gateway.server.config import GatewaySettings
 from trading_gateway.server.demo_logins import (
     SECRET_ENV,
@@ -198,28 +199,31 @@ def _bin_dir() -> str | None:
 
 
 def try_lines(address: str, logins: Sequence[DeskLogin]) -> list[str]:
-    """Commands to paste: a setup line or two, then grpcurl and CLI calls with ``login/name``
-    selectors; each line fits 80 columns (long ones are continued with a backslash)."""
+    """Commands to paste: one or two setup lines, then grpcurl and CLI calls with
+    ``login/name`` selectors; each fits 80 columns (long ones go on with a backslash)."""
     first, second = logins[0], logins[1 % len(logins)]
     one = second.accounts[0] if second.accounts else "ACCOUNT"
     pair = [f"{d.name}/{d.accounts[0]}" for d in (first, logins[-1]) if d.accounts]
     body = shlex.quote(f'{{"selector": {{"accounts": ["{second.name}/{one}"]}}}}')
     health = shlex.quote(f'{{"service": "{LOGIN_HEALTH_PREFIX}{second.name}"}}')
-    cli_address = "" if address == DEFAULT_ADDRESS else " --address $g"
-    lines = []
+    exports = []
+    if address != DEFAULT_ADDRESS:  # the CLI reads it, so its lines need no --address
+        exports.append(f"{ENV_ADDRESS}=$g")
     folder = _bin_dir()
     if folder:
-        lines.append(f'  export PATH="{folder}:$PATH"')
+        exports.append(f'PATH="{folder}:$PATH"')
+    lines = [f"  g={address} s={SERVICE}"]
+    if exports:
+        lines.append(f"  export {' '.join(exports)}")
     lines += [
-        f"  g={address} s={SERVICE}",
         "  grpcurl -plaintext -d '{}' $g $s/ListAccounts",
         f"  grpcurl -plaintext -d {body} \\",
         "    $g $s/GetPositions",
         f"  grpcurl -plaintext -d {health} \\",
         "    $g grpc.health.v1.Health/Check",
-        f"  trading-gateway accounts{cli_address}",
-        f"  trading-gateway positions --accounts {','.join(dict.fromkeys(pair))}{cli_address}",
-        f"  trading-gateway watch{cli_address}",
+        "  trading-gateway accounts",
+        f"  trading-gateway positions --accounts {','.join(dict.fromkeys(pair))}",
+        "  trading-gateway watch",
     ]
     return [_fit(line) for line in lines]
 
@@ -243,11 +247,8 @@ def announce_lines(
         head.append(f"  metrics:   http://127.0.0.1:{metrics_port}/metrics")
     head.append(_fit(f"  logins:    {desks.logins_file}"))
     tries = try_lines(address, desks.logins)
-    setup = (
-        "the first lines set PATH, $g and $s"
-        if tries[0].startswith("  export")
-        else ("the first line sets $g and $s")
-    )
+    exports = tries[1].startswith("  export")
+    setup = "paste the first two lines first" if exports else "the first line sets $g and $s"
     parts = [
         [*head, *login_lines(desks.logins)],
         [f"Try ({setup}):", *tries],

@@ -113,8 +113,9 @@ def test_what_the_demo_prints_fits_80_by_24(count: int, accounts: int) -> None:
     assert "desk-1 (demo-trader-1): DEMO101001" in text
     assert '["desk-2/DEMO' in text  # a login/name selector, on the continued grpcurl line
     assert "tradovate_gateway.login.desk-2" in text
-    assert "--address $g" in text  # not the default address
+    assert "export TRADING_GATEWAY_ADDRESS=$g" in text  # not the default address
     assert lines[-1] == "Press Ctrl-C to stop."
+    assert "Try (paste the first two lines first):" in lines
     if count > demo_many.SHOWN_LOGINS:
         assert f"and {count - demo_many.SHOWN_LOGINS + 1} more logins" in text
 
