@@ -8,8 +8,9 @@ Two run side by side against the same simulator:
   cache (the gateway's default memory store, production TTLs).
 
 Both differ from production defaults only in: the listen port (free), no metrics port, and
-no client-side token bucket (``upstream_rate_per_second=0``: it protects a real Tradovate
-login, and the simulator has no such limit). API-key auth is on, as in production (one key
+no client-side token buckets (``upstream_rate_per_second=0`` and, where the gateway has it,
+``upstream_ip_rate_per_second=0``: they protect a real Tradovate login and IP, and the
+simulator has no such limit). API-key auth is on, as in production (one key
 made up per run). Logs, the access log included, go to a file.
 
 Child: ``python -m bench.gateway_proc --rest-url ... --ws-url ... --md-url ...
@@ -68,11 +69,22 @@ def settings_values(args: argparse.Namespace, creds: dict[str, Any]) -> dict[str
         "listen": "127.0.0.1:0",
         "metrics_port": 0,
         "upstream_rate_per_second": 0,
+        **no_ip_budget(),
         "live_enabled": not args.no_live,
         **figures,
         **upstream,
         "redis_url": "",
     }
+
+
+def no_ip_budget() -> dict[str, Any]:
+    """The shared per-IP token bucket off, where the gateway has one: like the per-login
+    bucket, it protects a real Tradovate, and the simulator has no such limit."""
+    from trading_gateway.server.config import GatewaySettings
+
+    if "upstream_ip_rate_per_second" in GatewaySettings.model_fields:
+        return {"upstream_ip_rate_per_second": 0}
+    return {}
 
 
 def with_api_key(values: dict[str, Any], key_sha256: str) -> dict[str, Any]:
