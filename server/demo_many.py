@@ -46,6 +46,7 @@ HEIGHT: Final = 22
 # Logins listed one per line; more are summed up in one line (the file lists them all).
 SHOWN_LOGINS: Final = 4
 USER_PREFIX: Final = "demo-trader"
+SETUP_WORDS: Final = {2: "two", 3: "three"}
 
 
 def sim_users(logins: int, accounts: int) -> tuple[SimUser, ...]:
@@ -200,7 +201,8 @@ def _bin_dir() -> str | None:
 
 def try_lines(address: str, logins: Sequence[DeskLogin]) -> list[str]:
     """Commands to paste: one or two setup lines, then grpcurl and CLI calls with
-    ``login/name`` selectors; each fits 80 columns (long ones go on with a backslash)."""
+    ``login/name`` selectors; each fits 80 columns (long ones go on with a backslash) and
+    none is ever cut (tests/api/test_demo_logins.py checks the widest cases)."""
     first, second = logins[0], logins[1 % len(logins)]
     one = second.accounts[0] if second.accounts else "ACCOUNT"
     pair = [f"{d.name}/{d.accounts[0]}" for d in (first, logins[-1]) if d.accounts]
@@ -213,8 +215,10 @@ def try_lines(address: str, logins: Sequence[DeskLogin]) -> list[str]:
     if folder:
         exports.append(f'PATH="{folder}:$PATH"')
     lines = [f"  g={address} s={SERVICE}"]
-    if exports:
+    if exports and len(f"  export {' '.join(exports)}") <= WIDTH:
         lines.append(f"  export {' '.join(exports)}")
+    else:  # a long PATH entry gets a line of its own
+        lines += [f"  export {name_value}" for name_value in exports]
     lines += [
         "  grpcurl -plaintext -d '{}' $g $s/ListAccounts",
         f"  grpcurl -plaintext -d {body} \\",
@@ -225,7 +229,7 @@ def try_lines(address: str, logins: Sequence[DeskLogin]) -> list[str]:
         f"  trading-gateway positions --accounts {','.join(dict.fromkeys(pair))}",
         "  trading-gateway watch",
     ]
-    return [_fit(line) for line in lines]
+    return lines
 
 
 def announce_lines(
@@ -245,10 +249,14 @@ def announce_lines(
     ]
     if metrics_port:
         head.append(f"  metrics:   http://127.0.0.1:{metrics_port}/metrics")
-    head.append(_fit(f"  logins:    {desks.logins_file}"))
+    head.append(f"  logins:    {desks.logins_file}")  # whole, to be opened
     tries = try_lines(address, desks.logins)
-    exports = tries[1].startswith("  export")
-    setup = "paste the first two lines first" if exports else "the first line sets $g and $s"
+    setup_lines = sum(1 for line in tries if line.startswith(("  g=", "  export ")))
+    setup = (
+        f"paste the first {SETUP_WORDS[setup_lines]} lines first"
+        if setup_lines > 1
+        else "the first line sets $g and $s"
+    )
     parts = [
         [*head, *login_lines(desks.logins)],
         [f"Try ({setup}):", *tries],

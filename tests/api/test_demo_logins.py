@@ -97,7 +97,13 @@ def desks(count: int, accounts: int, folder: str) -> Desks:
 @pytest.mark.parametrize(
     ("count", "accounts"), [(2, 1), (3, 4), (4, 4), (5, 4), (MAX_DEMO_LOGINS, 30)]
 )
-def test_what_the_demo_prints_fits_80_by_24(count: int, accounts: int) -> None:
+@pytest.mark.parametrize(
+    "bin_dir", [None, "$PWD/.venv/bin", "/home/someone/src/trading-gateway/.venv/bin"]
+)
+def test_what_the_demo_prints_fits_80_by_24(
+    count: int, accounts: int, bin_dir: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(demo_many, "_bin_dir", lambda: bin_dir)
     lines = announce_lines(
         sim_url="http://127.0.0.1:65535/v1",
         address="127.0.0.1:65535",
@@ -115,7 +121,11 @@ def test_what_the_demo_prints_fits_80_by_24(count: int, accounts: int) -> None:
     assert "tradovate_gateway.login.desk-2" in text
     assert "export TRADING_GATEWAY_ADDRESS=$g" in text  # not the default address
     assert lines[-1] == "Press Ctrl-C to stop."
-    assert "Try (paste the first two lines first):" in lines
+    setup = 3 if bin_dir and bin_dir.startswith("/home") else 2
+    assert f"Try (paste the first {'two' if setup == 2 else 'three'} lines first):" in lines
+    start = lines.index("  g=127.0.0.1:65535 s=tradovate_gateway.v1.TradingService")
+    assert lines[start + setup].startswith("  grpcurl ")
+    assert (f'PATH="{bin_dir}:$PATH"' in text) == (bin_dir is not None)
     if count > demo_many.SHOWN_LOGINS:
         assert f"and {count - demo_many.SHOWN_LOGINS + 1} more logins" in text
 
