@@ -48,7 +48,6 @@ class Side:
     """One gateway of the comparison: how its accounts are split, and where it listens."""
 
     label: str
-    logins: int
     accounts: int
     child: Child
 
@@ -91,7 +90,7 @@ async def started(ctx: Context) -> AsyncIterator[tuple[SimHandle, list[Side]]]:
         users = [f"{BENCH_USER}-{n}" for n in range(1, count + 2)]
         logins = [
             from_credentials(name, sim.users[user], "bench")
-            for name, user in zip(numbered_names(count), users, strict=False)
+            for name, user in zip(numbered_names(count), users[:count], strict=True)
         ]
         logins_file = write_logins_file(ctx.workdir / "logins", logins, SECRET_ENV)
         secret = {SECRET_ENV: str(sim.users[users[0]].get("sec", ""))}
@@ -115,9 +114,7 @@ async def started(ctx: Context) -> AsyncIterator[tuple[SimHandle, list[Side]]]:
             ),
             return_exceptions=True,
         )
-        for started_child in (many, one):
-            if isinstance(started_child, Child):
-                children.append(started_child)
+        children = [c for c in (many, one) if isinstance(c, Child)]
         for result in (many, one):
             if isinstance(result, BaseException):
                 raise result
@@ -125,8 +122,8 @@ async def started(ctx: Context) -> AsyncIterator[tuple[SimHandle, list[Side]]]:
         yield (
             sim,
             [
-                Side(f"{count} x {each}", count, count * each, many),
-                Side(f"1 x {count * each}", 1, count * each, one),
+                Side(f"{count} x {each}", count * each, many),
+                Side(f"1 x {count * each}", count * each, one),
             ],
         )
     finally:
