@@ -59,9 +59,13 @@ MEANINGS: Final[dict[str, str]] = {
     "the variables or files it names. Unset: the one `TRADOVATE_*` login",
     "upstream_timeout_s": "seconds one upstream HTTP call may take when the caller gives no "
     "deadline",
-    "upstream_rate_per_second": "client-side token bucket over every REST call, calls per "
-    "second (0 disables it)",
+    "upstream_rate_per_second": "each login's own token bucket over its REST calls (Tradovate "
+    "limits each user), calls per second (0 disables it)",
     "upstream_rate_burst": "that bucket's burst",
+    "upstream_ip_rate_per_second": "one token bucket shared by the REST calls of every login "
+    "(Tradovate also limits each IP), calls per second; twice the per-login default, so with "
+    "the defaults one login alone never waits on it (0 disables it)",
+    "upstream_ip_rate_burst": "that shared bucket's burst",
     "upstream_rate_limited_backoff_s": "after a Tradovate 429 every upstream call stops this "
     "long (doubling per repeat, up to 1 h)",
     "ws_reconnect_initial_s": "first back-off before a WebSocket reconnect",

@@ -17,6 +17,7 @@ from trading_gateway.server.broker import (
     BrokerError,
     BrokerSettings,
     CaptchaRequired,
+    IpPacer,
     TradovateClient,
 )
 from trading_gateway.server.broker.errors import retry_after
@@ -60,6 +61,12 @@ def broker_settings(spec: LoginSpec, settings: GatewaySettings) -> BrokerSetting
         reconnect_max=settings.ws_reconnect_max_s,
         reconnect_stable_after=settings.ws_reconnect_stable_s,
     )
+
+
+def shared_ip_pacer(settings: GatewaySettings) -> IpPacer:
+    """The one per-IP bucket of the process: make it once, hand it to every login's
+    ``TradovateClient(..., ip_pacer=...)``."""
+    return IpPacer(settings.upstream_ip_rate_per_second, settings.upstream_ip_rate_burst)
 
 
 async def log_in_with_retries(

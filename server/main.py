@@ -37,7 +37,7 @@ from trading_gateway.server.deadline import Deadline
 from trading_gateway.server.heap import freeze_long_lived
 from trading_gateway.server.live.components import build_live
 from trading_gateway.server.live_subsystem import LiveFactory, LiveSubsystem
-from trading_gateway.server.login import FatalStartupError
+from trading_gateway.server.login import FatalStartupError, shared_ip_pacer
 from trading_gateway.server.logins.deployment import Deployment, LoginChanges
 from trading_gateway.server.logins.health import DeploymentHealth
 from trading_gateway.server.logins.load import load_logins
@@ -114,6 +114,9 @@ class Gateway:
             if self.cache.backend == "redis"
             else None
         )
+        # The one per-IP budget every login's REST calls also take from.
+        self.ip_pacer = shared_ip_pacer(s)
+        self.metrics.watch_ip_budget(self.ip_pacer.stats)
         self.health_servicer = health_aio.HealthServicer()
         self.deployment_health = DeploymentHealth(
             self.health_servicer,
@@ -122,7 +125,6 @@ class Gateway:
         )
         self.deployment = Deployment(specs, self._runtime, self.deployment_health)
         first = self.deployment.first
-        self.metrics.watch_upstream(first.broker.stats)
         self.reads = DeploymentReads(lambda: self.deployment.logins)
         self.servicer = TradingServicer(
             self.reads,
@@ -155,6 +157,7 @@ class Gateway:
             metrics=self.metrics,
             health=self.deployment_health,
             live_factory=self._live_factory,
+            ip_pacer=self.ip_pacer,
             tracing=self.tracing,
             on_ready=self._login_ready,
             on_failed=self._login_failed,

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from trading_gateway.server.config import GatewaySettings
 from trading_gateway.server.logins.load import load_logins
+from trading_gateway.server.logins.reload import HangupReload
 from trading_gateway.server.main import Gateway
 from trading_gateway.server.observability.tracing import tracing_from_env
 from trading_gateway.server.setting_error import SettingError
@@ -100,13 +101,22 @@ async def serve(settings: GatewaySettings) -> int:
 async def _serve(settings: GatewaySettings, signals: StopSignals) -> int:
     tracing = tracing_from_env(os.environ, version=version())
     async with Gateway(settings, tracing=tracing) as gateway:
-        stop: asyncio.Future[Any] = asyncio.ensure_future(signals.wait())
-        failed: asyncio.Future[Any] = gateway.failed
-        done, _ = await asyncio.wait({stop, failed}, return_when=asyncio.FIRST_COMPLETED)
-        if failed in done:
-            stop.cancel()
-            await asyncio.gather(stop, return_exceptions=True)
-            logger.error("stopping: %s", failed.exception())
-            return 2
-        logger.info("%s received: shutting down (grace %.1f s)", stop.result(), settings.grace_s)
+        with HangupReload(gateway, lambda: load_logins(settings)) as reload:
+            try:
+                return await _until_stopped(gateway, settings, signals)
+            finally:
+                await reload.aclose()
+
+
+async def _until_stopped(gateway: Gateway, settings: GatewaySettings, signals: StopSignals) -> int:
+    """Until a stop signal (0) or a fatal start-up failure (2)."""
+    stop: asyncio.Future[Any] = asyncio.ensure_future(signals.wait())
+    failed: asyncio.Future[Any] = gateway.failed
+    done, _ = await asyncio.wait({stop, failed}, return_when=asyncio.FIRST_COMPLETED)
+    if failed in done:
+        stop.cancel()
+        await asyncio.gather(stop, return_exceptions=True)
+        logger.error("stopping: %s", failed.exception())
+        return 2
+    logger.info("%s received: shutting down (grace %.1f s)", stop.result(), settings.grace_s)
     return 0

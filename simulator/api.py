@@ -84,9 +84,23 @@ class Route:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _fingerprint(call: Call) -> bytes:
+def _fingerprint(call: Call, user_id: int | None) -> bytes:
+    """What a re-sent request must repeat to redeem its p-ticket: body, query and the caller's
+    user, so one user's identical GET never redeems another user's ticket."""
     query = sorted(call.query.items())
-    return msgspec.json.encode([call.body, query], order="sorted")
+    return msgspec.json.encode([call.body, query, user_id], order="sorted")
+
+
+def caller_id(core: SimCore, call: Call) -> int | None:
+    """The user id behind a call: its session's, or for a login the user it names (known
+    names only), else None."""
+    if call.session is not None:
+        return call.session.user_id
+    if call.endpoint == "auth/accesstokenrequest" and isinstance(call.body, dict):
+        name = call.body.get("name")
+        known = core.world.passwords.get(name) if isinstance(name, str) else None
+        return known[1] if known is not None else None
+    return None
 
 
 def _take_ticket(call: Call) -> str | None:
@@ -125,11 +139,12 @@ def admit(core: SimCore, call: Call, route: Route) -> Reply | Admitted:
         accounts = [a for a in accounts if core.sees(call.session, a)]
     limiter = core.endpoint_limits
     endpoint = call.endpoint
-    fingerprint = _fingerprint(call)
+    user_id = caller_id(core, call)
+    fingerprint = _fingerprint(call, user_id)
     redeemed = limiter.redeem(ticket_id, endpoint, call.client, fingerprint, now)
     if isinstance(redeemed, Ticket):
         return Reply(200, data=penalty_body(redeemed, now))
-    fault = core.faults.decide(endpoint, accounts, allow_penalty=not redeemed)
+    fault = core.faults.decide(endpoint, accounts, allow_penalty=not redeemed, user_id=user_id)
     if fault is not None and fault.kind != "hang":
         if fault.kind == "429":
             return Reply(429)

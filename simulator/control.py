@@ -12,7 +12,7 @@ from typing import Any
 
 from trading_gateway.simulator.activity import Drivers, market_step, move_price
 from trading_gateway.simulator.catalog import ContractSpec
-from trading_gateway.simulator.config import EndpointLimit
+from trading_gateway.simulator.config import EndpointLimit, SimUser
 from trading_gateway.simulator.core import SimCore
 from trading_gateway.simulator.faults import TimeoutRule
 from trading_gateway.simulator.frames import event, normalize_endpoint
@@ -80,15 +80,26 @@ class Control:
         """Matching calls hang (no answer) until clear_faults() or the client gives up."""
         self._core.faults.timeouts.append(TimeoutRule(_endpoint(endpoint), account_id, count))
 
-    def burst_429(self, count: int, endpoint: str | None = None) -> None:
-        """The next `count` calls (to one endpoint, or any but auth/*) get an empty 429."""
-        self._core.faults.bursts[_endpoint(endpoint)] = int(count)
+    def burst_429(
+        self, count: int, endpoint: str | None = None, user: str | SimUser | None = None
+    ) -> None:
+        """The next `count` calls (to one endpoint, or any but auth/*; by one user, or anyone)
+        get an empty 429."""
+        key = (_endpoint(endpoint), self._user_id(user))
+        self._core.faults.bursts[key] = int(count)
 
     def penalize(
-        self, endpoint: str, count: int = 1, p_time: float = 1.0, captcha: bool = False
+        self,
+        endpoint: str,
+        count: int = 1,
+        p_time: float = 1.0,
+        captcha: bool = False,
+        user: str | SimUser | None = None,
     ) -> None:
-        """The next `count` calls to `endpoint` get a p-ticket penalty of p_time seconds."""
-        self._core.faults.penalties[_endpoint(endpoint)] = (int(count), float(p_time), captcha)
+        """The next `count` calls to `endpoint` (by one user, or anyone) get a p-ticket penalty
+        of p_time seconds."""
+        key = (_endpoint(endpoint), self._user_id(user))
+        self._core.faults.penalties[key] = (int(count), float(p_time), captcha)
 
     def clear_faults(self) -> None:
         """Remove error rates, failing accounts, timeouts (releasing hung calls), 429 bursts and
@@ -139,7 +150,7 @@ class Control:
 
     # ---- sockets and sessions ---------------------------------------------------------------
 
-    def _conns(self, kind: str) -> list[Conn]:
+    def _conns(self, kind: str, user: str | SimUser | None = None) -> list[Conn]:
         if kind not in SOCKET_KINDS:
             raise ValueError(f"kind must be one of {SOCKET_KINDS}")
         conns: list[Conn] = []
@@ -147,11 +158,17 @@ class Control:
             conns.extend(self._core.user_conns)
         if kind in ("all", "md"):
             conns.extend(self._core.md_conns)
-        return conns
+        user_id = self._user_id(user)
+        if user_id is None:
+            return conns
+        return [c for c in conns if c.session is not None and c.session.user_id == user_id]
 
-    def drop_sockets(self, kind: str = "all", abrupt: bool = True) -> int:
-        """Close every socket: abruptly (TCP reset, no frame) or with a c frame and close."""
-        conns = self._conns(kind)
+    def drop_sockets(
+        self, kind: str = "all", abrupt: bool = True, user: str | SimUser | None = None
+    ) -> int:
+        """Close every socket (of one user, or everyone's): abruptly (TCP reset, no frame) or
+        with a c frame and close."""
+        conns = self._conns(kind, user)
         for conn in conns:
             if abrupt:
                 conn.abort()
@@ -160,11 +177,16 @@ class Control:
         return len(conns)
 
     def send_shutdown(
-        self, reason: str = "Maintenance", kind: str = "all", close: bool = True
+        self,
+        reason: str = "Maintenance",
+        kind: str = "all",
+        close: bool = True,
+        user: str | SimUser | None = None,
     ) -> int:
-        """Send {"e":"shutdown","d":{"reasonCode":reason,...}}, then (by default) close."""
+        """Send {"e":"shutdown","d":{"reasonCode":reason,...}} (to one user's sockets, or
+        everyone's), then (by default) close."""
         message = event("shutdown", {"reasonCode": reason, "reason": f"Server shutdown: {reason}"})
-        conns = self._conns(kind)
+        conns = self._conns(kind, user)
         for conn in conns:
             conn.push(message)
             if close:
@@ -176,15 +198,32 @@ class Control:
             if conn.session is session:
                 conn.request_close(1000, "Session closed")
 
-    def expire_tokens(self) -> int:
-        """Every token expires now: REST calls get 401 and renewal fails until a new login."""
-        return self._core.sessions.expire_all()
+    def expire_tokens(self, user: str | SimUser | None = None) -> int:
+        """Every token (of one user, or everyone's) expires now: REST calls get 401 and renewal
+        fails until a new login."""
+        return self._core.sessions.expire_all(self._user_id(user))
 
-    def revoke_sessions(self) -> int:
-        sessions = self._core.sessions.active()
+    def revoke_sessions(self, user: str | SimUser | None = None) -> int:
+        """Revoke every live session (of one user, or everyone's); their sockets close."""
+        user_id = self._user_id(user)
+        sessions = [
+            s for s in self._core.sessions.active() if user_id is None or s.user_id == user_id
+        ]
         for session in sessions:
             self._core.sessions.revoke(session)
         return len(sessions)
+
+    def _user_id(self, user: str | SimUser | None) -> int | None:
+        """The id of a user named by its login name or its SimUser; None stays None (anyone)."""
+        if user is None:
+            return None
+        name = user.name if isinstance(user, SimUser) else user
+        if not isinstance(name, str):
+            raise ValueError("user must be a user name or a SimUser")
+        known = self._core.world.passwords.get(name)
+        if known is None:
+            raise KeyError(f"unknown user {name}")
+        return known[1]
 
     # ---- activity ---------------------------------------------------------------------------
 

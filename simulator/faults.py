@@ -1,12 +1,14 @@
 """Injected latency and faults. Rules name an endpoint in normalized form ("position/ldeps");
 a rule without an endpoint applies to every endpoint except auth/* (so a global error rate
-does not stop logins unless asked to)."""
+does not stop logins unless asked to). 429 bursts and penalties may also name one user (by
+user id), so a test can break one login of a several-user simulator and leave the others be;
+a rule without a user applies to every user."""
 
 from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -44,6 +46,9 @@ class Fault:
 HANG = Fault("hang")
 TOO_MANY = Fault("429", status=429)
 
+# A counted rule's key: (endpoint or None for "any but auth/*", user id or None for "anyone").
+RuleKey = tuple[str | None, int | None]
+
 
 class Faults:
     def __init__(self, rng: random.Random) -> None:
@@ -54,8 +59,8 @@ class Faults:
         self.error_rates: dict[str | None, tuple[float, int]] = {}
         self.failing_accounts: dict[int, int] = {}
         self.timeouts: list[TimeoutRule] = []
-        self.bursts: dict[str | None, int] = {}
-        self.penalties: dict[str | None, tuple[int, float, bool]] = {}
+        self.bursts: dict[RuleKey, int] = {}
+        self.penalties: dict[RuleKey, tuple[int, float, bool]] = {}
         self.release = asyncio.Event()
 
     # ---- latency ----------------------------------------------------------------------------
@@ -99,21 +104,28 @@ class Faults:
         self.release = asyncio.Event()
 
     def decide(
-        self, endpoint: str, accounts: Sequence[int], allow_penalty: bool = True
+        self,
+        endpoint: str,
+        accounts: Sequence[int],
+        allow_penalty: bool = True,
+        user_id: int | None = None,
     ) -> Fault | None:
-        """The fault this call meets, if any. Counted rules are used up here."""
+        """The fault this call (by user `user_id`, None when unknown) meets, if any. Counted
+        rules are used up here."""
         is_auth = endpoint.startswith("auth/")
         if self.timeouts and self._take_timeout(endpoint, accounts, is_auth):
             return HANG
-        if self.bursts and self._take(self.bursts, endpoint, is_auth):
-            return TOO_MANY
+        if self.bursts:
+            key = _matching(self.bursts, endpoint, is_auth, user_id, lambda n: n > 0)
+            if key is not None:
+                self.bursts[key] -= 1
+                return TOO_MANY
         if self.penalties and allow_penalty:
-            key = endpoint if endpoint in self.penalties else None
-            if key in self.penalties and not (key is None and is_auth):
+            key = _matching(self.penalties, endpoint, is_auth, user_id, lambda p: p[0] > 0)
+            if key is not None:
                 remaining, p_time, captcha = self.penalties[key]
-                if remaining > 0:
-                    self.penalties[key] = (remaining - 1, p_time, captcha)
-                    return Fault("penalty", p_time=p_time, captcha=captcha)
+                self.penalties[key] = (remaining - 1, p_time, captcha)
+                return Fault("penalty", p_time=p_time, captcha=captcha)
         if self.failing_accounts and accounts:
             for account_id in accounts:
                 status = self.failing_accounts.get(account_id)
@@ -126,15 +138,6 @@ class Faults:
             if rule is not None and self._rng.random() < rule[0]:
                 return Fault("error", status=rule[1])
         return None
-
-    def _take(self, counts: dict[str | None, int], endpoint: str, is_auth: bool) -> bool:
-        key: str | None = endpoint if endpoint in counts else None
-        if key is None and (is_auth or None not in counts):
-            return False
-        if counts[key] <= 0:
-            return False
-        counts[key] -= 1
-        return True
 
     def _take_timeout(self, endpoint: str, accounts: Sequence[int], is_auth: bool) -> bool:
         for rule in self.timeouts:
@@ -159,6 +162,27 @@ class Faults:
                 await release.wait()
         except TimeoutError:
             pass
+
+
+def _matching(
+    rules: dict[RuleKey, V],
+    endpoint: str,
+    is_auth: bool,
+    user_id: int | None,
+    live: Callable[[V], bool],
+) -> RuleKey | None:
+    """The most specific live rule for this call: its endpoint before any endpoint, its user
+    before anyone. An endpoint-less rule never touches auth/*; a user's rule never touches a
+    call whose user is unknown."""
+    endpoints: tuple[str | None, ...] = (endpoint,) if is_auth else (endpoint, None)
+    users: tuple[int | None, ...] = (None,) if user_id is None else (user_id, None)
+    for rule_endpoint in endpoints:
+        for rule_user in users:
+            key = (rule_endpoint, rule_user)
+            rule = rules.get(key)
+            if rule is not None and live(rule):
+                return key
+    return None
 
 
 def _assign(table: dict[K, V], key: K, value: V | None) -> None:

@@ -99,15 +99,18 @@ class Sessions:
         for callback in list(self.on_revoke):
             callback(session)
 
-    def expire_all(self) -> int:
-        """Make every token expire now (sessions stay, so a login is needed, not a renewal)."""
+    def expire_all(self, user_id: int | None = None) -> int:
+        """Make every token (of one user, or of everyone) expire now; sessions stay, so a login
+        is needed, not a renewal. Returns the number of tokens expired."""
         count = 0
         for token, info in list(self._tokens.items()):
-            self._tokens[token] = TokenInfo(info.session, info.kind, 0.0)
-            count += 1
-        for sessions in self._by_user.values():
-            for session in sessions:
-                session.expires = 0.0
+            if user_id is None or info.session.user_id == user_id:
+                self._tokens[token] = TokenInfo(info.session, info.kind, 0.0)
+                count += 1
+        for owner, sessions in self._by_user.items():
+            if user_id is None or owner == user_id:
+                for session in sessions:
+                    session.expires = 0.0
         return count
 
     def active(self) -> list[Session]:

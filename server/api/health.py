@@ -97,6 +97,7 @@ class HealthMonitor:
         failure_threshold: int,
         live_healthy: CacheHealth | None = None,
         circuit: CircuitState | None = None,
+        login: str | None = None,
         login_service: str | None = None,
         deployment: Deployment | None = None,
     ) -> None:
@@ -107,7 +108,10 @@ class HealthMonitor:
         self._deployment = deployment
         self._circuit = circuit or _no_circuit
         self._circuit_reason: str | None = None
-        metrics.watch_circuit(self._circuit)
+        if login is None:
+            metrics.watch_circuit(self._circuit)
+        else:
+            metrics.watch_circuit(self._circuit, login=login)
         self._live_healthy = live_healthy
         self._probe = probe
         self._cache_healthy = cache_healthy

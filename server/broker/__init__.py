@@ -23,6 +23,7 @@ from trading_gateway.server.broker.events import (
 )
 from trading_gateway.server.broker.limiter import Circuit
 from trading_gateway.server.broker.md import MarketData
+from trading_gateway.server.broker.pacing import IpPacer
 from trading_gateway.server.broker.schemas import ContractInfo
 from trading_gateway.server.broker.settings import BrokerSettings
 from trading_gateway.server.broker.sync import UserSync
@@ -37,6 +38,7 @@ __all__ = [
     "Circuit",
     "ContractInfo",
     "EntityChange",
+    "IpPacer",
     "LockedOutError",
     "MarketData",
     "NotFoundError",

@@ -23,6 +23,7 @@ from trading_gateway.server.broker.errors import BrokerClosed
 from trading_gateway.server.broker.http import RequestHook, TradovateHttp
 from trading_gateway.server.broker.limiter import Circuit, RateGate, TokenBucket
 from trading_gateway.server.broker.md import MarketData
+from trading_gateway.server.broker.pacing import IpPacer, RequestPacer
 from trading_gateway.server.broker.rest import TradovateRest
 from trading_gateway.server.broker.schemas import (
     Account,
@@ -48,7 +49,12 @@ logger = logging.getLogger(__name__)
 class _Parts:
     """What exists only between start() and aclose()."""
 
-    def __init__(self, settings: BrokerSettings, request_hook: RequestHook | None) -> None:
+    def __init__(
+        self,
+        settings: BrokerSettings,
+        request_hook: RequestHook | None,
+        ip_pacer: IpPacer | None,
+    ) -> None:
         connector = aiohttp.TCPConnector(
             limit=settings.max_connections, keepalive_timeout=settings.keepalive_timeout
         )
@@ -63,7 +69,7 @@ class _Parts:
         self.http = TradovateHttp(
             self.session,
             settings.rest_url,
-            self.limiter,
+            RequestPacer(self.limiter, ip_pacer),
             self.gate,
             max_penalty_retries=settings.max_penalty_retries,
             request_hook=request_hook,
@@ -79,11 +85,21 @@ class TradovateClient:
     """The only object the rest of the gateway uses to talk to Tradovate."""
 
     def __init__(
-        self, settings: BrokerSettings, *, request_hook: RequestHook | None = None
+        self,
+        settings: BrokerSettings,
+        *,
+        request_hook: RequestHook | None = None,
+        ip_pacer: IpPacer | None = None,
     ) -> None:
-        """``request_hook``: told of every REST request and its outcome (server/broker/http.py)."""
+        """``request_hook``: told of every REST request and its outcome (server/broker/http.py).
+
+        ``ip_pacer``: the per-IP bucket shared by every login of the process (pacing.py);
+        each REST call takes a token from this client's own bucket, then one from it. The
+        429/423/captcha circuit and p-tickets stay this client's own.
+        """
         self.settings = settings
         self._request_hook = request_hook
+        self.ip_pacer = ip_pacer
         self._parts: _Parts | None = None
         self._sync: UserSync | None = None
         self._md: MarketData | None = None
@@ -114,7 +130,7 @@ class TradovateClient:
             if self._closed:
                 raise BrokerClosed("the Tradovate client is closed")
             if self._parts is None:
-                self._parts = _Parts(self.settings, self._request_hook)
+                self._parts = _Parts(self.settings, self._request_hook, self.ip_pacer)
             await self._parts.auth.start(self._deadline(deadline))
 
     async def aclose(self) -> None:
@@ -202,6 +218,9 @@ class TradovateClient:
             rate_tokens=limiter.available() if enabled else None,
             rate_burst=limiter.burst if enabled else None,
             sockets=tuple(sockets),
+            logged_in=token is not None and token.alive(),
+            sessions_opened=parts.auth.logins,
+            token_renewals=parts.auth.renewals,
         )
 
     def _deadline(self, deadline: Deadline | None) -> Deadline:

@@ -26,7 +26,8 @@ from trading_gateway.server.broker.errors import (
     left_before,
 )
 from trading_gateway.server.broker.frames import snippet
-from trading_gateway.server.broker.limiter import RateGate, TokenBucket
+from trading_gateway.server.broker.limiter import RateGate
+from trading_gateway.server.broker.pacing import Pacer
 from trading_gateway.server.deadline import Deadline
 
 logger = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ class TradovateHttp:
         self,
         session: aiohttp.ClientSession,
         base_url: str,
-        limiter: TokenBucket,
+        limiter: Pacer,
         gate: RateGate,
         *,
         max_penalty_retries: int = 3,

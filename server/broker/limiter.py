@@ -2,8 +2,10 @@
 the endpoints sitting out a p-ticket.
 
 The circuit and the p-tickets are shared by every REST call and socket request of one
-client, because Tradovate counts requests per user (429) and per IP (p-tickets), not per
-socket; the token bucket paces REST calls (socket requests are few: sync, subscriptions).
+client (one login), because Tradovate counts requests per user (429) and per IP
+(p-tickets), not per socket; the token bucket paces REST calls (socket requests are few:
+sync, subscriptions). The one bucket shared by every login of the process, for Tradovate's
+per-IP limit, is pacing.IpPacer.
 """
 
 from __future__ import annotations
@@ -32,12 +34,17 @@ class TokenBucket:
     Each caller reserves a token at once (the balance may go negative) and sleeps until
     its token has accrued, so waiters are served in arrival order without a lock. A
     caller whose wait would outlast its deadline gets its reservation back and fails
-    fast with UpstreamTimeout. ``rate <= 0`` disables the bucket.
+    fast with UpstreamTimeout. ``rate <= 0`` disables the bucket. ``name`` says which
+    limit in that error's message; ``delayed`` and ``refused`` count callers that waited
+    for a token and callers refused one (deadline) since start.
     """
 
-    def __init__(self, rate: float, burst: int) -> None:
+    def __init__(self, rate: float, burst: int, *, name: str = "client-side rate limit") -> None:
         self.rate = rate
         self.burst = float(max(1, burst))
+        self.name = name
+        self.delayed = 0
+        self.refused = 0
         self._tokens = self.burst
         self._stamp = time.monotonic()
 
@@ -69,10 +76,11 @@ class TokenBucket:
             return
         if wait > deadline.remaining():
             self.refund()
+            self.refused += 1
             raise UpstreamTimeout(
-                f"client-side rate limit: the next request slot is {wait:.2f} s away, "
-                "past the deadline"
+                f"{self.name}: the next request slot is {wait:.2f} s away, past the deadline"
             )
+        self.delayed += 1
         try:
             await asyncio.sleep(wait)
         except asyncio.CancelledError:

@@ -16,7 +16,13 @@ import logging
 from collections.abc import Callable
 
 from trading_gateway.server.api.health import HealthMonitor
-from trading_gateway.server.broker import AuthError, BrokerError, CaptchaRequired, TradovateClient
+from trading_gateway.server.broker import (
+    AuthError,
+    BrokerError,
+    CaptchaRequired,
+    IpPacer,
+    TradovateClient,
+)
 from trading_gateway.server.cache import Cache
 from trading_gateway.server.config import GatewaySettings
 from trading_gateway.server.deadline import Deadline
@@ -68,6 +74,7 @@ class LoginRuntime:
         metrics: Metrics,
         health: DeploymentHealth,
         live_factory: LiveFactory | None,
+        ip_pacer: IpPacer | None = None,
         tracing: Tracing | None = None,
         on_ready: OnReady | None = None,
         on_failed: OnFailed | None = None,
@@ -82,7 +89,10 @@ class LoginRuntime:
         self.broker = TradovateClient(
             broker_settings(spec, settings),
             request_hook=tracing.http if tracing is not None else None,
+            ip_pacer=ip_pacer,
         )
+        self._metrics = metrics
+        metrics.watch_upstream(self.broker.stats, login=spec.name)
         self.live: LiveSubsystem | None = (
             live_factory(self.broker, settings, metrics, spec.name) if live_factory else None
         )
@@ -96,6 +106,7 @@ class LoginRuntime:
             failure_threshold=settings.upstream_failure_threshold,
             live_healthy=self._live_healthy,
             circuit=self.broker.circuit,
+            login=spec.name,
             login_service=login_service(spec.name),
             deployment=health,
         )
@@ -104,7 +115,7 @@ class LoginRuntime:
             broker=self.broker,
             cache=cache,
             live=self.live.reads if self.live else None,
-            observer=_Observers(metrics, self.health),
+            observer=_Observers(metrics.login_observer(spec.name), self.health),
             cache_observer=metrics,
             tracer=tracing,
             login=spec.name,
@@ -123,10 +134,10 @@ class LoginRuntime:
 
     def unavailable(self) -> BaseException | None:
         """None while ready; else why its accounts cannot be answered now."""
-        if self.state is LoginState.READY:
-            return None
         if self._closed:
             return LoginUnavailable([self.name], "it was removed from the gateway's logins")
+        if self.state is LoginState.READY:
+            return None
         if self.state is LoginState.FAILED:
             if isinstance(self.why, AuthError):
                 return LoginFailed(self.name, str(self.why))
@@ -213,6 +224,7 @@ class LoginRuntime:
         if self.live is not None:
             steps.append(self.live.aclose)
         steps.append(self.broker.aclose)
+        self._metrics.forget_login(self.name)
         for step in steps:
             # Every step runs even when one fails: the broker's sockets must not leak.
             try:

@@ -10,12 +10,19 @@ hot path: ``watch_streams`` and ``watch_upstream`` take a function that returns 
 snapshot (server/live/stats.py, server/broker/stats.py), and ``StateCollector`` turns it
 into families. Process and Python runtime collectors (prometheus_client's defaults) and
 ``tg_build_info`` (version, git commit) are registered with every ``Metrics``. Labels stay
-bounded: method, code, endpoint, kind, reason, component, socket; never a subscriber or
-an account.
+bounded: method, code, endpoint, kind, reason, component, socket, login (a configured
+login's name, never its user name or a secret); never a subscriber or an account.
+
+Upstream families carry the ``login`` they belong to: each login's broker is watched with
+``watch_upstream(stats, login=...)`` and ``watch_circuit(source, login=...)``, its read path
+reports through ``login_observer(login)``; ``DEFAULT_LOGIN`` ("default", the single-login
+shorthand) is the default everywhere. The per-IP bucket every login shares is watched with
+``watch_ip_budget``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import platform
 from collections.abc import Callable, Iterator
@@ -36,8 +43,9 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from trading_gateway.server.broker.stats import UpstreamStats
+from trading_gateway.server.broker.stats import BudgetStats, UpstreamStats
 from trading_gateway.server.live.stats import StreamStats
+from trading_gateway.server.logins.spec import DEFAULT_LOGIN
 from trading_gateway.server.version import git_sha, version
 
 if TYPE_CHECKING:
@@ -88,14 +96,14 @@ class Metrics:
         self.rpc_in_flight = Gauge("tg_rpc_in_flight", "gRPC calls being served", registry=r)
         self.upstream_calls = Counter(
             "tg_upstream_calls_total",
-            "Upstream (Tradovate) fetches by endpoint and outcome (OK or an error reason)",
-            ["endpoint", "outcome"],
+            "Upstream (Tradovate) fetches by login, endpoint and outcome (OK or an error reason)",
+            ["login", "endpoint", "outcome"],
             registry=r,
         )
         self.upstream_duration = Histogram(
             "tg_upstream_duration_seconds",
-            "Upstream fetch latency by endpoint",
-            ["endpoint"],
+            "Upstream fetch latency by login and endpoint",
+            ["login", "endpoint"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
@@ -108,8 +116,8 @@ class Metrics:
         )
         self.penalties = Counter(
             "tg_rate_limit_penalties_total",
-            "Tradovate rate limits and time penalties seen, by reason",
-            ["reason"],
+            "Tradovate rate limits and time penalties seen, by login and reason",
+            ["login", "reason"],
             registry=r,
         )
         self.account_errors = Counter(
@@ -134,13 +142,11 @@ class Metrics:
             self.component_up.labels(component).set(0)
         self.circuit_seconds = Gauge(
             "tg_upstream_circuit_seconds",
-            "Seconds left while a 429, 423 or captcha circuit stops every upstream call, "
-            "by reason (0 when closed)",
-            ["reason"],
+            "Seconds left while a 429, 423 or captcha circuit stops every upstream call of "
+            "a login, by login and reason (0 when closed)",
+            ["login", "reason"],
             registry=r,
         )
-        for reason in CIRCUIT_REASONS:
-            self.circuit_seconds.labels(reason).set(0)
         self.build_info = Gauge(
             "tg_build_info",
             "Always 1; the labels say which build is running",
@@ -155,10 +161,10 @@ class Metrics:
         self.state = StateCollector()
         r.register(self.state)
 
-    def watch_circuit(self, source: CircuitSource) -> None:
-        """Read the circuit's time left from ``source`` at every scrape."""
+    def watch_circuit(self, source: CircuitSource, login: str = DEFAULT_LOGIN) -> None:
+        """Read one login's circuit's time left from ``source`` at every scrape."""
         for reason in CIRCUIT_REASONS:
-            self.circuit_seconds.labels(reason).set_function(_left_for(source, reason))
+            self.circuit_seconds.labels(login, reason).set_function(_left_for(source, reason))
 
     # --- hooks other modules call ---------------------------------------------------
     def rpc_done(self, method: str, code: str, seconds: float) -> None:
@@ -168,11 +174,17 @@ class Metrics:
             child = self._rpc_children[(method, code)] = self.rpc_duration.labels(method, code)
         child.observe(seconds)
 
-    def upstream_call(self, endpoint: str, outcome: str, seconds: float) -> None:
-        self.upstream_calls.labels(endpoint, outcome).inc()
-        self.upstream_duration.labels(endpoint).observe(seconds)
+    def upstream_call(
+        self, endpoint: str, outcome: str, seconds: float, login: str = DEFAULT_LOGIN
+    ) -> None:
+        self.upstream_calls.labels(login, endpoint, outcome).inc()
+        self.upstream_duration.labels(login, endpoint).observe(seconds)
         if outcome in PENALTY_REASONS:
-            self.penalties.labels(outcome).inc()
+            self.penalties.labels(login, outcome).inc()
+
+    def login_observer(self, login: str) -> LoginUpstreamMetrics:
+        """What one login's read path reports its upstream calls to (an UpstreamObserver)."""
+        return LoginUpstreamMetrics(self, login)
 
     def cache_lookup(self, kind: str, hits: int, misses: int) -> None:
         if hits:
@@ -203,12 +215,37 @@ class Metrics:
         """Report the streams (tg_stream_*) from ``read()`` at every scrape."""
         self.state.streams = read
 
-    def watch_upstream(self, read: Callable[[], UpstreamStats]) -> None:
-        """Report the upstream connection (tg_upstream_*) from ``read()`` at every scrape."""
-        self.state.upstream = read
+    def watch_upstream(self, read: Callable[[], UpstreamStats], login: str = DEFAULT_LOGIN) -> None:
+        """Report one login's upstream connection (tg_upstream_*{login}) from ``read()`` at
+        every scrape."""
+        self.state.upstreams[login] = read
+
+    def forget_login(self, login: str) -> None:
+        """Stop reporting a login that was removed: its watched state and circuit go (the
+        counts of its calls and penalties stay: counters only grow)."""
+        self.state.upstreams.pop(login, None)
+        for reason in CIRCUIT_REASONS:
+            with contextlib.suppress(KeyError):
+                self.circuit_seconds.remove(login, reason)
+
+    def watch_ip_budget(self, read: Callable[[], BudgetStats | None]) -> None:
+        """Report the per-IP bucket every login shares (tg_upstream_ip_rate_*) from
+        ``read()`` at every scrape; None (a disabled bucket) reports nothing."""
+        self.state.ip_budget = read
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class LoginUpstreamMetrics:
+    """Upstream-call outcomes of one login, labelled with its name (an UpstreamObserver)."""
+
+    def __init__(self, metrics: Metrics, login: str) -> None:
+        self._metrics = metrics
+        self.login = login
+
+    def upstream_call(self, endpoint: str, outcome: str, seconds: float) -> None:
+        self._metrics.upstream_call(endpoint, outcome, seconds, login=self.login)
 
 
 def _left_for(source: CircuitSource, reason: str) -> Callable[[], float]:
@@ -232,7 +269,8 @@ class StateCollector(Collector):
 
     def __init__(self) -> None:
         self.streams: Callable[[], StreamStats] | None = None
-        self.upstream: Callable[[], UpstreamStats] | None = None
+        self.upstreams: dict[str, Callable[[], UpstreamStats]] = {}
+        self.ip_budget: Callable[[], BudgetStats | None] | None = None
 
     def describe(self) -> Iterator[Metric]:
         return iter(())  # names vary with what is watched: collected at scrape time only
@@ -240,8 +278,13 @@ class StateCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         if self.streams is not None:
             yield from _stream_families(self.streams())
-        if self.upstream is not None:
-            yield from _upstream_families(self.upstream())
+        if self.upstreams:
+            stats = {login: read() for login, read in sorted(self.upstreams.items())}
+            yield from _upstream_families(stats)
+        if self.ip_budget is not None:
+            budget = self.ip_budget()
+            if budget is not None:
+                yield from _ip_budget_families(budget)
 
 
 def _stream_families(s: StreamStats) -> Iterator[Metric]:
@@ -299,59 +342,108 @@ def _stream_families(s: StreamStats) -> Iterator[Metric]:
     )
 
 
-def _upstream_families(u: UpstreamStats) -> Iterator[Metric]:
-    if u.token_expires_in is not None:
-        yield _gauge(
-            "tg_upstream_token_expiry_seconds",
-            "Seconds until the Tradovate access token expires (renewed before)",
-            u.token_expires_in,
-        )
-    yield _gauge(
+def _login_gauge(name: str, doc: str) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, labels=["login"])
+
+
+def _upstream_families(by_login: dict[str, UpstreamStats]) -> Iterator[Metric]:
+    expiry = _login_gauge(
+        "tg_upstream_token_expiry_seconds",
+        "Seconds until the login's Tradovate access token expires (renewed before)",
+    )
+    logged_in = _login_gauge(
+        "tg_upstream_logged_in", "1 while the login holds an access token that has not expired"
+    )
+    sessions = CounterMetricFamily(
+        "tg_upstream_sessions_opened",
+        "Tradovate sessions the login opened (auth/accesstokenrequest); more than one "
+        "per token lifetime means it was evicted or lost its token",
+        labels=["login"],
+    )
+    renewals = CounterMetricFamily(
+        "tg_upstream_token_renewals",
+        "Access-token renewals of the login (auth/renewaccesstoken)",
+        labels=["login"],
+    )
+    circuit_open = _login_gauge(
         "tg_upstream_rate_limit_circuit_open",
-        "1 while a 429 or 423 from Tradovate holds every REST call back",
-        1 if u.circuit_open else 0,
+        "1 while a 429 or 423 from Tradovate holds every REST call of the login back",
     )
-    yield _gauge(
+    retry_after = _login_gauge(
         "tg_upstream_rate_limit_retry_after_seconds",
-        "Seconds until the rate-limit circuit closes (0 when closed)",
-        u.circuit_retry_after,
+        "Seconds until the login's rate-limit circuit closes (0 when closed)",
     )
-    if u.rate_tokens is not None and u.rate_burst is not None:
-        yield _gauge(
-            "tg_upstream_rate_budget_tokens",
-            "REST calls the client-side limiter allows at once now (negative: callers wait)",
-            u.rate_tokens,
-        )
-        yield _gauge(
-            "tg_upstream_rate_budget_burst",
-            "The client-side limiter's ceiling (GATEWAY_UPSTREAM_RATE_BURST)",
-            u.rate_burst,
-        )
+    budget = _login_gauge(
+        "tg_upstream_rate_budget_tokens",
+        "REST calls the login's own limiter allows at once now (negative: callers wait)",
+    )
+    burst = _login_gauge(
+        "tg_upstream_rate_budget_burst",
+        "The login's own limiter's ceiling (GATEWAY_UPSTREAM_RATE_BURST)",
+    )
+    socket_labels = ["login", "socket"]
     connected = GaugeMetricFamily(
-        "tg_upstream_socket_connected", "1 while the socket is connected", labels=["socket"]
+        "tg_upstream_socket_connected", "1 while the socket is connected", labels=socket_labels
     )
     reconnects = CounterMetricFamily(
         "tg_upstream_socket_reconnects",
         "Times the socket connected again after its first connection",
-        labels=["socket"],
+        labels=socket_labels,
     )
     uptime = GaugeMetricFamily(
         "tg_upstream_socket_uptime_seconds",
         "Seconds the socket's current connection has been up (0 while down)",
-        labels=["socket"],
+        labels=socket_labels,
     )
     silence = GaugeMetricFamily(
         "tg_upstream_last_event_age_seconds",
         "Seconds since the socket's last data frame from Tradovate",
-        labels=["socket"],
+        labels=socket_labels,
     )
-    for sock in u.sockets:
-        connected.add_metric([sock.name], 1 if sock.connected else 0)
-        reconnects.add_metric([sock.name], max(0, sock.connects - 1))
-        uptime.add_metric([sock.name], sock.uptime)
-        if sock.since_last_frame is not None:
-            silence.add_metric([sock.name], sock.since_last_frame)
+    for login, u in by_login.items():
+        if u.token_expires_in is not None:
+            expiry.add_metric([login], u.token_expires_in)
+        logged_in.add_metric([login], 1 if u.logged_in else 0)
+        sessions.add_metric([login], u.sessions_opened)
+        renewals.add_metric([login], u.token_renewals)
+        circuit_open.add_metric([login], 1 if u.circuit_open else 0)
+        retry_after.add_metric([login], u.circuit_retry_after)
+        if u.rate_tokens is not None and u.rate_burst is not None:
+            budget.add_metric([login], u.rate_tokens)
+            burst.add_metric([login], u.rate_burst)
+        for sock in u.sockets:
+            labels = [login, sock.name]
+            connected.add_metric(labels, 1 if sock.connected else 0)
+            reconnects.add_metric(labels, max(0, sock.connects - 1))
+            uptime.add_metric(labels, sock.uptime)
+            if sock.since_last_frame is not None:
+                silence.add_metric(labels, sock.since_last_frame)
+    yield from (expiry, logged_in, sessions, renewals, circuit_open, retry_after, budget, burst)
     yield from (connected, reconnects, uptime, silence)
+
+
+def _ip_budget_families(b: BudgetStats) -> Iterator[Metric]:
+    yield _gauge(
+        "tg_upstream_ip_rate_budget_tokens",
+        "REST calls the per-IP bucket shared by every login allows at once now "
+        "(negative: callers wait)",
+        b.tokens,
+    )
+    yield _gauge(
+        "tg_upstream_ip_rate_budget_burst",
+        "The shared per-IP bucket's ceiling (GATEWAY_UPSTREAM_IP_RATE_BURST)",
+        b.burst,
+    )
+    yield _counter(
+        "tg_upstream_ip_rate_waits",
+        "REST calls that waited for a token of the shared per-IP bucket",
+        b.delayed,
+    )
+    yield _counter(
+        "tg_upstream_ip_rate_refusals",
+        "REST calls refused by the shared per-IP bucket: the wait would pass their deadline",
+        b.refused,
+    )
 
 
 class MetricsServer:

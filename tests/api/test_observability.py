@@ -45,7 +45,7 @@ async def test_prometheus_endpoint_reports_rpcs_upstream_and_cache() -> None:
         text = await _scrape(port)
     assert 'tg_rpc_duration_seconds_count{code="OK",method="GetPositions"} 1.0' in text
     assert 'tg_rpc_duration_seconds_count{code="NOT_FOUND",method="GetPositions"} 1.0' in text
-    assert 'tg_upstream_calls_total{endpoint="positions",outcome="OK"} 1.0' in text
+    assert 'tg_upstream_calls_total{endpoint="positions",login="default",outcome="OK"} 1.0' in text
     assert 'tg_cache_lookups_total{kind="orders",result="miss"} 2.0' in text
     assert 'tg_cache_lookups_total{kind="orders",result="hit"} 2.0' in text
     assert 'tg_component_up{component="broker_login"} 1.0' in text
@@ -102,7 +102,7 @@ async def test_a_penalty_is_resource_exhausted_with_retry_after() -> None:
     assert {s.code for s in statuses} == {RESOURCE_EXHAUSTED}
     assert {s.reason for s in statuses} == {"BROKER_PENALTY"}
     assert all(_retry_delay(s) == pytest.approx(30) for s in statuses)
-    assert 'tg_rate_limit_penalties_total{reason="BROKER_PENALTY"}' in text
+    assert 'tg_rate_limit_penalties_total{login="default",reason="BROKER_PENALTY"}' in text
 
 
 async def test_a_rate_limited_account_list_fails_the_call_with_retry_info() -> None:

@@ -77,7 +77,7 @@ async def test_a_429_circuit_turns_upstream_not_serving_with_the_time_left() -> 
         assert await stack.health_status("") == SERVING
         scraped = stack.gateway.metrics.render().decode()
         left = re.search(
-            r'^tg_upstream_circuit_seconds\{reason="BROKER_RATE_LIMITED"\} (\S+)$',
+            r'^tg_upstream_circuit_seconds\{login="default",reason="BROKER_RATE_LIMITED"\} (\S+)$',
             scraped,
             re.MULTILINE,
         )
@@ -89,7 +89,8 @@ async def test_a_429_circuit_turns_upstream_not_serving_with_the_time_left() -> 
         print(f"\n429 circuit of 1.5 s: upstream NOT_SERVING for {closed:.2f} s")
         assert 1.0 <= closed <= 2.5
         scraped = stack.gateway.metrics.render().decode()
-        assert 'tg_upstream_circuit_seconds{reason="BROKER_RATE_LIMITED"} 0.0' in scraped
+        closed_circuit = 'tg_upstream_circuit_seconds{login="default",reason="BROKER_RATE_LIMITED"}'
+        assert f"{closed_circuit} 0.0" in scraped
 
 
 async def test_account_list_failures_during_a_circuit_are_logged_once(
@@ -165,3 +166,34 @@ async def test_a_captcha_answers_resource_exhausted_with_the_time_left_and_stops
         assert after == 0
         assert await stack.health_status(UPSTREAM) == NOT_SERVING
         assert await stack.health_status("") == SERVING
+
+
+async def test_an_account_past_the_shared_ip_budget_is_deadline_exceeded_and_says_why() -> None:
+    # The shared per-IP bucket holds one token and earns one every 4 s.
+    async with running_stack(
+        accounts=2,
+        live_enabled=False,
+        upstream_rate_per_second=0,
+        upstream_ip_rate_per_second=0.25,
+        upstream_ip_rate_burst=1,
+    ) as stack:
+        # A caller with time to wait gets a token (the account list is now known) ...
+        listed = await stack.stub.ListAccounts(
+            pb.ListAccountsRequest(read_policy=pb.READ_POLICY_UPSTREAM), timeout=10
+        )
+        assert len(listed.accounts) == 2
+        # ... one whose deadline ends before the next token is refused it at once.
+        started = time.monotonic()
+        reply = await stack.stub.GetPositions(
+            pb.GetPositionsRequest(read_policy=pb.READ_POLICY_UPSTREAM), timeout=1
+        )
+        elapsed = time.monotonic() - started
+        scraped = stack.gateway.metrics.render().decode()
+    statuses = [a.meta.status for a in reply.accounts]
+    assert len(statuses) == 2
+    assert {s.code for s in statuses} == {grpc.StatusCode.DEADLINE_EXCEEDED.value[0]}
+    assert {s.reason for s in statuses} == {"UPSTREAM_TIMEOUT"}
+    assert all("shared per-IP rate limit" in s.message for s in statuses), statuses
+    assert elapsed < 0.5  # refused at once: waiting would only have hit the deadline
+    refusals = re.search(r"^tg_upstream_ip_rate_refusals_total (\S+)$", scraped, re.MULTILINE)
+    assert refusals is not None and float(refusals.group(1)) >= 1

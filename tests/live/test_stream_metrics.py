@@ -74,12 +74,16 @@ async def test_streams_upstream_process_and_build_info_are_exported() -> None:
     assert value("tg_stream_deltas_dropped_total") == 0
     assert value("tg_stream_subscriber_lag_max_deltas") >= 0
     assert value("tg_stream_replay_buffered") == published
-    assert value("tg_upstream_socket_connected", socket="user") == 1
-    assert value("tg_upstream_socket_reconnects_total", socket="user") == 0
-    assert value("tg_upstream_socket_uptime_seconds", socket="user") > 0
-    assert 0 <= value("tg_upstream_last_event_age_seconds", socket="user") < 30
-    assert value("tg_upstream_token_expiry_seconds") > 60
-    assert value("tg_upstream_rate_limit_circuit_open") == 0
+    user = {"login": "default", "socket": "user"}
+    assert value("tg_upstream_socket_connected", **user) == 1
+    assert value("tg_upstream_socket_reconnects_total", **user) == 0
+    assert value("tg_upstream_socket_uptime_seconds", **user) > 0
+    assert 0 <= value("tg_upstream_last_event_age_seconds", **user) < 30
+    assert value("tg_upstream_token_expiry_seconds", login="default") > 60
+    assert value("tg_upstream_rate_limit_circuit_open", login="default") == 0
+    assert value("tg_upstream_logged_in", login="default") == 1
+    assert value("tg_upstream_sessions_opened_total", login="default") == 1
+    assert value("tg_upstream_ip_rate_budget_burst") == 40
     build = [labels for (name, labels) in got if name == "tg_build_info"]
     assert len(build) == 1 and ("version", version()) in build[0]
     assert value("process_cpu_seconds_total") > 0
