@@ -64,10 +64,12 @@ class GatewaySettings(BaseSettings):
     upstream_rate_per_second: float = Field(default=10.0, ge=0)
     upstream_rate_burst: int = Field(default=20, ge=1)
     # One token bucket shared by every login's REST calls, for Tradovate's per-IP limit (0
-    # disables it). Twice one login's pace by default: a single login is never slowed by it,
-    # and many logins behind one address stay within a bound (Tradovate publishes no figure).
-    upstream_ip_rate_per_second: float = Field(default=20.0, ge=0)
-    upstream_ip_rate_burst: int = Field(default=40, ge=1)
+    # disables it). Unset: twice the per-login rate and burst (login.shared_ip_pacer), so
+    # one login alone never waits on it, whatever its own settings (0 there: none here
+    # either), and many logins behind one address stay within a bound (Tradovate
+    # publishes no per-IP figure: scale-out.md).
+    upstream_ip_rate_per_second: float | None = Field(default=None, ge=0)
+    upstream_ip_rate_burst: int | None = Field(default=None, ge=1)
     # After a 429 every upstream call stops this long (doubling per repeat, up to 1 h).
     upstream_rate_limited_backoff_s: float = Field(default=60.0, gt=0)
     # WebSocket reconnects: first back-off and ceiling. A connection that authorized and

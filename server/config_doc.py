@@ -63,9 +63,10 @@ MEANINGS: Final[dict[str, str]] = {
     "limits each user), calls per second (0 disables it)",
     "upstream_rate_burst": "that bucket's burst",
     "upstream_ip_rate_per_second": "one token bucket shared by the REST calls of every login "
-    "(Tradovate also limits each IP), calls per second; twice the per-login default, so with "
-    "the defaults one login alone never waits on it (0 disables it)",
-    "upstream_ip_rate_burst": "that shared bucket's burst",
+    "(Tradovate also limits each IP), calls per second (0 disables it); unset: twice "
+    "`GATEWAY_UPSTREAM_RATE_PER_SECOND`, so one login alone never waits on it",
+    "upstream_ip_rate_burst": "that shared bucket's burst; unset: twice "
+    "`GATEWAY_UPSTREAM_RATE_BURST`",
     "upstream_rate_limited_backoff_s": "after a Tradovate 429 every upstream call stops this "
     "long (doubling per repeat, up to 1 h)",
     "ws_reconnect_initial_s": "first back-off before a WebSocket reconnect",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Final
 
 from trading_gateway.server.broker import (
     AuthError,
@@ -63,10 +64,24 @@ def broker_settings(spec: LoginSpec, settings: GatewaySettings) -> BrokerSetting
     )
 
 
+# The shared per-IP bucket's pace when unset, as a multiple of one login's own bucket:
+# one login alone never waits on it (its own bucket is always the narrower), and many
+# logins together get at most this many logins' worth. Tradovate publishes no per-IP figure
+# (limits "vary on purpose": shared/reference/scale-out.md), so the bound is ours.
+IP_RATE_LOGINS: Final = 2
+
+
 def shared_ip_pacer(settings: GatewaySettings) -> IpPacer:
     """The one per-IP bucket of the process: make it once, hand it to every login's
-    ``TradovateClient(..., ip_pacer=...)``."""
-    return IpPacer(settings.upstream_ip_rate_per_second, settings.upstream_ip_rate_burst)
+    ``TradovateClient(..., ip_pacer=...)``. Unset settings derive from the per-login ones
+    (a disabled per-login bucket leaves this one disabled too)."""
+    rate = settings.upstream_ip_rate_per_second
+    burst = settings.upstream_ip_rate_burst
+    if rate is None:
+        rate = IP_RATE_LOGINS * settings.upstream_rate_per_second
+    if burst is None:
+        burst = IP_RATE_LOGINS * settings.upstream_rate_burst
+    return IpPacer(rate, burst)
 
 
 async def log_in_with_retries(

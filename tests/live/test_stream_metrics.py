@@ -83,7 +83,8 @@ async def test_streams_upstream_process_and_build_info_are_exported() -> None:
     assert value("tg_upstream_rate_limit_circuit_open", login="default") == 0
     assert value("tg_upstream_logged_in", login="default") == 1
     assert value("tg_upstream_sessions_opened_total", login="default") == 1
-    assert value("tg_upstream_ip_rate_budget_burst") == 40
+    # The test stack turns each login's own bucket off: the shared one follows it.
+    assert not any(name.startswith("tg_upstream_ip_rate") for (name, _) in got)
     build = [labels for (name, labels) in got if name == "tg_build_info"]
     assert len(build) == 1 and ("version", version()) in build[0]
     assert value("process_cpu_seconds_total") > 0
