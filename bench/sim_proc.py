@@ -178,7 +178,7 @@ def bench_users(counts: Sequence[int]) -> tuple[SimUser, ...]:
     )
 
 
-def _counts(text: str) -> tuple[int, ...]:
+def account_counts(text: str) -> tuple[int, ...]:
     try:
         counts = tuple(int(part) for part in text.split(","))
     except ValueError:
@@ -237,7 +237,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
         "--user-accounts",
-        type=_counts,
+        type=account_counts,
         default=(),
         metavar="N,N,...",
         help="several users, bench-user-1.. with these account counts (default: one user)",
