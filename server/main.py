@@ -27,7 +27,6 @@ from trading_gateway.server.api.health import SERVICE_CACHE, HealthMonitor
 from trading_gateway.server.api.server import build_server
 from trading_gateway.server.api.servicer import DeadlinePolicy, TradingServicer
 from trading_gateway.server.api.status import account_status
-from trading_gateway.server.api.stream_handler import LiveStreamHandler
 from trading_gateway.server.auth.keys import load_keyring
 from trading_gateway.server.broker import TradovateClient
 from trading_gateway.server.cache import Cache, CacheWatch, build_cache
@@ -44,6 +43,7 @@ from trading_gateway.server.logins.load import load_logins
 from trading_gateway.server.logins.reads import DeploymentReads
 from trading_gateway.server.logins.runtime import LoginRuntime
 from trading_gateway.server.logins.spec import LoginSpec
+from trading_gateway.server.logins.streams import FirstLoginStreams
 from trading_gateway.server.observability.access_log import AccessLog
 from trading_gateway.server.observability.metrics import Metrics, MetricsServer
 from trading_gateway.server.observability.tracing import Tracing
@@ -134,9 +134,7 @@ class Gateway:
                 margin=s.deadline_margin_ms / 1000,
             ),
             metrics=self.metrics,
-            streams=(
-                LiveStreamHandler(first.live.streams, first.live.resolver) if first.live else None
-            ),
+            streams=FirstLoginStreams(self.deployment) if first.live else None,
         )
         self.auth = self._build_auth()
         self.access_log = AccessLog() if s.access_log else None

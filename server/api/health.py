@@ -17,6 +17,10 @@ Service names and what they mean:
   ``cache_changed`` publishes a change at once.
 - ``tradovate_gateway.live``: the user-sync socket (live state, streams). NOT_SERVING
   while it is down or turned off: reads fall back to the cache and upstream by themselves.
+- ``tradovate_gateway.login.<name>``: one per login, SERVING while that login is logged
+  in and Tradovate answers it. With several logins each login has its own monitor, and
+  server/logins/health.py publishes the services above over all of them (SERVING while at
+  least one login is; with one login, exactly that login's values).
 
 An outage is suspected after ``failure_threshold`` consecutive upstream failures of an
 outage kind (unreachable, timeout, bad answers, lost login) and confirmed by a probe

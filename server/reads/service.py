@@ -170,7 +170,8 @@ class KindReader(Generic[T]):
 
 
 class ReadService:
-    """Everything the servicer asks for, as records; no protos here."""
+    """One login's reads, as records; no protos here (server/logins/reads.py runs them
+    for every login a call selects)."""
 
     def __init__(
         self,

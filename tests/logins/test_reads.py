@@ -9,6 +9,8 @@ import pytest
 from tradovate_gateway.v1 import trading_pb2 as pb
 
 from tests.logins.stack import LoginsStack, login_spec, running_logins, selector
+from trading_gateway.server.deadline import Deadline
+from trading_gateway.server.logins import streams
 from trading_gateway.server.logins.health import login_service
 from trading_gateway.server.logins.spec import LoginSpec
 from trading_gateway.simulator import Simulator
@@ -158,3 +160,59 @@ async def test_a_bare_name_two_logins_see_is_ambiguous_and_login_slash_name_is_n
         )
         assert [b.meta.login for b in both.accounts] == ["east", "west"]
         assert [b.meta.status.code for b in both.accounts] == [0, 0]
+
+
+async def test_selector_rules_hold_across_logins() -> None:
+    async with running_logins(users=2, accounts=2, live_enabled=False) as stack:
+        one = min(stack.owned()["desk-1"])
+        cases = {
+            # The same account by login/id and by its bare name.
+            (f"desk-1/{one}", f"DEMO{one}"): "DUPLICATE_ACCOUNT",
+            ("desk-1/",): "EMPTY_ACCOUNT",
+            (f"desk-1/{one}x",): "MALFORMED_ACCOUNT",
+        }
+        for entries, reason in cases.items():
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stack.stub.GetPositions(
+                    pb.GetPositionsRequest(selector=selector(*entries)), timeout=5
+                )
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, entries
+            trailers = dict(refused.value.trailing_metadata() or ())
+            assert reason.encode() in trailers.get("grpc-status-details-bin", b""), entries
+
+
+async def test_list_accounts_and_pending_ids_with_entries_of_several_logins() -> None:
+    async with running_logins(users=3, accounts=2, live_enabled=False) as stack:
+        owned = stack.owned()
+        wanted = [max(owned["desk-3"]), min(owned["desk-1"])]
+        listed = await stack.stub.ListAccounts(
+            pb.ListAccountsRequest(selector=selector(*(f"DEMO{a}" for a in wanted))), timeout=5
+        )
+        assert [(a.id, a.login) for a in listed.accounts] == [
+            (wanted[0], "desk-3"),
+            (wanted[1], "desk-1"),
+        ]
+        pending = await stack.stub.ListPendingOrderIds(
+            pb.ListPendingOrderIdsRequest(selector=selector(*(str(a) for a in wanted))),
+            timeout=5,
+        )
+        assert [(p.meta.account_id, p.meta.login) for p in pending.accounts] == [
+            (wanted[0], "desk-3"),
+            (wanted[1], "desk-1"),
+        ]
+        assert not pending.unavailable_logins
+
+
+async def test_a_streams_selector_resolves_across_logins_and_every_login_has_live_state() -> None:
+    async with running_logins(users=2, accounts=2) as stack:
+        owned = stack.owned()
+        wanted = [f"desk-2/{min(owned['desk-2'])}", f"DEMO{min(owned['desk-1'])}"]
+        resolve = streams.resolver(stack.gateway.deployment)
+        found = await resolve(wanted, Deadline.after(5))
+        assert [(a.login, a.id) for a in found] == [
+            ("desk-2", min(owned["desk-2"])),
+            ("desk-1", min(owned["desk-1"])),
+        ]
+        sources = streams.live_sources(stack.gateway.deployment)()
+        assert list(sources) == ["desk-1", "desk-2"]
+        assert sources["desk-2"] is stack.gateway.logins["desk-2"].live

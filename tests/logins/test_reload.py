@@ -89,6 +89,15 @@ async def test_a_changed_login_is_replaced_and_a_removed_logins_stream_ends() ->
             pb.GetPositionsRequest(selector=selector(f"desk-1/{mine}")), timeout=5
         )
         assert [p.meta.status.code for p in reply.accounts] == [0]
+        # A new stream is served by the login that replaced it.
+        renewed = gateway.logins["desk-1"].live
+        assert renewed is not None
+        assert await renewed.wait_synced(Deadline.after(5))
+        again = stack.stub.StreamUpdates(pb.StreamUpdatesRequest(selector=selector(str(mine))))
+        opening = await asyncio.wait_for(again.read(), 5)
+        assert isinstance(opening, pb.StreamUpdate)
+        assert opening.HasField("subscription")
+        again.cancel()
 
 
 async def test_sighup_reloads_the_logins_and_a_bad_file_changes_nothing(
