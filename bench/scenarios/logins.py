@@ -133,12 +133,21 @@ async def started(ctx: Context) -> AsyncIterator[tuple[SimHandle, list[Side]]]:
         await sim.aclose()
 
 
-async def wait_live(client: GatewayClient, target: str, limit_s: float) -> dict[str, int]:
+async def wait_live(client: GatewayClient, side: Side, limit_s: float) -> dict[str, int]:
     """Ask for the live snapshot until every part of every account is served live (or
-    ``limit_s`` passes); returns the last answer's sources."""
+    ``limit_s`` passes); returns the last answer's sources. A gateway that answers for
+    fewer accounts than its side holds (a login that did not log in) is an error: its
+    times would not be comparable."""
     deadline = time.monotonic() + limit_s
     while True:
-        _, sources = await client.prime(RPC, [], "live", target)
+        response, sources = await client.prime(RPC, [], "live", side.target)
+        answered = len(response.accounts)  # type: ignore[attr-defined]
+        missing = list(response.unavailable_logins)  # type: ignore[attr-defined]
+        if answered != side.accounts or missing:
+            raise RuntimeError(
+                f"{side.child.name} answered for {answered} of {side.accounts} accounts"
+                f" (logins unavailable: {[m.login for m in missing]})"
+            )
         if set(sources) <= LIVE_SOURCES or time.monotonic() > deadline:
             return sources
         await asyncio.sleep(0.5)
@@ -204,9 +213,7 @@ async def run(ctx: Context, out: ScenarioResult) -> None:
         upstream: list[dict[str, Any]] = []
         for side in sides:
             async with GatewayClient(side.target, client_metadata()) as client:
-                sources[side.label] = await wait_live(
-                    client, side.target, config.logins_live_wait_s
-                )
+                sources[side.label] = await wait_live(client, side, config.logins_live_wait_s)
                 timed = await upstream_requests(
                     ctx,
                     client,
