@@ -2,6 +2,8 @@
 
 It applies snapshots (a resync replaces the accounts it covers) and deltas, and renders
 positions, working orders and PnL per account with the table helpers of client/render.py.
+A stream over several logins has a sequence and an upstream health per login: the status
+line then shows each login's sequence and names the logins whose upstream is down.
 """
 
 from __future__ import annotations
@@ -26,6 +28,14 @@ class AccountBoard:
     problem: str | None = None
 
 
+@dataclass
+class LoginLine:
+    """One login's part of the status line."""
+
+    sequence: int = 0
+    upstream_healthy: bool = True
+
+
 class WatchBoard:
     """Positions, orders, balances and PnL per account, kept current from a stream."""
 
@@ -35,6 +45,8 @@ class WatchBoard:
         self.sequence = 0
         self.upstream_healthy = True
         self.resyncs = 0
+        #: Per login (StreamUpdate.login) seen on the stream.
+        self.logins: dict[str, LoginLine] = {}
 
     def _board(self, account_id: int, name: str = "") -> AccountBoard:
         board = self.accounts.get(account_id)
@@ -47,6 +59,7 @@ class WatchBoard:
     def apply(self, update: trading_pb2.StreamUpdate) -> None:
         payload = update.WhichOneof("payload")
         self.epoch = update.epoch or self.epoch
+        line = self.logins.setdefault(update.login, LoginLine()) if update.login else None
         if payload == "subscription":
             for item in update.subscription.accounts:
                 board = self._board(item.meta.account_id, item.meta.account_name)
@@ -56,10 +69,18 @@ class WatchBoard:
         elif payload == "snapshot_complete":
             self.sequence = update.snapshot_complete.sequence
             self.resyncs += int(update.snapshot_complete.resync)
+            if line is not None:
+                line.sequence = update.snapshot_complete.sequence
         elif payload == "heartbeat":
-            self.upstream_healthy = update.heartbeat.upstream_healthy
+            if line is not None:
+                line.upstream_healthy = update.heartbeat.upstream_healthy
+                self.upstream_healthy = all(x.upstream_healthy for x in self.logins.values())
+            else:
+                self.upstream_healthy = update.heartbeat.upstream_healthy
         else:
             self.sequence = max(self.sequence, update.sequence)
+            if line is not None:
+                line.sequence = max(line.sequence, update.sequence)
             self._apply_delta(update, payload)
 
     def _apply_snapshot(self, chunk: trading_pb2.SnapshotChunk) -> None:
@@ -103,6 +124,12 @@ class WatchBoard:
         return [b.problem for b in self.accounts.values() if b.problem]
 
     def status(self) -> str:
+        if len(self.logins) > 1:
+            # Several sequence spaces: each login's sequence, and which are down.
+            down = [name for name, line in self.logins.items() if not line.upstream_healthy]
+            health = f"DOWN: {', '.join(down)} (last known state)" if down else "live"
+            where = " ".join(f"{name}@{line.sequence}" for name, line in self.logins.items())
+            return f"{len(self.logins)} logins {where}  {health}"
         health = "live" if self.upstream_healthy else "UPSTREAM DOWN (last known state)"
         return f"sequence {self.sequence}  epoch {self.epoch or NONE}  {health}"
 

@@ -2,7 +2,7 @@
 
 trading-gateway serve [--listen HOST:PORT] [--redis-url URL] [--metrics-port N] ...
 trading-gateway demo  [--listen HOST:PORT] [--duration SECONDS] [--accounts N] [--logins N] ...
-trading-gateway keys create --name NAME (--scope A,B | --all)       (server/auth/keys_cli.py)
+trading-gateway keys create|show|hash ...                           (server/auth/keys_cli.py)
 trading-gateway logins check [FILE]                                 (server/logins/check_cli.py)
 trading-gateway positions|orders|balances|accounts|pending|snapshot|watch ...  (client/cli.py)
 trading-gateway --version
@@ -40,9 +40,11 @@ MAX_DEMO_LOGINS: Final = 20
 USAGE: Final = f"""usage: {PROG} COMMAND [options]
 
 server commands:
-  serve       run the gateway against the configured Tradovate (TRADOVATE_* variables)
+  serve       run the gateway against the configured Tradovate (TRADOVATE_* variables,
+              or the logins file GATEWAY_LOGINS_FILE names)
   demo        run a local simulator and the gateway on it; prints commands to try
-  keys        create API keys (`keys create --name NAME --scope A,B`); see docs/SECURITY.md
+  keys        create and show API keys (`keys create --name NAME --logins L --scope A,B`,
+              `keys show`); see docs/SECURITY.md
   logins      check a logins file (`logins check FILE`): its logins, never their secrets
 
 client commands (talk to a running gateway; see `{PROG} COMMAND --help`):

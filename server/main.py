@@ -27,6 +27,7 @@ from trading_gateway.server.api.health import SERVICE_CACHE, HealthMonitor
 from trading_gateway.server.api.server import build_server
 from trading_gateway.server.api.servicer import DeadlinePolicy, TradingServicer
 from trading_gateway.server.api.status import account_status
+from trading_gateway.server.api.stream_across import AcrossLoginsStreamHandler
 from trading_gateway.server.auth.keys import load_keyring
 from trading_gateway.server.broker import TradovateClient
 from trading_gateway.server.cache import Cache, CacheWatch, build_cache
@@ -37,13 +38,13 @@ from trading_gateway.server.heap import freeze_long_lived
 from trading_gateway.server.live.components import build_live
 from trading_gateway.server.live_subsystem import LiveFactory, LiveSubsystem
 from trading_gateway.server.login import FatalStartupError, shared_ip_pacer
+from trading_gateway.server.logins import streams
 from trading_gateway.server.logins.deployment import Deployment, LoginChanges
 from trading_gateway.server.logins.health import DeploymentHealth
 from trading_gateway.server.logins.load import load_logins
 from trading_gateway.server.logins.reads import DeploymentReads
 from trading_gateway.server.logins.runtime import LoginRuntime
 from trading_gateway.server.logins.spec import LoginSpec
-from trading_gateway.server.logins.streams import FirstLoginStreams
 from trading_gateway.server.observability.access_log import AccessLog
 from trading_gateway.server.observability.metrics import Metrics, MetricsServer
 from trading_gateway.server.observability.tracing import Tracing
@@ -134,7 +135,15 @@ class Gateway:
                 margin=s.deadline_margin_ms / 1000,
             ),
             metrics=self.metrics,
-            streams=FirstLoginStreams(self.deployment) if first.live else None,
+            streams=(
+                AcrossLoginsStreamHandler(
+                    streams.resolver(self.deployment),
+                    streams.live_sources(self.deployment),
+                    status_of=account_status,
+                )
+                if first.live
+                else None
+            ),
         )
         self.auth = self._build_auth()
         self.access_log = AccessLog() if s.access_log else None
@@ -227,6 +236,8 @@ class Gateway:
         if not keys:
             return None
         logger.info("API keys required: %d keys configured (%s)", len(keys), ", ".join(keys.names))
+        for warning in keys.unknown_logins(list(self.deployment.logins)):
+            logger.warning("%s", warning)
         return build_auth(
             keys,
             exempt_health_reflection=s.auth_exempt_health_reflection,

@@ -42,6 +42,7 @@ from trading_gateway.server.errors import (
 from trading_gateway.server.live.errors import (
     AccountNotInLiveSync,
     LiveSyncDisconnected,
+    LoginRemoved,
     SlowConsumer,
     StreamLimitReached,
 )
@@ -75,6 +76,7 @@ TABLE: Final[dict[type[BaseException], Rule]] = {
     # Streams (server/live/errors.py); drain and upstream loss fall to UNAVAILABLE below.
     StreamLimitReached: Rule(Code.RESOURCE_EXHAUSTED, "STREAM_LIMIT_REACHED"),
     SlowConsumer: Rule(Code.RESOURCE_EXHAUSTED, "SLOW_CONSUMER"),
+    LoginRemoved: Rule(Code.UNAVAILABLE, "LOGIN_REMOVED"),
     # One account in a stream's subscription status (server/live/streams.py).
     AccountNotInLiveSync: Rule(Code.NOT_FOUND, "ACCOUNT_NOT_IN_LIVE_SYNC"),
     LiveSyncDisconnected: Rule(Code.UNAVAILABLE, "UPSTREAM_SYNC_DISCONNECTED"),

@@ -53,7 +53,7 @@ def without_response_serializer(handler: Handler) -> Handler:
     and why: their responses are serialized before grpc sees them, once for many calls.
     A read's response is assembled from per-account parts kept serialized
     (server/api/encoded.py); a stream's delta is serialized once by the live hub for
-    every subscriber and written as is (server/api/stream_handler.py). Which methods do
+    every subscriber and written as is (server/api/stream_across.py). Which methods do
     this is read from the servicer's annotations (server/api/server.py
     ``serialized_by_servicer``): a unary method that returns ``bytes``, a streaming one
     that returns ``None`` because it writes with ``context.write``.

@@ -5,8 +5,13 @@ hash is enough; nothing to salt or stretch). The key file is JSON::
 
     {"keys": [
       {"name": "risk-service", "sha256": "<64 hex digits>", "scope": ["DEMO123", "456"]},
+      {"name": "desk-a-risk",  "sha256": "<64 hex digits>", "logins": ["desk-a"]},
+      {"name": "desk-b-one",   "sha256": "<64 hex digits>", "scope": ["desk-b/DEMO7"]},
       {"name": "ops-console",  "sha256": "<64 hex digits>", "scope": "*"}
     ]}
+
+A key sees the union of: every account of its ``logins``, and its ``scope`` entries
+(a bare name or id under any login, ``login/name`` or ``login/id`` under that login only).
 
 It is read from ``GATEWAY_API_KEYS_FILE`` (a path) and/or ``GATEWAY_API_KEYS`` (the same
 JSON inline). A presented key is hashed and compared with every entry in constant time.
@@ -21,12 +26,14 @@ import logging
 import pathlib
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from trading_gateway.server.auth.errors import KeyFileError
 from trading_gateway.server.auth.principal import ALL, Principal, Scope
+from trading_gateway.server.logins.account import split_entry
+from trading_gateway.server.logins.spec import NAME_PATTERN as LOGIN_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -54,23 +61,35 @@ class KeyEntry:
     sha256: str
     scope: Scope
     scope_text: tuple[str, ...] | None  # None means every account
+    logins: tuple[str, ...] = ()  # every account of these logins
 
     @property
     def principal(self) -> Principal:
         return Principal(self.name, self.scope)
 
     def as_json(self) -> dict[str, Any]:
-        scope: str | list[str] = ALL if self.scope_text is None else list(self.scope_text)
-        return {"name": self.name, "sha256": self.sha256, "scope": scope}
+        entry: dict[str, Any] = {"name": self.name, "sha256": self.sha256}
+        if self.scope_text is None:
+            entry["scope"] = ALL
+        elif self.scope_text:
+            entry["scope"] = list(self.scope_text)
+        if self.logins:
+            entry["logins"] = list(self.logins)
+        return entry
 
 
-def make_entry(name: str, key: str, scope: Sequence[str] | None) -> KeyEntry:
-    """The key file entry for ``key`` (scope None: every account)."""
-    raw: dict[str, Any] = {
-        "name": name,
-        "sha256": hash_key(key),
-        "scope": ALL if scope is None else list(scope),
-    }
+def make_entry(
+    name: str, key: str, scope: Sequence[str] | None, logins: Sequence[str] = ()
+) -> KeyEntry:
+    """The key file entry for ``key``: scope None (and no logins) is every account;
+    otherwise the accounts in ``scope`` plus every account of ``logins``."""
+    raw: dict[str, Any] = {"name": name, "sha256": hash_key(key)}
+    if scope is None and not logins:
+        raw["scope"] = ALL
+    elif scope:
+        raw["scope"] = list(scope)
+    if logins:
+        raw["logins"] = list(logins)
     return _entry(raw, "new key")
 
 
@@ -89,6 +108,24 @@ class KeyRing:
     @property
     def names(self) -> list[str]:
         return [e.name for e in self.entries]
+
+    def unknown_logins(self, configured: Iterable[str]) -> list[str]:
+        """One warning per key whose scope names logins not in ``configured`` (a typo, or a
+        login not added yet): the key sees no accounts of those logins until one is."""
+        known = set(configured)
+        warnings: list[str] = []
+        for entry in self.entries:
+            named = set(entry.logins)
+            named.update(login for login, _ in entry.scope.login_ids)
+            named.update(login for login, _ in entry.scope.login_names)
+            missing = sorted(named - known)
+            if missing:
+                warnings.append(
+                    f"API key {entry.name!r} is scoped to logins that are not configured: "
+                    f"{', '.join(missing)} (configured: {', '.join(sorted(known)) or 'none'}); "
+                    "it sees no accounts of those until such a login is added"
+                )
+        return warnings
 
     def authenticate(self, presented: str) -> Principal | None:
         """The principal for ``presented``, or None. Looks at every entry every time."""
@@ -125,7 +162,7 @@ def _entry(raw: Any, where: str) -> KeyEntry:
         raise KeyFileError(
             f"{where}: holds a plain key; store only its sha256 (see `trading-gateway keys hash`)"
         )
-    unknown = set(raw) - {"name", "sha256", "scope", "comment"}
+    unknown = set(raw) - {"name", "sha256", "scope", "logins", "comment"}
     if unknown:
         raise KeyFileError(f"{where}: unknown fields {sorted(unknown)}")
     name = raw.get("name")
@@ -137,35 +174,89 @@ def _entry(raw: Any, where: str) -> KeyEntry:
     digest = raw.get("sha256")
     if not isinstance(digest, str) or not _HEX64.fullmatch(digest.lower()):
         raise KeyFileError(f"{where} ({name}): sha256 must be 64 hex digits")
-    scope, scope_text = _scope(raw.get("scope"), f"{where} ({name})")
-    return KeyEntry(name=name, sha256=digest.lower(), scope=scope, scope_text=scope_text)
+    scope, scope_text, logins = _scope(raw.get("scope"), raw.get("logins"), f"{where} ({name})")
+    return KeyEntry(
+        name=name, sha256=digest.lower(), scope=scope, scope_text=scope_text, logins=logins
+    )
 
 
-def _scope(value: Any, where: str) -> tuple[Scope, tuple[str, ...] | None]:
+def _scope(
+    value: Any, logins_value: Any, where: str
+) -> tuple[Scope, tuple[str, ...] | None, tuple[str, ...]]:
+    """(scope, its account entries or None for every account, its whole logins)."""
     if value == ALL:
-        return Scope.all(), None
+        if logins_value is not None:
+            raise KeyFileError(
+                f'{where}: "scope": "*" already covers every login; drop "logins", or list '
+                'the accounts in scope instead of "*"'
+            )
+        return Scope.all(), None, ()
+    logins = _logins(logins_value, where)
+    if value is None and logins:
+        return Scope.of((), logins), (), logins
     if not isinstance(value, list) or not value:
         raise KeyFileError(
             f'{where}: scope must be "*" (every account) or a non-empty list of account '
-            "names or ids"
+            'names or ids ("DEMO123", "456", "desk-a/DEMO123"), unless "logins" lists '
+            "the logins whose accounts the key sees"
         )
-    entries: list[str] = []
+    entries = [_scope_entry(item, where) for item in value]
+    return Scope.of(entries, logins), tuple(entries), logins
+
+
+def _logins(value: Any, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not value:
+        raise KeyFileError(
+            f'{where}: logins must be a non-empty list of login names (e.g. ["desk-a"])'
+        )
+    logins: list[str] = []
     for item in value:
-        text = str(item) if isinstance(item, int) and not isinstance(item, bool) else item
-        if (
-            not isinstance(text, str)
-            or not text
-            or len(text) > MAX_SCOPE_ENTRY
-            or not text.isprintable()
-            or any(ch.isspace() for ch in text)
-        ):
-            raise KeyFileError(f"{where}: scope entry {item!r} is not an account name or id")
-        if text[0].isdigit() and not (text.isascii() and text.isdigit()):
-            raise KeyFileError(f"{where}: scope entry {text!r} starts with a digit but is no id")
-        if text == ALL:
-            raise KeyFileError(f'{where}: use "scope": "*" (not a list) for every account')
-        entries.append(text)
-    return Scope.of(entries), tuple(entries)
+        if not isinstance(item, str) or not LOGIN_NAME.fullmatch(item):
+            raise KeyFileError(
+                f"{where}: logins entry {item!r} is not a login name (1-32 characters: "
+                "a-z, 0-9, _ and -, starting with a letter or digit)"
+            )
+        if item in logins:
+            raise KeyFileError(f"{where}: logins lists {item!r} twice")
+        logins.append(item)
+    return tuple(logins)
+
+
+def _scope_entry(item: Any, where: str) -> str:
+    """One scope entry, checked: an account name or id, bare or as login/name, login/id."""
+    text = str(item) if isinstance(item, int) and not isinstance(item, bool) else item
+    if (
+        not isinstance(text, str)
+        or not text
+        or not text.isprintable()
+        or any(ch.isspace() for ch in text)
+    ):
+        raise KeyFileError(f"{where}: scope entry {item!r} is not an account name or id")
+    if text == ALL:
+        raise KeyFileError(f'{where}: use "scope": "*" (not a list) for every account')
+    login, account = split_entry(text)
+    if login is None and "/" in text:
+        before = text.partition("/")[0]
+        problem = (
+            "no account after the login"
+            if LOGIN_NAME.fullmatch(before)
+            else f"{before!r} is not a login name (1-32 characters: a-z, 0-9, _ and -)"
+        )
+        raise KeyFileError(
+            f"{where}: scope entry {text!r}: {problem}; write login/name or login/id"
+        )
+    if len(account) > MAX_SCOPE_ENTRY:
+        raise KeyFileError(f"{where}: scope entry {text!r} is not an account name or id")
+    if account == ALL:
+        raise KeyFileError(
+            f"{where}: scope entry {text!r}: for every account of {login!r} write "
+            f'"logins": ["{login}"]'
+        )
+    if account[0].isdigit() and not (account.isascii() and account.isdigit()):
+        raise KeyFileError(f"{where}: scope entry {text!r} starts with a digit but is no id")
+    return text
 
 
 def load_keyring(file: str | None, inline: str | None) -> KeyRing:

@@ -70,6 +70,7 @@ class BrokerLiveSubsystem:
             contract_lookup=self._contract_info,
             figure_fetcher=client,
             status_of=status_of,
+            login=login,
         )
         self.resolver = LiveAccountResolver(
             self.service.state, max_per_request=settings.max_accounts_per_request

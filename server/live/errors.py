@@ -8,6 +8,8 @@ injected ``status_of`` (server/api/status.account_status) turns them into Accoun
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from trading_gateway.server.errors import GatewayError
 
 
@@ -81,6 +83,24 @@ class UpstreamLost(_ResumableEnd):
         self.retry_after = 1.0
 
 
+class LoginRemoved(StreamError):
+    """A login of the stream was removed from the deployment, or replaced by a reload that
+    changed it (UNAVAILABLE). The stream's other logins resume with ``resume_from``; a
+    removed login's accounts are gone, a replaced one's come back with a fresh snapshot
+    (its sequence space is new)."""
+
+    reason = "LOGIN_REMOVED"
+
+    def __init__(self, login: str) -> None:
+        super().__init__(
+            f"login {login!r} was removed from (or changed in) the gateway's configuration; "
+            "a removed login's accounts are no longer served",
+            metadata={"login": login},
+        )
+        self.login = login
+        self.retry_after = 1.0
+
+
 class LiveNotReady(StreamError):
     """Live sync is turned off or has not received its first snapshot (UNAVAILABLE)."""
 
@@ -89,6 +109,29 @@ class LiveNotReady(StreamError):
     def __init__(self, message: str = "live state is not synced with Tradovate yet") -> None:
         super().__init__(message)
         self.retry_after = 1.0
+
+
+def format_positions(positions: Mapping[str, tuple[str, int]]) -> str:
+    """Every login's resume position as ``login@epoch:sequence,...`` (the ``resume_from``
+    metadata of a stream's end status; login names hold no ``@`` or ``,``)."""
+    return ",".join(f"{login}@{epoch}:{seq}" for login, (epoch, seq) in positions.items())
+
+
+def with_positions(
+    error: StreamError, login: str, positions: Mapping[str, tuple[str, int]]
+) -> StreamError:
+    """``error``, which ended ``login``'s part of a stream, extended with the resume
+    position of every login of the stream: metadata ``resume_from`` and ``login``, and a
+    hint in the message for a person."""
+    text = format_positions(positions)
+    error.metadata["login"] = login
+    error.metadata["resume_from"] = text
+    if text:
+        error.message = f"{error.message} (login {login}); resume with resume_from={text}"
+    else:
+        error.message = f"{error.message} (login {login})"
+    error.args = (error.message,)
+    return error
 
 
 class AccountCondition(GatewayError):

@@ -1,4 +1,4 @@
-"""The stream hub: one gap-free sequence per process, a replay ring, and the subscribers.
+"""The stream hub: one gap-free sequence per login, a replay ring, and the subscribers.
 
 Every change of the live state becomes one ``Delta``: numbered, stamped, serialized once,
 kept in a bounded replay ring and offered to each matching subscriber's own bounded queue.
@@ -49,6 +49,7 @@ class Subscription:
         "ended",
         "kinds",
         "merges_in_hand",
+        "on_wake",
         "queue",
         "unsent_floor",
     )
@@ -73,6 +74,9 @@ class Subscription:
         #: Set when ``end`` dropped the backlog: the earliest sequence a dropped delta
         #: stood for through a merge (None: no merge was dropped). See ``ConflatingQueue.clear``.
         self.unsent_floor: int | None = None
+        #: Called on every wake-up (a delta queued, the end, a heartbeat due): a stream
+        #: over several logins waits for any of its sessions this way.
+        self.on_wake: Callable[[], None] | None = None
 
     def matches(self, delta: Delta) -> bool:
         return delta.kind in self.kinds and (
@@ -101,6 +105,8 @@ class Subscription:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        if self.on_wake is not None:
+            self.on_wake()
 
     async def wait(self) -> None:
         """Until a delta is queued, the stream is ended, or ``wake`` is called."""
@@ -130,11 +136,13 @@ class Subscription:
 
 
 class StreamHub:
-    """Sequence, epoch, replay ring and subscriber registry for StreamUpdates."""
+    """Sequence, epoch, replay ring and subscriber registry for StreamUpdates: one per
+    login, whose name it stamps on every message (``StreamUpdate.login``)."""
 
     def __init__(
         self,
         *,
+        login: str = "",
         replay_capacity: int = 10_000,
         queue_capacity: int = 1_000,
         max_streams: int = 1_000,
@@ -142,6 +150,8 @@ class StreamHub:
         clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self.epoch = epoch or secrets.token_hex(8)
+        #: The login whose sequence space this is ("": a hub outside any login, in tests).
+        self.login = login
         self.sequence = 0
         self.queue_capacity = queue_capacity
         self.max_streams = max_streams
@@ -192,6 +202,7 @@ class StreamHub:
             # that skipped some appends its own (server/live/queue.py ``chained``).
             "previous_sequence": sequence - 1,
             "epoch": self.epoch,
+            "login": self.login,
             "account_id": account_id,
             "server_time": epoch_ns_fields(now),
             "event_time": epoch_ns_fields(event_ns),

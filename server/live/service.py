@@ -90,6 +90,7 @@ class LiveService:
         contract_lookup: ContractLookup | None = None,
         figure_fetcher: FigureFetcher | None = None,
         status_of: StatusOf,
+        login: str = "",
     ) -> None:
         self.settings = s = settings or LiveSettings()
         self._contract_lookup = contract_lookup
@@ -110,6 +111,7 @@ class LiveService:
                 on_update=self._figures_fetched,
             )
         self.hub = StreamHub(
+            login=login,
             replay_capacity=s.replay_capacity,
             queue_capacity=s.queue_capacity,
             max_streams=s.max_streams,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -120,6 +120,7 @@ class LiveStreams:
             )
         fields: Fields = {
             "epoch": self.hub.epoch,
+            "login": self.hub.login,
             "heartbeat": {"accounts": activity, "upstream_healthy": version[1]},
         }
         body = pb.StreamUpdate(**fields).SerializeToString()
@@ -134,10 +135,13 @@ class LiveStreams:
         accounts: Sequence[StreamAccount],
         *,
         follow_new_accounts: bool = False,
+        announce: bool = True,
     ) -> StreamSession:
         """Start a session; raises StreamLimitReached, StreamDrained or LiveNotReady.
 
         ``follow_new_accounts`` (an empty selector) also streams accounts created later.
+        ``announce=False`` leaves out the opening SubscriptionStatus: a stream over many
+        logins sends one for all of them (``StreamSession.subscriptions``).
         """
         kinds = _kinds(request)
         heartbeat = self._heartbeat_interval(request)
@@ -146,7 +150,7 @@ class LiveStreams:
         wanted = None if follow_new_accounts else [a.account_id for a in accounts]
         sub = self.hub.subscribe(wanted, kinds)
         try:
-            return StreamSession(self, request, accounts, sub, heartbeat)
+            return StreamSession(self, request, accounts, sub, heartbeat, announce=announce)
         except BaseException:
             sub.close()
             raise
@@ -186,6 +190,8 @@ class StreamSession:
         accounts: Sequence[StreamAccount],
         sub: Subscription,
         heartbeat: float,
+        *,
+        announce: bool = True,
     ) -> None:
         self._hub = streams.hub
         self._views = streams.views
@@ -199,6 +205,11 @@ class StreamSession:
         self._told_healthy = streams.views.healthy
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
+        #: True from the last opening message (SnapshotComplete) on: once the writer took
+        #: it, ``resume_point`` stands for what the subscriber has.
+        self.opened = False
+        #: The last sequence of the batch in hand (see ``ready``).
+        self._batch_end = 0
         # Decide resume or snapshot now, in the same synchronous step as subscribe().
         resume_asked = request.resume_after_sequence > 0 or bool(request.resume_epoch)
         self.resumed = resume_asked and self._hub.replay(
@@ -212,21 +223,37 @@ class StreamSession:
         self.start_sequence = request.resume_after_sequence if self.resumed else self._hub.sequence
         #: The sequence of the last delta this stream sent (or where it started).
         self.last_sequence = self.start_sequence
-        self._opening = self._opening_messages(with_snapshot, sub.kinds)
+        self._opening = self._opening_messages(with_snapshot, sub.kinds, announce=announce)
 
     # ------------------------------------------------------------------ opening
-    def _opening_messages(self, with_snapshot: bool, kinds: frozenset[UpdateKind]) -> list[bytes]:
+    @property
+    def login(self) -> str:
+        return self._hub.login
+
+    @property
+    def epoch(self) -> str:
+        return self._hub.epoch
+
+    def subscriptions(self) -> list[pb.AccountSubscription]:
+        """Each selected account as the opening SubscriptionStatus names it."""
+        return [pb.AccountSubscription(meta=self._meta(a)) for a in self._accounts]
+
+    def _opening_messages(
+        self, with_snapshot: bool, kinds: frozenset[UpdateKind], *, announce: bool
+    ) -> list[bytes]:
         now = _timestamp(time.time_ns())
         epoch = self._hub.epoch
+        login = self._hub.login
         seq = self.start_sequence
-        status = pb.SubscriptionStatus(
-            accounts=[pb.AccountSubscription(meta=self._meta(a)) for a in self._accounts]
-        )
-        out = [
-            pb.StreamUpdate(
-                sequence=seq, epoch=epoch, server_time=now, subscription=status
-            ).SerializeToString()
-        ]
+        out: list[bytes] = []
+        if announce:
+            # The one stream-wide message: its login stays empty (it names every account's).
+            status = pb.SubscriptionStatus(accounts=self.subscriptions())
+            out.append(
+                pb.StreamUpdate(
+                    sequence=seq, epoch=epoch, server_time=now, subscription=status
+                ).SerializeToString()
+            )
         if with_snapshot:
             for account in self._accounts:
                 if not self._views.has_account(account.account_id):
@@ -239,6 +266,7 @@ class StreamSession:
                     pb.StreamUpdate(
                         sequence=seq,
                         epoch=epoch,
+                        login=login,
                         server_time=now,
                         account_id=account.account_id,
                         snapshot=chunk,
@@ -247,7 +275,11 @@ class StreamSession:
         complete = pb.SnapshotComplete(sequence=seq, resync=self.resync)
         out.append(
             pb.StreamUpdate(
-                sequence=seq, epoch=epoch, server_time=now, snapshot_complete=complete
+                sequence=seq,
+                epoch=epoch,
+                login=login,
+                server_time=now,
+                snapshot_complete=complete,
             ).SerializeToString()
         )
         return out
@@ -256,6 +288,7 @@ class StreamSession:
         meta = pb.AccountMeta(
             account_id=account.account_id,
             account_name=account.account_name,
+            login=self._hub.login,
             source=pb.SOURCE_LIVE,
             status=self._status_of(self._condition(account)),
         )
@@ -273,12 +306,14 @@ class StreamSession:
         return None
 
     # ------------------------------------------------------------------ running
-    async def messages(self) -> AsyncIterator[bytes]:
+    async def messages(self) -> AsyncGenerator[bytes, None]:
         """The stream's serialized StreamUpdate messages, until the server ends it."""
         sub = self._sub
         try:
             opening, self._opening = self._opening, []
-            for message in opening:
+            last = len(opening) - 1
+            for n, message in enumerate(opening):
+                self.opened = n == last
                 yield message
             self._schedule_heartbeat()
             previous = self.start_sequence
@@ -295,6 +330,7 @@ class StreamSession:
                 if not batch:
                     await sub.wait()
                     continue
+                self._batch_end = batch[-1].sequence
                 merges = sub.merges_in_hand
                 if merges:
                     # A stream that fell behind: mark what each delta stands for.
@@ -305,20 +341,41 @@ class StreamSession:
                             else chained(delta.body, previous)
                         )
                         merge = merges.get(delta.sequence)
-                        yield body if merge is None else marked(body, merge)
+                        # Set before the yield: a message in hand counts as sent.
                         previous = self.last_sequence = delta.sequence
+                        yield body if merge is None else marked(body, merge)
                     continue
                 for delta in batch:
                     # The body already names the delta just before it; a filtered
                     # stream, which skipped some, appends its own previous.
-                    yield (
+                    body = (
                         delta.body
                         if delta.sequence == previous + 1
                         else chained(delta.body, previous)
                     )
                     previous = self.last_sequence = delta.sequence
+                    yield body
         finally:
             self.close()
+
+    @property
+    def ready(self) -> bool:
+        """True when the next step of ``messages()`` yields (or raises) without waiting:
+        an opening message, the rest of the batch in hand, a queued delta, a heartbeat
+        due, or the end. A stream over several logins steps only ready sessions."""
+        sub = self._sub
+        return (
+            not self.opened
+            or self.last_sequence < self._batch_end
+            or len(sub.queue) > 0
+            or sub.ended is not None
+            or self._heartbeat_due
+            or self._views.healthy != self._told_healthy
+        )
+
+    def on_wake(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` whenever this session may have become ``ready``."""
+        self._sub.on_wake = callback
 
     def _schedule_heartbeat(self) -> None:
         if not self._closed:
@@ -353,7 +410,11 @@ class StreamSession:
         """The sequence to resume after: the last delta sent, or just below the earliest
         delta merged into one that the stream ended before sending (in its queue, or in
         the batch in hand), since resuming must not pass a delta that was never sent."""
-        sent = self.last_sequence
+        return self.resume_point_after(self.last_sequence)
+
+    def resume_point_after(self, sent: int) -> int:
+        """``resume_point`` for a writer that took the deltas up to ``sent`` only (a
+        stream over several logins may hold this login's last message unwritten)."""
         floors = [m.first for seq, m in self._sub.merges_in_hand.items() if seq > sent]
         if self._sub.unsent_floor is not None:
             floors.append(self._sub.unsent_floor)

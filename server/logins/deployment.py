@@ -15,6 +15,7 @@ from types import MappingProxyType
 from trading_gateway.server.logins.health import DeploymentHealth
 from trading_gateway.server.logins.runtime import LoginRuntime
 from trading_gateway.server.logins.spec import LoginSpec
+from trading_gateway.server.setting_error import SettingError
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,10 @@ class Deployment:
             await runtime.start()
 
     async def apply(self, specs: Sequence[LoginSpec]) -> LoginChanges:
+        if not specs:
+            raise SettingError(
+                "logins", "none", "a reload would leave the gateway without a login", "keep one"
+            )
         changes = plan_changes(self._runtimes, specs)
         for name in changes.removed + changes.replaced:
             runtime = self._runtimes.pop(name)  # out of the deployment before it drains

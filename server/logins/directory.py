@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 from trading_gateway.server.auth.scoping import check_selection, narrow
 from trading_gateway.server.broker.errors import BrokerError
@@ -104,7 +104,7 @@ async def _active(view: LoginView, deadline: Deadline) -> list[Account] | BaseEx
         return exc
 
 
-def raise_unavailable(problems: Sequence[LoginProblem]) -> None:
+def raise_unavailable(problems: Sequence[LoginProblem]) -> NoReturn:
     """Every login a call covers is down: the call itself is UNAVAILABLE (or the one
     login's own error, as with a single login)."""
     if len(problems) == 1:
@@ -116,6 +116,8 @@ async def _selected(logins: Logins, entries: Sequence[str], deadline: Deadline) 
     parsed = parse_login_selector(entries, _limit(logins))
     unknown = [e.text for e in parsed if e.login is not None and e.login not in logins]
     if unknown:
+        # Scope first: a key learns no login's name it could not see (PERMISSION_DENIED).
+        check_selection([(text, None) for text in unknown])
         raise LoginsNotFound(unknown, list(logins))
     wanted: dict[str, list[Ref]] = {}
     for entry in parsed:

@@ -103,7 +103,7 @@ def entry_label(table: Table, index: int) -> str:
 def check_defaults(table: object) -> dict[str, Value]:
     if not isinstance(table, dict):
         raise FileProblem(
-            f"defaults is {_type_name(table)}, not a table",
+            f"defaults is {type_name(table)}, not a table",
             "write it as a [defaults] table (README, Many logins)",
         )
     return check_table(cast(Table, table), "[defaults]", DEFAULT_KEYS)
@@ -139,7 +139,7 @@ def parse_entry(
     """One [[login]] table, checked and completed from ``defaults`` and ``settings``."""
     if not isinstance(table, dict):
         raise FileProblem(
-            f"entry {index} of login is {_type_name(table)}, not a table",
+            f"entry {index} of login is {type_name(table)}, not a table",
             "write each login as a [[login]] table",
         )
     label = entry_label(table, index)
@@ -238,11 +238,11 @@ def _checked_value(key: str, value: object, label: str) -> Value:
             return value
         if not isinstance(value, str):
             raise FileProblem(
-                f"{label}: cid is {_type_name(value)}", "write it as a number: cid = 1234"
+                f"{label}: cid is {type_name(value)}", "write it as a number: cid = 1234"
             )
     elif not isinstance(value, str):
         raise FileProblem(
-            f"{label}: {key} is {_type_name(value)}, not a string", f'quote it: {key} = "..."'
+            f"{label}: {key} is {type_name(value)}, not a string", f'quote it: {key} = "..."'
         )
     if not value:
         raise FileProblem(f"{label}: {key} is empty", "give it a value or remove the key")
@@ -267,7 +267,7 @@ def nearest(key: str, known: Sequence[str]) -> str:
     return f" (did you mean {json.dumps(close[0])}?)" if close else ""
 
 
-def _type_name(value: object) -> str:
+def type_name(value: object) -> str:
     for kind, name in _TOML_TYPES.items():
         if isinstance(value, kind):
             return name

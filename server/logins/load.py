@@ -29,6 +29,7 @@ from trading_gateway.server.logins.entry import (
     check_defaults,
     nearest,
     parse_entry,
+    type_name,
 )
 from trading_gateway.server.logins.problem import FileProblem
 from trading_gateway.server.logins.spec import LoginSpec, shorthand_spec
@@ -133,7 +134,12 @@ def _entries(document: Mapping[str, object], settings: GatewaySettings) -> list[
         raise FileProblem(
             "[login] is a single table", "write each login as a [[login]] table (two brackets)"
         )
-    if not isinstance(tables, list) or not tables:
+    if not isinstance(tables, list):
+        raise FileProblem(
+            f"login is {type_name(tables)}, not [[login]] tables",
+            "write each login as a [[login]] table",
+        )
+    if not tables:
         raise FileProblem(
             "the file has no [[login]] tables",
             "add one [[login]] table per Tradovate user (README, Many logins), or unset "

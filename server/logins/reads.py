@@ -104,7 +104,6 @@ class DeploymentReads:
         oldest = min(listings.values(), key=lambda listing: listing.as_of, default=None)
         if oldest is None:
             raise_unavailable(problems)
-            raise AssertionError("unreachable")  # raise_unavailable always raises
         return AccountList(
             [a.account for a in chosen],
             oldest.source,

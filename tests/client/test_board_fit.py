@@ -107,3 +107,19 @@ def test_without_a_size_nothing_is_cut() -> None:
     text = board.render()
     assert "more" not in text
     assert sum(line.startswith("DEMO") for line in text.split("\n")) == 40 + 40 * 3 + 40 * 5
+
+
+def test_over_several_logins_the_status_line_shows_each_login_and_which_is_down() -> None:
+    board = board_with(6, 2, 2)
+    for n, login in enumerate(("alpha", "bravo", "charlie")):
+        done = pb.SnapshotComplete(sequence=10 * (n + 1))
+        board.apply(pb.StreamUpdate(login=login, epoch=f"e{n}", snapshot_complete=done))
+    board.apply(pb.StreamUpdate(login="bravo", heartbeat=pb.Heartbeat(upstream_healthy=False)))
+    board.apply(pb.StreamUpdate(login="alpha", heartbeat=pb.Heartbeat(upstream_healthy=True)))
+    status = board.status()
+    assert status == "3 logins alpha@10 bravo@20 charlie@30  DOWN: bravo (last known state)"
+    screen = board.render(80, 23).split("\n")
+    assert screen[0] == status and len(screen) <= 23
+    assert all(len(line) <= 80 for line in screen)
+    board.apply(pb.StreamUpdate(login="bravo", heartbeat=pb.Heartbeat(upstream_healthy=True)))
+    assert board.status().endswith("charlie@30  live")

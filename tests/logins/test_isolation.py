@@ -4,12 +4,14 @@ in one login leave the other logins' accounts answering (simulator users, real g
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 import grpc
 import pytest
 from tradovate_gateway.v1 import trading_pb2 as pb
 
+from tests.conftest import free_port
 from tests.logins.stack import desk_specs, login_spec, running_logins, selector
 from trading_gateway.server.logins.health import login_service
 from trading_gateway.server.logins.runtime import LoginState
@@ -24,6 +26,13 @@ UPSTREAM = pb.READ_POLICY_UPSTREAM
 def third_with_a_wrong_password(sim: Simulator) -> list[LoginSpec]:
     specs = desk_specs(sim)
     specs[2] = login_spec(sim, "desk-3", specs[2].username, password="not-the-password")
+    return specs
+
+
+def third_unreachable(sim: Simulator) -> list[LoginSpec]:
+    specs = desk_specs(sim)
+    nowhere = f"http://127.0.0.1:{free_port()}/v1"
+    specs[2] = dataclasses.replace(specs[2], rest_url=nowhere)
     return specs
 
 
@@ -133,3 +142,22 @@ async def test_a_dropped_socket_in_one_login_leaves_the_others_live() -> None:
         # desk-1 reconnects by itself, on the same Tradovate session.
         await wait_for(lambda: desk_1.healthy, 10.0)
         assert set(stack.sessions().values()) == {1}
+
+
+async def test_a_login_still_logging_in_is_named_unavailable_and_the_others_answer() -> None:
+    async with running_logins(
+        specs=third_unreachable, ready=["desk-1", "desk-2"], live_enabled=False
+    ) as stack:
+        waiting = stack.gateway.logins["desk-3"]
+        assert waiting.state is LoginState.LOGGING_IN
+        owned = stack.owned()
+        reply = await stack.stub.GetOrders(pb.GetOrdersRequest(), timeout=5)
+        assert {o.meta.account_id for o in reply.accounts} == owned["desk-1"] | owned["desk-2"]
+        [status] = reply.unavailable_logins
+        assert status.login == "desk-3"
+        assert status.status.code == grpc.StatusCode.UNAVAILABLE.value[0]
+        assert status.status.reason == "LOGIN_UNAVAILABLE"
+        assert "still logging in" in status.status.message
+        assert await stack.health_status(login_service("desk-3")) == NOT_SERVING
+        assert await stack.health_status("") == SERVING
+        assert not stack.gateway.failed.done()

@@ -262,6 +262,11 @@ def test_a_single_login_table(tmp_path: Path) -> None:
     )
 
 
+def test_a_login_key_that_is_not_tables(tmp_path: Path) -> None:
+    line = refusal(write(tmp_path, 'login = "desk-a"\n'))
+    assert line == "login is a string, not [[login]] tables; write each login as a [[login]] table"
+
+
 def test_an_unknown_top_level_table(tmp_path: Path) -> None:
     line = refusal(write(tmp_path, ONE.replace("[[login]]", "[[logins]]")))
     assert line == (
@@ -507,3 +512,18 @@ def test_the_shape_of_the_file_is_checked_before_any_secret(tmp_path: Path) -> N
     second = ONE.replace('"desk-a"', '"desk-b"').replace("cid = 42", 'cid = 42\ncolour = "red"')
     line = refusal(write(tmp_path, ONE + second), environ={})
     assert line.startswith('login "desk-b" (entry 2): unknown key "colour"')
+
+
+def test_the_readme_example_loads(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("### Many logins", 1)[1]
+    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    for name, value in (("desk-b-password", PASSWORD_B), ("desk-b-api-secret", SECRET)):
+        (tmp_path / name).write_text(value + "\n")
+    path = write(tmp_path, example.replace("/run/secrets/", f"{tmp_path}/"))
+    environ = {"DESK_A_PASSWORD": PASSWORD_A, "ACME_API_SECRET": SECRET}
+    specs = load_logins(settings_for(path), environ)
+    assert [(s.name, s.username, s.env, s.cid, s.password) for s in specs] == [
+        ("desk-a", "acme.desk.a", "demo", 1234, PASSWORD_A),
+        ("desk-b", "acme.desk.b", "live", 5678, PASSWORD_B),
+    ]

@@ -4,6 +4,7 @@ never a secret."""
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import subprocess
@@ -166,3 +167,15 @@ def test_logins_check_reads_the_setting_when_no_file_is_given(tmp_path: Path) ->
 def test_logins_check_without_any_file() -> None:
     line = one_line(gateway("logins", "check"))
     assert line == "trading-gateway logins: no file: give one, or set GATEWAY_LOGINS_FILE"
+
+
+def test_serve_with_json_logs_makes_the_refusal_one_json_record(tmp_path: Path) -> None:
+    path = logins_file(tmp_path)
+    result = gateway("serve", GATEWAY_LOGINS_FILE=str(path), GATEWAY_LOG_FORMAT="json")
+    record = json.loads(one_line(result))
+    assert record["level"] == "CRITICAL"
+    assert record["setting"] == "GATEWAY_LOGINS_FILE"
+    assert record["msg"] == (
+        f'GATEWAY_LOGINS_FILE={path}: login "desk-a" (entry 1): password_env DESK_A_PASSWORD '
+        "is not set; export it or use password_file"
+    )

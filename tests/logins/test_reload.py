@@ -83,7 +83,8 @@ async def test_a_changed_login_is_replaced_and_a_removed_logins_stream_ends() ->
                 while await call.read() is not grpc.aio.EOF:
                     pass
         assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
-        assert "resume_after_sequence" in (ended.value.details() or "")
+        assert "LOGIN_REMOVED" in str(ended.value.trailing_metadata())
+        assert "resume_from=desk-1@" in (ended.value.details() or "")
         await wait_logins(gateway, ["desk-1"])
         reply = await stack.stub.GetPositions(
             pb.GetPositionsRequest(selector=selector(f"desk-1/{mine}")), timeout=5
@@ -129,3 +130,12 @@ async def test_sighup_reloads_the_logins_and_a_bad_file_changes_nothing(
             await asyncio.wait_for(reload.attempted.wait(), 5)
             assert list(gateway.logins) == ["desk-2"]
             await reload.aclose()
+
+
+async def test_a_reload_to_no_login_is_refused_and_changes_nothing() -> None:
+    async with running_logins(users=1, accounts=1, live_enabled=False) as stack:
+        with pytest.raises(SettingError, match="without a login"):
+            await stack.gateway.apply_logins([])
+        assert list(stack.gateway.logins) == ["desk-1"]
+        reply = await stack.stub.ListAccounts(pb.ListAccountsRequest(), timeout=5)
+        assert [a.login for a in reply.accounts] == ["desk-1"]

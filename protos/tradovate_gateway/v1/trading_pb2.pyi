@@ -1558,7 +1558,11 @@ class StreamUpdatesRequest(_message.Message):
         sequence space; see StreamUpdate.login). A login listed here resumes exactly
         like resume_after_sequence/resume_epoch above; a login of the selection that is
         not listed starts with its own fresh snapshot (when with_snapshot). The two
-        fields above stay for a stream whose accounts are all under one login.
+        fields above stay for a stream whose accounts are all under one login: on a
+        stream over several logins they are refused (INVALID_ARGUMENT); for the same
+        login, resume_from wins. Every entry names its login, at most once
+        (INVALID_ARGUMENT otherwise); entries for logins the stream does not cover
+        (a removed login's, say) are ignored.
         """
 
     def __init__(

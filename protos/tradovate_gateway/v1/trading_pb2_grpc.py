@@ -118,7 +118,16 @@ class TradingServiceServicer:
 
     def StreamUpdates(self, request, context):
         """Per-account subscription status, an optional snapshot, a snapshot-complete
-        marker, then sequenced deltas and heartbeats. Resumable.
+        marker, then sequenced deltas and heartbeats. Resumable. Over several logins,
+        each login has its own sequence (StreamUpdate.login, resume_from).
+
+        A stream the server ends (UNAVAILABLE, RESOURCE_EXHAUSTED) names where to
+        resume in its status's ErrorInfo metadata (also in the message, for a person):
+        resume_from = "login@epoch:sequence,..." for every login of the stream whose
+        snapshot or resume point the subscriber already has (a login not listed starts
+        fresh); login = the login whose part ended; and, for that login,
+        resume_after_sequence and resume_epoch as before. A login removed from the
+        gateway ends its streams with UNAVAILABLE, reason LOGIN_REMOVED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -57,7 +57,16 @@ class TradingServiceStub:
     """Accounts, positions, orders and balances in one call, fetched concurrently."""
     StreamUpdates: _grpc.UnaryStreamMultiCallable[_trading_pb2.StreamUpdatesRequest, _trading_pb2.StreamUpdate]
     """Per-account subscription status, an optional snapshot, a snapshot-complete
-    marker, then sequenced deltas and heartbeats. Resumable.
+    marker, then sequenced deltas and heartbeats. Resumable. Over several logins,
+    each login has its own sequence (StreamUpdate.login, resume_from).
+
+    A stream the server ends (UNAVAILABLE, RESOURCE_EXHAUSTED) names where to
+    resume in its status's ErrorInfo metadata (also in the message, for a person):
+    resume_from = "login@epoch:sequence,..." for every login of the stream whose
+    snapshot or resume point the subscriber already has (a login not listed starts
+    fresh); login = the login whose part ended; and, for that login,
+    resume_after_sequence and resume_epoch as before. A login removed from the
+    gateway ends its streams with UNAVAILABLE, reason LOGIN_REMOVED.
     """
 
 @_typing.type_check_only
@@ -77,7 +86,16 @@ class TradingServiceAsyncStub(TradingServiceStub):
     """Accounts, positions, orders and balances in one call, fetched concurrently."""
     StreamUpdates: _aio.UnaryStreamMultiCallable[_trading_pb2.StreamUpdatesRequest, _trading_pb2.StreamUpdate]  # type: ignore[assignment]
     """Per-account subscription status, an optional snapshot, a snapshot-complete
-    marker, then sequenced deltas and heartbeats. Resumable.
+    marker, then sequenced deltas and heartbeats. Resumable. Over several logins,
+    each login has its own sequence (StreamUpdate.login, resume_from).
+
+    A stream the server ends (UNAVAILABLE, RESOURCE_EXHAUSTED) names where to
+    resume in its status's ErrorInfo metadata (also in the message, for a person):
+    resume_from = "login@epoch:sequence,..." for every login of the stream whose
+    snapshot or resume point the subscriber already has (a login not listed starts
+    fresh); login = the login whose part ended; and, for that login,
+    resume_after_sequence and resume_epoch as before. A login removed from the
+    gateway ends its streams with UNAVAILABLE, reason LOGIN_REMOVED.
     """
 
 class TradingServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -136,7 +154,16 @@ class TradingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_trading_pb2.StreamUpdate], _abc.AsyncIterator[_trading_pb2.StreamUpdate]]:
         """Per-account subscription status, an optional snapshot, a snapshot-complete
-        marker, then sequenced deltas and heartbeats. Resumable.
+        marker, then sequenced deltas and heartbeats. Resumable. Over several logins,
+        each login has its own sequence (StreamUpdate.login, resume_from).
+
+        A stream the server ends (UNAVAILABLE, RESOURCE_EXHAUSTED) names where to
+        resume in its status's ErrorInfo metadata (also in the message, for a person):
+        resume_from = "login@epoch:sequence,..." for every login of the stream whose
+        snapshot or resume point the subscriber already has (a login not listed starts
+        fresh); login = the login whose part ended; and, for that login,
+        resume_after_sequence and resume_epoch as before. A login removed from the
+        gateway ends its streams with UNAVAILABLE, reason LOGIN_REMOVED.
         """
 
 def add_TradingServiceServicer_to_server(servicer: TradingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
