@@ -32,11 +32,12 @@ Scenario = Callable[[Context, ScenarioResult], Awaitable[None]]
 
 
 def scenarios() -> dict[str, Scenario]:
-    from bench.scenarios import economy, fresh, memory, snapshot, streaming, throughput
+    from bench.scenarios import economy, fresh, logins, memory, snapshot, streaming, throughput
 
     return {
         "fresh": fresh.run,
         "snapshot": snapshot.run,
+        "logins": logins.run,
         "streaming": streaming.run,
         "throughput": throughput.run,
         "economy": economy.run,

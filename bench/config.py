@@ -67,6 +67,17 @@ class BenchConfig:
     economy_steady_rate: float = 50.0
     # Memory: the largest account count with the largest subscriber count.
     memory_subscribers: int = 1000
+    # Many logins (bench/scenarios/logins.py): GetSnapshot over logins_count logins with
+    # logins_accounts accounts each, beside one login with as many accounts in all.
+    logins_count: int = 3
+    logins_accounts: int = 100
+    logins_profile: LatencyProfile = NEAR
+    # Timed UPSTREAM requests per side (after one warm-up), and the most seconds they take.
+    logins_upstream_requests: int = 8
+    logins_upstream_budget_s: float = 8.0
+    # Sequential LIVE calls per side, and how long to wait for every account to be live.
+    logins_live_calls: int = 200
+    logins_live_wait_s: float = 60.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -100,6 +111,11 @@ QUICK = BenchConfig(
     throughput_warmup=0.5,
     economy_steady_seconds=2.0,
     memory_subscribers=10,
+    logins_accounts=10,
+    logins_upstream_requests=4,
+    logins_upstream_budget_s=3.0,
+    logins_live_calls=60,
+    logins_live_wait_s=20.0,
 )
 
 TINY = BenchConfig(
@@ -128,6 +144,12 @@ TINY = BenchConfig(
     economy_steady_seconds=1.0,
     economy_steady_rate=20.0,
     memory_subscribers=2,
+    logins_accounts=2,
+    logins_profile=LatencyProfile("5ms", 5.0, 0.0),
+    logins_upstream_requests=2,
+    logins_upstream_budget_s=1.0,
+    logins_live_calls=10,
+    logins_live_wait_s=15.0,
 )
 
 MODES = {"full": FULL, "quick": QUICK, "tiny": TINY}

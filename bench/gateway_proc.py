@@ -8,8 +8,9 @@ Two run side by side against the same simulator:
   cache (the gateway's default memory store, production TTLs).
 
 Both differ from production defaults only in: the listen port (free), no metrics port, and
-no client-side token bucket (``upstream_rate_per_second=0``: it protects a real Tradovate
-login, and the simulator has no such limit). API-key auth is on, as in production (one key
+no client-side token buckets (``upstream_rate_per_second=0`` and, where the gateway has it,
+``upstream_ip_rate_per_second=0``: they protect a real Tradovate login and IP, and the
+simulator has no such limit). API-key auth is on, as in production (one key
 made up per run). Logs, the access log included, go to a file.
 
 Child: ``python -m bench.gateway_proc --rest-url ... --ws-url ... --md-url ...
@@ -46,22 +47,44 @@ READY_TIMEOUT_S = 120.0
 
 
 def settings_values(args: argparse.Namespace, creds: dict[str, Any]) -> dict[str, Any]:
-    from trading_gateway.server.sim_settings import simulator_values
+    from trading_gateway.server.sim_settings import simulator_urls, simulator_values
 
-    return {
-        "listen": "127.0.0.1:0",
-        "metrics_port": 0,
-        "upstream_rate_per_second": 0,
-        "live_enabled": not args.no_live,
-        **simulator_values(
+    if args.logins_file:  # the logins come from the file, as an operator configures them
+        upstream = {
+            **simulator_urls(rest_url=args.rest_url, ws_url=args.ws_url, md_url=args.md_url),
+            "logins_file": args.logins_file,
+        }
+    else:
+        upstream = simulator_values(
             rest_url=args.rest_url,
             ws_url=args.ws_url,
             md_url=args.md_url,
             credentials=creds,
             device_id="bench",
-        ),
+        )
+    figures = (
+        {} if args.figures_rate is None else {"live_figures_rate_per_second": args.figures_rate}
+    )
+    return {
+        "listen": "127.0.0.1:0",
+        "metrics_port": 0,
+        "upstream_rate_per_second": 0,
+        **no_ip_budget(),
+        "live_enabled": not args.no_live,
+        **figures,
+        **upstream,
         "redis_url": "",
     }
+
+
+def no_ip_budget() -> dict[str, Any]:
+    """The shared per-IP token bucket off, where the gateway has one: like the per-login
+    bucket, it protects a real Tradovate, and the simulator has no such limit."""
+    from trading_gateway.server.config import GatewaySettings
+
+    if "upstream_ip_rate_per_second" in GatewaySettings.model_fields:
+        return {"upstream_ip_rate_per_second": 0}
+    return {}
 
 
 def with_api_key(values: dict[str, Any], key_sha256: str) -> dict[str, Any]:
@@ -123,6 +146,10 @@ def main() -> None:
     parser.add_argument("--md-url", required=True)
     parser.add_argument("--credentials", required=True)
     parser.add_argument("--no-live", action="store_true")
+    parser.add_argument("--logins-file", default="", help="GATEWAY_LOGINS_FILE (several logins)")
+    parser.add_argument(
+        "--figures-rate", type=float, default=None, help="GATEWAY_LIVE_FIGURES_RATE_PER_SECOND"
+    )
     parser.add_argument("--log-file", required=True)
     parser.add_argument("--profile", default="", help="write a pyinstrument profile here")
     args = parser.parse_args()
@@ -174,11 +201,24 @@ def client_metadata() -> list[tuple[str, str]]:
 
 
 async def start_one(
-    name: str, sim: SimHandle, workdir: Path, *, live: bool, profile: Path | None = None
+    name: str,
+    sim: SimHandle,
+    workdir: Path,
+    *,
+    live: bool,
+    profile: Path | None = None,
+    credentials: dict[str, Any] | None = None,
+    logins_file: Path | None = None,
+    figures_rate: float | None = None,
+    env: dict[str, str] | None = None,
 ) -> Child:
-    """One gateway process against ``sim``; logs go to ``workdir/<name>.log``."""
-    creds = workdir / "gateway-credentials.json"
-    creds.write_text(json.dumps({**sim.credentials, "bench_key_sha256": api_key_sha256()}))
+    """One gateway process against ``sim``; logs go to ``workdir/<name>.log``.
+
+    It logs in as ``credentials`` (default: the simulator's first user), or with the logins
+    of ``logins_file`` (whose secrets' variables ``env`` sets)."""
+    creds = workdir / f"{name}-credentials.json"
+    body = credentials if credentials is not None else sim.credentials
+    creds.write_text(json.dumps({**body, "bench_key_sha256": api_key_sha256()}))
     args = [
         "--rest-url",
         sim.rest_url,
@@ -195,7 +235,13 @@ async def start_one(
         args.append("--no-live")
     if profile is not None:
         args += ["--profile", str(profile)]
-    return await start_child(name, "bench.gateway_proc", args, ready_timeout=READY_TIMEOUT_S + 30)
+    if logins_file is not None:
+        args += ["--logins-file", str(logins_file)]
+    if figures_rate is not None:
+        args += ["--figures-rate", str(figures_rate)]
+    return await start_child(
+        name, "bench.gateway_proc", args, ready_timeout=READY_TIMEOUT_S + 30, env=env
+    )
 
 
 async def start_gateway(

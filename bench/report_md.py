@@ -109,6 +109,20 @@ SNAPSHOT_COLUMNS: list[Column] = [
     ("note", "note", text),
 ]
 
+LOGINS_COLUMNS: list[Column] = [
+    ("upstream", "profile", text),
+    ("logins x accounts", "logins", text),
+    ("path", "path", text),
+    ("requests", "n", num),
+    ("p50 ms", "p50_ms", ms),
+    ("p99 ms", "p99_ms", ms),
+    ("÷ 1 login p50", "vs_one_login_p50", ratio),
+    ("÷ 1 login p99", "vs_one_login_p99", ratio),
+    ("ideal p50 ms", "ideal_p50_ms", ms),
+    ("upstream calls / req", "calls_per_request", num),
+    ("note", "note", text),
+]
+
 STREAM_COLUMNS: list[Column] = [
     ("subscribers", "subscribers", num),
     ("server", "target", text),
@@ -191,6 +205,16 @@ SECTIONS: list[tuple[str, str, str, list[Column], str]] = [
         "2. GetSnapshot",
         SNAPSHOT_COLUMNS,
         "Same ideal as above, over every part of the snapshot.",
+    ),
+    (
+        "logins",
+        "rows",
+        "2b. GetSnapshot across logins",
+        LOGINS_COLUMNS,
+        "Every account's snapshot from a gateway holding several Tradovate logins, beside one"
+        " holding a single login with as many accounts, in the same run against the same"
+        " simulator. Upstream rows time READ_POLICY_UPSTREAM requests one at a time, with the"
+        " ideal above; live rows time READ_POLICY_FRESH served from live state.",
     ),
     (
         "streaming",

@@ -24,9 +24,9 @@ import collections
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
@@ -34,6 +34,9 @@ from aiohttp import web
 from bench.config import BenchConfig
 from bench.procs import Child, announce, install_stop_signal, start_child, use_event_loop
 from bench.stats import now_ns
+
+if TYPE_CHECKING:
+    from trading_gateway.simulator.config import SimUser
 
 logger = logging.getLogger(__name__)
 
@@ -161,6 +164,30 @@ def build_control(sim: Any, recorder: CallRecorder) -> web.Application:
     return app
 
 
+BENCH_USER = "bench-user"
+
+
+def bench_users(counts: Sequence[int]) -> tuple[SimUser, ...]:
+    """Users ``bench-user-1``.. owning ``counts[0]``, ``counts[1]``.. accounts (none: the
+    simulator's one default user)."""
+    from trading_gateway.simulator.config import SimUser
+
+    return tuple(
+        SimUser(name=f"{BENCH_USER}-{n}", password=f"bench-pass-{n}", accounts=count)
+        for n, count in enumerate(counts, start=1)
+    )
+
+
+def account_counts(text: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N,N,..., got {text!r}") from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"every account count must be at least 1: {text!r}")
+    return counts
+
+
 async def serve(args: argparse.Namespace) -> None:
     from trading_gateway.simulator import SimConfig, Simulator
 
@@ -178,6 +205,7 @@ async def serve(args: argparse.Namespace) -> None:
         max_sessions=64,
         price_interval=0.0,
         activity_rate=0.0,
+        users=bench_users(args.user_accounts),
     )
     sim = RecordedSimulator(config)
     async with sim.running(host="127.0.0.1", port=0):
@@ -196,6 +224,7 @@ async def serve(args: argparse.Namespace) -> None:
                 "md_ws_url": sim.md_ws_url,
                 "control_url": f"http://127.0.0.1:{address[1]}",
                 "credentials": sim.credentials,
+                "users": {u.name: sim.credentials_for(u.name) for u in config.all_users()},
             }
         )
         await stop.wait()
@@ -206,6 +235,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--accounts", type=int, default=4)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--user-accounts",
+        type=account_counts,
+        default=(),
+        metavar="N,N,...",
+        help="several users, bench-user-1.. with these account counts (default: one user)",
+    )
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="uvloop")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -225,6 +261,8 @@ class SimHandle:
     control_url: str
     credentials: dict[str, Any]
     session: aiohttp.ClientSession
+    # Every user's login body by user name (one entry unless started with user_accounts).
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def pid(self) -> int:
@@ -288,14 +326,24 @@ class SimHandle:
         await self.session.close()
 
 
-async def start_sim(config: BenchConfig, missing: dict[str, str]) -> SimHandle | None:
+async def start_sim(
+    config: BenchConfig,
+    missing: dict[str, str],
+    *,
+    user_accounts: Sequence[int] = (),
+    name: str = "simulator",
+) -> SimHandle | None:
+    """The simulator process: one user with ``config.sim_accounts`` accounts, or, given
+    ``user_accounts``, one user per entry with that many accounts."""
     try:
         import trading_gateway.simulator  # noqa: F401
     except ImportError as exc:
         missing["simulator"] = f"trading_gateway.simulator is not importable ({exc})"
         return None
     args = ["--accounts", str(config.sim_accounts)]
-    child = await start_child("simulator", "bench.sim_proc", args, ready_timeout=180)
+    if user_accounts:
+        args += ["--user-accounts", ",".join(str(n) for n in user_accounts)]
+    child = await start_child(name, "bench.sim_proc", args, ready_timeout=180)
     ready = child.ready
     return SimHandle(
         child=child,
@@ -305,6 +353,7 @@ async def start_sim(config: BenchConfig, missing: dict[str, str]) -> SimHandle |
         control_url=ready["control_url"],
         credentials=dict(ready["credentials"]),
         session=aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)),
+        users={str(k): dict(v) for k, v in ready.get("users", {}).items()},
     )
 
 

@@ -1,7 +1,7 @@
 """`trading-gateway`: `serve` and `demo` run the server; every other command is the client's.
 
 trading-gateway serve [--listen HOST:PORT] [--redis-url URL] [--metrics-port N] ...
-trading-gateway demo  [--listen HOST:PORT] [--duration SECONDS] [--accounts N] ...
+trading-gateway demo  [--listen HOST:PORT] [--duration SECONDS] [--accounts N] [--logins N] ...
 trading-gateway keys create|show|hash ...                           (server/auth/keys_cli.py)
 trading-gateway logins check [FILE]                                 (server/logins/check_cli.py)
 trading-gateway positions|orders|balances|accounts|pending|snapshot|watch ...  (client/cli.py)
@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 PROG: Final = "trading-gateway"
 SERVER_COMMANDS: Final = ("serve", "demo")
+# `demo --logins N`: one simulator process serves them all; more would only slow it down.
+MAX_DEMO_LOGINS: Final = 20
 USAGE: Final = f"""usage: {PROG} COMMAND [options]
 
 server commands:
@@ -106,6 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--duration", type=float, metavar="SECONDS", help="stop by itself after this long"
     )
     demo.add_argument("--accounts", type=int, default=4, help="simulated accounts (default 4)")
+    demo.add_argument(
+        "--logins",
+        type=_login_count,
+        default=1,
+        metavar="N",
+        help="Tradovate logins desk-1..desk-N, each a simulated user with --accounts "
+        "accounts, configured through a logins file (default 1: the TRADOVATE_* shorthand)",
+    )
     demo.add_argument("--seed", type=int, default=7, help="simulator random seed")
     demo.add_argument(
         "--activity-rate",
@@ -116,6 +126,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--redis-url", help="use Redis instead of the in-memory cache")
     return parser
+
+
+def _login_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= MAX_DEMO_LOGINS:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of logins from 1 to {MAX_DEMO_LOGINS}, got {text!r}"
+        )
+    return count
 
 
 def _settings(args: argparse.Namespace, **forced: Any) -> GatewaySettings:
@@ -190,6 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         accounts=args.accounts,
         seed=args.seed,
         activity_rate=args.activity_rate,
+        logins=args.logins,
         metrics_port_given=args.metrics_port is not None,
     )
     return run(run_demo(settings, options))

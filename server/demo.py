@@ -3,6 +3,8 @@
 Starts the simulator (4 accounts with some random activity) on free loopback ports,
 points the gateway at it with the simulator's credentials and an in-memory cache,
 prints grpcurl and CLI lines to try, then runs until Ctrl-C, SIGTERM or --duration.
+With ``--logins N`` (server/demo_many.py) the simulator serves N users and the gateway
+holds N logins, configured through a logins file in a temporary folder.
 """
 
 from __future__ import annotations
@@ -13,13 +15,16 @@ import pathlib
 import shlex
 import shutil
 import sys
+import tempfile
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Final, TextIO
 
+from trading_gateway.server import demo_many
 from trading_gateway.server.config import GatewaySettings
 from trading_gateway.server.login import FatalStartupError
 from trading_gateway.server.main import Gateway
-from trading_gateway.server.observability.tracing import tracing_from_env
+from trading_gateway.server.observability.tracing import Tracing, tracing_from_env
 from trading_gateway.server.runner import StopSignals
 from trading_gateway.server.setting_error import SettingError
 from trading_gateway.server.sim_settings import simulator_values
@@ -40,6 +45,7 @@ class DemoOptions:
     seed: int = 7
     activity_rate: float = 0.5
     metrics_port_given: bool = False
+    logins: int = 1
 
 
 def demo_settings(settings: GatewaySettings, sim: Simulator) -> GatewaySettings:
@@ -51,7 +57,8 @@ def demo_settings(settings: GatewaySettings, sim: Simulator) -> GatewaySettings:
         credentials=sim.credentials,
         device_id="trading-gateway-demo",
     )
-    return settings.model_copy(update=values)
+    # The one simulated login, whatever GATEWAY_LOGINS_FILE says (`--logins N` for more).
+    return settings.model_copy(update={**values, "logins_file": None})
 
 
 def runnable(command: str) -> str:
@@ -104,38 +111,78 @@ async def run_demo(
 async def _run(
     settings: GatewaySettings, options: DemoOptions, out: TextIO, signals: StopSignals
 ) -> int:
-    config = SimConfig(
-        accounts=options.accounts, seed=options.seed, activity_rate=options.activity_rate
-    )
+    if options.logins > 1:
+        config = demo_many.sim_config(
+            options.logins, options.accounts, options.seed, options.activity_rate
+        )
+    else:
+        config = SimConfig(
+            accounts=options.accounts, seed=options.seed, activity_rate=options.activity_rate
+        )
     try:  # OTEL_* as for serve: `OTEL_TRACES_EXPORTER=console make demo` shows the spans
         tracing = tracing_from_env(os.environ, version=version())
     except SettingError as exc:
         print(f"trading-gateway demo: {exc}", file=sys.stderr)
         return 2
     async with Simulator(config).running(host="127.0.0.1", port=0) as sim:
+        with ExitStack() as scratch:
+            desks: demo_many.Desks | None = None
+            if options.logins > 1:
+                folder = scratch.enter_context(tempfile.TemporaryDirectory(prefix="tg-demo-"))
+                desks = scratch.enter_context(demo_many.desks_for(sim, pathlib.Path(folder)))
+            gateway_settings = (
+                desks.settings(settings, sim) if desks else demo_settings(settings, sim)
+            )
+            code = await _serve(gateway_settings, options, out, signals, sim, desks, tracing)
+    return code
+
+
+async def _serve(
+    settings: GatewaySettings,
+    options: DemoOptions,
+    out: TextIO,
+    signals: StopSignals,
+    sim: Simulator,
+    desks: demo_many.Desks | None,
+    tracing: Tracing | None,
+) -> int:
+    try:
         gateway = Gateway(
-            demo_settings(settings, sim),
-            metrics_optional=not options.metrics_port_given,
-            tracing=tracing,
+            settings, metrics_optional=not options.metrics_port_given, tracing=tracing
         )
+    except SettingError as exc:  # a logins file the gateway refuses
+        print(f"trading-gateway demo: {exc}", file=sys.stderr)
+        return 2
+    try:
+        await gateway.start()
+    except (OSError, SettingError) as exc:  # a port in use (AddressInUse, metrics)
+        await gateway.stop(0)
+        print(f"trading-gateway demo: {exc}", file=sys.stderr)
+        return 2
+    try:
         try:
-            await gateway.start()
-        except (OSError, SettingError) as exc:  # a port in use (AddressInUse, metrics)
-            await gateway.stop(0)
-            print(f"trading-gateway demo: {exc}", file=sys.stderr)
-            return 2
-        try:
-            try:
-                await gateway.wait_ready(READY_TIMEOUT)
-            except (FatalStartupError, TimeoutError) as exc:
-                print(f"trading-gateway demo: the gateway could not start: {exc}", file=sys.stderr)
-                return 1
+            await gateway.wait_ready(READY_TIMEOUT)
+            if desks is not None:
+                await demo_many.wait_logins_serving(gateway.address, desks, READY_TIMEOUT)
+        except (FatalStartupError, TimeoutError) as exc:
+            print(f"trading-gateway demo: the gateway could not start: {exc}", file=sys.stderr)
+            return 1
+        if desks is None:
             names = [a.name for a in gateway.directory.known if a.active]
             _announce(out, sim.rest_url, gateway, names, settings)
-            why = await signals.wait(options.duration)
-            print(f"\n{why}: stopping the demo", file=out, flush=True)
-        finally:
-            await gateway.stop()
+        else:
+            lines = demo_many.announce_lines(
+                sim_url=sim.rest_url,
+                address=gateway.address,
+                metrics_port=gateway.metrics_port,
+                cache="Redis" if settings.redis_url else "in-memory",
+                desks=desks,
+            )
+            print("\n".join(lines), file=out, flush=True)
+        why = await signals.wait(options.duration)
+        print(f"\n{why}: stopping the demo", file=out, flush=True)
+    finally:
+        await gateway.stop()
     return 0
 
 

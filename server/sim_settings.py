@@ -23,10 +23,7 @@ def simulator_values(
 ) -> dict[str, Any]:
     """GatewaySettings values (field name → value) for logging in to this simulator."""
     return {
-        "tradovate_env": "demo",
-        "tradovate_url": rest_url,
-        "tradovate_ws_url": ws_url,
-        "tradovate_md_url": md_url,
+        **simulator_urls(rest_url=rest_url, ws_url=ws_url, md_url=md_url),
         "tradovate_username": str(credentials["name"]),
         "tradovate_password": SecretStr(str(credentials["password"])),
         "tradovate_app_id": str(credentials.get("appId", "trading-gateway")),
@@ -34,4 +31,15 @@ def simulator_values(
         "tradovate_cid": str(credentials.get("cid", "0")),
         "tradovate_secret": SecretStr(str(credentials.get("sec", ""))),
         "tradovate_device_id": device_id,
+    }
+
+
+def simulator_urls(*, rest_url: str, ws_url: str, md_url: str) -> dict[str, Any]:
+    """GatewaySettings values for the simulator's environment and URLs, no credentials:
+    what a logins file's logins default to when they name no URLs of their own."""
+    return {
+        "tradovate_env": "demo",
+        "tradovate_url": rest_url,
+        "tradovate_ws_url": ws_url,
+        "tradovate_md_url": md_url,
     }

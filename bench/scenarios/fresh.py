@@ -25,6 +25,7 @@ from bench.gateway_client import RPCS, GatewayClient, build_request
 from bench.ideal import ideal_ns
 from bench.procs import child
 from bench.results import ScenarioResult
+from bench.sim_proc import SimHandle
 from bench.stats import now_ns, percentile, ratio, summarize_ns
 
 logger = logging.getLogger(__name__)
@@ -132,17 +133,27 @@ class Timed:
 
 
 async def upstream_requests(
-    ctx: Context, client: GatewayClient, rpc: str, selected: list[str]
+    ctx: Context,
+    client: GatewayClient,
+    rpc: str,
+    selected: list[str],
+    *,
+    sim: SimHandle | None = None,
+    iterations: int | None = None,
+    budget_s: float | None = None,
 ) -> Timed:
     """Time READ_POLICY_UPSTREAM requests one at a time.
 
     The first request is a warm-up unless it is slow (over 1 s, e.g. 1000 per-account balance
     snapshots at 250 ms); then as many requests as fit in the cell budget, at least one.
+    ``sim`` (default: the stack's), ``iterations`` and ``budget_s`` (default: the config's
+    fresh iterations and cell budget) serve scenarios with their own simulator and sizes.
     """
-    sim = ctx.stack.require_sim()
+    sim = sim or ctx.stack.require_sim()
     config = ctx.config
     out = Timed()
-    planned = config.fresh_iterations + config.fresh_warmup
+    planned = (iterations or config.fresh_iterations) + config.fresh_warmup
+    budget = config.cell_budget_s if budget_s is None else budget_s
     done = 0
     spent = 0.0
     while done < planned:
@@ -166,7 +177,7 @@ async def upstream_requests(
         if waited:
             out.before.append(min(s for _, s, _ in waited) - start)
             out.after.append(end - max(s + d for _, s, d in waited))
-        if spent + latency / 1e9 > config.cell_budget_s:
+        if spent + latency / 1e9 > budget:
             break
     return out
 

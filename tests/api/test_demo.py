@@ -19,6 +19,7 @@ pytestmark = pytest.mark.timeout(90)
 
 CLI = str(Path(sys.executable).parent / "trading-gateway")
 READY_LINE = "Press Ctrl-C to stop."
+SERVICE = "tradovate_gateway.v1.TradingService"
 
 
 async def start_demo(*args: str) -> asyncio.subprocess.Process:
@@ -124,3 +125,50 @@ async def test_demo_says_clearly_when_the_port_is_busy() -> None:
     assert f"GATEWAY_LISTEN (--listen)=127.0.0.1:{port}: cannot listen there" in message
     assert "--listen" in message
     assert "Traceback" not in message
+
+
+async def test_demo_with_three_logins_answers_for_every_login() -> None:
+    address = f"127.0.0.1:{free_port()}"
+    proc = await start_demo(
+        "--logins", "3", "--accounts", "2", "--duration", "30", "--listen", address
+    )
+    try:
+        printed = await read_until_ready(proc)
+        text = "".join(printed)
+        assert "3 logins, 6 accounts" in text, text
+        assert all(len(line.rstrip("\n")) <= 80 for line in printed), text
+        logins_file = Path(text.split("logins:")[1].split()[0])
+        assert await asyncio.to_thread(logins_file.is_file)
+
+        code, out, err = await grpcurl("-plaintext", "-d", "{}", address, f"{SERVICE}/ListAccounts")
+        assert code == 0, err
+        by_login: dict[str, list[str]] = {}
+        for account in json.loads(out)["accounts"]:
+            by_login.setdefault(account["login"], []).append(account["name"])
+        assert sorted(by_login) == ["desk-1", "desk-2", "desk-3"]
+        assert all(len(names) == 2 for names in by_login.values())
+        for login, names in by_login.items():  # what the demo printed for each login
+            assert f"{login} (demo-trader-{login[-1]}): {' '.join(sorted(names))}" in text
+
+        chosen = f"desk-2/{sorted(by_login['desk-2'])[0]}"
+        body = json.dumps({"selector": {"accounts": [chosen]}})
+        code, out, err = await grpcurl("-plaintext", "-d", body, address, f"{SERVICE}/GetPositions")
+        assert code == 0, err
+        [only] = json.loads(out)["accounts"]
+        assert (only["meta"]["login"], only["meta"]["account_name"]) == tuple(chosen.split("/"))
+
+        health = json.dumps({"service": "tradovate_gateway.login.desk-3"})
+        code, out, err = await grpcurl(
+            "-plaintext", "-d", health, address, "grpc.health.v1.Health/Check"
+        )
+        assert code == 0, err
+        assert json.loads(out)["status"] == "SERVING"
+
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            assert await proc.wait() == 0
+        assert not await asyncio.to_thread(logins_file.exists)  # gone with the demo
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

@@ -1,12 +1,18 @@
-"""The bench's arithmetic: percentiles, the per-request ideal, and the extrapolation rule."""
+"""The bench's arithmetic: percentiles, the per-request ideal, the extrapolation rule, and
+the many-logins comparison's ratio and simulator users."""
 
 from __future__ import annotations
 
+import argparse
 import math
 
+import pytest
+
+from bench import sim_proc
 from bench.baselines import plan
 from bench.config import FULL, REPORT
 from bench.ideal import entity_of, ideal_ns
+from bench.scenarios import logins
 from bench.stats import percentile, summarize_ns
 
 
@@ -67,3 +73,25 @@ def test_baseline_runs_report_case_exactly_and_extrapolates_large_ones() -> None
     after = plan.measured_accounts(FULL, REPORT, "after", 1000)
     assert plan.scale("after", 1000, after, 6) == math.ceil(1000 / 6) / math.ceil(after / 6)
     assert plan.scale("after", 16, 16, 6) == 1.0
+
+
+def test_the_logins_comparison_puts_its_ratio_on_the_many_logins_row() -> None:
+    many = {"logins": "3 x 100", "path": "live", "p50_ms": 12.0, "p99_ms": 30.0}
+    one = {"logins": "1 x 300", "path": "live", "p50_ms": 10.0, "p99_ms": 20.0}
+    logins.compare(many, one)
+    assert many["vs_one_login_p50"] == 1.2 and many["vs_one_login_p99"] == 1.5
+    assert "vs_one_login_p50" not in one
+    one["p50_ms"] = math.nan  # a side that measured nothing gives no ratio, not a number
+    logins.compare(many, one)
+    assert math.isnan(many["vs_one_login_p50"])
+
+
+def test_the_bench_simulator_makes_one_user_per_account_count() -> None:
+    users = sim_proc.bench_users(sim_proc.account_counts("100,100,100,300"))
+    assert [(u.name, u.accounts) for u in users] == [
+        ("bench-user-1", 100), ("bench-user-2", 100), ("bench-user-3", 100), ("bench-user-4", 300),
+    ]  # fmt: skip
+    assert len({u.password for u in users}) == 4
+    for bad in ("", "x", "100,0", "100,,3"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            sim_proc.account_counts(bad)

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench.config import TINY
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -53,6 +55,19 @@ def test_tiny_bench_writes_results_plots_and_docs(tmp_path: Path) -> None:
     snapshot = rows(data, "snapshot")
     assert {r["path"] for r in snapshot} == {"upstream", "cache", "live"}
 
+    logins = rows(data, "logins")
+    count, each = TINY.logins_count, TINY.logins_accounts
+    many, one = f"{count} x {each}", f"1 x {count * each}"
+    assert sorted((r["path"], r["logins"]) for r in logins) == [
+        ("live", one), ("live", many), ("upstream", one), ("upstream", many),
+    ]  # fmt: skip
+    for row in logins:
+        assert row["n"] >= 1 and row["p50_ms"] > 0 and row["accounts"] == count * each
+        if row["logins"] == many:  # the ratio to one login sits on the many-logins row
+            assert row["vs_one_login_p50"] > 0 and row["vs_one_login_p99"] > 0
+        if row["path"] == "upstream":
+            assert row["calls_per_request"] >= 1 and row["ideal_p50_ms"] > 0
+
     streaming = rows(data, "streaming")
     assert {r["target"] for r in streaming} == {"gateway", "bare grpc.aio"}
     assert all(r["delivered"] > 0 and r["delivered"] == r["expected"] for r in streaming)
@@ -70,7 +85,13 @@ def test_tiny_bench_writes_results_plots_and_docs(tmp_path: Path) -> None:
     assert all(r["peak_rss_mib"] > 0 for r in memory)
 
     text = doc.read_text()
-    for heading in ("## 1. Fresh", "## 3. Streaming", "## 4. Throughput", "## 6. Memory"):
+    for heading in (
+        "## 1. Fresh",
+        "## 2b. GetSnapshot across logins",
+        "## 3. Streaming",
+        "## 4. Throughput",
+        "## 6. Memory",
+    ):
         assert heading in text
     assert list(tmp_path.glob("*-tiny-latency.png"))
     assert list(tmp_path.glob("*-tiny-stream-cdf.png"))
