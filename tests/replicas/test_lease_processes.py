@@ -113,10 +113,17 @@ def acquired_by(group: list[LeaseProcess]) -> list[tuple[str, dict[str, Any]]]:
 def test_three_processes_one_holder_kill9_failover_and_sigterm_handover(
     redis_server: RedisServer, spawn: Any
 ) -> None:
-    group: list[LeaseProcess] = [spawn(f"proc-{i}") for i in range(3)]
     redis = sync_redis.Redis.from_url(redis_server.url, socket_timeout=2)
+    # A blocker holds the lease while the processes start, so that all three are polling
+    # when it goes and they contend for it at once.
+    redis.hset(LEASE_KEY, mapping={"holder": "blocker", "epoch": "0", "ttl_ms": "60000"})
+    redis.pexpire(LEASE_KEY, 60_000)
+    group: list[LeaseProcess] = [spawn(f"proc-{i}") for i in range(3)]
     try:
         wait_for(lambda: all(p.seen("ready") for p in group), START_BOUND, "processes ready")
+        time.sleep(2 * POLL)
+        assert acquired_by(group) == []
+        redis.delete(LEASE_KEY)
         wait_for(lambda: len(acquired_by(group)) >= 1, TTL + SLACK, "a first holder")
         time.sleep(2 * TTL)  # several renewals: nobody else may acquire meanwhile
         first = acquired_by(group)
