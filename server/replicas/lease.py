@@ -5,7 +5,8 @@ Keys (one login; ``LeaseKeys.for_login(deployment, login)``, or any prefix you p
 - ``tg:<deployment>:login:{<login>}`` is the login's prefix. ``{<login>}`` is a Redis Cluster
   hash tag, so every key of one login lands in one slot and one Lua script may touch them
   all. Other per-login keys (the delta stream, the snapshot, the shared token) belong under
-  the same prefix, e.g. ``<prefix>:deltas``.
+  the same prefix, e.g. ``<prefix>:deltas``. (h-deltalog's ``DeltaLogKeys.for_login(login,
+  prefix=f"tg:{deployment}:login")`` yields exactly these names, its lease key included.)
 - ``<prefix>:lease``: a HASH ``{holder, epoch, ttl_ms}`` with a PEXPIRE of ``ttl_ms``.
   ``holder`` is the replica's id, ``epoch`` the fencing epoch of this term, ``ttl_ms`` the
   duration the holder last set: the lease's own recorded duration.
@@ -53,6 +54,7 @@ from typing import Final
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from trading_gateway.server.logins.spec import NAME_PATTERN
 from trading_gateway.server.replicas.fence import (
     FENCE_LUA,
     Fenced,
@@ -126,6 +128,14 @@ class LeaseKeys:
 
     @classmethod
     def for_login(cls, deployment: str, login: str) -> LeaseKeys:
+        """``tg:<deployment>:login:{<login>}``; ValueError for a name that would break it."""
+        if not NAME_PATTERN.fullmatch(login):
+            raise ValueError(f"login name {login!r} does not match {NAME_PATTERN.pattern}")
+        if not deployment or any(c in deployment for c in "{} \t\r\n"):
+            # A brace would move the Cluster hash tag off the login.
+            raise ValueError(
+                f"deployment {deployment!r} must be non-empty, without braces or spaces"
+            )
         return cls(f"tg:{deployment}:login:{{{login}}}")
 
     @property

@@ -59,6 +59,10 @@ def test_keys_share_the_login_hash_tag() -> None:
     keys = LeaseKeys.for_login("prod", "desk-a")
     assert keys.lease == "tg:prod:login:{desk-a}:lease"
     assert keys.epoch == "tg:prod:login:{desk-a}:epoch"
+    with pytest.raises(ValueError, match="login name"):
+        LeaseKeys.for_login("prod", "Desk A")
+    with pytest.raises(ValueError, match="braces"):
+        LeaseKeys.for_login("pr{od}", "desk-a")
 
 
 def test_op_timeout_must_leave_room_for_renewals(redis_url: str) -> None:
