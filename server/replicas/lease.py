@@ -208,7 +208,11 @@ def _text(value: object) -> str:
 class LoginLease:
     """The lease of one login for one replica (``holder``). It does not renew by itself:
     `LeaseKeeper` runs the loop. The Redis client is the caller's (and closed by it); give it
-    socket timeouts and no retries (``connection.bounded_redis``)."""
+    socket timeouts and no retries (``connection.bounded_redis``).
+
+    ``on_lost(term)`` runs synchronously in the task that noticed the loss, once per term:
+    keep it short (set an event, cancel the holder's work), never await Redis from it.
+    """
 
     def __init__(
         self,
