@@ -93,7 +93,8 @@ if cur[1] and cur[1] ~= ARGV[1] then
 end
 if redis.call('EXISTS', KEYS[2]) == 0 then
   local now = redis.call('TIME')
-  redis.call('SET', KEYS[2], tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000))
+  local seed = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  redis.call('SET', KEYS[2], string.format('%.0f', seed))
 end
 local epoch = redis.call('INCR', KEYS[2])
 redis.call('DEL', KEYS[1])
