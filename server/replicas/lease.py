@@ -376,6 +376,14 @@ class LoginLease:
             return None
         return LeaseRecord(_text(holder), int(epoch), int(ttl_ms), max(0, int(pttl)))
 
+    def drop(self, reason: str) -> None:
+        """End the current term as lost without asking Redis (the owner cannot go on).
+
+        ``on_lost`` runs as for any loss; the record lapses by its TTL unless released.
+        """
+        if self.term is not None:
+            self._lose(self.term, reason)
+
     def _lose(self, term: LeaseTerm, reason: str) -> None:
         if term.ended.is_set():
             return
