@@ -28,12 +28,12 @@ Spawn = Callable[..., LeaseProcess]
 
 
 @pytest.fixture
-def spawn(redis_server: RedisServer) -> Iterator[Spawn]:
+def spawn(settled_redis: RedisServer) -> Iterator[Spawn]:
     started: list[LeaseProcess] = []
 
     def make(holder: str, write_interval: float = 0.0) -> LeaseProcess:
         process = LeaseProcess(
-            redis_server.url,
+            settled_redis.url,
             holder,
             prefix=PREFIX,
             ttl=TTL,
@@ -168,10 +168,11 @@ def test_redis_restart_under_three_processes_one_holder_after(
 
     restarted = time.time()  # anything acquired from here on came after Redis returned
     redis_server.start()
-    wait_for(lambda: len(acquired_by(group)) >= 2, POLL + SLACK + 1.0, "a holder after restart")
+    wait_for(lambda: len(acquired_by(group)) >= 2, 2.0 + POLL + SLACK, "a holder after restart")
     time.sleep(2 * TTL)
     after = [(name, e) for name, e in acquired_by(group) if e["t"] >= restarted]
     assert len(after) == 1, f"several acquisitions after the restart: {after}"
+    assert after[0][1]["t"] - restarted >= TTL, "granted inside the restart quarantine"
     assert after[0][1]["epoch"] > before["epoch"]
     redis = sync_redis.Redis.from_url(redis_server.url, socket_timeout=2)
     try:
