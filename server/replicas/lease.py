@@ -46,10 +46,10 @@ Guarantees:
 What breaks it: two replicas sharing one holder id (ids must be unique per process);
 replicas configured with different TTLs (the quarantine uses the acquirer's own); a host
 clock that stops during a machine suspend (CLOCK_MONOTONIC does not advance then); a Redis
-whose clock jumps backwards (the epoch); a failover to a Redis replica that missed the
-latest writes (its uptime is long, so there is no quarantine: use one primary, or WAIT);
-writes to holder-only keys that skip the fence. Failover timing lives in
-``lease_keeper.py``.
+whose clock jumps backwards across a data loss (the epoch); a failover to a Redis replica
+that missed the latest writes (its uptime is long, so there is no quarantine: use one
+primary, or WAIT); writes to holder-only keys that skip the fence. Failover timing lives
+in ``lease_keeper.py``.
 """
 
 from __future__ import annotations
