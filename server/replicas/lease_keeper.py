@@ -18,7 +18,8 @@ expiry is Redis's decision, not a local timer.
 Redis outages: a holder that cannot renew loses its term within the TTL (each renewal is
 bounded by what is left of it), so it has stopped acting before any other replica can
 acquire. Candidates keep polling at ``poll_interval`` and log the outage once; when Redis
-comes back, the acquire script lets exactly one of them in.
+comes back, the acquire script lets exactly one of them in, once Redis has been up for
+the TTL rounded up plus a second (the restart quarantine, ``lease.py``).
 """
 
 from __future__ import annotations
