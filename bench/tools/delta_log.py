@@ -39,7 +39,7 @@ from bench.stats import Summary, summarize_ns
 from trading_gateway.server.replicas.delta_log import DeltaLog, DeltaLogKeys
 from trading_gateway.server.replicas.delta_tail import DeltaTail, LogEntry
 
-LOGIN = "bench"
+KEYS = DeltaLogKeys.for_login("bench", "bench")
 EPOCH = 1
 
 
@@ -86,14 +86,14 @@ def private_redis() -> Iterator[str]:
 @asynccontextmanager
 async def fresh_log(url: str, capacity: int) -> AsyncIterator[DeltaLog]:
     """An empty log whose lease (stood in for here) is held at ``EPOCH``."""
-    keys = DeltaLogKeys.for_login(LOGIN)
+    keys = KEYS
     admin = Redis.from_url(url)
     try:
         await admin.delete(keys.deltas, keys.snapshot)
         await admin.hset(keys.lease, "epoch", str(EPOCH))
     finally:
         await admin.aclose()
-    async with DeltaLog(url, LOGIN, capacity=capacity, keys=keys) as log:
+    async with DeltaLog(url, keys, capacity=capacity) as log:
         yield log
 
 

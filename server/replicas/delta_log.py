@@ -3,7 +3,9 @@
 The lease holder appends every delta it publishes, serialized once, under the gateway's
 own sequence; every replica tails the stream (``delta_tail.py``) to mirror live state.
 
-Layout (all keys share the login's hash tag, so one script may touch them together):
+Layout: under the login's prefix from the lease module (``LeaseKeys.prefix``,
+``tg:<deployment>:login:{<login>}``), whose hash tag puts every key of one login, the
+lease included, in one Cluster slot, so one script may touch them together:
 
 - ``<prefix>:deltas``: a Redis Stream. The entry id of the delta with sequence ``n`` is
   ``n-0``, so a position in the stream *is* a gateway sequence and no mapping between the
@@ -34,9 +36,8 @@ example a plain XADD, or a stream trimmed to nothing by hand: the next append is
 new log); an epoch not taken from the writer's own lease acquire; a holder that appends
 with a sequence space of its own instead of continuing ``head()`` after taking over.
 
-The fencing check follows the lease module's contract (h-lease ``fence.py``): ``KEYS[1]``
-is the login's lease hash, whose ``epoch`` field holds the holder's epoch; a script refuses
-with the error reply ``FENCED <epoch> current=<epoch or none>``.
+The fencing check is the lease module's (``fence.py``): each script starts with
+``FENCE_LUA``, which compares the writer's epoch with the lease record's.
 """
 
 from __future__ import annotations
@@ -47,24 +48,16 @@ from dataclasses import dataclass
 from typing import Final, TypeVar
 
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
-from trading_gateway.server.logins.spec import NAME_PATTERN
+from trading_gateway.server.replicas.connection import bounded_redis
+from trading_gateway.server.replicas.fence import Fenced as Fenced  # raised by appends
+from trading_gateway.server.replicas.fence import call_fenced, fenced_script
+from trading_gateway.server.replicas.lease import LeaseKeys
 
 T = TypeVar("T")
 
 DEFAULT_OP_TIMEOUT: Final = 1.0
-DEFAULT_PREFIX: Final = "tg"
-
-# The fencing prelude: KEYS[1] is the lease hash, ARGV[1] the writer's epoch.
-_FENCE_LUA: Final = """
-local fence_current = redis.call('HGET', KEYS[1], 'epoch')
-if fence_current ~= ARGV[1] then
-  return redis.error_reply('FENCED ' .. ARGV[1] .. ' current=' .. (fence_current or 'none'))
-end
-"""
 
 # KEYS[2] the stream; ARGV[2] the first sequence, ARGV[3] the capacity, ARGV[4..] payloads.
 # Returns {1, last} when appended to a stream that was not there (a new log), else {0, last}.
@@ -110,17 +103,7 @@ return 1
 
 
 class DeltaLogError(Exception):
-    """Base of the delta log's typed errors."""
-
-
-class Fenced(DeltaLogError):
-    """The writer's epoch is not the lease holder's: nothing was written."""
-
-    def __init__(self, epoch: int, current: int | None) -> None:
-        self.epoch = epoch
-        self.current = current
-        holder = "no holder" if current is None else f"the holder's epoch is {current}"
-        super().__init__(f"write with fencing epoch {epoch} refused: {holder}")
+    """Base of the delta log's own typed errors (a refused epoch is ``fence.Fenced``)."""
 
 
 class SequenceMismatch(DeltaLogError):
@@ -147,25 +130,24 @@ class LogUnavailable(DeltaLogError):
 
 @dataclass(frozen=True, slots=True)
 class DeltaLogKeys:
-    """The Redis keys of one login's log; ``{login}`` is the Cluster hash tag."""
+    """The Redis keys of one login's log, under the login's lease prefix."""
 
     lease: str
     deltas: str
     snapshot: str
 
     @classmethod
-    def for_login(
-        cls, login: str, *, prefix: str = DEFAULT_PREFIX, lease: str | None = None
-    ) -> DeltaLogKeys:
-        """``lease``: the lease module's key for the login (default ``<base>:lease``)."""
-        if not NAME_PATTERN.fullmatch(login):
-            raise ValueError(f"login name {login!r} does not match {NAME_PATTERN.pattern}")
-        base = f"{prefix}:{{{login}}}"
+    def of(cls, lease_keys: LeaseKeys) -> DeltaLogKeys:
         return cls(
-            lease=lease or f"{base}:lease",
-            deltas=f"{base}:deltas",
-            snapshot=f"{base}:snapshot",
+            lease=lease_keys.lease,
+            deltas=f"{lease_keys.prefix}:deltas",
+            snapshot=f"{lease_keys.prefix}:snapshot",
         )
+
+    @classmethod
+    def for_login(cls, deployment: str, login: str) -> DeltaLogKeys:
+        """ValueError for a name that would break the hash tag (``LeaseKeys.for_login``)."""
+        return cls.of(LeaseKeys.for_login(deployment, login))
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,18 +185,6 @@ def sequence_of(entry_id: bytes | str | None) -> int:
     return int(text_of(entry_id).partition("-")[0])
 
 
-def open_redis(url: str, *, socket_timeout: float, name: str) -> Redis:
-    """A client whose every wait (connect, command) is bounded and which never retries."""
-    return Redis.from_url(
-        url,
-        socket_timeout=socket_timeout,
-        socket_connect_timeout=socket_timeout,
-        retry=Retry(NoBackoff(), 0),
-        client_name=name,
-        max_connections=8,
-    )
-
-
 class DeltaLog:
     """One login's delta log: fenced appends and snapshot writes, head and snapshot reads.
 
@@ -224,24 +194,20 @@ class DeltaLog:
     def __init__(
         self,
         url: str,
-        login: str,
+        keys: DeltaLogKeys,
         *,
         capacity: int,
         op_timeout: float = DEFAULT_OP_TIMEOUT,
-        keys: DeltaLogKeys | None = None,
     ) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
-        if op_timeout <= 0:
-            raise ValueError("op_timeout must be positive")
         self.url = url
-        self.login = login
+        self.keys = keys
         self.capacity = capacity
         self.op_timeout = op_timeout
-        self.keys = keys or DeltaLogKeys.for_login(login)
-        self._redis = open_redis(url, socket_timeout=op_timeout, name="trading-gateway-deltalog")
-        self._append = self._redis.register_script(_FENCE_LUA + _APPEND_LUA)
-        self._snapshot = self._redis.register_script(_FENCE_LUA + _SNAPSHOT_LUA)
+        self._redis: Redis = bounded_redis(url, timeout=op_timeout, name="trading-gateway-deltalog")
+        self._append = fenced_script(self._redis, _APPEND_LUA)
+        self._snapshot = fenced_script(self._redis, _SNAPSHOT_LUA)
 
     async def __aenter__(self) -> DeltaLog:
         return self
@@ -269,15 +235,19 @@ class DeltaLog:
         if not payloads:
             raise ValueError("nothing to append")
         reply = await self._call(
-            lambda: self._append(
-                keys=[self.keys.lease, self.keys.deltas],
-                args=[str(epoch), str(first_sequence), str(self.capacity), *payloads],
+            lambda: call_fenced(
+                self._append,
+                self.keys.lease,
+                epoch,
+                [self.keys.deltas],
+                [str(first_sequence), str(self.capacity), *payloads],
             ),
-            epoch,
             first_sequence,
         )
-        new_log, last = reply
-        return Appended(last_sequence=int(text_of(last)), new_log=bool(new_log))
+        match reply:
+            case [new_log, bytes() | str() as last]:
+                return Appended(last_sequence=int(text_of(last)), new_log=bool(new_log))
+        raise DeltaLogError(f"unexpected reply from the append script: {reply!r}")
 
     async def write_snapshot(self, epoch: int, sequence: int, state: bytes) -> str:
         """Store ``state`` as the state after ``sequence``; returns the snapshot's id.
@@ -290,11 +260,13 @@ class DeltaLog:
             raise ValueError("a snapshot's sequence is 0 or more")
         snapshot_id = secrets.token_hex(8)
         await self._call(
-            lambda: self._snapshot(
-                keys=[self.keys.lease, self.keys.snapshot],
-                args=[str(epoch), str(sequence), snapshot_id, state],
+            lambda: call_fenced(
+                self._snapshot,
+                self.keys.lease,
+                epoch,
+                [self.keys.snapshot],
+                [str(sequence), snapshot_id, state],
             ),
-            epoch,
             sequence,
         )
         return snapshot_id
@@ -313,11 +285,11 @@ class DeltaLog:
         return snapshot_from(fields)
 
     # ------------------------------------------------------------------ plumbing
-    async def _call(self, run: Callable[[], Awaitable[T]], epoch: int, given: int) -> T:
+    async def _call(self, run: Callable[[], Awaitable[T]], given: int) -> T:
         try:
             return await self._guard(run)
         except ResponseError as error:
-            raise refusal(str(error), epoch, given) from None
+            raise refusal(str(error), given) from None
 
     async def _guard(self, run: Callable[[], Awaitable[T]]) -> T:
         try:
@@ -328,13 +300,10 @@ class DeltaLog:
             raise LogUnavailable(f"redis did not answer: {error}") from error
 
 
-def refusal(text: str, epoch: int, given: int) -> DeltaLogError | ResponseError:
+def refusal(text: str, given: int) -> DeltaLogError | ResponseError:
     """The typed error a script's error reply stands for (any other reply: unchanged)."""
     kind, _, rest = text.partition(" ")
     try:
-        if kind == "FENCED":
-            current = rest.rpartition("current=")[2]
-            return Fenced(epoch, None if current == "none" else int(current))
         if kind == "SEQUENCE":
             return SequenceMismatch(given, int(rest.partition("expected=")[2]))
         if kind == "STALE":

@@ -36,11 +36,11 @@ from typing import Final, TypeVar
 
 from redis.exceptions import RedisError
 
+from trading_gateway.server.replicas.connection import bounded_redis
 from trading_gateway.server.replicas.delta_log import (
     DEFAULT_OP_TIMEOUT,
     DeltaLogKeys,
     Snapshot,
-    open_redis,
     sequence_of,
     snapshot_from,
     stream_id,
@@ -120,8 +120,8 @@ class DeltaTail:
         self._snapshot_poll = snapshot_poll
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
-        self._redis = open_redis(
-            url, socket_timeout=block + op_timeout, name="trading-gateway-deltatail"
+        self._redis = bounded_redis(
+            url, timeout=block + op_timeout, name="trading-gateway-deltatail"
         )
         #: The last sequence yielded (None: waiting for a snapshot).
         self.last_sequence: int | None = after

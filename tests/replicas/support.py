@@ -10,8 +10,10 @@ from redis.asyncio import Redis
 
 from trading_gateway.server.replicas.delta_log import DeltaLog, DeltaLogKeys
 from trading_gateway.server.replicas.delta_tail import DeltaTail, LogEntry, TailEvent
+from trading_gateway.server.replicas.lease import LeaseKeys
 
-LOGIN = "alpha"
+LEASE_KEYS = LeaseKeys.for_login("test", "alpha")
+KEYS = DeltaLogKeys.of(LEASE_KEYS)
 
 
 @asynccontextmanager

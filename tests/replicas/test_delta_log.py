@@ -11,7 +11,8 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from tests.conftest import RedisServer, free_port
-from tests.replicas.support import LOGIN, append_range, payload, raw_redis, take_lease
+from tests.replicas.support import KEYS, LEASE_KEYS, append_range, payload, raw_redis, take_lease
+from trading_gateway.server.replicas.connection import bounded_redis
 from trading_gateway.server.replicas.delta_log import (
     DeltaLog,
     DeltaLogKeys,
@@ -22,11 +23,12 @@ from trading_gateway.server.replicas.delta_log import (
     sequence_of,
     text_of,
 )
+from trading_gateway.server.replicas.lease import LeaseKeys, LoginLease
 
 
 @pytest.fixture
 async def log(redis_url: str) -> AsyncIterator[DeltaLog]:
-    async with DeltaLog(redis_url, LOGIN, capacity=1_000, op_timeout=0.5) as opened:
+    async with DeltaLog(redis_url, KEYS, capacity=1_000, op_timeout=0.5) as opened:
         yield opened
 
 
@@ -103,7 +105,7 @@ async def test_a_batch_is_one_round_trip(log: DeltaLog, redis_url: str) -> None:
 
 
 async def test_the_stream_is_trimmed_to_about_the_capacity(redis_url: str) -> None:
-    async with DeltaLog(redis_url, LOGIN, capacity=50) as log, raw_redis(redis_url) as redis:
+    async with DeltaLog(redis_url, KEYS, capacity=50) as log, raw_redis(redis_url) as redis:
         await take_lease(redis, log.keys, 1)
         await append_range(log, 1, 1, 1_000, batch=100)
         length = await redis.xlen(log.keys.deltas)
@@ -143,15 +145,17 @@ async def test_a_snapshot_never_goes_back(log: DeltaLog, redis_url: str) -> None
     assert snapshot.snapshot_id == second_id != first_id
 
 
-def test_keys_share_the_login_hash_tag_and_refuse_bad_names() -> None:
-    keys = DeltaLogKeys.for_login("alpha")
-    assert {keys.lease, keys.deltas, keys.snapshot} == {
-        "tg:{alpha}:lease",
-        "tg:{alpha}:deltas",
-        "tg:{alpha}:snapshot",
-    }
+def test_keys_sit_under_the_login_lease_prefix_and_its_hash_tag() -> None:
+    lease_keys = LeaseKeys.for_login("prod", "alpha")
+    keys = DeltaLogKeys.of(lease_keys)
+    assert keys == DeltaLogKeys.for_login("prod", "alpha")
+    assert (keys.lease, keys.deltas, keys.snapshot) == (
+        lease_keys.lease,
+        "tg:prod:login:{alpha}:deltas",
+        "tg:prod:login:{alpha}:snapshot",
+    )
     with pytest.raises(ValueError, match="login name"):
-        DeltaLogKeys.for_login("Bad Name")
+        DeltaLogKeys.for_login("prod", "Bad Name")
 
 
 @pytest.fixture
@@ -166,14 +170,39 @@ async def test_a_hung_or_absent_redis_is_a_typed_error_within_the_timeout(
     paused: RedisServer,
 ) -> None:
     assert paused.proc is not None
-    async with DeltaLog(paused.url, LOGIN, capacity=10, op_timeout=0.3) as log:
+    async with DeltaLog(paused.url, KEYS, capacity=10, op_timeout=0.3) as log:
         os.kill(paused.proc.pid, signal.SIGSTOP)
         started = time.monotonic()
         with pytest.raises(LogUnavailable):
             async with asyncio.timeout(3):
                 await log.append(1, 1, payload(1))
         assert time.monotonic() - started < 1.5
-    async with DeltaLog(f"redis://127.0.0.1:{free_port()}/0", LOGIN, capacity=10) as nowhere:
+    async with DeltaLog(f"redis://127.0.0.1:{free_port()}/0", KEYS, capacity=10) as nowhere:
         with pytest.raises(LogUnavailable):
             async with asyncio.timeout(3):
                 await nowhere.read_snapshot()
+
+
+async def test_a_holder_whose_lease_lapsed_is_fenced_by_the_next_holder(
+    log: DeltaLog, redis_url: str
+) -> None:
+    """The split brain of issue 19 with the real lease: A pauses past its TTL, B takes over."""
+    client = bounded_redis(redis_url, timeout=0.5)
+    try:
+        first = LoginLease(client, LEASE_KEYS, "replica-a", ttl=0.3, op_timeout=0.05)
+        second = LoginLease(client, LEASE_KEYS, "replica-b", ttl=0.3, op_timeout=0.05)
+        term_a = await first.try_acquire()
+        assert term_a is not None
+        await append_range(log, term_a.epoch, 1, 3)
+        assert await second.try_acquire() is None  # A still holds it
+
+        await asyncio.sleep(0.4)  # A is paused past its TTL and renews nothing
+        term_b = await second.try_acquire()
+        assert term_b is not None and term_b.epoch > term_a.epoch
+        with pytest.raises(Fenced) as fenced:
+            await log.append(term_a.epoch, 4, payload(4))
+        assert fenced.value.current == term_b.epoch
+        assert (await log.append(term_b.epoch, 4, payload(4))).last_sequence == 4
+        await second.release()
+    finally:
+        await client.aclose()

@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import RedisServer, free_port, redis_server_binary
 from tests.replicas.support import (
-    LOGIN,
+    KEYS,
     append_range,
     entries_until,
     next_event,
@@ -36,7 +36,7 @@ EPOCH = 1
 
 @pytest.fixture
 async def log(redis_url: str) -> AsyncIterator[DeltaLog]:
-    async with DeltaLog(redis_url, LOGIN, capacity=10_000, op_timeout=0.5) as opened:
+    async with DeltaLog(redis_url, KEYS, capacity=10_000, op_timeout=0.5) as opened:
         async with raw_redis(redis_url) as redis:
             await take_lease(redis, opened.keys, EPOCH)
         yield opened
@@ -92,7 +92,7 @@ async def test_a_tail_started_mid_log_loads_the_snapshot_then_continues_it(
 async def test_a_trimmed_range_yields_resync_needed_then_the_next_snapshot(
     redis_url: str,
 ) -> None:
-    async with DeltaLog(redis_url, LOGIN, capacity=50) as log, raw_redis(redis_url) as redis:
+    async with DeltaLog(redis_url, KEYS, capacity=50) as log, raw_redis(redis_url) as redis:
         await take_lease(redis, log.keys, EPOCH)
         await append_range(log, EPOCH, 1, 5)
         async with tail_of(redis_url, log.keys, after=2) as tail:  # a follower behind, at 2
@@ -189,7 +189,7 @@ async def test_redis_restarted_mid_tail_the_tail_reconnects_and_resumes_without_
                 return
 
     async with (
-        DeltaLog(url, LOGIN, capacity=1_000, op_timeout=0.5) as log,
+        DeltaLog(url, KEYS, capacity=1_000, op_timeout=0.5) as log,
         tail_of(url, log.keys, after=0) as tail,
         raw_redis(url) as redis,
     ):
