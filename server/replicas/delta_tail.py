@@ -198,7 +198,9 @@ class DeltaTail:
                 continue
             if sequence != last + 1:
                 events.append(
-                    self._resync(f"the log skips from {last} to {sequence}: a range was trimmed")
+                    self._resync(
+                        f"the log skips from {last} to {sequence}: a range was trimmed or lost"
+                    )
                 )
                 return events
             self.last_sequence = sequence

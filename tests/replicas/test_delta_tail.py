@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -223,3 +225,46 @@ async def test_redis_restarted_mid_tail_the_tail_reconnects_and_resumes_without_
     resumed_at = next(at for at, e in seen if isinstance(e, LogEntry) and e.sequence == 21)
     # The tail's pause tops out at 0.2 s and a read waits at most block + op_timeout.
     assert resumed_at - restarted < 2.0
+
+
+async def test_a_tail_starts_only_from_a_snapshot_the_log_still_continues(
+    redis_url: str,
+) -> None:
+    async with DeltaLog(redis_url, KEYS, capacity=50) as log, raw_redis(redis_url) as redis:
+        await take_lease(redis, log.keys, EPOCH)
+        await log.write_snapshot(EPOCH, 0, b"empty")
+        await append_range(log, EPOCH, 1, 1_000, batch=100)  # 1.. trimmed away
+        async with tail_of(redis_url, log.keys) as tail:
+            events = aiter(tail)
+            waiting = asyncio.create_task(next_event(events))
+            await asyncio.sleep(0.5)
+            assert not waiting.done(), "a snapshot the log no longer continues was loaded"
+            await log.write_snapshot(EPOCH, 1_000, b"state@1000")
+            loaded = await waiting
+            assert isinstance(loaded, SnapshotLoaded) and loaded.snapshot.sequence == 1_000
+
+
+@pytest.fixture
+def paused(redis_server: RedisServer) -> Iterator[RedisServer]:
+    """Resume a SIGSTOPped redis-server whatever the test's outcome."""
+    yield redis_server
+    if redis_server.proc is not None and redis_server.proc.poll() is None:
+        os.kill(redis_server.proc.pid, signal.SIGCONT)
+
+
+async def test_a_hung_redis_is_reported_within_the_bound_and_the_tail_goes_on(
+    log: DeltaLog, paused: RedisServer
+) -> None:
+    assert paused.proc is not None
+    async with tail_of(paused.url, log.keys, after=0) as tail:
+        events = aiter(tail)
+        await append_range(log, EPOCH, 1, 3)
+        assert_gap_free(await entries_until(events, 3), 1, 3)
+        os.kill(paused.proc.pid, signal.SIGSTOP)
+        stopped = time.monotonic()
+        lost = await next_event(events, within=5)
+        # A read waits at most block + op_timeout (0.2 + 0.5 s here).
+        assert isinstance(lost, RedisLost) and time.monotonic() - stopped < 1.5
+        os.kill(paused.proc.pid, signal.SIGCONT)
+        await append_range(log, EPOCH, 4, 6)
+        assert_gap_free(await entries_until(events, 6), 4, 6)
