@@ -268,3 +268,37 @@ async def test_a_hung_redis_is_reported_within_the_bound_and_the_tail_goes_on(
         os.kill(paused.proc.pid, signal.SIGCONT)
         await append_range(log, EPOCH, 4, 6)
         assert_gap_free(await entries_until(events, 6), 4, 6)
+
+
+async def test_redis_restarted_empty_the_tail_resyncs_and_converges_without_a_restart(
+    log: DeltaLog, redis_server: RedisServer
+) -> None:
+    await log.write_snapshot(EPOCH, 0, b"empty")
+    async with tail_of(redis_server.url, log.keys) as tail:
+        events = aiter(tail)
+        assert isinstance(await next_event(events), SnapshotLoaded)
+        await append_range(log, EPOCH, 1, 10)
+        assert_gap_free(await entries_until(events, 10), 1, 10)
+
+        redis_server.stop()  # kill -9, no persistence: the stream, snapshot and lease are gone
+        redis_server.start()
+        seen: list[TailEvent] = []
+        async with asyncio.timeout(5):
+            async for event in events:
+                seen.append(event)
+                if isinstance(event, ResyncNeeded):
+                    break
+        assert isinstance(seen[-1], ResyncNeeded) and seen[-1].last_sequence == 10
+        assert all(isinstance(e, RedisLost) for e in seen[:-1])
+
+        # The holder takes the lease again and continues its sequence into a new log.
+        async with raw_redis(redis_server.url) as redis:
+            await take_lease(redis, log.keys, EPOCH + 1)
+        assert await log.head() is None
+        assert (await log.append(EPOCH + 1, 11, payload(11))).new_log
+        await log.write_snapshot(EPOCH + 1, 11, b"state@11")
+        loaded = await next_event(events)
+        assert isinstance(loaded, SnapshotLoaded) and loaded.snapshot.sequence == 11
+        await log.append(EPOCH + 1, 12, payload(12))
+        entry = await next_event(events)
+        assert isinstance(entry, LogEntry) and (entry.sequence, entry.epoch) == (12, EPOCH + 1)
