@@ -34,7 +34,9 @@ Guarantees:
 - Every Redis call is bounded by ``op_timeout`` (and a renewal also by what is left of
   the term): a lost or slow Redis is `LeaseUnavailable` or a lost term, never a hang.
 - Writes only the holder may make go through a fenced script (``fence.py``): a holder that
-  wakes up after its lease lapsed is refused even before its own renewal notices.
+  wakes up after its lease lapsed is refused even before its own renewal notices. Actions
+  outside Redis that only the holder may take (Tradovate cannot check our epoch) call
+  ``confirm()`` first: one fenced round trip that returns the term or raises ``Fenced``.
 
 What breaks it: two replicas sharing one holder id (ids must be unique per process); a
 host clock that stops during a machine suspend (CLOCK_MONOTONIC does not advance then); a
@@ -70,6 +72,7 @@ __all__ = [
     "LeaseTerm",
     "LeaseUnavailable",
     "LoginLease",
+    "NotHeld",
     "call_fenced",
     "fenced_script",
 ]
@@ -90,7 +93,8 @@ if cur[1] and cur[1] ~= ARGV[1] then
 end
 if redis.call('EXISTS', KEYS[2]) == 0 then
   local now = redis.call('TIME')
-  redis.call('SET', KEYS[2], tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000))
+  local seed = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  redis.call('SET', KEYS[2], string.format('%.0f', seed))
 end
 local epoch = redis.call('INCR', KEYS[2])
 redis.call('DEL', KEYS[1])
@@ -166,6 +170,15 @@ class LeaseUnavailable(Exception):
         super().__init__(f"lease {what}: Redis unavailable ({type(cause).__name__}: {detail})")
 
 
+class NotHeld(Exception):
+    """This replica holds no live term of the lease (never acquired, lost or released)."""
+
+    def __init__(self, lease_key: str, reason: str | None) -> None:
+        self.reason = reason
+        why = f": {reason}" if reason else ""
+        super().__init__(f"lease {lease_key} is not held by this replica{why}")
+
+
 LostCallback = Callable[["LeaseTerm"], None]
 
 
@@ -208,7 +221,11 @@ def _text(value: object) -> str:
 class LoginLease:
     """The lease of one login for one replica (``holder``). It does not renew by itself:
     `LeaseKeeper` runs the loop. The Redis client is the caller's (and closed by it); give it
-    socket timeouts and no retries (``connection.bounded_redis``)."""
+    socket timeouts and no retries (``connection.bounded_redis``).
+
+    ``on_lost(term)`` runs synchronously in the task that noticed the loss, once per term:
+    keep it short (set an event, cancel the holder's work), never await Redis from it.
+    """
 
     def __init__(
         self,
@@ -238,6 +255,7 @@ class LoginLease:
         self._acquire = redis.register_script(_ACQUIRE_LUA)
         self._renew = redis.register_script(_RENEW_LUA)
         self._release = redis.register_script(_RELEASE_LUA)
+        self._confirm = fenced_script(redis, "return 1")
         self.term: LeaseTerm | None = None
         self.last_seen: LeaseRecord | None = None
 
@@ -321,6 +339,27 @@ class LoginLease:
                 type(error).__name__,
                 term.ttl_ms,
             )
+
+    async def confirm(self) -> LeaseTerm:
+        """The current term, once Redis has confirmed its epoch is still the holder's.
+
+        For actions outside Redis that only the holder may take (an order sent to
+        Tradovate, which cannot check our epoch): call it just before acting. Raises
+        `NotHeld` without a round trip if the term already ended locally, `Fenced` (and the
+        term is lost) if Redis holds another epoch, `LeaseUnavailable` if Redis fails.
+        """
+        term = self.term
+        if term is None or not term.held:
+            raise NotHeld(self.keys.lease, None if term is None else term.reason or "expired")
+        try:
+            async with asyncio.timeout(min(self.op_timeout, term.remaining())):
+                await call_fenced(self._confirm, self.keys.lease, term.epoch)
+        except Fenced:
+            self._lose(term, "another epoch holds the lease")
+            raise
+        except (RedisError, OSError, TimeoutError) as error:
+            raise LeaseUnavailable("confirm", error) from error
+        return term
 
     async def current(self) -> LeaseRecord | None:
         """The record in Redis now, or None if nobody holds the lease."""

@@ -34,6 +34,10 @@ from trading_gateway.server.tasks import TaskSet
 
 logger = logging.getLogger(__name__)
 
+# Suggested settings for the wiring: a failover bound of 3.5 s, renewals every second, and a
+# Redis call bound (the lease's op_timeout, 0.5 s by default) well inside one renewal period.
+DEFAULT_TTL_S: Final = 3.0
+DEFAULT_POLL_S: Final = 0.5
 RENEWALS_PER_TTL: Final = 3
 # A candidate never polls more often than this, whatever the record says is left.
 MIN_POLL_S: Final = 0.005

@@ -19,6 +19,7 @@ from trading_gateway.server.replicas.lease import (
     LeaseTerm,
     LeaseUnavailable,
     LoginLease,
+    NotHeld,
 )
 
 KEYS = LeaseKeys.for_login("test", "alice")
@@ -278,3 +279,30 @@ async def test_cancelled_release_leaves_nobody_holding(redis: Redis, paused: Red
     while await other.try_acquire() is None:
         assert time.monotonic() < deadline, "the record never lapsed"
         await asyncio.sleep(0.05)
+
+
+async def test_confirm_checks_the_epoch_in_redis_before_an_outside_action(
+    redis: Redis, redis_server: RedisServer
+) -> None:
+    lost: list[LeaseTerm] = []
+    one = lease(redis, "a", on_lost=lost.append)
+    with pytest.raises(NotHeld, match="not held by this replica"):
+        await one.confirm()
+    term = await one.try_acquire()
+    assert term is not None
+    assert await one.confirm() is term
+
+    await redis.delete(KEYS.lease)  # lapsed while "a" was slow; "b" takes over
+    other = lease(redis, "b")
+    newer = await other.try_acquire()
+    assert newer is not None
+    with pytest.raises(Fenced) as refused:
+        await one.confirm()
+    assert (refused.value.epoch, refused.value.current) == (term.epoch, newer.epoch)
+    assert lost == [term] and not held(term)
+    with pytest.raises(NotHeld, match="another epoch holds the lease"):
+        await one.confirm()
+
+    redis_server.stop()
+    with pytest.raises(LeaseUnavailable, match="confirm"):
+        await asyncio.wait_for(other.confirm(), CALL_BOUND)

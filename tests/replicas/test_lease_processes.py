@@ -3,23 +3,17 @@ and a holder paused by SIGSTOP past its TTL that wakes up fenced."""
 
 from __future__ import annotations
 
-import json
-import os
 import signal
-import subprocess
-import sys
-import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import pytest
 import redis as sync_redis
 
 from tests.conftest import RedisServer
+from tests.replicas.lease_support import LeaseProcess, wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "tg:test:login:{proc}"
 LEASE_KEY = f"{PREFIX}:lease"
 WRITES_KEY = f"{PREFIX}:writes"
@@ -29,67 +23,22 @@ POLL = 0.1
 SLACK = 1.0
 START_BOUND = 30.0
 
-
-class LeaseProcess:
-    """One replica process (tests/replicas/lease_process.py) and the events it reported."""
-
-    def __init__(self, url: str, holder: str, *, write_interval: float = 0.0) -> None:
-        self.holder = holder
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.replicas.lease_process",
-                "--url",
-                url,
-                "--prefix",
-                PREFIX,
-                "--holder",
-                holder,
-                "--ttl",
-                str(TTL),
-                "--poll",
-                str(POLL),
-                "--write-interval",
-                str(write_interval),
-            ],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        self.events: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            with self._lock:
-                self.events.append(json.loads(line))
-
-    def seen(self, event: str) -> list[dict[str, Any]]:
-        with self._lock:
-            return [e for e in self.events if e["event"] == event]
-
-    def signal(self, signum: int) -> None:
-        os.kill(self.proc.pid, signum)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGCONT)
-            self.proc.kill()
-        self.proc.wait(timeout=10)
-        self._reader.join(timeout=5)
+Spawn = Callable[..., LeaseProcess]
 
 
 @pytest.fixture
-def spawn(redis_server: RedisServer) -> Iterator[Any]:
+def spawn(redis_server: RedisServer) -> Iterator[Spawn]:
     started: list[LeaseProcess] = []
 
     def make(holder: str, write_interval: float = 0.0) -> LeaseProcess:
-        process = LeaseProcess(redis_server.url, holder, write_interval=write_interval)
+        process = LeaseProcess(
+            redis_server.url,
+            holder,
+            prefix=PREFIX,
+            ttl=TTL,
+            poll=POLL,
+            write_interval=write_interval,
+        )
         started.append(process)
         return process
 
@@ -98,20 +47,12 @@ def spawn(redis_server: RedisServer) -> Iterator[Any]:
         process.stop()
 
 
-def wait_for(condition: Any, bound: float, what: str) -> float:
-    started = time.monotonic()
-    while not condition():
-        assert time.monotonic() - started < bound, f"{what} not within {bound:.2f} s"
-        time.sleep(0.005)
-    return time.monotonic() - started
-
-
 def acquired_by(group: list[LeaseProcess]) -> list[tuple[str, dict[str, Any]]]:
     return [(p.holder, e) for p in group for e in p.seen("acquired")]
 
 
 def test_three_processes_one_holder_kill9_failover_and_sigterm_handover(
-    redis_server: RedisServer, spawn: Any
+    redis_server: RedisServer, spawn: Spawn
 ) -> None:
     redis = sync_redis.Redis.from_url(redis_server.url, socket_timeout=2)
     # A blocker holds the lease while the processes start, so that all three are polling
@@ -161,7 +102,9 @@ def test_three_processes_one_holder_kill9_failover_and_sigterm_handover(
         redis.close()
 
 
-def test_holder_paused_past_its_ttl_wakes_up_fenced(redis_server: RedisServer, spawn: Any) -> None:
+def test_holder_paused_past_its_ttl_wakes_up_fenced(
+    redis_server: RedisServer, spawn: Spawn
+) -> None:
     stale = spawn("paused", write_interval=0.05)
     redis = sync_redis.Redis.from_url(redis_server.url, socket_timeout=2)
     try:
