@@ -114,6 +114,8 @@ class DeltaTail:
             raise ValueError("need 0 < backoff_initial <= backoff_max")
         if count < 1:
             raise ValueError("count must be at least 1")
+        if after is not None and after < 0:
+            raise ValueError("after is a sequence: 0 or more")
         self.keys = keys
         self._block_ms = max(1, round(block * 1000))
         self._count = count
