@@ -11,15 +11,20 @@ Keys (one login; ``LeaseKeys.for_login(deployment, login)``, or any prefix you p
   ``holder`` is the replica's id, ``epoch`` the fencing epoch of this term, ``ttl_ms`` the
   duration the holder last set: the lease's own recorded duration.
 - ``<prefix>:epoch``: the epoch counter, a STRING integer that never expires and only
-  grows (INCR). When it is missing (a new deployment, or a Redis that lost its data) it is
-  seeded from Redis's clock in milliseconds, so an epoch handed out after a data loss is
-  still above every epoch handed out before it.
+  grows. Each acquire takes ``max(INCR, Redis's clock in ms)``, so an epoch handed out
+  after Redis lost its data, or restored an older copy of the counter, is still above
+  every epoch handed out before.
 
 Guarantees:
 
 - ``try_acquire`` is one Lua script: if the lease is free (or already this holder's) it
   takes a new epoch and writes the record with its TTL, otherwise it changes nothing. At
   most one holder id is in the record at any moment.
+- Restart quarantine: a Redis that restarted has forgotten the record while the old
+  holder may still trust its term for up to one TTL. So the script grants nothing while
+  Redis's ``uptime_in_seconds`` (INFO, read inside the script; whole seconds) is under the
+  TTL rounded up plus one second. A new deployment waits that long for its first holder
+  only if Redis itself just started. (The Redis user needs INFO permission.)
 - ``renew`` is a Lua compare-and-pexpire: it extends the record only while holder *and*
   epoch are still ours. The holder counts its lease valid until ``sent + ttl - drift``,
   where ``sent`` is the local monotonic time just before the renewal was sent (Redis set the
@@ -38,10 +43,13 @@ Guarantees:
   outside Redis that only the holder may take (Tradovate cannot check our epoch) call
   ``confirm()`` first: one fenced round trip that returns the term or raises ``Fenced``.
 
-What breaks it: two replicas sharing one holder id (ids must be unique per process); a
-host clock that stops during a machine suspend (CLOCK_MONOTONIC does not advance then); a
-Redis whose clock jumps backwards across a data loss (the epoch seed); writes to holder-only
-keys that skip the fence. Failover timing lives in ``lease_keeper.py``.
+What breaks it: two replicas sharing one holder id (ids must be unique per process);
+replicas configured with different TTLs (the quarantine uses the acquirer's own); a host
+clock that stops during a machine suspend (CLOCK_MONOTONIC does not advance then); a Redis
+whose clock jumps backwards across a data loss (the epoch); a failover to a Redis replica
+that missed the latest writes (its uptime is long, so there is no quarantine: use one
+primary, or WAIT); writes to holder-only keys that skip the fence. Failover timing lives
+in ``lease_keeper.py``.
 """
 
 from __future__ import annotations
@@ -85,20 +93,29 @@ DRIFT_FLOOR_S: Final = 0.002
 DEFAULT_OP_TIMEOUT: Final = 0.5
 
 # KEYS[1] lease, KEYS[2] epoch counter; ARGV[1] holder, ARGV[2] ttl_ms.
-# Returns {1, epoch, ttl_ms} when taken, {0, holder, epoch, pttl_ms, ttl_ms} when held by another.
+# Returns {1, epoch, ttl_ms} when taken, {0, holder, epoch, pttl_ms, ttl_ms} when held by
+# another, and {0, '', 0, wait_ms, 0} while Redis has been up for less than one TTL.
 _ACQUIRE_LUA: Final = """
 local cur = redis.call('HMGET', KEYS[1], 'holder', 'epoch', 'ttl_ms')
 if cur[1] and cur[1] ~= ARGV[1] then
   return {0, cur[1], tonumber(cur[2]) or 0, redis.call('PTTL', KEYS[1]), tonumber(cur[3]) or 0}
 end
-if redis.call('EXISTS', KEYS[2]) == 0 then
-  local now = redis.call('TIME')
-  local seed = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-  redis.call('SET', KEYS[2], string.format('%.0f', seed))
+-- uptime_in_seconds is a difference of whole wall-clock seconds: one more makes sure.
+local need = math.ceil(tonumber(ARGV[2]) / 1000) + 1
+local uptime = tonumber(string.match(redis.call('INFO', 'server'), 'uptime_in_seconds:(%d+)'))
+if uptime and uptime < need then
+  return {0, '', 0, (need - uptime) * 1000, 0}
 end
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local epoch = redis.call('INCR', KEYS[2])
+if epoch <= now_ms then
+  epoch = now_ms
+  redis.call('SET', KEYS[2], string.format('%.0f', epoch))
+end
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'holder', ARGV[1], 'epoch', epoch, 'ttl_ms', ARGV[2])
+redis.call('HSET', KEYS[1], 'holder', ARGV[1], 'epoch', string.format('%.0f', epoch),
+  'ttl_ms', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return {1, epoch, tonumber(ARGV[2])}
 """
@@ -153,12 +170,17 @@ class LeaseKeys:
 
 @dataclass(frozen=True)
 class LeaseRecord:
-    """The lease as Redis holds it: who, which epoch, the recorded TTL and what is left."""
+    """The lease as Redis holds it: who, which epoch, the recorded TTL and what is left.
+
+    ``restarting``: no record, but Redis has been up for less than one TTL, so nobody may
+    acquire for ``remaining_ms`` yet (``holder`` is empty).
+    """
 
     holder: str
     epoch: int
     ttl_ms: int
     remaining_ms: int
+    restarting: bool = False
 
 
 class LeaseUnavailable(Exception):
@@ -283,8 +305,9 @@ class LoginLease:
             self.last_seen = LeaseRecord(self.holder, epoch, ttl_ms, ttl_ms)
             logger.info("lease %s acquired by %s (epoch %d)", self.keys.lease, self.holder, epoch)
             return self.term
+        holder = _text(reply[1])
         self.last_seen = LeaseRecord(
-            _text(reply[1]), int(reply[2]), int(reply[4]), max(0, int(reply[3]))
+            holder, int(reply[2]), int(reply[4]), max(0, int(reply[3])), restarting=not holder
         )
         return None
 
@@ -375,6 +398,14 @@ class LoginLease:
         if holder is None:
             return None
         return LeaseRecord(_text(holder), int(epoch), int(ttl_ms), max(0, int(pttl)))
+
+    def drop(self, reason: str) -> None:
+        """End the current term as lost without asking Redis (the owner cannot go on).
+
+        ``on_lost`` runs as for any loss; the record lapses by its TTL unless released.
+        """
+        if self.term is not None:
+            self._lose(self.term, reason)
 
     def _lose(self, term: LeaseTerm, reason: str) -> None:
         if term.ended.is_set():

@@ -18,7 +18,8 @@ expiry is Redis's decision, not a local timer.
 Redis outages: a holder that cannot renew loses its term within the TTL (each renewal is
 bounded by what is left of it), so it has stopped acting before any other replica can
 acquire. Candidates keep polling at ``poll_interval`` and log the outage once; when Redis
-comes back, the acquire script lets exactly one of them in.
+comes back, the acquire script lets exactly one of them in, once Redis has been up for
+the TTL rounded up plus a second (the restart quarantine, ``lease.py``).
 """
 
 from __future__ import annotations
@@ -114,18 +115,30 @@ class LeaseKeeper:
 
     async def _run(self) -> None:
         while True:
-            term = await self._try_acquire()
-            if term is None:
-                await asyncio.sleep(self._next_poll())
-                continue
-            self._held_changed.set()
-            if self._on_acquired is not None:
-                try:
-                    self._on_acquired(term)
-                except Exception:
-                    logger.exception("lease %s: on_acquired callback failed", self.lease.keys.lease)
-            await self._hold(term)
-            self._held_changed.set()
+            try:
+                await self._cycle()
+            except Exception as error:
+                # A bug must not leave a term that nobody renews but nobody reported lost,
+                # nor a replica that silently stops being a candidate.
+                self.lease.drop(f"lease keeper failed: {type(error).__name__}: {error}")
+                logger.exception("lease %s: keeper cycle failed", self.lease.keys.lease)
+                self._held_changed.set()
+                await asyncio.sleep(self.poll_interval)
+
+    async def _cycle(self) -> None:
+        """One candidacy: poll until acquired, then hold until the term ends."""
+        term = await self._try_acquire()
+        if term is None:
+            await asyncio.sleep(self._next_poll())
+            return
+        self._held_changed.set()
+        if self._on_acquired is not None:
+            try:
+                self._on_acquired(term)
+            except Exception:
+                logger.exception("lease %s: on_acquired callback failed", self.lease.keys.lease)
+        await self._hold(term)
+        self._held_changed.set()
 
     async def _try_acquire(self) -> LeaseTerm | None:
         try:

@@ -13,6 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+import redis as sync_redis
+
+from tests.conftest import RedisServer
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -85,3 +90,30 @@ def wait_for(condition: Callable[[], object], bound: float, what: str) -> float:
         assert time.monotonic() - started < bound, f"{what} not within {bound:.2f} s"
         time.sleep(0.005)
     return time.monotonic() - started
+
+
+# The longest TTL the lease tests use. A Redis up for less than a TTL (+1 s) grants no lease
+# (the restart quarantine), so a test starts once the session's Redis has been up this long.
+LONGEST_TTL_S = 3
+SETTLED_UPTIME_S = LONGEST_TTL_S + 1
+
+
+def redis_uptime(url: str) -> int:
+    """Redis's own ``uptime_in_seconds``."""
+    client = sync_redis.Redis.from_url(url, socket_timeout=2)
+    try:
+        info = client.info("server")
+        return int(info["uptime_in_seconds"])
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def settled_redis(redis_server: RedisServer) -> RedisServer:
+    """The test's Redis, once the restart quarantine of every TTL the tests use is over (an
+    earlier test may just have restarted it)."""
+    deadline = time.monotonic() + SETTLED_UPTIME_S + 5
+    while redis_uptime(redis_server.url) < SETTLED_UPTIME_S:
+        assert time.monotonic() < deadline, "Redis uptime does not grow"
+        time.sleep(0.1)
+    return redis_server

@@ -32,12 +32,12 @@ def successor_acquired(process: LeaseProcess) -> Callable[[], bool]:
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize(("ttl", "poll"), [(1.0, 0.1), (DEFAULT_TTL_S, DEFAULT_POLL_S)])
-def test_failover_time_after_kill9(redis_server: RedisServer, ttl: float, poll: float) -> None:
+def test_failover_time_after_kill9(settled_redis: RedisServer, ttl: float, poll: float) -> None:
     prefix = f"tg:bench:login:{{ttl{ttl}}}"
     processes: list[LeaseProcess] = []
 
     def spawn(name: str) -> LeaseProcess:
-        process = LeaseProcess(redis_server.url, name, prefix=prefix, ttl=ttl, poll=poll)
+        process = LeaseProcess(settled_redis.url, name, prefix=prefix, ttl=ttl, poll=poll)
         processes.append(process)
         wait_for(lambda: process.seen("ready"), START_BOUND, f"{name} ready")
         return process

@@ -3,6 +3,7 @@ and a holder paused by SIGSTOP past its TTL that wakes up fenced."""
 
 from __future__ import annotations
 
+import random
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -27,12 +28,12 @@ Spawn = Callable[..., LeaseProcess]
 
 
 @pytest.fixture
-def spawn(redis_server: RedisServer) -> Iterator[Spawn]:
+def spawn(settled_redis: RedisServer) -> Iterator[Spawn]:
     started: list[LeaseProcess] = []
 
     def make(holder: str, write_interval: float = 0.0) -> LeaseProcess:
         process = LeaseProcess(
-            redis_server.url,
+            settled_redis.url,
             holder,
             prefix=PREFIX,
             ttl=TTL,
@@ -145,3 +146,82 @@ def test_holder_paused_past_its_ttl_wakes_up_fenced(
         assert not stale.seen("acquired")[1:], "the stale holder took the lease back"
     finally:
         redis.close()
+
+
+def test_redis_restart_under_three_processes_one_holder_after(
+    redis_server: RedisServer, spawn: Spawn
+) -> None:
+    group: list[LeaseProcess] = [spawn(f"proc-{i}") for i in range(3)]
+    wait_for(lambda: all(p.seen("ready") for p in group), START_BOUND, "processes ready")
+    wait_for(lambda: len(acquired_by(group)) >= 1, TTL + SLACK, "a first holder")
+    ((holder_name, before),) = acquired_by(group)
+    holder = next(p for p in group if p.holder == holder_name)
+
+    redis_server.stop()
+    killed = time.time()
+    wait_for(lambda: holder.seen("lost"), TTL + SLACK, "the holder stepping down")
+    stepped_down = holder.seen("lost")[0]["t"] - killed
+    print(f"holder process stepped down {stepped_down * 1000:.0f} ms after Redis died")
+    assert stepped_down <= TTL
+    time.sleep(0.5)
+    assert len(acquired_by(group)) == 1, "someone acquired while Redis was down"
+
+    restarted = time.time()  # anything acquired from here on came after Redis returned
+    redis_server.start()
+    wait_for(lambda: len(acquired_by(group)) >= 2, 2.0 + POLL + SLACK, "a holder after restart")
+    time.sleep(2 * TTL)
+    after = [(name, e) for name, e in acquired_by(group) if e["t"] >= restarted]
+    assert len(after) == 1, f"several acquisitions after the restart: {after}"
+    assert after[0][1]["t"] - restarted >= TTL, "granted inside the restart quarantine"
+    assert after[0][1]["epoch"] > before["epoch"]
+    redis = sync_redis.Redis.from_url(redis_server.url, socket_timeout=2)
+    try:
+        assert redis.hget(LEASE_KEY, "holder") == after[0][0].encode()
+    finally:
+        redis.close()
+
+
+def test_random_pauses_never_let_a_stale_epoch_write(
+    redis_server: RedisServer, spawn: Spawn
+) -> None:
+    """Chaos: three writers, random SIGSTOPs of up to twice the TTL. Each writes with the
+    epoch of the last term it acquired, held or not; accepted writes must never go back
+    to an older epoch, and every accepted write's epoch must be one somebody acquired."""
+    group: list[LeaseProcess] = [spawn(f"proc-{i}", write_interval=0.02) for i in range(3)]
+    rng = random.Random(1919)
+    redis = sync_redis.Redis.from_url(redis_server.url, socket_timeout=2)
+    try:
+        wait_for(lambda: all(p.seen("ready") for p in group), START_BOUND, "processes ready")
+        started = time.monotonic()
+        # At least 6 s, and on until the lease has moved a few times (at most 20 s).
+        while time.monotonic() - started < 6.0 or (
+            len(acquired_by(group)) < 3 and time.monotonic() - started < 20.0
+        ):
+            holder = redis.hget(LEASE_KEY, "holder")
+            holding = [p for p in group if holder == p.holder.encode()]
+            # Mostly the holder, so the lease moves; sometimes a waiter.
+            victim = holding[0] if holding and rng.random() < 0.7 else rng.choice(group)
+            victim.signal(signal.SIGSTOP)
+            time.sleep(rng.uniform(0.1, 2 * TTL))
+            victim.signal(signal.SIGCONT)
+            time.sleep(rng.uniform(0.0, 0.3))
+        for process in group:
+            process.signal(signal.SIGCONT)
+        time.sleep(0.5)
+        entries = cast(list[tuple[bytes, dict[bytes, bytes]]], redis.xrange(WRITES_KEY))
+    finally:
+        for process in group:
+            process.signal(signal.SIGCONT)
+        redis.close()
+    epochs = [int(fields[b"epoch"]) for _id, fields in entries]
+    assert epochs, "no write was accepted at all"
+    assert epochs == sorted(epochs), "a write with an older epoch landed after a newer one"
+    acquired = {(name, e["epoch"]) for name, e in acquired_by(group)}
+    by_epoch = {epoch: name for name, epoch in acquired}
+    assert len(by_epoch) == len(acquired), "one epoch handed to two holders"
+    for _id, fields in entries:
+        assert by_epoch[int(fields[b"epoch"])] == fields[b"holder"].decode()
+    refused = sum(1 for p in group for e in p.seen("write") if not e["ok"])
+    terms = len(acquired)
+    print(f"chaos: {len(epochs)} writes accepted, {refused} refused, {terms} terms")
+    assert terms >= 3, "the pauses hardly moved the lease"
