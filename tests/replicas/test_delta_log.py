@@ -184,9 +184,10 @@ async def test_a_hung_or_absent_redis_is_a_typed_error_within_the_timeout(
 
 
 async def test_a_holder_whose_lease_lapsed_is_fenced_by_the_next_holder(
-    log: DeltaLog, redis_url: str
+    log: DeltaLog, redis_url: str, settled_redis: RedisServer
 ) -> None:
-    """The split brain of issue 19 with the real lease: A pauses past its TTL, B takes over."""
+    """The split brain of issue 19 with the real lease: A pauses past its TTL, B takes over.
+    (``settled_redis``: past the lease's quarantine after an earlier test's Redis restart.)"""
     client = bounded_redis(redis_url, timeout=0.5)
     try:
         first = LoginLease(client, LEASE_KEYS, "replica-a", ttl=0.3, op_timeout=0.05)
