@@ -3,7 +3,8 @@
 The server's console script hands every subcommand other than serve/demo to `main`.
 Results print as aligned tables (or JSON with --json). A failed call prints one
 actionable line on stderr and exits 1; bad flags exit 2; a result in which some accounts
-answered with an error is printed and exits 3 (client/exit_codes.py). A closed stdout
+answered with an error, or a login could not list its accounts, is printed and exits 3
+(client/exit_codes.py). A closed stdout
 (`... | head`) ends quietly.
 """
 
@@ -314,7 +315,8 @@ def _main(argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     print(render.render_json(response) if args.json else text(), flush=True)
-    return EXIT_PARTIAL if render.failed_accounts(response) else EXIT_OK
+    partial = render.failed_accounts(response) or render.unavailable_logins(response)
+    return EXIT_PARTIAL if partial else EXIT_OK
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
 1   the call failed: nothing was printed on stdout (the reason is one line on stderr)
 2   bad flags or local input (an unreadable TLS file, a malformed API key)
 3   partial: the result was printed, but some accounts answered with an error
-    (listed under the table as "accounts not OK")
+    (listed under the table as "accounts not OK"), or a login could not list its
+    accounts (listed as "logins not available": its accounts are missing)
 130 interrupted (Ctrl-C)
 
 A closed stdout (``trading-gateway watch --plain | head``) ends the command quietly with 0.
@@ -22,5 +23,6 @@ EXIT_INTERRUPTED: Final = 130
 
 HELP: Final = (
     "exit codes: 0 ok; 1 the call failed; 2 bad flags or input; "
-    "3 partial (some accounts answered with an error); 130 interrupted"
+    "3 partial (some accounts answered with an error, or a login's are missing); "
+    "130 interrupted"
 )

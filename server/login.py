@@ -24,7 +24,7 @@ from trading_gateway.server.broker import (
 from trading_gateway.server.broker.errors import retry_after
 from trading_gateway.server.config import GatewaySettings
 from trading_gateway.server.deadline import Deadline
-from trading_gateway.server.login_problem import login_problem
+from trading_gateway.server.login_problem import login_problem, url_origin
 from trading_gateway.server.logins.spec import LoginSpec
 
 logger = logging.getLogger(__name__)
@@ -88,13 +88,18 @@ async def log_in_with_retries(
     broker: TradovateClient,
     settings: GatewaySettings,
     waiting_because: Callable[[str | None], None],
+    spec: LoginSpec,
 ) -> None:
-    """Log in, retrying what looks transient; ``waiting_because`` hears why callers wait.
+    """Log in ``spec``'s login, retrying what looks transient; ``waiting_because`` hears
+    why callers wait. Messages name the setting that chose the URL: TRADOVATE_URL for
+    the shorthand, the login's entry for a login of the logins file (login_problem.py).
 
     A URL that answers, but not as Tradovate, ends start-up after
     LOGIN_MISCONFIGURED_ATTEMPTS attempts in a row; one that does not answer is
     retried for as long as it takes, and callers are told why they wait.
     """
+    origin = url_origin(spec, settings)
+    who = "Tradovate login" if origin.login is None else f"Tradovate login {origin.login!r}"
     delay = LOGIN_RETRY_INITIAL
     misconfigured = 0
     while True:
@@ -105,7 +110,7 @@ async def log_in_with_retries(
         except (AuthError, CaptchaRequired):
             raise
         except BrokerError as exc:
-            problem = login_problem(settings, exc)
+            problem = login_problem(origin, exc)
             misconfigured = misconfigured + 1 if problem.misconfigured else 0
             if misconfigured >= LOGIN_MISCONFIGURED_ATTEMPTS:
                 raise FatalStartupError(
@@ -114,6 +119,6 @@ async def log_in_with_retries(
             waiting_because(problem.message)
             # A penalty, 429 or 423 says how long to stay away; honour it.
             wait = max(delay, retry_after(exc) or 0.0)
-            logger.warning("Tradovate login failed: %s; next try in %.0f s", problem.message, wait)
+            logger.warning("%s failed: %s; next try in %.0f s", who, problem.message, wait)
             await asyncio.sleep(wait)
             delay = min(delay * 2, LOGIN_RETRY_MAX)

@@ -1,5 +1,10 @@
 """Why a Tradovate login attempt failed, told against the setting that chose the URL.
 
+That setting is ``TRADOVATE_URL`` (or ``TRADOVATE_ENV``) for the one login of the
+``TRADOVATE_*`` shorthand, and the login's own entry (its ``url``) for a login of the
+logins file: ``url_origin`` tells them apart, so a message never sends the operator of a
+several-login gateway to a variable that did not choose the failing URL.
+
 The login retries (server/main.py) need to tell two things apart:
 
 * the URL answers, but not as Tradovate: 404 on ``auth/accesstokenrequest``, HTML or other
@@ -27,6 +32,8 @@ from trading_gateway.server.broker.errors import (
     UpstreamUnavailable,
 )
 from trading_gateway.server.config import GatewaySettings
+from trading_gateway.server.logins.load import SETTING as LOGINS_FILE_SETTING
+from trading_gateway.server.logins.spec import DEFAULT_LOGIN, LoginSpec
 from trading_gateway.server.setting_error import masked_url
 
 LOGIN_PATH: Final = "auth/accesstokenrequest"
@@ -41,20 +48,40 @@ class LoginProblem:
     message: str
 
 
-def login_url(settings: GatewaySettings) -> str:
-    return masked_url(f"{settings.rest_url}/{LOGIN_PATH}")
+@dataclass(frozen=True)
+class UrlOrigin:
+    """A login's REST URL and what chose it, as the messages name it."""
+
+    #: The login's name; None for the TRADOVATE_* shorthand (the one-login wording).
+    login: str | None
+    rest_url: str
+    #: What to fix: "TRADOVATE_URL", "TRADOVATE_ENV=demo", or the login's entry.
+    setting: str
 
 
-def url_setting(settings: GatewaySettings) -> str:
-    """The setting that chose the REST URL: TRADOVATE_URL when given, else TRADOVATE_ENV."""
-    if settings.tradovate_url:
-        return "TRADOVATE_URL"
-    return f"TRADOVATE_ENV={settings.tradovate_env}"
+def url_origin(spec: LoginSpec, settings: GatewaySettings) -> UrlOrigin:
+    """Where ``spec``'s REST URL comes from: the TRADOVATE_* settings for the shorthand's
+    one login (no logins file, the login ``default``), else the login's own entry."""
+    if not settings.logins_file and spec.name == DEFAULT_LOGIN:
+        if settings.tradovate_url:
+            return UrlOrigin(None, spec.rest_url, "TRADOVATE_URL")
+        return UrlOrigin(None, spec.rest_url, f"TRADOVATE_ENV={settings.tradovate_env}")
+    entry = f"the url of login {spec.name!r}"
+    if settings.logins_file:
+        entry += f" in {LOGINS_FILE_SETTING} ({settings.logins_file})"
+    if settings.tradovate_url and spec.rest_url == settings.tradovate_url.rstrip("/"):
+        # The entry may set no url and inherit this one (server/logins/entry.py).
+        entry += " (without one there or in [defaults]: TRADOVATE_URL)"
+    return UrlOrigin(spec.name, spec.rest_url, entry)
 
 
-def login_problem(settings: GatewaySettings, exc: BrokerError) -> LoginProblem:
-    url = login_url(settings)
-    setting = url_setting(settings)
+def login_url(origin: UrlOrigin) -> str:
+    return masked_url(f"{origin.rest_url}/{LOGIN_PATH}")
+
+
+def login_problem(origin: UrlOrigin, exc: BrokerError) -> LoginProblem:
+    url = login_url(origin)
+    setting = origin.setting
     if isinstance(exc, NotFoundError | ProtocolError):
         what = "404 Not Found" if isinstance(exc, NotFoundError) else str(exc)
         return LoginProblem(

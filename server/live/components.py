@@ -75,7 +75,7 @@ class BrokerLiveSubsystem:
         self.resolver = LiveAccountResolver(
             self.service.state, max_per_request=settings.max_accounts_per_request
         )
-        metrics.watch_streams(self.service.stats)
+        metrics.watch_streams(self.service.stats, login=login)
         self._with_market_data = settings.live_market_data
         self._drain_timeout = min(settings.grace_s, 2.0)
 

@@ -168,7 +168,7 @@ class LoginRuntime:
 
     async def _login(self) -> None:
         try:
-            await log_in_with_retries(self.broker, self.settings, self._waiting)
+            await log_in_with_retries(self.broker, self.settings, self._waiting, self.spec)
             await self._after_login()
         except (AuthError, CaptchaRequired) as exc:
             self._failed(exc, FatalStartupError(str(exc)))

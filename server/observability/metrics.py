@@ -13,11 +13,13 @@ into families. Process and Python runtime collectors (prometheus_client's defaul
 bounded: method, code, endpoint, kind, reason, component, socket, login (a configured
 login's name, never its user name or a secret); never a subscriber or an account.
 
-Upstream families carry the ``login`` they belong to: each login's broker is watched with
-``watch_upstream(stats, login=...)`` and ``watch_circuit(source, login=...)``, its read path
-reports through ``login_observer(login)``; ``DEFAULT_LOGIN`` ("default", the single-login
-shorthand) is the default everywhere. The per-IP bucket every login shares is watched with
-``watch_ip_budget``.
+Upstream and stream families carry the ``login`` they belong to: each login's broker is
+watched with ``watch_upstream(stats, login=...)`` and ``watch_circuit(source, login=...)``,
+its live subsystem with ``watch_streams(stats, login=...)`` (its own hub: its own
+sequence, queues and replay buffer), its read path reports through
+``login_observer(login)``; ``DEFAULT_LOGIN`` ("default", the single-login shorthand) is
+the default everywhere, and ``forget_login`` drops a removed login's watched state. The
+per-IP bucket every login shares is watched with ``watch_ip_budget``.
 """
 
 from __future__ import annotations
@@ -211,9 +213,9 @@ class Metrics:
     def set_up(self, component: str, up: bool) -> None:
         self.component_up.labels(component).set(1 if up else 0)
 
-    def watch_streams(self, read: Callable[[], StreamStats]) -> None:
-        """Report the streams (tg_stream_*) from ``read()`` at every scrape."""
-        self.state.streams = read
+    def watch_streams(self, read: Callable[[], StreamStats], login: str = DEFAULT_LOGIN) -> None:
+        """Report one login's streams (tg_stream_*{login}) from ``read()`` at every scrape."""
+        self.state.streams[login] = read
 
     def watch_upstream(self, read: Callable[[], UpstreamStats], login: str = DEFAULT_LOGIN) -> None:
         """Report one login's upstream connection (tg_upstream_*{login}) from ``read()`` at
@@ -224,6 +226,7 @@ class Metrics:
         """Stop reporting a login that was removed: its watched state and circuit go (the
         counts of its calls and penalties stay: counters only grow)."""
         self.state.upstreams.pop(login, None)
+        self.state.streams.pop(login, None)
         for reason in CIRCUIT_REASONS:
             with contextlib.suppress(KeyError):
                 self.circuit_seconds.remove(login, reason)
@@ -268,7 +271,7 @@ class StateCollector(Collector):
     """Stream and upstream families, read from their snapshots at scrape time."""
 
     def __init__(self) -> None:
-        self.streams: Callable[[], StreamStats] | None = None
+        self.streams: dict[str, Callable[[], StreamStats]] = {}
         self.upstreams: dict[str, Callable[[], UpstreamStats]] = {}
         self.ip_budget: Callable[[], BudgetStats | None] | None = None
 
@@ -276,8 +279,9 @@ class StateCollector(Collector):
         return iter(())  # names vary with what is watched: collected at scrape time only
 
     def collect(self) -> Iterator[Metric]:
-        if self.streams is not None:
-            yield from _stream_families(self.streams())
+        if self.streams:
+            streams = {login: read() for login, read in sorted(self.streams.items())}
+            yield from _stream_families(streams)
         if self.upstreams:
             stats = {login: read() for login, read in sorted(self.upstreams.items())}
             yield from _upstream_families(stats)
@@ -287,59 +291,90 @@ class StateCollector(Collector):
                 yield from _ip_budget_families(budget)
 
 
-def _stream_families(s: StreamStats) -> Iterator[Metric]:
-    yield _gauge("tg_stream_open", "StreamUpdates calls open now", s.open_streams)
-    yield _counter(
-        "tg_stream_deltas_published", "Deltas the hub numbered and published", s.published
-    )
-    yield _counter(
-        "tg_stream_deltas_sent", "Deltas taken from subscriber queues and written", s.sent
-    )
-    yield _counter(
+#: The per-login stream families: (name, kind, help, the StreamStats field). Counters
+#: count from the login's hub's start (a replaced login starts again at 0).
+_STREAM_FAMILIES: Final = (
+    (
+        "tg_stream_open",
+        "gauge",
+        "StreamUpdates calls open now over the login's accounts (a call over several "
+        "logins counts under each)",
+        "open_streams",
+    ),
+    ("tg_stream_deltas_published", "counter", "Deltas the hub numbered and published", "published"),
+    (
+        "tg_stream_deltas_sent",
+        "counter",
+        "Deltas taken from subscriber queues and written",
+        "sent",
+    ),
+    (
         "tg_stream_deltas_merged",
+        "counter",
         "Deltas replaced in a full subscriber queue by a newer one of the same entity",
-        s.merged,
-    )
-    yield _counter(
+        "merged",
+    ),
+    (
         "tg_stream_deltas_dropped",
+        "counter",
         "Deltas lost when a subscriber too slow to keep up was ended",
-        s.dropped,
-    )
-    yield _counter(
+        "dropped",
+    ),
+    (
         "tg_stream_slow_consumers_ended",
+        "counter",
         "Streams ended RESOURCE_EXHAUSTED because they fell too far behind",
-        s.slow_consumers_ended,
-    )
+        "slow_consumers_ended",
+    ),
+    (
+        "tg_live_resyncs",
+        "counter",
+        "Fresh snapshots applied after the user-sync socket reconnected",
+        "upstream_resyncs",
+    ),
+    ("tg_stream_queued_deltas", "gauge", "Deltas waiting in all subscriber queues", "queued"),
+    (
+        "tg_stream_subscriber_lag_max_deltas",
+        "gauge",
+        "Deltas waiting in the longest subscriber queue (the worst subscriber lag)",
+        "max_queued",
+    ),
+    (
+        "tg_stream_queue_capacity",
+        "gauge",
+        "Per-subscriber queue size before conflation (GATEWAY_LIVE_QUEUE_CAPACITY)",
+        "queue_capacity",
+    ),
+    ("tg_stream_replay_buffered", "gauge", "Deltas held for resume", "replay_buffered"),
+    (
+        "tg_stream_replay_capacity",
+        "gauge",
+        "Deltas the replay buffer holds at most (GATEWAY_LIVE_REPLAY_CAPACITY)",
+        "replay_capacity",
+    ),
+)
+
+
+def _stream_families(by_login: dict[str, StreamStats]) -> Iterator[Metric]:
+    """One family per stream figure, one series per login (each login has its own hub)."""
+    for name, kind, doc, field in _STREAM_FAMILIES:
+        family: CounterMetricFamily | GaugeMetricFamily
+        if kind == "counter":
+            family = CounterMetricFamily(name, doc, labels=["login"])
+        else:
+            family = GaugeMetricFamily(name, doc, labels=["login"])
+        for login, stats in by_login.items():
+            family.add_metric([login], getattr(stats, field))
+        yield family
     resumes = CounterMetricFamily(
         "tg_stream_resumes",
         "Resumed streams: replayed from the buffer (replay hit) or resync (a miss: snapshot)",
-        labels=["result"],
+        labels=["login", "result"],
     )
-    resumes.add_metric(["replayed"], s.resumed)
-    resumes.add_metric(["resync"], s.resynced)
+    for login, stats in by_login.items():
+        resumes.add_metric([login, "replayed"], stats.resumed)
+        resumes.add_metric([login, "resync"], stats.resynced)
     yield resumes
-    yield _counter(
-        "tg_live_resyncs",
-        "Fresh snapshots applied after the user-sync socket reconnected",
-        s.upstream_resyncs,
-    )
-    yield _gauge("tg_stream_queued_deltas", "Deltas waiting in all subscriber queues", s.queued)
-    yield _gauge(
-        "tg_stream_subscriber_lag_max_deltas",
-        "Deltas waiting in the longest subscriber queue (the worst subscriber lag)",
-        s.max_queued,
-    )
-    yield _gauge(
-        "tg_stream_queue_capacity",
-        "Per-subscriber queue size before conflation (GATEWAY_LIVE_QUEUE_CAPACITY)",
-        s.queue_capacity,
-    )
-    yield _gauge("tg_stream_replay_buffered", "Deltas held for resume", s.replay_buffered)
-    yield _gauge(
-        "tg_stream_replay_capacity",
-        "Deltas the replay buffer holds at most (GATEWAY_LIVE_REPLAY_CAPACITY)",
-        s.replay_capacity,
-    )
 
 
 def _login_gauge(name: str, doc: str) -> GaugeMetricFamily:

@@ -64,16 +64,18 @@ async def test_streams_upstream_process_and_build_info_are_exported() -> None:
     def value(name: str, **labels: str) -> float:
         return got[(name, tuple(sorted(labels.items())))]
 
-    assert value("tg_stream_open") == 3
-    published = value("tg_stream_deltas_published_total")
+    # One login ("default", the shorthand): its streams are labelled with it.
+    one = {"login": "default"}
+    assert value("tg_stream_open", **one) == 3
+    published = value("tg_stream_deltas_published_total", **one)
     assert published >= 1
     # The first stream and the replayed one were each sent what they have seen.
-    assert value("tg_stream_deltas_sent_total") >= len(sub.deltas) + len(covered.deltas)
-    assert value("tg_stream_resumes_total", result="replayed") == 1
-    assert value("tg_stream_resumes_total", result="resync") == 1
-    assert value("tg_stream_deltas_dropped_total") == 0
-    assert value("tg_stream_subscriber_lag_max_deltas") >= 0
-    assert value("tg_stream_replay_buffered") == published
+    assert value("tg_stream_deltas_sent_total", **one) >= len(sub.deltas) + len(covered.deltas)
+    assert value("tg_stream_resumes_total", result="replayed", **one) == 1
+    assert value("tg_stream_resumes_total", result="resync", **one) == 1
+    assert value("tg_stream_deltas_dropped_total", **one) == 0
+    assert value("tg_stream_subscriber_lag_max_deltas", **one) >= 0
+    assert value("tg_stream_replay_buffered", **one) == published
     user = {"login": "default", "socket": "user"}
     assert value("tg_upstream_socket_connected", **user) == 1
     assert value("tg_upstream_socket_reconnects_total", **user) == 0

@@ -97,10 +97,10 @@ async def assert_key_sees_only(
     stream: bool = True,
 ) -> None:
     """Key ``name`` sees exactly ``expected`` ((login, account id) pairs) in ListAccounts,
-    GetPositions, GetBalances, GetSnapshot and (``stream``: the live state must be synced)
-    an all-accounts StreamUpdates; unavailable_logins name only logins of ``expected``;
-    each entry of ``foreign`` is PERMISSION_DENIED (ACCOUNT_NOT_IN_SCOPE) naming that
-    entry alone, in a unary call and in a stream."""
+    GetPositions, GetOrders, ListPendingOrderIds, GetBalances, GetSnapshot and (``stream``:
+    the live state must be synced) an all-accounts StreamUpdates; unavailable_logins name
+    only logins of ``expected``; each entry of ``foreign`` is PERMISSION_DENIED
+    (ACCOUNT_NOT_IN_SCOPE) naming that entry alone, in a unary call and in a stream."""
     md = keys.metadata(name)
     want: Seen = set(expected)
     logins = {login for login, _ in want}
@@ -118,6 +118,18 @@ async def assert_key_sees_only(
         "GetPositions"
     )
     _check_unavailable("GetPositions", positions.unavailable_logins, logins)
+    orders = await stub.GetOrders(
+        pb.GetOrdersRequest(filter=pb.ORDER_FILTER_ALL), metadata=md, timeout=t
+    )
+    assert {(_login(o.meta.login), o.meta.account_id) for o in orders.accounts} == want, "GetOrders"
+    _check_unavailable("GetOrders", orders.unavailable_logins, logins)
+    pending = await stub.ListPendingOrderIds(
+        pb.ListPendingOrderIdsRequest(), metadata=md, timeout=t
+    )
+    assert {(_login(p.meta.login), p.meta.account_id) for p in pending.accounts} == want, (
+        "ListPendingOrderIds"
+    )
+    _check_unavailable("ListPendingOrderIds", pending.unavailable_logins, logins)
     balances = await stub.GetBalances(pb.GetBalancesRequest(), metadata=md, timeout=t)
     assert {(_login(b.meta.login), b.meta.account_id) for b in balances.accounts} == want, (
         "GetBalances"
