@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from trading_gateway.server.api.stream_handler import AccountResolver, StreamSessions
+from trading_gateway.server.api.stream_handler import AccountResolver
 from trading_gateway.server.broker import TradovateClient
 from trading_gateway.server.config import GatewaySettings
 from trading_gateway.server.deadline import Deadline
+from trading_gateway.server.live.across import LoginSessions
 from trading_gateway.server.observability.metrics import Metrics
 from trading_gateway.server.reads.service import LiveReads
 
@@ -25,7 +26,7 @@ class LiveSubsystem(Protocol):
     def reads(self) -> LiveReads | None: ...
 
     @property
-    def streams(self) -> StreamSessions: ...
+    def streams(self) -> LoginSessions: ...
 
     @property
     def resolver(self) -> AccountResolver: ...
