@@ -23,7 +23,6 @@ and get the error (with its retry_after) instead, and may ask CACHED to accept o
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, Generic, Protocol, TypeVar, cast
@@ -45,7 +44,6 @@ from trading_gateway.server.reads.records import (
     OrdersData,
     Policy,
     PositionsData,
-    Snapshot,
     Source,
 )
 
@@ -244,43 +242,3 @@ class ReadService:
         if got is None:
             return None
         return AccountList(sorted(got.data, key=lambda a: a.id), Source.LIVE, got.as_of)
-
-    async def positions(
-        self, entries: Sequence[str], policy: Policy, deadline: Deadline
-    ) -> list[AccountRead[PositionsData]]:
-        self._check()
-        accounts = await self.directory.resolve(entries, deadline)
-        return await self.positions_reader.read(accounts, policy, deadline)
-
-    async def orders(
-        self, entries: Sequence[str], policy: Policy, deadline: Deadline
-    ) -> list[AccountRead[OrdersData]]:
-        self._check()
-        accounts = await self.directory.resolve(entries, deadline)
-        return await self.orders_reader.read(accounts, policy, deadline)
-
-    async def balances(
-        self, entries: Sequence[str], policy: Policy, deadline: Deadline
-    ) -> list[AccountRead[BalanceData]]:
-        self._check()
-        accounts = await self.directory.resolve(entries, deadline)
-        return await self.balances_reader.read(accounts, policy, deadline)
-
-    async def snapshot(
-        self,
-        entries: Sequence[str],
-        deadline: Deadline,
-        *,
-        positions: Policy,
-        orders: Policy,
-        balances: Policy,
-    ) -> Snapshot:
-        """All three kinds for the same accounts, fetched concurrently."""
-        self._check()
-        accounts = await self.directory.resolve(entries, deadline)
-        got_positions, got_orders, got_balances = await asyncio.gather(
-            self.positions_reader.read(accounts, positions, deadline),
-            self.orders_reader.read(accounts, orders, deadline),
-            self.balances_reader.read(accounts, balances, deadline),
-        )
-        return Snapshot(accounts, got_positions, got_orders, got_balances)
