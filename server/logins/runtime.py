@@ -21,6 +21,7 @@ from trading_gateway.server.broker import (
     BrokerError,
     CaptchaRequired,
     IpPacer,
+    SharedToken,
     TradovateClient,
 )
 from trading_gateway.server.cache import Cache
@@ -36,8 +37,15 @@ from trading_gateway.server.observability.tracing import Tracing
 from trading_gateway.server.reads.build import ReadPath
 from trading_gateway.server.reads.fanout import UpstreamObserver
 from trading_gateway.server.reads.service import ReadService
+from trading_gateway.server.replicas.fence import Fenced
+from trading_gateway.server.replicas.lease import LeaseTerm, LeaseUnavailable, NotHeld
+from trading_gateway.server.replicas.login_role import LoginRole
+from trading_gateway.server.replicas.token_sharing import TokenPublisher
 
 logger = logging.getLogger(__name__)
+
+# A follower's start reads only Redis (the holder's token): it retries sooner than a login.
+FOLLOWER_RETRY_MAX_S = 2.0
 
 
 class LoginState(enum.Enum):
@@ -78,8 +86,17 @@ class LoginRuntime:
         tracing: Tracing | None = None,
         on_ready: OnReady | None = None,
         on_failed: OnFailed | None = None,
+        replica: LoginRole | None = None,
     ) -> None:
+        """``replica``: this login's role under GATEWAY_REPLICAS=redis (login_role.py),
+        read once here: the holder logs in (or takes the shared token over) and runs live
+        state; a follower reads the holder's token, opens no session and no socket, and
+        has no live state. The gateway builds a new runtime when the role changes."""
         self.spec = spec
+        self.replica = replica
+        self.term: LeaseTerm | None = replica.keeper.term if replica is not None else None
+        self.follower = replica is not None and self.term is None
+        self._publisher: TokenPublisher | None = None
         self.settings = settings
         self.state = LoginState.LOGGING_IN
         self.why: BaseException | None = None
@@ -90,11 +107,14 @@ class LoginRuntime:
             broker_settings(spec, settings),
             request_hook=tracing.http if tracing is not None else None,
             ip_pacer=ip_pacer,
+            token_source=replica.token_source if replica is not None and self.follower else None,
         )
         self._metrics = metrics
         metrics.watch_upstream(self.broker.stats, login=spec.name)
         self.live: LiveSubsystem | None = (
-            live_factory(self.broker, settings, metrics, spec.name) if live_factory else None
+            live_factory(self.broker, settings, metrics, spec.name)
+            if live_factory and not self.follower
+            else None
         )
         self.health = HealthMonitor(
             health.servicer,
@@ -168,8 +188,21 @@ class LoginRuntime:
 
     async def _login(self) -> None:
         try:
-            await log_in_with_retries(self.broker, self.settings, self._waiting)
+            reuse = await self._take_over()
+            await log_in_with_retries(
+                self.broker,
+                self.settings,
+                self._waiting,
+                reuse=reuse,
+                retry_max=FOLLOWER_RETRY_MAX_S if self.follower else None,
+            )
+            self._publish()
             await self._after_login()
+        except (Fenced, NotHeld, LeaseUnavailable) as exc:
+            # The term ended before the session was opened: the role's on_lost has the
+            # gateway build this login again as a follower; open nothing meanwhile.
+            self._waiting(f"this replica lost the login's lease while taking it over: {exc}")
+            logger.warning("login %r: not taking the session over: %s", self.name, exc)
         except (AuthError, CaptchaRequired) as exc:
             self._failed(exc, FatalStartupError(str(exc)))
         except FatalStartupError as exc:
@@ -177,6 +210,19 @@ class LoginRuntime:
         except Exception as exc:  # a bug: say so instead of never becoming ready
             logger.exception("login %s: start-up failed", self.name)
             self._failed(exc, FatalStartupError(f"start-up failed: {exc!r}"))
+
+    async def _take_over(self) -> SharedToken | None:
+        """As the lease holder: confirm the term, then the previous holder's live token."""
+        if self.replica is None or self.term is None:
+            return None
+        await self.replica.confirm()
+        return await self.replica.shared_token(Deadline.after(self.settings.upstream_timeout_s))
+
+    def _publish(self) -> None:
+        if self.replica is None or self.term is None:
+            return
+        self._publisher = self.replica.publisher(self.term)
+        self._publisher.attach(self.broker.token_manager)
 
     def _failed(self, why: BaseException, fatal: FatalStartupError) -> None:
         logger.error("Tradovate login %r failed for good: %s", self.name, why)
@@ -220,6 +266,8 @@ class LoginRuntime:
         if task is not None and not task.done():
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        if self._publisher is not None:
+            await self._publisher.aclose()  # first: a replica that lost the lease stops at once
         steps = [self.read_path.aclose, self.health.aclose]
         if self.live is not None:
             steps.append(self.live.aclose)

@@ -1,0 +1,129 @@
+"""LoginRole: whether this replica holds one login's Tradovate session, from its lease.
+
+One ``LoginRole`` per login and process runs a ``LeaseKeeper`` on the login's lease
+(lease.py). ``holding`` is true while this replica holds a live term. Each change (a term
+acquired, a term lost) calls ``on_change(login)`` synchronously, so the owner (the gateway)
+rebuilds that login's runtime in the other role at once:
+
+- the holder logs in, or takes over the shared token with ``shared_token()`` (no new
+  session while it is valid), after ``confirm()`` (one fenced round trip: the term is
+  still ours), and publishes every token with ``publisher()`` under its epoch; the store
+  is fenced (token_store.py), so a holder whose term lapsed cannot publish;
+- a follower builds its broker with ``token_source`` (StoreTokenSource): it reads the
+  holder's token and never logs in, renews or opens a socket.
+
+``holder_hint`` is the replica id last seen in the lease record (None: unknown), for
+messages. ``start()`` starts the keeper; ``aclose()`` stops it and releases the lease.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from redis.asyncio import Redis
+
+from trading_gateway.server.broker.token_source import SharedToken, TokenSource
+from trading_gateway.server.deadline import Deadline
+from trading_gateway.server.replicas.lease import LeaseKeys, LeaseTerm, LoginLease
+from trading_gateway.server.replicas.lease_keeper import LeaseKeeper
+from trading_gateway.server.replicas.token_errors import StaleHolder, TokenStoreError
+from trading_gateway.server.replicas.token_sharing import StoreTokenSource, TokenPublisher
+from trading_gateway.server.replicas.token_store import TokenStore
+
+logger = logging.getLogger(__name__)
+
+# A Redis call of the lease must end well inside a third of the TTL (lease.py).
+MAX_OP_TIMEOUT_S = 0.5
+
+
+class LoginRole:
+    """This replica's role for one login (see the module docstring)."""
+
+    def __init__(
+        self,
+        login: str,
+        *,
+        redis: Redis,
+        store: TokenStore,
+        deployment: str,
+        replica_id: str,
+        ttl: float,
+        poll: float,
+        on_change: Callable[[str], None],
+    ) -> None:
+        self.login = login
+        self.replica_id = replica_id
+        self._store = store
+        self._on_change = on_change
+        self.lease = LoginLease(
+            redis,
+            LeaseKeys.for_login(deployment, login),
+            replica_id,
+            ttl=ttl,
+            op_timeout=min(MAX_OP_TIMEOUT_S, ttl / 4),
+            on_lost=self._lost,
+        )
+        self.keeper = LeaseKeeper(self.lease, poll_interval=poll, on_acquired=self._acquired)
+        self.token_source: TokenSource = StoreTokenSource(store, login)
+
+    @property
+    def holding(self) -> bool:
+        return self.keeper.term is not None
+
+    @property
+    def failover_bound(self) -> float:
+        return self.keeper.failover_bound
+
+    @property
+    def holder_hint(self) -> str | None:
+        if self.holding:
+            return self.replica_id
+        seen = self.lease.last_seen
+        return seen.holder if seen is not None and seen.holder else None
+
+    def start(self) -> None:
+        self.keeper.start()
+
+    async def aclose(self) -> None:
+        await self.keeper.aclose()
+
+    async def confirm(self) -> LeaseTerm:
+        """The term, still ours in Redis (one fenced round trip); ``Fenced`` otherwise."""
+        return await self.lease.confirm()
+
+    async def shared_token(self, deadline: Deadline) -> SharedToken | None:
+        """The token the previous holder published, to reuse; None if none can be read."""
+        try:
+            published = await self._store.read(self.login, deadline)
+        except TokenStoreError as exc:
+            logger.warning("login %r: the shared token cannot be read (%s)", self.login, exc)
+            return None
+        return published.token if published is not None else None
+
+    def publisher(self, term: LeaseTerm) -> TokenPublisher:
+        """Publishes this holder's tokens under ``term``'s epoch; a refusal drops the term."""
+
+        def stale(exc: StaleHolder) -> None:
+            self.lease.drop(f"its token write was refused: {exc}")
+
+        return TokenPublisher(self._store, self.login, term.epoch, on_stale=stale)
+
+    def _acquired(self, term: LeaseTerm) -> None:
+        logger.info(
+            "login %r: this replica (%s) holds its Tradovate session (epoch %d)",
+            self.login,
+            self.replica_id,
+            term.epoch,
+        )
+        self._on_change(self.login)
+
+    def _lost(self, term: LeaseTerm) -> None:
+        logger.warning(
+            "login %r: this replica (%s) no longer holds its session (epoch %d): %s",
+            self.login,
+            self.replica_id,
+            term.epoch,
+            term.reason,
+        )
+        self._on_change(self.login)
