@@ -124,10 +124,11 @@ class Replica:
 
 async def lease_holder_pid(redis: Redis, deployment: str) -> int | None:
     """The pid in the login's lease record (``host:pid:random``), None when nobody holds it."""
-    holder = await redis.hget(f"tg:{deployment}:login:{{{LOGIN}}}:lease", "holder")  # type: ignore[misc]
+    holder = await redis.hget(f"tg:{deployment}:login:{{{LOGIN}}}:lease", "holder")
     if holder is None:
         return None
-    return int(holder.decode().split(":")[1])
+    text = holder.decode() if isinstance(holder, bytes) else holder
+    return int(text.split(":")[1])
 
 
 async def wait_until(
