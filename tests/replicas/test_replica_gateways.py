@@ -94,6 +94,8 @@ async def cluster(settled_redis: RedisServer) -> AsyncIterator[Cluster]:
                 yield made
             finally:
                 await asyncio.gather(*(r.stop() for r in made.replicas))
+                for replica in made.replicas:  # shown by pytest when the test failed
+                    print(f"--- replica pid {replica.pid}:\n{replica.log[-6000:]}")
     finally:
         await redis.aclose()
 
