@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from redis.asyncio import Redis
 from tradovate_gateway.v1 import trading_pb2 as pb
 from tradovate_gateway.v1 import trading_pb2_grpc as pb_grpc
@@ -98,6 +99,13 @@ class Replica:
             stub = pb_grpc.TradingServiceStub(channel)
             reply = await stub.ListAccounts(pb.ListAccountsRequest(), timeout=within)
         return sorted(account.name for account in reply.accounts)
+
+    async def health(self, service: str) -> int:
+        """The gRPC health status of ``service`` (HealthCheckResponse.ServingStatus)."""
+        async with grpc.aio.insecure_channel(self.address) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=3)
+        return int(reply.status)
 
     async def stream_error(self) -> grpc.aio.AioRpcError:
         """The status StreamUpdates over every account ends with before its first message."""

@@ -26,6 +26,12 @@ from tests.replicas.gateway_replicas import (
     replica_env,
     wait_until,
 )
+from trading_gateway.server.api.health import (
+    NOT_SERVING,
+    SERVICE_LIVE,
+    SERVICE_TRADING,
+    SERVING,
+)
 from trading_gateway.simulator import SimConfig, Simulator
 
 pytestmark = pytest.mark.timeout(150)
@@ -120,10 +126,17 @@ async def test_three_replicas_one_session_reads_everywhere_and_kill9_failover_re
         assert (await cluster.holder()) is not None
         assert (sessions.now()["logins"], sessions.now()["sessions"]) == (1, 1)
 
-        # Only the holder streams; a follower says who does.
+        # Only the holder has live state, and only it streams; a follower says who does.
         holder = await cluster.holder()
         assert holder is not None
         follower = next(r for r in cluster.replicas if r is not holder)
+
+        async def holder_live() -> bool:
+            return await holder.health(SERVICE_LIVE) == int(SERVING)
+
+        await wait_until(holder_live, 10, "the holder's live state serving")
+        assert await follower.health(SERVICE_LIVE) == int(NOT_SERVING)
+        assert await follower.health(SERVICE_TRADING) == int(SERVING)
         error = await follower.stream_error()
         assert error.code() == grpc.StatusCode.UNAVAILABLE
         assert f":{holder.pid}:" in (error.details() or ""), error.details()
