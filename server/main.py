@@ -225,6 +225,9 @@ class Gateway:
         streams end), replace changed ones; the others go on untouched."""
         self._fatal_login_failure = False
         changes = await self.deployment.apply(specs)
+        if self.replicas is not None:
+            for name in changes.removed:
+                await self.replicas.forget(name)
         logger.info("logins reloaded: %s", changes)
         return changes
 

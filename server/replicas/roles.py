@@ -101,6 +101,18 @@ class ReplicaRoles:
                 role.start()
         return role
 
+    async def forget(self, login: str) -> None:
+        """``login`` left the deployment: stop its keeper and release its lease, so that a
+        replica that still runs it can hold it."""
+        role = self._roles.pop(login, None)
+        task = self._tasks.pop(login, None)
+        self._dirty.discard(login)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        if role is not None:
+            await role.aclose()
+
     def start(self) -> None:
         self._started = True
         logger.info(

@@ -11,6 +11,9 @@ Guarantees:
   (``StaleHolder``: a newer holder took the login over), else stores the value and sets the
   key to expire when the token does. A dead token is never served from Redis: an expired
   token is not written, and the key vanishes with the token it holds.
+- With ``fenced=True`` the write script starts with the lease's fence (fence.py): a writer
+  whose epoch is not the one in the login's lease record is refused (``StaleHolder``)
+  before anything is written, even before a newer holder has written a token.
 - ``read`` returns ``Published`` (token + epoch) only for a value that authenticates for
   that login (token_seal.py) and whose clear epoch matches the sealed one; otherwise
   ``TokenUnreadable``. No key: None.
