@@ -40,12 +40,15 @@ from trading_gateway.server.reads.service import ReadService
 from trading_gateway.server.replicas.fence import Fenced
 from trading_gateway.server.replicas.lease import LeaseTerm, LeaseUnavailable, NotHeld
 from trading_gateway.server.replicas.login_role import LoginRole
+from trading_gateway.server.replicas.token_errors import TokenStoreUnavailable
 from trading_gateway.server.replicas.token_sharing import TokenPublisher
 
 logger = logging.getLogger(__name__)
 
 # A follower's start reads only Redis (the holder's token): it retries sooner than a login.
 FOLLOWER_RETRY_MAX_S = 2.0
+# A new holder that cannot reach Redis to confirm its term or read the token tries again.
+TAKE_OVER_RETRY_S = 0.2
 
 
 class LoginState(enum.Enum):
@@ -198,7 +201,7 @@ class LoginRuntime:
             )
             self._publish()
             await self._after_login()
-        except (Fenced, NotHeld, LeaseUnavailable) as exc:
+        except (Fenced, NotHeld) as exc:
             # The term ended before the session was opened: the role's on_lost has the
             # gateway build this login again as a follower; open nothing meanwhile.
             self._waiting(f"this replica lost the login's lease while taking it over: {exc}")
@@ -212,11 +215,22 @@ class LoginRuntime:
             self._failed(exc, FatalStartupError(f"start-up failed: {exc!r}"))
 
     async def _take_over(self) -> SharedToken | None:
-        """As the lease holder: confirm the term, then the previous holder's live token."""
-        if self.replica is None or self.term is None:
+        """As the lease holder: confirm the term, then the previous holder's live token.
+
+        A Redis that cannot answer is retried while the term lasts (when it ends, the
+        gateway rebuilds this login as a follower): neither an unconfirmed term nor a
+        token nobody could read may open a session.
+        """
+        replica = self.replica
+        if replica is None or self.term is None:
             return None
-        await self.replica.confirm()
-        return await self.replica.shared_token(Deadline.after(self.settings.upstream_timeout_s))
+        while True:
+            try:
+                await replica.confirm()
+                return await replica.shared_token(Deadline.after(self.settings.upstream_timeout_s))
+            except (LeaseUnavailable, TokenStoreUnavailable) as exc:
+                self._waiting(f"taking the login's session over waits for Redis: {exc}")
+                await asyncio.sleep(TAKE_OVER_RETRY_S)
 
     def _publish(self) -> None:
         if self.replica is None or self.term is None:

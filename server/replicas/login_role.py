@@ -27,7 +27,11 @@ from trading_gateway.server.broker.token_source import SharedToken, TokenSource
 from trading_gateway.server.deadline import Deadline
 from trading_gateway.server.replicas.lease import LeaseKeys, LeaseTerm, LoginLease
 from trading_gateway.server.replicas.lease_keeper import LeaseKeeper
-from trading_gateway.server.replicas.token_errors import StaleHolder, TokenStoreError
+from trading_gateway.server.replicas.token_errors import (
+    StaleHolder,
+    TokenStoreError,
+    TokenStoreUnavailable,
+)
 from trading_gateway.server.replicas.token_sharing import StoreTokenSource, TokenPublisher
 from trading_gateway.server.replicas.token_store import TokenStore
 
@@ -93,11 +97,15 @@ class LoginRole:
         return await self.lease.confirm()
 
     async def shared_token(self, deadline: Deadline) -> SharedToken | None:
-        """The token the previous holder published, to reuse; None if none can be read."""
+        """The token the previous holder published, to reuse; None if there is none or it
+        cannot be trusted (then the holder logs in). ``TokenStoreUnavailable`` when Redis
+        cannot say: the caller retries rather than open a second session blindly."""
         try:
             published = await self._store.read(self.login, deadline)
+        except TokenStoreUnavailable:
+            raise
         except TokenStoreError as exc:
-            logger.warning("login %r: the shared token cannot be read (%s)", self.login, exc)
+            logger.warning("login %r: the shared token cannot be used (%s)", self.login, exc)
             return None
         return published.token if published is not None else None
 
