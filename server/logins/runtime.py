@@ -233,10 +233,17 @@ class LoginRuntime:
                 await asyncio.sleep(TAKE_OVER_RETRY_S)
 
     def _publish(self) -> None:
-        if self.replica is None or self.term is None:
+        """Remember every token of the session (both roles); the holder publishes them."""
+        replica = self.replica
+        if replica is None:
             return
-        self._publisher = self.replica.publisher(self.term)
-        self._publisher.attach(self.broker.token_manager)
+        manager = self.broker.token_manager
+        manager.add_listener(replica.remember)
+        if manager.current is not None:
+            replica.remember(manager.current)
+        if self.term is not None:
+            self._publisher = replica.publisher(self.term)
+            self._publisher.attach(manager)
 
     def _failed(self, why: BaseException, fatal: FatalStartupError) -> None:
         logger.error("Tradovate login %r failed for good: %s", self.name, why)

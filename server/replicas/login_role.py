@@ -23,7 +23,12 @@ from collections.abc import Callable
 
 from redis.asyncio import Redis
 
-from trading_gateway.server.broker.token_source import SharedToken, TokenSource
+from trading_gateway.server.broker.auth import Token
+from trading_gateway.server.broker.token_source import (
+    SharedToken,
+    SharedTokenUnavailable,
+    TokenSource,
+)
 from trading_gateway.server.deadline import Deadline
 from trading_gateway.server.replicas.lease import LeaseKeys, LeaseTerm, LoginLease
 from trading_gateway.server.replicas.lease_keeper import LeaseKeeper
@@ -32,7 +37,11 @@ from trading_gateway.server.replicas.token_errors import (
     TokenStoreError,
     TokenStoreUnavailable,
 )
-from trading_gateway.server.replicas.token_sharing import StoreTokenSource, TokenPublisher
+from trading_gateway.server.replicas.token_sharing import (
+    StoreTokenSource,
+    TokenPublisher,
+    shared,
+)
 from trading_gateway.server.replicas.token_store import TokenStore
 
 logger = logging.getLogger(__name__)
@@ -69,7 +78,11 @@ class LoginRole:
             on_lost=self._lost,
         )
         self.keeper = LeaseKeeper(self.lease, poll_interval=poll, on_acquired=self._acquired)
-        self.token_source: TokenSource = StoreTokenSource(store, login)
+        self.token_source: TokenSource = _RememberedSource(StoreTokenSource(store, login), self)
+        # The newest token of this login this process used, as holder or follower: a new
+        # holder reuses it when Redis has none (a Redis that lost its data), so a Redis
+        # restart does not cost a second Tradovate session.
+        self._known: SharedToken | None = None
 
     @property
     def holding(self) -> bool:
@@ -96,18 +109,31 @@ class LoginRole:
         """The term, still ours in Redis (one fenced round trip); ``Fenced`` otherwise."""
         return await self.lease.confirm()
 
+    def remember(self, token: Token) -> None:
+        """A token this process uses for the login (a TokenManager listener)."""
+        if self._known is None or token.expires_at >= self._known.expires_at:
+            self._known = shared(token)
+
+    def known(self) -> SharedToken | None:
+        """The newest token of the login this process used, while it is alive."""
+        known = self._known
+        return known if known is not None and known.left() > 0 else None
+
     async def shared_token(self, deadline: Deadline) -> SharedToken | None:
-        """The token the previous holder published, to reuse; None if there is none or it
-        cannot be trusted (then the holder logs in). ``TokenStoreUnavailable`` when Redis
-        cannot say: the caller retries rather than open a second session blindly."""
+        """The token to reuse: the one published in Redis, else the newest this process
+        used (both only while alive); None if there is none (then the holder logs in).
+        ``TokenStoreUnavailable`` when Redis cannot say: the caller retries rather than
+        open a second session blindly."""
+        published: SharedToken | None = None
         try:
-            published = await self._store.read(self.login, deadline)
+            found = await self._store.read(self.login, deadline)
+            published = found.token if found is not None else None
         except TokenStoreUnavailable:
             raise
         except TokenStoreError as exc:
             logger.warning("login %r: the shared token cannot be used (%s)", self.login, exc)
-            return None
-        return published.token if published is not None else None
+        candidates = [t for t in (published, self._known) if t is not None and t.left() > 0]
+        return max(candidates, key=lambda t: t.expires_at, default=None)
 
     def publisher(self, term: LeaseTerm) -> TokenPublisher:
         """Publishes this holder's tokens under ``term``'s epoch; a refusal drops the term."""
@@ -135,3 +161,25 @@ class LoginRole:
             term.reason,
         )
         self._on_change(self.login)
+
+
+class _RememberedSource:
+    """A follower's token source: the store's token, or, when Redis has none or cannot
+    answer, the newest live token this process already used for the login. So a holder
+    that steps down because Redis is lost keeps serving reads as a follower, with the
+    session it had, and opens none."""
+
+    def __init__(self, store: TokenSource, role: LoginRole) -> None:
+        self._store = store
+        self._role = role
+
+    async def read(self, deadline: Deadline) -> SharedToken | None:
+        try:
+            published = await self._store.read(deadline)
+        except SharedTokenUnavailable:
+            known = self._role.known()
+            if known is None:
+                raise
+            return known
+        candidates = [t for t in (published, self._role.known()) if t is not None]
+        return max(candidates, key=lambda t: t.expires_at, default=None)

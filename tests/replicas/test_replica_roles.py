@@ -4,6 +4,7 @@ steps down to a follower and later takes the login back reusing its token."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -16,6 +17,7 @@ from tests.conftest import RedisServer
 from tests.replicas.gateway_replicas import wait_until
 from tests.replicas.tokens import new_key, token
 from tests.support.stack import running_stack
+from trading_gateway.server.main import Gateway
 from trading_gateway.server.replicas.lease import LeaseKeys
 from trading_gateway.server.replicas.token_errors import StaleHolder
 from trading_gateway.server.replicas.token_seal import TokenSealer
@@ -50,6 +52,17 @@ async def test_a_fenced_token_write_needs_the_lease_records_epoch(redis: Redis) 
     assert published is not None and published.epoch == 7
 
 
+def _runtime_is(gateway: Gateway) -> Callable[[bool], Callable[[], Awaitable[bool]]]:
+    def runtime_is(holder: bool) -> Callable[[], Awaitable[bool]]:
+        async def check() -> bool:
+            runtime = gateway.logins[LOGIN]
+            return runtime.ready.is_set() and (runtime.term is not None) == holder
+
+        return check
+
+    return runtime_is
+
+
 async def test_a_holder_that_loses_its_lease_follows_then_takes_it_back_with_its_token(
     redis: Redis, settled_redis: RedisServer
 ) -> None:
@@ -70,14 +83,8 @@ async def test_a_holder_that_loses_its_lease_follows_then_takes_it_back_with_its
         def counters() -> dict[str, int]:
             return sim.control.user_counters()[user]
 
-        def runtime_is(holder: bool) -> Callable[[], Awaitable[bool]]:
-            async def check() -> bool:
-                runtime = gateway.logins[LOGIN]
-                return runtime.ready.is_set() and (runtime.term is not None) == holder
-
-            return check
-
-        await wait_until(runtime_is(holder=True), 20, "it holds the login")
+        runtime_is = _runtime_is(gateway)
+        await wait_until(runtime_is(True), 20, "it holds the login")
         assert gateway.logins[LOGIN].live is not None
         assert (counters()["logins"], counters()["sessions"]) == (1, 1)
 
@@ -85,7 +92,7 @@ async def test_a_holder_that_loses_its_lease_follows_then_takes_it_back_with_its
         epoch = int(await redis.hget(lease, "epoch") or 0)
         await redis.hset(lease, mapping={"holder": "other", "epoch": str(epoch + 1)})
         await redis.pexpire(lease, 1500)
-        await wait_until(runtime_is(holder=False), 5, "it steps down to a follower")
+        await wait_until(runtime_is(False), 5, "it steps down to a follower")
         follower = gateway.logins[LOGIN]
         assert follower.live is None and follower.follower
         reply = await stack.stub.ListAccounts(pb.ListAccountsRequest(), timeout=5)
@@ -97,10 +104,56 @@ async def test_a_holder_that_loses_its_lease_follows_then_takes_it_back_with_its
         assert "replica other holds it" in (caught.value.details() or "")
 
         # "other" never renews: its record lapses and this replica takes the login back.
-        await wait_until(runtime_is(holder=True), 5, "it holds the login again")
+        await wait_until(runtime_is(True), 5, "it holds the login again")
         holder = gateway.logins[LOGIN]
         assert holder.live is not None
         assert holder.broker.token_manager.adoptions == 1  # the shared token, reused
         assert (counters()["logins"], counters()["sessions"]) == (1, 1)
         reply = await stack.stub.ListAccounts(pb.ListAccountsRequest(), timeout=5)
         assert len(reply.accounts) == 2
+
+
+async def test_without_redis_the_holder_steps_down_keeps_reading_and_takes_its_session_back(
+    settled_redis: RedisServer,
+) -> None:
+    """Redis stopped (its data lost: no persistence): the holder cannot renew, steps down
+    and serves reads as a follower with the token it had; Redis back, it holds the login
+    again after the restart quarantine, reusing that token: one login, one session."""
+    async with running_stack(
+        accounts=2,
+        redis_url=settled_redis.url,
+        replicas="redis",
+        deployment=f"outage{secrets.token_hex(3)}",
+        token_plaintext=True,
+        lease_ttl_s=1.0,
+        lease_poll_s=0.1,
+    ) as stack:
+        gateway, sim = stack.gateway, stack.sim
+        user = str(sim.credentials["name"])
+        runtime_is = _runtime_is(gateway)
+        await wait_until(runtime_is(True), 20, "it holds the login")
+        most = 0
+
+        async def sample() -> None:
+            nonlocal most
+            while True:
+                most = max(most, sim.control.user_counters()[user]["sessions"])
+                await asyncio.sleep(0.02)
+
+        sampler = asyncio.get_running_loop().create_task(sample())
+        try:
+            settled_redis.stop()
+            await wait_until(runtime_is(False), 5, "it steps down without Redis")
+            assert gateway.logins[LOGIN].live is None
+            reply = await stack.stub.ListAccounts(pb.ListAccountsRequest(), timeout=10)
+            assert len(reply.accounts) == 2
+            settled_redis.start()
+            # The restart quarantine: ceil(TTL) + 1 s of Redis uptime before any acquire.
+            await wait_until(runtime_is(True), 10, "it holds the login again")
+            assert gateway.logins[LOGIN].live is not None
+            counters = sim.control.user_counters()[user]
+            assert (counters["logins"], counters["sessions"]) == (1, 1)
+            assert most == 1, f"{most} sessions at once"
+        finally:
+            sampler.cancel()
+            await asyncio.gather(sampler, return_exceptions=True)
