@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 
 from tests.conftest import RedisServer
 from tests.replicas.gateway_replicas import (
+    LOGIN,
     Replica,
     lease_holder_pid,
     replica_env,
@@ -203,6 +204,11 @@ async def test_a_holder_paused_past_its_lease_wakes_up_fenced_and_steps_down(
         )
         await asyncio.sleep(2 * TTL)
         assert (await cluster.holder()) is other
+        # The shared token is the new holder's (its epoch), not the woken one's.
+        prefix = f"tg:{cluster.deployment}:login:{{{LOGIN}}}"
+        lease_epoch = await cluster.redis.hget(f"{prefix}:lease", "epoch")
+        assert lease_epoch is not None
+        assert await cluster.redis.hget(f"{prefix}:token", "epoch") == lease_epoch
         # It goes on as a follower: reads answer with the shared token.
         await wait_until(lambda: cluster.all_answer([paused], expected), 10, "it reads again")
         assert sessions.now()["logins"] == 1
