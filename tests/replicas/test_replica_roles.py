@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from tradovate_gateway.v1 import trading_pb2 as pb
 
 from tests.conftest import RedisServer
+from tests.logins.stack import running_logins
 from tests.replicas.gateway_replicas import wait_until
 from tests.replicas.tokens import new_key, token
 from tests.support.stack import running_stack
@@ -157,3 +158,39 @@ async def test_without_redis_the_holder_steps_down_keeps_reading_and_takes_its_s
         finally:
             sampler.cancel()
             await asyncio.gather(sampler, return_exceptions=True)
+
+
+async def test_a_reload_that_removes_a_login_releases_its_lease(
+    redis: Redis, settled_redis: RedisServer
+) -> None:
+    deployment = f"reload{secrets.token_hex(3)}"
+    async with running_logins(
+        users=2,
+        accounts=1,
+        ready=[],
+        redis_url=settled_redis.url,
+        replicas="redis",
+        deployment=deployment,
+        token_plaintext=True,
+        lease_ttl_s=1.0,
+        lease_poll_s=0.1,
+        live_enabled=False,
+    ) as stack:
+        gateway = stack.gateway
+        specs = [runtime.spec for runtime in gateway.logins.values()]
+        kept, removed = specs[0].name, specs[1].name
+
+        async def both_held() -> bool:
+            return all(
+                runtime.ready.is_set() and runtime.term is not None
+                for runtime in gateway.logins.values()
+            )
+
+        await wait_until(both_held, 20, "both logins held")
+        leases = {name: LeaseKeys.for_login(deployment, name).lease for name in (kept, removed)}
+        assert await redis.exists(*leases.values()) == 2
+        await gateway.apply_logins(specs[:1])
+        # Released at once (compare-and-delete), not left to lapse after the TTL.
+        assert await redis.exists(leases[removed]) == 0
+        assert await redis.exists(leases[kept]) == 1
+        assert list(gateway.logins) == [kept]
