@@ -210,6 +210,18 @@ class GatewaySettings(BaseSettings):
     # The most one read or write of the shared token in Redis may take.
     token_store_timeout_ms: float = Field(default=250.0, gt=0)
 
+    # --- replicas: several gateway processes, one Tradovate session per login ----------
+    # off: this process opens its own sessions; redis: a per-login lease in REDIS_URL
+    # decides which replica holds each login's session (server/replicas/login_roles.py).
+    replicas: Literal["off", "redis"] = "off"
+    # Names the deployment in the Redis keys (tg:<deployment>:...): replicas of one
+    # deployment share it; two deployments on one Redis must differ.
+    deployment: str = Field(default="default", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    # How long a lease lasts without renewal (renewed every third of it), and how often a
+    # replica that does not hold it checks: a holder's death is taken over within both.
+    lease_ttl_s: float = Field(default=3.0, ge=0.3, le=60.0)
+    lease_poll_s: float = Field(default=0.5, gt=0, le=10.0)
+
     @field_validator("listen")
     @classmethod
     def _check_listen(cls, value: str) -> str:
@@ -244,6 +256,15 @@ class GatewaySettings(BaseSettings):
             else:
                 parse_keys(value.get_secret_value(), setting)
         return value
+
+    @model_validator(mode="after")
+    def _check_replicas(self) -> GatewaySettings:
+        if self.replicas == "redis" and not self.redis_url:
+            raise ValueError(
+                "GATEWAY_REPLICAS=redis needs REDIS_URL: the replicas share their leases and "
+                "the Tradovate token there; set REDIS_URL or GATEWAY_REPLICAS=off"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_token_sharing(self) -> GatewaySettings:

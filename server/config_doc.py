@@ -168,6 +168,17 @@ MEANINGS: Final[dict[str, str]] = {
     "trusted Redis); contradicts `GATEWAY_TOKEN_KEY`",
     "token_store_timeout_ms": "the most one read or write of the shared token in Redis may "
     "take; past it the call fails (`SHARED_TOKEN_UNAVAILABLE`), it never hangs",
+    # replicas: one Tradovate session per login across gateway processes
+    "replicas": "`off`: this process opens its own Tradovate sessions; `redis`: a lease per "
+    "login in `REDIS_URL` picks the one replica that holds the session (login, renewals, "
+    "sockets, live state), the others use its shared token for unary reads (needs "
+    "`REDIS_URL` and `GATEWAY_TOKEN_KEY` or `GATEWAY_TOKEN_PLAINTEXT`; docs/REPLICAS.md)",
+    "deployment": "the deployment's name in the Redis keys (`tg:<deployment>:`): the same on "
+    "every replica of one deployment, different for two deployments on one Redis",
+    "lease_ttl_s": "a login's lease lapses this long after its holder's last renewal "
+    "(renewed every third of it); the same on every replica",
+    "lease_poll_s": "how often a replica that does not hold a lease checks it; a dead "
+    "holder is replaced within `GATEWAY_LEASE_TTL_S` + this",
     "allow_insecure": "listen beyond loopback without API keys or TLS (e.g. inside a container)",
 }
 

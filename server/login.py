@@ -22,6 +22,7 @@ from trading_gateway.server.broker import (
     TradovateClient,
 )
 from trading_gateway.server.broker.errors import retry_after
+from trading_gateway.server.broker.token_source import SharedToken
 from trading_gateway.server.config import GatewaySettings
 from trading_gateway.server.deadline import Deadline
 from trading_gateway.server.login_problem import login_problem, url_origin
@@ -89,10 +90,18 @@ async def log_in_with_retries(
     settings: GatewaySettings,
     waiting_because: Callable[[str | None], None],
     spec: LoginSpec,
+    *,
+    reuse: SharedToken | None = None,
+    retry_max: float | None = None,
 ) -> None:
     """Log in ``spec``'s login, retrying what looks transient; ``waiting_because`` hears
     why callers wait. Messages name the setting that chose the URL: TRADOVATE_URL for
     the shorthand, the login's entry for a login of the logins file (login_problem.py).
+
+    ``reuse``: a live token of the login's session to take over instead of logging in
+    (``TradovateClient.start``). ``retry_max``: the longest pause between tries
+    (``LOGIN_RETRY_MAX`` by default; a replica's follower only reads Redis, so it polls
+    sooner).
 
     A URL that answers, but not as Tradovate, ends start-up after
     LOGIN_MISCONFIGURED_ATTEMPTS attempts in a row; one that does not answer is
@@ -104,7 +113,7 @@ async def log_in_with_retries(
     misconfigured = 0
     while True:
         try:
-            await broker.start(deadline=Deadline.after(settings.upstream_timeout_s))
+            await broker.start(deadline=Deadline.after(settings.upstream_timeout_s), reuse=reuse)
             waiting_because(None)
             return
         except (AuthError, CaptchaRequired):
@@ -121,4 +130,4 @@ async def log_in_with_retries(
             wait = max(delay, retry_after(exc) or 0.0)
             logger.warning("%s failed: %s; next try in %.0f s", who, problem.message, wait)
             await asyncio.sleep(wait)
-            delay = min(delay * 2, LOGIN_RETRY_MAX)
+            delay = min(delay * 2, LOGIN_RETRY_MAX if retry_max is None else retry_max)

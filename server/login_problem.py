@@ -28,6 +28,7 @@ from trading_gateway.server.broker.errors import (
     PenaltyError,
     ProtocolError,
     RateLimitedError,
+    SharedTokenUnavailable,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
@@ -97,6 +98,13 @@ def login_problem(origin: UrlOrigin, exc: BrokerError) -> LoginProblem:
             False,
             f"cannot reach {url} ({why}); retrying, as this looks transient (network, DNS "
             f"or Tradovate outage); if it lasts, check {setting}",
+        )
+    if isinstance(exc, SharedTokenUnavailable):
+        # A replica that follows the login (GATEWAY_REPLICAS=redis) never logs in itself.
+        return LoginProblem(
+            False,
+            f"this replica does not hold the login and waits for the token its holder "
+            f"shares through Redis ({exc}); retrying",
         )
     return LoginProblem(False, f"login at {url} failed ({exc}); retrying")
 

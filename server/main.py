@@ -52,6 +52,7 @@ from trading_gateway.server.reads.accounts import AccountDirectory
 from trading_gateway.server.reads.build import ReadPath
 from trading_gateway.server.reads.fanout import FanOut
 from trading_gateway.server.reads.records import PositionsData
+from trading_gateway.server.replicas.roles import ReplicaRoles
 from trading_gateway.server.setting_error import SettingError
 
 logger = logging.getLogger(__name__)
@@ -124,8 +125,14 @@ class Gateway:
             monitors=lambda: [runtime.health for runtime in self.deployment],
             cache_healthy=lambda: self.cache.healthy,
         )
+        # GATEWAY_REPLICAS=redis: a lease per login picks the replica holding its session.
+        self.replicas: ReplicaRoles | None = (
+            ReplicaRoles(s, self._role_changed) if s.replicas == "redis" else None
+        )
         self.deployment = Deployment(specs, self._runtime, self.deployment_health)
-        first = self.deployment.first
+        resolve = streams.resolver(self.deployment)
+        if self.replicas is not None:
+            resolve = self.replicas.refuse_followers(resolve, lambda: self.deployment.logins)
         self.reads = DeploymentReads(lambda: self.deployment.logins)
         self.servicer = TradingServicer(
             self.reads,
@@ -137,11 +144,12 @@ class Gateway:
             metrics=self.metrics,
             streams=(
                 AcrossLoginsStreamHandler(
-                    streams.resolver(self.deployment),
+                    resolve,
                     streams.live_sources(self.deployment),
                     status_of=account_status,
                 )
-                if first.live
+                # Not the first login's live state: under replicas it may follow at first.
+                if self._live_factory is not None
                 else None
             ),
         )
@@ -168,7 +176,17 @@ class Gateway:
             tracing=self.tracing,
             on_ready=self._login_ready,
             on_failed=self._login_failed,
+            replica=self.replicas.role(spec.name) if self.replicas is not None else None,
         )
+
+    async def _role_changed(self, name: str) -> None:
+        """This replica took or lost login ``name``'s lease: build it again in its role."""
+        runtime = self.deployment.logins.get(name)
+        if runtime is None or self._stopped or self.replicas is None:
+            return
+        if runtime.term is self.replicas.role(name).keeper.term:
+            return  # already built for this term (or as a follower, for none)
+        await self.deployment.rebuild(name)
 
     # ---------------------------------------------------------------- logins
     @property
@@ -207,6 +225,9 @@ class Gateway:
         streams end), replace changed ones; the others go on untouched."""
         self._fatal_login_failure = False
         changes = await self.deployment.apply(specs)
+        if self.replicas is not None:
+            for name in changes.removed:
+                await self.replicas.forget(name)
         logger.info("logins reloaded: %s", changes)
         return changes
 
@@ -297,6 +318,8 @@ class Gateway:
         if warning := s.md_url_warning():
             logger.warning("%s", warning)
         await self.deployment.start()
+        if self.replicas is not None:
+            self.replicas.start()
 
     async def _start_metrics(self) -> None:
         port = self.settings.metrics_port
@@ -344,6 +367,8 @@ class Gateway:
             return
         self._stopped = True
         grace = self.settings.grace_s if grace is None else grace
+        if self.replicas is not None:
+            await self.replicas.stop_changes()  # no role change rebuilds a login from now on
         runtimes = list(self.deployment)
         steps: list[Callable[[], Awaitable[object]]] = [self.deployment_health.enter_shutdown]
         steps += [runtime.drain for runtime in runtimes]
@@ -352,6 +377,8 @@ class Gateway:
             steps.append(lambda: server.stop(grace))
         steps.append(self._close_reads)
         steps += [runtime.aclose for runtime in runtimes]
+        if self.replicas is not None:
+            steps.append(self.replicas.aclose)  # after the holder closed: then release
         if self.cache_watch is not None:
             steps.append(self.cache_watch.aclose)
         steps.append(self.cache.aclose)

@@ -20,8 +20,8 @@ from typing import Final, TypeVar
 from urllib.parse import urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from trading_gateway.server.cache.base import Cache, CacheCounters, StateCallback
 

@@ -79,6 +79,22 @@ class Deployment:
         for runtime in self:
             await runtime.start()
 
+    async def rebuild(self, name: str) -> LoginRuntime | None:
+        """Close login ``name``'s runtime and build it again from the same spec, in the same
+        place (a replica's role changed). Its streams end with a resumable status; until the
+        new runtime is in, its reads refuse as closing. None if the login is gone."""
+        old = self._runtimes.get(name)
+        if old is None:
+            return None
+        await old.drain()
+        await old.aclose()
+        if self._runtimes.get(name) is not old:
+            return None  # a reload replaced or removed it meanwhile
+        runtime = self._build(old.spec)
+        self._runtimes[name] = runtime
+        await runtime.start()
+        return runtime
+
     async def apply(self, specs: Sequence[LoginSpec]) -> LoginChanges:
         if not specs:
             raise SettingError(

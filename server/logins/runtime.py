@@ -21,6 +21,7 @@ from trading_gateway.server.broker import (
     BrokerError,
     CaptchaRequired,
     IpPacer,
+    SharedToken,
     TradovateClient,
 )
 from trading_gateway.server.cache import Cache
@@ -36,8 +37,18 @@ from trading_gateway.server.observability.tracing import Tracing
 from trading_gateway.server.reads.build import ReadPath
 from trading_gateway.server.reads.fanout import UpstreamObserver
 from trading_gateway.server.reads.service import ReadService
+from trading_gateway.server.replicas.fence import Fenced
+from trading_gateway.server.replicas.lease import LeaseTerm, LeaseUnavailable, NotHeld
+from trading_gateway.server.replicas.login_role import LoginRole
+from trading_gateway.server.replicas.token_errors import TokenStoreUnavailable
+from trading_gateway.server.replicas.token_sharing import TokenPublisher
 
 logger = logging.getLogger(__name__)
+
+# A follower's start reads only Redis (the holder's token): it retries sooner than a login.
+FOLLOWER_RETRY_MAX_S = 2.0
+# A new holder that cannot reach Redis to confirm its term or read the token tries again.
+TAKE_OVER_RETRY_S = 0.2
 
 
 class LoginState(enum.Enum):
@@ -78,8 +89,17 @@ class LoginRuntime:
         tracing: Tracing | None = None,
         on_ready: OnReady | None = None,
         on_failed: OnFailed | None = None,
+        replica: LoginRole | None = None,
     ) -> None:
+        """``replica``: this login's role under GATEWAY_REPLICAS=redis (login_role.py),
+        read once here: the holder logs in (or takes the shared token over) and runs live
+        state; a follower reads the holder's token, opens no session and no socket, and
+        has no live state. The gateway builds a new runtime when the role changes."""
         self.spec = spec
+        self.replica = replica
+        self.term: LeaseTerm | None = replica.keeper.term if replica is not None else None
+        self.follower = replica is not None and self.term is None
+        self._publisher: TokenPublisher | None = None
         self.settings = settings
         self.state = LoginState.LOGGING_IN
         self.why: BaseException | None = None
@@ -90,11 +110,14 @@ class LoginRuntime:
             broker_settings(spec, settings),
             request_hook=tracing.http if tracing is not None else None,
             ip_pacer=ip_pacer,
+            token_source=replica.token_source if replica is not None and self.follower else None,
         )
         self._metrics = metrics
         metrics.watch_upstream(self.broker.stats, login=spec.name)
         self.live: LiveSubsystem | None = (
-            live_factory(self.broker, settings, metrics, spec.name) if live_factory else None
+            live_factory(self.broker, settings, metrics, spec.name)
+            if live_factory and not self.follower
+            else None
         )
         self.health = HealthMonitor(
             health.servicer,
@@ -168,8 +191,22 @@ class LoginRuntime:
 
     async def _login(self) -> None:
         try:
-            await log_in_with_retries(self.broker, self.settings, self._waiting, self.spec)
+            reuse = await self._take_over()
+            await log_in_with_retries(
+                self.broker,
+                self.settings,
+                self._waiting,
+                self.spec,
+                reuse=reuse,
+                retry_max=FOLLOWER_RETRY_MAX_S if self.follower else None,
+            )
+            self._publish()
             await self._after_login()
+        except (Fenced, NotHeld) as exc:
+            # The term ended before the session was opened: the role's on_lost has the
+            # gateway build this login again as a follower; open nothing meanwhile.
+            self._waiting(f"this replica lost the login's lease while taking it over: {exc}")
+            logger.warning("login %r: not taking the session over: %s", self.name, exc)
         except (AuthError, CaptchaRequired) as exc:
             self._failed(exc, FatalStartupError(str(exc)))
         except FatalStartupError as exc:
@@ -177,6 +214,37 @@ class LoginRuntime:
         except Exception as exc:  # a bug: say so instead of never becoming ready
             logger.exception("login %s: start-up failed", self.name)
             self._failed(exc, FatalStartupError(f"start-up failed: {exc!r}"))
+
+    async def _take_over(self) -> SharedToken | None:
+        """As the lease holder: confirm the term, then the previous holder's live token.
+
+        A Redis that cannot answer is retried while the term lasts (when it ends, the
+        gateway rebuilds this login as a follower): neither an unconfirmed term nor a
+        token nobody could read may open a session.
+        """
+        replica = self.replica
+        if replica is None or self.term is None:
+            return None
+        while True:
+            try:
+                await replica.confirm()
+                return await replica.shared_token(Deadline.after(self.settings.upstream_timeout_s))
+            except (LeaseUnavailable, TokenStoreUnavailable) as exc:
+                self._waiting(f"taking the login's session over waits for Redis: {exc}")
+                await asyncio.sleep(TAKE_OVER_RETRY_S)
+
+    def _publish(self) -> None:
+        """Remember every token of the session (both roles); the holder publishes them."""
+        replica = self.replica
+        if replica is None:
+            return
+        manager = self.broker.token_manager
+        manager.add_listener(replica.remember)
+        if manager.current is not None:
+            replica.remember(manager.current)
+        if self.term is not None:
+            self._publisher = replica.publisher(self.term)
+            self._publisher.attach(manager)
 
     def _failed(self, why: BaseException, fatal: FatalStartupError) -> None:
         logger.error("Tradovate login %r failed for good: %s", self.name, why)
@@ -220,6 +288,8 @@ class LoginRuntime:
         if task is not None and not task.done():
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        if self._publisher is not None:
+            await self._publisher.aclose()  # first: a replica that lost the lease stops at once
         steps = [self.read_path.aclose, self.health.aclose]
         if self.live is not None:
             steps.append(self.live.aclose)

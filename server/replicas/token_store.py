@@ -11,6 +11,9 @@ Guarantees:
   (``StaleHolder``: a newer holder took the login over), else stores the value and sets the
   key to expire when the token does. A dead token is never served from Redis: an expired
   token is not written, and the key vanishes with the token it holds.
+- With ``fenced=True`` the write script starts with the lease's fence (fence.py): a writer
+  whose epoch is not the one in the login's lease record is refused (``StaleHolder``)
+  before anything is written, even before a newer holder has written a token.
 - ``read`` returns ``Published`` (token + epoch) only for a value that authenticates for
   that login (token_seal.py) and whose clear epoch matches the sealed one; otherwise
   ``TokenUnreadable``. No key: None.
@@ -29,13 +32,14 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from trading_gateway.server.broker.token_source import SharedToken
 from trading_gateway.server.deadline import Deadline
+from trading_gateway.server.replicas.fence import Fenced, call_fenced, fenced_script
 from trading_gateway.server.replicas.token_errors import (
     StaleHolder,
     TokenStoreUnavailable,
@@ -63,6 +67,19 @@ redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return {1}
 """
 
+# The same write for a store tied to the lease (``fenced=True``): FENCE_LUA first (KEYS[1]
+# the login's lease key, ARGV[1] the writer's epoch), then KEYS[2] the token key; ARGV[2]
+# the sealed value, ARGV[3] the time to live (ms).
+_FENCED_WRITE_BODY: Final = """
+local stored = redis.call('HGET', KEYS[2], 'epoch')
+if stored and tonumber(stored) > tonumber(ARGV[1]) then
+  return {0, tonumber(stored)}
+end
+redis.call('HSET', KEYS[2], 'epoch', ARGV[1], 'sealed', ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+return {1}
+"""
+
 # KEYS[1] the login's token key; ARGV[1] the epoch that wrote it. Deletes only its own.
 _CLEAR: Final = """
 if redis.call('HGET', KEYS[1], 'epoch') == ARGV[1] then
@@ -82,26 +99,39 @@ class TokenStore:
         *,
         prefix: str = DEFAULT_PREFIX,
         timeout: float = DEFAULT_TIMEOUT,
+        fenced: bool = False,
     ) -> None:
+        """``fenced``: a write is refused (``StaleHolder``) unless the writer's epoch is the
+        one in the login's lease record (``lease_key``, fence.py), not only at least the
+        stored token's: a holder whose lease lapsed cannot publish even before a newer
+        holder has. Use it wherever the lease runs (the replicas wiring does)."""
         self._redis = redis
         self._sealer = sealer
         self._prefix = prefix
         self._timeout = timeout
         self._write = redis.register_script(_WRITE)
+        self._fenced_write = fenced_script(redis, _FENCED_WRITE_BODY) if fenced else None
         self._clear = redis.register_script(_CLEAR)
 
     @classmethod
-    def from_settings(cls, redis: Redis, settings: GatewaySettings, deployment: str) -> TokenStore:
+    def from_settings(
+        cls, redis: Redis, settings: GatewaySettings, deployment: str, *, fenced: bool = False
+    ) -> TokenStore:
         """The store the settings describe (``TokenKeyMissing`` without a key or plaintext)."""
         return cls(
             redis,
             TokenSealer.from_settings(settings),
             prefix=f"tg:{deployment}:",
             timeout=settings.token_store_timeout_ms / 1000,
+            fenced=fenced,
         )
 
     def key(self, login: str) -> str:
         return f"{self._prefix}login:{{{login}}}:token"
+
+    def lease_key(self, login: str) -> str:
+        """The login's lease record (lease.py ``LeaseKeys.lease`` for the same prefix)."""
+        return f"{self._prefix}login:{{{login}}}:lease"
 
     async def write(self, login: str, token: SharedToken, epoch: int) -> bool:
         """Publish ``token`` for ``login`` as the holder with ``epoch``.
@@ -113,11 +143,31 @@ class TokenStore:
         if ttl_ms <= 0:
             return False
         sealed = self._sealer.seal(login, token, epoch)
-        result = await self._bounded(
-            self._write(keys=[self.key(login)], args=[epoch, sealed, ttl_ms]),
-            f"writing the shared token of login {login!r}",
-            None,
-        )
+        what = f"writing the shared token of login {login!r}"
+        if self._fenced_write is not None:
+            try:
+                result: Any = await self._bounded(
+                    call_fenced(
+                        self._fenced_write,
+                        self.lease_key(login),
+                        epoch,
+                        keys=[self.key(login)],
+                        args=[sealed, ttl_ms],
+                    ),
+                    what,
+                    None,
+                )
+            except Fenced as fenced:
+                raise StaleHolder(
+                    f"login {login!r}'s lease is no longer held with epoch {epoch} "
+                    f"({fenced}): this replica must not publish its token",
+                    epoch=epoch,
+                    stored_epoch=fenced.current or 0,
+                ) from None
+        else:
+            result = await self._bounded(
+                self._write(keys=[self.key(login)], args=[epoch, sealed, ttl_ms]), what, None
+            )
         if int(result[0]) == 1:
             return True
         stored = int(result[1])
