@@ -75,7 +75,12 @@ def asked_positions(request: pb.StreamUpdatesRequest, logins: Sequence[str]) -> 
                 field="resume_from",
             )
         positions[entry.login] = (entry.epoch, entry.sequence)
-    if request.resume_after_sequence > 0 or request.resume_epoch:
+    legacy = (request.resume_epoch, request.resume_after_sequence)
+    if (request.resume_after_sequence > 0 or request.resume_epoch) and legacy not in (
+        positions.values()
+    ):
+        # (A client that also repeats its one resume_from position there, for servers from
+        # before resume_from, says nothing new: only a position of its own is checked.)
         if len(logins) > 1:
             raise InvalidRequest(
                 "resume_after_sequence/resume_epoch name one login's position, but this "

@@ -2,8 +2,9 @@
 
 ``apply(specs)`` makes the running set equal to ``specs``: a login whose spec is gone is
 taken out of the mapping first (so its ending streams can tell it was removed), drained
-and closed; a changed spec is closed and started again; a new one is started; the
-others are not touched.
+and closed; a changed spec's runtime stays in the mapping, unavailable ("being
+replaced"), while it drains and closes, and its successor takes its place in one step;
+a new one is started; the others are not touched.
 """
 
 from __future__ import annotations
@@ -101,12 +102,22 @@ class Deployment:
                 "logins", "none", "a reload would leave the gateway without a login", "keep one"
             )
         changes = plan_changes(self._runtimes, specs)
-        for name in changes.removed + changes.replaced:
+        for name in changes.removed:
             runtime = self._runtimes.pop(name)  # out of the deployment before it drains
             await runtime.drain()
             await runtime.aclose()
-            if name in changes.removed:
-                await self._health.login_gone(name)
+            await self._health.login_gone(name)
+        wanted = {spec.name: spec for spec in specs}
+        for name in changes.replaced:
+            # It stays listed, answering "being replaced" (unavailable_logins), until its
+            # successor takes its place in one step: never silently absent from a read.
+            old = self._runtimes[name]
+            old.mark_replacing()
+            await old.drain()
+            await old.aclose()
+            runtime = self._build(wanted[name])
+            self._runtimes[name] = runtime
+            await runtime.start()
         for spec in specs:
             if spec.name not in self._runtimes:
                 runtime = self._build(spec)

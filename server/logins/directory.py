@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NoReturn, Protocol
 
-from trading_gateway.server.auth.scoping import check_selection, narrow
+from trading_gateway.server.auth.scoping import check_selection, narrow, visible_logins
 from trading_gateway.server.broker.errors import BrokerError
 from trading_gateway.server.broker.schemas import Account
 from trading_gateway.server.deadline import Deadline
@@ -36,6 +36,7 @@ from trading_gateway.server.errors import (
 )
 from trading_gateway.server.logins.account import LoginAccount
 from trading_gateway.server.logins.selector import Entry, names_a_login, parse_login_selector
+from trading_gateway.server.logins.spec import DEFAULT_LOGIN
 from trading_gateway.server.reads.accounts import Ref
 from trading_gateway.server.reads.records import LoginProblem
 from trading_gateway.server.reads.service import ReadService
@@ -67,9 +68,28 @@ class Selection:
     unavailable: list[LoginProblem] = field(default_factory=list)
 
 
+def visible(logins: Logins) -> dict[str, LoginView]:
+    """One call's view of the deployment: the logins now (a reload during the call
+    changes nothing it sees), only those the calling key may hear about, so an error,
+    ``unavailable_logins`` or a total never names or counts a login outside its scope."""
+    now = dict(logins)
+    seen = set(visible_logins(now))
+    return {name: view for name, view in now.items() if name in seen}
+
+
 async def resolve(logins: Logins, entries: Sequence[str], deadline: Deadline) -> Selection:
     """The accounts ``entries`` select across ``logins`` (every active one when empty)."""
-    if len(logins) == 1 and not names_a_login(entries):
+    # The TRADOVATE_* shorthand's one login keeps the single-login rules and errors
+    # exactly (its plain accounts are login "default" to the scope check).
+    single = list(logins) == [DEFAULT_LOGIN]
+    logins = visible(logins)
+    if not logins:
+        # The key may hear of no login: its entries are outside its scope, or unknown.
+        check_selection([(text, None) for text in entries])
+        if entries:
+            raise AccountsNotFound(list(entries))
+        return Selection([])
+    if single and not names_a_login(entries):
         # One login, bare entries: exactly the single-login rules and errors.
         (view,) = logins.values()
         view.reads.check()
@@ -115,10 +135,6 @@ def raise_unavailable(problems: Sequence[LoginProblem]) -> NoReturn:
 async def _selected(logins: Logins, entries: Sequence[str], deadline: Deadline) -> Selection:
     parsed = parse_login_selector(entries, _limit(logins))
     unknown = [e.text for e in parsed if e.login is not None and e.login not in logins]
-    if unknown:
-        # Scope first: a key learns no login's name it could not see (PERMISSION_DENIED).
-        check_selection([(text, None) for text in unknown])
-        raise LoginsNotFound(unknown, list(logins))
     wanted: dict[str, list[Ref]] = {}
     for entry in parsed:
         for name in _targets(entry, logins):
@@ -133,7 +149,11 @@ async def _selected(logins: Logins, entries: Sequence[str], deadline: Deadline) 
         else:
             found[name] = dict(zip(wanted[name], answer, strict=True))
     chosen = [_choose(entry, logins, found) for entry in parsed]
+    # Scope first, over every entry at once: a key learns no login's or account's name it
+    # could not see (PERMISSION_DENIED names each such entry, and only those).
     check_selection([(entry.text, account) for entry, account in zip(parsed, chosen, strict=True)])
+    if unknown:
+        raise LoginsNotFound(unknown, list(logins))
     missing = [e for e, a in zip(parsed, chosen, strict=True) if a is None]
     waiting = [e for e in missing if any(n in down for n in _targets(e, logins))]
     if len(waiting) < len(missing):
@@ -152,7 +172,9 @@ def _limit(logins: Logins) -> int:
 
 
 def _targets(entry: Entry, logins: Logins) -> list[str]:
-    return [entry.login] if entry.login is not None else list(logins)
+    if entry.login is None:
+        return list(logins)
+    return [entry.login] if entry.login in logins else []
 
 
 async def _lookup(

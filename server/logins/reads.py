@@ -23,7 +23,9 @@ from trading_gateway.server.logins.directory import (
     Selection,
     raise_unavailable,
     resolve,
+    visible,
 )
+from trading_gateway.server.logins.spec import DEFAULT_LOGIN
 from trading_gateway.server.reads.records import (
     AccountList,
     AccountRead,
@@ -34,6 +36,8 @@ from trading_gateway.server.reads.records import (
     PositionsData,
     Reads,
     Snapshot,
+    Source,
+    now_epoch,
 )
 from trading_gateway.server.reads.service import KindReader, ReadService
 
@@ -64,9 +68,10 @@ class DeploymentReads:
         self._closing = True
 
     def _current(self) -> Logins:
+        """The logins this call works with, fixed for the whole call (directory.visible)."""
         if self._closing:
             raise ShuttingDown()
-        return self._logins()
+        return visible(self._logins())
 
     async def list_accounts(
         self,
@@ -77,7 +82,12 @@ class DeploymentReads:
         include_inactive: bool = False,
     ) -> AccountList:
         logins = self._current()
-        if len(logins) == 1 and not entries:
+        if not logins:
+            # The calling key may hear of no login: nothing to list (entries are refused).
+            await resolve(logins, entries, deadline)
+            return AccountList([], Source.LIVE, now_epoch())
+        if list(logins) == [DEFAULT_LOGIN] and not entries:
+            # The shorthand's one login: its own listing, scope applied as login "default".
             (view,) = logins.values()
             listing = await view.reads.list_accounts(
                 (), policy, deadline, include_inactive=include_inactive
@@ -115,22 +125,25 @@ class DeploymentReads:
     async def positions(
         self, entries: Sequence[str], policy: Policy, deadline: Deadline
     ) -> Reads[PositionsData]:
-        selection = await resolve(self._current(), entries, deadline)
-        got = await self._read(selection, _positions, policy, deadline)
+        logins = self._current()
+        selection = await resolve(logins, entries, deadline)
+        got = await self._read(logins, selection, _positions, policy, deadline)
         return Reads(got, selection.unavailable)
 
     async def orders(
         self, entries: Sequence[str], policy: Policy, deadline: Deadline
     ) -> Reads[OrdersData]:
-        selection = await resolve(self._current(), entries, deadline)
-        got = await self._read(selection, _orders, policy, deadline)
+        logins = self._current()
+        selection = await resolve(logins, entries, deadline)
+        got = await self._read(logins, selection, _orders, policy, deadline)
         return Reads(got, selection.unavailable)
 
     async def balances(
         self, entries: Sequence[str], policy: Policy, deadline: Deadline
     ) -> Reads[BalanceData]:
-        selection = await resolve(self._current(), entries, deadline)
-        got = await self._read(selection, _balances, policy, deadline)
+        logins = self._current()
+        selection = await resolve(logins, entries, deadline)
+        got = await self._read(logins, selection, _balances, policy, deadline)
         return Reads(got, selection.unavailable)
 
     async def snapshot(
@@ -143,11 +156,12 @@ class DeploymentReads:
         balances: Policy,
     ) -> Snapshot:
         """All three kinds for the same accounts, every kind and login concurrently."""
-        selection = await resolve(self._current(), entries, deadline)
+        logins = self._current()
+        selection = await resolve(logins, entries, deadline)
         got_positions, got_orders, got_balances = await asyncio.gather(
-            self._read(selection, _positions, positions, deadline),
-            self._read(selection, _orders, orders, deadline),
-            self._read(selection, _balances, balances, deadline),
+            self._read(logins, selection, _positions, positions, deadline),
+            self._read(logins, selection, _orders, orders, deadline),
+            self._read(logins, selection, _balances, balances, deadline),
         )
         return Snapshot(
             [a.account for a in selection.accounts],
@@ -159,9 +173,13 @@ class DeploymentReads:
         )
 
     async def _read(
-        self, selection: Selection, reader_of: ReaderOf[T], policy: Policy, deadline: Deadline
+        self,
+        logins: Logins,
+        selection: Selection,
+        reader_of: ReaderOf[T],
+        policy: Policy,
+        deadline: Deadline,
     ) -> list[AccountRead[T]]:
-        logins = self._logins()
         groups: dict[str, list[LoginAccount]] = {}
         for account in selection.accounts:
             groups.setdefault(account.login, []).append(account)

@@ -145,6 +145,7 @@ class LoginRuntime:
         )
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._replacing = False
         self._waiting_why: str | None = None
 
     @property
@@ -157,6 +158,10 @@ class LoginRuntime:
 
     def unavailable(self) -> BaseException | None:
         """None while ready; else why its accounts cannot be answered now."""
+        if self._replacing:
+            return LoginUnavailable(
+                [self.name], "a reload changed its configuration; it is being restarted"
+            )
         if self._closed:
             return LoginUnavailable([self.name], "it was removed from the gateway's logins")
         if self.state is LoginState.READY:
@@ -272,6 +277,10 @@ class LoginRuntime:
         self.ready.set()
         if self._on_ready is not None:
             self._on_ready(self)
+
+    def mark_replacing(self) -> None:
+        """A reload changed this login: until its successor is in, it is unavailable."""
+        self._replacing = True
 
     async def drain(self) -> None:
         """End its open streams with a resumable status."""

@@ -35,6 +35,22 @@ def test_the_legacy_fields_name_the_position_of_a_one_login_stream_only() -> Non
     assert asked_positions(both, ["a"]) == {"a": ("e", 6)}
 
 
+def test_legacy_fields_that_repeat_a_resume_from_position_are_not_refused() -> None:
+    # A watch that ended before its second login sent anything knows one position and,
+    # for older servers, also writes it in the legacy fields: the stream over both
+    # logins resumes (the first at its position, the second with a fresh snapshot).
+    echoed = pb.StreamUpdatesRequest(
+        resume_after_sequence=6, resume_epoch="e", resume_from=[position("a", "e", 6)]
+    )
+    assert asked_positions(echoed, ["a", "b"]) == {"a": ("e", 6)}
+    # A legacy position of its own over several logins is still refused.
+    other = pb.StreamUpdatesRequest(
+        resume_after_sequence=4, resume_epoch="x", resume_from=[position("a", "e", 6)]
+    )
+    with pytest.raises(InvalidRequest, match="covers logins a, b"):
+        asked_positions(other, ["a", "b"])
+
+
 @pytest.mark.parametrize(
     ("entries", "words"),
     [

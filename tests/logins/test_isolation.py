@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import pathlib
 import time
 
 import grpc
@@ -13,6 +14,7 @@ from tradovate_gateway.v1 import trading_pb2 as pb
 
 from tests.conftest import free_port
 from tests.logins.stack import desk_specs, login_spec, running_logins, selector
+from tests.support.scoped_keys import KeyScope, write_scoped_keys
 from trading_gateway.server.logins.health import login_service
 from trading_gateway.server.logins.runtime import LoginState
 from trading_gateway.server.logins.spec import LoginSpec
@@ -161,3 +163,46 @@ async def test_a_login_still_logging_in_is_named_unavailable_and_the_others_answ
         assert await stack.health_status(login_service("desk-3")) == NOT_SERVING
         assert await stack.health_status("") == SERVING
         assert not stack.gateway.failed.done()
+
+
+async def test_a_login_scoped_key_never_hears_of_another_logins_trouble(
+    tmp_path: pathlib.Path,
+) -> None:
+    # desk-3 cannot log in. A key scoped to desk-1 reads "all accounts": desk-3 is not in
+    # its unavailable_logins (it may not even learn that login's name), and its totals
+    # are whole; a key that sees everything is told, with totals left out.
+    keys = write_scoped_keys(
+        tmp_path / "keys.json", {"desk-1": KeyScope(logins=["desk-1"]), "ops": KeyScope()}
+    )
+    async with running_logins(
+        specs=third_with_a_wrong_password,
+        ready=["desk-1", "desk-2"],
+        live_enabled=False,
+        api_keys_file=str(keys.file),
+    ) as stack:
+        bad = stack.gateway.logins["desk-3"]
+        await wait_for(lambda: bad.state is LoginState.FAILED)
+        scoped = await stack.stub.GetBalances(
+            pb.GetBalancesRequest(), metadata=keys.metadata("desk-1"), timeout=10
+        )
+        assert {b.meta.login for b in scoped.accounts} == {"desk-1"}
+        assert list(scoped.unavailable_logins) == []
+        assert scoped.totals.HasField("cash") and not scoped.totals.gaps
+        listed = await stack.stub.ListAccounts(
+            pb.ListAccountsRequest(), metadata=keys.metadata("desk-1"), timeout=10
+        )
+        assert {a.login for a in listed.accounts} == {"desk-1"}
+        assert list(listed.unavailable_logins) == []
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stack.stub.GetPositions(
+                pb.GetPositionsRequest(selector=selector("nosuch/DEMO1")),
+                metadata=keys.metadata("desk-1"),
+                timeout=10,
+            )
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "desk-2" not in (refused.value.details() or "")
+        everything = await stack.stub.GetBalances(
+            pb.GetBalancesRequest(), metadata=keys.metadata("ops"), timeout=10
+        )
+        assert [u.login for u in everything.unavailable_logins] == ["desk-3"]
+        assert not everything.totals.HasField("cash") and everything.totals.gaps
