@@ -84,17 +84,17 @@ class UpstreamLost(_ResumableEnd):
 
 
 class LoginRemoved(StreamError):
-    """A login of the stream was removed from the deployment, or replaced by a reload that
-    changed it (UNAVAILABLE). The stream's other logins resume with ``resume_from``; a
-    removed login's accounts are gone, a replaced one's come back with a fresh snapshot
-    (its sequence space is new)."""
+    """A login of the stream was removed from the deployment (UNAVAILABLE). The stream's
+    other logins resume with ``resume_from``; the removed login's accounts are gone. (A
+    login a reload changed stays in the deployment while it is replaced: its streams end
+    with the drain's resumable status, and a resume gets its successor's fresh snapshot.)"""
 
     reason = "LOGIN_REMOVED"
 
     def __init__(self, login: str) -> None:
         super().__init__(
-            f"login {login!r} was removed from (or changed in) the gateway's configuration; "
-            "a removed login's accounts are no longer served",
+            f"login {login!r} was removed from the gateway's configuration; "
+            "its accounts are no longer served",
             metadata={"login": login},
         )
         self.login = login
