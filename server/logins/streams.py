@@ -10,17 +10,12 @@ streams with LOGIN_REMOVED).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
-
-import grpc
 
 from trading_gateway.server.deadline import Deadline
 from trading_gateway.server.live_subsystem import LiveSubsystem
 from trading_gateway.server.logins import directory
 from trading_gateway.server.logins.account import LoginAccount
 from trading_gateway.server.logins.deployment import Deployment
-
-Context = grpc.aio.ServicerContext[Any, Any]
 
 
 def resolver(

@@ -40,6 +40,7 @@ from redis.exceptions import RedisError
 from trading_gateway.server.broker.token_source import SharedToken
 from trading_gateway.server.deadline import Deadline
 from trading_gateway.server.replicas.fence import Fenced, call_fenced, fenced_script
+from trading_gateway.server.replicas.lease import LeaseKeys
 from trading_gateway.server.replicas.token_errors import (
     StaleHolder,
     TokenStoreUnavailable,
@@ -55,28 +56,18 @@ T = TypeVar("T")
 DEFAULT_PREFIX: Final = "tg:"
 DEFAULT_TIMEOUT: Final = 0.25
 
-# KEYS[1] the login's token key; ARGV: epoch, sealed value, time to live (ms).
-# Returns {1} when written, {0, stored epoch} when a newer holder wrote already.
+# KEYS[#KEYS] the login's token key (the last key: fenced, KEYS[1] is the lease key that
+# FENCE_LUA, prepended by fence.fenced_script, checks ARGV[1] against); ARGV: epoch,
+# sealed value, time to live (ms). Returns {1} when written, {0, stored epoch} when a
+# newer holder wrote already.
 _WRITE: Final = """
-local stored = redis.call('HGET', KEYS[1], 'epoch')
+local token = KEYS[#KEYS]
+local stored = redis.call('HGET', token, 'epoch')
 if stored and tonumber(stored) > tonumber(ARGV[1]) then
   return {0, tonumber(stored)}
 end
-redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'sealed', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return {1}
-"""
-
-# The same write for a store tied to the lease (``fenced=True``): FENCE_LUA first (KEYS[1]
-# the login's lease key, ARGV[1] the writer's epoch), then KEYS[2] the token key; ARGV[2]
-# the sealed value, ARGV[3] the time to live (ms).
-_FENCED_WRITE_BODY: Final = """
-local stored = redis.call('HGET', KEYS[2], 'epoch')
-if stored and tonumber(stored) > tonumber(ARGV[1]) then
-  return {0, tonumber(stored)}
-end
-redis.call('HSET', KEYS[2], 'epoch', ARGV[1], 'sealed', ARGV[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
+redis.call('HSET', token, 'epoch', ARGV[1], 'sealed', ARGV[2])
+redis.call('PEXPIRE', token, ARGV[3])
 return {1}
 """
 
@@ -110,7 +101,7 @@ class TokenStore:
         self._prefix = prefix
         self._timeout = timeout
         self._write = redis.register_script(_WRITE)
-        self._fenced_write = fenced_script(redis, _FENCED_WRITE_BODY) if fenced else None
+        self._fenced_write = fenced_script(redis, _WRITE) if fenced else None
         self._clear = redis.register_script(_CLEAR)
 
     @classmethod
@@ -126,12 +117,15 @@ class TokenStore:
             fenced=fenced,
         )
 
+    def _keys(self, login: str) -> LeaseKeys:
+        return LeaseKeys(f"{self._prefix}login:{{{login}}}")
+
     def key(self, login: str) -> str:
-        return f"{self._prefix}login:{{{login}}}:token"
+        return f"{self._keys(login).prefix}:token"
 
     def lease_key(self, login: str) -> str:
         """The login's lease record (lease.py ``LeaseKeys.lease`` for the same prefix)."""
-        return f"{self._prefix}login:{{{login}}}:lease"
+        return self._keys(login).lease
 
     async def write(self, login: str, token: SharedToken, epoch: int) -> bool:
         """Publish ``token`` for ``login`` as the holder with ``epoch``.
