@@ -59,7 +59,6 @@ _PARTS: Final = (
     pb.AccountBalance.DESCRIPTOR,
 )
 _SNAPSHOT: Final = pb.AccountSnapshot.DESCRIPTOR
-ACCOUNTS_FIELD: Final = shared_number(_RESPONSES, "accounts")
 META_FIELD: Final = shared_number(_PARTS, "meta")
 TOTALS_FIELD: Final = shared_number(_RESPONSES[2:], "totals")
 SNAPSHOT_ACCOUNT: Final = number(_SNAPSHOT, "account")

@@ -14,14 +14,13 @@ stream does not cover are ignored (a removed login's, say).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, cast
 
 import grpc
 from tradovate_gateway.v1 import trading_pb2 as pb
 
-from trading_gateway.server.api.stream_handler import AccountResolver, Context
+from trading_gateway.server.api.stream_handler import Context
 from trading_gateway.server.auth.scoping import follows_new_accounts, visible_logins
 from trading_gateway.server.convert import StatusOf
 from trading_gateway.server.deadline import Deadline
@@ -42,22 +41,10 @@ from trading_gateway.server.live.errors import (
 from trading_gateway.server.live.streams import StreamAccount
 from trading_gateway.server.logins.account import LoginAccount
 
-logger = logging.getLogger(__name__)
-
 LoginResolver = Callable[[Sequence[str], Deadline], Awaitable[Sequence[LoginAccount]]]
 """Selector entries to accounts across every login (unknown or ambiguous ones raise)."""
 
 Position = tuple[str, int]
-
-
-def one_login_resolver(login: str, resolver: AccountResolver) -> LoginResolver:
-    """A login's own resolver (server/live/resolve.py) as a resolver across logins, for
-    a deployment of that one login."""
-
-    async def resolve(entries: Sequence[str], deadline: Deadline) -> Sequence[LoginAccount]:
-        return [LoginAccount(login, a) for a in await resolver.resolve(entries, deadline)]
-
-    return resolve
 
 
 def asked_positions(request: pb.StreamUpdatesRequest, logins: Sequence[str]) -> dict[str, Position]:

@@ -11,7 +11,6 @@ through server/api/status.py.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -19,8 +18,6 @@ import grpc
 
 from trading_gateway.server.broker.schemas import Account
 from trading_gateway.server.deadline import Deadline
-
-logger = logging.getLogger(__name__)
 
 Context = grpc.aio.ServicerContext[Any, Any]
 

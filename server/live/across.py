@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
@@ -41,8 +40,6 @@ from trading_gateway.server.live.errors import (
     with_positions,
 )
 from trading_gateway.server.live.streams import StreamAccount
-
-logger = logging.getLogger(__name__)
 
 #: How often a waiting login is checked for readiness, and every login for removal.
 CHECK_INTERVAL = 1.0
