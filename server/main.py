@@ -131,8 +131,6 @@ class Gateway:
         )
         self.deployment = Deployment(specs, self._runtime, self.deployment_health)
         resolve = streams.resolver(self.deployment)
-        if self.replicas is not None:
-            resolve = self.replicas.refuse_followers(resolve, lambda: self.deployment.logins)
         self.reads = DeploymentReads(lambda: self.deployment.logins)
         self.servicer = TradingServicer(
             self.reads,

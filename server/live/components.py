@@ -15,7 +15,7 @@ import logging
 from collections.abc import Sequence
 
 from trading_gateway.server.broker.client import TradovateClient
-from trading_gateway.server.broker.schemas import ContractInfo
+from trading_gateway.server.broker.schemas import CashBalanceSnapshot, ContractInfo, MarginSnapshot
 from trading_gateway.server.config import GatewaySettings
 from trading_gateway.server.convert import StatusOf
 from trading_gateway.server.deadline import Deadline
@@ -68,16 +68,38 @@ class BrokerLiveSubsystem:
             live_settings(settings),
             on_health=self._health_changed,
             contract_lookup=self._contract_info,
-            figure_fetcher=client,
+            figure_fetcher=self,
             status_of=status_of,
             login=login,
         )
         self.resolver = LiveAccountResolver(
             self.service.state, max_per_request=settings.max_accounts_per_request
         )
-        metrics.watch_streams(self.service.stats, login=login)
+        self.watch(metrics)
         self._with_market_data = settings.live_market_data
         self._drain_timeout = min(settings.grace_s, 2.0)
+
+    def bind(self, client: TradovateClient) -> None:
+        """Use ``client`` from now on (a replica's live state outlives the broker client of
+        one role: server/replicas/replicated_live.py)."""
+        self._client = client
+
+    def watch(self, metrics: Metrics) -> None:
+        """Report the streams in ``metrics`` (again, after a rebuild forgot the login)."""
+        self._metrics = metrics
+        metrics.watch_streams(self.service.stats, login=self.login)
+
+    # The background refresh's fetcher (server/live/figures.py FigureFetcher): the client
+    # bound now.
+    async def margin_snapshots(
+        self, account_ids: Sequence[int], *, deadline: Deadline | None = None
+    ) -> list[MarginSnapshot]:
+        return await self._client.margin_snapshots(account_ids, deadline=deadline)
+
+    async def cash_balance_snapshot(
+        self, account_id: int, *, deadline: Deadline | None = None
+    ) -> CashBalanceSnapshot:
+        return await self._client.cash_balance_snapshot(account_id, deadline=deadline)
 
     @property
     def reads(self) -> LiveViewReads:

@@ -5,6 +5,18 @@ kept in a bounded replay ring and offered to each matching subscriber's own boun
 Publishing never awaits, so a snapshot taken in the same synchronous step as a
 subscription (or a replay) is exactly the state at ``hub.sequence``: nothing can fall
 between the two, and no subscriber ever waits for another.
+
+Replicas (server/replicas/live_log.py) use two more modes:
+
+- ``journal(sink)`` (the lease holder): ``publish`` numbers the delta and hands it to
+  ``sink`` only; ``commit`` sends it, once the replicated log holds it. So every delta a
+  subscriber of any replica sees is in the log, and ``sequence`` is the last committed one
+  (the state may be a little ahead of it: a snapshot can include a change whose delta is
+  still on its way; each delta is a complete entity state, so applying it again is
+  harmless).
+- ``follow()`` (every other replica): ``publish`` does nothing; ``commit`` sends the
+  holder's deltas, which must continue ``sequence`` exactly (``SequenceGap`` otherwise),
+  and ``adopt`` moves to another holder's sequence space.
 """
 
 from __future__ import annotations
@@ -35,6 +47,24 @@ class EndReason(enum.Enum):
     SLOW_CONSUMER = "slow consumer"
     DRAIN = "drain"
     UPSTREAM_LOST = "upstream lost"
+
+
+class HubMode(enum.Enum):
+    DIRECT = "direct"
+    JOURNAL = "journal"
+    FOLLOW = "follow"
+
+
+class SequenceGap(Exception):
+    """A committed delta does not continue the hub's sequence."""
+
+    def __init__(self, expected: int, given: int) -> None:
+        self.expected = expected
+        self.given = given
+        super().__init__(f"delta {given} does not continue the hub (expected {expected})")
+
+
+DeltaSink = Callable[[Delta, int], None]
 
 
 class Subscription:
@@ -175,6 +205,41 @@ class StreamHub:
         # Per account: wall time (ns) and sequence of its last published delta.
         self.last_event_ns: dict[int, int] = {}
         self.last_sequence_of: dict[int, int] = {}
+        self.mode = HubMode.DIRECT
+        # The last sequence numbered (ahead of ``sequence`` while deltas wait in a journal).
+        self._numbered = 0
+        self._sink: DeltaSink | None = None
+
+    # ------------------------------------------------------------------ modes
+    @property
+    def numbered(self) -> int:
+        """The last sequence numbered: ``sequence`` plus the deltas a journal still holds."""
+        return self._numbered if self.mode is HubMode.JOURNAL else self.sequence
+
+    def journal(self, sink: DeltaSink) -> None:
+        """From now on, hand each new delta to ``sink(delta, now_ns)``; ``commit`` sends it."""
+        self.mode = HubMode.JOURNAL
+        self._numbered = self.sequence
+        self._sink = sink
+
+    def follow(self) -> None:
+        """From now on, ``publish`` does nothing: only ``commit`` moves the hub."""
+        self.mode = HubMode.FOLLOW
+        self._numbered = self.sequence
+        self._sink = None
+
+    def adopt(self, epoch: str, sequence: int, detail: str) -> bool:
+        """Continue from ``sequence`` of ``epoch`` (a follower that had to resync). Unless
+        that is exactly where the hub is, the open streams end (resumable: a resume that
+        the replay ring cannot serve gets a fresh snapshot) and the ring is emptied.
+        True when it was a change."""
+        if epoch == self.epoch and sequence == self.sequence:
+            return False
+        self.end_all(EndReason.UPSTREAM_LOST, detail)
+        self._ring.clear()
+        self.epoch = epoch
+        self.sequence = self._numbered = sequence
+        return True
 
     # ------------------------------------------------------------------ publishing
     def publish(
@@ -186,15 +251,22 @@ class StreamHub:
         payload: Mapping[str, Any],
         event_ns: int = 0,
         received_ns: int = 0,
-    ) -> Delta:
+    ) -> Delta | None:
         """Number, stamp and serialize one ``StreamUpdate`` once, then offer it to every
         subscriber.
 
         ``payload`` is its one ``payload`` field, e.g. ``{"order": {...}}`` (field dicts or
         messages). The update is built in one constructor call with its sequence and all
-        three times: ``event_ns`` (0: the publish time), ``received_ns`` (0: unset)."""
+        three times: ``event_ns`` (0: the publish time), ``received_ns`` (0: unset).
+        Following another replica's hub, it does nothing and returns None."""
+        mode = self.mode
+        if mode is HubMode.FOLLOW:
+            return None
         now = self._clock_ns()
-        self.sequence = sequence = self.sequence + 1
+        if mode is HubMode.JOURNAL:
+            self._numbered = sequence = self._numbered + 1
+        else:
+            self.sequence = sequence = self.sequence + 1
         event_ns = event_ns or now
         fields: Fields = {
             "sequence": sequence,
@@ -211,16 +283,34 @@ class StreamHub:
         }
         update = pb.StreamUpdate(**fields)
         delta = Delta(sequence, account_id, kind, entity_id, event_ns, update.SerializeToString())
+        if mode is HubMode.JOURNAL:
+            assert self._sink is not None
+            self._sink(delta, now)
+        else:
+            self._send(delta, now)
+        return delta
+
+    def commit(self, delta: Delta, now_ns: int) -> None:
+        """Send a journaled or replicated delta: the next one after ``sequence``."""
+        if delta.sequence != self.sequence + 1:
+            raise SequenceGap(self.sequence + 1, delta.sequence)
+        self.sequence = delta.sequence
+        if self.mode is HubMode.FOLLOW:
+            self._numbered = delta.sequence
+        self._send(delta, now_ns)
+
+    def _send(self, delta: Delta, now_ns: int) -> None:
+        account_id = delta.account_id
+        kind = delta.kind
         self._ring.append(delta)
-        self.last_event_ns[account_id] = now
-        self.last_sequence_of[account_id] = self.sequence
+        self.last_event_ns[account_id] = now_ns
+        self.last_sequence_of[account_id] = delta.sequence
         for sub in self._by_account.get(account_id, ()):
             if kind in sub.kinds:
                 sub.offer(delta)
         for sub in self._everyone:
             if kind in sub.kinds:
                 sub.offer(delta)
-        return delta
 
     # ------------------------------------------------------------------ subscribers
     @property

@@ -44,16 +44,21 @@ class PriceBook:
         self.changes: dict[int, int] = {}
         self.total_changes = 0
 
-    def update(self, quote: Quote) -> bool:
-        """Record the quote's price; True when it changed the contract's last price."""
+    def update(self, quote: Quote, at: float | None = None) -> bool:
+        """Record the quote's price (read at ``at``, epoch seconds; None: now); True when it
+        changed the contract's last price."""
         price = quote_price(quote)
         if price is None or self.last.get(quote.contract_id) == price:
             return False
-        self.last[quote.contract_id] = price
-        self.changed_at[quote.contract_id] = time.time()
-        self.changes[quote.contract_id] = self.changes.get(quote.contract_id, 0) + 1
-        self.total_changes += 1
+        self.put(quote.contract_id, price, time.time() if at is None else at)
         return True
+
+    def put(self, contract_id: int, price: Decimal, at: float) -> None:
+        """Set a contract's last price (a replica loading another's state)."""
+        self.last[contract_id] = price
+        self.changed_at[contract_id] = at
+        self.changes[contract_id] = self.changes.get(contract_id, 0) + 1
+        self.total_changes += 1
 
 
 @dataclass(frozen=True, slots=True)

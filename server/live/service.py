@@ -24,6 +24,13 @@ from trading_gateway.server.deadline import Deadline
 from trading_gateway.server.live.figures import FigureFetcher, FigureRefresher, RefreshSettings
 from trading_gateway.server.live.hub import EndReason, StreamHub
 from trading_gateway.server.live.md_subscriptions import QuoteFeed, QuoteSubscriptions
+from trading_gateway.server.live.records import (
+    FiguresRecord,
+    FrameRecord,
+    InfosRecord,
+    QuoteRecord,
+    Record,
+)
 from trading_gateway.server.live.source import LiveViewReads
 from trading_gateway.server.live.state import LiveState
 from trading_gateway.server.live.stats import StreamStats
@@ -143,6 +150,13 @@ class LiveService:
         self._closed = False
         self.resyncs = 0
         self.down_reason = "not connected yet"
+        #: Under replicas, the lease holder's journal (server/replicas/live_log.py): every
+        #: input is recorded before it is applied, so followers can replay it.
+        self.recorder: Callable[[Record], None] | None = None
+        # Whether the sync socket (or, on a follower, the holder's) is up and applied, and
+        # whether a follower can read the holder's records: healthy needs both.
+        self._upstream_up = False
+        self._feed_ok = True
 
     def stats(self) -> StreamStats:
         """The streams now, for metrics (walks the subscribers: call it on a scrape only)."""
@@ -226,6 +240,8 @@ class LiveService:
             logger.warning("live sync: first connect failed (%s); still trying", exc)
 
     def _apply_frame(self, events: list[SyncEvent]) -> None:
+        if self.recorder is not None:
+            self.recorder(FrameRecord(tuple(events)))
         try:
             self.handle_all(events)
         except Exception:
@@ -267,18 +283,55 @@ class LiveService:
             self.reads.synced_at = event.received_at.timestamp()
             if event.reconnect:
                 self.resyncs += 1
-            if self._loss_timer is not None:
-                self._loss_timer.cancel()
-                self._loss_timer = None
-            self._set_healthy(True)
+            self._upstream_up = True
             self._synced.set()
+            self.refresh_health()
         elif isinstance(event, EntityChange):
             self.views.apply(event)
             self._figures_moved(event)
         elif isinstance(event, SyncStatus) and not event.connected:
             self._went_down(event.reason)
 
-    def _went_down(self, reason: str) -> None:
+    def refresh_health(self) -> None:
+        """Healthy again when both the upstream and (on a follower) the feed are up."""
+        if not (self._upstream_up and self._feed_ok and self.state.synced):
+            return
+        if self._loss_timer is not None:
+            self._loss_timer.cancel()
+            self._loss_timer = None
+        self._set_healthy(True)
+
+    def feed_lost(self, reason: str) -> None:
+        """A follower cannot read the holder's records: not healthy until it can."""
+        self._feed_ok = False
+        self._went_down(reason, upstream=False)
+
+    def feed_back(self) -> None:
+        self._feed_ok = True
+        self.refresh_health()
+
+    def mark_down(self, reason: str) -> None:
+        """The upstream state is not trustworthy until the next snapshot."""
+        self._went_down(reason)
+
+    def mark_synced(self) -> None:
+        self._synced.set()
+
+    @property
+    def upstream_up(self) -> bool:
+        return self._upstream_up
+
+    def set_upstream(self, up: bool, reason: str) -> None:
+        """A loaded state's upstream condition (a follower starting from a dump)."""
+        if up:
+            self._upstream_up = True
+            self.refresh_health()
+        else:
+            self._went_down(reason)
+
+    def _went_down(self, reason: str, *, upstream: bool = True) -> None:
+        if upstream:
+            self._upstream_up = False
         self.down_reason = reason
         logger.warning("live sync: connection down (%s)", reason)
         self._set_healthy(False)
@@ -316,6 +369,13 @@ class LiveService:
             self.figures.mark((account_id,))
 
     def _figures_fetched(self, account_ids: list[int]) -> None:
+        if self.recorder is not None and self.figures is not None:
+            figures = self.figures
+            self.recorder(
+                FiguresRecord(
+                    tuple((a, f) for a in account_ids if (f := figures.get(a)) is not None)
+                )
+            )
         self.views.figures_changed(account_ids)
 
     # ------------------------------------------------------------------ contracts
@@ -342,8 +402,11 @@ class LiveService:
                 self._contracts_unknown(set(ids))
                 continue
             if infos:
+                at_ns = time.time_ns()
+                if self.recorder is not None:
+                    self.recorder(InfosRecord(tuple(infos.values()), at_ns))
                 touches = self.state.add_contract_infos(infos.values())
-                self.views.refresh(touches, time.time_ns())
+                self.views.refresh(touches, at_ns)
 
     # ------------------------------------------------------------------ market data
     def _contracts_changed(self, contracts: frozenset[int]) -> None:
@@ -352,7 +415,10 @@ class LiveService:
     async def _run_quotes(self) -> None:
         assert self._market is not None
         async for quote in self._market.quotes():
-            self.views.on_quote(quote)
+            at = time.time()
+            if self.recorder is not None:
+                self.recorder(QuoteRecord(quote, at))
+            self.views.on_quote(quote, at)
             if self.figures is not None:
                 # Tradovate's open PnL of the holders moves with any quote (its mark need
                 # not be the last trade): refetch once the quotes go quiet.

@@ -132,8 +132,9 @@ class LiveViews:
                 received_ns = max(received_ns, int(received_at.timestamp() * 1e9))
         return self.refresh(list(touches), received_ns)
 
-    def on_quote(self, quote: Quote) -> None:
-        if not self.prices.update(quote):
+    def on_quote(self, quote: Quote, at: float | None = None) -> None:
+        """A quote read at ``at`` (epoch seconds; None: now)."""
+        if not self.prices.update(quote, at):
             return
         for position_id in self._open.holders(quote.contract_id):
             position = self.state.positions.get(position_id)

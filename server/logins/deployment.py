@@ -82,11 +82,13 @@ class Deployment:
 
     async def rebuild(self, name: str) -> LoginRuntime | None:
         """Close login ``name``'s runtime and build it again from the same spec, in the same
-        place (a replica's role changed). Its streams end with a resumable status; until the
-        new runtime is in, its reads refuse as closing. None if the login is gone."""
+        place (a replica's role changed). A follower's live state and streams pass to the new
+        runtime; a holder's streams end with a resumable status. Until the new runtime is
+        in, its reads refuse as closing. None if the login is gone."""
         old = self._runtimes.get(name)
         if old is None:
             return None
+        old.hand_over()
         await old.drain()
         await old.aclose()
         if self._runtimes.get(name) is not old:

@@ -14,6 +14,7 @@ import asyncio
 import enum
 import logging
 from collections.abc import Callable
+from typing import cast
 
 from trading_gateway.server.api.health import HealthMonitor
 from trading_gateway.server.broker import (
@@ -37,9 +38,11 @@ from trading_gateway.server.observability.tracing import Tracing
 from trading_gateway.server.reads.build import ReadPath
 from trading_gateway.server.reads.fanout import UpstreamObserver
 from trading_gateway.server.reads.service import ReadService
+from trading_gateway.server.replicas.delta_log import DeltaLogKeys
 from trading_gateway.server.replicas.fence import Fenced
 from trading_gateway.server.replicas.lease import LeaseTerm, LeaseUnavailable, NotHeld
 from trading_gateway.server.replicas.login_role import LoginRole
+from trading_gateway.server.replicas.replicated_live import BindableLive, ReplicatedLive
 from trading_gateway.server.replicas.token_errors import TokenStoreUnavailable
 from trading_gateway.server.replicas.token_sharing import TokenPublisher
 
@@ -92,9 +95,11 @@ class LoginRuntime:
         replica: LoginRole | None = None,
     ) -> None:
         """``replica``: this login's role under GATEWAY_REPLICAS=redis (login_role.py),
-        read once here: the holder logs in (or takes the shared token over) and runs live
-        state; a follower reads the holder's token, opens no session and no socket, and
-        has no live state. The gateway builds a new runtime when the role changes."""
+        read once here: the holder logs in (or takes the shared token over), opens the
+        sockets and writes the login's delta log; a follower reads the holder's token, opens
+        no session and no socket, and mirrors the live state from the log. The gateway
+        builds a new runtime when the role changes; the live state of a follower passes to
+        its successor (``hand_over``), so its streams go on."""
         self.spec = spec
         self.replica = replica
         self.term: LeaseTerm | None = replica.keeper.term if replica is not None else None
@@ -114,11 +119,8 @@ class LoginRuntime:
         )
         self._metrics = metrics
         metrics.watch_upstream(self.broker.stats, login=spec.name)
-        self.live: LiveSubsystem | None = (
-            live_factory(self.broker, settings, metrics, spec.name)
-            if live_factory and not self.follower
-            else None
-        )
+        self._handing_over = False
+        self.live: LiveSubsystem | None = self._live(live_factory, metrics)
         self.health = HealthMonitor(
             health.servicer,
             probe=self._probe_upstream,
@@ -147,6 +149,35 @@ class LoginRuntime:
         self._closed = False
         self._replacing = False
         self._waiting_why: str | None = None
+
+    def _live(self, factory: LiveFactory | None, metrics: Metrics) -> LiveSubsystem | None:
+        if factory is None:
+            return None
+        replica = self.replica
+        if replica is None:
+            return factory(self.broker, self.settings, metrics, self.name)
+        shared = replica.live
+        if shared is None or shared.closed:
+            inner = factory(self.broker, self.settings, metrics, self.name)
+            settings = self.settings
+            shared = replica.live = ReplicatedLive(
+                cast(BindableLive, inner),
+                redis_url=settings.redis_url or "",
+                keys=DeltaLogKeys.for_login(settings.deployment, self.name),
+                capacity=settings.live_replay_capacity,
+                catch_up_s=settings.lease_ttl_s,
+                on_refused=replica.lease.drop,
+            )
+        shared.bind(self.broker, metrics, self.term)
+        return shared
+
+    def hand_over(self) -> None:
+        """This runtime is being rebuilt for a new role: a follower's live state (and its
+        streams) passes to the successor instead of closing."""
+        self._handing_over = True
+
+    def _keeps_live(self) -> bool:
+        return self._handing_over and self.follower and isinstance(self.live, ReplicatedLive)
 
     @property
     def name(self) -> str:
@@ -284,7 +315,7 @@ class LoginRuntime:
 
     async def drain(self) -> None:
         """End its open streams with a resumable status."""
-        if self.live is not None:
+        if self.live is not None and not self._keeps_live():
             await self.live.drain()
 
     async def aclose(self) -> None:
@@ -300,8 +331,10 @@ class LoginRuntime:
         if self._publisher is not None:
             await self._publisher.aclose()  # first: a replica that lost the lease stops at once
         steps = [self.read_path.aclose, self.health.aclose]
-        if self.live is not None:
+        if self.live is not None and not self._keeps_live():
             steps.append(self.live.aclose)
+            if self.replica is not None and self.replica.live is self.live:
+                self.replica.live = None
         steps.append(self.broker.aclose)
         self._metrics.forget_login(self.name)
         for step in steps:

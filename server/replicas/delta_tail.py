@@ -4,7 +4,8 @@
 
 - ``SnapshotLoaded``: replace your state with ``snapshot.state``; the deltas that follow
   start at ``snapshot.sequence + 1``. The first event, unless the tail was started
-  ``after`` a sequence you already hold.
+  ``after`` a sequence you already hold. With ``min_snapshot``, only a snapshot at that
+  sequence or later is loaded (a reader that knows the writer is about to store one).
 - ``LogEntry``: the next delta, exactly ``previous + 1``.
 - ``ResyncNeeded``: the log can no longer continue what you hold: a range was trimmed
   before you read it, or the stream vanished or restarted below your position (Redis lost
@@ -101,6 +102,7 @@ class DeltaTail:
         keys: DeltaLogKeys,
         *,
         after: int | None = None,
+        min_snapshot: int = 0,
         block: float = DEFAULT_BLOCK,
         count: int = DEFAULT_COUNT,
         op_timeout: float = DEFAULT_OP_TIMEOUT,
@@ -130,6 +132,8 @@ class DeltaTail:
         self._position = stream_id(after) if after is not None else "0-0"
         self._stream_seen = False
         self._loaded_id: str | None = None
+        # A snapshot below this sequence is not loaded (the reader knows a later one is due).
+        self._min_snapshot = min_snapshot
         self._in_outage = False
         self._events: AsyncGenerator[TailEvent, None] | None = None
         #: Entries skipped because their sequence was already yielded (redeliveries).
@@ -252,6 +256,8 @@ class DeltaTail:
         it (its next stored entry is exactly the one after it, or none is stored yet)."""
         snapshot = snapshot_from(await self._call(lambda: self._redis.hgetall(self.keys.snapshot)))
         if snapshot is None or snapshot.snapshot_id == self._loaded_id:
+            return None
+        if snapshot.sequence < self._min_snapshot:
             return None
         following = await self._call(
             lambda: self._redis.xrange(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
 
@@ -43,6 +44,9 @@ from trading_gateway.server.replicas.token_sharing import (
     shared,
 )
 from trading_gateway.server.replicas.token_store import TokenStore
+
+if TYPE_CHECKING:
+    from trading_gateway.server.replicas.replicated_live import ReplicatedLive
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +83,9 @@ class LoginRole:
         )
         self.keeper = LeaseKeeper(self.lease, poll_interval=poll, on_acquired=self._acquired)
         self.token_source: TokenSource = _RememberedSource(StoreTokenSource(store, login), self)
+        #: The login's live state on this replica (replicated_live.py), kept across the
+        #: rebuilds of a follower; the runtime makes it and drops it when it closes it.
+        self.live: ReplicatedLive | None = None
         # The newest token of this login this process used, as holder or follower: a new
         # holder reuses it when Redis has none (a Redis that lost its data), so a Redis
         # restart does not cost a second Tradovate session.

@@ -7,9 +7,8 @@ and again for any change that came meanwhile, so a login is never rebuilt twice 
 and the last change always wins. ``aclose()`` stops those tasks first, then every keeper
 (each releases its lease), then the Redis client.
 
-``refuse_followers(resolve, logins)`` wraps the StreamUpdates resolver: a stream over a
-login this replica follows answers UNAVAILABLE (LOGIN_UNAVAILABLE) naming the holder when
-known. Live state is not replicated yet, so only the holder can stream.
+Every replica serves LIVE reads and StreamUpdates: a follower mirrors the holder's live
+state through the login's delta log (replicated_live.py).
 """
 
 from __future__ import annotations
@@ -19,12 +18,11 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from trading_gateway.server.config import GatewaySettings
 from trading_gateway.server.deadline import Deadline
-from trading_gateway.server.errors import LoginUnavailable
 from trading_gateway.server.logins.account import LoginAccount
 from trading_gateway.server.replicas.connection import bounded_redis
 from trading_gateway.server.replicas.login_role import MAX_OP_TIMEOUT_S, LoginRole
@@ -156,30 +154,3 @@ class ReplicaRoles:
         for role in self._roles.values():
             await role.aclose()
         await self._redis.aclose()
-
-    def refuse_followers(
-        self, resolve: Resolve, logins: Callable[[], Mapping[str, _Runtime]]
-    ) -> Resolve:
-        """``resolve``, refusing a stream that selects an account of a followed login."""
-
-        async def guarded(entries: Sequence[str], deadline: Deadline) -> list[LoginAccount]:
-            accounts = await resolve(entries, deadline)
-            runtimes = logins()
-            for login in dict.fromkeys(account.login for account in accounts):
-                runtime = runtimes.get(login)
-                if runtime is not None and runtime.follower:
-                    raise LoginUnavailable([login], self._follower_why(login))
-            return accounts
-
-        return guarded
-
-    def _follower_why(self, login: str) -> str:
-        holder = self.role(login).holder_hint
-        where = f"replica {holder} holds it" if holder else "no replica holds it right now"
-        return (
-            f"this replica ({self.replica_id}) does not hold the login's Tradovate session "
-            f"and live state is not replicated yet, so StreamUpdates is served only by its "
-            f"holder: {where}; connect there, or retry (a replica takes over within "
-            f"{self._settings.lease_ttl_s + self._settings.lease_poll_s:.1f} s of its holder's "
-            "death)"
-        )

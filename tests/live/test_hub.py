@@ -27,12 +27,14 @@ def position_update(position_id: int, net_pos: int) -> pb.PositionUpdate:
 def publish(
     hub: StreamHub, account_id: int, kind: UpdateKind, entity_id: int, value: int = 0
 ) -> Delta:
-    return hub.publish(
+    published = hub.publish(
         account_id=account_id,
         kind=kind,
         entity_id=entity_id,
         payload={"position": position_update(entity_id, value)},
     )
+    assert published is not None
+    return published
 
 
 def delta(sequence: int, entity_id: int) -> Delta:

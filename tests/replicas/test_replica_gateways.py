@@ -4,8 +4,8 @@ Exactly one replica holds the login's Tradovate session (the simulator's per-use
 counters: one login, one live session, sampled all along); every replica answers unary
 reads; the holder killed with SIGKILL is replaced within the lease's bound and the new
 holder reuses the shared token (still one login, one session); a holder paused by SIGSTOP
-past its lease wakes up fenced and steps down; a follower's StreamUpdates is UNAVAILABLE
-naming the holder.
+past its lease wakes up fenced and steps down; every replica's live state serves, the
+followers' mirrored from the holder's delta log without a socket of their own.
 """
 
 from __future__ import annotations
@@ -28,9 +28,7 @@ from tests.replicas.gateway_replicas import (
     wait_until,
 )
 from trading_gateway.server.api.health import (
-    NOT_SERVING,
     SERVICE_LIVE,
-    SERVICE_TRADING,
     SERVING,
 )
 from trading_gateway.simulator import SimConfig, Simulator
@@ -127,21 +125,19 @@ async def test_three_replicas_one_session_reads_everywhere_and_kill9_failover_re
         assert (await cluster.holder()) is not None
         assert (sessions.now()["logins"], sessions.now()["sessions"]) == (1, 1)
 
-        # Only the holder has live state, and only it streams; a follower says who does.
+        # Only the holder has the sockets; every replica has the live state, the
+        # followers' mirrored from the delta log.
         holder = await cluster.holder()
         assert holder is not None
-        follower = next(r for r in cluster.replicas if r is not holder)
 
-        async def holder_live() -> bool:
-            return await holder.health(SERVICE_LIVE) == int(SERVING)
+        async def all_live() -> bool:
+            states = [await r.health(SERVICE_LIVE) for r in cluster.replicas]
+            return states == [int(SERVING)] * len(states)
 
-        await wait_until(holder_live, 10, "the holder's live state serving")
-        assert await follower.health(SERVICE_LIVE) == int(NOT_SERVING)
-        assert await follower.health(SERVICE_TRADING) == int(SERVING)
-        error = await follower.stream_error()
-        assert error.code() == grpc.StatusCode.UNAVAILABLE
-        assert f":{holder.pid}:" in (error.details() or ""), error.details()
-        assert "does not hold the login's Tradovate session" in (error.details() or "")
+        await wait_until(all_live, 10, "every replica's live state serving")
+        assert "user sync: snapshot" not in "".join(
+            r.log for r in cluster.replicas if r is not holder
+        )
 
         holder.signal(signal.SIGKILL)
         killed = asyncio.get_running_loop().time()

@@ -8,7 +8,6 @@ import asyncio
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-import grpc
 import pytest
 from redis.asyncio import Redis
 from tradovate_gateway.v1 import trading_pb2 as pb
@@ -20,6 +19,7 @@ from tests.replicas.tokens import new_key, token
 from tests.support.stack import running_stack
 from trading_gateway.server.main import Gateway
 from trading_gateway.server.replicas.lease import LeaseKeys
+from trading_gateway.server.replicas.replicated_live import ReplicatedLive
 from trading_gateway.server.replicas.token_errors import StaleHolder
 from trading_gateway.server.replicas.token_seal import TokenSealer
 from trading_gateway.server.replicas.token_store import TokenStore
@@ -93,21 +93,36 @@ async def test_a_holder_that_loses_its_lease_follows_then_takes_it_back_with_its
         epoch = int(await redis.hget(lease, "epoch") or 0)
         await redis.hset(lease, mapping={"holder": "other", "epoch": str(epoch + 1)})
         await redis.pexpire(lease, 1500)
+        holder_live = gateway.logins[LOGIN].live
         await wait_until(runtime_is(False), 5, "it steps down to a follower")
         follower = gateway.logins[LOGIN]
-        assert follower.live is None and follower.follower
+        # A holder's live state is never handed on: the follower mirrors the log afresh.
+        assert isinstance(follower.live, ReplicatedLive) and follower.follower
+        assert follower.live is not holder_live and follower.live.mirror is not None
         reply = await stack.stub.ListAccounts(pb.ListAccountsRequest(), timeout=5)
         assert len(reply.accounts) == 2
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            async for _ in stack.stub.StreamUpdates(pb.StreamUpdatesRequest(), timeout=5):
-                pass
-        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
-        assert "replica other holds it" in (caught.value.details() or "")
+        live = follower.live
+
+        async def mirrored_state() -> bool:
+            return live.healthy
+
+        await wait_until(mirrored_state, 5, "the follower loaded the log's snapshot")
+        # The follower streams the state it mirrored: status, snapshot, completion.
+        call = stack.stub.StreamUpdates(pb.StreamUpdatesRequest(), timeout=5)
+        kinds = []
+        async for update in call:
+            kinds.append(update.WhichOneof("payload"))
+            if kinds[-1] == "snapshot_complete":
+                break
+        call.cancel()
+        assert kinds[0] == "subscription" and "snapshot" in kinds, kinds
+        mirrored = follower.live
 
         # "other" never renews: its record lapses and this replica takes the login back.
         await wait_until(runtime_is(True), 5, "it holds the login again")
         holder = gateway.logins[LOGIN]
-        assert holder.live is not None
+        # The follower's live state (and its streams) passed to the holder it became.
+        assert holder.live is mirrored and mirrored.journal is not None
         assert holder.broker.token_manager.adoptions == 1  # the shared token, reused
         assert (counters()["logins"], counters()["sessions"]) == (1, 1)
         reply = await stack.stub.ListAccounts(pb.ListAccountsRequest(), timeout=5)
@@ -145,13 +160,21 @@ async def test_without_redis_the_holder_steps_down_keeps_reading_and_takes_its_s
         try:
             settled_redis.stop()
             await wait_until(runtime_is(False), 5, "it steps down without Redis")
-            assert gateway.logins[LOGIN].live is None
+            # A follower that cannot read the delta log has no live state to serve.
+            live = gateway.logins[LOGIN].live
+            assert isinstance(live, ReplicatedLive) and not live.healthy
             reply = await stack.stub.ListAccounts(pb.ListAccountsRequest(), timeout=10)
             assert len(reply.accounts) == 2
             settled_redis.start()
             # The restart quarantine: ceil(TTL) + 1 s of Redis uptime before any acquire.
             await wait_until(runtime_is(True), 10, "it holds the login again")
-            assert gateway.logins[LOGIN].live is not None
+            holder_live = gateway.logins[LOGIN].live
+            assert isinstance(holder_live, ReplicatedLive)
+
+            async def live_again() -> bool:
+                return holder_live.healthy
+
+            await wait_until(live_again, 10, "its live state serving again")
             counters = sim.control.user_counters()[user]
             assert (counters["logins"], counters["sessions"]) == (1, 1)
             assert most == 1, f"{most} sessions at once"

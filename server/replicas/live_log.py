@@ -1,0 +1,274 @@
+"""One login's live state through its delta log: the holder's journal, a follower's mirror.
+
+``LiveJournal`` (the lease holder): the live service records every input and every delta
+it numbers (server/live/records.py); the journal packs what gathered since its last write
+into one step, appends it to the delta log (delta_log.py: fenced by the holder's lease
+epoch, one round trip) and only then sends the step's deltas to this replica's own
+subscribers (``StreamHub.commit``). So every delta any subscriber sees is in the log, and
+a holder whose term lapsed appends nothing and sends nothing more. A step whose append
+Redis did not answer is retried as it is (same number, same bytes: a retry that finds it
+stored goes on); a refused append (``Fenced``, or a log that does not continue ours)
+calls ``on_refused`` and stops: the gateway rebuilds the login as a follower. The journal
+stores a snapshot (server/live/replay.py ``dump``) at its first step and every
+``snapshot_every`` steps, so a replica starting now finds one the log continues.
+
+``LiveMirror`` (every other replica): tails the log (delta_tail.py), loads the newest
+snapshot, then replays every record in order on its own live service, whose hub follows
+(server/live/hub.py): the same state, the same deltas under the same numbers. It never
+calls Tradovate. When the log breaks off (trimmed past it, lost by Redis) or a new holder
+starts another sequence space, it loads the next snapshot; its streams end resumably only
+when its hub cannot continue exactly. While it cannot read Redis, its live state says it is
+down (``feed_lost``), so reads go to the cache or upstream and health says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Final
+
+from trading_gateway.server.deadline import Deadline
+from trading_gateway.server.live.hub import SequenceGap
+from trading_gateway.server.live.queue import Delta
+from trading_gateway.server.live.records import (
+    DeltaRecord,
+    EpochRecord,
+    Record,
+    RecordError,
+    decode_dump,
+    decode_step,
+    encode_dump,
+    encode_step,
+)
+from trading_gateway.server.live.replay import NewSequenceSpace, dump, load, replay
+from trading_gateway.server.live.service import LiveService
+from trading_gateway.server.replicas.delta_log import (
+    DeltaLog,
+    DeltaLogError,
+    DeltaLogKeys,
+    Fenced,
+    LogUnavailable,
+    SequenceMismatch,
+    StaleSnapshot,
+)
+from trading_gateway.server.replicas.delta_tail import (
+    DeltaTail,
+    LogEntry,
+    RedisLost,
+    ResyncNeeded,
+    SnapshotLoaded,
+)
+from trading_gateway.server.tasks import TaskSet
+
+logger = logging.getLogger(__name__)
+
+RETRY_INITIAL_S: Final = 0.05
+RETRY_MAX_S: Final = 1.0
+
+
+class LiveJournal:
+    """The holder's side (see the module docstring). ``start`` it once; ``aclose`` stops
+    writing (records still pending are dropped: the next holder resyncs from Tradovate)."""
+
+    def __init__(
+        self,
+        service: LiveService,
+        log: DeltaLog,
+        *,
+        epoch: int,
+        snapshot_every: int,
+        on_refused: Callable[[str], None],
+    ) -> None:
+        self._service = service
+        self._log = log
+        self._epoch = epoch
+        self._snapshot_every = max(1, snapshot_every)
+        self._on_refused = on_refused
+        self._pending: list[Record] = []
+        self._wake = asyncio.Event()
+        self._tasks = TaskSet("live-journal", logger)
+        self._next_step = 1
+        self._snapshot_step = 0
+        self._need_snapshot = True
+        self.stopped: str | None = None
+        #: Steps appended, records in them, and the append round trips' total (seconds).
+        self.steps = 0
+        self.records = 0
+        self.append_seconds = 0.0
+
+    def start(self, head: int | None) -> None:
+        """Continue the log after ``head`` (None: a new log). From now on the service's
+        inputs and deltas go through this journal."""
+        service = self._service
+        self._next_step = (head or 0) + 1
+        hub = service.hub
+        self._pending.append(EpochRecord(hub.epoch, hub.sequence))
+        service.recorder = self._record
+        hub.journal(self._delta)
+        self._wake.set()
+        self._tasks.spawn(self._run(), "live-journal")
+
+    async def aclose(self) -> None:
+        self._service.recorder = None
+        await self._tasks.aclose()
+
+    def _record(self, record: Record) -> None:
+        self._pending.append(record)
+        self._wake.set()
+
+    def _delta(self, delta: Delta, now_ns: int) -> None:
+        self._record(DeltaRecord(delta, now_ns))
+
+    async def _run(self) -> None:
+        while self.stopped is None:
+            await self._wake.wait()
+            self._wake.clear()
+            if not self._pending:
+                continue
+            # One synchronous step: the records, their number and (when due) the dump of
+            # the state they leave behind.
+            records, self._pending = self._pending, []
+            step = self._next_step
+            self._next_step += 1
+            state: bytes | None = None
+            if self._need_snapshot or step - self._snapshot_step >= self._snapshot_every:
+                state = encode_dump(dump(self._service))
+            if not await self._append(step, encode_step(records)):
+                return
+            if state is not None:
+                await self._store_snapshot(step, state)
+            hub = self._service.hub
+            for record in records:
+                if isinstance(record, DeltaRecord):
+                    hub.commit(record.delta, record.now_ns)
+            self.steps += 1
+            self.records += len(records)
+
+    async def _append(self, step: int, payload: bytes) -> bool:
+        pause = RETRY_INITIAL_S
+        while True:
+            started = time.perf_counter()
+            try:
+                appended = await self._log.append(self._epoch, step, payload)
+            except LogUnavailable as exc:
+                logger.warning(
+                    "delta log: append of step %d not confirmed (%s); retrying", step, exc
+                )
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, RETRY_MAX_S)
+                continue
+            except SequenceMismatch as exc:
+                if exc.expected == step + 1:
+                    return True  # an earlier try that Redis did not confirm stored it
+                self._refused(f"the delta log does not continue this holder's: {exc}")
+                return False
+            except Fenced as exc:
+                self._refused(f"the delta log refused this holder's epoch: {exc}")
+                return False
+            except DeltaLogError as exc:
+                self._refused(f"the delta log refused step {step}: {exc}")
+                return False
+            finally:
+                self.append_seconds += time.perf_counter() - started
+            if appended.new_log and step != 1 and not self._need_snapshot:
+                self._need_snapshot = True  # Redis lost the log: followers need a snapshot
+                self._wake.set()
+            return True
+
+    async def _store_snapshot(self, step: int, state: bytes) -> None:
+        try:
+            await self._log.write_snapshot(self._epoch, step, state)
+        except StaleSnapshot:
+            pass
+        except Fenced as exc:
+            self._refused(f"the snapshot write refused this holder's epoch: {exc}")
+            return
+        except DeltaLogError as exc:
+            logger.warning("delta log: snapshot at step %d not stored (%s); next step", step, exc)
+            self._need_snapshot = True
+            self._wake.set()
+            return
+        self._need_snapshot = False
+        self._snapshot_step = step
+
+    def _refused(self, why: str) -> None:
+        self.stopped = why
+        logger.error("login %r: %s; stepping down", self._service.hub.login, why)
+        self._on_refused(why)
+
+
+class LiveMirror:
+    """A follower's side (see the module docstring). ``start`` it once; ``aclose`` stops."""
+
+    def __init__(self, service: LiveService, url: str, keys: DeltaLogKeys) -> None:
+        self._service = service
+        self._url = url
+        self._keys = keys
+        self._tasks = TaskSet("live-mirror", logger)
+        self._moved = asyncio.Condition()
+        #: The last log step applied (None: no snapshot loaded yet).
+        self.position: int | None = None
+        self.reloads = 0
+
+    def start(self) -> None:
+        self._tasks.spawn(self._run(), "live-mirror")
+
+    async def aclose(self) -> None:
+        await self._tasks.aclose()
+
+    async def caught_up(self, head: int, deadline: Deadline) -> bool:
+        """Until this mirror has applied step ``head`` (True) or ``deadline`` passes."""
+        try:
+            async with asyncio.timeout(deadline.remaining()):
+                async with self._moved:
+                    await self._moved.wait_for(
+                        lambda: self.position is not None and self.position >= head
+                    )
+        except TimeoutError:
+            return False
+        return True
+
+    async def _run(self) -> None:
+        min_snapshot = 0
+        while True:
+            tail = DeltaTail(self._url, self._keys, min_snapshot=min_snapshot)
+            try:
+                async with tail:
+                    async for event in tail:
+                        await self._apply(event)
+            except (NewSequenceSpace, SequenceGap, RecordError) as exc:
+                logger.warning(
+                    "login %r: the replicated live state starts again from a snapshot: %s",
+                    self._service.hub.login,
+                    exc,
+                )
+                self._service.feed_lost(f"reloading the holder's state: {exc}")
+                self.reloads += 1
+                min_snapshot = (self.position or 0) + 1
+                self.position = None
+
+    async def _apply(self, event: SnapshotLoaded | LogEntry | ResyncNeeded | RedisLost) -> None:
+        service = self._service
+        match event:
+            case SnapshotLoaded(snapshot):
+                load(
+                    service, decode_dump(snapshot.state), "the replica reloaded the holder's state"
+                )
+                await self._at(snapshot.sequence)
+            case LogEntry(sequence, _, payload):
+                for record in decode_step(payload):
+                    replay(service, record)
+                await self._at(sequence)
+            case ResyncNeeded(reason, _):
+                service.feed_lost(f"the replicated log broke off ({reason}); reloading")
+                self.position = None
+            case RedisLost(error):
+                service.feed_lost(f"Redis cannot be read for the holder's live state: {error}")
+
+    async def _at(self, position: int) -> None:
+        self.position = position
+        self._service.feed_back()
+        async with self._moved:
+            self._moved.notify_all()
