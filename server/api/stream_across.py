@@ -14,6 +14,7 @@ stream does not cover are ignored (a removed login's, say).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, cast
 
@@ -45,6 +46,8 @@ LoginResolver = Callable[[Sequence[str], Deadline], Awaitable[Sequence[LoginAcco
 """Selector entries to accounts across every login (unknown or ambiguous ones raise)."""
 
 Position = tuple[str, int]
+#: How long a resume waits for a replica's live state to reach the position it names.
+RESUME_REACH_S = 1.0
 
 
 def asked_positions(request: pb.StreamUpdatesRequest, logins: Sequence[str]) -> dict[str, Position]:
@@ -138,6 +141,7 @@ class AcrossLoginsStreamHandler:
                 by_login[login] = []
         logins = list(by_login)
         asked = asked_positions(request, logins)
+        await self._reach(asked, context)
         parts = [
             LoginPart(
                 login,
@@ -174,6 +178,22 @@ class AcrossLoginsStreamHandler:
             raise
         finally:
             await messages.aclose()  # the sessions close now, not when collected
+
+    async def _reach(self, asked: Mapping[str, Position], context: Context) -> None:
+        """Let each login's live state reach the position a resume names (a replica that
+        mirrors the holder may be a few milliseconds behind what the subscriber saw)."""
+        if not asked:
+            return
+        left = context.time_remaining()
+        within = RESUME_REACH_S if left is None else min(RESUME_REACH_S, left / 2)
+        sources = self._sources()
+        await asyncio.gather(
+            *(
+                source.streams.reach(epoch, sequence, within)
+                for login, (epoch, sequence) in asked.items()
+                if (source := sources.get(login)) is not None
+            )
+        )
 
     def _open_one(self, part: LoginPart) -> LoginSession:
         source = self._sources().get(part.login)

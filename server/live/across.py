@@ -83,6 +83,10 @@ class LoginSessions(Protocol):
         announce: bool = True,
     ) -> LoginSession: ...
 
+    async def reach(self, epoch: str, sequence: int, within: float) -> None:
+        """Until this login's deltas of ``epoch`` reach ``sequence`` (or ``within`` s)."""
+        ...
+
 
 class LoginStreamSource(Protocol):
     """One login's live part (server/live_subsystem.py LiveSubsystem fits)."""

@@ -209,6 +209,8 @@ class StreamHub:
         # The last sequence numbered (ahead of ``sequence`` while deltas wait in a journal).
         self._numbered = 0
         self._sink: DeltaSink | None = None
+        # Set (and replaced) whenever ``sequence`` or ``epoch`` moves: ``reached`` waits on it.
+        self._moved: asyncio.Event | None = None
 
     # ------------------------------------------------------------------ modes
     @property
@@ -239,6 +241,7 @@ class StreamHub:
         self._ring.clear()
         self.epoch = epoch
         self.sequence = self._numbered = sequence
+        self._tell_moved()
         return True
 
     # ------------------------------------------------------------------ publishing
@@ -290,6 +293,27 @@ class StreamHub:
             self._send(delta, now)
         return delta
 
+    async def reached(self, epoch: str, sequence: int, within: float) -> None:
+        """Until ``sequence`` of ``epoch`` was sent, the epoch changed, or ``within`` s."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + within
+        while self.epoch == epoch and self.sequence < sequence:
+            left = until - loop.time()
+            if left <= 0:
+                return
+            if self._moved is None:
+                self._moved = asyncio.Event()
+            try:
+                async with asyncio.timeout(left):
+                    await self._moved.wait()
+            except TimeoutError:
+                return
+
+    def _tell_moved(self) -> None:
+        moved, self._moved = self._moved, None
+        if moved is not None:
+            moved.set()
+
     def commit(self, delta: Delta, now_ns: int) -> None:
         """Send a journaled or replicated delta: the next one after ``sequence``."""
         if delta.sequence != self.sequence + 1:
@@ -305,6 +329,8 @@ class StreamHub:
         self._ring.append(delta)
         self.last_event_ns[account_id] = now_ns
         self.last_sequence_of[account_id] = delta.sequence
+        if self._moved is not None:
+            self._tell_moved()
         for sub in self._by_account.get(account_id, ()):
             if kind in sub.kinds:
                 sub.offer(delta)

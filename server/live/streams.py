@@ -155,6 +155,14 @@ class LiveStreams:
             sub.close()
             raise
 
+    async def reach(self, epoch: str, sequence: int, within: float) -> None:
+        """Until the hub of ``epoch`` has sent ``sequence``, or ``within`` seconds passed.
+
+        A subscriber resuming on a replica that mirrors another's hub may have seen a
+        delta this replica has not read from the log yet (milliseconds behind): waiting a
+        moment serves the resume from the replay ring instead of a resync."""
+        await self.hub.reached(epoch, sequence, within)
+
     def _heartbeat_interval(self, request: pb.StreamUpdatesRequest) -> float:
         s = self.settings
         if not request.HasField("heartbeat_interval"):

@@ -60,6 +60,9 @@ class _Streams:
         self.follow.append(follow_new_accounts)
         return _Session()
 
+    async def reach(self, epoch: str, sequence: int, within: float) -> None:
+        pass
+
 
 class _Source:
     """One login's live part, as the handler's ``sources()`` gives it."""
