@@ -3,15 +3,17 @@
 A manifest can be valid for its schema and still start a gateway that refuses to run (a
 logins file naming a variable the pod never sets, a setting that does not exist). So the
 tests also build the environment and files a container would see, and put them through
-the checks ``serve`` makes before it listens: settings, the listen rule, the key file
-and the logins file with every secret it names.
+the checks ``serve`` makes before it listens: settings, the listen rule, the key file,
+the logins file with every secret it names, and with ``GATEWAY_REPLICAS=redis`` the
+token key the replicas share.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ from trading_gateway.server.config import (
     unknown_variables,
 )
 from trading_gateway.server.logins.load import LoadedLogin, read_logins_file
+from trading_gateway.server.replicas.token_seal import TokenSealer
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 DEPLOY = ROOT / "deploy"
@@ -37,6 +40,13 @@ DOCKERFILE = ROOT / "Dockerfile"
 
 # Everything the gateway reads from its environment besides GATEWAY_*/TRADOVATE_*.
 OTHER_SETTINGS = ("REDIS_URL",)
+# What every replica of one deployment must set, and set alike (docs/REPLICAS.md, Wiring).
+REPLICA_SETTINGS = (
+    "GATEWAY_REPLICAS",
+    "GATEWAY_DEPLOYMENT",
+    "GATEWAY_LEASE_TTL_S",
+    "GATEWAY_LEASE_POLL_S",
+)
 
 
 def load_documents(path: Path) -> list[dict[str, Any]]:
@@ -68,6 +78,19 @@ def use_environment(monkeypatch: pytest.MonkeyPatch, environ: Mapping[str, str])
         monkeypatch.setenv(name, value)
 
 
+def stand_in_token_key() -> str:
+    """A fresh GATEWAY_TOKEN_KEY (base64 of 32 random bytes), as an operator makes one."""
+    return base64.b64encode(os.urandom(32)).decode("ascii")
+
+
+def redis_server_options(command: Sequence[str]) -> dict[str, str]:
+    """The ``--name value`` options of a ``redis-server`` command line."""
+    assert command[0] == "redis-server", command
+    options = list(command[1:])
+    assert len(options) % 2 == 0 and all(o.startswith("--") for o in options[::2]), command
+    return dict(zip(options[::2], options[1::2], strict=True))
+
+
 def start_up_checks(environ: Mapping[str, str]) -> tuple[GatewaySettings, list[LoadedLogin]]:
     """What ``serve`` checks before listening, on ``environ`` (already in os.environ).
 
@@ -78,6 +101,10 @@ def start_up_checks(environ: Mapping[str, str]) -> tuple[GatewaySettings, list[L
     settings = load_settings()
     for problem in (listen_refusal(settings), config_problem(settings)):
         assert problem is None, problem
+    if settings.replicas == "redis":
+        # What serve's ReplicaRoles builds first: TokenKeyMissing without a key (or
+        # GATEWAY_TOKEN_PLAINTEXT=true), a start-up error naming GATEWAY_TOKEN_KEY.
+        TokenSealer.from_settings(settings)
     return settings, read_logins_file(settings, environ)
 
 

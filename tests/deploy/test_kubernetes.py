@@ -2,7 +2,9 @@
 misspelt field is refused) of every release from 1.27 on, offline, from the schemas the
 pinned kubernetes-validate wheel bundles; then what the schemas cannot see: the probes
 name health services the gateway has, the grace periods add up, the pod runs non-root on
-a read-only root, and the pod's environment and files pass the gateway's start-up checks.
+a read-only root, the replicas coordinate through a Redis that never evicts, the
+disruption budget lets a drain stop one replica of three, and the pod's environment and
+files pass the gateway's start-up checks.
 """
 
 from __future__ import annotations
@@ -14,13 +16,17 @@ from typing import Any
 import kubernetes_validate
 import pytest
 from kubernetes_validate.utils import all_versions
+from pydantic import ValidationError
 
 from tests.deploy.files import (
     K8S,
+    REPLICA_SETTINGS,
     image_environment,
     load_documents,
     load_one,
+    redis_server_options,
     relocated,
+    stand_in_token_key,
     start_up_checks,
     use_environment,
 )
@@ -181,7 +187,58 @@ def test_service_and_budget_select_the_gateway_pods() -> None:
         assert selector.items() <= labels.items()
     ports = {p["name"]: p["targetPort"] for p in service["spec"]["ports"]}
     assert ports == {"grpc": "grpc", "metrics": "metrics"}
-    assert budget["spec"]["maxUnavailable"] == 1
+
+
+def disruptions_allowed(replicas: int, budget: dict[str, Any]) -> int:
+    """How many ready replicas a drain may evict at once under ``budget`` (its spec), as
+    the eviction API computes it: whole numbers or percentages (rounded up)."""
+    (rule,) = budget.keys() & {"minAvailable", "maxUnavailable"}
+    value = budget[rule]
+    if isinstance(value, str):
+        assert value.endswith("%"), value
+        value = -(-replicas * int(value[:-1]) // 100)
+    return replicas - value if rule == "minAvailable" else int(value)
+
+
+def test_the_budget_lets_a_drain_stop_one_replica_at_a_time() -> None:
+    replicas = gateway()["spec"]["replicas"]
+    budget = resource("PodDisruptionBudget", "trading-gateway")["spec"]
+    assert replicas == 3
+    assert budget["minAvailable"] == 2
+    # Above 0 or no node drain ever completes; 1 so two replicas always serve.
+    assert disruptions_allowed(replicas, budget) == 1
+    # A rollout never goes below the budget either: it starts a new pod first.
+    strategy = gateway()["spec"]["strategy"]["rollingUpdate"]
+    assert strategy["maxUnavailable"] == 0
+
+
+def test_disruptions_allowed_reads_both_kinds_of_budget() -> None:
+    assert disruptions_allowed(3, {"minAvailable": 3}) == 0
+    assert disruptions_allowed(3, {"minAvailable": "50%"}) == 1
+    assert disruptions_allowed(3, {"maxUnavailable": 1}) == 1
+
+
+def test_every_replica_coordinates_through_redis() -> None:
+    values = _env_values(container(gateway()))
+    # One template, so every replica (and every pod of a rollout) gets the same values.
+    chosen = {name: values.get(name) for name in REPLICA_SETTINGS}
+    assert None not in chosen.values(), chosen  # explicit: the comment states the bound
+    assert chosen["GATEWAY_REPLICAS"] == "redis"
+    assert float(chosen["GATEWAY_LEASE_TTL_S"] or 0) + float(
+        chosen["GATEWAY_LEASE_POLL_S"] or 0
+    ) == pytest.approx(3.5)
+    token_key = next(e for e in container(gateway())["env"] if e["name"] == "GATEWAY_TOKEN_KEY")
+    assert token_key["valueFrom"]["secretKeyRef"]["key"] == "token-key"
+
+
+def test_redis_never_evicts_and_is_bounded() -> None:
+    """Leases, shared tokens and delta logs must never be evicted under memory pressure."""
+    redis = container(resource("Deployment", "trading-gateway-redis"))
+    options = redis_server_options(redis["args"])
+    assert options["--maxmemory-policy"] == "noeviction"
+    maxmemory_mib = int(options["--maxmemory"].removesuffix("mb"))
+    limit_mib = int(redis["resources"]["limits"]["memory"].removesuffix("Mi"))
+    assert maxmemory_mib < limit_mib  # Redis refuses writes before the kernel kills it
 
 
 def _env_values(gw: dict[str, Any]) -> dict[str, str]:
@@ -224,10 +281,26 @@ def pod_view(tmp_path: Path) -> dict[str, str]:
     return {name: relocated(value, moves) for name, value in environ.items()}
 
 
+def filled_pod_view(tmp_path: Path) -> dict[str, str]:
+    """``pod_view`` with the Secret's token-key filled as the operator is told to."""
+    return pod_view(tmp_path) | {"GATEWAY_TOKEN_KEY": stand_in_token_key()}
+
+
+def test_the_example_secrets_token_key_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """secret.yaml's REPLACE-ME is no key: a pod applied with it as-is does not start."""
+    environ = pod_view(tmp_path)
+    assert environ["GATEWAY_TOKEN_KEY"] == "REPLACE-ME"
+    use_environment(monkeypatch, environ)
+    with pytest.raises(ValidationError, match="GATEWAY_TOKEN_KEY must encode exactly 32"):
+        start_up_checks(environ)
+
+
 def test_the_pod_passes_the_gateways_start_up_checks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    environ = pod_view(tmp_path)
+    environ = filled_pod_view(tmp_path)
     use_environment(monkeypatch, environ)
     settings, logins = start_up_checks(environ)
     assert [login.spec.name for login in logins] == ["desk-a", "desk-b"]
@@ -237,12 +310,13 @@ def test_the_pod_passes_the_gateways_start_up_checks(
     # The kubelet's grpc probes send no API key: health must stay exempt from auth.
     assert settings.auth_exempt_health_reflection is True
     assert settings.grace_s == 10
+    assert (settings.replicas, settings.deployment) == ("redis", "trading-gateway")
 
 
 def test_a_pod_missing_a_secret_the_logins_file_names_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    environ = pod_view(tmp_path)
+    environ = filled_pod_view(tmp_path)
     del environ["DESK_A_PASSWORD"]
     use_environment(monkeypatch, environ)
     with pytest.raises(SettingError, match="DESK_A_PASSWORD is not set"):
