@@ -220,6 +220,8 @@ class LiveMirror:
         self.reloads = 0
         #: False while Redis cannot be read (or the log broke off) until the next step.
         self.feed_up = True
+        # The lease epoch of the writer of the last step applied (None: none yet).
+        self._writer: int | None = None
 
     def start(self) -> None:
         self._tasks.spawn(self._run(), "live-mirror")
@@ -263,12 +265,23 @@ class LiveMirror:
         service = self._service
         match event:
             case SnapshotLoaded(snapshot):
-                load(
-                    service, decode_dump(snapshot.state), "the replica reloaded the holder's state"
-                )
+                why = "the replica reloaded the holder's state"
+                load(service, decode_dump(snapshot.state), why)
+                self._writer = snapshot.epoch
                 await self._at(snapshot.sequence)
-            case LogEntry(sequence, _, payload):
-                for record in decode_step(payload):
+            case LogEntry(sequence, writer, payload):
+                records = decode_step(payload)
+                if writer != self._writer:
+                    # A holder's term opens with an EpochRecord: a step of a new writer
+                    # without one means this replica missed the term's first steps (a
+                    # Redis failover that lost entries it had read): start again.
+                    if not records or not isinstance(records[0], EpochRecord):
+                        raise NewSequenceSpace(
+                            f"step {sequence} is the first this replica sees of writer "
+                            f"epoch {writer}, and not its term's first"
+                        )
+                    self._writer = writer
+                for record in records:
                     replay(service, record)
                 await self._at(sequence)
             case ResyncNeeded(reason, _):
