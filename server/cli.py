@@ -1,6 +1,6 @@
 """`trading-gateway`: `serve` and `demo` run the server; every other command is the client's.
 
-trading-gateway serve [--listen HOST:PORT] [--redis-url URL] [--metrics-port N] ...
+trading-gateway serve [--listen HOST:PORT] [--redis-url URL] [--metrics-port N] [--workers N] ...
 trading-gateway demo  [--listen HOST:PORT] [--duration SECONDS] [--accounts N] [--logins N] ...
 trading-gateway keys create|show|hash ...                           (server/auth/keys_cli.py)
 trading-gateway logins check [FILE]                                 (server/logins/check_cli.py)
@@ -11,6 +11,7 @@ trading-gateway --version
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
@@ -97,6 +98,15 @@ def build_parser() -> argparse.ArgumentParser:
     _server_options(serve, default_listen=None)
     serve.add_argument("--redis-url", help="Redis cache (default: $REDIS_URL, else in-memory)")
     serve.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="gateway processes on the one port (SO_REUSEPORT), supervised; N > 1 needs "
+        "GATEWAY_REPLICAS=redis (default: $GATEWAY_WORKERS or 1)",
+    )
+    # Set by the supervisor of `--workers N` on each worker it starts (server/workers.py).
+    serve.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
+    serve.add_argument(
         "--logins-file",
         metavar="PATH",
         help="TOML file of many Tradovate logins (default: $GATEWAY_LOGINS_FILE, else the "
@@ -177,31 +187,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(args_list)
     try:
         if args.command == "serve":
-            settings = _settings(args, redis_url=args.redis_url, logins_file=args.logins_file)
+            settings = _settings(
+                args,
+                redis_url=args.redis_url,
+                logins_file=args.logins_file,
+                workers=args.workers,
+            )
         else:
             # The demo uses memory unless told otherwise, whatever REDIS_URL says.
             settings = _settings(args, redis_url=args.redis_url or "", tradovate_env="demo")
     except ValidationError as exc:
         return _fatal(describe_invalid(exc), json_lines=_json_asked(args))
     configure_logging(settings.log_format, settings.log_level)
-    from trading_gateway.server.logins.load import variables_named
+    worker = getattr(args, "worker_index", None)
+    if worker is not None:
+        from trading_gateway.server.workers import tag_worker_logs
 
-    named = variables_named(settings)  # a logins file's secret variables are not typos
-    for warning in unknown_variables({k: v for k, v in os.environ.items() if k not in named}):
-        logger.warning("%s", warning)
+        tag_worker_logs(worker)
+    else:  # the supervisor of workers warned already
+        _warn_unknown_variables(settings)
     from trading_gateway.server.auth.policy import config_problem, listen_refusal, listen_warnings
 
     refusal = listen_refusal(settings) or config_problem(settings)
     if refusal is not None:
         return _fatal(refusal, json_lines=settings.log_format == "json")
-    for warning in listen_warnings(settings):
-        logger.warning("%s", warning)
+    if worker is None:
+        for warning in listen_warnings(settings):
+            logger.warning("%s", warning)
     from trading_gateway.server.runner import run
 
     if args.command == "serve":
-        from trading_gateway.server.runner import serve
+        from trading_gateway.server.runner import check_logins, serve
 
         try:
+            if settings.workers > 1 and worker is None:
+                from trading_gateway.server.workers import Supervisor
+
+                check_logins(settings)
+                # Plain asyncio: it only waits on processes (uvloop lacks process_group).
+                return asyncio.run(Supervisor(settings, args_list[1:]).run())
             return run(serve(settings))
         except SettingError as exc:  # a port in use, say: one line, no traceback
             return _fatal(str(exc), json_lines=settings.log_format == "json", setting=exc.setting)
@@ -216,6 +240,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         metrics_port_given=args.metrics_port is not None,
     )
     return run(run_demo(settings, options))
+
+
+def _warn_unknown_variables(settings: GatewaySettings) -> None:
+    from trading_gateway.server.logins.load import variables_named
+
+    named = variables_named(settings)  # a logins file's secret variables are not typos
+    for warning in unknown_variables({k: v for k, v in os.environ.items() if k not in named}):
+        logger.warning("%s", warning)
 
 
 def _json_asked(args: argparse.Namespace) -> bool:
@@ -267,6 +299,7 @@ FLAGS: Final = {
     "redis_url": "--redis-url",
     "allow_insecure": "--allow-insecure",
     "logins_file": "--logins-file",
+    "workers": "--workers",
 }
 
 
