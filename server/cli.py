@@ -4,6 +4,7 @@ trading-gateway serve [--listen HOST:PORT] [--redis-url URL] [--metrics-port N] 
 trading-gateway demo  [--listen HOST:PORT] [--duration SECONDS] [--accounts N] [--logins N] ...
 trading-gateway keys create|show|hash ...                           (server/auth/keys_cli.py)
 trading-gateway logins check [FILE]                                 (server/logins/check_cli.py)
+trading-gateway replicas holders [--pid LOGIN]                  (server/replicas/holders_cli.py)
 trading-gateway positions|orders|balances|accounts|pending|snapshot|watch ...  (client/cli.py)
 trading-gateway --version
 """
@@ -47,6 +48,8 @@ server commands:
   keys        create and show API keys (`keys create --name NAME --logins L --scope A,B`,
               `keys show`); see docs/SECURITY.md
   logins      check a logins file (`logins check FILE`): its logins, never their secrets
+  replicas    which replica holds each login's session (`replicas holders`,
+              `replicas holders --pid LOGIN` for `kill`); GATEWAY_REPLICAS=redis
 
 client commands (talk to a running gateway; see `{PROG} COMMAND --help`):
   accounts    the accounts behind the gateway's login
@@ -180,6 +183,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from trading_gateway.server.logins.check_cli import main as logins_main
 
         return logins_main(args_list[1:])
+    if args_list[0] == "replicas":
+        from trading_gateway.server.replicas.holders_cli import main as replicas_main
+
+        return replicas_main(args_list[1:])
     if args_list[0] not in SERVER_COMMANDS:
         from trading_gateway.client.cli import main as client_main
 

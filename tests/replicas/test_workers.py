@@ -205,6 +205,22 @@ async def test_workers_share_the_port_and_one_session_and_a_killed_worker_comes_
         assert sessions.max_sessions == 1, f"{sessions.max_sessions} sessions at once"
         holder = await lease_holder_pid(redis, deployment)
         assert holder is not None and holder in gateway.pids().values()
+        # The operator's view of it: `replicas holders --pid default`.
+        holders = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "trading_gateway.server",
+            "replicas",
+            "holders",
+            "--pid",
+            "default",
+            env=env,
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        async with asyncio.timeout(30):
+            printed, _ = await holders.communicate()
+        assert printed.decode() == f"{holder}\n"
 
         # kill -9 the holder: the supervisor starts it again; the port answers throughout a
         # client that retries UNAVAILABLE as the project's does (the restarted worker
