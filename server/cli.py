@@ -39,6 +39,8 @@ PROG: Final = "trading-gateway"
 SERVER_COMMANDS: Final = ("serve", "demo")
 # `demo --logins N`: one simulator process serves them all; more would only slow it down.
 MAX_DEMO_LOGINS: Final = 20
+# `demo --replicas N`: each is a process of its own on a small machine.
+MAX_DEMO_REPLICAS: Final = 5
 USAGE: Final = f"""usage: {PROG} COMMAND [options]
 
 server commands:
@@ -129,6 +131,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="Tradovate logins desk-1..desk-N, each a simulated user with --accounts "
         "accounts, configured through a logins file (default 1: the TRADOVATE_* shorthand)",
     )
+    demo.add_argument(
+        "--replicas",
+        type=_replica_count,
+        default=1,
+        metavar="N",
+        help="N gateway processes on consecutive ports from --listen sharing one Tradovate "
+        "session through a private Redis (GATEWAY_REPLICAS=redis; default 1: one process)",
+    )
     demo.add_argument("--seed", type=int, default=7, help="simulator random seed")
     demo.add_argument(
         "--activity-rate",
@@ -149,6 +159,18 @@ def _login_count(text: str) -> int:
     if not 1 <= count <= MAX_DEMO_LOGINS:
         raise argparse.ArgumentTypeError(
             f"expected a whole number of logins from 1 to {MAX_DEMO_LOGINS}, got {text!r}"
+        )
+    return count
+
+
+def _replica_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= MAX_DEMO_REPLICAS:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of replicas from 1 to {MAX_DEMO_REPLICAS}, got {text!r}"
         )
     return count
 
@@ -191,7 +213,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from trading_gateway.client.cli import main as client_main
 
         return client_main(args_list)
-    args = build_parser().parse_args(args_list)
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    if args.command == "demo" and args.replicas > 1 and args.logins > 1:
+        parser.error("demo: --replicas and --logins cannot be combined (yet)")
     try:
         if args.command == "serve":
             settings = _settings(
@@ -236,6 +261,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run(serve(settings))
         except SettingError as exc:  # a port in use, say: one line, no traceback
             return _fatal(str(exc), json_lines=settings.log_format == "json", setting=exc.setting)
+    if args.replicas > 1:
+        from trading_gateway.server.demo_replicas import run_replicas_demo
+        from trading_gateway.simulator import SimConfig
+
+        config = SimConfig(accounts=args.accounts, seed=args.seed, activity_rate=args.activity_rate)
+        return run(
+            run_replicas_demo(
+                settings,
+                replicas=args.replicas,
+                config=config,
+                duration=args.duration,
+                out=sys.stdout,
+            )
+        )
     from trading_gateway.server.demo import DemoOptions, run_demo
 
     options = DemoOptions(

@@ -113,7 +113,7 @@ def worker_argv(options: Sequence[str], place: Placement, count: int) -> list[st
     ]
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+def die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
     """SIGTERM this process when its parent dies (Linux's PR_SET_PDEATHSIG)."""
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
@@ -169,7 +169,7 @@ class Worker:
             *self.argv,
             stdin=asyncio.subprocess.DEVNULL,
             process_group=0,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            preexec_fn=die_with_parent if sys.platform == "linux" else None,
         )
         self.started_at = asyncio.get_running_loop().time()
         logger.info("%s: pid %d", self.place.describe(), self.proc.pid)
