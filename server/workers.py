@@ -33,7 +33,7 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -190,16 +190,9 @@ class Worker:
 class Supervisor:
     """Runs the workers until a stop signal (0) or a worker's setting error (2)."""
 
-    def __init__(
-        self,
-        settings: GatewaySettings,
-        options: Sequence[str],
-        *,
-        on_listening: Callable[[str], None] | None = None,
-    ) -> None:
+    def __init__(self, settings: GatewaySettings, options: Sequence[str]) -> None:
         self.settings = settings
         self.options = list(options)
-        self._on_listening = on_listening
         self._stop = asyncio.Event()
         self._why = ""
         self._failed: int | None = None  # the exit status, when a worker could not start
@@ -240,8 +233,6 @@ class Supervisor:
         await first.start()
         if not await self._first_listening(first, listen):
             return self._exit_code()
-        if self._on_listening is not None:
-            self._on_listening(listen)
         for worker in rest:
             await worker.start()
         watchers = [asyncio.ensure_future(self._watch(w)) for w in self.workers]

@@ -256,6 +256,15 @@ async def test_workers_share_the_port_and_one_session_and_a_killed_worker_comes_
         assert sessions.now()["logins"] == 1, "a worker logged in again instead of reusing"
         assert sessions.max_sessions == 1, f"{sessions.max_sessions} sessions at once"
 
+        # SIGHUP reaches every worker: each reloads its logins.
+        gateway.proc.send_signal(signal.SIGHUP)
+
+        async def all_reloaded() -> bool:
+            return len(set(re.findall(r"worker-(\d)\.\S+: logins reloaded", gateway.log))) == 3
+
+        await wait_until(all_reloaded, 10, "every worker reloaded its logins")
+        assert "SIGHUP: sent on to 3 workers" in gateway.log
+
         # SIGTERM: every worker drains and exits, then the supervisor (0).
         pids = list(gateway.pids().values())
         gateway.proc.send_signal(signal.SIGTERM)
@@ -268,6 +277,26 @@ async def test_workers_share_the_port_and_one_session_and_a_killed_worker_comes_
         await gateway.stop()
         await redis.aclose()
         print(gateway.log[-8000:])
+
+
+async def test_workers_end_when_their_supervisor_is_killed(
+    sim: Simulator, settled_redis: RedisServer
+) -> None:
+    env = replica_env(sim, settled_redis.url, f"w{secrets.token_hex(3)}", ttl=1.0, poll=0.1)
+    gateway = await Supervised.start(env, 2)
+    try:
+        await wait_until(lambda: gateway.all_logged_in(2), START_BOUND, "both workers logged in")
+        pids = list(gateway.pids().values())
+        assert len(pids) == 2
+        gateway.proc.kill()  # no forwarding: the kernel tells the workers (PDEATHSIG)
+        await gateway.proc.wait()
+
+        async def gone() -> bool:
+            return not any(alive(pid) for pid in pids)
+
+        await wait_until(gone, 15, "the workers of a killed supervisor exited")
+    finally:
+        await gateway.stop()
 
 
 def _cli_env(**extra: str) -> dict[str, str]:
