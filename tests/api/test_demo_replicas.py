@@ -10,6 +10,7 @@ import contextlib
 import os
 import re
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -143,3 +144,32 @@ async def test_demo_with_three_replicas_answers_on_each_and_stops_without_orphan
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         print((tmp_path / "stderr.log").read_text()[-4000:])
+
+
+async def test_a_busy_port_among_the_replicas_is_one_line_and_starts_nothing() -> None:
+    with socket.socket() as first, socket.socket() as busy:
+        first.bind(("127.0.0.1", 0))
+        port = first.getsockname()[1]
+        first.close()
+        try:
+            busy.bind(("127.0.0.1", port + 1))
+        except OSError:
+            pytest.skip("the port after a free one is taken already")
+        busy.listen()
+        proc = await asyncio.create_subprocess_exec(
+            CLI,
+            "demo",
+            "--replicas",
+            "3",
+            "--listen",
+            f"127.0.0.1:{port}",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        async with asyncio.timeout(30):
+            out, err = await proc.communicate()
+    assert proc.returncode == 2
+    assert out == b""
+    lines = err.decode().splitlines()
+    assert len(lines) == 1, lines
+    assert f"127.0.0.1:{port + 1}: cannot listen there" in lines[0]

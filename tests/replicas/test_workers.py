@@ -31,6 +31,15 @@ from tests.conftest import RedisServer, free_port
 from tests.replicas.gateway_replicas import ROOT, lease_holder_pid, replica_env, wait_until
 from tests.replicas.test_replica_gateways import Sessions, expected_accounts
 from trading_gateway.client import ClientError, TradingClient
+from trading_gateway.server.workers import (
+    RESTART_FIRST_S,
+    RESTART_MAX_S,
+    STABLE_S,
+    Placement,
+    Worker,
+    exit_reason,
+    placements,
+)
 from trading_gateway.simulator import SimConfig, Simulator
 
 pytestmark = pytest.mark.timeout(180)
@@ -297,6 +306,25 @@ async def test_workers_end_when_their_supervisor_is_killed(
         await wait_until(gone, 15, "the workers of a killed supervisor exited")
     finally:
         await gateway.stop()
+
+
+async def test_a_worker_that_keeps_dying_waits_longer_each_time_up_to_the_bound() -> None:
+    worker = Worker(Placement(0, "127.0.0.1:1", 0), [])
+    now = asyncio.get_running_loop().time()
+    worker.started_at = now  # each death comes right after its start
+    pauses = [worker.next_pause() for _ in range(10)]
+    assert pauses[:4] == [RESTART_FIRST_S, 2 * RESTART_FIRST_S, 4 * RESTART_FIRST_S, 8 * 0.5]
+    assert max(pauses) == RESTART_MAX_S == pauses[-1]
+    worker.started_at = now - STABLE_S  # it ran long enough: the count starts again
+    assert worker.next_pause() == RESTART_FIRST_S
+
+
+def test_each_worker_gets_the_next_metrics_port_or_none() -> None:
+    assert [p.metrics_port for p in placements("0.0.0.0:50051", 9464, 3)] == [9464, 9465, 9466]
+    assert [p.metrics_port for p in placements("0.0.0.0:50051", 0, 2)] == [0, 0]
+    assert placements("h:1", 0, 2)[1].describe() == "worker 1 on h:1 (metrics off)"
+    assert exit_reason(-signal.SIGKILL) == "killed by SIGKILL"
+    assert exit_reason(3) == "exit status 3"
 
 
 def _cli_env(**extra: str) -> dict[str, str]:
