@@ -123,7 +123,11 @@ class Recorder:
             async with asyncio.timeout(within):
                 while not check(self):
                     if self.task.done():
-                        raise AssertionError(f"{self.name}: stopped before {what}")
+                        ends = [
+                            (c.address, c.error and c.error.code(), c.error and c.error.details())
+                            for c in self.ends
+                        ]
+                        raise AssertionError(f"{self.name}: stopped before {what}: {ends}")
                     self._changed.clear()
                     await self._changed.wait()
         except TimeoutError:
@@ -153,8 +157,12 @@ class Audit:
     #: The first snapshot's positions and orders (the state before its first delta).
     initial_positions: dict[int, int] = field(default_factory=dict)
     initial_orders: dict[int, str] = field(default_factory=dict)
-    #: Per entity ("position"/"order", id): each delta's value, with its arrival time.
+    #: Per entity ("position"/"order", id): each delta's value, and each resync
+    #: snapshot's, with its arrival time.
     history: dict[tuple[str, int], list[tuple[float, int | str]]] = field(default_factory=dict)
+    #: Per resync: from the last delta before it to the resync's SnapshotComplete (arrival
+    #: times): the states logged in between come as the snapshot's, not as deltas.
+    resync_windows: list[tuple[float, float]] = field(default_factory=list)
     #: The account of each entity it holds, so a resync snapshot replaces an account's.
     owners: dict[tuple[str, int], int] = field(default_factory=dict)
 
@@ -172,6 +180,7 @@ def audit(recorder: Recorder) -> Audit:
     last: Position | None = None
     seen: set[Position] = set()
     first_snapshot = True
+    last_at = 0.0
     for number, call in enumerate(recorder.calls):
         chunk_accounts: set[int] = set()
         for at, m in call.messages:
@@ -185,14 +194,19 @@ def audit(recorder: Recorder) -> Audit:
                 for p in snap.positions.positions:
                     out.positions[p.id] = p.net_pos
                     out.owners["position", p.id] = p.account_id
+                    if not first_snapshot:  # a resync: the entity's state as given now
+                        out.history.setdefault(("position", p.id), []).append((at, p.net_pos))
                 for o in snap.orders.orders:
                     out.orders[o.id] = status_name(o.status)
                     out.owners["order", o.id] = o.account_id
+                    if not first_snapshot:
+                        out.history.setdefault(("order", o.id), []).append((at, out.orders[o.id]))
             elif which == "snapshot_complete":
                 done = m.snapshot_complete
                 here: Position = (m.epoch, done.sequence)
                 if done.resync:
                     out.resyncs += 1
+                    out.resync_windows.append((last_at, at))
                 elif call.asked is not None and here != call.asked:
                     out.gaps.append(f"call {number}: resumed at {here}, asked {call.asked}")
                 if first_snapshot:
@@ -216,6 +230,7 @@ def audit(recorder: Recorder) -> Audit:
                     out.duplicates.append(position)
                 seen.add(position)
                 last = position
+                last_at = at
                 _apply(out, at, m)
     return out
 
@@ -327,9 +342,10 @@ def coverage(
     its deltas gave must be the logged ones, in the logged order (nothing that never
     happened), every logged value must be among them unless it was logged inside a
     ``blind`` window (when no replica had a socket: a new holder's resync brings the
-    entity's latest state only) or the entity changed again within ``coalesce`` seconds
-    (the same upstream frame, which the gateway publishes as each entity's final state),
-    and the last value given must be the last logged.
+    entity's latest state only), inside one of the subscriber's own resyncs, or the
+    entity changed again within ``coalesce`` seconds (the same upstream frame, which the
+    gateway publishes as each entity's final state); the last value given must be the
+    last logged.
     """
     logged: dict[tuple[str, int], list[tuple[float, int | str]]] = {}
     for entry in log:
@@ -347,6 +363,7 @@ def coverage(
                 (float(entry["timestamp"]), value)
             )
     out = Coverage()
+    blind = blind + found.resync_windows
     for key, events in logged.items():
         kind, entity_id = key
         initial: int | str | None = (
@@ -376,7 +393,10 @@ def coverage(
             elif excuse == "frame":
                 out.coalesced += 1
             else:
-                out.problems.append(f"{kind} {entity_id}: logged {value!r} never streamed")
+                out.problems.append(
+                    f"{kind} {entity_id}: logged {value!r} never streamed (logged "
+                    f"{[(round(t, 3), v) for t, v in events]}, streamed {given})"
+                )
         if j < len(given):
             out.problems.append(
                 f"{kind} {entity_id}: streamed {given[j:]} not in the logged order {wanted}"

@@ -101,7 +101,19 @@ class Cluster:
         return True
 
     async def ready(self) -> Replica:
-        """Every replica's live state serving and a holder known; the holder."""
+        """Every replica logged in (it lists the accounts: a replica's live state may serve
+        the log's snapshot before its login is ready) and its live state serving; the
+        holder."""
+
+        async def logged_in() -> bool:
+            for replica in self.replicas:
+                try:
+                    await replica.list_accounts()
+                except grpc.aio.AioRpcError:
+                    return False
+            return True
+
+        await wait_until(logged_in, START_BOUND, "every replica logged in")
         await wait_until(self.all_live, START_BOUND, "every replica's live state serving")
         holder = await self.holder()
         assert holder is not None, "nobody holds the login"

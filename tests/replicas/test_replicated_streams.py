@@ -294,7 +294,11 @@ async def test_redis_killed_and_restarted_under_load_converges_without_a_second_
         accounts = user_accounts(sim)
         for recorder in recorders:
             covered = coverage(log, found[recorder.name], accounts, blind)
-            assert not covered.problems, f"{recorder.name}: {covered.problems[:5]}"
+            codes = [c.error and c.error.code() for c in recorder.ends]
+            assert not covered.problems, (
+                f"{recorder.name}: {covered.problems[:5]}; blind {blind}, its resyncs "
+                f"{found[recorder.name].resync_windows}, ends {codes}"
+            )
         _, differ = disagreements(recorders)
         assert not differ, differ[:5]
         assert sampler.now()["logins"] == 1, "a replica logged in again"
