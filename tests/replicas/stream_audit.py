@@ -134,7 +134,7 @@ class Recorder:
             raise AssertionError(f"{self.name}: not within {within:.1f} s: {what}") from None
 
     async def opened(self, within: float) -> None:
-        await self.wait_for(lambda r: r.current.opened, within, "its snapshot")
+        await self.wait_for(lambda r: bool(r.calls) and r.current.opened, within, "its snapshot")
 
     async def close(self) -> None:
         self._stopping = True

@@ -100,13 +100,14 @@ class Cluster:
                 return False
         return True
 
-    async def ready(self) -> Replica:
-        """Every replica logged in (it lists the accounts: a replica's live state may serve
-        the log's snapshot before its login is ready) and its live state serving; the
-        holder."""
+    async def ready(self, replicas: list[Replica] | None = None) -> Replica:
+        """Every replica (or those given) logged in (it lists the accounts: a replica's live
+        state may serve the log's snapshot before its login is ready) and its live state
+        serving; the holder."""
+        chosen = replicas if replicas is not None else self.replicas
 
         async def logged_in() -> bool:
-            for replica in self.replicas:
+            for replica in chosen:
                 try:
                     await replica.list_accounts()
                 except grpc.aio.AioRpcError:
@@ -114,7 +115,9 @@ class Cluster:
             return True
 
         await wait_until(logged_in, START_BOUND, "every replica logged in")
-        await wait_until(self.all_live, START_BOUND, "every replica's live state serving")
+        await wait_until(
+            lambda: self.all_live(chosen), START_BOUND, "every replica's live state serving"
+        )
         holder = await self.holder()
         assert holder is not None, "nobody holds the login"
         return holder

@@ -11,6 +11,7 @@ The simulator's sessions are sampled every 20 ms: at most one per login at any m
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import signal
 import time
@@ -400,3 +401,117 @@ async def test_a_paused_holder_that_wakes_sends_its_subscribers_only_logged_delt
 
 async def _logged(replica: Replica, text: str) -> bool:
     return text in replica.log
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+async def test_three_handovers_in_a_row_under_load_lose_and_repeat_nothing(
+    settled_redis: RedisServer,
+) -> None:
+    """kill -9, SIGTERM (a drain and a release), kill -9 again: each time the holder goes,
+    a fresh replica joins, and the gone one's subscribers resume on a replica that lives."""
+    async with running_cluster(settled_redis, sim_config()) as cluster:
+        sim = cluster.sim
+        sampler = Sampler(sim)
+        recorders: list[Recorder] = []
+        gone: set[str] = set()
+        turn = itertools.count()
+
+        async def where_next(recorder: Recorder, call: Call) -> str | None:
+            if call.address not in gone:
+                return None  # only a gone replica's subscribers move
+            alive = [r for r in cluster.replicas if r.address not in gone]
+            return alive[next(turn) % len(alive)].address
+
+        rounds: list[tuple[int, float, float, float | None]] = []
+        since: dict[str, int] = {}  # a late subscriber's first log entry after its snapshot
+        try:
+            await cluster.start(3)
+            await cluster.ready()
+            recorders = [
+                Recorder(f"{n}@{replica.pid}", replica.address, where_next)
+                for replica in cluster.replicas
+                for n in range(2)
+            ]
+            await asyncio.gather(*(r.opened(20) for r in recorders))
+            start = sim.control.last_seq()
+            load = Load(sim, RATE, PRICE_INTERVAL)
+            for signum in (signal.SIGKILL, signal.SIGTERM, signal.SIGKILL):
+                await asyncio.sleep(3)
+                holder = await cluster.holder()
+                assert holder is not None
+                gone.add(holder.address)
+                holder.signal(signum)
+                at = time.time()
+                living = [r for r in cluster.replicas if r.address not in gone]
+
+                async def taken_over() -> bool:
+                    return (await cluster.holder()) in living  # noqa: B023 - awaited here
+
+                lease_s = await wait_until(taken_over, TTL + POLL + SLACK, "a survivor holds")
+                first = None
+                with contextlib.suppress(AssertionError):
+                    await wait_until(
+                        lambda: _delta_since(recorders, at),  # noqa: B023 - awaited here
+                        5,
+                        "a delta",
+                    )
+                    first = first_delta_after(recorders, at)
+                rounds.append((signum, at, lease_s, None if first is None else first - at))
+                joined = await Replica.start(cluster.env)
+                cluster.replicas.append(joined)
+                await cluster.ready([*living, joined])
+                # Its subscriber opens while nothing happens, so that its snapshot is
+                # exactly the state after the log's entries so far.
+                load.stop()
+                await asyncio.sleep(0.5)
+                recorders.append(Recorder(f"0@{joined.pid}", joined.address, where_next))
+                await recorders[-1].opened(20)
+                since[recorders[-1].name] = sim.control.last_seq()
+                load = Load(sim, RATE, PRICE_INTERVAL)
+            await asyncio.sleep(2)
+            load.stop()
+            found = await settled(sim, recorders)
+            log = sim.control.event_log(start)
+        finally:
+            await sampler.aclose()
+            for recorder in recorders:
+                await recorder.close()
+        logged = await logged_deltas(
+            cluster.redis, DeltaLogKeys.for_login(cluster.deployment, LOGIN)
+        )
+
+        assert_clean(found)
+        for recorder in recorders:
+            for call in recorder.ends:
+                assert call.address in gone, f"{recorder.name} ended on a live replica"
+            assert recorder.current.address not in gone and recorder.current.opened
+        accounts = user_accounts(sim)
+        blind = [
+            (at - IN_FLIGHT_S, (sampler.synced_again(at) or time.time()) + 0.05)
+            for _, at, _, _ in rounds
+        ]
+        for recorder in recorders:
+            after = since.get(recorder.name, start)
+            mine = [e for e in log if e["seq"] > after]
+            covered = coverage(mine, found[recorder.name], accounts, blind)
+            assert not covered.problems, f"{recorder.name}: {covered.problems[:5]}"
+        _, differ = disagreements(recorders)
+        assert not differ, differ[:5]
+        missing = [p for r in recorders for p in not_logged(r, logged)]
+        assert not missing, missing[:5]
+        assert sampler.now()["logins"] == 1
+        assert sampler.max_sessions == 1, f"{sampler.max_sessions} sessions at once"
+        print(
+            "\nhandovers: "
+            + "; ".join(
+                f"{signal.Signals(s).name}: lease {lease:.2f} s, first new delta "
+                + ("none" if first is None else f"{first:.2f} s")
+                for s, _, lease, first in rounds
+            )
+            + f"; {summary(found)}"
+        )
+
+
+async def _delta_since(recorders: list[Recorder], since: float) -> bool:
+    return first_delta_after(recorders, since) is not None
