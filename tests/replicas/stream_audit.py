@@ -334,7 +334,7 @@ def coverage(
     found: Audit,
     accounts: set[int],
     blind: list[tuple[float, float]],
-    coalesce: float = 0.02,
+    coalesce: float = 0.1,
 ) -> Coverage:
     """The subscriber's deltas against the simulator's event log (entries after its snapshot).
 
@@ -344,8 +344,9 @@ def coverage(
     ``blind`` window (when no replica had a socket: a new holder's resync brings the
     entity's latest state only), inside one of the subscriber's own resyncs, or the
     entity changed again within ``coalesce`` seconds (the same upstream frame, which the
-    gateway publishes as each entity's final state); the last value given must be the
-    last logged.
+    gateway publishes as each entity's final state: the simulator's socket writer sends
+    what gathered while it waited, and it shares the test's busy event loop; 30 ms apart
+    in one frame was seen); the last value given must be the last logged.
     """
     logged: dict[tuple[str, int], list[tuple[float, int | str]]] = {}
     for entry in log:

@@ -80,7 +80,7 @@ async def settled(sim: Simulator, recorders: list[Recorder]) -> dict[str, Audit]
             return found
         if loop.time() > until:
             raise AssertionError(f"subscribers' state never matched the simulator: {problems}")
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.5)
 
 
 def assert_clean(found: dict[str, Audit], resyncs_allowed: bool = False) -> None:
@@ -515,3 +515,71 @@ async def test_three_handovers_in_a_row_under_load_lose_and_repeat_nothing(
 
 async def _delta_since(recorders: list[Recorder], since: float) -> bool:
     return first_delta_after(recorders, since) is not None
+
+
+async def test_a_follower_paused_past_the_logs_capacity_reloads_and_announces_its_resync(
+    settled_redis: RedisServer,
+) -> None:
+    """A log of 40 steps (the hub's ring of 40 deltas too): a follower stopped for 4 s under
+    load finds its place trimmed, loads a later snapshot and ends its streams resumably;
+    their resume is an announced resync. Nobody else notices."""
+    async with running_cluster(settled_redis, sim_config()) as cluster:
+        sim = cluster.sim
+        sampler = Sampler(sim)
+        recorders: list[Recorder] = []
+
+        async def where_next(recorder: Recorder, call: Call) -> str | None:
+            await asyncio.sleep(0.1)
+            return call.address  # resume where it was
+
+        cluster.env["GATEWAY_LIVE_REPLAY_CAPACITY"] = "40"
+        try:
+            await cluster.start(3)
+            holder = await cluster.ready()
+            paused, other = [r for r in cluster.replicas if r is not holder]
+            recorders = [
+                Recorder(f"0@{replica.pid}", replica.address, where_next)
+                for replica in (holder, paused, other)
+            ]
+            await asyncio.gather(*(r.opened(20) for r in recorders))
+            start = sim.control.last_seq()
+            load = Load(sim, RATE, PRICE_INTERVAL)
+            await asyncio.sleep(2)
+            paused.signal(signal.SIGSTOP)
+            await asyncio.sleep(4)
+            paused.signal(signal.SIGCONT)
+            await wait_until(
+                lambda: _logged(paused, "reloading"), 5 + SLACK, "the woken follower reloads"
+            )
+            await wait_until(
+                lambda: cluster.all_live([paused]), 5 + SLACK, "its live state serving again"
+            )
+            await asyncio.sleep(2)
+            load.stop()
+            found = await settled(sim, recorders)
+            log = sim.control.event_log(start)
+        finally:
+            await sampler.aclose()
+            for recorder in recorders:
+                await recorder.close()
+
+        on_holder, on_paused, on_other = recorders
+        assert_clean({r.name: found[r.name] for r in (on_holder, on_other)})
+        assert_clean({on_paused.name: found[on_paused.name]}, resyncs_allowed=True)
+        for recorder in (on_holder, on_other):
+            assert not recorder.ends, f"{recorder.name} ended: {recorder.ends[0].error}"
+        assert found[on_paused.name].resyncs >= 1, "the woken follower's stream did not resync"
+        for call in on_paused.ends:
+            assert call.error is not None and call.error.code() is grpc.StatusCode.UNAVAILABLE
+        accounts = user_accounts(sim)
+        for recorder in recorders:
+            covered = coverage(log, found[recorder.name], accounts, [])
+            assert not covered.problems, f"{recorder.name}: {covered.problems[:5]}"
+        _, differ = disagreements(recorders)
+        assert not differ, differ[:5]
+        assert sampler.max_sessions == 1, f"{sampler.max_sessions} sessions at once"
+        print(
+            f"\npaused follower: {len(on_paused.ends)} end(s), resync windows "
+            f"{[round(b - a, 2) for a, b in found[on_paused.name].resync_windows]} s; "
+            f"{summary(found)}"
+        )
