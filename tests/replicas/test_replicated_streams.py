@@ -91,6 +91,13 @@ def assert_clean(found: dict[str, Audit], resyncs_allowed: bool = False) -> None
         assert one.deltas > 0, f"{name} received no delta"
 
 
+def assert_one_session(sampler: Sampler) -> None:
+    """At most one Tradovate session of the user at any sample (every 20 ms), and enough
+    samples to say so."""
+    assert sampler.max_sessions == 1, f"{sampler.max_sessions} sessions at once"
+    assert sampler.samples >= 100, f"only {sampler.samples} samples"
+
+
 def summary(found: dict[str, Audit]) -> str:
     return ", ".join(f"{n}: {a.deltas} deltas/{a.resyncs} resyncs" for n, a in found.items())
 
@@ -172,7 +179,7 @@ async def test_kill9_of_the_holder_under_load_loses_and_repeats_nothing(
         missing = [p for r in recorders for p in not_logged(r, logged)]
         assert not missing, missing[:5]
         assert sampler.now()["logins"] == 1, "the new holder logged in instead of reusing"
-        assert sampler.max_sessions == 1, f"{sampler.max_sessions} sessions at once"
+        assert_one_session(sampler)
         first = first_delta_after(on_survivors, killed)
         assert first is not None, "no delta after the kill"
         print(
@@ -303,7 +310,7 @@ async def test_redis_killed_and_restarted_under_load_converges_without_a_second_
         _, differ = disagreements(recorders)
         assert not differ, differ[:5]
         assert sampler.now()["logins"] == 1, "a replica logged in again"
-        assert sampler.max_sessions == 1, f"{sampler.max_sessions} sessions at once"
+        assert_one_session(sampler)
         ends = {r.name: len(r.ends) for r in recorders}
         print(
             f"\nRedis restart: every replica serving {converged:.2f} s after the restart, "
@@ -391,7 +398,7 @@ async def test_a_paused_holder_that_wakes_sends_its_subscribers_only_logged_delt
             covered = coverage(log, found[recorder.name], accounts, blind)
             assert not covered.problems, f"{recorder.name}: {covered.problems[:5]}"
         assert sampler.now()["logins"] == 1
-        assert sampler.max_sessions == 1, f"{sampler.max_sessions} sessions at once"
+        assert_one_session(sampler)
         fenced = [line for line in paused.log.splitlines() if "stepping down" in line]
         print(
             f"\nsplit brain: woken holder's subscribers ended {[len(r.ends) for r in woken]} "
@@ -501,7 +508,7 @@ async def test_three_handovers_in_a_row_under_load_lose_and_repeat_nothing(
         missing = [p for r in recorders for p in not_logged(r, logged)]
         assert not missing, missing[:5]
         assert sampler.now()["logins"] == 1
-        assert sampler.max_sessions == 1, f"{sampler.max_sessions} sessions at once"
+        assert_one_session(sampler)
         print(
             "\nhandovers: "
             + "; ".join(
@@ -577,7 +584,7 @@ async def test_a_follower_paused_past_the_logs_capacity_reloads_and_announces_it
             assert not covered.problems, f"{recorder.name}: {covered.problems[:5]}"
         _, differ = disagreements(recorders)
         assert not differ, differ[:5]
-        assert sampler.max_sessions == 1, f"{sampler.max_sessions} sessions at once"
+        assert_one_session(sampler)
         print(
             f"\npaused follower: {len(on_paused.ends)} end(s), resync windows "
             f"{[round(b - a, 2) for a, b in found[on_paused.name].resync_windows]} s; "
