@@ -53,8 +53,18 @@ async def stop_here(recorder: Recorder, call: Call) -> str | None:
 class Recorder:
     """One subscriber (see the module docstring)."""
 
-    def __init__(self, name: str, address: str, where_next: WhereNext = stop_here) -> None:
+    def __init__(
+        self,
+        name: str,
+        address: str,
+        where_next: WhereNext = stop_here,
+        *,
+        account: int | None = None,
+    ) -> None:
+        """``account``: follow that account's positions and orders only (a filtered stream,
+        whose deltas chain by their own ``previous_sequence``); None: everything."""
         self.name = name
+        self.account = account
         self.calls: list[Call] = []
         self.position: Position | None = None
         #: The calls the server (or a dead replica) ended, not this recorder's ``close``.
@@ -66,12 +76,16 @@ class Recorder:
         self.task = asyncio.get_running_loop().create_task(self._run(address))
 
     def _request(self, asked: Position | None) -> pb.StreamUpdatesRequest:
-        if asked is None:
-            return pb.StreamUpdatesRequest()
-        epoch, sequence = asked
-        return pb.StreamUpdatesRequest(
-            resume_from=[pb.StreamPosition(login=LOGIN, epoch=epoch, sequence=sequence)]
-        )
+        request = pb.StreamUpdatesRequest()
+        if self.account is not None:
+            request.selector.accounts.append(str(self.account))
+            request.kinds.extend([pb.UPDATE_KIND_POSITIONS, pb.UPDATE_KIND_ORDERS])
+        if asked is not None:
+            epoch, sequence = asked
+            request.resume_from.append(
+                pb.StreamPosition(login=LOGIN, epoch=epoch, sequence=sequence)
+            )
+        return request
 
     async def _run(self, address: str | None) -> None:
         asked: Position | None = None
@@ -294,10 +308,14 @@ def disagreements(recorders: Iterable[Recorder]) -> tuple[int, list[str]]:
 # ---------------------------------------------------------------- the simulator's truth
 
 
-def sim_truth(ledgers: list[dict[str, Any]]) -> tuple[dict[int, int], dict[int, str]]:
-    """Positions by id (netPos) and orders by id (status, lower-cased) from the ledger."""
-    positions = {int(p["id"]): int(p["netPos"]) for led in ledgers for p in led["positions"]}
-    orders = {int(o["id"]): str(o["status"]).lower() for led in ledgers for o in led["orders"]}
+def sim_truth(
+    ledgers: list[dict[str, Any]], account: int | None = None
+) -> tuple[dict[int, int], dict[int, str]]:
+    """Positions by id (netPos) and orders by id (status, lower-cased) from the ledger, of
+    every account or of ``account``."""
+    mine = [led for led in ledgers if account is None or led["accountId"] == account]
+    positions = {int(p["id"]): int(p["netPos"]) for led in mine for p in led["positions"]}
+    orders = {int(o["id"]): str(o["status"]).lower() for led in mine for o in led["orders"]}
     return positions, orders
 
 
