@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import socket
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,6 +28,43 @@ POLL = 0.1
 START_BOUND = 60.0
 # Process start-up and scheduling on a loaded 2-core machine, added to every bound.
 SLACK = 2.0
+
+
+class PersistentRedis(RedisServer):
+    """A private redis-server that appends every write to its file and syncs it at once
+    (``appendfsync always``): killed with SIGKILL and started again, it keeps its data."""
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--dir",
+                self.workdir,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):  # not -LOADING: the file is read
+                        return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"redis-server did not start on port {self.port}")
 
 
 class Sampler:

@@ -13,15 +13,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import shutil
 import signal
+import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import grpc
 import pytest
 from tradovate_gateway.v1 import trading_pb2 as pb
 from tradovate_gateway.v1 import trading_pb2_grpc as pb_grpc
 
-from tests.conftest import RedisServer
+from tests.conftest import RedisServer, free_port, redis_server_binary
 from tests.replicas.gateway_replicas import LOGIN, Replica, wait_until
 from tests.replicas.stream_audit import (
     DELTAS,
@@ -41,6 +45,7 @@ from tests.replicas.stream_cluster import (
     SLACK,
     TTL,
     Load,
+    PersistentRedis,
     Sampler,
     ledgers,
     live_reads,
@@ -245,18 +250,29 @@ async def test_live_reads_on_every_replica_make_no_upstream_call(
         assert control.counters()["calls"] != before
 
 
-async def test_redis_killed_and_restarted_under_load_converges_without_a_second_session(
-    settled_redis: RedisServer,
-) -> None:
-    async with running_cluster(settled_redis, sim_config()) as cluster:
+@dataclass
+class Outage:
+    """What a Redis outage test saw: the holder before it, the subscribers, their audits and
+    the deltas in the log afterwards."""
+
+    holder: Replica
+    recorders: list[Recorder]
+    found: dict[str, Audit]
+    logged: dict[tuple[str, int], bytes]
+
+
+async def redis_outage(redis_server: RedisServer) -> Outage:
+    """Three replicas under load, a subscriber on each (it resumes where it was, as often as
+    it takes); Redis killed, started again 2.5 s later. Checks what must hold whether or
+    not Redis kept its data; returns the rest for the test."""
+    async with running_cluster(redis_server, sim_config()) as cluster:
         sim = cluster.sim
         sampler = Sampler(sim)
         recorders: list[Recorder] = []
         refused: list[grpc.StatusCode] = []
 
         async def where_next(recorder: Recorder, call: Call) -> str | None:
-            # Resume where it was, as often as it takes (the replica's live state may be
-            # down until Redis is back).
+            # The replica's live state may be down until Redis is back: try again.
             if not call.messages and call.error is not None:
                 refused.append(call.error.code())
             await asyncio.sleep(0.2)
@@ -264,7 +280,7 @@ async def test_redis_killed_and_restarted_under_load_converges_without_a_second_
 
         try:
             await cluster.start(3)
-            await cluster.ready()
+            holder = await cluster.ready()
             recorders = [
                 Recorder(f"0@{replica.pid}", replica.address, where_next)
                 for replica in cluster.replicas
@@ -273,10 +289,10 @@ async def test_redis_killed_and_restarted_under_load_converges_without_a_second_
             start = sim.control.last_seq()
             load = Load(sim, RATE, PRICE_INTERVAL)
             await asyncio.sleep(2)
-            settled_redis.stop()
+            redis_server.stop()
             stopped = time.time()
             await asyncio.sleep(TTL + 1.5)  # every term lapses; nobody may hold the login
-            settled_redis.start()
+            redis_server.start()
             restarted = time.time()
             await wait_until(cluster.all_live, 20, "every replica's live state serving again")
             converged = time.time() - restarted
@@ -297,6 +313,9 @@ async def test_redis_killed_and_restarted_under_load_converges_without_a_second_
             await sampler.aclose()
             for recorder in recorders:
                 await recorder.close()
+        logged = await logged_deltas(
+            cluster.redis, DeltaLogKeys.for_login(cluster.deployment, LOGIN)
+        )
 
         assert_clean(found, resyncs_allowed=True)
         for recorder in recorders:
@@ -323,8 +342,56 @@ async def test_redis_killed_and_restarted_under_load_converges_without_a_second_
         print(
             f"\nRedis restart: every replica serving {converged:.2f} s after the restart, "
             f"a user socket synced {synced - restarted:.2f} s after it; ends per subscriber "
-            f"{ends}, {len(refused)} resumes refused while down; {summary(found)}"
+            f"{ends}, {len(refused)} resumes refused while down; {summary(found)}; holder "
+            f"before {holder.pid}; {_holders(cluster.replicas)}"
         )
+        return Outage(holder, recorders, found, logged)
+
+
+def _holders(replicas: list[Replica]) -> str:
+    """Each replica's "taking the live state over" lines: who held, from where."""
+    return "; ".join(
+        f"{r.pid}: {line.split('taking the live state over ')[1]}"
+        for r in replicas
+        for line in r.log.splitlines()
+        if "taking the live state over" in line
+    )
+
+
+async def test_redis_killed_and_restarted_under_load_converges_without_a_second_session(
+    settled_redis: RedisServer,
+) -> None:
+    """Redis without persistence: the log is lost. A new holder may have to start a new
+    sequence space; then every stream resyncs, announced."""
+    await redis_outage(settled_redis)
+
+
+@pytest.fixture
+def persistent_redis() -> Iterator[PersistentRedis]:
+    workdir = tempfile.mkdtemp(prefix="tg-redis-aof-")
+    server = PersistentRedis(binary=redis_server_binary(), port=free_port(), workdir=workdir)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def test_redis_killed_and_restarted_with_its_data_every_stream_goes_on_exactly(
+    persistent_redis: PersistentRedis,
+) -> None:
+    """Redis with an append-only file: the log and the snapshot survive, so the next holder
+    continues the log and no subscriber resyncs; only the old holder's streams end (its live
+    state is closed when its term ends), and they resume exactly."""
+    outage = await redis_outage(persistent_redis)
+    for name, found in outage.found.items():
+        assert found.resyncs == 0, f"{name}: {found.resyncs} resyncs"
+    for recorder in outage.recorders:
+        if recorder.calls[0].address != outage.holder.address:
+            assert not recorder.ends, f"{recorder.name} ended: {recorder.ends[0].error}"
+    missing = [p for r in outage.recorders for p in not_logged(r, outage.logged)]
+    assert not missing, missing[:5]
 
 
 async def test_a_paused_holder_that_wakes_sends_its_subscribers_only_logged_deltas(
