@@ -60,12 +60,17 @@ class LeaseKeeper:
         *,
         poll_interval: float,
         on_acquired: AcquiredCallback | None = None,
+        defer: Callable[[], bool] | None = None,
     ) -> None:
+        """``defer``: while it returns True, this candidate waits one more poll interval
+        before each try, so a candidate that does not defer wins a free lease first (a
+        replica with live state over one without)."""
         if poll_interval <= 0:
             raise ValueError("poll_interval must be positive")
         self.lease = lease
         self.poll_interval = poll_interval
         self._on_acquired = on_acquired
+        self._defer = defer
         self._tasks = TaskSet("lease keeper", logger)
         self._held_changed = asyncio.Event()
         self._redis_down = False
@@ -127,6 +132,8 @@ class LeaseKeeper:
 
     async def _cycle(self) -> None:
         """One candidacy: poll until acquired, then hold until the term ends."""
+        if self._defer is not None and self._defer():
+            await asyncio.sleep(self.poll_interval)
         term = await self._try_acquire()
         if term is None:
             await asyncio.sleep(self._next_poll())

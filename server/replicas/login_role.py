@@ -81,7 +81,9 @@ class LoginRole:
             op_timeout=min(MAX_OP_TIMEOUT_S, ttl / 4),
             on_lost=self._lost,
         )
-        self.keeper = LeaseKeeper(self.lease, poll_interval=poll, on_acquired=self._acquired)
+        self.keeper = LeaseKeeper(
+            self.lease, poll_interval=poll, on_acquired=self._acquired, defer=self._empty
+        )
         self.token_source: TokenSource = _RememberedSource(StoreTokenSource(store, login), self)
         #: The login's live state on this replica (replicated_live.py), kept across the
         #: rebuilds of a follower; the runtime makes it and drops it when it closes it.
@@ -90,6 +92,17 @@ class LoginRole:
         # holder reuses it when Redis has none (a Redis that lost its data), so a Redis
         # restart does not cost a second Tradovate session.
         self._known: SharedToken | None = None
+
+    def _empty(self) -> bool:
+        """This replica's live state holds nothing (it never loaded the log): a replica
+        whose does should take the login first, so that its streams go on."""
+        live = self.live
+        if live is None:
+            return False  # no live state in this gateway (GATEWAY_LIVE_ENABLED off)
+        if live.closed:
+            return True
+        service = live.service
+        return not service.state.synced and service.hub.sequence == 0
 
     @property
     def holding(self) -> bool:

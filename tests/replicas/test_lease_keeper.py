@@ -29,7 +29,7 @@ QUARANTINE = 2.0
 class Replica:
     """One in-process replica: its own Redis client, lease and keeper, and what it saw."""
 
-    def __init__(self, url: str, holder: str, *, ttl: float = TTL) -> None:
+    def __init__(self, url: str, holder: str, *, ttl: float = TTL, defer: bool = False) -> None:
         self.holder = holder
         self.redis: Redis = bounded_redis(url, timeout=OP_TIMEOUT)
         self.acquired: list[tuple[float, LeaseTerm]] = []
@@ -46,6 +46,7 @@ class Replica:
             self.lease,
             poll_interval=POLL,
             on_acquired=lambda term: self.acquired.append((time.monotonic(), term)),
+            defer=(lambda: True) if defer else None,
         )
 
     async def aclose(self) -> None:
@@ -248,3 +249,35 @@ async def test_an_unexpected_renewal_failure_is_a_lost_term_and_the_keeper_goes_
     monkeypatch.undo()
     newer = await asyncio.wait_for(only.keeper.wait_held(), TTL + SLACK)
     assert newer.epoch > term.epoch
+
+
+async def test_a_deferring_candidate_lets_the_others_take_a_free_lease_first(
+    settled_redis: RedisServer,
+) -> None:
+    """Ten rounds: of two candidates for a free lease, the one that defers (a replica whose
+    live state is empty) never wins while the other tries, though it starts first; alone,
+    it takes the lease one poll later than it otherwise would."""
+    eager = Replica(settled_redis.url, "eager")
+    shy = Replica(settled_redis.url, "shy", defer=True)
+    try:
+        shy.keeper.start()
+        eager.keeper.start()
+        for _ in range(10):
+            pair = [eager, shy]
+            await until(lambda pair=pair: bool(holders(pair)), 3.0, "a holder")  # type: ignore[misc]
+            assert holders(pair) == ["eager"]
+            await eager.aclose()
+            eager = Replica(settled_redis.url, "eager")
+            alone = [shy]
+            await until(
+                lambda alone=alone: holders(alone) == ["shy"],  # type: ignore[misc]
+                TTL + 4 * POLL + SLACK,
+                "shy holds",
+            )
+            await shy.aclose()
+            shy = Replica(settled_redis.url, "shy", defer=True)
+            shy.keeper.start()
+            eager.keeper.start()
+    finally:
+        await eager.aclose()
+        await shy.aclose()
