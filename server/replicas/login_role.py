@@ -12,8 +12,11 @@ rebuilds that login's runtime in the other role at once:
 - a follower builds its broker with ``token_source`` (StoreTokenSource): it reads the
   holder's token and never logs in, renews or opens a socket.
 
-``holder_hint`` is the replica id last seen in the lease record (None: unknown), for
-messages. ``start()`` starts the keeper; ``aclose()`` stops it and releases the lease.
+``live`` is the login's live state on this replica (replicated_live.py), kept here across
+the rebuilds of a follower. While it is empty the keeper defers to other candidates by
+one poll, so a replica with state takes a free lease first. ``holder_hint`` is the replica
+id last seen in the lease record (None: unknown), for messages. ``start()`` starts the
+keeper; ``aclose()`` stops it, releases the lease and closes ``live`` if no runtime did.
 """
 
 from __future__ import annotations
