@@ -177,6 +177,41 @@ ECONOMY_COLUMNS: list[Column] = [
     ("detail", "detail", text),
 ]
 
+REPLICA_LATENCY_COLUMNS: list[Column] = [
+    ("setup", "setup", text),
+    ("deltas", "n", num),
+    ("p50 ms", "p50_ms", ms),
+    ("p99 ms", "p99_ms", ms),
+    ("max ms", "max_ms", ms),
+    ("p50 ÷ (a)", "p50_vs_in_process", ratio),
+    ("p99 ÷ (a)", "p99_vs_in_process", ratio),
+]
+
+REPLICA_FAILOVER_COLUMNS: list[Column] = [
+    ("round", "round", text),
+    ("lease taken s", "lease_s", num),
+    ("first delta s", "first_delta_s", num),
+    ("at new holder s", "new_holder_first_s", num),
+    ("at follower s", "follower_first_s", num),
+    ("gaps + duplicates", "gaps_or_duplicates", num),
+    ("streams ended", "streams_ended", num),
+]
+
+REPLICA_SCALING_COLUMNS: list[Column] = [
+    ("processes", "processes", text),
+    ("calls/s", "calls_per_s", num),
+    ("÷ 1", "calls_vs_1", ratio),
+    ("call p99 ms", "p99_ms", ms),
+    ("server CPU µs/call", "server_cpu_us_per_call", num),
+    ("upstream calls", "upstream_calls", num),
+    ("messages/s", "messages_per_s", num),
+    ("offered/s", "offered_per_s", num),
+    ("÷ 1 ", "messages_vs_1", ratio),
+    ("message p99 ms", "stream_p99_ms", ms),
+    ("server CPU µs/message", "server_cpu_us_per_message", num),
+    ("delivered", "delivered_text", text),
+]
+
 MEMORY_COLUMNS: list[Column] = [
     ("process", "process", text),
     ("accounts", "accounts", num),
@@ -271,6 +306,34 @@ SECTIONS: list[tuple[str, str, str, list[Column], str]] = [
         "6. Memory",
         MEMORY_COLUMNS,
         "Peak resident set (VmHWM) of each process.",
+    ),
+    (
+        "replicas_latency",
+        "rows",
+        "7. Replicas: delta latency through Redis beside in-process",
+        REPLICA_LATENCY_COLUMNS,
+        "From a delta's numbering on the holder (its `server_time`) to its receipt in a"
+        " subscriber process: (a) one gateway without replicas; with GATEWAY_REPLICAS=redis,"
+        " (b) the holder's own subscriber (the delta is appended to the Redis delta log first)"
+        " and (c) a follower's (holder append, follower XREAD, replay, its hub), (b) and (c) on"
+        " the same deltas. `python -m bench --only replicas` runs this section alone.",
+    ),
+    (
+        "replicas_failover",
+        "rows",
+        "7b. Replicas: failover",
+        REPLICA_FAILOVER_COLUMNS,
+        "Three replicas; kill -9 of the lease holder while the simulator trades. Seconds from"
+        " the kill to a survivor holding the lease, and to the first delta numbered after the"
+        " kill at a survivor's subscriber.",
+    ),
+    (
+        "replicas_scaling",
+        "rows",
+        "7c. Replicas: scaling with gateway processes",
+        REPLICA_SCALING_COLUMNS,
+        "Gateway processes sharing one login over Redis; unary LIVE reads (closed loop) and a"
+        " burst fanned out to subscribers, spread client-side; ratios to one process.",
     ),
 ]
 

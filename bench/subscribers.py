@@ -10,8 +10,10 @@ both clocks are host-wide). It stops when every stream has seen
 ``{"result": {"streams", "deltas": {key: [recv_ns, ...]}, "info": {key: [...]}, ...}}``.
 
 Keys: for the bare floor, the event's sequence (its publish stamp is in ``event_time``); for
-the gateway, ``"<sequence>"`` with ``info`` holding (account id, payload kind, entity id) and
-``stamps`` the delta's ``received_time`` (when the gateway read the upstream frame).
+the gateway, ``"<sequence>"`` with ``info`` holding (account id, payload kind, entity id),
+``stamps`` the delta's ``received_time`` (when the gateway read the upstream frame) and
+``numbered`` its ``server_time`` (when the hub numbered it: on a replica that mirrors the
+holder's delta log, the holder's hub; CLOCK_REALTIME ns).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ async def run(args: argparse.Namespace, request: bytes) -> dict[str, object]:
     deltas: dict[str, list[int]] = defaultdict(list)
     info: dict[str, list[object]] = {}
     stamps: dict[str, int] = {}
+    numbered: dict[str, int] = {}
     counts = [0] * args.n
     ready = [asyncio.Event() for _ in range(args.n)]
     last_rx = [now_ns()]
@@ -84,9 +87,11 @@ async def run(args: argparse.Namespace, request: bytes) -> dict[str, object]:
                         stamps[key] = int(update.event_time.seconds) * 1_000_000_000 + int(
                             update.event_time.nanos
                         )
-                    elif update.HasField("received_time"):
-                        # When the gateway read the upstream frame behind this delta.
-                        stamps[key] = update.received_time.ToNanoseconds()
+                    else:
+                        numbered[key] = update.server_time.ToNanoseconds()
+                        if update.HasField("received_time"):
+                            # When the gateway read the upstream frame behind this delta.
+                            stamps[key] = update.received_time.ToNanoseconds()
                 counts[i] += 1
                 if args.expect and all(c >= args.expect for c in counts):
                     done.set()
@@ -113,6 +118,7 @@ async def run(args: argparse.Namespace, request: bytes) -> dict[str, object]:
         "deltas": dict(deltas),
         "info": info,
         "stamps": stamps,
+        "numbered": numbered,
         "per_stream_counts": [min(counts), max(counts)],
         "client_cpu_s": (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system),
     }

@@ -1,0 +1,230 @@
+"""The processes of the replicas section: a private Redis, a simulator and gateway processes.
+
+Each gateway is started as an operator starts one, ``python -m trading_gateway.server serve``
+with its settings in the environment, on its own free loopback port (or, with ``workers``,
+``serve --workers N`` on one port). The settings are the bench's (bench/gateway_proc.py: API
+keys on, no client-side token buckets, no metrics port) plus, for replicas, GATEWAY_REPLICAS=
+redis, the private Redis, one deployment name for the run, a plaintext shared token (a
+private Redis) and the configured lease times. Each process's log goes to ``<name>.log`` in
+the scratch folder. The lease record in Redis names the holder (``host:pid:random``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from pydantic import SecretStr
+from redis.asyncio import Redis
+
+from bench.config import BenchConfig
+from bench.gateway_proc import api_key_sha256, no_ip_budget, with_api_key
+from bench.sim_proc import SimHandle
+from trading_gateway.server.api.health import SERVICE_LIVE
+from trading_gateway.server.config import env_name
+from trading_gateway.server.logins.spec import DEFAULT_LOGIN
+from trading_gateway.server.replicas.lease import LeaseKeys
+from trading_gateway.server.sim_settings import simulator_values
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+START_LIMIT_S = 120.0
+STOP_GRACE_S = 10.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def environment(values: Mapping[str, Any]) -> dict[str, str]:
+    """Settings values (field name -> value) as the environment ``serve`` reads, over this
+    process's environment less any gateway setting of its own."""
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.upper().startswith(("GATEWAY_", "TRADOVATE_")) and k.upper() != "REDIS_URL"
+    }
+    for name, value in values.items():
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
+        base[env_name(name)] = str(value)
+    return base
+
+
+@dataclass
+class GatewayProc:
+    """One ``serve`` process (its workers, with ``--workers``)."""
+
+    name: str
+    proc: asyncio.subprocess.Process
+    address: str
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return int(self.proc.pid)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.returncode is None
+
+    def pids(self) -> list[int]:
+        """This process and its children (the workers of ``serve --workers``)."""
+        found = [self.pid]
+        with contextlib.suppress(OSError):
+            path = Path(f"/proc/{self.pid}/task/{self.pid}/children")
+            found += [int(p) for p in path.read_text().split()]
+        return found
+
+    def log_tail(self, chars: int = 2000) -> str:
+        with contextlib.suppress(OSError):
+            return self.log.read_text(errors="replace")[-chars:]
+        return ""
+
+    async def health(self, service: str) -> int:
+        async with grpc.aio.insecure_channel(self.address) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2)
+        return int(reply.status)
+
+    async def wait_live(self, within: float = START_LIMIT_S) -> None:
+        """Until its live state serves (health ``tradovate_gateway.live``): the holder's
+        from its socket, a follower's mirrored from the delta log."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + within
+        while True:
+            if not self.alive:
+                raise RuntimeError(
+                    f"{self.name} exited ({self.proc.returncode}):\n{self.log_tail()}"
+                )
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                if await self.health(SERVICE_LIVE) == SERVING:
+                    return
+            if loop.time() > until:
+                raise RuntimeError(f"{self.name}: live state not serving within {within:.0f} s")
+            await asyncio.sleep(0.1)
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.send_signal(signal.SIGKILL)
+
+    async def stop(self) -> None:
+        if self.alive:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), STOP_GRACE_S)
+            except TimeoutError:
+                self.kill()
+        await self.proc.wait()
+
+
+@dataclass
+class ReplicaCluster:
+    """Gateways against one simulator and one Redis; ``aclose`` stops every one started."""
+
+    config: BenchConfig
+    sim: SimHandle
+    redis_url: str
+    workdir: Path
+    deployment: str = field(default_factory=lambda: f"bench{secrets.token_hex(3)}")
+    gateways: list[GatewayProc] = field(default_factory=list)
+    _count: int = 0
+
+    def settings(self, listen: str, *, replicas: bool) -> dict[str, Any]:
+        sim = self.sim
+        values: dict[str, Any] = {
+            **simulator_values(
+                rest_url=sim.rest_url,
+                ws_url=sim.ws_url,
+                md_url=sim.md_ws_url,
+                credentials=sim.credentials,
+                device_id="bench",
+            ),
+            "listen": listen,
+            "metrics_port": 0,
+            "upstream_rate_per_second": 0,
+            **no_ip_budget(),
+            "grace_s": 0.5,
+        }
+        if replicas:
+            values |= {
+                "replicas": "redis",
+                "redis_url": self.redis_url,
+                "deployment": self.deployment,
+                "token_plaintext": True,
+                "lease_ttl_s": self.config.replicas_lease_ttl_s,
+                "lease_poll_s": self.config.replicas_lease_poll_s,
+            }
+        return with_api_key(values, api_key_sha256())
+
+    async def start(self, *, replicas: bool = True, workers: int = 1) -> GatewayProc:
+        """One more ``serve`` process (not waited for: see ``GatewayProc.wait_live``)."""
+        self._count += 1
+        kind = "replica" if replicas else "gateway"
+        name = f"{kind}-{self._count}" + (f"-x{workers}" if workers > 1 else "")
+        address = f"127.0.0.1:{free_port()}"
+        log = self.workdir / f"{name}.log"
+        args = ["-m", "trading_gateway.server", "serve"]
+        if workers > 1:
+            args += ["--workers", str(workers)]
+        with log.open("wb") as out:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                *args,
+                env=environment(self.settings(address, replicas=replicas)),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+            )
+        gateway = GatewayProc(name, proc, address, log)
+        self.gateways.append(gateway)
+        return gateway
+
+    async def started(self, count: int, *, replicas: bool = True) -> list[GatewayProc]:
+        """``count`` more processes, started together, once each one's live state serves."""
+        made = [await self.start(replicas=replicas) for _ in range(count)]
+        await asyncio.gather(*(g.wait_live() for g in made))
+        return made
+
+    def running(self) -> list[GatewayProc]:
+        return [g for g in self.gateways if g.alive]
+
+    async def holder_pid(self) -> int | None:
+        """The pid in the login's lease record, None while nobody holds it."""
+        key = LeaseKeys.for_login(self.deployment, DEFAULT_LOGIN).lease
+        redis = Redis.from_url(self.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        try:
+            holder = await redis.hget(key, "holder")
+        finally:
+            await redis.aclose()
+        if holder is None:
+            return None
+        text = holder.decode() if isinstance(holder, bytes) else str(holder)
+        return int(text.split(":")[1])
+
+    async def holder(self) -> GatewayProc | None:
+        pid = await self.holder_pid()
+        return next((g for g in self.running() if pid in g.pids()), None)
+
+    async def remove(self, gateway: GatewayProc) -> None:
+        await gateway.stop()
+        self.gateways.remove(gateway)
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(g.stop() for g in self.gateways), return_exceptions=True)
+        self.gateways.clear()

