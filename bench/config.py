@@ -85,13 +85,16 @@ class BenchConfig:
     replicas_lease_ttl_s: float = 3.0
     replicas_lease_poll_s: float = 0.5
     # Delta latency: simulator actions (about 2.5 deltas each) at this rate, per setup.
-    replicas_latency_actions: int = 100
+    replicas_latency_actions: int = 200
     replicas_latency_rate: float = 20.0
     # Failover: kill -9 rounds with 3 replicas, while the simulator acts at this rate.
-    replicas_failover_rounds: int = 3
+    replicas_failover_rounds: int = 5
     replicas_failover_rate: float = 20.0
     # Scaling: gateway processes sharing the login; closed-loop unary load (LIVE reads).
     replicas_workers: tuple[int, ...] = (1, 2, 4)
+    # "auto": `serve --workers N` where the gateway has it, else N `serve` processes on N
+    # ports ("separate"); either can be asked for.
+    replicas_spread: str = "auto"
     replicas_unary_concurrency: int = 64
     replicas_unary_seconds: float = 3.0
     replicas_unary_warmup: float = 1.0

@@ -1,4 +1,5 @@
-"""Stream subscribers in their own process: N server streams on one channel.
+"""Stream subscribers in their own process: N server streams on one channel (or spread over
+``--channels K`` connections).
 
 ``python -m bench.subscribers --target HOST:PORT --method /pkg.Svc/Stream --n 100
 --expect 200`` opens N streams with the same serialized request, announces ``{"ready": true}``
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 import time
@@ -58,15 +60,23 @@ async def run(args: argparse.Namespace, request: bytes) -> dict[str, object]:
     options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
     # The simulator's event log stamps CLOCK_REALTIME, so gateway receipts use it too.
     clock = time.time_ns if args.mode == "gateway" else now_ns
-    async with grpc.aio.insecure_channel(args.target, options=options) as channel:
-        stream: grpc.aio.UnaryStreamMultiCallable[bytes, trading_pb2.StreamUpdate]
-        stream = channel.unary_stream(
-            args.method, response_deserializer=trading_pb2.StreamUpdate.FromString
-        )
-        await asyncio.wait_for(channel.channel_ready(), 30)
+    if args.channels > 1:  # separate connections (a port several workers share)
+        options.append(("grpc.use_local_subchannel_pool", 1))
+    async with contextlib.AsyncExitStack() as exits:
+        channels = [
+            await exits.enter_async_context(grpc.aio.insecure_channel(args.target, options=options))
+            for _ in range(max(1, args.channels))
+        ]
+        streams: list[grpc.aio.UnaryStreamMultiCallable[bytes, trading_pb2.StreamUpdate]] = [
+            channel.unary_stream(
+                args.method, response_deserializer=trading_pb2.StreamUpdate.FromString
+            )
+            for channel in channels
+        ]
+        await asyncio.wait_for(asyncio.gather(*(c.channel_ready() for c in channels)), 30)
 
         async def consume(i: int) -> None:
-            call = stream(request, metadata=metadata)
+            call = streams[i % len(streams)](request, metadata=metadata)
             if args.mode == "floor":
                 ready[i].set()
             async for update in call:
@@ -132,6 +142,7 @@ def main() -> None:
     parser.add_argument("--metadata", action="append", default=[], help="key=value")
     parser.add_argument("--mode", choices=("floor", "gateway"), default="floor")
     parser.add_argument("--n", type=int, default=1)
+    parser.add_argument("--channels", type=int, default=1, help="connections, streams spread")
     parser.add_argument("--expect", type=int, default=0)
     parser.add_argument("--idle", type=float, default=3.0)
     parser.add_argument("--ready-timeout", type=float, default=60.0)

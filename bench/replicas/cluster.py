@@ -85,9 +85,9 @@ class GatewayProc:
     def pids(self) -> list[int]:
         """This process and its children (the workers of ``serve --workers``)."""
         found = [self.pid]
-        with contextlib.suppress(OSError):
-            path = Path(f"/proc/{self.pid}/task/{self.pid}/children")
-            found += [int(p) for p in path.read_text().split()]
+        for task in Path(f"/proc/{self.pid}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                found += [int(p) for p in task.read_text().split()]
         return found
 
     def log_tail(self, chars: int = 2000) -> str:
@@ -117,6 +117,27 @@ class GatewayProc:
             if loop.time() > until:
                 raise RuntimeError(f"{self.name}: live state not serving within {within:.0f} s")
             await asyncio.sleep(0.1)
+
+    async def wait_workers_live(self, workers: int, within: float = START_LIMIT_S) -> None:
+        """With ``serve --workers``: until ``4 * workers`` health checks in a row, each on a
+        new connection (the kernel picks a worker per connection), find live state serving.
+        A worker not yet serving is missed with a chance of (1 - 1/workers) ** (4 * workers):
+        under 2 % for 4 workers."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + within
+        streak = 0
+        while streak < 4 * workers:
+            if not self.alive:
+                raise RuntimeError(f"{self.name} exited ({self.proc.returncode})")
+            try:
+                serving = await self.health(SERVICE_LIVE) == SERVING
+            except grpc.aio.AioRpcError:
+                serving = False
+            streak = streak + 1 if serving else 0
+            if not serving:
+                if loop.time() > until:
+                    raise RuntimeError(f"{self.name}: a worker not serving within {within:.0f} s")
+                await asyncio.sleep(0.1)
 
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):

@@ -94,6 +94,7 @@ async def fan_out(
     actions: int,
     rate: float,
     idle: float = 2.0,
+    channels: int = 1,
 ) -> tuple[list[Receipts], dict[str, Any]]:
     """Every subscriber process's receipts, and what the simulator's drive said (``seconds``
     it took)."""
@@ -106,6 +107,7 @@ async def fan_out(
         return [
             *("--target", target, "--method", STREAM, "--request-file", str(request)),
             *("--n", str(n), "--mode", "gateway", "--idle", str(idle)),
+            *("--channels", str(channels)),
         ]
 
     started = await asyncio.gather(

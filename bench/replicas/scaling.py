@@ -114,6 +114,7 @@ async def streams(
     config: BenchConfig,
     gateways: Sequence[GatewayProc],
     targets: Sequence[str],
+    channels: int = 1,
 ) -> dict[str, Any]:
     """A burst of actions fanned out to the subscribers spread over ``targets``."""
     cpu0 = _cpu(gateways)
@@ -125,6 +126,7 @@ async def streams(
         actions=config.replicas_stream_actions,
         rate=config.replicas_stream_rate,
         idle=1.0,
+        channels=channels,
     )
     cpu1 = _cpu(gateways)
     delivered = sum(r.delivered for r in receipts)

