@@ -3,7 +3,8 @@
 Each gateway is started as an operator starts one, ``python -m trading_gateway.server serve``
 with its settings in the environment, on its own free loopback port (or, with ``workers``,
 ``serve --workers N`` on one port). The settings are the bench's (bench/gateway_proc.py: API
-keys on, no client-side token buckets, no metrics port) plus, for replicas, GATEWAY_REPLICAS=
+keys on, no client-side token buckets) with a free metrics port (``--workers N``: N in a
+row, one per worker) plus, for replicas, GATEWAY_REPLICAS=
 redis, the private Redis, one deployment name for the run, a plaintext shared token (a
 private Redis) and the configured lease times. Each process's log goes to ``<name>.log`` in
 the scratch folder. The lease record in Redis names the holder (``host:pid:random``).
@@ -18,7 +19,7 @@ import secrets
 import signal
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from redis.asyncio import Redis
 from bench.config import BenchConfig
 from bench.gateway_proc import api_key_sha256, no_ip_budget, with_api_key
 from bench.sim_proc import SimHandle
+from bench.tools.delta_log import private_redis
 from trading_gateway.server.api.health import SERVICE_LIVE
 from trading_gateway.server.config import env_name
 from trading_gateway.server.logins.spec import DEFAULT_LOGIN
@@ -42,10 +44,40 @@ START_LIMIT_S = 120.0
 STOP_GRACE_S = 10.0
 
 
+@contextlib.contextmanager
+def bench_redis() -> Iterator[str]:
+    """A private redis-server (bench/tools/delta_log.py ``private_redis``) whose failure to
+    start is a RuntimeError, as the bench records it, not the tool's SystemExit."""
+    try:
+        with private_redis() as url:
+            yield url
+    except SystemExit as exc:
+        raise RuntimeError(f"the private redis-server: {exc}") from None
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` consecutive ports free now (the metrics of ``serve --workers``)."""
+    for _ in range(50):
+        base = free_port()
+        held: list[socket.socket] = []
+        try:
+            for port in range(base, base + count):
+                probe = socket.socket()
+                held.append(probe)
+                probe.bind(("127.0.0.1", port))
+            return list(range(base, base + count))
+        except OSError:
+            continue
+        finally:
+            for probe in held:
+                probe.close()
+    raise RuntimeError(f"no {count} consecutive free ports")
 
 
 def environment(values: Mapping[str, Any]) -> dict[str, str]:
@@ -73,6 +105,8 @@ class GatewayProc:
     proc: asyncio.subprocess.Process
     address: str
     log: Path
+    #: Where it serves metrics: one port, or with ``--workers N`` one per worker.
+    metrics_ports: list[int] = field(default_factory=list)
 
     @property
     def pid(self) -> int:
@@ -166,7 +200,7 @@ class ReplicaCluster:
     gateways: list[GatewayProc] = field(default_factory=list)
     _count: int = 0
 
-    def settings(self, listen: str, *, replicas: bool) -> dict[str, Any]:
+    def settings(self, listen: str, metrics_port: int, *, replicas: bool) -> dict[str, Any]:
         sim = self.sim
         values: dict[str, Any] = {
             **simulator_values(
@@ -177,7 +211,7 @@ class ReplicaCluster:
                 device_id="bench",
             ),
             "listen": listen,
-            "metrics_port": 0,
+            "metrics_port": metrics_port,
             "upstream_rate_per_second": 0,
             **no_ip_budget(),
             "grace_s": 0.5,
@@ -199,6 +233,7 @@ class ReplicaCluster:
         kind = "replica" if replicas else "gateway"
         name = f"{kind}-{self._count}" + (f"-x{workers}" if workers > 1 else "")
         address = f"127.0.0.1:{free_port()}"
+        metrics_ports = free_ports(workers)
         log = self.workdir / f"{name}.log"
         args = ["-m", "trading_gateway.server", "serve"]
         if workers > 1:
@@ -207,12 +242,12 @@ class ReplicaCluster:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 *args,
-                env=environment(self.settings(address, replicas=replicas)),
+                env=environment(self.settings(address, metrics_ports[0], replicas=replicas)),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=out,
                 stderr=out,
             )
-        gateway = GatewayProc(name, proc, address, log)
+        gateway = GatewayProc(name, proc, address, log, metrics_ports)
         self.gateways.append(gateway)
         return gateway
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from bench.config import FULL, TINY, with_overrides
+from bench.replicas import metrics
 from bench.replicas.failover import chain_problems, first_numbered_after
 from bench.replicas.fanout import Receipts, burst, expected
 from bench.replicas.printing import table
@@ -111,9 +112,27 @@ def test_tiny_replicas_run_measures_every_part(tmp_path: Path) -> None:
     assert failover[-1]["gaps_or_duplicates"] == 0
 
     scaling = scenarios["replicas_scaling"]["rows"]
-    assert [row["processes"].rstrip(" *") for row in scaling] == ["1", "2"]
+    assert [row["processes"] for row in scaling] == ["1", "2"]
     for row in scaling:
         assert row["calls_per_s"] > 0 and row["errors"] is None
         assert row["upstream_calls"] <= 5  # LIVE reads: only the figures refresh goes upstream
         assert row["delivered"] == row["expected"] > 0
+        assert row["calls_spread"] != "-" and row["messages_spread"] != "-"
     assert scaling[1]["calls_vs_1"] > 0 and scaling[1]["messages_vs_1"] > 0
+
+
+def test_the_spread_over_processes_comes_from_their_own_metrics() -> None:
+    text = "\n".join(
+        [
+            "# TYPE tg_rpc_duration_seconds histogram",
+            'tg_rpc_duration_seconds_count{code="OK",method="GetPositions"} 30.0',
+            'tg_rpc_duration_seconds_count{code="NOT_FOUND",method="GetPositions"} 7.0',
+            'tg_rpc_duration_seconds_count{code="OK",method="GetOrders"} 5.0',
+            'tg_stream_deltas_sent_total{login="default"} 12.0',
+        ]
+    )
+    assert metrics.parse(text, "GetPositions") == metrics.Counts(30.0, 12.0)
+    before = [metrics.Counts(0, 0), metrics.Counts(10, 0), None]
+    after = [metrics.Counts(30, 5), metrics.Counts(20, 5), metrics.Counts(1, 1)]
+    assert metrics.shares(before, after, "calls") == "75/25/?"
+    assert metrics.shares(before, before, "calls") == "-"
