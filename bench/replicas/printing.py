@@ -1,13 +1,13 @@
-"""The replicas section's console output: plain aligned tables, printed as measured."""
+"""The replicas section's console output: the report's tables (bench/report_md.py columns,
+one definition for both), as plain aligned text, printed as measured."""
 
 from __future__ import annotations
 
-import math
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-Column = tuple[str, str, str]  # heading, row key, format ("ms", "s", "x", "n", "text")
+from bench.report_md import Column
 
 
 def say(line: str = "") -> None:
@@ -15,22 +15,8 @@ def say(line: str = "") -> None:
     sys.stdout.flush()
 
 
-def cell(value: Any, kind: str) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if kind == "ms":
-        return f"{float(value):.2f}"
-    if kind == "s":
-        return f"{float(value):.2f}"
-    if kind == "x":
-        return f"{float(value):.2f}x"
-    if kind == "n":
-        return f"{float(value):,.0f}"
-    return str(value)
-
-
 def table(rows: Sequence[dict[str, Any]], columns: Sequence[Column]) -> list[str]:
-    cells = [[cell(row.get(key), kind) for _, key, kind in columns] for row in rows]
+    cells = [[fmt(row.get(key)) for _, key, fmt in columns] for row in rows]
     widths = [
         max([len(head)] + [len(line[i]) for line in cells])
         for i, (head, _, _) in enumerate(columns)

@@ -35,6 +35,12 @@ from bench.replicas import failover, metrics, scaling
 from bench.replicas.cluster import GatewayProc, ReplicaCluster, bench_redis
 from bench.replicas.fanout import Receipts, fan_out
 from bench.replicas.printing import print_table, say
+from bench.report_md import (
+    REPLICA_FAILOVER_COLUMNS,
+    REPLICA_LATENCY_COLUMNS,
+    REPLICA_STREAM_COLUMNS,
+    REPLICA_UNARY_COLUMNS,
+)
 from bench.results import ScenarioResult
 from bench.sim_proc import start_sim
 from bench.stack import SkipScenario
@@ -47,47 +53,6 @@ SPREAD = {
 }
 # Connections per client process with ``serve --workers``: the kernel spreads connections.
 WORKER_CHANNELS = 4
-
-LATENCY_COLUMNS = [
-    ("setup", "setup", "text"),
-    ("deltas", "n", "n"),
-    ("p50 ms", "p50_ms", "ms"),
-    ("p99 ms", "p99_ms", "ms"),
-    ("max ms", "max_ms", "ms"),
-    ("p50 ÷ (a)", "p50_vs_in_process", "x"),
-    ("p99 ÷ (a)", "p99_vs_in_process", "x"),
-]
-FAILOVER_COLUMNS = [
-    ("round", "round", "text"),
-    ("lease taken s", "lease_s", "s"),
-    ("first delta s", "first_delta_s", "s"),
-    ("at new holder s", "new_holder_first_s", "s"),
-    ("at follower s", "follower_first_s", "s"),
-    ("gaps+dups", "gaps_or_duplicates", "n"),
-    ("streams ended", "streams_ended", "n"),
-]
-UNARY_COLUMNS = [
-    ("processes", "processes", "text"),
-    ("calls/s", "calls_per_s", "n"),
-    ("÷ 1", "calls_vs_1", "x"),
-    ("p50 ms", "p50_ms", "ms"),
-    ("p99 ms", "p99_ms", "ms"),
-    ("CPU µs/call", "server_cpu_us_per_call", "n"),
-    ("upstream", "upstream_calls", "n"),
-    ("% per process", "calls_spread", "text"),
-]
-STREAM_COLUMNS = [
-    ("processes", "processes", "text"),
-    ("messages/s", "messages_per_s", "n"),
-    ("÷ 1", "messages_vs_1", "x"),
-    ("offered/s", "offered_per_s", "n"),
-    ("p50 ms", "stream_p50_ms", "ms"),
-    ("p99 ms", "stream_p99_ms", "ms"),
-    ("CPU µs/msg", "server_cpu_us_per_message", "n"),
-    ("delivered", "delivered_text", "text"),
-    ("burst", "burst", "text"),
-    ("% per process", "messages_spread", "text"),
-]
 
 
 def latency_row(setup: str, summary: Summary, base: Summary | None) -> dict[str, Any]:
@@ -185,14 +150,20 @@ async def run(ctx: Context, out: ScenarioResult) -> None:
         await sim.child.stop()
         await sim.aclose()
     notes(ctx, machine, cores, workers, spread)
-    print_table("1. delta latency, numbered -> received", latency_out.rows, LATENCY_COLUMNS)
-    print_table("2. failover after kill -9 of the holder", failover_out.rows, FAILOVER_COLUMNS)
-    print_table(f"3. scaling, unary LIVE reads ({SPREAD[spread]})", scaling_out.rows, UNARY_COLUMNS)
-    print_table("3. scaling, stream fan-out (same processes)", scaling_out.rows, STREAM_COLUMNS)
-    for section in (latency_out, failover_out, scaling_out):
+    streams_out = ctx.run.scenario("replicas_streams")
+    for title, section, columns in (
+        ("1. delta latency, numbered -> received", latency_out, REPLICA_LATENCY_COLUMNS),
+        ("2. failover after kill -9 of the holder", failover_out, REPLICA_FAILOVER_COLUMNS),
+        (f"3. scaling, unary LIVE reads ({SPREAD[spread]})", scaling_out, REPLICA_UNARY_COLUMNS),
+        ("3. scaling, stream fan-out (same processes)", streams_out, REPLICA_STREAM_COLUMNS),
+    ):
+        print_table(title, section.rows, columns)
         for note in section.notes:
             say(f"   - {note}")
-    out.notes.append(f"{machine}; tables: replicas_latency, replicas_failover, replicas_scaling")
+    out.notes.append(
+        f"{machine}; tables: replicas_latency, replicas_failover, replicas_scaling and"
+        " replicas_streams (the same rows)"
+    )
 
 
 async def measure_all(
@@ -235,6 +206,7 @@ async def measure_all(
                 row["messages_per_s"] or 0.0, rows[0]["messages_per_s"] or 0.0
             )
     ctx.run.scenario("replicas_scaling").rows = rows
+    ctx.run.scenario("replicas_streams").rows = rows  # the same rows, their stream columns
 
 
 async def replica_latency(cluster: ReplicaCluster, ctx: Context, base: Summary) -> None:
@@ -326,6 +298,7 @@ def notes(ctx: Context, machine: str, cores: int, workers: list[int], spread: st
     config = ctx.config
     latency_out = ctx.run.scenario("replicas_latency")
     scaling_out = ctx.run.scenario("replicas_scaling")
+    streams_out = ctx.run.scenario("replicas_streams")
     failover_out = ctx.run.scenario("replicas_failover")
     latency_out.notes.append(
         f"{machine}. {config.replicas_latency_actions} simulator actions at"
@@ -337,34 +310,38 @@ def notes(ctx: Context, machine: str, cores: int, workers: list[int], spread: st
         f" ({WORKER_CHANNELS} connections each)" if spread == "workers" else ""
     )
     scaling_out.notes.append(
-        f"{machine}; {SPREAD[spread]}. Unary: GetPositions READ_POLICY_FRESH over"
+        f"{machine}; {SPREAD[spread]}. GetPositions READ_POLICY_FRESH over"
         f" {scaling.ACCOUNTS} accounts served from live state,"
         f" {config.replicas_unary_concurrency} calls in flight split over {clients},"
         f" {config.replicas_unary_seconds:g} s after {config.replicas_unary_warmup:g} s warm-up;"
-        " `upstream` = simulator calls meanwhile (the figures refresh). Streams:"
-        f" {config.replicas_subscribers} subscribers split over {clients},"
-        f" {config.replicas_stream_actions} actions at {config.replicas_stream_rate:g}/s;"
-        " messages/s from the first delta's numbering to the last receipt; CPU: every gateway"
-        " process's."
+        " upstream calls: the simulator's meanwhile (the figures refresh); server CPU: every"
+        " gateway process's."
     )
-    if any(not row["saturated"] for row in scaling_out.rows):
-        scaling_out.notes.append(
+    streams_out.notes.append(
+        f"{machine}; {SPREAD[spread]}. {config.replicas_subscribers} subscribers split over"
+        f" {clients}, {config.replicas_stream_actions} simulator actions at"
+        f" {config.replicas_stream_rate:g}/s; latency: receipt minus numbering; server CPU:"
+        " every gateway process's, from the subscribers' start to their end."
+    )
+    if any(not row["saturated"] for row in streams_out.rows):
+        streams_out.notes.append(
             "Burst `kept up`: the gateways delivered above 80 % of what the simulator offered,"
             " so their fan-out capacity is at least that; raise replicas_subscribers or"
             " replicas_stream_rate to measure it."
         )
     if cores < 2 * max(workers) + 2:
-        scaling_out.notes.append(
-            f"Only {cores} cores for {max(workers)} gateway processes, their clients, the"
-            " simulator and Redis: these ratios show the overhead of sharing the cores, not"
-            " what more cores would give."
-        )
+        for section in (scaling_out, streams_out):
+            section.notes.append(
+                f"Only {cores} cores for {max(workers)} gateway processes, their clients, the"
+                " simulator and Redis: these ratios show the overhead of sharing the cores,"
+                " not what more cores would give."
+            )
     bound = config.replicas_lease_ttl_s + config.replicas_lease_poll_s
     failover_out.notes.append(
         f"{machine}. Lease TTL {config.replicas_lease_ttl_s:g} s, poll"
         f" {config.replicas_lease_poll_s:g} s (bound {bound:g} s"
         " to the lease); times from the kill -9; simulator acting at"
         f" {config.replicas_failover_rate:g} actions/s; first delta = the first numbered after"
-        " the kill at either survivor's subscriber; gaps+dups and streams ended over both"
+        " the kill at either survivor's subscriber; gaps + duplicates and streams ended over both"
         " survivors' streams (in the median row: the sum over the rounds)."
     )

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from bench import report_md
 from bench.config import FULL, TINY, with_overrides
 from bench.replicas import metrics
 from bench.replicas.failover import chain_problems, first_numbered_after
@@ -79,7 +80,7 @@ def test_set_changes_sizes_by_their_type_and_refuses_unknown_names() -> None:
 
 def test_printed_tables_align_their_columns() -> None:
     rows: list[dict[str, Any]] = [{"name": "one", "v": 1.5}, {"name": "three", "v": None}]
-    lines = table(rows, [("setup", "name", "text"), ("value", "v", "ms")])
+    lines = table(rows, [("setup", "name", report_md.text), ("value", "v", report_md.ms)])
     assert lines == ["setup  value", "one     1.50", "three      -"]
 
 
@@ -112,6 +113,7 @@ def test_tiny_replicas_run_measures_every_part(tmp_path: Path) -> None:
     assert failover[-1]["gaps_or_duplicates"] == 0
 
     scaling = scenarios["replicas_scaling"]["rows"]
+    assert scenarios["replicas_streams"]["rows"] == scaling
     assert [row["processes"] for row in scaling] == ["1", "2"]
     for row in scaling:
         assert row["calls_per_s"] > 0 and row["errors"] is None
