@@ -199,6 +199,7 @@ class ReplicaCluster:
     deployment: str = field(default_factory=lambda: f"bench{secrets.token_hex(3)}")
     gateways: list[GatewayProc] = field(default_factory=list)
     _count: int = 0
+    _redis: Redis | None = None
 
     def settings(self, listen: str, metrics_port: int, *, replicas: bool) -> dict[str, Any]:
         sim = self.sim
@@ -262,12 +263,12 @@ class ReplicaCluster:
 
     async def holder_pid(self) -> int | None:
         """The pid in the login's lease record, None while nobody holds it."""
+        if self._redis is None:
+            self._redis = Redis.from_url(
+                self.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0
+            )
         key = LeaseKeys.for_login(self.deployment, DEFAULT_LOGIN).lease
-        redis = Redis.from_url(self.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
-        try:
-            holder = await redis.hget(key, "holder")
-        finally:
-            await redis.aclose()
+        holder = await self._redis.hget(key, "holder")
         if holder is None:
             return None
         text = holder.decode() if isinstance(holder, bytes) else str(holder)
@@ -284,3 +285,6 @@ class ReplicaCluster:
     async def aclose(self) -> None:
         await asyncio.gather(*(g.stop() for g in self.gateways), return_exceptions=True)
         self.gateways.clear()
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None

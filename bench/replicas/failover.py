@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,7 +101,7 @@ class Watch:
             await asyncio.gather(self.task, return_exceptions=True)
 
 
-async def _until(condition: Any, bound: float) -> float | None:
+async def _until(condition: Callable[[], Awaitable[bool]], bound: float) -> float | None:
     """Seconds until ``condition()`` (async) is true, None after ``bound``."""
     loop = asyncio.get_running_loop()
     started = loop.time()

@@ -39,7 +39,6 @@ class Receipts:
     #: Deltas made from an upstream frame (they carry ``received_time``); the others come
     #: from the gateway's background refresh of Tradovate's figures, seconds later.
     from_frames: frozenset[str]
-    client_cpu_s: float
 
     @classmethod
     def of(cls, result: dict[str, Any]) -> Receipts:
@@ -48,7 +47,6 @@ class Receipts:
             deltas={k: [int(t) for t in v] for k, v in result["deltas"].items()},
             numbered={k: int(v) for k, v in result.get("numbered", {}).items()},
             from_frames=frozenset(result.get("stamps", {})),
-            client_cpu_s=float(result.get("client_cpu_s", 0.0)),
         )
 
     def latencies_ns(self) -> list[int]:

@@ -35,7 +35,6 @@ def receipts(deltas: dict[str, list[int]], numbered: dict[str, int], frames: set
         deltas=deltas,
         numbered=numbered,
         from_frames=frozenset(frames),
-        client_cpu_s=0.0,
     )
 
 
