@@ -116,7 +116,9 @@ def test_tiny_replicas_run_measures_every_part(tmp_path: Path) -> None:
     assert [row["processes"] for row in scaling] == ["1", "2"]
     for row in scaling:
         assert row["calls_per_s"] > 0 and row["errors"] is None
-        assert row["upstream_calls"] <= 5  # LIVE reads: only the figures refresh goes upstream
+        # LIVE reads never go upstream: what the simulator saw is the figures refresh (a few
+        # calls a second), not one per call.
+        assert row["upstream_calls"] < 50 < row["calls_per_s"]
         assert row["delivered"] == row["expected"] > 0
         assert row["calls_spread"] != "-" and row["messages_spread"] != "-"
     assert scaling[1]["calls_vs_1"] > 0 and scaling[1]["messages_vs_1"] > 0
