@@ -171,8 +171,10 @@ MEANINGS: Final[dict[str, str]] = {
     # replicas: one Tradovate session per login across gateway processes
     "replicas": "`off`: this process opens its own Tradovate sessions; `redis`: a lease per "
     "login in `REDIS_URL` picks the one replica that holds the session (login, renewals, "
-    "sockets, live state), the others use its shared token for unary reads (needs "
-    "`REDIS_URL` and `GATEWAY_TOKEN_KEY` or `GATEWAY_TOKEN_PLAINTEXT`; docs/REPLICAS.md)",
+    "sockets) and writes the login's delta log; every replica mirrors the live state from "
+    "it and serves LIVE reads and StreamUpdates, with the holder's shared token for the "
+    "rest (needs `REDIS_URL` and `GATEWAY_TOKEN_KEY` or `GATEWAY_TOKEN_PLAINTEXT`; "
+    "docs/REPLICAS.md)",
     "deployment": "the deployment's name in the Redis keys (`tg:<deployment>:`): the same on "
     "every replica of one deployment, different for two deployments on one Redis",
     "lease_ttl_s": "a login's lease lapses this long after its holder's last renewal "

@@ -48,6 +48,7 @@ from prometheus_client.registry import Collector
 from trading_gateway.server.broker.stats import BudgetStats, UpstreamStats
 from trading_gateway.server.live.stats import StreamStats
 from trading_gateway.server.logins.spec import DEFAULT_LOGIN
+from trading_gateway.server.replicas.stats import ReplicaStats
 from trading_gateway.server.version import git_sha, version
 
 if TYPE_CHECKING:
@@ -217,6 +218,11 @@ class Metrics:
         """Report one login's streams (tg_stream_*{login}) from ``read()`` at every scrape."""
         self.state.streams[login] = read
 
+    def watch_replica(self, read: Callable[[], ReplicaStats], login: str) -> None:
+        """Report one login's replication (tg_replica_*{login}) from ``read()`` at every
+        scrape (GATEWAY_REPLICAS=redis)."""
+        self.state.replicas[login] = read
+
     def watch_upstream(self, read: Callable[[], UpstreamStats], login: str = DEFAULT_LOGIN) -> None:
         """Report one login's upstream connection (tg_upstream_*{login}) from ``read()`` at
         every scrape."""
@@ -227,6 +233,7 @@ class Metrics:
         counts of its calls and penalties stay: counters only grow)."""
         self.state.upstreams.pop(login, None)
         self.state.streams.pop(login, None)
+        self.state.replicas.pop(login, None)
         for reason in CIRCUIT_REASONS:
             with contextlib.suppress(KeyError):
                 self.circuit_seconds.remove(login, reason)
@@ -273,6 +280,7 @@ class StateCollector(Collector):
     def __init__(self) -> None:
         self.streams: dict[str, Callable[[], StreamStats]] = {}
         self.upstreams: dict[str, Callable[[], UpstreamStats]] = {}
+        self.replicas: dict[str, Callable[[], ReplicaStats]] = {}
         self.ip_budget: Callable[[], BudgetStats | None] | None = None
 
     def describe(self) -> Iterator[Metric]:
@@ -285,6 +293,9 @@ class StateCollector(Collector):
         if self.upstreams:
             stats = {login: read() for login, read in sorted(self.upstreams.items())}
             yield from _upstream_families(stats)
+        if self.replicas:
+            replicas = {login: read() for login, read in sorted(self.replicas.items())}
+            yield from _replica_families(replicas)
         if self.ip_budget is not None:
             budget = self.ip_budget()
             if budget is not None:
@@ -375,6 +386,67 @@ def _stream_families(by_login: dict[str, StreamStats]) -> Iterator[Metric]:
         resumes.add_metric([login, "replayed"], stats.resumed)
         resumes.add_metric([login, "resync"], stats.resynced)
     yield resumes
+
+
+#: The per-login replication families: (name, kind, help, the ReplicaStats field).
+_REPLICA_FAMILIES: Final = (
+    (
+        "tg_replica_holding",
+        "gauge",
+        "1 while this replica holds the login's session and writes its delta log, 0 while "
+        "it mirrors the log",
+        "holding",
+    ),
+    (
+        "tg_replica_log_step",
+        "gauge",
+        "The last delta-log step this replica appended (holder) or applied (follower)",
+        "log_step",
+    ),
+    (
+        "tg_replica_steps_appended",
+        "counter",
+        "Delta-log steps this replica appended as the login's holder",
+        "steps_appended",
+    ),
+    (
+        "tg_replica_append_seconds",
+        "counter",
+        "Time spent in delta-log appends (divide by tg_replica_steps_appended: the mean)",
+        "append_seconds",
+    ),
+    (
+        "tg_replica_pending_records",
+        "gauge",
+        "Live records waiting for the holder's next delta-log append",
+        "pending_records",
+    ),
+    (
+        "tg_replica_mirror_reloads",
+        "counter",
+        "Snapshots a follower loaded again because the log broke off or a new holder "
+        "started another sequence space",
+        "mirror_reloads",
+    ),
+    (
+        "tg_replica_feed_up",
+        "gauge",
+        "1 while this replica can read the login's delta log (a holder: always)",
+        "feed_up",
+    ),
+)
+
+
+def _replica_families(by_login: dict[str, ReplicaStats]) -> Iterator[Metric]:
+    for name, kind, doc, field in _REPLICA_FAMILIES:
+        family: CounterMetricFamily | GaugeMetricFamily
+        if kind == "counter":
+            family = CounterMetricFamily(name, doc, labels=["login"])
+        else:
+            family = GaugeMetricFamily(name, doc, labels=["login"])
+        for login, stats in by_login.items():
+            family.add_metric([login], float(getattr(stats, field)))
+        yield family
 
 
 def _login_gauge(name: str, doc: str) -> GaugeMetricFamily:

@@ -97,6 +97,8 @@ class LiveJournal:
         self.steps = 0
         self.records = 0
         self.append_seconds = 0.0
+        #: The last step appended (0: none yet).
+        self.last_step = 0
 
     def start(self, head: int | None) -> None:
         """Continue the log after ``head`` (None: a new log). From now on the service's
@@ -113,6 +115,10 @@ class LiveJournal:
     async def aclose(self) -> None:
         self._service.recorder = None
         await self._tasks.aclose()
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
 
     def _record(self, record: Record) -> None:
         self._pending.append(record)
@@ -145,6 +151,7 @@ class LiveJournal:
                     hub.commit(record.delta, record.now_ns)
             self.steps += 1
             self.records += len(records)
+            self.last_step = step
 
     async def _append(self, step: int, payload: bytes) -> bool:
         pause = RETRY_INITIAL_S
@@ -211,6 +218,10 @@ class LiveMirror:
         #: The last log step applied (None: no snapshot loaded yet).
         self.position: int | None = None
         self.reloads = 0
+        #: False while Redis cannot be read (or the log broke off) until the next step.
+        self.feed_up = True
+        # The lease epoch of the writer of the last step applied (None: none yet).
+        self._writer: int | None = None
 
     def start(self) -> None:
         self._tasks.spawn(self._run(), "live-mirror")
@@ -245,6 +256,7 @@ class LiveMirror:
                     exc,
                 )
                 self._service.feed_lost(f"reloading the holder's state: {exc}")
+                self.feed_up = False
                 self.reloads += 1
                 min_snapshot = (self.position or 0) + 1
                 self.position = None
@@ -253,22 +265,37 @@ class LiveMirror:
         service = self._service
         match event:
             case SnapshotLoaded(snapshot):
-                load(
-                    service, decode_dump(snapshot.state), "the replica reloaded the holder's state"
-                )
+                why = "the replica reloaded the holder's state"
+                load(service, decode_dump(snapshot.state), why)
+                self._writer = snapshot.epoch
                 await self._at(snapshot.sequence)
-            case LogEntry(sequence, _, payload):
-                for record in decode_step(payload):
+            case LogEntry(sequence, writer, payload):
+                records = decode_step(payload)
+                if writer != self._writer:
+                    # A holder's term opens with an EpochRecord: a step of a new writer
+                    # without one means this replica missed the term's first steps (a
+                    # Redis failover that lost entries it had read): start again.
+                    if not records or not isinstance(records[0], EpochRecord):
+                        raise NewSequenceSpace(
+                            f"step {sequence} is the first this replica sees of writer "
+                            f"epoch {writer}, and not its term's first"
+                        )
+                    self._writer = writer
+                for record in records:
                     replay(service, record)
                 await self._at(sequence)
             case ResyncNeeded(reason, _):
                 service.feed_lost(f"the replicated log broke off ({reason}); reloading")
                 self.position = None
+                self.feed_up = False
+                self.reloads += 1
             case RedisLost(error):
                 service.feed_lost(f"Redis cannot be read for the holder's live state: {error}")
+                self.feed_up = False
 
     async def _at(self, position: int) -> None:
         self.position = position
+        self.feed_up = True
         self._service.feed_back()
         async with self._moved:
             self._moved.notify_all()

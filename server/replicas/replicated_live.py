@@ -36,6 +36,7 @@ from trading_gateway.server.reads.service import LiveReads
 from trading_gateway.server.replicas.delta_log import DeltaLog, DeltaLogKeys, LogUnavailable
 from trading_gateway.server.replicas.lease import LeaseTerm
 from trading_gateway.server.replicas.live_log import LiveJournal, LiveMirror
+from trading_gateway.server.replicas.stats import ReplicaStats
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +131,7 @@ class ReplicatedLive:
         """The login's runtime for a role was built: use its client; a follower mirrors."""
         self._inner.bind(client)
         self._inner.watch(metrics)
+        metrics.watch_replica(self.stats, login=self.login)
         self._term = term
         if term is None and self._mirror is None and self._journal is None:
             self._mirror = LiveMirror(self.service, self._url, self._keys)
@@ -188,6 +190,20 @@ class ReplicatedLive:
             hub.epoch,
             hub.sequence,
             head,
+        )
+
+    def stats(self) -> ReplicaStats:
+        journal, mirror = self._journal, self._mirror
+        return ReplicaStats(
+            holding=journal is not None,
+            log_step=journal.last_step
+            if journal is not None
+            else (mirror and mirror.position) or 0,
+            steps_appended=journal.steps if journal is not None else 0,
+            append_seconds=journal.append_seconds if journal is not None else 0.0,
+            pending_records=journal.pending if journal is not None else 0,
+            mirror_reloads=mirror.reloads if mirror is not None else 0,
+            feed_up=mirror.feed_up if mirror is not None else True,
         )
 
     @property

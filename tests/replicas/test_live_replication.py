@@ -129,6 +129,13 @@ async def test_a_follower_mirrors_the_holder_and_takes_over_without_a_gap(
                     10,
                     "both live states serving",
                 )
+                # The replication metrics say who writes and who mirrors.
+                holder_metrics = first.metrics.render().decode()
+                follower_metrics = second.metrics.render().decode()
+                assert 'tg_replica_holding{login="default"} 1.0' in holder_metrics
+                assert 'tg_replica_holding{login="default"} 0.0' in follower_metrics
+                assert 'tg_replica_feed_up{login="default"} 1.0' in follower_metrics
+                assert 'tg_replica_log_step{login="default"} 0.0' not in follower_metrics
                 # Only the holder opened sockets.
                 assert _live(second).service.resyncs == 0
                 assert _live(second).mirror is not None and _live(second).journal is None
