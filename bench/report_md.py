@@ -185,6 +185,7 @@ REPLICA_LATENCY_COLUMNS: list[Column] = [
     ("max ms", "max_ms", ms),
     ("p50 ÷ (a)", "p50_vs_in_process", ratio),
     ("p99 ÷ (a)", "p99_vs_in_process", ratio),
+    ("holder's append ms", "append_ms", ms),
 ]
 
 REPLICA_FAILOVER_COLUMNS: list[Column] = [
@@ -325,7 +326,8 @@ SECTIONS: list[tuple[str, str, str, list[Column], str]] = [
         " subscriber process: (a) one gateway without replicas; with GATEWAY_REPLICAS=redis,"
         " (b) the holder's own subscriber (the delta is appended to the Redis delta log first)"
         " and (c) a follower's (holder append, follower XREAD, replay, its hub), (b) and (c) on"
-        " the same deltas. `python -m bench --only replicas` runs this section alone.",
+        " the same deltas; the holder's mean delta-log append round trip (its own metrics) beside"
+        " (b). `python -m bench --only replicas` runs this section alone.",
     ),
     (
         "replicas_failover",

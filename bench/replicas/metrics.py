@@ -4,7 +4,8 @@ Each process of the replicas section serves metrics on a port of its own (``serv
 --workers N``: worker i on the base port + i). Between two scrapes, each process's share of
 the OK unary calls of one method (``tg_rpc_duration_seconds_count``) and of the stream
 deltas written (``tg_stream_deltas_sent``) says how evenly the clients, or the kernel's
-SO_REUSEPORT, spread the load.
+SO_REUSEPORT, spread the load; the holder's ``tg_replica_append_seconds`` over
+``tg_replica_steps_appended`` is its mean delta-log append.
 """
 
 from __future__ import annotations
@@ -22,17 +23,36 @@ _SAMPLE = re.compile(r"^(\w+)\{([^}]*)\} (\S+)$", re.MULTILINE)
 class Counts:
     calls: float
     deltas_sent: float
+    #: As the login's holder: delta-log steps appended, and their append round trips (s).
+    steps_appended: float = 0.0
+    append_seconds: float = 0.0
 
 
 def parse(text: str, method: str) -> Counts:
-    calls = sent = 0.0
+    calls = sent = steps = seconds = 0.0
     for name, labels, value in _SAMPLE.findall(text):
-        if name == "tg_rpc_duration_seconds_count":
+        family = name.removesuffix("_total")
+        if family == "tg_rpc_duration_seconds_count":
             if f'method="{method}"' in labels and 'code="OK"' in labels:
                 calls += float(value)
-        elif name in ("tg_stream_deltas_sent", "tg_stream_deltas_sent_total"):
+        elif family == "tg_stream_deltas_sent":
             sent += float(value)
-    return Counts(calls, sent)
+        elif family == "tg_replica_steps_appended":
+            steps += float(value)
+        elif family == "tg_replica_append_seconds":
+            seconds += float(value)
+    return Counts(calls, sent, steps, seconds)
+
+
+def mean_append_ms(before: Counts | None, after: Counts | None) -> float | None:
+    """The mean delta-log append round trip between two scrapes of one holder (None:
+    no scrape, or no append)."""
+    if before is None or after is None:
+        return None
+    steps = after.steps_appended - before.steps_appended
+    if steps <= 0:
+        return None
+    return (after.append_seconds - before.append_seconds) / steps * 1000
 
 
 def _get(port: int) -> str:

@@ -212,15 +212,17 @@ async def measure_all(
 async def replica_latency(cluster: ReplicaCluster, ctx: Context, base: Summary) -> None:
     out = ctx.run.scenario("replicas_latency")
     holder, follower = await holder_and_follower(cluster)
+    (before,) = await metrics.scrape(holder.metrics_ports, scaling.RPC)
     at_holder, at_follower = await delta_latency(cluster, ctx, [holder.address, follower.address])
+    (after,) = await metrics.scrape(holder.metrics_ports, scaling.RPC)
     others = len(cluster.running()) - 2
-    out.rows.append(
-        latency_row(
-            "(b) holder's subscriber, GATEWAY_REPLICAS=redis",
-            summarize_ns(at_holder.latencies_ns()),
-            base,
-        )
+    row = latency_row(
+        "(b) holder's subscriber, GATEWAY_REPLICAS=redis",
+        summarize_ns(at_holder.latencies_ns()),
+        base,
     )
+    row["append_ms"] = metrics.mean_append_ms(before, after)
+    out.rows.append(row)
     out.rows.append(
         latency_row(
             "(c) follower's subscriber (log -> replay -> hub)",

@@ -105,6 +105,7 @@ def test_tiny_replicas_run_measures_every_part(tmp_path: Path) -> None:
     assert [row["setup"][:3] for row in latency] == ["(a)", "(b)", "(c)"]
     assert all(row["n"] > 0 and row["p50_ms"] > 0 for row in latency)
     assert all(row["p99_vs_in_process"] > 0 for row in latency)
+    assert latency[1]["append_ms"] > 0  # the holder's own metrics
 
     failover = scenarios["replicas_failover"]["rows"]
     assert [row["round"] for row in failover] == [1, "median"]
@@ -134,7 +135,12 @@ def test_the_spread_over_processes_comes_from_their_own_metrics() -> None:
             'tg_stream_deltas_sent_total{login="default"} 12.0',
         ]
     )
-    assert metrics.parse(text, "GetPositions") == metrics.Counts(30.0, 12.0)
+    text += '\ntg_replica_steps_appended_total{login="default"} 4.0'
+    text += '\ntg_replica_append_seconds_total{login="default"} 0.01'
+    counts = metrics.parse(text, "GetPositions")
+    assert counts == metrics.Counts(30.0, 12.0, 4.0, 0.01)
+    assert metrics.mean_append_ms(metrics.Counts(0, 0), counts) == pytest.approx(2.5)
+    assert metrics.mean_append_ms(counts, counts) is None
     before = [metrics.Counts(0, 0), metrics.Counts(10, 0), None]
     after = [metrics.Counts(30, 5), metrics.Counts(20, 5), metrics.Counts(1, 1)]
     assert metrics.shares(before, after, "calls") == "75/25/?"
