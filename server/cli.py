@@ -1,9 +1,10 @@
 """`trading-gateway`: `serve` and `demo` run the server; every other command is the client's.
 
-trading-gateway serve [--listen HOST:PORT] [--redis-url URL] [--metrics-port N] ...
+trading-gateway serve [--listen HOST:PORT] [--redis-url URL] [--metrics-port N] [--workers N] ...
 trading-gateway demo  [--listen HOST:PORT] [--duration SECONDS] [--accounts N] [--logins N] ...
 trading-gateway keys create|show|hash ...                           (server/auth/keys_cli.py)
 trading-gateway logins check [FILE]                                 (server/logins/check_cli.py)
+trading-gateway replicas holders [--pid LOGIN]                  (server/replicas/holders_cli.py)
 trading-gateway positions|orders|balances|accounts|pending|snapshot|watch ...  (client/cli.py)
 trading-gateway --version
 """
@@ -11,6 +12,7 @@ trading-gateway --version
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
@@ -37,6 +39,8 @@ PROG: Final = "trading-gateway"
 SERVER_COMMANDS: Final = ("serve", "demo")
 # `demo --logins N`: one simulator process serves them all; more would only slow it down.
 MAX_DEMO_LOGINS: Final = 20
+# `demo --replicas N`: each is a process of its own on a small machine.
+MAX_DEMO_REPLICAS: Final = 5
 USAGE: Final = f"""usage: {PROG} COMMAND [options]
 
 server commands:
@@ -46,6 +50,8 @@ server commands:
   keys        create and show API keys (`keys create --name NAME --logins L --scope A,B`,
               `keys show`); see docs/SECURITY.md
   logins      check a logins file (`logins check FILE`): its logins, never their secrets
+  replicas    which replica holds each login's session (`replicas holders`,
+              `replicas holders --pid LOGIN` for `kill`); GATEWAY_REPLICAS=redis
 
 client commands (talk to a running gateway; see `{PROG} COMMAND --help`):
   accounts    the accounts behind the gateway's login
@@ -97,6 +103,15 @@ def build_parser() -> argparse.ArgumentParser:
     _server_options(serve, default_listen=None)
     serve.add_argument("--redis-url", help="Redis cache (default: $REDIS_URL, else in-memory)")
     serve.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="gateway processes on the one port (SO_REUSEPORT), supervised; N > 1 needs "
+        "GATEWAY_REPLICAS=redis (default: $GATEWAY_WORKERS or 1)",
+    )
+    # Set by the supervisor of `--workers N` on each worker it starts (server/workers.py).
+    serve.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
+    serve.add_argument(
         "--logins-file",
         metavar="PATH",
         help="TOML file of many Tradovate logins (default: $GATEWAY_LOGINS_FILE, else the "
@@ -115,6 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="Tradovate logins desk-1..desk-N, each a simulated user with --accounts "
         "accounts, configured through a logins file (default 1: the TRADOVATE_* shorthand)",
+    )
+    demo.add_argument(
+        "--replicas",
+        type=_replica_count,
+        default=1,
+        metavar="N",
+        help="N gateway processes on consecutive ports from --listen sharing one Tradovate "
+        "session through a private Redis (GATEWAY_REPLICAS=redis; default 1: one process)",
     )
     demo.add_argument("--seed", type=int, default=7, help="simulator random seed")
     demo.add_argument(
@@ -136,6 +159,18 @@ def _login_count(text: str) -> int:
     if not 1 <= count <= MAX_DEMO_LOGINS:
         raise argparse.ArgumentTypeError(
             f"expected a whole number of logins from 1 to {MAX_DEMO_LOGINS}, got {text!r}"
+        )
+    return count
+
+
+def _replica_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= MAX_DEMO_REPLICAS:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of replicas from 1 to {MAX_DEMO_REPLICAS}, got {text!r}"
         )
     return count
 
@@ -170,41 +205,76 @@ def main(argv: Sequence[str] | None = None) -> int:
         from trading_gateway.server.logins.check_cli import main as logins_main
 
         return logins_main(args_list[1:])
+    if args_list[0] == "replicas":
+        from trading_gateway.server.replicas.holders_cli import main as replicas_main
+
+        return replicas_main(args_list[1:])
     if args_list[0] not in SERVER_COMMANDS:
         from trading_gateway.client.cli import main as client_main
 
         return client_main(args_list)
-    args = build_parser().parse_args(args_list)
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    if args.command == "demo" and args.replicas > 1 and args.logins > 1:
+        parser.error("demo: --replicas and --logins cannot be combined (yet)")
     try:
         if args.command == "serve":
-            settings = _settings(args, redis_url=args.redis_url, logins_file=args.logins_file)
+            settings = _settings(
+                args,
+                redis_url=args.redis_url,
+                logins_file=args.logins_file,
+                workers=args.workers,
+            )
         else:
             # The demo uses memory unless told otherwise, whatever REDIS_URL says.
             settings = _settings(args, redis_url=args.redis_url or "", tradovate_env="demo")
     except ValidationError as exc:
         return _fatal(describe_invalid(exc), json_lines=_json_asked(args))
     configure_logging(settings.log_format, settings.log_level)
-    from trading_gateway.server.logins.load import variables_named
+    worker = getattr(args, "worker_index", None)
+    if worker is not None:
+        from trading_gateway.server.workers import tag_worker_logs
 
-    named = variables_named(settings)  # a logins file's secret variables are not typos
-    for warning in unknown_variables({k: v for k, v in os.environ.items() if k not in named}):
-        logger.warning("%s", warning)
+        tag_worker_logs(worker)
+    else:  # the supervisor of workers warned already
+        _warn_unknown_variables(settings)
     from trading_gateway.server.auth.policy import config_problem, listen_refusal, listen_warnings
 
     refusal = listen_refusal(settings) or config_problem(settings)
     if refusal is not None:
         return _fatal(refusal, json_lines=settings.log_format == "json")
-    for warning in listen_warnings(settings):
-        logger.warning("%s", warning)
+    if worker is None:
+        for warning in listen_warnings(settings):
+            logger.warning("%s", warning)
     from trading_gateway.server.runner import run
 
     if args.command == "serve":
-        from trading_gateway.server.runner import serve
+        from trading_gateway.server.runner import check_logins, serve
 
         try:
+            if settings.workers > 1 and worker is None:
+                from trading_gateway.server.workers import Supervisor
+
+                check_logins(settings)
+                # Plain asyncio: it only waits on processes (uvloop lacks process_group).
+                return asyncio.run(Supervisor(settings, args_list[1:]).run())
             return run(serve(settings))
         except SettingError as exc:  # a port in use, say: one line, no traceback
             return _fatal(str(exc), json_lines=settings.log_format == "json", setting=exc.setting)
+    if args.replicas > 1:
+        from trading_gateway.server.demo_replicas import run_replicas_demo
+        from trading_gateway.simulator import SimConfig
+
+        config = SimConfig(accounts=args.accounts, seed=args.seed, activity_rate=args.activity_rate)
+        return run(
+            run_replicas_demo(
+                settings,
+                replicas=args.replicas,
+                config=config,
+                duration=args.duration,
+                out=sys.stdout,
+            )
+        )
     from trading_gateway.server.demo import DemoOptions, run_demo
 
     options = DemoOptions(
@@ -216,6 +286,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         metrics_port_given=args.metrics_port is not None,
     )
     return run(run_demo(settings, options))
+
+
+def _warn_unknown_variables(settings: GatewaySettings) -> None:
+    from trading_gateway.server.logins.load import variables_named
+
+    named = variables_named(settings)  # a logins file's secret variables are not typos
+    for warning in unknown_variables({k: v for k, v in os.environ.items() if k not in named}):
+        logger.warning("%s", warning)
 
 
 def _json_asked(args: argparse.Namespace) -> bool:
@@ -267,6 +345,7 @@ FLAGS: Final = {
     "redis_url": "--redis-url",
     "allow_insecure": "--allow-insecure",
     "logins_file": "--logins-file",
+    "workers": "--workers",
 }
 
 

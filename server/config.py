@@ -221,6 +221,9 @@ class GatewaySettings(BaseSettings):
     # replica that does not hold it checks: a holder's death is taken over within both.
     lease_ttl_s: float = Field(default=3.0, ge=0.3, le=60.0)
     lease_poll_s: float = Field(default=0.5, gt=0, le=10.0)
+    # `serve --workers N`: N gateway processes on one port (SO_REUSEPORT), sharing each
+    # login's session through the lease, so N > 1 needs GATEWAY_REPLICAS=redis.
+    workers: int = Field(default=1, ge=1, le=64)
 
     @field_validator("listen")
     @classmethod
@@ -263,6 +266,16 @@ class GatewaySettings(BaseSettings):
             raise ValueError(
                 "GATEWAY_REPLICAS=redis needs REDIS_URL: the replicas share their leases and "
                 "the Tradovate token there; set REDIS_URL or GATEWAY_REPLICAS=off"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_workers(self) -> GatewaySettings:
+        if self.workers > 1 and self.replicas != "redis":
+            raise ValueError(
+                f"GATEWAY_WORKERS={self.workers} (--workers) needs GATEWAY_REPLICAS=redis and "
+                "REDIS_URL: each worker would otherwise open its own Tradovate session and "
+                "evict the others'; set both, or run one worker"
             )
         return self
 

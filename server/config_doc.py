@@ -181,6 +181,9 @@ MEANINGS: Final[dict[str, str]] = {
     "(renewed every third of it); the same on every replica",
     "lease_poll_s": "how often a replica that does not hold a lease checks it; a dead "
     "holder is replaced within `GATEWAY_LEASE_TTL_S` + this",
+    "workers": "gateway processes `serve` runs on one port (SO_REUSEPORT), each with its own "
+    "metrics port (`GATEWAY_METRICS_PORT` + its index from 0); more than 1 needs "
+    "`GATEWAY_REPLICAS=redis` (README, Deployment)",
     "allow_insecure": "listen beyond loopback without API keys or TLS (e.g. inside a container)",
 }
 

@@ -83,6 +83,14 @@ async def serve(settings: GatewaySettings) -> int:
     A setting it cannot start with raises SettingError (the CLI prints it as one line):
     a bad logins file, or without one a missing TRADOVATE_* credential.
     """
+    check_logins(settings)
+    with StopSignals() as signals:
+        return await _serve(settings, signals)
+
+
+def check_logins(settings: GatewaySettings) -> None:
+    """SettingError unless `serve` has its logins: the logins file and every secret it
+    names, or without one every TRADOVATE_* credential."""
     if settings.logins_file:
         load_logins(settings)  # each login's secrets resolve, or one SettingError line
     elif missing := settings.missing_credentials():
@@ -94,8 +102,6 @@ async def serve(settings: GatewaySettings) -> int:
             f"set {names} in the environment (README, Running against a real Tradovate demo "
             "account)",
         )
-    with StopSignals() as signals:
-        return await _serve(settings, signals)
 
 
 async def _serve(settings: GatewaySettings, signals: StopSignals) -> int:

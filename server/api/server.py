@@ -40,11 +40,13 @@ class AddressInUse(SettingError):
         self.address = address
 
 
-def check_bindable(address: str) -> None:
+def check_bindable(address: str, *, shared: bool = False) -> None:
     """AddressInUse when ``address`` cannot be bound, found before grpc tries.
 
     grpc's core writes its own error line to stderr when a bind fails; trying first
     keeps a port in use to the one line `serve` prints. Port 0 always binds.
+    ``shared``: bind as a worker of `serve --workers` does (SO_REUSEPORT), so the other
+    workers' sockets do not count as in use (server/workers.py checks the port first).
     """
     host, port = split_address(address)
     if port == 0:
@@ -58,6 +60,8 @@ def check_bindable(address: str) -> None:
     for family, kind, proto, _, where in found:
         with socket.socket(family, kind, proto) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if shared:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             try:
                 probe.bind(where)
             except OSError as exc:
@@ -68,8 +72,9 @@ def check_bindable(address: str) -> None:
 
 def server_options(settings: GatewaySettings) -> list[tuple[str, Any]]:
     return [
-        # Refuse to share a port with another process: a busy port must fail loudly.
-        ("grpc.so_reuseport", 0),
+        # Refuse to share a port with another process: a busy port must fail loudly. The
+        # workers of `serve --workers N` share theirs (the supervisor checked it was free).
+        ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
         ("grpc.max_receive_message_length", settings.max_receive_bytes),
         ("grpc.max_send_message_length", settings.max_send_bytes),
         ("grpc.keepalive_time_ms", int(settings.keepalive_time_s * 1000)),
@@ -146,7 +151,7 @@ def build_server(
     add_reflection(
         ReflectionServicer(gateway_index(), (TRADING_SERVICE, HEALTH_SERVICE)), registrar
     )
-    check_bindable(settings.listen)
+    check_bindable(settings.listen, shared=settings.workers > 1)
     try:
         if settings.tls_cert_file and settings.tls_key_file:
             credentials = server_credentials(

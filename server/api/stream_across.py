@@ -15,7 +15,7 @@ stream does not cover are ignored (a removed login's, say).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, cast
 
 import grpc
@@ -141,7 +141,7 @@ class AcrossLoginsStreamHandler:
                 by_login[login] = []
         logins = list(by_login)
         asked = asked_positions(request, logins)
-        await self._reach(asked, context)
+        await self._ready(by_login, asked, context)
         parts = [
             LoginPart(
                 login,
@@ -179,21 +179,27 @@ class AcrossLoginsStreamHandler:
         finally:
             await messages.aclose()  # the sessions close now, not when collected
 
-    async def _reach(self, asked: Mapping[str, Position], context: Context) -> None:
+    async def _ready(
+        self, logins: Iterable[str], asked: Mapping[str, Position], context: Context
+    ) -> None:
         """Let each login's live state reach the position a resume names (a replica that
-        mirrors the holder may be a few milliseconds behind what the subscriber saw)."""
-        if not asked:
-            return
+        mirrors the holder may be a few milliseconds behind what the subscriber saw), and
+        send what it numbered (a holder's state may be one delta-log append ahead of what
+        it sent), so that the stream opens exactly where its snapshot is."""
         left = context.time_remaining()
         within = RESUME_REACH_S if left is None else min(RESUME_REACH_S, left / 2)
         sources = self._sources()
-        await asyncio.gather(
-            *(
-                source.streams.reach(epoch, sequence, within)
-                for login, (epoch, sequence) in asked.items()
-                if (source := sources.get(login)) is not None
-            )
-        )
+        waits = [
+            source.streams.reach(epoch, sequence, within)
+            for login, (epoch, sequence) in asked.items()
+            if (source := sources.get(login)) is not None
+        ]
+        waits += [
+            source.streams.settle(within)
+            for login in logins
+            if (source := sources.get(login)) is not None
+        ]
+        await asyncio.gather(*waits)
 
     def _open_one(self, part: LoginPart) -> LoginSession:
         source = self._sources().get(part.login)

@@ -87,6 +87,10 @@ class LoginSessions(Protocol):
         """Until this login's deltas of ``epoch`` reach ``sequence`` (or ``within`` s)."""
         ...
 
+    async def settle(self, within: float) -> None:
+        """Until this login has sent every delta it numbered (or ``within`` s)."""
+        ...
+
 
 class LoginStreamSource(Protocol):
     """One login's live part (server/live_subsystem.py LiveSubsystem fits)."""

@@ -47,6 +47,10 @@ class BalanceViews:
         """The account is gone: its next PnL update, if it comes back, is sent."""
         self._pnl_sent.pop(account_id, None)
 
+    def forget_sent(self) -> None:
+        """Every account's next PnL update is sent, whatever was sent before."""
+        self._pnl_sent.clear()
+
     def _inputs(self, account_id: int) -> BalanceInputs | None:
         account = self.state.accounts.get(account_id)
         if account is None:

@@ -309,6 +309,23 @@ class StreamHub:
             except TimeoutError:
                 return
 
+    async def settled(self, within: float) -> None:
+        """Until every delta numbered so far was sent (a journal holds none), or ``within``
+        seconds passed: a snapshot taken then is exactly the state at ``sequence``."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + within
+        while self.mode is HubMode.JOURNAL and self._numbered > self.sequence:
+            left = until - loop.time()
+            if left <= 0:
+                return
+            if self._moved is None:
+                self._moved = asyncio.Event()
+            try:
+                async with asyncio.timeout(left):
+                    await self._moved.wait()
+            except TimeoutError:
+                return
+
     def _tell_moved(self) -> None:
         moved, self._moved = self._moved, None
         if moved is not None:

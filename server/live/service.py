@@ -310,6 +310,16 @@ class LiveService:
         self._feed_ok = True
         self.refresh_health()
 
+    def await_own_snapshot(self, reason: str) -> None:
+        """A new holder: the replicated state stands until its own socket's snapshot,
+        but is not called current before it (recorded, so followers say so too). Every
+        account's PnL update goes out again once it is live."""
+        event = SyncStatus(connected=False, reason=reason)
+        if self.recorder is not None:
+            self.recorder(FrameRecord((event,)))
+        self.handle(event)
+        self.views.pnl_again()
+
     def mark_down(self, reason: str) -> None:
         """The upstream state is not trustworthy until the next snapshot."""
         self._went_down(reason)

@@ -163,6 +163,12 @@ class LiveStreams:
         moment serves the resume from the replay ring instead of a resync."""
         await self.hub.reached(epoch, sequence, within)
 
+    async def settle(self, within: float) -> None:
+        """Until the hub has sent every delta it numbered (or ``within`` s): on a replica
+        that holds the login, a delta is sent once the delta log holds it, and the state
+        may be that far ahead; a snapshot taken after this matches its sequence."""
+        await self.hub.settled(within)
+
     def _heartbeat_interval(self, request: pb.StreamUpdatesRequest) -> float:
         s = self.settings
         if not request.HasField("heartbeat_interval"):

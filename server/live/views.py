@@ -297,6 +297,13 @@ class LiveViews:
         # No socket frame behind them: their deltas have no received_time.
         return self.refresh(touches, 0) if touches else 0
 
+    def pnl_again(self) -> None:
+        """Send every account's PnL update once more, soon (a new holder: which ones the
+        last holder sent is not known here, its own throttle ran on another clock)."""
+        self._balances.forget_sent()
+        for account_id in self.state.accounts:
+            self._throttle.mark(account_id)
+
     def pnl(self, account_id: int) -> AccountPnl:
         return self._balances.pnl(account_id)
 

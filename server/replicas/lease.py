@@ -159,6 +159,20 @@ class LeaseKeys:
             )
         return cls(f"tg:{deployment}:login:{{{login}}}")
 
+    @staticmethod
+    def lease_pattern(deployment: str) -> str:
+        """A SCAN pattern for every login's lease key in ``deployment``."""
+        return f"tg:{deployment}:login:{{*}}:lease"
+
+    @staticmethod
+    def login_of(lease_key: str, deployment: str) -> str | None:
+        """The login a lease key of ``deployment`` belongs to (None: not such a key)."""
+        head, tail = f"tg:{deployment}:login:{{", "}:lease"
+        if not (lease_key.startswith(head) and lease_key.endswith(tail)):
+            return None
+        login = lease_key[len(head) : -len(tail)]
+        return login if NAME_PATTERN.fullmatch(login) else None
+
     @property
     def lease(self) -> str:
         return f"{self.prefix}:lease"

@@ -24,10 +24,13 @@ down (``feed_lost``), so reads go to the cache or upstream and health says so.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
 from typing import Final
+
+from redis.exceptions import ResponseError
 
 from trading_gateway.server.deadline import Deadline
 from trading_gateway.server.live.hub import SequenceGap
@@ -66,6 +69,12 @@ logger = logging.getLogger(__name__)
 
 RETRY_INITIAL_S: Final = 0.05
 RETRY_MAX_S: Final = 1.0
+#: An idle holder appends an empty step this often; a follower that sees no step for
+#: SILENCE_S says its live state is not current (no holder is writing).
+HEARTBEAT_S: Final = 1.0
+SILENCE_S: Final = 3.0
+#: Records a holder keeps waiting for Redis before it gives the login up.
+MAX_PENDING_RECORDS: Final = 100_000
 
 
 class LiveJournal:
@@ -87,6 +96,7 @@ class LiveJournal:
         self._snapshot_every = max(1, snapshot_every)
         self._on_refused = on_refused
         self._pending: list[Record] = []
+        self._max_pending = max(MAX_PENDING_RECORDS, 10 * snapshot_every)
         self._wake = asyncio.Event()
         self._tasks = TaskSet("live-journal", logger)
         self._next_step = 1
@@ -128,11 +138,26 @@ class LiveJournal:
         self._record(DeltaRecord(delta, now_ns))
 
     async def _run(self) -> None:
+        try:
+            await self._write()
+        except Exception as exc:  # a bug: never leave the hub waiting on a dead journal
+            logger.exception("login %r: the live journal failed", self._service.hub.login)
+            self._refused(f"the live journal failed: {exc!r}")
+
+    async def _write(self) -> None:
         while self.stopped is None:
-            await self._wake.wait()
+            # An idle holder still writes a step every HEARTBEAT_S: followers tell a
+            # silent log (a dead holder) from a quiet market by it.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(HEARTBEAT_S):
+                    await self._wake.wait()
             self._wake.clear()
-            if not self._pending:
-                continue
+            if len(self._pending) > self._max_pending:
+                self._refused(
+                    f"{len(self._pending)} live records wait for the delta log (at most "
+                    f"{self._max_pending}): Redis takes no appends"
+                )
+                return
             # One synchronous step: the records, their number and (when due) the dump of
             # the state they leave behind.
             records, self._pending = self._pending, []
@@ -177,6 +202,13 @@ class LiveJournal:
             except DeltaLogError as exc:
                 self._refused(f"the delta log refused step {step}: {exc}")
                 return False
+            except ResponseError as exc:
+                # Redis's own refusal (OOM under noeviction, READONLY after a failover):
+                # nothing was appended; try again, as for a Redis that did not answer.
+                logger.warning("delta log: step %d refused by Redis (%s); retrying", step, exc)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, RETRY_MAX_S)
+                continue
             finally:
                 self.append_seconds += time.perf_counter() - started
             if appended.new_log and step != 1 and not self._need_snapshot:
@@ -192,7 +224,7 @@ class LiveJournal:
         except Fenced as exc:
             self._refused(f"the snapshot write refused this holder's epoch: {exc}")
             return
-        except DeltaLogError as exc:
+        except (DeltaLogError, ResponseError) as exc:
             logger.warning("delta log: snapshot at step %d not stored (%s); next step", step, exc)
             self._need_snapshot = True
             self._wake.set()
@@ -222,9 +254,29 @@ class LiveMirror:
         self.feed_up = True
         # The lease epoch of the writer of the last step applied (None: none yet).
         self._writer: int | None = None
+        # The snapshot being loaded now (a failure skips past it), and when the last step
+        # or snapshot was applied (loop time).
+        self._loading: int | None = None
+        self._last_at = 0.0
 
     def start(self) -> None:
+        self._last_at = asyncio.get_running_loop().time()
         self._tasks.spawn(self._run(), "live-mirror")
+        self._tasks.spawn(self._watch_silence(), "live-mirror-silence")
+
+    async def _watch_silence(self) -> None:
+        """A holder writes a step at least every HEARTBEAT_S: a log silent for SILENCE_S
+        has no holder writing it (dead, or still taking over), so the mirrored state is
+        not current: say so until the next step."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(HEARTBEAT_S / 2)
+            silent = loop.time() - self._last_at
+            if self.feed_up and self.position is not None and silent > SILENCE_S:
+                self.feed_up = False
+                self._service.feed_lost(
+                    f"no holder has written the login's delta log for {silent:.1f} s"
+                )
 
     async def aclose(self) -> None:
         await self._tasks.aclose()
@@ -243,30 +295,42 @@ class LiveMirror:
 
     async def _run(self) -> None:
         min_snapshot = 0
+        pause = RETRY_INITIAL_S
         while True:
             tail = DeltaTail(self._url, self._keys, min_snapshot=min_snapshot)
             try:
                 async with tail:
                     async for event in tail:
                         await self._apply(event)
-            except (NewSequenceSpace, SequenceGap, RecordError) as exc:
-                logger.warning(
+                        pause = RETRY_INITIAL_S
+            except Exception as exc:
+                expected = isinstance(exc, (NewSequenceSpace, SequenceGap, RecordError))
+                logger.log(
+                    logging.WARNING if expected else logging.ERROR,
                     "login %r: the replicated live state starts again from a snapshot: %s",
                     self._service.hub.login,
                     exc,
+                    exc_info=not expected,
                 )
                 self._service.feed_lost(f"reloading the holder's state: {exc}")
                 self.feed_up = False
                 self.reloads += 1
-                min_snapshot = (self.position or 0) + 1
+                # Past the step that failed, or past the snapshot that could not load.
+                failed = self._loading if self._loading is not None else self.position
+                min_snapshot = (failed or 0) + 1
+                self._loading = None
                 self.position = None
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, RETRY_MAX_S)
 
     async def _apply(self, event: SnapshotLoaded | LogEntry | ResyncNeeded | RedisLost) -> None:
         service = self._service
         match event:
             case SnapshotLoaded(snapshot):
                 why = "the replica reloaded the holder's state"
+                self._loading = snapshot.sequence
                 load(service, decode_dump(snapshot.state), why)
+                self._loading = None
                 self._writer = snapshot.epoch
                 await self._at(snapshot.sequence)
             case LogEntry(sequence, writer, payload):
@@ -295,6 +359,7 @@ class LiveMirror:
 
     async def _at(self, position: int) -> None:
         self.position = position
+        self._last_at = asyncio.get_running_loop().time()
         self.feed_up = True
         self._service.feed_back()
         async with self._moved:

@@ -110,7 +110,12 @@ class LoginRole:
         self.keeper.start()
 
     async def aclose(self) -> None:
+        """Stop the keeper (releasing the lease), then close a live state no runtime
+        closed (a rebuild that a removal or the shutdown interrupted handed it on)."""
         await self.keeper.aclose()
+        live, self.live = self.live, None
+        if live is not None:
+            await live.aclose()
 
     async def confirm(self) -> LeaseTerm:
         """The term, still ours in Redis (one fenced round trip); ``Fenced`` otherwise."""

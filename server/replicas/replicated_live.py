@@ -152,6 +152,7 @@ class ReplicatedLive:
             on_refused=self._on_refused,
         )
         self._journal.start(head)
+        self.service.await_own_snapshot("the new holder waits for Tradovate's snapshot")
         await self._inner.start()
 
     async def _head(self, term: LeaseTerm) -> int | None:
@@ -165,12 +166,20 @@ class ReplicatedLive:
                 await asyncio.sleep(HEAD_RETRY_S)
 
     async def _take_over(self, head: int | None) -> None:
-        mirror, self._mirror = self._mirror, None
+        mirror = self._mirror
+        if mirror is None and head is not None:
+            # Held from the start (or again after its own term): load the log first.
+            mirror = self._mirror = LiveMirror(self.service, self._url, self._keys)
+            mirror.start()
         caught_up = head is None
-        if mirror is not None:
-            if head is not None:
+        try:
+            if mirror is not None and head is not None:
                 caught_up = await mirror.caught_up(head, Deadline.after(self._catch_up_s))
-            await mirror.aclose()
+        finally:
+            # Also when the takeover is cancelled (the term ended, the gateway stops).
+            if mirror is not None:
+                await mirror.aclose()
+                self._mirror = None
         # The holder's feed is its own socket from now on: only the upstream's state counts.
         self.service.feed_back()
         hub = self.service.hub

@@ -63,6 +63,9 @@ class _Streams:
     async def reach(self, epoch: str, sequence: int, within: float) -> None:
         pass
 
+    async def settle(self, within: float) -> None:
+        pass
+
 
 class _Source:
     """One login's live part, as the handler's ``sources()`` gives it."""

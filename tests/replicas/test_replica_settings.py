@@ -34,3 +34,20 @@ def test_replicas_are_off_by_default_and_the_deployment_name_is_checked() -> Non
     assert settings.lease_ttl_s + settings.lease_poll_s == pytest.approx(3.5)
     with pytest.raises(ValueError, match="deployment"):
         explicit_settings(deployment="a{b}")
+
+
+def test_workers_default_to_one_and_more_need_redis_replicas() -> None:
+    assert explicit_settings().workers == 1
+    with pytest.raises(ValueError, match=r"GATEWAY_WORKERS=2 .* needs GATEWAY_REPLICAS=redis"):
+        explicit_settings(workers=2)
+    settings = explicit_settings(
+        workers=4, replicas="redis", redis_url="redis://127.0.0.1:6379/0", token_plaintext=True
+    )
+    assert settings.workers == 4
+    with pytest.raises(ValueError, match="workers"):
+        explicit_settings(workers=0)
+
+
+def test_workers_env_variable_is_read() -> None:
+    line = one_line(gateway("serve", GATEWAY_WORKERS="3", **SHORTHAND))
+    assert "GATEWAY_WORKERS=3 (--workers) needs GATEWAY_REPLICAS=redis and REDIS_URL" in line
