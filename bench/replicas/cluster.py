@@ -33,7 +33,7 @@ from bench.config import BenchConfig
 from bench.gateway_proc import api_key_sha256, no_ip_budget, with_api_key
 from bench.sim_proc import SimHandle
 from bench.tools.delta_log import private_redis
-from trading_gateway.server.api.health import SERVICE_LIVE
+from trading_gateway.server.api.health import SERVICE_LIVE, SERVICE_TRADING
 from trading_gateway.server.config import env_name
 from trading_gateway.server.logins.spec import DEFAULT_LOGIN
 from trading_gateway.server.replicas.lease import LeaseKeys
@@ -129,49 +129,53 @@ class GatewayProc:
             return self.log.read_text(errors="replace")[-chars:]
         return ""
 
-    async def health(self, service: str) -> int:
+    async def serving(self) -> bool:
+        """Ready for calls (health ``tradovate_gateway.v1.TradingService``: its login is
+        done) and its live state serving (``tradovate_gateway.live``: the holder's from its
+        socket, a follower's mirrored from the delta log), asked on one new connection."""
         async with grpc.aio.insecure_channel(self.address) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
-            reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2)
-        return int(reply.status)
+            for service in (SERVICE_TRADING, SERVICE_LIVE):
+                request = health_pb2.HealthCheckRequest(service=service)
+                try:
+                    reply = await stub.Check(request, timeout=2)
+                except grpc.aio.AioRpcError:
+                    return False
+                if reply.status != SERVING:
+                    return False
+        return True
 
     async def wait_live(self, within: float = START_LIMIT_S) -> None:
-        """Until its live state serves (health ``tradovate_gateway.live``): the holder's
-        from its socket, a follower's mirrored from the delta log."""
+        """Until it is ``serving``."""
         loop = asyncio.get_running_loop()
         until = loop.time() + within
-        while True:
+        while not await self.serving():
             if not self.alive:
                 raise RuntimeError(
                     f"{self.name} exited ({self.proc.returncode}):\n{self.log_tail()}"
                 )
-            with contextlib.suppress(grpc.aio.AioRpcError):
-                if await self.health(SERVICE_LIVE) == SERVING:
-                    return
             if loop.time() > until:
-                raise RuntimeError(f"{self.name}: live state not serving within {within:.0f} s")
+                raise RuntimeError(f"{self.name}: not serving within {within:.0f} s")
             await asyncio.sleep(0.1)
 
     async def wait_workers_live(self, workers: int, within: float = START_LIMIT_S) -> None:
-        """With ``serve --workers``: until ``4 * workers`` health checks in a row, each on a
-        new connection (the kernel picks a worker per connection), find live state serving.
-        A worker not yet serving is missed with a chance of (1 - 1/workers) ** (4 * workers):
-        under 2 % for 4 workers."""
+        """With ``serve --workers``: until ``4 * workers`` checks in a row, each on a new
+        connection (the kernel picks a worker per connection), find it ``serving``. A worker
+        not yet serving is missed with a chance of (1 - 1/workers) ** (4 * workers): under
+        2 % for 4 workers."""
         loop = asyncio.get_running_loop()
         until = loop.time() + within
         streak = 0
         while streak < 4 * workers:
             if not self.alive:
                 raise RuntimeError(f"{self.name} exited ({self.proc.returncode})")
-            try:
-                serving = await self.health(SERVICE_LIVE) == SERVING
-            except grpc.aio.AioRpcError:
-                serving = False
-            streak = streak + 1 if serving else 0
-            if not serving:
-                if loop.time() > until:
-                    raise RuntimeError(f"{self.name}: a worker not serving within {within:.0f} s")
-                await asyncio.sleep(0.1)
+            if await self.serving():
+                streak += 1
+                continue
+            streak = 0
+            if loop.time() > until:
+                raise RuntimeError(f"{self.name}: a worker not serving within {within:.0f} s")
+            await asyncio.sleep(0.1)
 
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):
