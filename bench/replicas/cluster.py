@@ -31,6 +31,7 @@ from redis.asyncio import Redis
 
 from bench.config import BenchConfig
 from bench.gateway_proc import api_key_sha256, no_ip_budget, with_api_key
+from bench.replicas import metrics
 from bench.sim_proc import SimHandle
 from bench.tools.delta_log import private_redis
 from trading_gateway.server.api.health import SERVICE_LIVE, SERVICE_TRADING
@@ -132,8 +133,10 @@ class GatewayProc:
     async def serving(self) -> bool:
         """Ready for calls (health ``tradovate_gateway.v1.TradingService``: its login is
         done) and its live state serving (``tradovate_gateway.live``: the holder's from its
-        socket, a follower's mirrored from the delta log), asked on one new connection."""
-        async with grpc.aio.insecure_channel(self.address) as channel:
+        socket, a follower's mirrored from the delta log), asked on one new connection (its
+        own subchannel: channels to one target share one connection otherwise)."""
+        options = [("grpc.use_local_subchannel_pool", 1)]
+        async with grpc.aio.insecure_channel(self.address, options=options) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             for service in (SERVICE_TRADING, SERVICE_LIVE):
                 request = health_pb2.HealthCheckRequest(service=service)
@@ -159,12 +162,16 @@ class GatewayProc:
             await asyncio.sleep(0.1)
 
     async def wait_workers_live(self, workers: int, within: float = START_LIMIT_S) -> None:
-        """With ``serve --workers``: until ``4 * workers`` checks in a row, each on a new
-        connection (the kernel picks a worker per connection), find it ``serving``. A worker
-        not yet serving is missed with a chance of (1 - 1/workers) ** (4 * workers): under
-        2 % for 4 workers."""
+        """With ``serve --workers``: until every worker's metrics port answers (each worker
+        is up) and ``4 * workers`` checks in a row, each on a new connection (the kernel
+        picks a worker per connection), find it ``serving``. A worker not yet serving is
+        missed with a chance of (1 - 1/workers) ** (4 * workers): under 2 % for 4."""
         loop = asyncio.get_running_loop()
         until = loop.time() + within
+        while None in await metrics.scrape(self.metrics_ports, ""):
+            if not self.alive or loop.time() > until:
+                raise RuntimeError(f"{self.name}: not every worker's metrics answer")
+            await asyncio.sleep(0.1)
         streak = 0
         while streak < 4 * workers:
             if not self.alive:
