@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from bench import plots, report_md, results
-from bench.config import MODES, BenchConfig
+from bench.config import MODES, BenchConfig, with_overrides
 from bench.context import Context
 from bench.machine import describe
 from bench.results import ScenarioResult
@@ -32,7 +32,16 @@ Scenario = Callable[[Context, ScenarioResult], Awaitable[None]]
 
 
 def scenarios() -> dict[str, Scenario]:
-    from bench.scenarios import economy, fresh, logins, memory, snapshot, streaming, throughput
+    from bench.scenarios import (
+        economy,
+        fresh,
+        logins,
+        memory,
+        replicas,
+        snapshot,
+        streaming,
+        throughput,
+    )
 
     return {
         "fresh": fresh.run,
@@ -42,6 +51,7 @@ def scenarios() -> dict[str, Scenario]:
         "throughput": throughput.run,
         "economy": economy.run,
         "memory": memory.run,
+        "replicas": replicas.run,
     }
 
 
@@ -49,7 +59,7 @@ async def run_all(
     config: BenchConfig, only: list[str], run: results.RunResult, workdir: Path
 ) -> None:
     table = scenarios()
-    names = only or list(table)
+    names = only or [name for name in table if name not in config.left_out]
     async with Stack.start(config, workdir) as stack:
         ctx = Context(config=config, workdir=workdir, stack=stack, run=run)
         for name in names:
@@ -94,6 +104,13 @@ def main(argv: list[str] | None = None) -> None:
     group.add_argument("--quick", action="store_true", help="smoke run (≤ 60 s)")
     group.add_argument("--tiny", action="store_true", help="CI harness check (< 30 s)")
     parser.add_argument("--only", nargs="*", default=[], help="scenario names to run")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="change one size of bench/config.py for this run (e.g. replicas_workers=1,2,4,8)",
+    )
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     parser.add_argument(
         "--docs",
@@ -116,7 +133,10 @@ def main(argv: list[str] | None = None) -> None:
         render(args.render, args.docs or REPO / "docs" / "BENCHMARKS.md")
         return
     mode = "quick" if args.quick else "tiny" if args.tiny else "full"
-    config = MODES[mode]
+    try:
+        config = with_overrides(MODES[mode], args.set)
+    except ValueError as exc:
+        parser.error(str(exc))
     unknown = set(args.only) - set(scenarios())
     if unknown:
         parser.error(f"unknown scenarios: {sorted(unknown)}")

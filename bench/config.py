@@ -1,9 +1,11 @@
-"""Benchmark sizes: the full run (``make bench``, ≤ 5 min on 2 cores), the quick smoke run
-(``make bench-quick``, ≤ 60 s) and the tiny run the CI test uses (< 30 s)."""
+"""Benchmark sizes: the full run (``make bench``, about 5 min on 2 cores plus 2 for the
+replicas section), the quick smoke run (``make bench-quick``, ≤ 60 s) and the tiny run the
+CI test uses (< 30 s); those two leave the replicas section out unless ``--only`` names it."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 
@@ -78,6 +80,31 @@ class BenchConfig:
     # Sequential LIVE calls per side, and how long to wait for every account to be live.
     logins_live_calls: int = 200
     logins_live_wait_s: float = 60.0
+    # Replicas (bench/scenarios/replicas.py): GATEWAY_REPLICAS=redis over one private Redis,
+    # on a simulator user with this many accounts; the lease times every replica uses.
+    replicas_accounts: int = 4
+    replicas_lease_ttl_s: float = 3.0
+    replicas_lease_poll_s: float = 0.5
+    # Delta latency: simulator actions (about 2.5 deltas each) at this rate, per setup.
+    replicas_latency_actions: int = 200
+    replicas_latency_rate: float = 20.0
+    # Failover: kill -9 rounds with 3 replicas, while the simulator acts at this rate.
+    replicas_failover_rounds: int = 5
+    replicas_failover_rate: float = 20.0
+    # Scaling: gateway processes sharing the login; closed-loop unary load (LIVE reads).
+    replicas_workers: tuple[int, ...] = (1, 2, 4)
+    # "auto": `serve --workers N` where the gateway has it, else N `serve` processes on N
+    # ports ("separate"); either can be asked for.
+    replicas_spread: str = "auto"
+    replicas_unary_concurrency: int = 64
+    replicas_unary_seconds: float = 3.0
+    replicas_unary_warmup: float = 1.0
+    # Scaling: subscribers spread over the processes, and a burst of actions fanned out.
+    replicas_subscribers: int = 400
+    replicas_stream_actions: int = 100
+    replicas_stream_rate: float = 200.0
+    # Scenarios a run without --only leaves out.
+    left_out: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -116,6 +143,15 @@ QUICK = BenchConfig(
     logins_upstream_budget_s=3.0,
     logins_live_calls=60,
     logins_live_wait_s=20.0,
+    # Its gateway processes take about 30 s: `--quick --only replicas` runs it.
+    left_out=("replicas",),
+    replicas_latency_actions=40,
+    replicas_failover_rounds=1,
+    replicas_workers=(1, 2),
+    replicas_unary_seconds=1.5,
+    replicas_unary_warmup=0.5,
+    replicas_subscribers=40,
+    replicas_stream_actions=30,
 )
 
 TINY = BenchConfig(
@@ -150,6 +186,47 @@ TINY = BenchConfig(
     logins_upstream_budget_s=1.0,
     logins_live_calls=10,
     logins_live_wait_s=15.0,
+    replicas_lease_ttl_s=1.0,
+    replicas_lease_poll_s=0.1,
+    replicas_latency_actions=10,
+    replicas_failover_rounds=1,
+    replicas_workers=(1, 2),
+    replicas_unary_concurrency=8,
+    replicas_unary_seconds=0.5,
+    replicas_unary_warmup=0.2,
+    replicas_subscribers=4,
+    replicas_stream_actions=10,
+    # Its gateway processes would double the harness check's time; its own test runs it
+    # (tests/bench/test_replicas_bench.py).
+    left_out=("replicas",),
 )
 
 MODES = {"full": FULL, "quick": QUICK, "tiny": TINY}
+
+
+def with_overrides(config: BenchConfig, pairs: Sequence[str]) -> BenchConfig:
+    """``config`` with ``NAME=VALUE`` settings changed (``--set``): numbers, text, true/false,
+    and comma-separated values for tuples (``left_out=``: none). ValueError names a wrong name
+    or value."""
+    known = {f.name for f in fields(config)} - {"mode", "profiles", "extra", "logins_profile"}
+    changes: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or name not in known:
+            raise ValueError(f"--set {pair!r}: expected NAME=VALUE, NAME a size in bench/config.py")
+        current = getattr(config, name)
+        try:
+            if isinstance(current, bool):
+                if text.lower() not in ("true", "false"):
+                    raise ValueError("not true or false")
+                changes[name] = text.lower() == "true"
+            elif isinstance(current, tuple):
+                parts = [part for part in text.split(",") if part]
+                changes[name] = (
+                    tuple(type(current[0])(p) for p in parts) if current else tuple(parts)
+                )
+            else:
+                changes[name] = type(current)(text)
+        except ValueError as exc:
+            raise ValueError(f"--set {pair!r}: {exc}") from None
+    return replace(config, **changes)

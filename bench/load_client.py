@@ -9,8 +9,10 @@ from ``concurrency`` tasks on one channel (closed loop) and prints one JSON line
 ``--jobs FILE`` (a JSON list of ``{"target", "method", "request_hex", "calls", "warmup_calls",
 "metadata", "max_seconds", "mark_url"}``) it runs each sequential job in turn in this one
 process and prints ``{"result": {"jobs": [result, ...]}}``; ``mark_url`` (the simulator's call
-counter) makes a result carry the upstream calls made while it was timed.
-Responses stay raw bytes: the client cost is the same whichever server answers.
+counter) makes a result carry the upstream calls made while it was timed. ``--channels K``
+spreads the tasks over K connections; ``--go-file F`` holds the load until F exists, so
+several client processes start together. Responses stay raw bytes: the client cost is the
+same whichever server answers.
 """
 
 from __future__ import annotations
@@ -32,11 +34,22 @@ from bench.stats import now_ns, summarize_ns
 async def run(args: argparse.Namespace, request: bytes) -> dict[str, object]:
     metadata = call_metadata(args.metadata)
     errors: dict[str, int] = {}
-    async with grpc.aio.insecure_channel(args.target) as channel:
-        call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(args.method)
-        await asyncio.wait_for(channel.channel_ready(), 30)
+    # Several channels are several connections (no shared subchannel): on a port that
+    # several processes share (SO_REUSEPORT) the kernel spreads connections, not calls.
+    options = [("grpc.use_local_subchannel_pool", 1)] if args.channels > 1 else []
+    channels = [
+        grpc.aio.insecure_channel(args.target, options=options)
+        for _ in range(max(1, args.channels))
+    ]
+    try:
+        calls: list[grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]] = [
+            channel.unary_unary(args.method) for channel in channels
+        ]
+        await asyncio.wait_for(asyncio.gather(*(c.channel_ready() for c in channels)), 30)
+        await wait_for_file(args.go_file, 60.0)
 
-        async def one(latencies: list[int] | None) -> None:
+        async def one(latencies: list[int] | None, index: int = 0) -> None:
+            call = calls[index % len(calls)]
             start = now_ns()
             try:
                 await call(request, metadata=metadata or None, timeout=args.timeout)
@@ -67,22 +80,25 @@ async def run(args: argparse.Namespace, request: bytes) -> dict[str, object]:
             stop_at = now_ns() + int((args.warmup + args.duration) * 1e9)
             record_from = now_ns() + int(args.warmup * 1e9)
 
-            async def worker() -> None:
+            async def worker(index: int) -> None:
                 while now_ns() < stop_at:
-                    await one(latencies if recording else None)
+                    await one(latencies if recording else None, index)
 
             async def switch_on() -> None:
                 nonlocal recording
                 await asyncio.sleep(max(0.0, (record_from - now_ns()) / 1e9))
                 recording = True
 
-            tasks = [asyncio.ensure_future(worker()) for _ in range(args.concurrency)]
+            tasks = [asyncio.ensure_future(worker(i)) for i in range(args.concurrency)]
             await switch_on()
             cpu0, t0 = os.times(), now_ns()
             await asyncio.gather(*tasks)
         seconds = (now_ns() - t0) / 1e9
         cpu1 = os.times()
         upstream1 = await upstream_mark(args.mark_url)
+    finally:
+        for channel in channels:
+            await channel.close()
     cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
     n = len(latencies)
     return {
@@ -95,6 +111,17 @@ async def run(args: argparse.Namespace, request: bytes) -> dict[str, object]:
         "concurrency": 1 if args.calls else args.concurrency,
         "upstream_calls": upstream1 - upstream0 if args.mark_url else None,
     }
+
+
+async def wait_for_file(path: str, limit_s: float) -> None:
+    """Until ``path`` exists (no path: at once): several clients start their load together."""
+    if not path:
+        return
+    deadline = now_ns() + int(limit_s * 1e9)
+    while not await asyncio.to_thread(os.path.exists, path):
+        if now_ns() > deadline:
+            raise TimeoutError(f"no go file {path} within {limit_s:.0f} s")
+        await asyncio.sleep(0.005)
 
 
 async def upstream_mark(url: str) -> int:
@@ -140,6 +167,8 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=600.0, help="cap per --calls run")
     parser.add_argument("--mark-url", default="", help="simulator call counter to read")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
+    parser.add_argument("--channels", type=int, default=1, help="connections, calls spread")
+    parser.add_argument("--go-file", default="", help="start the load once this file exists")
     args = parser.parse_args()
     use_event_loop(args.loop)
     announce({"pid": os.getpid()})

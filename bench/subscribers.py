@@ -1,4 +1,5 @@
-"""Stream subscribers in their own process: N server streams on one channel.
+"""Stream subscribers in their own process: N server streams on one channel (or spread over
+``--channels K`` connections).
 
 ``python -m bench.subscribers --target HOST:PORT --method /pkg.Svc/Stream --n 100
 --expect 200`` opens N streams with the same serialized request, announces ``{"ready": true}``
@@ -10,14 +11,17 @@ both clocks are host-wide). It stops when every stream has seen
 ``{"result": {"streams", "deltas": {key: [recv_ns, ...]}, "info": {key: [...]}, ...}}``.
 
 Keys: for the bare floor, the event's sequence (its publish stamp is in ``event_time``); for
-the gateway, ``"<sequence>"`` with ``info`` holding (account id, payload kind, entity id) and
-``stamps`` the delta's ``received_time`` (when the gateway read the upstream frame).
+the gateway, ``"<sequence>"`` with ``info`` holding (account id, payload kind, entity id),
+``stamps`` the delta's ``received_time`` (when the gateway read the upstream frame) and
+``numbered`` its ``server_time`` (when the hub numbered it: on a replica that mirrors the
+holder's delta log, the holder's hub; CLOCK_REALTIME ns).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 import time
@@ -48,6 +52,7 @@ async def run(args: argparse.Namespace, request: bytes) -> dict[str, object]:
     deltas: dict[str, list[int]] = defaultdict(list)
     info: dict[str, list[object]] = {}
     stamps: dict[str, int] = {}
+    numbered: dict[str, int] = {}
     counts = [0] * args.n
     ready = [asyncio.Event() for _ in range(args.n)]
     last_rx = [now_ns()]
@@ -55,15 +60,23 @@ async def run(args: argparse.Namespace, request: bytes) -> dict[str, object]:
     options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
     # The simulator's event log stamps CLOCK_REALTIME, so gateway receipts use it too.
     clock = time.time_ns if args.mode == "gateway" else now_ns
-    async with grpc.aio.insecure_channel(args.target, options=options) as channel:
-        stream: grpc.aio.UnaryStreamMultiCallable[bytes, trading_pb2.StreamUpdate]
-        stream = channel.unary_stream(
-            args.method, response_deserializer=trading_pb2.StreamUpdate.FromString
-        )
-        await asyncio.wait_for(channel.channel_ready(), 30)
+    if args.channels > 1:  # separate connections (a port several workers share)
+        options.append(("grpc.use_local_subchannel_pool", 1))
+    async with contextlib.AsyncExitStack() as exits:
+        channels = [
+            await exits.enter_async_context(grpc.aio.insecure_channel(args.target, options=options))
+            for _ in range(max(1, args.channels))
+        ]
+        streams: list[grpc.aio.UnaryStreamMultiCallable[bytes, trading_pb2.StreamUpdate]] = [
+            channel.unary_stream(
+                args.method, response_deserializer=trading_pb2.StreamUpdate.FromString
+            )
+            for channel in channels
+        ]
+        await asyncio.wait_for(asyncio.gather(*(c.channel_ready() for c in channels)), 30)
 
         async def consume(i: int) -> None:
-            call = stream(request, metadata=metadata)
+            call = streams[i % len(streams)](request, metadata=metadata)
             if args.mode == "floor":
                 ready[i].set()
             async for update in call:
@@ -84,9 +97,11 @@ async def run(args: argparse.Namespace, request: bytes) -> dict[str, object]:
                         stamps[key] = int(update.event_time.seconds) * 1_000_000_000 + int(
                             update.event_time.nanos
                         )
-                    elif update.HasField("received_time"):
-                        # When the gateway read the upstream frame behind this delta.
-                        stamps[key] = update.received_time.ToNanoseconds()
+                    else:
+                        numbered[key] = update.server_time.ToNanoseconds()
+                        if update.HasField("received_time"):
+                            # When the gateway read the upstream frame behind this delta.
+                            stamps[key] = update.received_time.ToNanoseconds()
                 counts[i] += 1
                 if args.expect and all(c >= args.expect for c in counts):
                     done.set()
@@ -113,6 +128,7 @@ async def run(args: argparse.Namespace, request: bytes) -> dict[str, object]:
         "deltas": dict(deltas),
         "info": info,
         "stamps": stamps,
+        "numbered": numbered,
         "per_stream_counts": [min(counts), max(counts)],
         "client_cpu_s": (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system),
     }
@@ -126,6 +142,7 @@ def main() -> None:
     parser.add_argument("--metadata", action="append", default=[], help="key=value")
     parser.add_argument("--mode", choices=("floor", "gateway"), default="floor")
     parser.add_argument("--n", type=int, default=1)
+    parser.add_argument("--channels", type=int, default=1, help="connections, streams spread")
     parser.add_argument("--expect", type=int, default=0)
     parser.add_argument("--idle", type=float, default=3.0)
     parser.add_argument("--ready-timeout", type=float, default=60.0)
