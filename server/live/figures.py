@@ -110,15 +110,18 @@ class FigureRefresher:
         accounts: Callable[[], Iterable[int]],
         needs_margin: Callable[[int], bool],
         on_update: Callable[[list[int]], None],
+        on_stored: Callable[[int, AccountFigures], None] | None = None,
     ) -> None:
+        """``on_update``: at the end of a round, the accounts whose figures it fetched.
+        ``on_stored``: each account's figures as they are stored, one fetch at a time (a
+        replica records them, so that its followers store the same at the same point)."""
         self._fetcher = fetcher
         self.settings = settings
         self._accounts = accounts
         self._needs_margin = needs_margin
         self._on_update = on_update
+        self._on_stored = on_stored
         self.figures: dict[int, AccountFigures] = {}
-        # What the round under way fetched so far (``refresh`` applies it at its end).
-        self._staged: dict[int, AccountFigures] = {}
         self._dirty: set[int] = set()
         self._wanted = asyncio.Event()
         self._refreshed_at: dict[int, float] = {}  # loop time of each account's last refresh
@@ -208,13 +211,7 @@ class FigureRefresher:
         size = self.settings.batch_size
         jobs = [self._margins(margin_ids[i : i + size]) for i in range(0, len(margin_ids), size)]
         jobs += [self._snapshot(a) for a in account_ids]
-        try:
-            await asyncio.gather(*jobs)
-        finally:
-            # One step: what this round fetched takes effect together, when it is reported
-            # (so a replica that records the report has the same figures as this one).
-            self.figures.update(self._staged)
-            self._staged.clear()
+        await asyncio.gather(*jobs)
         self._on_update(list(account_ids))
 
     async def _margins(self, account_ids: list[int]) -> None:
@@ -243,9 +240,9 @@ class FigureRefresher:
                 self._failed(account_id, margin=True)
                 continue
             as_of = margin.timestamp.timestamp() if margin.timestamp is not None else fetched_at
-            held = self._held(account_id)
-            self._staged[account_id] = replace(
-                held, margin=margin, margin_as_of=as_of, margin_error=None
+            held = self.figures.get(account_id, AccountFigures())
+            self._store(
+                account_id, replace(held, margin=margin, margin_as_of=as_of, margin_error=None)
             )
 
     async def _snapshot(self, account_id: int) -> None:
@@ -263,9 +260,10 @@ class FigureRefresher:
             logger.warning("cash-balance snapshot of %d: %s", account_id, snapshot.error_text)
             self._failed(account_id, margin=False)
             return
-        held = self._held(account_id)
-        self._staged[account_id] = replace(
-            held, snapshot=snapshot, snapshot_as_of=time.time(), snapshot_error=None
+        held = self.figures.get(account_id, AccountFigures())
+        self._store(
+            account_id,
+            replace(held, snapshot=snapshot, snapshot_as_of=time.time(), snapshot_error=None),
         )
 
     async def _paced(self) -> None:
@@ -279,16 +277,18 @@ class FigureRefresher:
                 await asyncio.sleep(start - now)
         self.calls += 1
 
-    def _held(self, account_id: int) -> AccountFigures:
-        return self._staged.get(account_id) or self.figures.get(account_id, AccountFigures())
+    def _store(self, account_id: int, figures: AccountFigures) -> None:
+        self.figures[account_id] = figures
+        if self._on_stored is not None:
+            self._on_stored(account_id, figures)
 
     def _failed(self, account_id: int, *, margin: bool) -> None:
         """Keep the last good part; with none, the part is unknown because the fetch failed."""
-        held = self._held(account_id)
+        held = self.figures.get(account_id, AccountFigures())
         if margin and held.margin is None:
-            self._staged[account_id] = replace(held, margin_error=FETCH_FAILED)
+            self._store(account_id, replace(held, margin_error=FETCH_FAILED))
         elif not margin and held.snapshot is None:
-            self._staged[account_id] = replace(held, snapshot_error=FETCH_FAILED)
+            self._store(account_id, replace(held, snapshot_error=FETCH_FAILED))
 
     def forget(self, keep: Iterable[int]) -> None:
         """Drop the figures of accounts no longer in the live state."""

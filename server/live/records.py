@@ -75,9 +75,11 @@ class QuoteRecord:
 
 @dataclass(frozen=True, slots=True)
 class FiguresRecord:
-    """Tradovate figures the background refresh fetched, per account."""
+    """Tradovate figures the background refresh stored, per account (one fetch's, as it
+    ends), and the accounts whose balances a round's end refreshes (``changed``)."""
 
     figures: tuple[tuple[int, AccountFigures], ...]
+    changed: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +176,7 @@ class _Quote(msgspec.Struct, tag="q", array_like=True):
 
 class _Figures(msgspec.Struct, tag="g", array_like=True):
     figures: list[tuple[int, AccountFigures]]
+    changed: list[int]
 
 
 class _Infos(msgspec.Struct, tag="i", array_like=True):
@@ -295,8 +298,8 @@ def _wire(record: Record) -> _Wire:
             return _Frame([_event_wire(event) for event in events])
         case QuoteRecord(quote, at):
             return _Quote(quote, at)
-        case FiguresRecord(figures):
-            return _Figures(list(figures))
+        case FiguresRecord(figures, changed):
+            return _Figures(list(figures), list(changed))
         case InfosRecord(infos, at_ns):
             return _Infos(list(infos), at_ns)
         case DeltaRecord(delta, now_ns):
@@ -320,8 +323,8 @@ def _record(wire: _Wire) -> Record:
             return FrameRecord(tuple(_event(event) for event in events))
         case _Quote(quote, at):
             return QuoteRecord(quote, at)
-        case _Figures(figures):
-            return FiguresRecord(tuple(figures))
+        case _Figures(figures, changed):
+            return FiguresRecord(tuple(figures), tuple(changed))
         case _Infos(infos, at_ns):
             return InfosRecord(tuple(infos), at_ns)
         case _Delta(sequence, account_id, kind, entity_id, event_ns, body, now_ns):

@@ -113,10 +113,11 @@ def replay(service: LiveService, record: Record) -> None:
                 service.mark_down("applying the holder's events failed; waiting for a resync")
         case QuoteRecord(quote, at):
             service.views.on_quote(quote, at)
-        case FiguresRecord(figures):
+        case FiguresRecord(figures, changed):
             if service.figures is not None:
                 service.figures.figures.update(figures)
-            service.views.figures_changed([a for a, _ in figures])
+            if changed:
+                service.views.figures_changed(list(changed))
         case InfosRecord(infos, at_ns):
             service.views.refresh(service.state.add_contract_infos(infos), at_ns)
         case EpochRecord(epoch, sequence):

@@ -21,7 +21,12 @@ from trading_gateway.server.broker.events import EntityChange, SyncEvent, SyncSn
 from trading_gateway.server.broker.schemas import ContractInfo
 from trading_gateway.server.convert import StatusOf
 from trading_gateway.server.deadline import Deadline
-from trading_gateway.server.live.figures import FigureFetcher, FigureRefresher, RefreshSettings
+from trading_gateway.server.live.figures import (
+    AccountFigures,
+    FigureFetcher,
+    FigureRefresher,
+    RefreshSettings,
+)
 from trading_gateway.server.live.hub import EndReason, StreamHub
 from trading_gateway.server.live.md_subscriptions import QuoteFeed, QuoteSubscriptions
 from trading_gateway.server.live.records import (
@@ -116,6 +121,7 @@ class LiveService:
                 accounts=lambda: self.state.accounts.keys(),
                 needs_margin=lambda account_id: account_id not in self.state.margins,
                 on_update=self._figures_fetched,
+                on_stored=self._figures_stored,
             )
         self.hub = StreamHub(
             login=login,
@@ -378,14 +384,13 @@ class LiveService:
         if isinstance(account_id, int):
             self.figures.mark((account_id,))
 
+    def _figures_stored(self, account_id: int, figures: AccountFigures) -> None:
+        if self.recorder is not None:
+            self.recorder(FiguresRecord(((account_id, figures),)))
+
     def _figures_fetched(self, account_ids: list[int]) -> None:
-        if self.recorder is not None and self.figures is not None:
-            figures = self.figures
-            self.recorder(
-                FiguresRecord(
-                    tuple((a, f) for a in account_ids if (f := figures.get(a)) is not None)
-                )
-            )
+        if self.recorder is not None:
+            self.recorder(FiguresRecord((), tuple(account_ids)))
         self.views.figures_changed(account_ids)
 
     # ------------------------------------------------------------------ contracts
