@@ -255,7 +255,10 @@ async def start_gateway(
         )
         return None
     try:
-        live = await start_one("gateway", sim, workdir, live=True)
+        # Unpaced figures refresh: its default pace (GATEWAY_LIVE_FIGURES_RATE_PER_SECOND,
+        # 5 accounts/s, sparing a real login's limiter) takes 200 s to reach 1000
+        # accounts, and until it has, a LIVE balance read falls through upstream.
+        live = await start_one("gateway", sim, workdir, live=True, figures_rate=0)
     except (RuntimeError, TimeoutError) as exc:
         missing["gateway"] = f"the gateway did not start ({exc}); see its log"
         return None
