@@ -295,26 +295,20 @@ class StreamHub:
 
     async def reached(self, epoch: str, sequence: int, within: float) -> None:
         """Until ``sequence`` of ``epoch`` was sent, the epoch changed, or ``within`` s."""
-        loop = asyncio.get_running_loop()
-        until = loop.time() + within
-        while self.epoch == epoch and self.sequence < sequence:
-            left = until - loop.time()
-            if left <= 0:
-                return
-            if self._moved is None:
-                self._moved = asyncio.Event()
-            try:
-                async with asyncio.timeout(left):
-                    await self._moved.wait()
-            except TimeoutError:
-                return
+        await self._while(lambda: self.epoch == epoch and self.sequence < sequence, within)
 
     async def settled(self, within: float) -> None:
         """Until every delta numbered so far was sent (a journal holds none), or ``within``
         seconds passed: a snapshot taken then is exactly the state at ``sequence``."""
+        await self._while(
+            lambda: self.mode is HubMode.JOURNAL and self._numbered > self.sequence, within
+        )
+
+    async def _while(self, holds: Callable[[], bool], within: float) -> None:
+        """Wait while ``holds()``, looking again whenever the hub moves, for ``within`` s."""
         loop = asyncio.get_running_loop()
         until = loop.time() + within
-        while self.mode is HubMode.JOURNAL and self._numbered > self.sequence:
+        while holds():
             left = until - loop.time()
             if left <= 0:
                 return

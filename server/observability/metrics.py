@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import platform
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Final
 
 from aiohttp import web
@@ -366,17 +366,24 @@ _STREAM_FAMILIES: Final = (
 )
 
 
-def _stream_families(by_login: dict[str, StreamStats]) -> Iterator[Metric]:
-    """One family per stream figure, one series per login (each login has its own hub)."""
-    for name, kind, doc, field in _STREAM_FAMILIES:
+def _per_login(
+    families: tuple[tuple[str, str, str, str], ...], by_login: Mapping[str, object]
+) -> Iterator[Metric]:
+    """One family per (name, kind, help, field), one series per login."""
+    for name, kind, doc, field in families:
         family: CounterMetricFamily | GaugeMetricFamily
         if kind == "counter":
             family = CounterMetricFamily(name, doc, labels=["login"])
         else:
             family = GaugeMetricFamily(name, doc, labels=["login"])
         for login, stats in by_login.items():
-            family.add_metric([login], getattr(stats, field))
+            family.add_metric([login], float(getattr(stats, field)))
         yield family
+
+
+def _stream_families(by_login: dict[str, StreamStats]) -> Iterator[Metric]:
+    """One family per stream figure, one series per login (each login has its own hub)."""
+    yield from _per_login(_STREAM_FAMILIES, by_login)
     resumes = CounterMetricFamily(
         "tg_stream_resumes",
         "Resumed streams: replayed from the buffer (replay hit) or resync (a miss: snapshot)",
@@ -438,15 +445,7 @@ _REPLICA_FAMILIES: Final = (
 
 
 def _replica_families(by_login: dict[str, ReplicaStats]) -> Iterator[Metric]:
-    for name, kind, doc, field in _REPLICA_FAMILIES:
-        family: CounterMetricFamily | GaugeMetricFamily
-        if kind == "counter":
-            family = CounterMetricFamily(name, doc, labels=["login"])
-        else:
-            family = GaugeMetricFamily(name, doc, labels=["login"])
-        for login, stats in by_login.items():
-            family.add_metric([login], float(getattr(stats, field)))
-        yield family
+    yield from _per_login(_REPLICA_FAMILIES, by_login)
 
 
 def _login_gauge(name: str, doc: str) -> GaugeMetricFamily:
