@@ -114,7 +114,10 @@ def worker_argv(options: Sequence[str], place: Placement, count: int) -> list[st
 
 
 def die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    """SIGTERM this process when its parent dies (Linux's PR_SET_PDEATHSIG)."""
+    """SIGTERM this process when its parent dies (Linux's PR_SET_PDEATHSIG), and ignore
+    SIGHUP until the gateway installs its reload handler: a reload forwarded to a worker
+    still starting must not kill it (the ignore survives exec; the handler replaces it)."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)

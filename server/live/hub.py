@@ -298,11 +298,11 @@ class StreamHub:
         await self._while(lambda: self.epoch == epoch and self.sequence < sequence, within)
 
     async def settled(self, within: float) -> None:
-        """Until every delta numbered so far was sent (a journal holds none), or ``within``
-        seconds passed: a snapshot taken then is exactly the state at ``sequence``."""
-        await self._while(
-            lambda: self.mode is HubMode.JOURNAL and self._numbered > self.sequence, within
-        )
+        """Until every delta numbered before the call was sent, or ``within`` seconds
+        passed: a snapshot taken then is the state at ``sequence`` plus at most what was
+        numbered meanwhile (one delta-log append's worth on a busy holder)."""
+        target = self._numbered
+        await self._while(lambda: self.mode is HubMode.JOURNAL and self.sequence < target, within)
 
     async def _while(self, holds: Callable[[], bool], within: float) -> None:
         """Wait while ``holds()``, looking again whenever the hub moves, for ``within`` s."""

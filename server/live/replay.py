@@ -13,7 +13,6 @@ publish nothing (server/live/hub.py), and ``DeltaRecord`` commits the holder's d
 from __future__ import annotations
 
 import datetime as dt
-import logging
 
 from trading_gateway.server.broker.events import SyncSnapshot
 from trading_gateway.server.live.records import (
@@ -28,11 +27,14 @@ from trading_gateway.server.live.records import (
 )
 from trading_gateway.server.live.service import LiveService
 
-logger = logging.getLogger(__name__)
-
 
 class NewSequenceSpace(Exception):
-    """A new holder's hub does not continue where this replica's is: reload its dump."""
+    """A new holder's hub does not continue where this replica's is: reload its dump.
+    ``at_step``: the new holder's first step, whose snapshot it stores (None: unknown)."""
+
+    def __init__(self, message: str, at_step: int | None = None) -> None:
+        super().__init__(message)
+        self.at_step = at_step
 
 
 def dump(service: LiveService) -> LiveDump:
@@ -97,20 +99,16 @@ def load(service: LiveService, loaded: LiveDump, why: str) -> None:
         service.mark_synced()
 
 
-def replay(service: LiveService, record: Record) -> None:
+def replay(service: LiveService, record: Record, step: int | None = None) -> None:
     """Apply one of the holder's records (``SequenceGap`` if a delta does not continue the
     hub; ``NewSequenceSpace`` when a new holder starts where this hub is not)."""
     match record:
         case DeltaRecord(delta, now_ns):
             service.hub.commit(delta, now_ns)
         case FrameRecord(events):
-            try:
-                service.handle_all(events)
-            except Exception:
-                # As on the holder (LiveService._apply_frame): its socket resyncs, and the
-                # snapshot that brings comes here too.
-                logger.exception("replaying a sync frame failed; waiting for the resync")
-                service.mark_down("applying the holder's events failed; waiting for a resync")
+            # A failure here raises: the mirror reloads from a snapshot (the holder, which
+            # applied the same frame, need not resync at all).
+            service.handle_all(events)
         case QuoteRecord(quote, at):
             service.views.on_quote(quote, at)
         case FiguresRecord(figures, changed):
@@ -125,5 +123,6 @@ def replay(service: LiveService, record: Record) -> None:
             if (epoch, sequence) != (hub.epoch, hub.sequence):
                 raise NewSequenceSpace(
                     f"the new holder continues {epoch}:{sequence}; this replica is at "
-                    f"{hub.epoch}:{hub.sequence}"
+                    f"{hub.epoch}:{hub.sequence}",
+                    at_step=step,
                 )

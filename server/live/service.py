@@ -326,10 +326,6 @@ class LiveService:
         self.handle(event)
         self.views.pnl_again()
 
-    def mark_down(self, reason: str) -> None:
-        """The upstream state is not trustworthy until the next snapshot."""
-        self._went_down(reason)
-
     def mark_synced(self) -> None:
         self._synced.set()
 

@@ -177,7 +177,10 @@ class LoginRuntime:
         self._handing_over = True
 
     def _keeps_live(self) -> bool:
-        return self._handing_over and self.follower and isinstance(self.live, ReplicatedLive)
+        """A live state that never wrote the log (a follower's, or a holder's whose
+        takeover did not get that far) is still the replicated state: it passes on."""
+        live = self.live
+        return self._handing_over and isinstance(live, ReplicatedLive) and live.journal is None
 
     @property
     def name(self) -> str:

@@ -219,6 +219,8 @@ class DeltaTail:
         self._stream_seen = False
 
     def _resync(self, reason: str) -> ResyncNeeded:
+        # The log broke off: any snapshot it continues will do, whatever was asked before.
+        self._min_snapshot = 0
         last = self.last_sequence or 0
         self.last_sequence = None
         self.resyncs += 1

@@ -97,6 +97,8 @@ class LiveJournal:
         self._on_refused = on_refused
         self._pending: list[Record] = []
         self._max_pending = max(MAX_PENDING_RECORDS, 10 * snapshot_every)
+        # True while appends have failed for over SILENCE_S (the state is called down).
+        self._stalled = False
         self._wake = asyncio.Event()
         self._tasks = TaskSet("live-journal", logger)
         self._next_step = 1
@@ -131,8 +133,14 @@ class LiveJournal:
         return len(self._pending)
 
     def _record(self, record: Record) -> None:
-        self._pending.append(record)
+        pending = self._pending
+        pending.append(record)
         self._wake.set()
+        if len(pending) > self._max_pending and self.stopped is None:
+            self._refused(
+                f"{len(pending)} live records wait for the delta log (at most "
+                f"{self._max_pending}): Redis takes no appends"
+            )
 
     def _delta(self, delta: Delta, now_ns: int) -> None:
         self._record(DeltaRecord(delta, now_ns))
@@ -152,12 +160,6 @@ class LiveJournal:
                 async with asyncio.timeout(HEARTBEAT_S):
                     await self._wake.wait()
             self._wake.clear()
-            if len(self._pending) > self._max_pending:
-                self._refused(
-                    f"{len(self._pending)} live records wait for the delta log (at most "
-                    f"{self._max_pending}): Redis takes no appends"
-                )
-                return
             # One synchronous step: the records, their number and (when due) the dump of
             # the state they leave behind.
             records, self._pending = self._pending, []
@@ -168,8 +170,6 @@ class LiveJournal:
                 state = encode_dump(dump(self._service))
             if not await self._append(step, encode_step(records)):
                 return
-            if state is not None:
-                await self._store_snapshot(step, state)
             hub = self._service.hub
             for record in records:
                 if isinstance(record, DeltaRecord):
@@ -177,10 +177,32 @@ class LiveJournal:
             self.steps += 1
             self.records += len(records)
             self.last_step = step
+            if state is not None:
+                await self._store_snapshot(step, state)
 
     async def _append(self, step: int, payload: bytes) -> bool:
         pause = RETRY_INITIAL_S
+        failing_since: float | None = None
+        try:
+            return await self._append_retrying(step, payload, pause, failing_since)
+        finally:
+            if self._stalled:
+                self._stalled = False
+                self._service.feed_back()
+
+    async def _append_retrying(
+        self, step: int, payload: bytes, pause: float, failing_since: float | None
+    ) -> bool:
         while True:
+            if self.stopped is not None:
+                return False
+            now = time.monotonic()
+            if failing_since is not None and not self._stalled and now - failing_since > SILENCE_S:
+                # Its subscribers get nothing while the log takes nothing: say so.
+                self._stalled = True
+                self._service.feed_lost(
+                    f"the delta log has taken no append for {now - failing_since:.1f} s"
+                )
             started = time.perf_counter()
             try:
                 appended = await self._log.append(self._epoch, step, payload)
@@ -188,6 +210,7 @@ class LiveJournal:
                 logger.warning(
                     "delta log: append of step %d not confirmed (%s); retrying", step, exc
                 )
+                failing_since = failing_since or now
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, RETRY_MAX_S)
                 continue
@@ -206,6 +229,7 @@ class LiveJournal:
                 # Redis's own refusal (OOM under noeviction, READONLY after a failover):
                 # nothing was appended; try again, as for a Redis that did not answer.
                 logger.warning("delta log: step %d refused by Redis (%s); retrying", step, exc)
+                failing_since = failing_since or now
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, RETRY_MAX_S)
                 continue
@@ -315,9 +339,14 @@ class LiveMirror:
                 self._service.feed_lost(f"reloading the holder's state: {exc}")
                 self.feed_up = False
                 self.reloads += 1
-                # Past the step that failed, or past the snapshot that could not load.
-                failed = self._loading if self._loading is not None else self.position
-                min_snapshot = (failed or 0) + 1
+                # The snapshot to start from: past one that could not load; at or after a
+                # new holder's first step (it stores one there); else any the log continues.
+                if self._loading is not None:
+                    min_snapshot = self._loading + 1
+                elif isinstance(exc, NewSequenceSpace) and exc.at_step is not None:
+                    min_snapshot = exc.at_step
+                else:
+                    min_snapshot = 0
                 self._loading = None
                 self.position = None
                 await asyncio.sleep(pause)
@@ -346,7 +375,7 @@ class LiveMirror:
                         )
                     self._writer = writer
                 for record in records:
-                    replay(service, record)
+                    replay(service, record, sequence)
                 await self._at(sequence)
             case ResyncNeeded(reason, _):
                 service.feed_lost(f"the replicated log broke off ({reason}); reloading")

@@ -161,7 +161,15 @@ async def test_a_follower_mirrors_the_holder_and_takes_over_without_a_gap(
                         assert on_holder.raw[sequence] == on_follower.raw[sequence], sequence
                     assert on_holder.chain_problems() == []
                     assert on_follower.chain_problems() == []
-                    # LIVE reads agree, and the follower's are LIVE too.
+
+                    # LIVE reads agree, and the follower's are LIVE too, once it has applied
+                    # every step the holder wrote (quotes and figures come between deltas).
+                    def applied_all() -> bool:
+                        journal, mirror = _live(first).journal, _live(second).mirror
+                        assert journal is not None and mirror is not None
+                        return journal.pending == 0 and mirror.position == journal.last_step
+
+                    await wait_until(lambda: _async(applied_all()), 10, "every step applied")
                     holder_view, count = await _positions(first.address)
                     follower_view, _ = await _positions(second.address)
                     assert count == 3
