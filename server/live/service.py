@@ -330,6 +330,11 @@ class LiveService:
         self._synced.set()
 
     @property
+    def feed_ok(self) -> bool:
+        """False while a follower cannot read the holder's records (``feed_lost``)."""
+        return self._feed_ok
+
+    @property
     def upstream_up(self) -> bool:
         return self._upstream_up
 

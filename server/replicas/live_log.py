@@ -181,21 +181,17 @@ class LiveJournal:
                 await self._store_snapshot(step, state)
 
     async def _append(self, step: int, payload: bytes) -> bool:
-        pause = RETRY_INITIAL_S
-        failing_since: float | None = None
         try:
-            return await self._append_retrying(step, payload, pause, failing_since)
+            return await self._append_retrying(step, payload)
         finally:
             if self._stalled:
                 self._stalled = False
                 self._service.feed_back()
 
-    async def _append_retrying(
-        self, step: int, payload: bytes, pause: float, failing_since: float | None
-    ) -> bool:
-        while True:
-            if self.stopped is not None:
-                return False
+    async def _append_retrying(self, step: int, payload: bytes) -> bool:
+        pause = RETRY_INITIAL_S
+        failing_since: float | None = None
+        while self.stopped is None:
             now = time.monotonic()
             if failing_since is not None and not self._stalled and now - failing_since > SILENCE_S:
                 # Its subscribers get nothing while the log takes nothing: say so.
@@ -206,14 +202,6 @@ class LiveJournal:
             started = time.perf_counter()
             try:
                 appended = await self._log.append(self._epoch, step, payload)
-            except LogUnavailable as exc:
-                logger.warning(
-                    "delta log: append of step %d not confirmed (%s); retrying", step, exc
-                )
-                failing_since = failing_since or now
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, RETRY_MAX_S)
-                continue
             except SequenceMismatch as exc:
                 if exc.expected == step + 1:
                     return True  # an earlier try that Redis did not confirm stored it
@@ -222,23 +210,24 @@ class LiveJournal:
             except Fenced as exc:
                 self._refused(f"the delta log refused this holder's epoch: {exc}")
                 return False
-            except DeltaLogError as exc:
-                self._refused(f"the delta log refused step {step}: {exc}")
-                return False
-            except ResponseError as exc:
-                # Redis's own refusal (OOM under noeviction, READONLY after a failover):
-                # nothing was appended; try again, as for a Redis that did not answer.
-                logger.warning("delta log: step %d refused by Redis (%s); retrying", step, exc)
+            except (LogUnavailable, ResponseError) as exc:
+                # No answer, or Redis's own refusal (OOM under noeviction, READONLY after a
+                # failover): nothing is known to be appended; the same step again.
+                logger.warning("delta log: step %d not appended (%s); retrying", step, exc)
                 failing_since = failing_since or now
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, RETRY_MAX_S)
                 continue
+            except DeltaLogError as exc:
+                self._refused(f"the delta log refused step {step}: {exc}")
+                return False
             finally:
                 self.append_seconds += time.perf_counter() - started
             if appended.new_log and step != 1 and not self._need_snapshot:
                 self._need_snapshot = True  # Redis lost the log: followers need a snapshot
                 self._wake.set()
             return True
+        return False
 
     async def _store_snapshot(self, step: int, state: bytes) -> None:
         try:
@@ -274,14 +263,18 @@ class LiveMirror:
         #: The last log step applied (None: no snapshot loaded yet).
         self.position: int | None = None
         self.reloads = 0
-        #: False while Redis cannot be read (or the log broke off) until the next step.
-        self.feed_up = True
         # The lease epoch of the writer of the last step applied (None: none yet).
         self._writer: int | None = None
         # The snapshot being loaded now (a failure skips past it), and when the last step
         # or snapshot was applied (loop time).
         self._loading: int | None = None
         self._last_at = 0.0
+
+    @property
+    def feed_up(self) -> bool:
+        """False while Redis cannot be read (or the log broke off) until the next step:
+        the live service's own flag (``feed_lost``/``feed_back``)."""
+        return self._service.feed_ok
 
     def start(self) -> None:
         self._last_at = asyncio.get_running_loop().time()
@@ -297,7 +290,6 @@ class LiveMirror:
             await asyncio.sleep(HEARTBEAT_S / 2)
             silent = loop.time() - self._last_at
             if self.feed_up and self.position is not None and silent > SILENCE_S:
-                self.feed_up = False
                 self._service.feed_lost(
                     f"no holder has written the login's delta log for {silent:.1f} s"
                 )
@@ -337,7 +329,6 @@ class LiveMirror:
                     exc_info=not expected,
                 )
                 self._service.feed_lost(f"reloading the holder's state: {exc}")
-                self.feed_up = False
                 self.reloads += 1
                 # The snapshot to start from: past one that could not load; at or after a
                 # new holder's first step (it stores one there); else any the log continues.
@@ -380,16 +371,13 @@ class LiveMirror:
             case ResyncNeeded(reason, _):
                 service.feed_lost(f"the replicated log broke off ({reason}); reloading")
                 self.position = None
-                self.feed_up = False
                 self.reloads += 1
             case RedisLost(error):
                 service.feed_lost(f"Redis cannot be read for the holder's live state: {error}")
-                self.feed_up = False
 
     async def _at(self, position: int) -> None:
         self.position = position
         self._last_at = asyncio.get_running_loop().time()
-        self.feed_up = True
         self._service.feed_back()
         async with self._moved:
             self._moved.notify_all()

@@ -27,6 +27,7 @@ from tests.replicas.gateway_replicas import (
     replica_env,
     wait_until,
 )
+from tests.replicas.stream_cluster import Sampler
 from trading_gateway.server.api.health import (
     SERVICE_LIVE,
     SERVING,
@@ -40,27 +41,6 @@ POLL = 0.1
 # Process start-up and scheduling on a loaded 2-core machine, added to every bound.
 SLACK = 2.0
 START_BOUND = 60.0
-
-
-class Sessions:
-    """Samples the simulator's live sessions and logins of the user every 20 ms."""
-
-    def __init__(self, sim: Simulator) -> None:
-        self._sim = sim
-        self.max_sessions = 0
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    def now(self) -> dict[str, int]:
-        return self._sim.control.user_counters()[str(self._sim.credentials["name"])]
-
-    async def _run(self) -> None:
-        while True:
-            self.max_sessions = max(self.max_sessions, self.now()["sessions"])
-            await asyncio.sleep(0.02)
-
-    async def aclose(self) -> None:
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
 
 
 class Cluster:
@@ -115,7 +95,7 @@ async def test_three_replicas_one_session_reads_everywhere_and_kill9_failover_re
     cluster: Cluster,
 ) -> None:
     sim = cluster.sim
-    sessions = Sessions(sim)
+    sessions = Sampler(sim)
     try:
         await cluster.start(3)
         expected = expected_accounts(sim)
@@ -177,7 +157,7 @@ async def test_a_holder_paused_past_its_lease_wakes_up_fenced_and_steps_down(
     cluster: Cluster,
 ) -> None:
     sim = cluster.sim
-    sessions = Sessions(sim)
+    sessions = Sampler(sim)
     try:
         await cluster.start(2)
         expected = expected_accounts(sim)

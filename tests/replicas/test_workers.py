@@ -29,7 +29,8 @@ from tradovate_gateway.v1 import trading_pb2_grpc as pb_grpc
 
 from tests.conftest import RedisServer, free_port
 from tests.replicas.gateway_replicas import ROOT, lease_holder_pid, replica_env, wait_until
-from tests.replicas.test_replica_gateways import Sessions, expected_accounts
+from tests.replicas.stream_cluster import Sampler
+from tests.replicas.test_replica_gateways import expected_accounts
 from trading_gateway.client import ClientError, TradingClient
 from trading_gateway.server.workers import (
     RESTART_FIRST_S,
@@ -186,7 +187,7 @@ async def test_workers_share_the_port_and_one_session_and_a_killed_worker_comes_
 ) -> None:
     deployment = f"w{secrets.token_hex(3)}"
     env = replica_env(sim, settled_redis.url, deployment, ttl=1.0, poll=0.1)
-    sessions = Sessions(sim)
+    sessions = Sampler(sim)
     redis = Redis.from_url(settled_redis.url, socket_timeout=2.0)
     gateway = await Supervised.start(env, WORKERS)
     try:
